@@ -1,0 +1,103 @@
+//! Operational endpoints and cross-cutting middleware.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use platform::ErrorKind;
+use serde_json::json;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tracing::Instrument;
+
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// `GET /health`: the process is up.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /ready`: every upstream answers its gRPC health check with SERVING.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let checks = futures::future::join_all(state.upstreams().iter().map(|(id, channel)| {
+        let mut client = HealthClient::new(channel.clone());
+        let id = *id;
+        async move {
+            let mut request = tonic::Request::new(HealthCheckRequest { service: id.grpc_service().to_string() });
+            request.set_timeout(Duration::from_secs(1));
+            let state = match tokio::time::timeout(Duration::from_secs(2), client.check(request)).await {
+                Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32 => "serving",
+                Ok(Ok(_)) => "not_serving",
+                Ok(Err(_)) | Err(_) => "unreachable",
+            };
+            (id.name(), state)
+        }
+    }))
+    .await;
+    let checks: BTreeMap<&str, &str> = checks.into_iter().collect();
+    if checks.values().all(|s| *s == "serving") {
+        Json(json!({"status": "ready", "checks": checks})).into_response()
+    } else {
+        let down: Vec<&str> = checks.iter().filter(|(_, s)| **s != "serving").map(|(n, _)| *n).collect();
+        Problem::new(ErrorKind::Unavailable, format!("not ready: {}", down.join(", ")))
+            .with_extra("checks", json!(checks))
+            .retry_after(5)
+            .into_response()
+    }
+}
+
+/// Unknown routes.
+pub async fn not_found(request: Request) -> Problem {
+    Problem::new(ErrorKind::NotFound, format!("no route for {} {}", request.method(), request.uri().path()))
+}
+
+/// A server span per request that continues the caller's W3C trace, and a
+/// `traceparent` on every response so clients can find the trace.
+pub async fn trace_request(request: Request, next: Next) -> Response {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| request.uri().path().to_string());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = %format!("{} {}", request.method(), route),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        request_id = %request_id,
+    );
+    let _ = span.set_parent(platform::telemetry::extract(request.headers()));
+    async move {
+        let mut response = next.run(request).await;
+        let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), "request done");
+        }
+        if let Some(traceparent) = platform::telemetry::current_traceparent() {
+            if let Ok(value) = HeaderValue::from_str(&traceparent) {
+                response.headers_mut().insert("traceparent", value);
+            }
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}

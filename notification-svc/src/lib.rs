@@ -1,0 +1,27 @@
+//! notification-svc: email (SMTP), SMS, web push, in-app feed, templates.
+//!
+//! [`build`] binds the configured address and serves `shop.notification.v1.NotificationService`
+//! with health and reflection; [`serve`] does the same on a listener the caller
+//! bound (port 0 in tests, or the all-in-one binary wiring peers first).
+
+pub mod api;
+
+use platform::{Config, Running, ServiceId};
+use proto::notification::notification_service_server::NotificationServiceServer;
+
+/// Which service this crate is.
+pub const SERVICE: ServiceId = ServiceId::Notification;
+
+/// Binds `GRPC_ADDR` (default `127.0.0.1:{port}`) and serves.
+pub async fn build(config: Config) -> anyhow::Result<Running> {
+    let listener = platform::grpc::bind(config.grpc_listen_addr(SERVICE)).await?;
+    serve(config, listener).await
+}
+
+/// Serves on an already-bound listener.
+pub async fn serve(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
+    let routes = tonic::service::Routes::new(NotificationServiceServer::new(api::NotificationApi::default()));
+    platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+        .serve(routes, listener)
+        .await
+}

@@ -1,0 +1,6 @@
+//! `order-svc` binary: configuration from the environment, then
+//! [`order_svc::build`] until Ctrl-C or SIGTERM.
+
+fn main() -> std::process::ExitCode {
+    platform::runtime::run_service(order_svc::SERVICE, order_svc::build)
+}

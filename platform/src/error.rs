@@ -1,0 +1,268 @@
+//! The one table that maps error kinds to a gRPC [`Code`] and an HTTP status.
+//!
+//! Services return `tonic::Status` built from an [`ErrorKind`]; the gateway
+//! turns any `Status` back into a kind and from there into the HTTP status of
+//! its problem document. Keeping both directions in one table means a new
+//! kind cannot be mapped on one side and forgotten on the other.
+
+use http::StatusCode;
+use tonic::Code;
+
+/// What went wrong, independent of the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Well-formed request with invalid fields (gRPC INVALID_ARGUMENT, HTTP 422).
+    InvalidArgument,
+    /// Request body could not be parsed at all (HTTP 400). Over gRPC it is an
+    /// INVALID_ARGUMENT too: gRPC has no separate code for it.
+    Malformed,
+    /// Missing, invalid or expired credentials (401).
+    Unauthenticated,
+    /// Authenticated but not allowed (403).
+    PermissionDenied,
+    /// Unknown resource, or one the caller may not see (404).
+    NotFound,
+    /// Unique constraint hit: duplicate email, SKU… (409).
+    AlreadyExists,
+    /// Operation not allowed in the resource's current state: insufficient
+    /// stock, invalid state transition (409).
+    FailedPrecondition,
+    /// Concurrent modification or idempotency key reused with another body (409).
+    Aborted,
+    /// Refund or amount beyond what is allowed (409 over HTTP, OUT_OF_RANGE over gRPC).
+    OutOfRange,
+    /// Request body larger than allowed (413). gRPC answers RESOURCE_EXHAUSTED
+    /// for oversized messages, which maps back to [`ErrorKind::RateLimited`].
+    PayloadTooLarge,
+    /// Rate limited or overloaded (429).
+    RateLimited,
+    /// RPC or operation not implemented (501).
+    Unimplemented,
+    /// A dependency is down; retry later (503).
+    Unavailable,
+    /// The deadline ran out (504).
+    DeadlineExceeded,
+    /// The caller went away (499 in the nginx convention; never sent to a live client).
+    Cancelled,
+    /// Our fault. Clients see a generic message (500).
+    Internal,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Mapping {
+    pub kind: ErrorKind,
+    pub code: Code,
+    pub http: u16,
+    /// Short human title used in problem documents.
+    pub title: &'static str,
+    /// Whether a caller may retry the same request unchanged.
+    pub retryable: bool,
+}
+
+/// The table. For a code or HTTP status that several kinds share, the first
+/// row wins when mapping back.
+pub const TABLE: &[Mapping] = &[
+    row(ErrorKind::InvalidArgument, Code::InvalidArgument, 422, "Invalid request", false),
+    row(ErrorKind::Malformed, Code::InvalidArgument, 400, "Malformed request", false),
+    row(ErrorKind::Unauthenticated, Code::Unauthenticated, 401, "Unauthenticated", false),
+    row(ErrorKind::PermissionDenied, Code::PermissionDenied, 403, "Forbidden", false),
+    row(ErrorKind::NotFound, Code::NotFound, 404, "Not found", false),
+    row(ErrorKind::AlreadyExists, Code::AlreadyExists, 409, "Already exists", false),
+    row(ErrorKind::FailedPrecondition, Code::FailedPrecondition, 409, "Conflict", false),
+    row(ErrorKind::Aborted, Code::Aborted, 409, "Conflict", true),
+    row(ErrorKind::OutOfRange, Code::OutOfRange, 409, "Out of range", false),
+    row(ErrorKind::RateLimited, Code::ResourceExhausted, 429, "Too many requests", true),
+    row(ErrorKind::PayloadTooLarge, Code::ResourceExhausted, 413, "Payload too large", false),
+    row(ErrorKind::Unimplemented, Code::Unimplemented, 501, "Not implemented", false),
+    row(ErrorKind::Unavailable, Code::Unavailable, 503, "Service unavailable", true),
+    row(ErrorKind::DeadlineExceeded, Code::DeadlineExceeded, 504, "Gateway timeout", true),
+    row(ErrorKind::Cancelled, Code::Cancelled, 499, "Client closed request", false),
+    row(ErrorKind::Internal, Code::Internal, 500, "Internal error", false),
+];
+
+const fn row(kind: ErrorKind, code: Code, http: u16, title: &'static str, retryable: bool) -> Mapping {
+    Mapping { kind, code, http, title, retryable }
+}
+
+impl ErrorKind {
+    /// Every kind, in table order.
+    pub fn all() -> impl Iterator<Item = ErrorKind> {
+        TABLE.iter().map(|m| m.kind)
+    }
+
+    pub fn mapping(self) -> &'static Mapping {
+        TABLE
+            .iter()
+            .find(|m| m.kind == self)
+            .expect("every ErrorKind has a row in TABLE")
+    }
+
+    pub fn grpc_code(self) -> Code {
+        self.mapping().code
+    }
+
+    pub fn http_status(self) -> StatusCode {
+        StatusCode::from_u16(self.mapping().http).expect("table holds valid HTTP statuses")
+    }
+
+    pub fn title(self) -> &'static str {
+        self.mapping().title
+    }
+
+    pub fn is_retryable(self) -> bool {
+        self.mapping().retryable
+    }
+
+    /// The kind a gRPC code stands for. Codes with no row of their own
+    /// (UNKNOWN, DATA_LOSS) are internal errors.
+    pub fn from_grpc_code(code: Code) -> ErrorKind {
+        TABLE
+            .iter()
+            .find(|m| m.code == code)
+            .map(|m| m.kind)
+            .unwrap_or(ErrorKind::Internal)
+    }
+
+    /// The kind an HTTP status stands for, for statuses in the table; other
+    /// 4xx are invalid requests and other 5xx internal errors.
+    pub fn from_http_status(status: StatusCode) -> Option<ErrorKind> {
+        if let Some(m) = TABLE.iter().find(|m| m.http == status.as_u16()) {
+            return Some(m.kind);
+        }
+        if status.is_client_error() {
+            Some(ErrorKind::InvalidArgument)
+        } else if status.is_server_error() {
+            Some(ErrorKind::Internal)
+        } else {
+            None
+        }
+    }
+
+    /// A `tonic::Status` of this kind with a message for the client.
+    pub fn status(self, message: impl Into<String>) -> tonic::Status {
+        tonic::Status::new(self.grpc_code(), message)
+    }
+}
+
+impl From<Code> for ErrorKind {
+    fn from(code: Code) -> Self {
+        ErrorKind::from_grpc_code(code)
+    }
+}
+
+impl From<ErrorKind> for Code {
+    fn from(kind: ErrorKind) -> Self {
+        kind.grpc_code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_exactly_one_row() {
+        for kind in ErrorKind::all() {
+            assert_eq!(TABLE.iter().filter(|m| m.kind == kind).count(), 1, "{kind:?}");
+        }
+        // Every variant of the enum appears (match is exhaustive: adding a
+        // variant without a row fails to compile here).
+        for kind in ErrorKind::all() {
+            match kind {
+                ErrorKind::InvalidArgument
+                | ErrorKind::Malformed
+                | ErrorKind::Unauthenticated
+                | ErrorKind::PermissionDenied
+                | ErrorKind::NotFound
+                | ErrorKind::AlreadyExists
+                | ErrorKind::FailedPrecondition
+                | ErrorKind::Aborted
+                | ErrorKind::OutOfRange
+                | ErrorKind::PayloadTooLarge
+                | ErrorKind::RateLimited
+                | ErrorKind::Unimplemented
+                | ErrorKind::Unavailable
+                | ErrorKind::DeadlineExceeded
+                | ErrorKind::Cancelled
+                | ErrorKind::Internal => {}
+            }
+        }
+        assert_eq!(TABLE.len(), 16);
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_grpc_to_the_same_http_status() {
+        for kind in ErrorKind::all() {
+            let back = ErrorKind::from_grpc_code(kind.grpc_code());
+            assert_eq!(back.grpc_code(), kind.grpc_code(), "{kind:?}");
+            // Kinds that own their code come back unchanged.
+            let shared = TABLE.iter().filter(|m| m.code == kind.grpc_code()).count() > 1;
+            if !shared {
+                assert_eq!(back, kind, "{kind:?} via {:?}", kind.grpc_code());
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_http() {
+        for kind in ErrorKind::all() {
+            let back = ErrorKind::from_http_status(kind.http_status()).expect("error status");
+            assert_eq!(back.http_status(), kind.http_status(), "{kind:?}");
+            let shared = TABLE.iter().filter(|m| m.http == kind.mapping().http).count() > 1;
+            if !shared {
+                assert_eq!(back, kind, "{kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_grpc_code_maps_to_an_http_error_status() {
+        let codes = [
+            Code::Ok,
+            Code::Cancelled,
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::DeadlineExceeded,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::Unavailable,
+            Code::DataLoss,
+            Code::Unauthenticated,
+        ];
+        for code in codes {
+            let status = ErrorKind::from_grpc_code(code).http_status();
+            assert!(status.as_u16() >= 400, "{code:?} -> {status}");
+        }
+    }
+
+    #[test]
+    fn conventions_of_the_shared_table_hold() {
+        assert_eq!(ErrorKind::NotFound.http_status(), StatusCode::NOT_FOUND);
+        assert_eq!(ErrorKind::from(Code::InvalidArgument).http_status(), 422);
+        assert_eq!(ErrorKind::from(Code::AlreadyExists).http_status(), 409);
+        assert_eq!(ErrorKind::from(Code::Aborted).http_status(), 409);
+        assert_eq!(ErrorKind::from(Code::FailedPrecondition).http_status(), 409);
+        assert_eq!(ErrorKind::from(Code::ResourceExhausted).http_status(), 429);
+        assert_eq!(ErrorKind::from(Code::Unavailable).http_status(), 503);
+        assert_eq!(ErrorKind::from(Code::DeadlineExceeded).http_status(), 504);
+        assert_eq!(ErrorKind::from(Code::Unknown), ErrorKind::Internal);
+        assert_eq!(ErrorKind::from(Code::DataLoss).http_status(), 500);
+        assert_eq!(ErrorKind::from_http_status(StatusCode::PAYLOAD_TOO_LARGE), Some(ErrorKind::PayloadTooLarge));
+        assert_eq!(ErrorKind::from_http_status(StatusCode::BAD_REQUEST), Some(ErrorKind::Malformed));
+        assert_eq!(ErrorKind::from_http_status(StatusCode::IM_A_TEAPOT), Some(ErrorKind::InvalidArgument));
+        assert_eq!(ErrorKind::from_http_status(StatusCode::OK), None);
+        assert!(ErrorKind::Unavailable.is_retryable());
+        assert!(!ErrorKind::InvalidArgument.is_retryable());
+        let status = ErrorKind::NotFound.status("no such order");
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "no such order");
+    }
+}

@@ -1,0 +1,13 @@
+//! Shared runtime of every shopmesh service: configuration, telemetry, gRPC
+//! server and client plumbing, the error table, and process lifecycle. No
+//! business logic lives here.
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod runtime;
+pub mod telemetry;
+
+pub use config::{Config, ConfigError, DatabaseUrl, PeerAddr, ServiceId};
+pub use error::ErrorKind;
+pub use runtime::Running;

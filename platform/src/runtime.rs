@@ -1,0 +1,158 @@
+//! Process lifecycle: a running component, its background tasks, signals,
+//! and the `main` of every single-service binary.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ServiceId};
+
+/// A started component (a gRPC service or the gateway): where it listens,
+/// and the tasks that stop together when it shuts down.
+#[derive(Debug)]
+pub struct Running {
+    name: String,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    pub fn new(name: impl Into<String>, addr: SocketAddr) -> Self {
+        Self { name: name.into(), addr, cancel: CancellationToken::new(), tasks: TaskTracker::new() }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address actually bound (the real port when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Cancelled when shutdown begins; background tasks watch it.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Runs `task` until it ends; shutdown waits for it. The task must end
+    /// soon after [`Running::cancel_token`] is cancelled.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Resolves when shutdown has begun (from [`Running::shutdown`] or a
+    /// task that gave up).
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    /// Stops accepting work, lets in-flight requests finish, waits for every
+    /// task.
+    pub async fn shutdown(self) {
+        tracing::info!(component = %self.name, "shutting down");
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        tracing::info!(component = %self.name, "stopped");
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// Loads the configuration or explains in one line why it cannot.
+pub fn load_config(program: &str) -> Result<Config, ExitCode> {
+    Config::from_env(program).map_err(|err| {
+        eprintln!("{program}: configuration error: {err}");
+        ExitCode::from(2)
+    })
+}
+
+/// The whole `main` of a single-service binary: config, telemetry, build,
+/// wait for a signal, shut down. Errors end the process with one line on
+/// stderr and a non-zero status, never a panic.
+pub fn run_service<F, Fut>(service: ServiceId, build: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<Running>>,
+{
+    let program = service.binary();
+    let config = match load_config(program) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    run_main(program, &config, |config| async move {
+        let running = build(config).await?;
+        tracing::info!(service = %service, addr = %running.addr(), grpc = service.grpc_service(), "serving");
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = running.cancelled() => tracing::warn!("a task stopped the service"),
+        }
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Builds the runtime, starts telemetry and runs `body` to completion,
+/// turning any error into one line on stderr and exit status 1.
+pub fn run_main<F, Fut>(program: &str, config: &Config, body: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{program}: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let _guard = crate::telemetry::init(&config.telemetry)?;
+        body(config.clone()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{program}: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds a TCP listener, with the address in the error.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context as _;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}

@@ -1,0 +1,331 @@
+//! Logs and traces.
+//!
+//! [`init`] installs one `tracing` subscriber per process: JSON log lines
+//! (or a compact human format) that carry the OpenTelemetry `trace_id` and
+//! `span_id` of the span they happen in, and an OpenTelemetry layer whose
+//! spans are exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//! set (Jaeger ingests OTLP directly). Trace ids exist even without an
+//! exporter, so logs can always be correlated and the gateway can always
+//! answer with a `traceparent`.
+//!
+//! W3C trace context crosses process boundaries through [`extract`] and
+//! [`inject`] over HTTP headers and gRPC metadata.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use anyhow::Context as _;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{LogFormat, TelemetryConfig};
+
+/// Flushes and shuts down the exporter when dropped. Keep it alive for the
+/// life of the process.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(err) = provider.shutdown() {
+                eprintln!("telemetry: exporter shutdown failed: {err}");
+            }
+        }
+    }
+}
+
+impl fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryGuard").field("exporting", &self.provider.is_some()).finish()
+    }
+}
+
+fn propagator() -> &'static TraceContextPropagator {
+    static PROPAGATOR: OnceLock<TraceContextPropagator> = OnceLock::new();
+    PROPAGATOR.get_or_init(TraceContextPropagator::new)
+}
+
+/// Installs the process-wide subscriber. A second call (tests starting
+/// several meshes in one process) keeps the first subscriber and returns a
+/// guard that does nothing.
+pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name(config.service_name.clone())
+            .build(),
+    );
+    let exporting = config.otlp_endpoint.is_some();
+    if let Some(endpoint) = &config.otlp_endpoint {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .with_context(|| format!("building the OTLP exporter for {endpoint}"))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer(config.service_name.clone());
+
+    let filter = EnvFilter::try_new(&config.log_filter)
+        .with_context(|| format!("invalid RUST_LOG={:?}", config.log_filter))?;
+    let fmt_layer = match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonWithTrace)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+    };
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .try_init()
+        .is_ok();
+    if installed {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        if exporting {
+            tracing::info!(endpoint = ?config.otlp_endpoint, "exporting traces over OTLP");
+        }
+        Ok(TelemetryGuard { provider: Some(provider) })
+    } else {
+        let _ = provider.shutdown();
+        Ok(TelemetryGuard { provider: None })
+    }
+}
+
+/// For tests: traces without export; logs only when `TEST_LOG` is set.
+pub fn init_for_tests() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let config = TelemetryConfig {
+            service_name: "test".into(),
+            otlp_endpoint: None,
+            log_format: LogFormat::Pretty,
+            log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        };
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::mem::forget(init(&config));
+        } else {
+            opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+            let provider = SdkTracerProvider::builder().build();
+            let tracer = provider.tracer("test");
+            let _ = tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(tracer))
+                .try_init();
+            opentelemetry::global::set_tracer_provider(provider);
+        }
+    });
+}
+
+/// Reads W3C trace context from HTTP headers (and so from gRPC metadata,
+/// which travels as HTTP/2 headers).
+pub fn extract(headers: &http::HeaderMap) -> opentelemetry::Context {
+    propagator().extract(&HeaderExtractor(headers))
+}
+
+/// Writes the trace context of `cx` as `traceparent` / `tracestate`.
+pub fn inject(cx: &opentelemetry::Context, headers: &mut http::HeaderMap) {
+    propagator().inject_context(cx, &mut HeaderInjector(headers));
+}
+
+/// Writes the trace context of `cx` into gRPC request metadata.
+pub fn inject_metadata(cx: &opentelemetry::Context, metadata: &mut tonic::metadata::MetadataMap) {
+    propagator().inject_context(cx, &mut MetadataInjector(metadata));
+}
+
+/// The OpenTelemetry context of the current `tracing` span.
+pub fn current_context() -> opentelemetry::Context {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    tracing::Span::current().context()
+}
+
+/// The `traceparent` value of the current span, if it is sampled into a trace.
+pub fn current_traceparent() -> Option<String> {
+    let mut headers = http::HeaderMap::new();
+    inject(&current_context(), &mut headers);
+    headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(key.as_bytes()), http::HeaderValue::from_str(&value))
+        {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_str()),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// One JSON object per line: timestamp, level, target, message, the event's
+/// fields, the current span and its fields, and the trace and span ids.
+struct JsonWithTrace;
+
+impl<S, N> FormatEvent<S, N> for JsonWithTrace
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let mut line = serde_json::Map::new();
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        line.insert("timestamp".into(), timestamp.into());
+        let meta = event.metadata();
+        line.insert("level".into(), meta.level().as_str().into());
+        line.insert("target".into(), meta.target().into());
+
+        let mut visitor = JsonVisitor::default();
+        event.record(&mut visitor);
+        if let Some(message) = visitor.fields.remove("message") {
+            line.insert("message".into(), message);
+        }
+        if !visitor.fields.is_empty() {
+            line.insert("fields".into(), visitor.fields.into());
+        }
+
+        if let Some(span) = ctx.lookup_current() {
+            let trace = tracing::dispatcher::get_default(|dispatch| {
+                tracing_opentelemetry::get_otel_context(&span.id(), dispatch)
+            });
+            if let Some(cx) = trace {
+                let span_context = cx.span().span_context().clone();
+                if span_context.is_valid() {
+                    line.insert("trace_id".into(), span_context.trace_id().to_string().into());
+                    line.insert("span_id".into(), span_context.span_id().to_string().into());
+                }
+            }
+            line.insert("span".into(), span.name().into());
+            let extensions = span.extensions();
+            if let Some(fields) = extensions.get::<FormattedFields<N>>() {
+                if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(fields) {
+                    if !map.is_empty() {
+                        line.insert("span_fields".into(), map.into());
+                    }
+                }
+            }
+        }
+        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+#[derive(Default)]
+struct JsonVisitor {
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl tracing::field::Visit for JsonVisitor {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        self.fields.insert(field.name().into(), format!("{value:?}").into());
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.fields.insert(field.name().into(), value.into());
+    }
+
+    fn record_error(&mut self, field: &tracing::field::Field, value: &(dyn std::error::Error + 'static)) {
+        // The whole cause chain, so logs show why.
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        self.fields.insert(field.name().into(), text.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_context_round_trips_through_headers_and_metadata() {
+        init_for_tests();
+        let span = tracing::info_span!("outer");
+        let _entered = span.enter();
+        let cx = current_context();
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_valid(), "the test subscriber creates real trace ids");
+
+        let mut headers = http::HeaderMap::new();
+        inject(&cx, &mut headers);
+        let traceparent = headers.get("traceparent").unwrap().to_str().unwrap().to_string();
+        assert!(traceparent.contains(&sc.trace_id().to_string()), "{traceparent}");
+
+        let back = extract(&headers);
+        assert_eq!(back.span().span_context().trace_id(), sc.trace_id());
+
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        inject_metadata(&cx, &mut metadata);
+        let back = extract(&metadata.into_headers());
+        assert_eq!(back.span().span_context().trace_id(), sc.trace_id());
+        assert_eq!(current_traceparent().as_deref(), Some(traceparent.as_str()));
+    }
+
+    #[test]
+    fn garbage_traceparent_is_ignored() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", http::HeaderValue::from_static("not-a-trace"));
+        assert!(!extract(&headers).span().span_context().is_valid());
+    }
+}

@@ -1,0 +1,27 @@
+//! shipping-svc: shipments, carrier adapter, tracking, carrier webhooks.
+//!
+//! [`build`] binds the configured address and serves `shop.shipping.v1.ShippingService`
+//! with health and reflection; [`serve`] does the same on a listener the caller
+//! bound (port 0 in tests, or the all-in-one binary wiring peers first).
+
+pub mod api;
+
+use platform::{Config, Running, ServiceId};
+use proto::shipping::shipping_service_server::ShippingServiceServer;
+
+/// Which service this crate is.
+pub const SERVICE: ServiceId = ServiceId::Shipping;
+
+/// Binds `GRPC_ADDR` (default `127.0.0.1:{port}`) and serves.
+pub async fn build(config: Config) -> anyhow::Result<Running> {
+    let listener = platform::grpc::bind(config.grpc_listen_addr(SERVICE)).await?;
+    serve(config, listener).await
+}
+
+/// Serves on an already-bound listener.
+pub async fn serve(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
+    let routes = tonic::service::Routes::new(ShippingServiceServer::new(api::ShippingApi::default()));
+    platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+        .serve(routes, listener)
+        .await
+}

@@ -1,0 +1,174 @@
+//! The all-in-one shopmesh process: the seven gRPC services and the gateway,
+//! talking real gRPC to each other over loopback.
+//!
+//! [`Mesh::start`] binds every listener first (port 0 is fine), points each
+//! service's peers at the addresses actually bound, then starts them, so
+//! tests run whole meshes side by side and `cargo run` uses the default
+//! ports.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use platform::config::{ConfigError, PeerAddr};
+use platform::{Config, Running, ServiceId};
+
+/// Where each part of the mesh listens.
+#[derive(Debug, Clone)]
+pub struct MeshAddrs {
+    pub services: HashMap<ServiceId, SocketAddr>,
+    pub gateway: SocketAddr,
+}
+
+impl MeshAddrs {
+    /// Every service and the gateway on a free loopback port.
+    pub fn ephemeral() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self { services: ServiceId::ALL.iter().map(|&id| (id, any)).collect(), gateway: any }
+    }
+
+    /// From `<SVC>_ADDR` and `HTTP_ADDR` (defaults: the loopback default
+    /// ports). In one process these are listen addresses, so they must be
+    /// `IP:port`.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let mut services = HashMap::new();
+        for id in ServiceId::ALL {
+            let peer = config.peers.get(id);
+            let addr = peer
+                .uri()
+                .trim_start_matches("http://")
+                .parse::<SocketAddr>()
+                .map_err(|_| {
+                    ConfigError::new(id.addr_var(), peer.uri(), "the all-in-one binary listens there, so it must be IP:port")
+                })?;
+            services.insert(id, addr);
+        }
+        Ok(Self { services, gateway: config.http_addr })
+    }
+}
+
+/// A running mesh.
+#[derive(Debug)]
+pub struct Mesh {
+    services: Vec<Running>,
+    service_addrs: HashMap<ServiceId, SocketAddr>,
+    gateway: Running,
+}
+
+type ServeFn = fn(Config, tokio::net::TcpListener) -> Pin<Box<dyn Future<Output = anyhow::Result<Running>> + Send>>;
+
+fn serve_fn(id: ServiceId) -> ServeFn {
+    match id {
+        ServiceId::User => |c, l| Box::pin(user_svc::serve(c, l)),
+        ServiceId::Product => |c, l| Box::pin(product_svc::serve(c, l)),
+        ServiceId::Order => |c, l| Box::pin(order_svc::serve(c, l)),
+        ServiceId::Payment => |c, l| Box::pin(payment_svc::serve(c, l)),
+        ServiceId::Shipping => |c, l| Box::pin(shipping_svc::serve(c, l)),
+        ServiceId::Notification => |c, l| Box::pin(notification_svc::serve(c, l)),
+        ServiceId::Recommendation => |c, l| Box::pin(recommendation_svc::serve(c, l)),
+    }
+}
+
+impl Mesh {
+    /// Binds everything, wires peers to the bound addresses, starts every
+    /// service and then the gateway.
+    pub async fn start(mut config: Config, addrs: &MeshAddrs) -> anyhow::Result<Mesh> {
+        let mut listeners = Vec::new();
+        let mut service_addrs = HashMap::new();
+        for id in ServiceId::ALL {
+            let listener = platform::runtime::bind(addrs.services[&id])
+                .await
+                .with_context(|| format!("{id} (set {} to move it)", id.addr_var()))?;
+            let addr = listener.local_addr()?;
+            config.peers.set(id, PeerAddr::from_socket(addr));
+            service_addrs.insert(id, addr);
+            listeners.push((id, listener));
+        }
+        let gateway_listener = platform::runtime::bind(addrs.gateway)
+            .await
+            .context("gateway (set HTTP_ADDR to move it)")?;
+
+        let mut services = Vec::new();
+        for (id, listener) in listeners {
+            match serve_fn(id)(config.clone(), listener).await {
+                Ok(running) => services.push(running),
+                Err(err) => {
+                    for running in services {
+                        running.shutdown().await;
+                    }
+                    return Err(err.context(format!("starting {id}")));
+                }
+            }
+        }
+        let gateway = match gateway::serve(config, gateway_listener).await {
+            Ok(gateway) => gateway,
+            Err(err) => {
+                for running in services {
+                    running.shutdown().await;
+                }
+                return Err(err.context("starting the gateway"));
+            }
+        };
+        Ok(Mesh { services, service_addrs, gateway })
+    }
+
+    pub fn gateway_addr(&self) -> SocketAddr {
+        self.gateway.addr()
+    }
+
+    /// `http://IP:port` of the gateway.
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}", self.gateway.addr())
+    }
+
+    pub fn grpc_addr(&self, id: ServiceId) -> SocketAddr {
+        self.service_addrs[&id]
+    }
+
+    /// Resolves when any part stops on its own (a server failed).
+    pub async fn any_stopped(&self) {
+        let parts = self.services.iter().chain(std::iter::once(&self.gateway));
+        let waits: Vec<_> = parts.map(|r| Box::pin(r.cancelled())).collect();
+        futures::future::select_all(waits).await;
+    }
+
+    /// Gateway first (stop taking requests), then the services.
+    pub async fn shutdown(self) {
+        self.gateway.shutdown().await;
+        for running in self.services {
+            running.shutdown().await;
+        }
+    }
+}
+
+/// The `main` of the all-in-one binary.
+pub fn main() -> ExitCode {
+    let config = match platform::runtime::load_config("shopmesh") {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let addrs = match MeshAddrs::from_config(&config) {
+        Ok(addrs) => addrs,
+        Err(err) => {
+            eprintln!("shopmesh: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    platform::runtime::run_main("shopmesh", &config, |config| async move {
+        let mesh = Mesh::start(config, &addrs).await?;
+        for id in ServiceId::ALL {
+            tracing::info!(service = %id, addr = %mesh.grpc_addr(id), grpc = id.grpc_service(), "serving");
+        }
+        tracing::info!(addr = %mesh.gateway_addr(), "gateway listening");
+        println!("shopmesh is up: gateway on {} (GET /health, /ready)", mesh.gateway_url());
+        tokio::select! {
+            () = platform::runtime::shutdown_signal() => {}
+            () = mesh.any_stopped() => tracing::error!("a component stopped; shutting down"),
+        }
+        mesh.shutdown().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,6 @@
+//! `user-svc` binary: configuration from the environment, then
+//! [`user_svc::build`] until Ctrl-C or SIGTERM.
+
+fn main() -> std::process::ExitCode {
+    platform::runtime::run_service(user_svc::SERVICE, user_svc::build)
+}
