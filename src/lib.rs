@@ -27,7 +27,10 @@ impl MeshAddrs {
     /// Every service and the gateway on a free loopback port.
     pub fn ephemeral() -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self { services: ServiceId::ALL.iter().map(|&id| (id, any)).collect(), gateway: any }
+        Self {
+            services: ServiceId::ALL.iter().map(|&id| (id, any)).collect(),
+            gateway: any,
+        }
     }
 
     /// From `<SVC>_ADDR` and `HTTP_ADDR` (defaults: the loopback default
@@ -42,11 +45,18 @@ impl MeshAddrs {
                 .trim_start_matches("http://")
                 .parse::<SocketAddr>()
                 .map_err(|_| {
-                    ConfigError::new(id.addr_var(), peer.uri(), "the all-in-one binary listens there, so it must be IP:port")
+                    ConfigError::new(
+                        id.addr_var(),
+                        peer.uri(),
+                        "the all-in-one binary listens there, so it must be IP:port",
+                    )
                 })?;
             services.insert(id, addr);
         }
-        Ok(Self { services, gateway: config.http_addr })
+        Ok(Self {
+            services,
+            gateway: config.http_addr,
+        })
     }
 }
 
@@ -58,7 +68,10 @@ pub struct Mesh {
     gateway: Running,
 }
 
-type ServeFn = fn(Config, tokio::net::TcpListener) -> Pin<Box<dyn Future<Output = anyhow::Result<Running>> + Send>>;
+type ServeFn = fn(
+    Config,
+    tokio::net::TcpListener,
+) -> Pin<Box<dyn Future<Output = anyhow::Result<Running>> + Send>>;
 
 fn serve_fn(id: ServiceId) -> ServeFn {
     match id {
@@ -112,7 +125,11 @@ impl Mesh {
                 return Err(err.context("starting the gateway"));
             }
         };
-        Ok(Mesh { services, service_addrs, gateway })
+        Ok(Mesh {
+            services,
+            service_addrs,
+            gateway,
+        })
     }
 
     pub fn gateway_addr(&self) -> SocketAddr {
@@ -163,7 +180,10 @@ pub fn main() -> ExitCode {
             tracing::info!(service = %id, addr = %mesh.grpc_addr(id), grpc = id.grpc_service(), "serving");
         }
         tracing::info!(addr = %mesh.gateway_addr(), "gateway listening");
-        println!("shopmesh is up: gateway on {} (GET /health, /ready)", mesh.gateway_url());
+        println!(
+            "shopmesh is up: gateway on {} (GET /health, /ready)",
+            mesh.gateway_url()
+        );
         tokio::select! {
             () = platform::runtime::shutdown_signal() => {}
             () = mesh.any_stopped() => tracing::error!("a component stopped; shutting down"),

@@ -29,10 +29,16 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         let mut client = HealthClient::new(channel.clone());
         let id = *id;
         async move {
-            let mut request = tonic::Request::new(HealthCheckRequest { service: id.grpc_service().to_string() });
+            let mut request = tonic::Request::new(HealthCheckRequest {
+                service: id.grpc_service().to_string(),
+            });
             request.set_timeout(Duration::from_secs(1));
-            let state = match tokio::time::timeout(Duration::from_secs(2), client.check(request)).await {
-                Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32 => "serving",
+            let state = match tokio::time::timeout(Duration::from_secs(2), client.check(request))
+                .await
+            {
+                Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32 => {
+                    "serving"
+                }
                 Ok(Ok(_)) => "not_serving",
                 Ok(Err(_)) | Err(_) => "unreachable",
             };
@@ -44,17 +50,27 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if checks.values().all(|s| *s == "serving") {
         Json(json!({"status": "ready", "checks": checks})).into_response()
     } else {
-        let down: Vec<&str> = checks.iter().filter(|(_, s)| **s != "serving").map(|(n, _)| *n).collect();
-        Problem::new(ErrorKind::Unavailable, format!("not ready: {}", down.join(", ")))
-            .with_extra("checks", json!(checks))
-            .retry_after(5)
-            .into_response()
+        let down: Vec<&str> = checks
+            .iter()
+            .filter(|(_, s)| **s != "serving")
+            .map(|(n, _)| *n)
+            .collect();
+        Problem::new(
+            ErrorKind::Unavailable,
+            format!("not ready: {}", down.join(", ")),
+        )
+        .with_extra("checks", json!(checks))
+        .retry_after(5)
+        .into_response()
     }
 }
 
 /// Unknown routes.
 pub async fn not_found(request: Request) -> Problem {
-    Problem::new(ErrorKind::NotFound, format!("no route for {} {}", request.method(), request.uri().path()))
+    Problem::new(
+        ErrorKind::NotFound,
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
 }
 
 /// A server span per request that continues the caller's W3C trace, and a

@@ -54,7 +54,9 @@ impl Problem {
     }
 
     pub fn with_extra(mut self, key: &str, value: serde_json::Value) -> Self {
-        self.extra.get_or_insert_with(Default::default).insert(key.to_string(), value);
+        self.extra
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value);
         self
     }
 
@@ -74,7 +76,10 @@ impl Problem {
             }
             ErrorKind::Unavailable | ErrorKind::DeadlineExceeded => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "upstream unavailable");
-                Problem::new(kind, "a service this request needs is unavailable; try again shortly")
+                Problem::new(
+                    kind,
+                    "a service this request needs is unavailable; try again shortly",
+                )
             }
             _ => Problem::new(kind, status.message()),
         }

@@ -21,9 +21,16 @@ impl AppState {
     pub fn connect(config: &Config) -> anyhow::Result<Self> {
         let upstreams = ServiceId::ALL
             .iter()
-            .map(|&id| Ok((id, platform::grpc::channel(config.peers.get(id), &config.grpc)?)))
+            .map(|&id| {
+                Ok((
+                    id,
+                    platform::grpc::channel(config.peers.get(id), &config.grpc)?,
+                ))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { inner: Arc::new(Inner { upstreams }) })
+        Ok(Self {
+            inner: Arc::new(Inner { upstreams }),
+        })
     }
 
     /// Every upstream service and its channel.

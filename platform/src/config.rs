@@ -22,7 +22,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(var: &str, value: &str, reason: impl Into<String>) -> Self {
-        Self { var: var.to_string(), value: value.to_string(), reason: reason.into() }
+        Self {
+            var: var.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -59,7 +63,10 @@ pub struct Vars<'a>(pub &'a dyn Source);
 
 impl Vars<'_> {
     pub fn raw(&self, key: &str) -> Option<String> {
-        self.0.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     }
 
     /// Parses `key` with `parse`, which explains what it expected on failure.
@@ -70,7 +77,9 @@ impl Vars<'_> {
     ) -> Result<Option<T>, ConfigError> {
         match self.raw(key) {
             None => Ok(None),
-            Some(value) => parse(&value).map(Some).map_err(|reason| ConfigError::new(key, &value, reason)),
+            Some(value) => parse(&value)
+                .map(Some)
+                .map_err(|reason| ConfigError::new(key, &value, reason)),
         }
     }
 
@@ -79,11 +88,15 @@ impl Vars<'_> {
     }
 
     pub fn number<T: FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, ConfigError> {
-        self.parse_with(key, |v| v.parse::<T>().map_err(|_| format!("expected {what}")))
+        self.parse_with(key, |v| {
+            v.parse::<T>().map_err(|_| format!("expected {what}"))
+        })
     }
 
     pub fn millis(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
-        Ok(self.number::<u64>(key, "a whole number of milliseconds")?.map(Duration::from_millis))
+        Ok(self
+            .number::<u64>(key, "a whole number of milliseconds")?
+            .map(Duration::from_millis))
     }
 
     pub fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
@@ -97,12 +110,17 @@ impl Vars<'_> {
     pub fn url(&self, key: &str, schemes: &[&str]) -> Result<Option<String>, ConfigError> {
         self.parse_with(key, |v| {
             let scheme = v.split_once("://").map(|(s, _)| s).ok_or_else(|| {
-                format!("expected a URL starting with {}", schemes.join("://, ") + "://")
+                format!(
+                    "expected a URL starting with {}",
+                    schemes.join("://, ") + "://"
+                )
             })?;
             if schemes.contains(&scheme) {
                 Ok(v.to_string())
             } else {
-                Err(format!("unsupported scheme {scheme:?}; expected one of {schemes:?}"))
+                Err(format!(
+                    "unsupported scheme {scheme:?}; expected one of {schemes:?}"
+                ))
             }
         })
     }
@@ -261,9 +279,15 @@ impl FromStr for DatabaseUrl {
             .ok_or("expected a URL such as memory://, postgres://host/db or mongodb://host/db")?;
         match scheme {
             "memory" => Ok(DatabaseUrl::Memory),
-            "postgres" | "postgresql" if !rest.is_empty() => Ok(DatabaseUrl::Postgres(value.to_string())),
-            "mongodb" | "mongodb+srv" if !rest.is_empty() => Ok(DatabaseUrl::MongoDb(value.to_string())),
-            "postgres" | "postgresql" | "mongodb" | "mongodb+srv" => Err("the URL has no host".into()),
+            "postgres" | "postgresql" if !rest.is_empty() => {
+                Ok(DatabaseUrl::Postgres(value.to_string()))
+            }
+            "mongodb" | "mongodb+srv" if !rest.is_empty() => {
+                Ok(DatabaseUrl::MongoDb(value.to_string()))
+            }
+            "postgres" | "postgresql" | "mongodb" | "mongodb+srv" => {
+                Err("the URL has no host".into())
+            }
             other => Err(format!(
                 "unknown scheme {other:?}; expected memory, postgres, postgresql, mongodb or mongodb+srv"
             )),
@@ -290,12 +314,18 @@ impl FromStr for PeerAddr {
 
     /// Accepts `host:port` or `http(s)://host:port`.
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let with_scheme = if value.contains("://") { value.to_string() } else { format!("http://{value}") };
+        let with_scheme = if value.contains("://") {
+            value.to_string()
+        } else {
+            format!("http://{value}")
+        };
         let uri: http::Uri = with_scheme
             .parse()
             .map_err(|_| "expected host:port or http://host:port".to_string())?;
         match (uri.scheme_str(), uri.host(), uri.port_u16()) {
-            (Some("http" | "https"), Some(_), Some(_)) => Ok(PeerAddr(with_scheme.trim_end_matches('/').to_string())),
+            (Some("http" | "https"), Some(_), Some(_)) => {
+                Ok(PeerAddr(with_scheme.trim_end_matches('/').to_string()))
+            }
             (Some("http" | "https"), Some(_), None) => Err("the address has no port".into()),
             _ => Err("expected host:port or http://host:port".into()),
         }
@@ -320,7 +350,12 @@ impl Peers {
         Peers(
             ServiceId::ALL
                 .iter()
-                .map(|&id| (id, PeerAddr(format!("http://127.0.0.1:{}", id.default_port()))))
+                .map(|&id| {
+                    (
+                        id,
+                        PeerAddr(format!("http://127.0.0.1:{}", id.default_port())),
+                    )
+                })
                 .collect(),
         )
     }
@@ -392,7 +427,6 @@ pub struct JwtConfig {
     pub refresh_ttl: Duration,
 }
 
-
 /// Outgoing integrations; each is off while its variables are unset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Integrations {
@@ -408,7 +442,6 @@ pub struct Integrations {
     pub stripe_api_key: Option<Secret>,
     pub stripe_base_url: String,
 }
-
 
 /// The whole configuration of a process. Services read what they need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -454,13 +487,19 @@ impl Config {
         }
         let defaults = GrpcSettings::default();
         let grpc = GrpcSettings {
-            server_timeout: v.millis("GRPC_SERVER_TIMEOUT_MS")?.unwrap_or(defaults.server_timeout),
+            server_timeout: v
+                .millis("GRPC_SERVER_TIMEOUT_MS")?
+                .unwrap_or(defaults.server_timeout),
             concurrency_limit_per_connection: v
                 .number("GRPC_CONCURRENCY_LIMIT", "a positive whole number")?
                 .filter(|n: &usize| *n > 0)
                 .unwrap_or(defaults.concurrency_limit_per_connection),
-            client_timeout: v.millis("GRPC_CLIENT_TIMEOUT_MS")?.unwrap_or(defaults.client_timeout),
-            connect_timeout: v.millis("GRPC_CONNECT_TIMEOUT_MS")?.unwrap_or(defaults.connect_timeout),
+            client_timeout: v
+                .millis("GRPC_CLIENT_TIMEOUT_MS")?
+                .unwrap_or(defaults.client_timeout),
+            connect_timeout: v
+                .millis("GRPC_CONNECT_TIMEOUT_MS")?
+                .unwrap_or(defaults.connect_timeout),
             client_concurrency_limit: v
                 .number("GRPC_CLIENT_CONCURRENCY", "a positive whole number")?
                 .filter(|n: &usize| *n > 0)
@@ -468,7 +507,15 @@ impl Config {
             client_retries: v
                 .number("GRPC_CLIENT_RETRIES", "a whole number from 0 to 10")?
                 .map(|n: u32| {
-                    if n <= 10 { Ok(n) } else { Err(ConfigError::new("GRPC_CLIENT_RETRIES", &n.to_string(), "at most 10")) }
+                    if n <= 10 {
+                        Ok(n)
+                    } else {
+                        Err(ConfigError::new(
+                            "GRPC_CLIENT_RETRIES",
+                            &n.to_string(),
+                            "at most 10",
+                        ))
+                    }
                 })
                 .transpose()?
                 .unwrap_or(defaults.client_retries),
@@ -490,7 +537,9 @@ impl Config {
             })?
             .unwrap_or(LogFormat::Json);
         let secs = |key: &str, default: u64| -> Result<Duration, ConfigError> {
-            let n = v.number::<u64>(key, "a whole number of seconds")?.unwrap_or(default);
+            let n = v
+                .number::<u64>(key, "a whole number of seconds")?
+                .unwrap_or(default);
             if n == 0 {
                 return Err(ConfigError::new(key, "0", "must be greater than zero"));
             }
@@ -500,16 +549,26 @@ impl Config {
         let admin_password = v.raw("ADMIN_PASSWORD").map(Secret);
         match (&admin_email, &admin_password) {
             (Some(_), None) => {
-                return Err(ConfigError::new("ADMIN_PASSWORD", "", "must be set when ADMIN_EMAIL is"));
+                return Err(ConfigError::new(
+                    "ADMIN_PASSWORD",
+                    "",
+                    "must be set when ADMIN_EMAIL is",
+                ));
             }
             (None, Some(_)) => {
-                return Err(ConfigError::new("ADMIN_EMAIL", "", "must be set when ADMIN_PASSWORD is"));
+                return Err(ConfigError::new(
+                    "ADMIN_EMAIL",
+                    "",
+                    "must be set when ADMIN_PASSWORD is",
+                ));
             }
             _ => {}
         }
         Ok(Config {
             grpc_addr: v.socket_addr("GRPC_ADDR")?,
-            http_addr: v.socket_addr("HTTP_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            http_addr: v
+                .socket_addr("HTTP_ADDR")?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             database_url: v
                 .parse_with("DATABASE_URL", |s| s.parse::<DatabaseUrl>())?
                 .unwrap_or(DatabaseUrl::Memory),
@@ -518,21 +577,27 @@ impl Config {
             peers,
             grpc,
             telemetry: TelemetryConfig {
-                service_name: v.raw("OTEL_SERVICE_NAME").unwrap_or_else(|| program.to_string()),
+                service_name: v
+                    .raw("OTEL_SERVICE_NAME")
+                    .unwrap_or_else(|| program.to_string()),
                 otlp_endpoint: v.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http", "https"])?,
                 log_format,
                 log_filter: v.raw("RUST_LOG").unwrap_or_else(|| "info".to_string()),
             },
             jwt: JwtConfig {
                 issuer: v.raw("JWT_ISSUER").unwrap_or_else(|| "shopmesh".into()),
-                audience: v.raw("JWT_AUDIENCE").unwrap_or_else(|| "shopmesh-api".into()),
+                audience: v
+                    .raw("JWT_AUDIENCE")
+                    .unwrap_or_else(|| "shopmesh-api".into()),
                 private_key_pem: v.raw("JWT_PRIVATE_KEY_PEM").map(Secret),
                 access_ttl: secs("JWT_ACCESS_TTL_SECS", 900)?,
                 refresh_ttl: secs("JWT_REFRESH_TTL_SECS", 30 * 24 * 3600)?,
             },
             integrations: Integrations {
                 smtp_url: v.url("SMTP_URL", &["smtp", "smtps"])?,
-                smtp_from: v.raw("SMTP_FROM").unwrap_or_else(|| "shopmesh <no-reply@shopmesh.local>".into()),
+                smtp_from: v
+                    .raw("SMTP_FROM")
+                    .unwrap_or_else(|| "shopmesh <no-reply@shopmesh.local>".into()),
                 twilio_account_sid: v.raw("TWILIO_ACCOUNT_SID"),
                 twilio_auth_token: v.raw("TWILIO_AUTH_TOKEN").map(Secret),
                 twilio_from: v.raw("TWILIO_FROM"),
@@ -547,7 +612,9 @@ impl Config {
             admin_email,
             admin_password,
             seed_demo: v.bool("SEED_DEMO")?.unwrap_or(true),
-            rate_limit_rps: v.number("RATE_LIMIT_RPS", "a whole number of requests per second")?.unwrap_or(100),
+            rate_limit_rps: v
+                .number("RATE_LIMIT_RPS", "a whole number of requests per second")?
+                .unwrap_or(100),
         })
     }
 
@@ -576,8 +643,14 @@ mod tests {
         assert_eq!(c.telemetry.otlp_endpoint, None);
         assert_eq!(c.telemetry.service_name, "test-svc");
         assert_eq!(c.http_addr, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.grpc_listen_addr(ServiceId::Product), "127.0.0.1:50051".parse().unwrap());
-        assert_eq!(c.grpc_listen_addr(ServiceId::Notification), "127.0.0.1:50057".parse().unwrap());
+        assert_eq!(
+            c.grpc_listen_addr(ServiceId::Product),
+            "127.0.0.1:50051".parse().unwrap()
+        );
+        assert_eq!(
+            c.grpc_listen_addr(ServiceId::Notification),
+            "127.0.0.1:50057".parse().unwrap()
+        );
         assert_eq!(c.peers.get(ServiceId::User).uri(), "http://127.0.0.1:50055");
         assert_eq!(c.jwt.access_ttl, Duration::from_secs(900));
         assert!(c.seed_demo);
@@ -586,8 +659,10 @@ mod tests {
 
     #[test]
     fn every_service_has_a_distinct_port_and_variable() {
-        let ports: std::collections::HashSet<_> = ServiceId::ALL.iter().map(|s| s.default_port()).collect();
-        let vars: std::collections::HashSet<_> = ServiceId::ALL.iter().map(|s| s.addr_var()).collect();
+        let ports: std::collections::HashSet<_> =
+            ServiceId::ALL.iter().map(|s| s.default_port()).collect();
+        let vars: std::collections::HashSet<_> =
+            ServiceId::ALL.iter().map(|s| s.addr_var()).collect();
         assert_eq!(ports.len(), 7);
         assert_eq!(vars.len(), 7);
     }
@@ -608,17 +683,28 @@ mod tests {
             ("RATE_LIMIT_RPS", "0"),
         ])
         .unwrap();
-        assert_eq!(c.grpc_listen_addr(ServiceId::Product), "0.0.0.0:6000".parse().unwrap());
+        assert_eq!(
+            c.grpc_listen_addr(ServiceId::Product),
+            "0.0.0.0:6000".parse().unwrap()
+        );
         assert_eq!(c.http_addr, "[::1]:9000".parse().unwrap());
         assert!(matches!(c.database_url, DatabaseUrl::Postgres(_)));
         assert_eq!(c.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
-        assert_eq!(c.peers.get(ServiceId::Product).uri(), "http://product-svc:50051");
+        assert_eq!(
+            c.peers.get(ServiceId::Product).uri(),
+            "http://product-svc:50051"
+        );
         assert_eq!(c.peers.get(ServiceId::Order).uri(), "http://order-svc:7000");
         assert_eq!(c.grpc.client_timeout, Duration::from_millis(750));
         assert_eq!(c.telemetry.log_format, LogFormat::Pretty);
         assert!(!c.seed_demo);
         assert_eq!(c.rate_limit_rps, 0);
-        assert!(matches!(load(&[("DATABASE_URL", "mongodb://m:27017/x")]).unwrap().database_url, DatabaseUrl::MongoDb(_)));
+        assert!(matches!(
+            load(&[("DATABASE_URL", "mongodb://m:27017/x")])
+                .unwrap()
+                .database_url,
+            DatabaseUrl::MongoDb(_)
+        ));
     }
 
     #[test]

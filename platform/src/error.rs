@@ -63,26 +63,122 @@ pub struct Mapping {
 /// The table. For a code or HTTP status that several kinds share, the first
 /// row wins when mapping back.
 pub const TABLE: &[Mapping] = &[
-    row(ErrorKind::InvalidArgument, Code::InvalidArgument, 422, "Invalid request", false),
-    row(ErrorKind::Malformed, Code::InvalidArgument, 400, "Malformed request", false),
-    row(ErrorKind::Unauthenticated, Code::Unauthenticated, 401, "Unauthenticated", false),
-    row(ErrorKind::PermissionDenied, Code::PermissionDenied, 403, "Forbidden", false),
+    row(
+        ErrorKind::InvalidArgument,
+        Code::InvalidArgument,
+        422,
+        "Invalid request",
+        false,
+    ),
+    row(
+        ErrorKind::Malformed,
+        Code::InvalidArgument,
+        400,
+        "Malformed request",
+        false,
+    ),
+    row(
+        ErrorKind::Unauthenticated,
+        Code::Unauthenticated,
+        401,
+        "Unauthenticated",
+        false,
+    ),
+    row(
+        ErrorKind::PermissionDenied,
+        Code::PermissionDenied,
+        403,
+        "Forbidden",
+        false,
+    ),
     row(ErrorKind::NotFound, Code::NotFound, 404, "Not found", false),
-    row(ErrorKind::AlreadyExists, Code::AlreadyExists, 409, "Already exists", false),
-    row(ErrorKind::FailedPrecondition, Code::FailedPrecondition, 409, "Conflict", false),
+    row(
+        ErrorKind::AlreadyExists,
+        Code::AlreadyExists,
+        409,
+        "Already exists",
+        false,
+    ),
+    row(
+        ErrorKind::FailedPrecondition,
+        Code::FailedPrecondition,
+        409,
+        "Conflict",
+        false,
+    ),
     row(ErrorKind::Aborted, Code::Aborted, 409, "Conflict", true),
-    row(ErrorKind::OutOfRange, Code::OutOfRange, 409, "Out of range", false),
-    row(ErrorKind::RateLimited, Code::ResourceExhausted, 429, "Too many requests", true),
-    row(ErrorKind::PayloadTooLarge, Code::ResourceExhausted, 413, "Payload too large", false),
-    row(ErrorKind::Unimplemented, Code::Unimplemented, 501, "Not implemented", false),
-    row(ErrorKind::Unavailable, Code::Unavailable, 503, "Service unavailable", true),
-    row(ErrorKind::DeadlineExceeded, Code::DeadlineExceeded, 504, "Gateway timeout", true),
-    row(ErrorKind::Cancelled, Code::Cancelled, 499, "Client closed request", false),
-    row(ErrorKind::Internal, Code::Internal, 500, "Internal error", false),
+    row(
+        ErrorKind::OutOfRange,
+        Code::OutOfRange,
+        409,
+        "Out of range",
+        false,
+    ),
+    row(
+        ErrorKind::RateLimited,
+        Code::ResourceExhausted,
+        429,
+        "Too many requests",
+        true,
+    ),
+    row(
+        ErrorKind::PayloadTooLarge,
+        Code::ResourceExhausted,
+        413,
+        "Payload too large",
+        false,
+    ),
+    row(
+        ErrorKind::Unimplemented,
+        Code::Unimplemented,
+        501,
+        "Not implemented",
+        false,
+    ),
+    row(
+        ErrorKind::Unavailable,
+        Code::Unavailable,
+        503,
+        "Service unavailable",
+        true,
+    ),
+    row(
+        ErrorKind::DeadlineExceeded,
+        Code::DeadlineExceeded,
+        504,
+        "Gateway timeout",
+        true,
+    ),
+    row(
+        ErrorKind::Cancelled,
+        Code::Cancelled,
+        499,
+        "Client closed request",
+        false,
+    ),
+    row(
+        ErrorKind::Internal,
+        Code::Internal,
+        500,
+        "Internal error",
+        false,
+    ),
 ];
 
-const fn row(kind: ErrorKind, code: Code, http: u16, title: &'static str, retryable: bool) -> Mapping {
-    Mapping { kind, code, http, title, retryable }
+const fn row(
+    kind: ErrorKind,
+    code: Code,
+    http: u16,
+    title: &'static str,
+    retryable: bool,
+) -> Mapping {
+    Mapping {
+        kind,
+        code,
+        http,
+        title,
+        retryable,
+    }
 }
 
 impl ErrorKind {
@@ -164,7 +260,11 @@ mod tests {
     #[test]
     fn every_kind_has_exactly_one_row() {
         for kind in ErrorKind::all() {
-            assert_eq!(TABLE.iter().filter(|m| m.kind == kind).count(), 1, "{kind:?}");
+            assert_eq!(
+                TABLE.iter().filter(|m| m.kind == kind).count(),
+                1,
+                "{kind:?}"
+            );
         }
         // Every variant of the enum appears (match is exhaustive: adding a
         // variant without a row fails to compile here).
@@ -209,7 +309,11 @@ mod tests {
         for kind in ErrorKind::all() {
             let back = ErrorKind::from_http_status(kind.http_status()).expect("error status");
             assert_eq!(back.http_status(), kind.http_status(), "{kind:?}");
-            let shared = TABLE.iter().filter(|m| m.http == kind.mapping().http).count() > 1;
+            let shared = TABLE
+                .iter()
+                .filter(|m| m.http == kind.mapping().http)
+                .count()
+                > 1;
             if !shared {
                 assert_eq!(back, kind, "{kind:?}");
             }
@@ -255,9 +359,18 @@ mod tests {
         assert_eq!(ErrorKind::from(Code::DeadlineExceeded).http_status(), 504);
         assert_eq!(ErrorKind::from(Code::Unknown), ErrorKind::Internal);
         assert_eq!(ErrorKind::from(Code::DataLoss).http_status(), 500);
-        assert_eq!(ErrorKind::from_http_status(StatusCode::PAYLOAD_TOO_LARGE), Some(ErrorKind::PayloadTooLarge));
-        assert_eq!(ErrorKind::from_http_status(StatusCode::BAD_REQUEST), Some(ErrorKind::Malformed));
-        assert_eq!(ErrorKind::from_http_status(StatusCode::IM_A_TEAPOT), Some(ErrorKind::InvalidArgument));
+        assert_eq!(
+            ErrorKind::from_http_status(StatusCode::PAYLOAD_TOO_LARGE),
+            Some(ErrorKind::PayloadTooLarge)
+        );
+        assert_eq!(
+            ErrorKind::from_http_status(StatusCode::BAD_REQUEST),
+            Some(ErrorKind::Malformed)
+        );
+        assert_eq!(
+            ErrorKind::from_http_status(StatusCode::IM_A_TEAPOT),
+            Some(ErrorKind::InvalidArgument)
+        );
         assert_eq!(ErrorKind::from_http_status(StatusCode::OK), None);
         assert!(ErrorKind::Unavailable.is_retryable());
         assert!(!ErrorKind::InvalidArgument.is_retryable());

@@ -37,17 +37,27 @@ impl GrpcServer {
     /// `descriptor_set` is the encoded `FileDescriptorSet` holding the
     /// service (`proto::FILE_DESCRIPTOR_SET`).
     pub fn new(service: ServiceId, settings: &GrpcSettings, descriptor_set: &'static [u8]) -> Self {
-        Self { service, settings: settings.clone(), descriptor_sets: vec![descriptor_set] }
+        Self {
+            service,
+            settings: settings.clone(),
+            descriptor_sets: vec![descriptor_set],
+        }
     }
 
     /// Serves `routes` (the service's own tonic servers) plus health and
     /// reflection on `listener` until the returned [`Running`] shuts down.
-    pub async fn serve(self, routes: Routes, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
+    pub async fn serve(
+        self,
+        routes: Routes,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<Running> {
         let addr = listener.local_addr().context("reading the bound address")?;
         let grpc_service = self.service.grpc_service();
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_service_status(grpc_service, ServingStatus::Serving).await;
+        health
+            .set_service_status(grpc_service, ServingStatus::Serving)
+            .await;
 
         let descriptor_sets = self.descriptor_sets.clone();
         let reflection = || {
@@ -61,7 +71,9 @@ impl GrpcServer {
             builder
         };
         let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
-        let reflection_v1alpha = reflection().build_v1alpha().context("building reflection v1alpha")?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .context("building reflection v1alpha")?;
 
         let routes = routes
             .add_service(health_service)
@@ -76,7 +88,9 @@ impl GrpcServer {
             .load_shed(true)
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(GrpcTraceLayer { service: self.service })
+            .layer(GrpcTraceLayer {
+                service: self.service,
+            })
             .add_routes(routes);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let shutdown = {
@@ -85,12 +99,19 @@ impl GrpcServer {
             async move {
                 cancel.cancelled().await;
                 // Tell load balancers first, then drain.
-                health.set_service_status(grpc_service, ServingStatus::NotServing).await;
-                health.set_service_status("", ServingStatus::NotServing).await;
+                health
+                    .set_service_status(grpc_service, ServingStatus::NotServing)
+                    .await;
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
             }
         };
         running.spawn(async move {
-            if let Err(err) = server.serve_with_incoming_shutdown(incoming, shutdown).await {
+            if let Err(err) = server
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+            {
                 tracing::error!(error = &err as &dyn std::error::Error, "gRPC server failed");
                 cancel.cancel();
             }
@@ -101,7 +122,9 @@ impl GrpcServer {
 
 impl std::fmt::Debug for GrpcServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcServer").field("service", &self.service).finish()
+        f.debug_struct("GrpcServer")
+            .field("service", &self.service)
+            .finish()
     }
 }
 
@@ -115,7 +138,10 @@ impl<S> tower::Layer<S> for GrpcTraceLayer {
     type Service = GrpcTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcTrace { inner, service: self.service }
+        GrpcTrace {
+            inner,
+            service: self.service,
+        }
     }
 }
 
@@ -199,7 +225,9 @@ pub fn channel(peer: &PeerAddr, settings: &GrpcSettings) -> anyhow::Result<GrpcC
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(TraceContext { inner: endpoint.connect_lazy() })
+    Ok(TraceContext {
+        inner: endpoint.connect_lazy(),
+    })
 }
 
 /// Adds `traceparent` / `tracestate` of the current span to each request.
@@ -251,7 +279,10 @@ impl Retry {
 
     /// Codes after which an idempotent call may be sent again.
     pub fn is_retryable(code: Code) -> bool {
-        matches!(code, Code::Unavailable | Code::ResourceExhausted | Code::Aborted)
+        matches!(
+            code,
+            Code::Unavailable | Code::ResourceExhausted | Code::Aborted
+        )
     }
 
     /// Runs `call` until it succeeds, fails with a non-retryable code, runs
@@ -274,11 +305,12 @@ impl Retry {
                     attempt += 1;
                     let backoff = self.base_backoff * 2u32.pow(attempt - 1);
                     // Full jitter from the clock's sub-microsecond bits: no RNG dependency needed.
-                    let jitter = u64::from(std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.subsec_nanos())
-                        .unwrap_or(0))
-                        % (backoff.as_millis() as u64 + 1);
+                    let jitter = u64::from(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.subsec_nanos())
+                            .unwrap_or(0),
+                    ) % (backoff.as_millis() as u64 + 1);
                     tracing::debug!(attempt, code = ?status.code(), "retrying idempotent call");
                     tokio::time::sleep(backoff / 2 + Duration::from_millis(jitter / 2)).await;
                 }
@@ -299,4 +331,92 @@ pub fn with_deadline<T>(message: T, remaining: Duration) -> tonic::Request<T> {
 /// Binds `addr` (port 0 for any free port).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     crate::runtime::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    async fn count_until_ok(
+        retry: &Retry,
+        fail_times: u32,
+        code: Code,
+    ) -> (Result<u32, tonic::Status>, u32) {
+        let calls = AtomicU32::new(0);
+        let result = retry
+            .run(|| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < fail_times {
+                        Err(tonic::Status::new(code, "boom"))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await;
+        (result, calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retryable_failures_are_retried_until_success() {
+        let (result, calls) = count_until_ok(&Retry::new(2), 2, Code::Unavailable).await;
+        assert_eq!(result.unwrap(), 2);
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_at_the_limit() {
+        let (result, calls) = count_until_ok(&Retry::new(2), 10, Code::Unavailable).await;
+        assert_eq!(result.unwrap_err().code(), Code::Unavailable);
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_faults_are_never_retried() {
+        for code in [
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::PermissionDenied,
+            Code::Internal,
+            Code::DeadlineExceeded,
+        ] {
+            let (result, calls) = count_until_ok(&Retry::new(5), 1, code).await;
+            assert_eq!(result.unwrap_err().code(), code);
+            assert_eq!(calls, 1, "{code:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_caps_retries_across_calls() {
+        let retry = Retry::new(1);
+        let mut total = 0;
+        // 1000 failing calls: without a budget there would be 1000 retries;
+        // the budget allows its reserve (10/s over 10 s) plus 20 % of calls.
+        for _ in 0..1000 {
+            total += count_until_ok(&retry, u32::MAX, Code::Unavailable).await.1;
+        }
+        let retries = total - 1000;
+        assert!(
+            retries <= 100 + 200 + 10,
+            "budget allowed {retries} retries"
+        );
+        assert!(
+            retries >= 10,
+            "the floor still allows some retries: {retries}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_waits_between_attempts() {
+        let started = tokio::time::Instant::now();
+        let _ = count_until_ok(&Retry::new(3), 3, Code::Unavailable).await;
+        // 25 ms * (1 + 2 + 4), at least half of each.
+        assert!(
+            started.elapsed() >= Duration::from_millis(87),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

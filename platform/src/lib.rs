@@ -7,6 +7,7 @@ pub mod error;
 pub mod grpc;
 pub mod runtime;
 pub mod telemetry;
+pub mod testing;
 
 pub use config::{Config, ConfigError, DatabaseUrl, PeerAddr, ServiceId};
 pub use error::ErrorKind;

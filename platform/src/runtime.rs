@@ -22,7 +22,12 @@ pub struct Running {
 
 impl Running {
     pub fn new(name: impl Into<String>, addr: SocketAddr) -> Self {
-        Self { name: name.into(), addr, cancel: CancellationToken::new(), tasks: TaskTracker::new() }
+        Self {
+            name: name.into(),
+            addr,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -129,7 +134,10 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("{program}: cannot start the async runtime: {err}");

@@ -49,7 +49,9 @@ impl Drop for TelemetryGuard {
 
 impl fmt::Debug for TelemetryGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TelemetryGuard").field("exporting", &self.provider.is_some()).finish()
+        f.debug_struct("TelemetryGuard")
+            .field("exporting", &self.provider.is_some())
+            .finish()
     }
 }
 
@@ -101,7 +103,9 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         if exporting {
             tracing::info!(endpoint = ?config.otlp_endpoint, "exporting traces over OTLP");
         }
-        Ok(TelemetryGuard { provider: Some(provider) })
+        Ok(TelemetryGuard {
+            provider: Some(provider),
+        })
     } else {
         let _ = provider.shutdown();
         Ok(TelemetryGuard { provider: None })
@@ -158,7 +162,10 @@ pub fn current_context() -> opentelemetry::Context {
 pub fn current_traceparent() -> Option<String> {
     let mut headers = http::HeaderMap::new();
     inject(&current_context(), &mut headers);
-    headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string)
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
@@ -177,9 +184,10 @@ struct HeaderInjector<'a>(&'a mut http::HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) =
-            (http::HeaderName::from_bytes(key.as_bytes()), http::HeaderValue::from_str(&value))
-        {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
             self.0.insert(name, value);
         }
     }
@@ -207,7 +215,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut line = serde_json::Map::new();
         let mut timestamp = String::new();
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
@@ -232,14 +245,19 @@ where
             if let Some(cx) = trace {
                 let span_context = cx.span().span_context().clone();
                 if span_context.is_valid() {
-                    line.insert("trace_id".into(), span_context.trace_id().to_string().into());
+                    line.insert(
+                        "trace_id".into(),
+                        span_context.trace_id().to_string().into(),
+                    );
                     line.insert("span_id".into(), span_context.span_id().to_string().into());
                 }
             }
             line.insert("span".into(), span.name().into());
             let extensions = span.extensions();
             if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(fields) {
+                if let Ok(serde_json::Value::Object(map)) =
+                    serde_json::from_str::<serde_json::Value>(fields)
+                {
                     if !map.is_empty() {
                         line.insert("span_fields".into(), map.into());
                     }
@@ -258,7 +276,8 @@ struct JsonVisitor {
 
 impl tracing::field::Visit for JsonVisitor {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        self.fields.insert(field.name().into(), format!("{value:?}").into());
+        self.fields
+            .insert(field.name().into(), format!("{value:?}").into());
     }
 
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
@@ -281,7 +300,11 @@ impl tracing::field::Visit for JsonVisitor {
         self.fields.insert(field.name().into(), value.into());
     }
 
-    fn record_error(&mut self, field: &tracing::field::Field, value: &(dyn std::error::Error + 'static)) {
+    fn record_error(
+        &mut self,
+        field: &tracing::field::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
         // The whole cause chain, so logs show why.
         let mut text = value.to_string();
         let mut source = value.source();
@@ -309,8 +332,16 @@ mod tests {
 
         let mut headers = http::HeaderMap::new();
         inject(&cx, &mut headers);
-        let traceparent = headers.get("traceparent").unwrap().to_str().unwrap().to_string();
-        assert!(traceparent.contains(&sc.trace_id().to_string()), "{traceparent}");
+        let traceparent = headers
+            .get("traceparent")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            traceparent.contains(&sc.trace_id().to_string()),
+            "{traceparent}"
+        );
 
         let back = extract(&headers);
         assert_eq!(back.span().span_context().trace_id(), sc.trace_id());

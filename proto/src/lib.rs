@@ -52,11 +52,24 @@ mod tests {
             })
             .collect();
         use super::service_names::*;
-        for name in [USER, PRODUCT, ORDER, PAYMENT, SHIPPING, NOTIFICATION, RECOMMENDATION] {
-            assert!(services.iter().any(|s| s == name), "{name} missing from {services:?}");
+        for name in [
+            USER,
+            PRODUCT,
+            ORDER,
+            PAYMENT,
+            SHIPPING,
+            NOTIFICATION,
+            RECOMMENDATION,
+        ] {
+            assert!(
+                services.iter().any(|s| s == name),
+                "{name} missing from {services:?}"
+            );
         }
         assert!(
-            set.file.iter().any(|f| f.name() == "google/protobuf/timestamp.proto"),
+            set.file
+                .iter()
+                .any(|f| f.name() == "google/protobuf/timestamp.proto"),
             "imports must be included for reflection clients"
         );
     }

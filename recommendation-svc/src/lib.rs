@@ -20,7 +20,9 @@ pub async fn build(config: Config) -> anyhow::Result<Running> {
 
 /// Serves on an already-bound listener.
 pub async fn serve(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
-    let routes = tonic::service::Routes::new(RecommendationServiceServer::new(api::RecommendationApi::default()));
+    let routes = tonic::service::Routes::new(RecommendationServiceServer::new(
+        api::RecommendationApi::default(),
+    ));
     platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
         .serve(routes, listener)
         .await

@@ -1,0 +1,174 @@
+//! The all-in-one mesh: every service and the gateway on port 0, reached
+//! through real clients.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestMesh;
+use platform::ServiceId;
+use platform::testing::{self, Reflection};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+#[tokio::test]
+async fn every_service_answers_health_and_reflection() {
+    let t = TestMesh::start().await;
+    for id in ServiceId::ALL {
+        let addr = t.mesh.grpc_addr(id);
+        assert_ne!(addr.port(), 0);
+        assert_eq!(
+            testing::health(addr, id.grpc_service()).await.unwrap(),
+            ServingStatus::Serving,
+            "{id}"
+        );
+        for protocol in [Reflection::V1, Reflection::V1Alpha] {
+            let services = testing::list_services(addr, protocol).await.unwrap();
+            assert!(
+                services.iter().any(|s| s == id.grpc_service()),
+                "{id} {protocol:?}: {services:?}"
+            );
+            let files = testing::file_containing_symbol(addr, protocol, id.grpc_service())
+                .await
+                .unwrap();
+            assert!(
+                !files.is_empty(),
+                "{id}: describe works without .proto files"
+            );
+        }
+    }
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn gateway_health_and_readiness_over_http() {
+    let t = TestMesh::start().await;
+    let health = t.http.get(t.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(health.headers().contains_key("x-request-id"));
+    assert!(health.headers().contains_key("traceparent"));
+
+    let ready = t.http.get(t.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    for id in ServiceId::ALL {
+        assert_eq!(body["checks"][id.name()], "serving", "{id}");
+    }
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_meshes_run_side_by_side() {
+    let (a, b) = tokio::join!(TestMesh::start(), TestMesh::start());
+    assert_ne!(a.mesh.gateway_addr(), b.mesh.gateway_addr());
+    for t in [&a, &b] {
+        assert_eq!(
+            t.http.get(t.url("/health")).send().await.unwrap().status(),
+            200
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_every_listener() {
+    let t = TestMesh::start().await;
+    let addrs: Vec<_> = ServiceId::ALL
+        .iter()
+        .map(|&id| t.mesh.grpc_addr(id))
+        .chain([t.mesh.gateway_addr()])
+        .collect();
+    t.shutdown().await;
+    for addr in addrs {
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "{addr} still listening"
+        );
+    }
+}
+
+#[tokio::test]
+async fn recommendation_rpcs_not_built_yet_answer_unimplemented() {
+    // A service with no behaviour yet must say so with the proper code.
+    let t = TestMesh::start().await;
+    let mut client =
+        proto::recommendation::recommendation_service_client::RecommendationServiceClient::new(
+            t.channel(ServiceId::Recommendation),
+        );
+    let status = client
+        .train_model(proto::recommendation::TrainModelRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    t.shutdown().await;
+}
+
+fn run_binary_with(vars: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopmesh"));
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    // Never collide with a shopmesh already running on the default ports.
+    command.env(
+        "HTTP_ADDR",
+        vars.iter()
+            .find(|(k, _)| *k == "HTTP_ADDR")
+            .map_or("127.0.0.1:0", |(_, v)| v),
+    );
+    let output = command.output().expect("the binary runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_one_clear_line(stderr: &str, var: &str) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "exactly one line, got: {stderr}");
+    assert!(lines[0].contains(var), "the line names {var}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_database_scheme_exits_non_zero_with_one_line() {
+    let (code, stderr) = run_binary_with(&[("DATABASE_URL", "mysql://localhost/shop")]);
+    assert_eq!(code, Some(2));
+    assert_one_clear_line(&stderr, "DATABASE_URL");
+}
+
+#[test]
+fn unparseable_address_exits_non_zero_with_one_line() {
+    let (code, stderr) = run_binary_with(&[("HTTP_ADDR", "localhost:eighty")]);
+    assert_eq!(code, Some(2));
+    assert_one_clear_line(&stderr, "HTTP_ADDR");
+    let (code, stderr) = run_binary_with(&[("ORDER_ADDR", "order-svc:50052")]);
+    assert_eq!(code, Some(2));
+    assert_one_clear_line(&stderr, "ORDER_ADDR");
+}
+
+#[test]
+fn a_port_already_taken_exits_non_zero_naming_the_component() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let others: Vec<(String, String)> = ServiceId::ALL
+        .iter()
+        .filter(|id| **id != ServiceId::Payment)
+        .map(|id| (id.addr_var().to_string(), "127.0.0.1:0".to_string()))
+        .collect();
+    let mut vars: Vec<(&str, &str)> = others
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    vars.push(("PAYMENT_ADDR", &addr));
+    vars.push(("LOG_FORMAT", "json"));
+    vars.push(("RUST_LOG", "off"));
+    let (code, stderr) = run_binary_with(&vars);
+    assert_eq!(code, Some(1));
+    assert_one_clear_line(&stderr, "PAYMENT_ADDR");
+    assert!(stderr.contains(&addr), "{stderr}");
+}
