@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod runtime;
+pub mod store;
 pub mod telemetry;
 pub mod testing;
 

@@ -131,3 +131,84 @@ pub async fn file_containing_symbol(
         Answer::Services(_) => bail!("unexpected list answer to a symbol request"),
     }
 }
+
+/// A TCP proxy in front of a backend (Postgres, NATS…) that a test can cut
+/// and restore, to see what a service does when its backend goes away:
+/// [`TcpProxy::stop`] closes the listener and every open connection,
+/// [`TcpProxy::start`] listens again on the same port.
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    running: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl TcpProxy {
+    /// Starts a proxy to `upstream` on a free loopback port.
+    pub async fn start_to(upstream: SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let proxy = Self {
+            addr: listener.local_addr()?,
+            upstream,
+            running: std::sync::Mutex::new(None),
+        };
+        proxy.serve(listener);
+        Ok(proxy)
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let upstream = self.upstream;
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        *self.running.lock().expect("proxy lock") = Some(task);
+    }
+
+    /// Cuts every connection and stops listening.
+    pub async fn stop(&self) {
+        let task = self.running.lock().expect("proxy lock").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn start(&self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                }
+                Err(err) => return Err(err).context("re-binding the proxy port"),
+            }
+        };
+        self.serve(listener);
+        Ok(())
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.running.get_mut().ok().and_then(Option::take) {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! In-memory backend: the embedded default and the reference the other
+//! backends are tested against. One lock per store; writes check unique
+//! indexes and versions under it, so they are atomic like the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::{
+    Backend, Bound, CollectionSpec, PlannedQuery, RawDocument, Result, StoreError, compare_values,
+    lookup,
+};
+
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    collections: Mutex<HashMap<String, BTreeMap<String, (u64, Value)>>>,
+}
+
+impl MemoryBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The unique index `body` collides with in `docs` (ignoring `skip_id`).
+fn unique_violation(
+    spec: &CollectionSpec,
+    docs: &BTreeMap<String, (u64, Value)>,
+    skip_id: &str,
+    body: &Value,
+) -> Option<String> {
+    for index in spec.indexes.iter().filter(|i| i.unique) {
+        let Some(value) = lookup(body, &index.field).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let taken = docs
+            .iter()
+            .any(|(id, (_, other))| id != skip_id && lookup(other, &index.field) == Some(value));
+        if taken {
+            return Some(index.field.clone());
+        }
+    }
+    None
+}
+
+fn matches(query: &PlannedQuery, doc: &Value) -> bool {
+    let field_eq = |field: &str, v: &Value| lookup(doc, field) == Some(v);
+    if !query
+        .filters
+        .iter()
+        .all(|(index, v)| field_eq(&index.field, v))
+    {
+        return false;
+    }
+    if let Some((index, lower, upper)) = &query.range {
+        let Some(value) = lookup(doc, &index.field).filter(|v| !v.is_null()) else {
+            return false;
+        };
+        let ok_lower = match lower {
+            None => true,
+            Some(Bound::Inclusive(b)) => compare_values(value, b).is_ge(),
+            Some(Bound::Exclusive(b)) => compare_values(value, b).is_gt(),
+        };
+        let ok_upper = match upper {
+            None => true,
+            Some(Bound::Inclusive(b)) => compare_values(value, b).is_le(),
+            Some(Bound::Exclusive(b)) => compare_values(value, b).is_lt(),
+        };
+        if !(ok_lower && ok_upper) {
+            return false;
+        }
+    }
+    if let Some((field, needle)) = &query.text {
+        let Some(Value::String(text)) = lookup(doc, field) else {
+            return false;
+        };
+        if !text.to_lowercase().contains(&needle.to_lowercase()) {
+            return false;
+        }
+    }
+    true
+}
+
+#[async_trait::async_trait]
+impl Backend for MemoryBackend {
+    async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<()> {
+        self.collections
+            .lock()
+            .expect("store lock")
+            .entry(spec.name.clone())
+            .or_default();
+        Ok(())
+    }
+
+    async fn insert(&self, spec: &CollectionSpec, id: &str, body: &Value) -> Result<()> {
+        let mut all = self.collections.lock().expect("store lock");
+        let docs = all.entry(spec.name.clone()).or_default();
+        if docs.contains_key(id) {
+            return Err(StoreError::AlreadyExists { index: "id".into() });
+        }
+        if let Some(index) = unique_violation(spec, docs, id, body) {
+            return Err(StoreError::AlreadyExists { index });
+        }
+        docs.insert(id.to_string(), (1, body.clone()));
+        Ok(())
+    }
+
+    async fn get(&self, spec: &CollectionSpec, id: &str) -> Result<Option<RawDocument>> {
+        let all = self.collections.lock().expect("store lock");
+        Ok(all
+            .get(&spec.name)
+            .and_then(|docs| docs.get(id))
+            .map(|(version, body)| RawDocument {
+                id: id.to_string(),
+                version: *version,
+                body: body.clone(),
+            }))
+    }
+
+    async fn replace(
+        &self,
+        spec: &CollectionSpec,
+        id: &str,
+        expected: u64,
+        body: &Value,
+    ) -> Result<()> {
+        let mut all = self.collections.lock().expect("store lock");
+        let docs = all.entry(spec.name.clone()).or_default();
+        match docs.get(id) {
+            None => return Err(StoreError::NotFound),
+            Some((version, _)) if *version != expected => return Err(StoreError::VersionConflict),
+            Some(_) => {}
+        }
+        if let Some(index) = unique_violation(spec, docs, id, body) {
+            return Err(StoreError::AlreadyExists { index });
+        }
+        docs.insert(id.to_string(), (expected + 1, body.clone()));
+        Ok(())
+    }
+
+    async fn delete(&self, spec: &CollectionSpec, id: &str, expected: Option<u64>) -> Result<()> {
+        let mut all = self.collections.lock().expect("store lock");
+        let docs = all.entry(spec.name.clone()).or_default();
+        match (docs.get(id), expected) {
+            (None, _) => Err(StoreError::NotFound),
+            (Some((version, _)), Some(expected)) if *version != expected => {
+                Err(StoreError::VersionConflict)
+            }
+            _ => {
+                docs.remove(id);
+                Ok(())
+            }
+        }
+    }
+
+    async fn find(&self, spec: &CollectionSpec, query: &PlannedQuery) -> Result<Vec<RawDocument>> {
+        let all = self.collections.lock().expect("store lock");
+        let Some(docs) = all.get(&spec.name) else {
+            return Ok(Vec::new());
+        };
+        let mut hits: Vec<RawDocument> = docs
+            .iter()
+            .filter(|(_, (_, body))| matches(query, body))
+            .map(|(id, (version, body))| RawDocument {
+                id: id.clone(),
+                version: *version,
+                body: body.clone(),
+            })
+            .collect();
+        drop(all);
+        let key = |d: &RawDocument| (query.sort_key(d), d.id.clone());
+        let order = |a: &(Value, String), b: &(Value, String)| {
+            compare_values(&a.0, &b.0).then_with(|| a.1.cmp(&b.1))
+        };
+        hits.sort_by(|a, b| {
+            let o = order(&key(a), &key(b));
+            if query.descending { o.reverse() } else { o }
+        });
+        if let Some(after) = &query.after {
+            hits.retain(|d| {
+                let o = order(&key(d), after);
+                if query.descending {
+                    o.is_lt()
+                } else {
+                    o.is_gt()
+                }
+            });
+        }
+        hits.truncate(query.limit + 1);
+        Ok(hits)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+}

@@ -1,0 +1,160 @@
+//! Document-store conformance: one suite, instantiated per backend, so
+//! `cargo test -p platform store` lists `store::conformance::<backend>::<test>`.
+//!
+//! Memory and Postgres always run (Postgres from `TEST_DATABASE_URL`,
+//! default `postgres://postgres@127.0.0.1:5432/postgres`, a fresh schema per
+//! test, dropped afterwards). MongoDB runs when `MONGODB_URI` is set and is
+//! reported ignored otherwise.
+
+mod store {
+    pub mod conformance {
+        pub mod suite;
+
+        use std::future::Future;
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use platform::store::mongo::MongoBackend;
+        use platform::store::postgres::PostgresBackend;
+        use platform::store::{Store, StoreSettings};
+
+        pub fn settings() -> StoreSettings {
+            StoreSettings {
+                timeout: Duration::from_millis(1500),
+                max_connections: 20,
+            }
+        }
+
+        pub fn postgres_url() -> String {
+            std::env::var("TEST_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        }
+
+        pub fn unique_namespace() -> String {
+            format!("t_{}", uuid::Uuid::now_v7().simple())
+        }
+
+        async fn run_isolated<F, Fut>(store: Store, test: F)
+        where
+            F: FnOnce(Store) -> Fut,
+            Fut: Future<Output = ()> + Send + 'static,
+        {
+            let outcome = tokio::spawn(test(store)).await;
+            if let Err(err) = outcome {
+                std::panic::resume_unwind(err.into_panic());
+            }
+        }
+
+        pub async fn with_memory<F, Fut>(test: F)
+        where
+            F: FnOnce(Store) -> Fut,
+            Fut: Future<Output = ()> + Send + 'static,
+        {
+            run_isolated(Store::memory(), test).await;
+        }
+
+        /// Runs `test` against a fresh schema, dropped afterwards even if
+        /// the test fails.
+        pub async fn with_postgres<F, Fut>(test: F)
+        where
+            F: FnOnce(Store) -> Fut,
+            Fut: Future<Output = ()> + Send + 'static,
+        {
+            let backend =
+                PostgresBackend::connect(&postgres_url(), &unique_namespace(), &settings())
+                    .await
+                    .expect("Postgres is reachable (TEST_DATABASE_URL)");
+            let store = Store::with_backend(Arc::new(backend.clone()));
+            let outcome = tokio::spawn(test(store)).await;
+            backend.drop_schema().await.expect("test schema dropped");
+            backend.close().await;
+            if let Err(err) = outcome {
+                std::panic::resume_unwind(err.into_panic());
+            }
+        }
+
+        pub async fn with_mongodb<F, Fut>(test: F)
+        where
+            F: FnOnce(Store) -> Fut,
+            Fut: Future<Output = ()> + Send + 'static,
+        {
+            let uri = std::env::var("MONGODB_URI").expect("MONGODB_URI is set");
+            let backend = MongoBackend::connect(&uri, &unique_namespace(), &settings())
+                .await
+                .expect("MongoDB reachable");
+            let store = Store::with_backend(Arc::new(backend.clone()));
+            let outcome = tokio::spawn(test(store)).await;
+            backend
+                .drop_database()
+                .await
+                .expect("test database dropped");
+            if let Err(err) = outcome {
+                std::panic::resume_unwind(err.into_panic());
+            }
+        }
+
+        macro_rules! conformance_tests {
+            ($harness:ident $(, #[$attr:meta])?) => {
+                conformance_tests!(@each $harness { $(#[$attr])? } ;
+                    insert_then_get_returns_version_one,
+                    duplicate_id_is_already_exists,
+                    unique_index_violation_names_the_index,
+                    optional_unique_fields_do_not_collide_when_missing,
+                    cas_rejects_stale_version,
+                    cas_under_50_concurrent_writers_loses_no_update,
+                    paging_visits_every_document_once_despite_concurrent_inserts,
+                    cursor_tampering_is_rejected,
+                    sort_order_is_typed_and_ties_break_by_id,
+                    equality_and_range_filters_combine,
+                    text_match_is_case_insensitive_and_literal,
+                    large_documents_round_trip_and_oversize_is_rejected,
+                    unicode_round_trips,
+                    queries_on_undeclared_or_mistyped_fields_are_invalid,
+                    declaring_a_collection_is_idempotent_and_concurrent_safe,
+                    delete_honours_the_version,
+                );
+            };
+            (@each $harness:ident $attrs:tt ; $($name:ident),* $(,)?) => {
+                $( conformance_tests!(@one $harness $name $attrs); )*
+            };
+            (@one $harness:ident $name:ident { $($attrs:tt)* }) => {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                $($attrs)*
+                async fn $name() {
+                    super::$harness(super::suite::$name).await;
+                }
+            };
+        }
+
+        pub mod memory {
+            conformance_tests!(with_memory);
+        }
+
+        pub mod postgres {
+            conformance_tests!(with_postgres);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn data_survives_a_reconnect() {
+                super::lifecycle::postgres_data_survives_a_reconnect().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn backend_down_is_unavailable_then_recovers() {
+                super::lifecycle::postgres_down_is_unavailable_then_recovers().await;
+            }
+        }
+
+        #[cfg(not(mongodb_uri))]
+        pub mod mongodb {
+            conformance_tests!(with_mongodb, #[ignore = "MONGODB_URI is not set: MongoDB backend skipped"]);
+        }
+
+        #[cfg(mongodb_uri)]
+        pub mod mongodb {
+            conformance_tests!(with_mongodb);
+        }
+
+        /// Restart and outage of the network backends.
+        mod lifecycle;
+    }
+}
