@@ -452,6 +452,11 @@ pub struct Config {
     /// `HTTP_ADDR`: where the gateway listens (default `127.0.0.1:8080`).
     pub http_addr: SocketAddr,
     pub database_url: DatabaseUrl,
+    /// `DATABASE_TIMEOUT_MS` (3000) and `DATABASE_MAX_CONNECTIONS` (10).
+    pub store: crate::store::StoreSettings,
+    /// `STORE_CURSOR_KEY`: key that signs paging cursors; set the same value
+    /// on every replica of a service so their cursors interoperate.
+    pub cursor_key: Option<Secret>,
     /// `NATS_URL`; unset = in-process bus.
     pub nats_url: Option<String>,
     /// `REDIS_URL`; unset = no cache, in-memory rate limits.
@@ -572,6 +577,33 @@ impl Config {
             database_url: v
                 .parse_with("DATABASE_URL", |s| s.parse::<DatabaseUrl>())?
                 .unwrap_or(DatabaseUrl::Memory),
+            store: crate::store::StoreSettings {
+                timeout: match v.millis("DATABASE_TIMEOUT_MS")? {
+                    Some(d) if d.is_zero() => {
+                        return Err(ConfigError::new(
+                            "DATABASE_TIMEOUT_MS",
+                            "0",
+                            "must be greater than zero",
+                        ));
+                    }
+                    Some(d) => d,
+                    None => crate::store::StoreSettings::default().timeout,
+                },
+                max_connections: match v
+                    .number::<u32>("DATABASE_MAX_CONNECTIONS", "a positive whole number")?
+                {
+                    Some(0) => {
+                        return Err(ConfigError::new(
+                            "DATABASE_MAX_CONNECTIONS",
+                            "0",
+                            "must be greater than zero",
+                        ));
+                    }
+                    Some(n) => n,
+                    None => crate::store::StoreSettings::default().max_connections,
+                },
+            },
+            cursor_key: v.raw("STORE_CURSOR_KEY").map(Secret),
             nats_url: v.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: v.url("REDIS_URL", &["redis", "rediss"])?,
             peers,
@@ -735,6 +767,8 @@ mod tests {
             ("JWT_ACCESS_TTL_SECS", "0"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4317"),
             ("SMTP_URL", "mail.example.com"),
+            ("DATABASE_TIMEOUT_MS", "0"),
+            ("DATABASE_MAX_CONNECTIONS", "many"),
         ];
         for &(var, value) in cases {
             let err = load(&[(var, value)]).expect_err(&format!("{var}={value} must be rejected"));

@@ -14,34 +14,68 @@ use super::{
 
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    collections: Mutex<HashMap<String, BTreeMap<String, (u64, Value)>>>,
+    collections: Mutex<HashMap<String, Coll>>,
+}
+
+/// One collection: documents by id, and for each unique index the id
+/// holding each value (so uniqueness checks are O(1)).
+#[derive(Debug, Default)]
+struct Coll {
+    docs: BTreeMap<String, (u64, Value)>,
+    unique: HashMap<String, HashMap<String, String>>,
+}
+
+impl Coll {
+    fn unique_keys<'a>(
+        spec: &'a CollectionSpec,
+        body: &'a Value,
+    ) -> impl Iterator<Item = (&'a str, String)> + 'a {
+        spec.indexes
+            .iter()
+            .filter(|i| i.unique)
+            .filter_map(move |index| {
+                lookup(body, &index.field)
+                    .filter(|v| !v.is_null())
+                    .map(|v| (index.field.as_str(), v.to_string()))
+            })
+    }
+
+    /// The unique index `body` would collide on (ignoring document `id` itself).
+    fn violation(&self, spec: &CollectionSpec, id: &str, body: &Value) -> Option<String> {
+        Self::unique_keys(spec, body).find_map(|(field, key)| {
+            match self.unique.get(field).and_then(|m| m.get(&key)) {
+                Some(holder) if holder != id => Some(field.to_string()),
+                _ => None,
+            }
+        })
+    }
+
+    fn put(&mut self, spec: &CollectionSpec, id: &str, version: u64, body: Value) {
+        self.remove(spec, id);
+        for (field, key) in Self::unique_keys(spec, &body) {
+            self.unique
+                .entry(field.to_string())
+                .or_default()
+                .insert(key, id.to_string());
+        }
+        self.docs.insert(id.to_string(), (version, body));
+    }
+
+    fn remove(&mut self, spec: &CollectionSpec, id: &str) {
+        if let Some((_, old)) = self.docs.remove(id) {
+            for (field, key) in Self::unique_keys(spec, &old) {
+                if let Some(m) = self.unique.get_mut(field) {
+                    m.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 impl MemoryBackend {
     pub fn new() -> Self {
         Self::default()
     }
-}
-
-/// The unique index `body` collides with in `docs` (ignoring `skip_id`).
-fn unique_violation(
-    spec: &CollectionSpec,
-    docs: &BTreeMap<String, (u64, Value)>,
-    skip_id: &str,
-    body: &Value,
-) -> Option<String> {
-    for index in spec.indexes.iter().filter(|i| i.unique) {
-        let Some(value) = lookup(body, &index.field).filter(|v| !v.is_null()) else {
-            continue;
-        };
-        let taken = docs
-            .iter()
-            .any(|(id, (_, other))| id != skip_id && lookup(other, &index.field) == Some(value));
-        if taken {
-            return Some(index.field.clone());
-        }
-    }
-    None
 }
 
 fn matches(query: &PlannedQuery, doc: &Value) -> bool {
@@ -95,14 +129,14 @@ impl Backend for MemoryBackend {
 
     async fn insert(&self, spec: &CollectionSpec, id: &str, body: &Value) -> Result<()> {
         let mut all = self.collections.lock().expect("store lock");
-        let docs = all.entry(spec.name.clone()).or_default();
-        if docs.contains_key(id) {
+        let coll = all.entry(spec.name.clone()).or_default();
+        if coll.docs.contains_key(id) {
             return Err(StoreError::AlreadyExists { index: "id".into() });
         }
-        if let Some(index) = unique_violation(spec, docs, id, body) {
+        if let Some(index) = coll.violation(spec, id, body) {
             return Err(StoreError::AlreadyExists { index });
         }
-        docs.insert(id.to_string(), (1, body.clone()));
+        coll.put(spec, id, 1, body.clone());
         Ok(())
     }
 
@@ -110,7 +144,7 @@ impl Backend for MemoryBackend {
         let all = self.collections.lock().expect("store lock");
         Ok(all
             .get(&spec.name)
-            .and_then(|docs| docs.get(id))
+            .and_then(|coll| coll.docs.get(id))
             .map(|(version, body)| RawDocument {
                 id: id.to_string(),
                 version: *version,
@@ -126,29 +160,29 @@ impl Backend for MemoryBackend {
         body: &Value,
     ) -> Result<()> {
         let mut all = self.collections.lock().expect("store lock");
-        let docs = all.entry(spec.name.clone()).or_default();
-        match docs.get(id) {
+        let coll = all.entry(spec.name.clone()).or_default();
+        match coll.docs.get(id) {
             None => return Err(StoreError::NotFound),
             Some((version, _)) if *version != expected => return Err(StoreError::VersionConflict),
             Some(_) => {}
         }
-        if let Some(index) = unique_violation(spec, docs, id, body) {
+        if let Some(index) = coll.violation(spec, id, body) {
             return Err(StoreError::AlreadyExists { index });
         }
-        docs.insert(id.to_string(), (expected + 1, body.clone()));
+        coll.put(spec, id, expected + 1, body.clone());
         Ok(())
     }
 
     async fn delete(&self, spec: &CollectionSpec, id: &str, expected: Option<u64>) -> Result<()> {
         let mut all = self.collections.lock().expect("store lock");
-        let docs = all.entry(spec.name.clone()).or_default();
-        match (docs.get(id), expected) {
+        let coll = all.entry(spec.name.clone()).or_default();
+        match (coll.docs.get(id), expected) {
             (None, _) => Err(StoreError::NotFound),
             (Some((version, _)), Some(expected)) if *version != expected => {
                 Err(StoreError::VersionConflict)
             }
             _ => {
-                docs.remove(id);
+                coll.remove(spec, id);
                 Ok(())
             }
         }
@@ -156,10 +190,11 @@ impl Backend for MemoryBackend {
 
     async fn find(&self, spec: &CollectionSpec, query: &PlannedQuery) -> Result<Vec<RawDocument>> {
         let all = self.collections.lock().expect("store lock");
-        let Some(docs) = all.get(&spec.name) else {
+        let Some(coll) = all.get(&spec.name) else {
             return Ok(Vec::new());
         };
-        let mut hits: Vec<RawDocument> = docs
+        let mut hits: Vec<RawDocument> = coll
+            .docs
             .iter()
             .filter(|(_, (_, body))| matches(query, body))
             .map(|(id, (version, body))| RawDocument {

@@ -519,6 +519,15 @@ impl Store {
         Ok(Self::with_backend(backend))
     }
 
+    /// Connects as `config` says (`DATABASE_URL`, pool settings, cursor key).
+    pub async fn from_config(config: &crate::Config, namespace: &str) -> Result<Store> {
+        let store = Self::connect(&config.database_url, namespace, &config.store).await?;
+        Ok(match &config.cursor_key {
+            Some(key) => store.with_cursor_key(key.expose().as_bytes()),
+            None => store,
+        })
+    }
+
     /// A fresh in-memory store.
     pub fn memory() -> Store {
         Self::with_backend(Arc::new(memory::MemoryBackend::new()))
