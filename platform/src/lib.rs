@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod runtime;
 pub mod store;

@@ -1,0 +1,469 @@
+//! The event bus: durable, at-least-once delivery of
+//! `shop.events.v1.Envelope`s between services.
+//!
+//! Two backends share one interface and one conformance suite:
+//! [`memory::InProcessBus`] (embedded default: one process, same semantics)
+//! and [`nats::NatsBus`] (JetStream: stream `SHOP` on `shop.>`, file
+//! storage, durable pull consumers, explicit acks, `Nats-Msg-Id` dedup).
+//!
+//! * Publishing returns once the event is stored (JetStream PubAck). An id
+//!   published twice within the dedup window is stored once.
+//! * A durable consumer has a name; several instances with the same name
+//!   share the work; different names each get every event (fan-out).
+//! * A delivery is acked when its handler returns `Ok`; a retryable error is
+//!   negatively acked and redelivered after a backoff; after `max_deliver`
+//!   attempts (or at once for a permanent error) it is moved to
+//!   `<prefix>.dlq.<consumer>` with the error in the `Shop-Dlq-Error` header.
+//!   A consumer that dies before acking gets the event again after
+//!   `ack_wait`.
+//! * W3C trace context travels in the message headers; the consumer's span
+//!   continues the publisher's trace.
+//!
+//! Reliable publishing (an event stored in the same atomic write as the
+//! change that causes it) is in [`outbox`]; idempotent consumption (each
+//! event applied once even when delivered again) in [`idempotent`].
+
+pub mod idempotent;
+pub mod memory;
+pub mod nats;
+pub mod outbox;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use proto::events::Envelope;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::error::ErrorKind;
+
+/// Header carrying the event id (JetStream deduplicates on it).
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+/// Headers of a dead letter.
+pub const DLQ_ERROR_HEADER: &str = "Shop-Dlq-Error";
+pub const DLQ_SUBJECT_HEADER: &str = "Shop-Dlq-Subject";
+pub const DLQ_ATTEMPTS_HEADER: &str = "Shop-Dlq-Attempts";
+
+/// What can go wrong talking to the bus.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// The broker cannot be reached or did not confirm in time; retry later.
+    #[error("event bus unavailable: {0}")]
+    Unavailable(String),
+    /// A malformed subject, consumer name or envelope.
+    #[error("invalid event bus request: {0}")]
+    Invalid(String),
+    /// Anything else the broker said.
+    #[error("event bus failure: {0}")]
+    Backend(String),
+}
+
+impl BusError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BusError::Unavailable(_) => ErrorKind::Unavailable,
+            BusError::Invalid(_) => ErrorKind::InvalidArgument,
+            BusError::Backend(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Why a handler did not process a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// Try again later (a dependency is down, a conflict…).
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Will never succeed (undecodable, violates an invariant): dead-letter now.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// One delivery of an event to a consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub envelope: Envelope,
+    pub subject: String,
+    /// 1 on first delivery.
+    pub attempt: u32,
+    pub consumer: String,
+    pub headers: HashMap<String, String>,
+}
+
+/// Processes deliveries of a consumer.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError>;
+}
+
+/// A handler from an async closure.
+pub struct FnHandler<F>(pub F);
+
+#[async_trait::async_trait]
+impl<F, Fut> Handler for FnHandler<F>
+where
+    F: Fn(Delivery) -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = Result<(), HandlerError>> + Send,
+{
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        (self.0)(delivery.clone()).await
+    }
+}
+
+pub fn handler_fn<F, Fut>(f: F) -> Arc<dyn Handler>
+where
+    F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    Arc::new(FnHandler(f))
+}
+
+/// A durable consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// Durable name, e.g. `shipping-svc`. `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// Event types (subjects below the prefix), NATS wildcards allowed:
+    /// `order.created`, `payment.*`, `shipping.>`.
+    pub event_types: Vec<String>,
+    /// Attempts before a delivery is dead-lettered.
+    pub max_deliver: u32,
+    /// Delay before redelivery after the n-th failure (the last one repeats).
+    pub backoff: Vec<Duration>,
+    /// How long an unacked delivery stays with a consumer instance before it
+    /// is given to another (the instance is presumed dead).
+    pub ack_wait: Duration,
+}
+
+impl ConsumerConfig {
+    pub fn new(name: &str, event_types: &[&str]) -> Self {
+        Self {
+            name: name.to_string(),
+            event_types: event_types.iter().map(|s| s.to_string()).collect(),
+            max_deliver: 5,
+            backoff: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            ],
+            ack_wait: Duration::from_secs(30),
+        }
+    }
+
+    pub fn backoff_after(&self, attempt: u32) -> Duration {
+        let i = (attempt.max(1) as usize - 1).min(self.backoff.len().saturating_sub(1));
+        self.backoff
+            .get(i)
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
+    }
+
+    fn validate(&self) -> Result<(), BusError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(BusError::Invalid(format!(
+                "consumer name {:?} must be [A-Za-z0-9_-]",
+                self.name
+            )));
+        }
+        if self.event_types.is_empty() {
+            return Err(BusError::Invalid(
+                "a consumer needs at least one event type".into(),
+            ));
+        }
+        for t in &self.event_types {
+            validate_subject_pattern(t)?;
+        }
+        if self.max_deliver == 0 {
+            return Err(BusError::Invalid("max_deliver must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+fn validate_subject_pattern(pattern: &str) -> Result<(), BusError> {
+    let tokens: Vec<&str> = pattern.split('.').collect();
+    let ok = tokens.iter().enumerate().all(|(i, t)| {
+        !t.is_empty()
+            && (*t == "*"
+                || (*t == ">" && i == tokens.len() - 1)
+                || t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(BusError::Invalid(format!(
+            "invalid event type pattern {pattern:?}"
+        )))
+    }
+}
+
+/// NATS subject matching: `*` is one token, `>` the rest.
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// A running consumer instance. Dropping it leaves it running in the
+/// background; stop it explicitly.
+#[derive(Debug)]
+pub struct Subscription {
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Subscription {
+    pub(crate) fn new(cancel: CancellationToken, tasks: Vec<tokio::task::JoinHandle<()>>) -> Self {
+        Self { cancel, tasks }
+    }
+
+    /// Finishes the delivery in hand, then stops.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops at once, as a crash would: a delivery in hand is not acked and
+    /// comes back (to another instance) after `ack_wait`.
+    pub fn abort(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The bus interface.
+#[async_trait::async_trait]
+pub trait EventBus: Send + Sync + fmt::Debug {
+    /// Stores the event on subject `<prefix>.<type>`; returns once it is
+    /// durable. The same id twice within the dedup window is stored once.
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError>;
+
+    /// Starts an instance of the durable consumer `config.name` feeding
+    /// `handler`.
+    async fn subscribe(
+        &self,
+        config: ConsumerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Subscription, BusError>;
+
+    /// Subject prefix (`shop`).
+    fn prefix(&self) -> &str;
+
+    fn name(&self) -> &'static str;
+}
+
+/// Subject of an event type.
+pub fn subject(prefix: &str, event_type: &str) -> String {
+    format!("{prefix}.{event_type}")
+}
+
+/// Dead-letter subject of a consumer.
+pub fn dlq_subject(prefix: &str, consumer: &str) -> String {
+    format!("{prefix}.dlq.{consumer}")
+}
+
+/// A new envelope: UUIDv7 id, now, and the current trace context.
+pub fn envelope(
+    event_type: &str,
+    aggregate_id: &str,
+    source: &str,
+    payload: proto::events::envelope::Payload,
+) -> Envelope {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut headers = http::HeaderMap::new();
+    crate::telemetry::inject(&crate::telemetry::current_context(), &mut headers);
+    let header = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    Envelope {
+        id: uuid::Uuid::now_v7().to_string(),
+        r#type: event_type.to_string(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: now.as_secs() as i64,
+            nanos: now.subsec_nanos() as i32,
+        }),
+        aggregate_id: aggregate_id.to_string(),
+        traceparent: header("traceparent"),
+        tracestate: header("tracestate"),
+        source: source.to_string(),
+        payload: Some(payload),
+    }
+}
+
+/// Checks an envelope before publishing and encodes it.
+pub(crate) fn encode(envelope: &Envelope) -> Result<Vec<u8>, BusError> {
+    if envelope.id.is_empty() {
+        return Err(BusError::Invalid("an event needs an id".into()));
+    }
+    validate_subject_pattern(&envelope.r#type)
+        .ok()
+        .filter(|_| !envelope.r#type.contains(['*', '>']))
+        .ok_or_else(|| BusError::Invalid(format!("invalid event type {:?}", envelope.r#type)))?;
+    Ok(envelope.encode_to_vec())
+}
+
+/// Headers a publish carries: the id, and the trace context (the
+/// envelope's, else the current span's).
+pub(crate) fn publish_headers(envelope: &Envelope) -> Vec<(String, String)> {
+    let mut out = vec![(MSG_ID_HEADER.to_string(), envelope.id.clone())];
+    let mut headers = http::HeaderMap::new();
+    crate::telemetry::inject(&crate::telemetry::current_context(), &mut headers);
+    let current = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let traceparent = current("traceparent")
+        .or_else(|| Some(envelope.traceparent.clone()).filter(|s| !s.is_empty()));
+    if let Some(tp) = traceparent {
+        out.push(("traceparent".into(), tp));
+    }
+    let tracestate = current("tracestate")
+        .or_else(|| Some(envelope.tracestate.clone()).filter(|s| !s.is_empty()));
+    if let Some(ts) = tracestate {
+        out.push(("tracestate".into(), ts));
+    }
+    out
+}
+
+/// What to do with a delivery after its handler ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ack,
+    Retry(Duration),
+    DeadLetter(String),
+}
+
+/// Runs the handler for one delivery inside a span that continues the
+/// publisher's trace, and decides the outcome.
+pub(crate) async fn process(
+    handler: &dyn Handler,
+    config: &ConsumerConfig,
+    delivery: Delivery,
+) -> Outcome {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!(
+        "messaging.process",
+        otel.name = %format!("{} process", delivery.subject),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.destination.name = %delivery.subject,
+        messaging.message.id = %delivery.envelope.id,
+        messaging.consumer.group.name = %config.name,
+        attempt = delivery.attempt,
+    );
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &delivery.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            headers.insert(k, v);
+        }
+    }
+    let _ = span.set_parent(crate::telemetry::extract(&headers));
+    let attempt = delivery.attempt;
+    async move {
+        match handler.handle(&delivery).await {
+            Ok(()) => Outcome::Ack,
+            Err(HandlerError::Retryable(reason)) if attempt < config.max_deliver => {
+                tracing::warn!(%reason, attempt, "event handling failed; will retry");
+                Outcome::Retry(config.backoff_after(attempt))
+            }
+            Err(err) => {
+                tracing::error!(error = %err, attempt, "event dead-lettered");
+                Outcome::DeadLetter(err.to_string())
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Builds the bus `config` asks for: NATS when `NATS_URL` is set, else in-process.
+pub async fn connect(config: &crate::Config) -> Result<Arc<dyn EventBus>, BusError> {
+    match &config.nats_url {
+        Some(url) => Ok(Arc::new(
+            nats::NatsBus::connect(url, nats::NatsSettings::default()).await?,
+        )),
+        None => Ok(Arc::new(memory::InProcessBus::new("shop"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_match_like_nats() {
+        assert!(subject_matches("shop.order.created", "shop.order.created"));
+        assert!(subject_matches("shop.order.*", "shop.order.created"));
+        assert!(!subject_matches("shop.order.*", "shop.order.created.v2"));
+        assert!(subject_matches("shop.>", "shop.order.created"));
+        assert!(!subject_matches("shop.>", "shop"));
+        assert!(!subject_matches(
+            "shop.order.created",
+            "shop.order.cancelled"
+        ));
+        assert!(!subject_matches("shop.order", "shop.order.created"));
+    }
+
+    #[test]
+    fn consumer_config_is_validated() {
+        assert!(
+            ConsumerConfig::new("shipping-svc", &["order.created", "payment.*"])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            ConsumerConfig::new("bad.name", &["order.created"])
+                .validate()
+                .is_err()
+        );
+        assert!(ConsumerConfig::new("ok", &[]).validate().is_err());
+        assert!(
+            ConsumerConfig::new("ok", &["order..created"])
+                .validate()
+                .is_err()
+        );
+        assert!(ConsumerConfig::new("ok", &[">.x"]).validate().is_err());
+    }
+
+    #[test]
+    fn backoff_repeats_its_last_step() {
+        let mut c = ConsumerConfig::new("c", &["a"]);
+        c.backoff = vec![Duration::from_millis(10), Duration::from_millis(20)];
+        assert_eq!(c.backoff_after(1), Duration::from_millis(10));
+        assert_eq!(c.backoff_after(2), Duration::from_millis(20));
+        assert_eq!(c.backoff_after(9), Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,383 @@
+//! NATS JetStream backend (`async-nats`).
+//!
+//! * One stream (`SHOP` on `shop.>` by default), created or updated at
+//!   start, file storage, a 2-minute duplicate window on `Nats-Msg-Id`.
+//! * Publishing waits for the PubAck; no answer in time is `Unavailable`.
+//! * A consumer subscribed to several event types gets one durable pull
+//!   consumer per type (`<name>__<type>`), each with a single
+//!   `filter_subject`: NATS 2.9 ignores the newer `filter_subjects` list
+//!   and would deliver everything.
+//! * Explicit acks; a retryable failure is NAKed with the consumer's
+//!   backoff as delay; redeliveries are counted by the server, and after
+//!   `max_deliver` attempts the event is published to
+//!   `<prefix>.dlq.<consumer>` and then acked.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt as _;
+use prost::Message as _;
+use proto::events::Envelope;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    BusError, ConsumerConfig, DLQ_ATTEMPTS_HEADER, DLQ_ERROR_HEADER, DLQ_SUBJECT_HEADER, Delivery,
+    EventBus, Handler, Outcome, Subscription, dlq_subject, subject,
+};
+
+/// Stream and timing settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSettings {
+    /// Stream name (`SHOP`).
+    pub stream: String,
+    /// Subject prefix; the stream holds `<prefix>.>` (`shop`).
+    pub prefix: String,
+    /// How long a publish waits for the PubAck.
+    pub publish_timeout: Duration,
+    /// How long a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How long events are kept.
+    pub max_age: Duration,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            stream: "SHOP".into(),
+            prefix: "shop".into(),
+            publish_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NatsBus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    settings: NatsSettings,
+}
+
+fn unavailable(err: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(err.to_string())
+}
+
+impl NatsBus {
+    /// Connects and creates (or updates) the stream.
+    pub async fn connect(url: &str, settings: NatsSettings) -> Result<Self, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("shopmesh")
+            .connection_timeout(settings.connect_timeout)
+            .request_timeout(Some(settings.publish_timeout))
+            // Reconnect quickly after an outage: 100 ms, 200 ms, … up to 1 s.
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64 * 100).min(1000))
+            })
+            .connect(url)
+            .await
+            .map_err(|e| unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(settings.publish_timeout);
+        let bus = Self {
+            client,
+            js,
+            settings,
+        };
+        bus.ensure_stream().await?;
+        Ok(bus)
+    }
+
+    async fn ensure_stream(&self) -> Result<(), BusError> {
+        let config = StreamConfig {
+            name: self.settings.stream.clone(),
+            subjects: vec![format!("{}.>", self.settings.prefix)],
+            storage: StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            max_age: self.settings.max_age,
+            ..Default::default()
+        };
+        self.js.create_or_update_stream(config).await.map_err(|e| {
+            unavailable(format!(
+                "cannot create stream {}: {e}",
+                self.settings.stream
+            ))
+        })?;
+        Ok(())
+    }
+
+    /// Messages currently in the stream on `subject` (tests, tools).
+    pub async fn count(&self, subject: &str) -> Result<u64, BusError> {
+        let stream = self
+            .js
+            .get_stream(&self.settings.stream)
+            .await
+            .map_err(unavailable)?;
+        let info = stream
+            .info_with_subjects(subject)
+            .await
+            .map_err(unavailable)?;
+        let mut total = 0;
+        let mut subjects = info;
+        while let Some(entry) = subjects.next().await {
+            total += entry.map_err(unavailable)?.1 as u64;
+        }
+        Ok(total)
+    }
+
+    /// Deletes the stream (tests).
+    pub async fn delete_stream(&self) -> Result<(), BusError> {
+        self.js
+            .delete_stream(&self.settings.stream)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    async fn publish_raw(
+        &self,
+        subject: String,
+        id: &str,
+        headers: HeaderMap,
+        payload: Vec<u8>,
+    ) -> Result<(), BusError> {
+        let message = PublishMessage::build()
+            .payload(payload.into())
+            .headers(headers)
+            .message_id(id);
+        let publish = async {
+            let ack = self
+                .js
+                .send_publish(subject, message)
+                .await
+                .map_err(unavailable)?;
+            ack.await.map_err(unavailable)
+        };
+        match tokio::time::timeout(self.settings.publish_timeout, publish).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(BusError::Unavailable(
+                "NATS did not acknowledge the publish in time".into(),
+            )),
+        }
+    }
+
+    /// One durable consumer per event type (see the module docs).
+    async fn consumer(
+        &self,
+        config: &ConsumerConfig,
+        event_type: &str,
+    ) -> Result<Consumer<pull::Config>, BusError> {
+        let durable = format!(
+            "{}__{}",
+            config.name,
+            event_type
+                .replace('.', "_")
+                .replace('*', "STAR")
+                .replace('>', "ALL")
+        );
+        let stream = self
+            .js
+            .get_stream(&self.settings.stream)
+            .await
+            .map_err(unavailable)?;
+        let consumer_config = pull::Config {
+            durable_name: Some(durable.clone()),
+            filter_subject: subject(&self.settings.prefix, event_type),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: config.ack_wait,
+            // Redelivery is bounded by us (dead letter after max_deliver).
+            max_deliver: -1,
+            max_ack_pending: 1000,
+            ..Default::default()
+        };
+        stream
+            .get_or_create_consumer(&durable, consumer_config)
+            .await
+            .map_err(|e| unavailable(format!("cannot create consumer {durable}: {e}")))
+    }
+
+    async fn dead_letter(
+        &self,
+        consumer: &str,
+        message: &jetstream::Message,
+        error: &str,
+        attempt: u32,
+    ) -> Result<(), BusError> {
+        let mut headers = message.headers.clone().unwrap_or_default();
+        let id = headers
+            .get(super::MSG_ID_HEADER)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        headers.insert(DLQ_ERROR_HEADER, error.replace(['\r', '\n'], " "));
+        headers.insert(DLQ_SUBJECT_HEADER, message.subject.as_str());
+        headers.insert(DLQ_ATTEMPTS_HEADER, attempt.to_string());
+        let subject = dlq_subject(&self.settings.prefix, consumer);
+        self.publish_raw(
+            subject,
+            &format!("{id}:dlq:{consumer}"),
+            headers,
+            message.payload.to_vec(),
+        )
+        .await
+    }
+
+    async fn handle_message(
+        &self,
+        config: &ConsumerConfig,
+        handler: &dyn Handler,
+        message: jetstream::Message,
+    ) {
+        let attempt = message
+            .info()
+            .map(|i| i.delivered.max(1) as u32)
+            .unwrap_or(1);
+        let headers: HashMap<String, String> = message
+            .headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .filter_map(|(k, values)| {
+                values
+                    .first()
+                    .map(|v| (k.to_string(), v.as_str().to_string()))
+            })
+            .collect();
+        let outcome = match Envelope::decode(message.payload.as_ref()) {
+            Ok(envelope) => {
+                let delivery = Delivery {
+                    envelope,
+                    subject: message.subject.to_string(),
+                    attempt,
+                    consumer: config.name.clone(),
+                    headers,
+                };
+                super::process(handler, config, delivery).await
+            }
+            Err(err) => Outcome::DeadLetter(format!("undecodable envelope: {err}")),
+        };
+        let acked = match outcome {
+            Outcome::Ack => message.ack().await,
+            Outcome::Retry(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
+            Outcome::DeadLetter(error) => match self
+                .dead_letter(&config.name, &message, &error, attempt)
+                .await
+            {
+                Ok(()) => message.ack_with(AckKind::Term).await,
+                Err(err) => {
+                    // Not dead-lettered: leave it for redelivery.
+                    tracing::warn!(error = %err, "dead-lettering failed; the event will be redelivered");
+                    message
+                        .ack_with(AckKind::Nak(Some(config.backoff_after(attempt))))
+                        .await
+                }
+            },
+        };
+        if let Err(err) = acked {
+            tracing::warn!(error = %err, "ack failed; the event will be redelivered after ack_wait");
+        }
+    }
+
+    async fn run(
+        self,
+        consumer: Consumer<pull::Config>,
+        config: ConsumerConfig,
+        handler: Arc<dyn Handler>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let messages = tokio::select! {
+                () = cancel.cancelled() => return,
+                messages = consumer.stream().max_messages_per_batch(10).heartbeat(Duration::from_secs(5)).messages() => messages,
+            };
+            let mut messages = match messages {
+                Ok(messages) => messages,
+                Err(err) => {
+                    tracing::warn!(error = %err, consumer = %config.name, "cannot pull; retrying");
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        self.handle_message(&config, handler.as_ref(), message)
+                            .await
+                    }
+                    Some(Err(err)) => {
+                        tracing::debug!(error = %err, consumer = %config.name, "pull stream error");
+                        tokio::select! {
+                            () = cancel.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        }
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for NatsBus {
+    async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
+        let payload = super::encode(envelope)?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in super::publish_headers(envelope) {
+            if k != super::MSG_ID_HEADER {
+                headers.insert(k.as_str(), v.as_str());
+            }
+        }
+        self.publish_raw(
+            subject(&self.settings.prefix, &envelope.r#type),
+            &envelope.id,
+            headers,
+            payload,
+        )
+        .await
+    }
+
+    async fn subscribe(
+        &self,
+        config: ConsumerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Subscription, BusError> {
+        config.validate()?;
+        let cancel = CancellationToken::new();
+        let mut tasks = Vec::new();
+        for event_type in &config.event_types {
+            let consumer = self.consumer(&config, event_type).await?;
+            tasks.push(tokio::spawn(self.clone().run(
+                consumer,
+                config.clone(),
+                handler.clone(),
+                cancel.clone(),
+            )));
+        }
+        Ok(Subscription::new(cancel, tasks))
+    }
+
+    fn prefix(&self) -> &str {
+        &self.settings.prefix
+    }
+
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+}

@@ -1,0 +1,189 @@
+//! Reliable publishing through an outbox kept inside the document.
+//!
+//! A write that must emit an event stages it in the document's [`Outbox`]
+//! and stores both in one atomic (CAS) write, so the change and the event
+//! exist together or not at all. [`OutboxRelay::flush`] then publishes the
+//! staged events and removes them from the document; a sweeper
+//! ([`OutboxRelay::spawn_sweeper`]) republishes whatever a crash left
+//! behind, at start and periodically. An event published twice (a crash
+//! between publish and clear) carries the same id, so JetStream drops the
+//! copy within its window and idempotent consumers ignore it after.
+//!
+//! Collections with an outbox declare [`outbox_index`] so the sweeper finds
+//! documents with pending events without a scan.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use prost::Message as _;
+use proto::events::Envelope;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::{BusError, EventBus};
+use crate::store::{Bound, Collection, FieldType, IndexSpec, Query, StoreError};
+
+/// Events staged in a document, waiting to be published.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outbox {
+    /// Number of staged events (indexed: the sweeper looks for `count > 0`).
+    pub count: i64,
+    pub events: Vec<StagedEvent>,
+}
+
+/// One staged event: its id and the encoded envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedEvent {
+    pub id: String,
+    /// Base64 of the protobuf `Envelope`.
+    pub envelope: String,
+}
+
+impl Outbox {
+    /// Stages `envelope`, to be stored with the document's next write.
+    pub fn stage(&mut self, envelope: &Envelope) {
+        self.events.push(StagedEvent {
+            id: envelope.id.clone(),
+            envelope: STANDARD.encode(envelope.encode_to_vec()),
+        });
+        self.count = self.events.len() as i64;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    fn remove(&mut self, ids: &[String]) {
+        self.events.retain(|e| !ids.contains(&e.id));
+        self.count = self.events.len() as i64;
+    }
+}
+
+/// Documents that carry an outbox.
+pub trait HasOutbox {
+    fn outbox(&self) -> &Outbox;
+    fn outbox_mut(&mut self) -> &mut Outbox;
+}
+
+/// The index every collection with an outbox declares (field `outbox`).
+pub fn outbox_index() -> IndexSpec {
+    IndexSpec::new("outbox.count", FieldType::Int)
+}
+
+/// Why a flush did not complete. Whatever was not cleared stays staged and
+/// the sweeper retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("staged event {0} does not decode")]
+    Corrupt(String),
+}
+
+/// Publishes and clears the staged events of one collection.
+pub struct OutboxRelay<T> {
+    collection: Collection<T>,
+    bus: Arc<dyn EventBus>,
+}
+
+impl<T> Clone for OutboxRelay<T> {
+    fn clone(&self) -> Self {
+        Self {
+            collection: self.collection.clone(),
+            bus: self.bus.clone(),
+        }
+    }
+}
+
+impl<T> OutboxRelay<T>
+where
+    T: HasOutbox + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    pub fn new(collection: Collection<T>, bus: Arc<dyn EventBus>) -> Self {
+        Self { collection, bus }
+    }
+
+    /// Publishes the staged events of document `id` in order, then removes
+    /// them from it. Returns how many were published.
+    pub async fn flush(&self, id: &str) -> Result<usize, RelayError> {
+        let doc = match self.collection.get(id).await {
+            Ok(doc) => doc,
+            Err(StoreError::NotFound) => return Ok(0),
+            Err(err) => return Err(err.into()),
+        };
+        let staged = doc.value.outbox().events.clone();
+        if staged.is_empty() {
+            return Ok(0);
+        }
+        for event in &staged {
+            let bytes = STANDARD
+                .decode(&event.envelope)
+                .map_err(|_| RelayError::Corrupt(event.id.clone()))?;
+            let envelope = Envelope::decode(bytes.as_slice())
+                .map_err(|_| RelayError::Corrupt(event.id.clone()))?;
+            self.bus.publish(&envelope).await?;
+        }
+        let ids: Vec<String> = staged.iter().map(|e| e.id.clone()).collect();
+        match self
+            .collection
+            .update::<(), _>(id, |doc| {
+                doc.outbox_mut().remove(&ids);
+                Ok(())
+            })
+            .await
+        {
+            Ok(_) | Err(StoreError::NotFound) => Ok(staged.len()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Flushes every document that still has staged events. Returns how
+    /// many events were published.
+    pub async fn sweep(&self) -> Result<usize, RelayError> {
+        let query = Query::new()
+            .range("outbox.count", Some(Bound::Exclusive(0.into())), None)
+            .limit(100);
+        let mut published = 0;
+        let mut cursor = None;
+        loop {
+            let page = self.collection.find(&query.clone().after(cursor)).await?;
+            for doc in &page.items {
+                published += self.flush(&doc.id).await?;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(published),
+            }
+        }
+    }
+
+    /// Sweeps now and then every `interval` until `cancel`; failures are
+    /// logged and retried on the next round.
+    pub fn spawn_sweeper(
+        &self,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let relay = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match relay.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(published = n, "outbox sweeper republished staged events")
+                    }
+                    Err(err) => tracing::warn!(error = %err, "outbox sweep failed; will retry"),
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+            }
+        })
+    }
+}

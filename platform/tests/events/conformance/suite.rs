@@ -1,0 +1,534 @@
+//! The bus conformance suite: each function gets a fresh bus.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use platform::events::{
+    ConsumerConfig, DLQ_ATTEMPTS_HEADER, DLQ_ERROR_HEADER, DLQ_SUBJECT_HEADER, Delivery, EventBus,
+    Handler, HandlerError, envelope,
+};
+use proto::events::envelope::Payload;
+use proto::events::{Envelope, OrderCreated, PaymentFailed, ShippingUpdated};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn order_created(order_id: &str) -> Envelope {
+    envelope(
+        "order.created",
+        order_id,
+        "test",
+        Payload::OrderCreated(OrderCreated {
+            order_id: order_id.into(),
+            ..Default::default()
+        }),
+    )
+}
+
+fn of_type(event_type: &str, id: &str) -> Envelope {
+    let payload = match event_type.split('.').next() {
+        Some("payment") => Payload::PaymentFailed(PaymentFailed {
+            order_id: id.into(),
+            ..Default::default()
+        }),
+        Some("shipping") => Payload::ShippingUpdated(ShippingUpdated {
+            order_id: id.into(),
+            ..Default::default()
+        }),
+        _ => Payload::OrderCreated(OrderCreated {
+            order_id: id.into(),
+            ..Default::default()
+        }),
+    };
+    envelope(event_type, id, "test", payload)
+}
+
+fn fast(name: &str, types: &[&str]) -> ConsumerConfig {
+    let mut c = ConsumerConfig::new(name, types);
+    c.backoff = vec![Duration::from_millis(100), Duration::from_millis(200)];
+    c.ack_wait = Duration::from_secs(2);
+    c
+}
+
+/// Records deliveries; optionally fails or stalls.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub seen: Arc<Mutex<Vec<(Delivery, Instant, String)>>>,
+    behaviour: Arc<Mutex<Option<Arc<dyn Fn(&Delivery) -> Result<(), HandlerError> + Send + Sync>>>>,
+    delay: Duration,
+    tag: String,
+}
+
+impl Recorder {
+    pub fn tagged(tag: &str) -> Self {
+        Self {
+            tag: tag.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn slow(tag: &str, delay: Duration) -> Self {
+        Self {
+            tag: tag.into(),
+            delay,
+            ..Self::default()
+        }
+    }
+
+    pub fn failing(
+        f: impl Fn(&Delivery) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        let r = Self::default();
+        *r.behaviour.lock().unwrap() = Some(Arc::new(f));
+        r
+    }
+
+    pub fn handler(&self) -> Arc<dyn Handler> {
+        Arc::new(self.clone())
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(d, _, _)| d.envelope.id.clone())
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Waits until `cond` holds over the deliveries, or panics at the deadline.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        cond: impl Fn(&[(Delivery, Instant, String)]) -> bool,
+    ) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if cond(&self.seen.lock().unwrap()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; saw {:?}",
+                self.ids()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let trace = platform::telemetry::current_traceparent().unwrap_or_default();
+        self.seen.lock().unwrap().push((
+            delivery.clone(),
+            Instant::now(),
+            format!("{}|{trace}", self.tag),
+        ));
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let behaviour = self.behaviour.lock().unwrap().clone();
+        match behaviour {
+            Some(f) => f(delivery),
+            None => Ok(()),
+        }
+    }
+}
+
+pub async fn publish_then_consume(bus: Arc<dyn EventBus>) {
+    let r = Recorder::default();
+    let sub = bus
+        .subscribe(fast("c1", &["order.created"]), r.handler())
+        .await
+        .unwrap();
+    let sent = order_created("o-1");
+    bus.publish(&sent).await.unwrap();
+    r.wait_for("one delivery", |s| s.len() == 1).await;
+    let (delivery, _, _) = r.seen.lock().unwrap()[0].clone();
+    assert_eq!(delivery.envelope, sent);
+    assert_eq!(delivery.attempt, 1);
+    assert_eq!(delivery.consumer, "c1");
+    assert_eq!(delivery.subject, format!("{}.order.created", bus.prefix()));
+    sub.stop().await;
+}
+
+pub async fn fan_out_to_two_consumers(bus: Arc<dyn EventBus>) {
+    let (a, b) = (Recorder::default(), Recorder::default());
+    let sa = bus
+        .subscribe(fast("shipping", &["order.created"]), a.handler())
+        .await
+        .unwrap();
+    let sb = bus
+        .subscribe(fast("notification", &["order.created"]), b.handler())
+        .await
+        .unwrap();
+    for n in 0..5 {
+        bus.publish(&order_created(&format!("o-{n}")))
+            .await
+            .unwrap();
+    }
+    a.wait_for("5 at shipping", |s| s.len() >= 5).await;
+    b.wait_for("5 at notification", |s| s.len() >= 5).await;
+    assert_eq!(a.ids(), b.ids());
+    sa.stop().await;
+    sb.stop().await;
+}
+
+pub async fn competing_instances_share_work(bus: Arc<dyn EventBus>) {
+    let (one, two) = (
+        Recorder::slow("one", Duration::from_millis(40)),
+        Recorder::slow("two", Duration::from_millis(40)),
+    );
+    let s1 = bus
+        .subscribe(fast("workers", &["order.created"]), one.handler())
+        .await
+        .unwrap();
+    let s2 = bus
+        .subscribe(fast("workers", &["order.created"]), two.handler())
+        .await
+        .unwrap();
+    for n in 0..30 {
+        bus.publish(&order_created(&format!("o-{n}")))
+            .await
+            .unwrap();
+    }
+    let total = || one.count() + two.count();
+    let deadline = Instant::now() + DEADLINE;
+    while total() < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 30 processed",
+            total()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ids = one.ids();
+    ids.extend(two.ids());
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 30, "every event processed");
+    assert_eq!(ids.len(), 30, "and by one instance only");
+    assert!(
+        one.count() > 0 && two.count() > 0,
+        "both instances worked: {} / {}",
+        one.count(),
+        two.count()
+    );
+    s1.stop().await;
+    s2.stop().await;
+}
+
+pub async fn at_least_once_after_a_crash_before_ack(bus: Arc<dyn EventBus>) {
+    // The first instance takes the event and dies while handling it.
+    let stalled = Recorder::slow("doomed", Duration::from_secs(3600));
+    let mut config = fast("crashy", &["order.created"]);
+    config.ack_wait = Duration::from_secs(1);
+    let doomed = bus
+        .subscribe(config.clone(), stalled.handler())
+        .await
+        .unwrap();
+    let sent = order_created("o-crash");
+    bus.publish(&sent).await.unwrap();
+    stalled
+        .wait_for("the doomed instance to take it", |s| s.len() == 1)
+        .await;
+    doomed.abort();
+
+    let survivor = Recorder::tagged("survivor");
+    let sub = bus.subscribe(config, survivor.handler()).await.unwrap();
+    survivor
+        .wait_for("redelivery to the survivor", |s| !s.is_empty())
+        .await;
+    let (delivery, _, _) = survivor.seen.lock().unwrap()[0].clone();
+    assert_eq!(delivery.envelope.id, sent.id);
+    assert!(
+        delivery.attempt >= 2,
+        "counted as a redelivery: {}",
+        delivery.attempt
+    );
+    sub.stop().await;
+}
+
+pub async fn redelivers_after_nak_with_backoff(bus: Arc<dyn EventBus>) {
+    let r = Recorder::failing(|d| {
+        if d.attempt < 3 {
+            Err(HandlerError::Retryable("flaky".into()))
+        } else {
+            Ok(())
+        }
+    });
+    let sub = bus
+        .subscribe(fast("flaky", &["order.created"]), r.handler())
+        .await
+        .unwrap();
+    bus.publish(&order_created("o-flaky")).await.unwrap();
+    r.wait_for("three attempts", |s| s.len() >= 3).await;
+    let seen = r.seen.lock().unwrap().clone();
+    let attempts: Vec<u32> = seen.iter().map(|(d, _, _)| d.attempt).collect();
+    assert_eq!(&attempts[..3], &[1, 2, 3]);
+    let gap1 = seen[1].1 - seen[0].1;
+    let gap2 = seen[2].1 - seen[1].1;
+    assert!(gap1 >= Duration::from_millis(90), "first backoff {gap1:?}");
+    assert!(
+        gap2 >= Duration::from_millis(180),
+        "second backoff {gap2:?}"
+    );
+    sub.stop().await;
+    assert_eq!(r.count(), 3, "acked after the success: no further delivery");
+}
+
+pub async fn dead_letter_after_max_deliver_failures(bus: Arc<dyn EventBus>) {
+    let r = Recorder::failing(|_| Err(HandlerError::Retryable("database on fire".into())));
+    let mut config = fast("doomed", &["order.created"]);
+    config.max_deliver = 3;
+    config.backoff = vec![Duration::from_millis(50)];
+    let sub = bus.subscribe(config, r.handler()).await.unwrap();
+    let dlq = Recorder::default();
+    let dlq_sub = bus
+        .subscribe(fast("dlq-reader", &["dlq.doomed"]), dlq.handler())
+        .await
+        .unwrap();
+    let sent = order_created("o-doomed");
+    bus.publish(&sent).await.unwrap();
+    dlq.wait_for("the dead letter", |s| !s.is_empty()).await;
+    let (letter, _, _) = dlq.seen.lock().unwrap()[0].clone();
+    assert_eq!(letter.envelope, sent, "the event itself is kept");
+    assert!(
+        letter.headers[DLQ_ERROR_HEADER].contains("database on fire"),
+        "{:?}",
+        letter.headers
+    );
+    assert_eq!(letter.headers[DLQ_ATTEMPTS_HEADER], "3");
+    assert_eq!(
+        letter.headers[DLQ_SUBJECT_HEADER],
+        format!("{}.order.created", bus.prefix())
+    );
+    assert_eq!(r.count(), 3, "exactly max_deliver attempts");
+    sub.stop().await;
+    dlq_sub.stop().await;
+}
+
+pub async fn permanent_failure_goes_straight_to_dead_letter(bus: Arc<dyn EventBus>) {
+    let r = Recorder::failing(|_| Err(HandlerError::Permanent("unknown order".into())));
+    let sub = bus
+        .subscribe(fast("strict", &["order.created"]), r.handler())
+        .await
+        .unwrap();
+    let dlq = Recorder::default();
+    let dlq_sub = bus
+        .subscribe(fast("dlq-strict", &["dlq.strict"]), dlq.handler())
+        .await
+        .unwrap();
+    bus.publish(&order_created("o-bad")).await.unwrap();
+    dlq.wait_for("the dead letter", |s| !s.is_empty()).await;
+    assert_eq!(r.count(), 1, "no retry for a permanent error");
+    assert_eq!(
+        dlq.seen.lock().unwrap()[0].0.headers[DLQ_ATTEMPTS_HEADER],
+        "1"
+    );
+    sub.stop().await;
+    dlq_sub.stop().await;
+}
+
+pub async fn duplicate_publish_is_delivered_once(bus: Arc<dyn EventBus>) {
+    let r = Recorder::default();
+    let sub = bus
+        .subscribe(fast("dedup", &["order.created"]), r.handler())
+        .await
+        .unwrap();
+    let sent = order_created("o-dup");
+    for _ in 0..3 {
+        bus.publish(&sent).await.unwrap();
+    }
+    // Same subject, published after: once it arrives, any stored duplicate
+    // would have arrived before it.
+    let sentinel = order_created("o-sentinel");
+    bus.publish(&sentinel).await.unwrap();
+    r.wait_for("the sentinel", |s| {
+        s.iter().any(|(d, _, _)| d.envelope.id == sentinel.id)
+    })
+    .await;
+    assert_eq!(r.ids(), vec![sent.id.clone(), sentinel.id.clone()]);
+    sub.stop().await;
+}
+
+pub async fn ordering_per_subject(bus: Arc<dyn EventBus>) {
+    let r = Recorder::default();
+    let sub = bus
+        .subscribe(fast("ordered", &["order.created"]), r.handler())
+        .await
+        .unwrap();
+    let sent: Vec<Envelope> = (0..30)
+        .map(|n| order_created(&format!("o-{n:02}")))
+        .collect();
+    for e in &sent {
+        bus.publish(e).await.unwrap();
+    }
+    r.wait_for("30 events", |s| s.len() >= 30).await;
+    assert_eq!(
+        r.ids(),
+        sent.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+    );
+    sub.stop().await;
+}
+
+pub async fn trace_context_round_trips(bus: Arc<dyn EventBus>) {
+    use tracing::Instrument;
+    let r = Recorder::default();
+    let sub = bus
+        .subscribe(fast("traced", &["order.created"]), r.handler())
+        .await
+        .unwrap();
+    let span = tracing::info_span!("publisher");
+    let (sent, trace_id) = async {
+        let traceparent =
+            platform::telemetry::current_traceparent().expect("test subscriber traces");
+        let trace_id = traceparent.split('-').nth(1).unwrap().to_string();
+        let sent = order_created("o-traced");
+        bus.publish(&sent).await.unwrap();
+        (sent, trace_id)
+    }
+    .instrument(span)
+    .await;
+    r.wait_for("the traced event", |s| !s.is_empty()).await;
+    let (delivery, _, tag) = r.seen.lock().unwrap()[0].clone();
+    assert_eq!(delivery.envelope.id, sent.id);
+    assert!(
+        sent.traceparent.contains(&trace_id),
+        "the envelope records the trace"
+    );
+    assert!(
+        delivery
+            .headers
+            .get("traceparent")
+            .is_some_and(|t| t.contains(&trace_id)),
+        "{:?}",
+        delivery.headers
+    );
+    assert!(
+        tag.contains(&trace_id),
+        "the consumer's span continues the publisher's trace: {tag}"
+    );
+    sub.stop().await;
+}
+
+pub async fn consumer_receives_only_subscribed_subjects(bus: Arc<dyn EventBus>) {
+    let r = Recorder::default();
+    let sub = bus
+        .subscribe(fast("picky", &["order.created", "payment.*"]), r.handler())
+        .await
+        .unwrap();
+    for (t, id) in [
+        ("order.cancelled", "x1"),
+        ("shipping.updated", "x2"),
+        ("order.created", "a"),
+        ("payment.failed", "b"),
+        ("orders.created", "x3"),
+    ] {
+        bus.publish(&of_type(t, id)).await.unwrap();
+    }
+    // Sentinels on each subscribed subject, published last.
+    bus.publish(&of_type("order.created", "s1")).await.unwrap();
+    bus.publish(&of_type("payment.refunded", "s2"))
+        .await
+        .unwrap();
+    r.wait_for("both sentinels", |s| {
+        ["s1", "s2"]
+            .iter()
+            .all(|id| s.iter().any(|(d, _, _)| d.envelope.aggregate_id == *id))
+    })
+    .await;
+    let mut got: Vec<String> = r
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(d, _, _)| d.envelope.aggregate_id.clone())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["a", "b", "s1", "s2"],
+        "only subscribed subjects arrive"
+    );
+    sub.stop().await;
+}
+
+pub async fn events_published_before_subscribing_are_delivered(bus: Arc<dyn EventBus>) {
+    let early = order_created("o-early");
+    bus.publish(&early).await.unwrap();
+    let r = Recorder::default();
+    let sub = bus
+        .subscribe(fast("late", &["order.created"]), r.handler())
+        .await
+        .unwrap();
+    r.wait_for("the earlier event", |s| !s.is_empty()).await;
+    assert_eq!(r.ids(), vec![early.id]);
+    sub.stop().await;
+}
+
+pub async fn nats_down_at_publish_is_unavailable_then_recovers() {
+    use platform::events::BusError;
+    use platform::events::nats::NatsBus;
+    use platform::testing::TcpProxy;
+    platform::telemetry::init_for_tests();
+    let url = super::nats_url();
+    let upstream = url
+        .trim_start_matches("nats://")
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("TEST_NATS_URL is nats://IP:port");
+    let proxy = TcpProxy::start_to(upstream).await.unwrap();
+    let mut settings = super::nats_settings();
+    settings.publish_timeout = Duration::from_secs(1);
+    let bus = NatsBus::connect(&format!("nats://{}", proxy.addr()), settings)
+        .await
+        .unwrap();
+    bus.publish(&order_created("o-before")).await.unwrap();
+
+    proxy.stop().await;
+    let started = Instant::now();
+    let err = bus.publish(&order_created("o-during")).await.unwrap_err();
+    assert!(matches!(err, BusError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "fails within the publish timeout: {:?}",
+        started.elapsed()
+    );
+
+    proxy.start().await.unwrap();
+    let after = order_created("o-after");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match bus.publish(&after).await {
+            Ok(()) => break,
+            Err(BusError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(other) => panic!("publish did not recover: {other:?}"),
+        }
+    }
+    let r = Recorder::default();
+    let sub = bus
+        .subscribe(fast("after-outage", &["order.created"]), r.handler())
+        .await
+        .unwrap();
+    r.wait_for("both stored events", |s| s.len() >= 2).await;
+    let ids: Vec<String> = r
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(d, _, _)| d.envelope.aggregate_id.clone())
+        .collect();
+    assert!(
+        ids.contains(&"o-before".to_string()) && ids.contains(&"o-after".to_string()),
+        "{ids:?}"
+    );
+    sub.stop().await;
+    bus.delete_stream().await.unwrap();
+}
