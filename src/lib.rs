@@ -13,7 +13,8 @@ use std::pin::Pin;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use platform::config::{ConfigError, PeerAddr};
+use platform::config::{ConfigError, PeerAddr, Secret};
+use platform::runtime::Deps;
 use platform::{Config, Running, ServiceId};
 
 /// Where each part of the mesh listens.
@@ -71,17 +72,18 @@ pub struct Mesh {
 type ServeFn = fn(
     Config,
     tokio::net::TcpListener,
+    Deps,
 ) -> Pin<Box<dyn Future<Output = anyhow::Result<Running>> + Send>>;
 
 fn serve_fn(id: ServiceId) -> ServeFn {
     match id {
-        ServiceId::User => |c, l| Box::pin(user_svc::serve(c, l)),
-        ServiceId::Product => |c, l| Box::pin(product_svc::serve(c, l)),
-        ServiceId::Order => |c, l| Box::pin(order_svc::serve(c, l)),
-        ServiceId::Payment => |c, l| Box::pin(payment_svc::serve(c, l)),
-        ServiceId::Shipping => |c, l| Box::pin(shipping_svc::serve(c, l)),
-        ServiceId::Notification => |c, l| Box::pin(notification_svc::serve(c, l)),
-        ServiceId::Recommendation => |c, l| Box::pin(recommendation_svc::serve(c, l)),
+        ServiceId::User => |c, l, d| Box::pin(user_svc::serve(c, l, d)),
+        ServiceId::Product => |c, l, d| Box::pin(product_svc::serve(c, l, d)),
+        ServiceId::Order => |c, l, d| Box::pin(order_svc::serve(c, l, d)),
+        ServiceId::Payment => |c, l, d| Box::pin(payment_svc::serve(c, l, d)),
+        ServiceId::Shipping => |c, l, d| Box::pin(shipping_svc::serve(c, l, d)),
+        ServiceId::Notification => |c, l, d| Box::pin(notification_svc::serve(c, l, d)),
+        ServiceId::Recommendation => |c, l, d| Box::pin(recommendation_svc::serve(c, l, d)),
     }
 }
 
@@ -104,9 +106,12 @@ impl Mesh {
             .await
             .context("gateway (set HTTP_ADDR to move it)")?;
 
+        // One bus for the whole process: with the in-process backend the
+        // services must share it to see each other's events.
+        let deps = Deps::connect(&config).await?;
         let mut services = Vec::new();
         for (id, listener) in listeners {
-            match serve_fn(id)(config.clone(), listener).await {
+            match serve_fn(id)(config.clone(), listener, deps.clone()).await {
                 Ok(running) => services.push(running),
                 Err(err) => {
                     for running in services {
@@ -161,6 +166,23 @@ impl Mesh {
     }
 }
 
+/// Admin account the all-in-one binary creates when none is configured.
+pub const DEFAULT_ADMIN_EMAIL: &str = "admin@shopmesh.local";
+
+/// Without `ADMIN_EMAIL`/`ADMIN_PASSWORD`, makes up a random password for
+/// [`DEFAULT_ADMIN_EMAIL`] and returns it so it can be printed.
+fn ensure_admin_credentials(config: &mut Config) -> Option<String> {
+    if config.admin_email.is_some() {
+        return None;
+    }
+    let mut bytes = [0u8; 12];
+    rand::fill(&mut bytes);
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    config.admin_email = Some(DEFAULT_ADMIN_EMAIL.to_string());
+    config.admin_password = Some(Secret(password.clone()));
+    Some(password)
+}
+
 /// The `main` of the all-in-one binary.
 pub fn main() -> ExitCode {
     let config = match platform::runtime::load_config("shopmesh") {
@@ -174,6 +196,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut config = config;
+    let generated_admin = ensure_admin_credentials(&mut config);
     platform::runtime::run_main("shopmesh", &config, |config| async move {
         let mesh = Mesh::start(config, &addrs).await?;
         for id in ServiceId::ALL {
@@ -181,9 +205,12 @@ pub fn main() -> ExitCode {
         }
         tracing::info!(addr = %mesh.gateway_addr(), "gateway listening");
         println!(
-            "shopmesh is up: gateway on {} (GET /health, /ready)",
+            "shopmesh is up: gateway on {} (GET /health, /ready, /docs)",
             mesh.gateway_url()
         );
+        if let Some(password) = &generated_admin {
+            println!("admin account: {DEFAULT_ADMIN_EMAIL} / {password} (set ADMIN_EMAIL and ADMIN_PASSWORD to choose)");
+        }
         tokio::select! {
             () = platform::runtime::shutdown_signal() => {}
             () = mesh.any_stopped() => tracing::error!("a component stopped; shutting down"),

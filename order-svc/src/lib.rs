@@ -15,11 +15,12 @@ pub const SERVICE: ServiceId = ServiceId::Order;
 /// Binds `GRPC_ADDR` (default `127.0.0.1:{port}`) and serves.
 pub async fn build(config: Config) -> anyhow::Result<Running> {
     let listener = platform::grpc::bind(config.grpc_listen_addr(SERVICE)).await?;
-    serve(config, listener).await
+    let deps = platform::runtime::Deps::connect(&config).await?;
+    serve(config, listener, deps).await
 }
 
 /// Serves on an already-bound listener.
-pub async fn serve(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
+pub async fn serve(config: Config, listener: tokio::net::TcpListener, _deps: platform::runtime::Deps) -> anyhow::Result<Running> {
     let routes = tonic::service::Routes::new(OrderServiceServer::new(api::OrderApi::default()));
     platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
         .serve(routes, listener)

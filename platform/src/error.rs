@@ -379,3 +379,41 @@ mod tests {
         assert_eq!(status.message(), "no such order");
     }
 }
+
+/// `INVALID_ARGUMENT` carrying a `google.rpc.BadRequest` with one violation
+/// per field, so the gateway can answer 422 with field errors.
+pub fn invalid_fields<'a>(violations: impl IntoIterator<Item = (&'a str, String)>) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let violations: Vec<tonic_types::FieldViolation> =
+        violations.into_iter().map(|(field, message)| tonic_types::FieldViolation::new(field, message)).collect();
+    let summary = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ");
+    tonic::Status::with_error_details(tonic::Code::InvalidArgument, summary, ErrorDetails::with_bad_request(violations))
+}
+
+/// The field violations of a status built by [`invalid_fields`].
+pub fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| (v.field, v.description)).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod details_tests {
+    #[test]
+    fn field_violations_round_trip() {
+        let status = super::invalid_fields([("email", "must be valid".to_string()), ("password", "too short".to_string())]);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("email: must be valid"));
+        assert_eq!(
+            super::field_violations(&status),
+            vec![("email".into(), "must be valid".into()), ("password".into(), "too short".into())]
+        );
+        assert!(super::field_violations(&tonic::Status::not_found("x")).is_empty());
+    }
+}

@@ -164,3 +164,19 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))
 }
+
+/// What the services of one process share: the event bus (one in-process
+/// bus for the whole all-in-one binary, or a NATS connection).
+#[derive(Clone, Debug)]
+pub struct Deps {
+    pub bus: std::sync::Arc<dyn crate::events::EventBus>,
+}
+
+impl Deps {
+    /// Connects what `config` names (`NATS_URL`, else in-process).
+    pub async fn connect(config: &Config) -> anyhow::Result<Deps> {
+        use anyhow::Context as _;
+        let bus = crate::events::connect(config).await.context("connecting the event bus (NATS_URL)")?;
+        Ok(Deps { bus })
+    }
+}

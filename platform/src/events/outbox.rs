@@ -129,14 +129,7 @@ where
             self.bus.publish(&envelope).await?;
         }
         let ids: Vec<String> = staged.iter().map(|e| e.id.clone()).collect();
-        match self
-            .collection
-            .update::<(), _>(id, |doc| {
-                doc.outbox_mut().remove(&ids);
-                Ok(())
-            })
-            .await
-        {
+        match self.collection.modify(id, |doc| doc.outbox_mut().remove(&ids)).await {
             Ok(_) | Err(StoreError::NotFound) => Ok(staged.len()),
             Err(err) => Err(err.into()),
         }

@@ -709,6 +709,23 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Collection<T> {
         Err(StoreError::VersionConflict)
     }
 
+    /// [`Collection::update`] for a change that cannot fail.
+    pub async fn modify<F>(&self, id: &str, mut change: F) -> Result<Versioned<T>>
+    where
+        F: FnMut(&mut T) + Send,
+    {
+        match self
+            .update::<std::convert::Infallible, _>(id, |doc| {
+                change(doc);
+                Ok(())
+            })
+            .await?
+        {
+            Ok(updated) => Ok(updated),
+            Err(never) => match never {},
+        }
+    }
+
     /// Deletes the document; with `expected_version`, only at that version.
     pub async fn delete(&self, id: &str, expected_version: Option<u64>) -> Result<()> {
         check_id(id)?;
