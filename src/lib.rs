@@ -64,6 +64,7 @@ impl MeshAddrs {
 /// A running mesh.
 #[derive(Debug)]
 pub struct Mesh {
+    config: Config,
     services: Vec<Running>,
     service_addrs: HashMap<ServiceId, SocketAddr>,
     gateway: Running,
@@ -121,7 +122,7 @@ impl Mesh {
                 }
             }
         }
-        let gateway = match gateway::serve(config, gateway_listener).await {
+        let gateway = match gateway::serve(config.clone(), gateway_listener).await {
             Ok(gateway) => gateway,
             Err(err) => {
                 for running in services {
@@ -131,10 +132,16 @@ impl Mesh {
             }
         };
         Ok(Mesh {
+            config,
             services,
             service_addrs,
             gateway,
         })
+    }
+
+    /// The configuration the parts run with, peers pointing at the bound addresses.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     pub fn gateway_addr(&self) -> SocketAddr {
@@ -209,7 +216,9 @@ pub fn main() -> ExitCode {
             mesh.gateway_url()
         );
         if let Some(password) = &generated_admin {
-            println!("admin account: {DEFAULT_ADMIN_EMAIL} / {password} (set ADMIN_EMAIL and ADMIN_PASSWORD to choose)");
+            println!(
+                "admin account: {DEFAULT_ADMIN_EMAIL} / {password} (set ADMIN_EMAIL and ADMIN_PASSWORD to choose)"
+            );
         }
         tokio::select! {
             () = platform::runtime::shutdown_signal() => {}

@@ -5,31 +5,133 @@
 //! `tower::ServiceExt::oneshot` without a socket; [`build`] / [`serve`] put
 //! it on a listener with graceful shutdown.
 
+pub mod auth;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod problem;
+pub mod ratelimit;
+pub mod routes;
 pub mod state;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use platform::{Config, Running};
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use state::AppState;
 
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The routes and the OpenAPI document describing them.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(metrics::render))
+        .routes(routes!(routes::users::jwks))
+        .routes(routes!(routes::auth::register))
+        .routes(routes!(routes::auth::login))
+        .routes(routes!(routes::auth::refresh))
+        .routes(routes!(routes::auth::logout))
+        .routes(routes!(routes::users::me, routes::users::update_me))
+        .routes(routes!(routes::users::update_preferences))
+        .split_for_parts()
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    use axum::http::{HeaderName, Method};
+    let layer = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("traceparent"),
+        ])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let list: Vec<_> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
+    let (routes, openapi) = api();
     let request_id = http::HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
+    let trust = extract::TrustForwardedFor(state.config().trust_forwarded_for);
+    let cors = cors(&state.config().cors_allowed_origins);
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(ops::not_found)
-        .with_state(state)
-        .layer(axum::middleware::from_fn(ops::trace_request))
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), ratelimit_middleware))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(from_fn_with_state(state.clone(), ops::trace_request))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CompressionLayer::new())
+        .layer(cors)
+        .layer(axum::Extension(trust))
         // Outermost: the id exists before tracing starts and is echoed back.
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The general limit: per user when authenticated, else per client address.
+async fn ratelimit_middleware(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let rps = state.config().rate_limit_rps;
+    if rps == 0 || !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let key = match request.extensions().get::<extract::Authentication>() {
+        Some(extract::Authentication::Valid(claims)) => format!("general:user:{}", claims.sub),
+        _ => format!(
+            "general:addr:{}",
+            extract::client_addr(request.headers(), request.extensions())
+        ),
+    };
+    let quota = ratelimit::Quota::per_second(rps, state.config().rate_limit_burst);
+    match state.limiter().check(&key, quota, true).await {
+        Ok(()) => next.run(request).await,
+        Err(wait) => problem::Problem::new(
+            platform::ErrorKind::RateLimited,
+            "rate limit exceeded; slow down",
+        )
+        .retry_after(wait.as_secs().max(1))
+        .into_response(),
+    }
 }
 
 /// Binds `HTTP_ADDR` and serves.
@@ -42,8 +144,8 @@ pub async fn build(config: Config) -> anyhow::Result<Running> {
 /// down; in-flight requests get up to 10 s to finish.
 pub async fn serve(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
-    let state = AppState::connect(&config)?;
-    let app = router(state);
+    let state = AppState::connect_with_backends(&config).await?;
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let running = Running::new("gateway", addr);
     let cancel = running.cancel_token();
     running.spawn(async move {

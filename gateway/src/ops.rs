@@ -18,12 +18,17 @@ use tracing::Instrument;
 use crate::problem::Problem;
 use crate::state::AppState;
 
-/// `GET /health`: the process is up.
+/// The process is up.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Up", body = Object)))]
 pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /ready`: every upstream answers its gRPC health check with SERVING.
+/// Every upstream service answers its gRPC health check with SERVING.
+#[utoipa::path(get, path = "/ready", tag = "operations", responses(
+    (status = 200, description = "Ready", body = Object),
+    (status = 503, description = "A dependency is down", body = Problem, content_type = "application/problem+json"),
+))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let checks = futures::future::join_all(state.upstreams().iter().map(|(id, channel)| {
         let mut client = HealthClient::new(channel.clone());
@@ -65,6 +70,18 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
+/// A known path with another method.
+pub async fn method_not_allowed(request: Request) -> Problem {
+    Problem::new(
+        ErrorKind::MethodNotAllowed,
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
 /// Unknown routes.
 pub async fn not_found(request: Request) -> Problem {
     Problem::new(
@@ -75,7 +92,11 @@ pub async fn not_found(request: Request) -> Problem {
 
 /// A server span per request that continues the caller's W3C trace, and a
 /// `traceparent` on every response so clients can find the trace.
-pub async fn trace_request(request: Request, next: Next) -> Response {
+pub async fn trace_request(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let route = request
         .extensions()
@@ -98,8 +119,13 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
         request_id = %request_id,
     );
     let _ = span.set_parent(platform::telemetry::extract(request.headers()));
+    let timeout = state.config().request_timeout;
     async move {
-        let mut response = next.run(request).await;
+        let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => Problem::new(ErrorKind::DeadlineExceeded, "the request took too long")
+                .into_response(),
+        };
         let status = response.status();
         tracing::Span::current().record("http.response.status_code", status.as_u16());
         if status.is_server_error() {

@@ -9,13 +9,14 @@ use serde::Serialize;
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// One invalid field.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind_uri: String,
@@ -26,9 +27,12 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// Extra members (e.g. readiness checks).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(skip)]
     pub retry_after_secs: Option<u64>,
+    #[serde(skip)]
+    pub challenge: bool,
 }
 
 impl Problem {
@@ -45,7 +49,14 @@ impl Problem {
                 ErrorKind::Unavailable | ErrorKind::RateLimited => Some(1),
                 _ => None,
             },
+            challenge: false,
         }
+    }
+
+    /// Adds `WWW-Authenticate: Bearer` (401 responses).
+    pub fn bearer_challenge(mut self) -> Self {
+        self.challenge = true;
+        self
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
@@ -81,6 +92,13 @@ impl Problem {
                     "a service this request needs is unavailable; try again shortly",
                 )
             }
+            ErrorKind::InvalidArgument => {
+                let errors: Vec<FieldError> = platform::error::field_violations(status)
+                    .into_iter()
+                    .map(|(field, message)| FieldError { field, message })
+                    .collect();
+                Problem::new(kind, status.message()).with_errors(errors)
+            }
             _ => Problem::new(kind, status.message()),
         }
     }
@@ -94,11 +112,15 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = self.retry_after_secs;
+        let challenge = self.challenge;
         let mut response = (status, axum::Json(self)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -1,9 +1,14 @@
-//! What every handler shares: channels to the internal services.
+//! What every handler shares: channels to the internal services, the token
+//! verifier, the rate limiter, metrics and settings.
 
 use std::sync::Arc;
 
 use platform::grpc::GrpcChannel;
 use platform::{Config, ServiceId};
+
+use crate::auth::Jwks;
+use crate::metrics::Metrics;
+use crate::ratelimit::Limiter;
 
 /// Cheap to clone; built once per gateway.
 #[derive(Clone, Debug)]
@@ -14,11 +19,31 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     upstreams: Vec<(ServiceId, GrpcChannel)>,
+    jwks: Jwks,
+    limiter: Limiter,
+    metrics: Metrics,
+    config: Config,
 }
 
 impl AppState {
-    /// Channels to every peer in `config` (connected lazily).
+    /// Channels to every peer in `config` (connected lazily) and an
+    /// in-memory rate limiter.
     pub fn connect(config: &Config) -> anyhow::Result<Self> {
+        Self::with_limiter(config, Limiter::memory())
+    }
+
+    /// As [`AppState::connect`], with the Redis limiter when `REDIS_URL` is set.
+    pub async fn connect_with_backends(config: &Config) -> anyhow::Result<Self> {
+        let limiter = match &config.redis_url {
+            Some(url) => Limiter::redis(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to Redis (REDIS_URL): {e}"))?,
+            None => Limiter::memory(),
+        };
+        Self::with_limiter(config, limiter)
+    }
+
+    pub fn with_limiter(config: &Config, limiter: Limiter) -> anyhow::Result<Self> {
         let upstreams = ServiceId::ALL
             .iter()
             .map(|&id| {
@@ -28,8 +53,20 @@ impl AppState {
                 ))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let user_channel = upstreams
+            .iter()
+            .find(|(id, _)| *id == ServiceId::User)
+            .expect("user channel")
+            .1
+            .clone();
         Ok(Self {
-            inner: Arc::new(Inner { upstreams }),
+            inner: Arc::new(Inner {
+                jwks: Jwks::new(user_channel, &config.jwt.issuer, &config.jwt.audience),
+                upstreams,
+                limiter,
+                metrics: Metrics::new(),
+                config: config.clone(),
+            }),
         })
     }
 
@@ -45,5 +82,21 @@ impl AppState {
             .find(|(s, _)| *s == id)
             .map(|(_, c)| c.clone())
             .expect("AppState holds a channel for every service")
+    }
+
+    pub fn jwks(&self) -> &Jwks {
+        &self.inner.jwks
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
     }
 }

@@ -37,7 +37,15 @@ impl Handler for Latency {
 }
 
 fn event(n: usize) -> proto::events::Envelope {
-    envelope("order.created", &n.to_string(), "bench", Payload::OrderCreated(OrderCreated { order_id: n.to_string(), ..Default::default() }))
+    envelope(
+        "order.created",
+        &n.to_string(),
+        "bench",
+        Payload::OrderCreated(OrderCreated {
+            order_id: n.to_string(),
+            ..Default::default()
+        }),
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -68,7 +76,16 @@ async fn bench(name: &str, bus: Arc<dyn EventBus>) {
     let samples = Arc::new(Mutex::new(Vec::new()));
     let mut config = ConsumerConfig::new("bench-latency", &["bench.latency"]);
     config.ack_wait = Duration::from_secs(30);
-    let sub = bus.subscribe(config, Arc::new(Latency { sent: sent.clone(), samples: samples.clone() })).await.unwrap();
+    let sub = bus
+        .subscribe(
+            config,
+            Arc::new(Latency {
+                sent: sent.clone(),
+                samples: samples.clone(),
+            }),
+        )
+        .await
+        .unwrap();
     let rounds = 1_000;
     for n in 0..rounds {
         let mut e = event(n);
@@ -100,7 +117,11 @@ async fn main() {
     bench("memory", Arc::new(InProcessBus::new("shop"))).await;
     let url = std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let tag = uuid::Uuid::now_v7().simple().to_string();
-    let settings = NatsSettings { stream: format!("BENCH{tag}"), prefix: format!("bench{tag}"), ..NatsSettings::default() };
+    let settings = NatsSettings {
+        stream: format!("BENCH{tag}"),
+        prefix: format!("bench{tag}"),
+        ..NatsSettings::default()
+    };
     match NatsBus::connect(&url, settings).await {
         Ok(bus) => {
             bench("nats", Arc::new(bus.clone())).await;

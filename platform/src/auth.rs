@@ -80,7 +80,10 @@ impl Claims {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// A JSON Web Key (public part of an Ed25519 key).
@@ -110,7 +113,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,14 +136,21 @@ impl SigningKey {
 
     fn from_secret(secret: [u8; 32]) -> Self {
         let key = ed25519_dalek::SigningKey::from_bytes(&secret);
-        Self { kid: kid_of(&key.verifying_key()), key }
+        Self {
+            kid: kid_of(&key.verifying_key()),
+            key,
+        }
     }
 
     /// From a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
     pub fn from_pem(pem: &str) -> Result<Self, TokenError> {
-        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem.trim())
-            .map_err(|e| TokenError::Key(format!("expected an Ed25519 PKCS#8 PEM private key: {e}")))?;
-        Ok(Self { kid: kid_of(&key.verifying_key()), key })
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem.trim()).map_err(|e| {
+            TokenError::Key(format!("expected an Ed25519 PKCS#8 PEM private key: {e}"))
+        })?;
+        Ok(Self {
+            kid: kid_of(&key.verifying_key()),
+            key,
+        })
     }
 
     pub fn to_pem(&self) -> String {
@@ -172,7 +184,10 @@ impl SigningKey {
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize"))
         );
         let signature = self.key.sign(signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        )
     }
 }
 
@@ -192,17 +207,28 @@ pub struct TokenVerifier {
 
 impl TokenVerifier {
     pub fn new(issuer: &str, audience: &str) -> Self {
-        Self { keys: HashMap::new(), issuer: issuer.into(), audience: audience.into() }
+        Self {
+            keys: HashMap::new(),
+            issuer: issuer.into(),
+            audience: audience.into(),
+        }
     }
 
     /// Adds every usable Ed25519 key of `set`; others are ignored.
     pub fn with_jwks(mut self, set: &JwkSet) -> Self {
         for jwk in &set.keys {
-            if jwk.kty != "OKP" || jwk.crv != "Ed25519" || (!jwk.alg.is_empty() && jwk.alg != "EdDSA") {
+            if jwk.kty != "OKP"
+                || jwk.crv != "Ed25519"
+                || (!jwk.alg.is_empty() && jwk.alg != "EdDSA")
+            {
                 continue;
             }
-            let Ok(bytes) = URL_SAFE_NO_PAD.decode(&jwk.x) else { continue };
-            let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else { continue };
+            let Ok(bytes) = URL_SAFE_NO_PAD.decode(&jwk.x) else {
+                continue;
+            };
+            let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+                continue;
+            };
             if let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&bytes) {
                 self.keys.insert(jwk.kid.clone(), key);
             }
@@ -223,7 +249,9 @@ impl TokenVerifier {
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(TokenError::Malformed);
         };
         let header: Header = URL_SAFE_NO_PAD
@@ -234,11 +262,19 @@ impl TokenVerifier {
         if header.alg != "EdDSA" {
             return Err(TokenError::Algorithm);
         }
-        let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(TokenError::UnknownKey)?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
-        let signature = ed25519_dalek::Signature::from_slice(&signature).map_err(|_| TokenError::Malformed)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(TokenError::UnknownKey)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenError::Malformed)?;
+        let signature =
+            ed25519_dalek::Signature::from_slice(&signature).map_err(|_| TokenError::Malformed)?;
         let signing_input = &token[..token.rfind('.').expect("three parts")];
-        key.verify(signing_input.as_bytes(), &signature).map_err(|_| TokenError::Signature)?;
+        key.verify(signing_input.as_bytes(), &signature)
+            .map_err(|_| TokenError::Signature)?;
         let claims: Claims = URL_SAFE_NO_PAD
             .decode(payload)
             .ok()
@@ -267,12 +303,20 @@ mod tests {
 
     fn setup() -> (SigningKey, TokenVerifier) {
         let key = SigningKey::generate();
-        let verifier = TokenVerifier::new("shopmesh", "api").with_jwks(&JwkSet { keys: vec![key.jwk()] });
+        let verifier = TokenVerifier::new("shopmesh", "api").with_jwks(&JwkSet {
+            keys: vec![key.jwk()],
+        });
         (key, verifier)
     }
 
     fn claims() -> Claims {
-        Claims::new("user-1", ROLE_CUSTOMER, "shopmesh", "api", Duration::from_secs(900))
+        Claims::new(
+            "user-1",
+            ROLE_CUSTOMER,
+            "shopmesh",
+            "api",
+            Duration::from_secs(900),
+        )
     }
 
     fn forge(header: serde_json::Value, claims: &Claims, signature: &str) -> String {
@@ -288,14 +332,21 @@ mod tests {
         let (key, verifier) = setup();
         let c = claims();
         assert_eq!(verifier.verify(&key.sign(&c)).unwrap(), c);
-        assert_eq!(TokenVerifier::kid_of(&key.sign(&c)).as_deref(), Some(key.kid()));
+        assert_eq!(
+            TokenVerifier::kid_of(&key.sign(&c)).as_deref(),
+            Some(key.kid())
+        );
     }
 
     #[test]
     fn other_algorithms_are_refused() {
         let (key, verifier) = setup();
         for alg in ["none", "HS256", "RS256", "ES256", "eddsa"] {
-            let token = forge(serde_json::json!({"alg": alg, "kid": key.kid()}), &claims(), "");
+            let token = forge(
+                serde_json::json!({"alg": alg, "kid": key.kid()}),
+                &claims(),
+                "",
+            );
             assert_eq!(verifier.verify(&token), Err(TokenError::Algorithm), "{alg}");
         }
     }
@@ -309,9 +360,15 @@ mod tests {
         admin.role = ROLE_ADMIN.into();
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&admin).unwrap());
         parts[1] = &payload;
-        assert_eq!(verifier.verify(&parts.join(".")), Err(TokenError::Signature));
+        assert_eq!(
+            verifier.verify(&parts.join(".")),
+            Err(TokenError::Signature)
+        );
         let stranger = SigningKey::generate();
-        assert_eq!(verifier.verify(&stranger.sign(&claims())), Err(TokenError::UnknownKey));
+        assert_eq!(
+            verifier.verify(&stranger.sign(&claims())),
+            Err(TokenError::UnknownKey)
+        );
         for garbage in ["", "a.b", "a.b.c.d", "!!.??.##"] {
             assert!(verifier.verify(garbage).is_err(), "{garbage}");
         }
@@ -322,25 +379,46 @@ mod tests {
         let (key, verifier) = setup();
         let mut expired = claims();
         expired.exp = unix_now() - 120;
-        assert_eq!(verifier.verify(&key.sign(&expired)), Err(TokenError::Expired));
+        assert_eq!(
+            verifier.verify(&key.sign(&expired)),
+            Err(TokenError::Expired)
+        );
         let mut early = claims();
         early.nbf = unix_now() + 3600;
-        assert_eq!(verifier.verify(&key.sign(&early)), Err(TokenError::NotYetValid));
+        assert_eq!(
+            verifier.verify(&key.sign(&early)),
+            Err(TokenError::NotYetValid)
+        );
         let mut other = claims();
         other.iss = "evil".into();
-        assert_eq!(verifier.verify(&key.sign(&other)), Err(TokenError::WrongAudience));
+        assert_eq!(
+            verifier.verify(&key.sign(&other)),
+            Err(TokenError::WrongAudience)
+        );
         let mut other = claims();
         other.aud = "another-api".into();
-        assert_eq!(verifier.verify(&key.sign(&other)), Err(TokenError::WrongAudience));
-        let missing_claims = forge(serde_json::json!({"alg": "EdDSA", "kid": key.kid()}), &claims(), "x")
-            .replace(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap()), &URL_SAFE_NO_PAD.encode(r#"{"sub":"u"}"#));
+        assert_eq!(
+            verifier.verify(&key.sign(&other)),
+            Err(TokenError::WrongAudience)
+        );
+        let missing_claims = forge(
+            serde_json::json!({"alg": "EdDSA", "kid": key.kid()}),
+            &claims(),
+            "x",
+        )
+        .replace(
+            &URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap()),
+            &URL_SAFE_NO_PAD.encode(r#"{"sub":"u"}"#),
+        );
         assert!(verifier.verify(&missing_claims).is_err());
     }
 
     #[test]
     fn rotation_publishes_several_keys_at_once() {
         let (old, new) = (SigningKey::generate(), SigningKey::generate());
-        let verifier = TokenVerifier::new("shopmesh", "api").with_jwks(&JwkSet { keys: vec![old.jwk(), new.jwk()] });
+        let verifier = TokenVerifier::new("shopmesh", "api").with_jwks(&JwkSet {
+            keys: vec![old.jwk(), new.jwk()],
+        });
         assert!(verifier.verify(&old.sign(&claims())).is_ok());
         assert!(verifier.verify(&new.sign(&claims())).is_ok());
         assert_ne!(old.kid(), new.kid());
@@ -381,9 +459,17 @@ impl Caller {
         let roles = metadata
             .get(USER_ROLES_METADATA)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
-        Ok(Caller { user_id: user_id.to_string(), roles })
+        Ok(Caller {
+            user_id: user_id.to_string(),
+            roles,
+        })
     }
 
     pub fn is_admin(&self) -> bool {
@@ -392,7 +478,11 @@ impl Caller {
 
     /// `PERMISSION_DENIED` unless the caller is an admin.
     pub fn require_admin(&self) -> Result<(), tonic::Status> {
-        if self.is_admin() { Ok(()) } else { Err(tonic::Status::permission_denied("admin role required")) }
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(tonic::Status::permission_denied("admin role required"))
+        }
     }
 
     /// Writes this identity into outgoing request metadata.

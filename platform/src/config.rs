@@ -473,6 +473,16 @@ pub struct Config {
     pub seed_demo: bool,
     /// `RATE_LIMIT_RPS` (default 100; 0 turns the general limit off).
     pub rate_limit_rps: u32,
+    /// `RATE_LIMIT_BURST` (default twice the rate).
+    pub rate_limit_burst: u32,
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated origins, or `*`; unset = no
+    /// cross-origin access.
+    pub cors_allowed_origins: Vec<String>,
+    /// `REQUEST_TIMEOUT_MS` (default 30000): longest the gateway works on a request.
+    pub request_timeout: Duration,
+    /// `TRUST_FORWARDED_FOR` (default false): take the client address from
+    /// `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
 }
 
 impl Config {
@@ -569,6 +579,9 @@ impl Config {
             }
             _ => {}
         }
+        let rate_limit_rps: u32 = v
+            .number("RATE_LIMIT_RPS", "a whole number of requests per second")?
+            .unwrap_or(100);
         Ok(Config {
             grpc_addr: v.socket_addr("GRPC_ADDR")?,
             http_addr: v
@@ -644,9 +657,31 @@ impl Config {
             admin_email,
             admin_password,
             seed_demo: v.bool("SEED_DEMO")?.unwrap_or(true),
-            rate_limit_rps: v
-                .number("RATE_LIMIT_RPS", "a whole number of requests per second")?
-                .unwrap_or(100),
+            rate_limit_rps,
+            rate_limit_burst: v
+                .number("RATE_LIMIT_BURST", "a whole number of requests")?
+                .unwrap_or(rate_limit_rps.saturating_mul(2)),
+            cors_allowed_origins: v
+                .raw("CORS_ALLOWED_ORIGINS")
+                .map(|s| {
+                    s.split(',')
+                        .map(|o| o.trim().to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            request_timeout: match v.millis("REQUEST_TIMEOUT_MS")? {
+                Some(d) if d.is_zero() => {
+                    return Err(ConfigError::new(
+                        "REQUEST_TIMEOUT_MS",
+                        "0",
+                        "must be greater than zero",
+                    ));
+                }
+                Some(d) => d,
+                None => Duration::from_secs(30),
+            },
+            trust_forwarded_for: v.bool("TRUST_FORWARDED_FOR")?.unwrap_or(false),
         })
     }
 

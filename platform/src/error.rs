@@ -34,6 +34,10 @@ pub enum ErrorKind {
     /// Request body larger than allowed (413). gRPC answers RESOURCE_EXHAUSTED
     /// for oversized messages, which maps back to [`ErrorKind::RateLimited`].
     PayloadTooLarge,
+    /// Body in a format the endpoint does not take (415; INVALID_ARGUMENT over gRPC).
+    UnsupportedMediaType,
+    /// Known path, wrong method (405; UNIMPLEMENTED over gRPC).
+    MethodNotAllowed,
     /// Rate limited or overloaded (429).
     RateLimited,
     /// RPC or operation not implemented (501).
@@ -126,6 +130,20 @@ pub const TABLE: &[Mapping] = &[
         Code::ResourceExhausted,
         413,
         "Payload too large",
+        false,
+    ),
+    row(
+        ErrorKind::UnsupportedMediaType,
+        Code::InvalidArgument,
+        415,
+        "Unsupported media type",
+        false,
+    ),
+    row(
+        ErrorKind::MethodNotAllowed,
+        Code::Unimplemented,
+        405,
+        "Method not allowed",
         false,
     ),
     row(
@@ -280,6 +298,8 @@ mod tests {
                 | ErrorKind::Aborted
                 | ErrorKind::OutOfRange
                 | ErrorKind::PayloadTooLarge
+                | ErrorKind::UnsupportedMediaType
+                | ErrorKind::MethodNotAllowed
                 | ErrorKind::RateLimited
                 | ErrorKind::Unimplemented
                 | ErrorKind::Unavailable
@@ -288,7 +308,7 @@ mod tests {
                 | ErrorKind::Internal => {}
             }
         }
-        assert_eq!(TABLE.len(), 16);
+        assert_eq!(TABLE.len(), 18);
     }
 
     #[test]
@@ -382,16 +402,24 @@ mod tests {
 
 /// `INVALID_ARGUMENT` carrying a `google.rpc.BadRequest` with one violation
 /// per field, so the gateway can answer 422 with field errors.
-pub fn invalid_fields<'a>(violations: impl IntoIterator<Item = (&'a str, String)>) -> tonic::Status {
+pub fn invalid_fields<'a>(
+    violations: impl IntoIterator<Item = (&'a str, String)>,
+) -> tonic::Status {
     use tonic_types::{ErrorDetails, StatusExt};
-    let violations: Vec<tonic_types::FieldViolation> =
-        violations.into_iter().map(|(field, message)| tonic_types::FieldViolation::new(field, message)).collect();
+    let violations: Vec<tonic_types::FieldViolation> = violations
+        .into_iter()
+        .map(|(field, message)| tonic_types::FieldViolation::new(field, message))
+        .collect();
     let summary = violations
         .iter()
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
         .join("; ");
-    tonic::Status::with_error_details(tonic::Code::InvalidArgument, summary, ErrorDetails::with_bad_request(violations))
+    tonic::Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        summary,
+        ErrorDetails::with_bad_request(violations),
+    )
 }
 
 /// The field violations of a status built by [`invalid_fields`].
@@ -399,7 +427,12 @@ pub fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
     use tonic_types::StatusExt;
     status
         .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| (v.field, v.description)).collect())
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| (v.field, v.description))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -407,12 +440,18 @@ pub fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
 mod details_tests {
     #[test]
     fn field_violations_round_trip() {
-        let status = super::invalid_fields([("email", "must be valid".to_string()), ("password", "too short".to_string())]);
+        let status = super::invalid_fields([
+            ("email", "must be valid".to_string()),
+            ("password", "too short".to_string()),
+        ]);
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains("email: must be valid"));
         assert_eq!(
             super::field_violations(&status),
-            vec![("email".into(), "must be valid".into()), ("password".into(), "too short".into())]
+            vec![
+                ("email".into(), "must be valid".into()),
+                ("password".into(), "too short".into())
+            ]
         );
         assert!(super::field_violations(&tonic::Status::not_found("x")).is_empty());
     }

@@ -176,7 +176,9 @@ impl Deps {
     /// Connects what `config` names (`NATS_URL`, else in-process).
     pub async fn connect(config: &Config) -> anyhow::Result<Deps> {
         use anyhow::Context as _;
-        let bus = crate::events::connect(config).await.context("connecting the event bus (NATS_URL)")?;
+        let bus = crate::events::connect(config)
+            .await
+            .context("connecting the event bus (NATS_URL)")?;
         Ok(Deps { bus })
     }
 }

@@ -20,7 +20,11 @@ pub async fn build(config: Config) -> anyhow::Result<Running> {
 }
 
 /// Serves on an already-bound listener.
-pub async fn serve(config: Config, listener: tokio::net::TcpListener, _deps: platform::runtime::Deps) -> anyhow::Result<Running> {
+pub async fn serve(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    _deps: platform::runtime::Deps,
+) -> anyhow::Result<Running> {
     let routes = tonic::service::Routes::new(ProductServiceServer::new(api::ProductApi::default()));
     platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
         .serve(routes, listener)

@@ -52,3 +52,101 @@ impl TestMesh {
         self.mesh.shutdown().await;
     }
 }
+
+/// A JSON response: status, headers and body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestMesh {
+    /// Sends `body` as JSON with an optional bearer token.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: serde_json::Value) -> Reply {
+        self.send(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: serde_json::Value) -> Reply {
+        self.send(reqwest::Method::PUT, path, token, Some(body))
+            .await
+    }
+
+    /// Registers a fresh customer and logs in: (user id, access, refresh).
+    pub async fn customer(&self) -> (String, String, String) {
+        let email = format!("user-{}@example.com", uuid::Uuid::now_v7().simple());
+        let r = self.post("/api/v1/auth/register", None, serde_json::json!({"email": email, "password": "correct horse", "name": "Test User"})).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let (access, refresh) = self.login(&email, "correct horse").await;
+        (id, access, refresh)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> (String, String) {
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                serde_json::json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        (
+            r.body["access_token"].as_str().unwrap().to_string(),
+            r.body["refresh_token"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+/// Asserts a problem document with `status`.
+pub fn assert_problem(reply: &Reply, status: u16) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.body["status"], status);
+    assert!(
+        reply.body["title"].is_string()
+            && reply.body["type"].is_string()
+            && reply.body["detail"].is_string()
+    );
+}

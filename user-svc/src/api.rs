@@ -14,7 +14,9 @@ use proto::user::*;
 use sha2::Digest;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, Email, FieldError, Password, RefreshDecision, RefreshToken, Role, TokenStatus, User};
+use crate::domain::{
+    self, Email, FieldError, Password, RefreshDecision, RefreshToken, Role, TokenStatus, User,
+};
 use crate::keys::KeyRing;
 use crate::passwords::Hasher;
 
@@ -45,7 +47,10 @@ fn now() -> i64 {
 }
 
 fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp { seconds: secs, nanos: 0 })
+    Some(prost_types::Timestamp {
+        seconds: secs,
+        nanos: 0,
+    })
 }
 
 fn internal(err: impl std::fmt::Display) -> Status {
@@ -58,7 +63,10 @@ fn invalid(errors: Vec<FieldError>) -> Status {
 }
 
 fn token_hash(token: &str) -> String {
-    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub(crate) fn to_proto(id: &str, user: &User) -> proto::user::User {
@@ -88,8 +96,18 @@ pub(crate) fn to_proto(id: &str, user: &User) -> proto::user::User {
 impl UserApi {
     /// Creates a user (staging `user.registered` in the same write) and
     /// publishes the event.
-    pub(crate) async fn create_user(&self, email: Email, password: &Password, name: String, role: Role) -> Result<(String, User), Status> {
-        let password_hash = self.hasher.hash(password.expose()).await.map_err(internal)?;
+    pub(crate) async fn create_user(
+        &self,
+        email: Email,
+        password: &Password,
+        name: String,
+        role: Role,
+    ) -> Result<(String, User), Status> {
+        let password_hash = self
+            .hasher
+            .hash(password.expose())
+            .await
+            .map_err(internal)?;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now();
         let mut user = User {
@@ -109,7 +127,10 @@ impl UserApi {
             "user.registered",
             &id,
             "user-svc",
-            Payload::UserRegistered(UserRegistered { user_id: id.clone(), role: role.as_str().to_string() }),
+            Payload::UserRegistered(UserRegistered {
+                user_id: id.clone(),
+                role: role.as_str().to_string(),
+            }),
         );
         user.outbox.stage(&event);
         match self.users.insert(&id, user).await {
@@ -117,7 +138,9 @@ impl UserApi {
                 self.flush(&id).await;
                 Ok((id, stored.value))
             }
-            Err(StoreError::AlreadyExists { .. }) => Err(Status::already_exists("email is already registered")),
+            Err(StoreError::AlreadyExists { .. }) => {
+                Err(Status::already_exists("email is already registered"))
+            }
             Err(err) => Err(err.into()),
         }
     }
@@ -129,12 +152,29 @@ impl UserApi {
         }
     }
 
-    pub(crate) async fn find_by_email(&self, email: &Email) -> Result<Option<platform::store::Versioned<User>>, Status> {
-        Ok(self.users.find_one(Query::new().eq("email", email.as_str())).await?)
+    pub(crate) async fn find_by_email(
+        &self,
+        email: &Email,
+    ) -> Result<Option<platform::store::Versioned<User>>, Status> {
+        Ok(self
+            .users
+            .find_one(Query::new().eq("email", email.as_str()))
+            .await?)
     }
 
-    async fn issue_tokens(&self, user_id: &str, role: Role, family: Option<String>) -> Result<(String, String), Status> {
-        let claims = Claims::new(user_id, role.as_str(), &self.settings.issuer, &self.settings.audience, self.settings.access_ttl);
+    async fn issue_tokens(
+        &self,
+        user_id: &str,
+        role: Role,
+        family: Option<String>,
+    ) -> Result<(String, String), Status> {
+        let claims = Claims::new(
+            user_id,
+            role.as_str(),
+            &self.settings.issuer,
+            &self.settings.audience,
+            self.settings.access_ttl,
+        );
         let access = self.keys.signing.sign(&claims);
         let mut secret = [0u8; 32];
         rand::fill(&mut secret);
@@ -158,7 +198,10 @@ impl UserApi {
             let page = self.tokens.find(&query.clone().after(cursor)).await?;
             for token in &page.items {
                 if token.value.status != TokenStatus::Revoked {
-                    let revoked = self.tokens.modify(&token.id, |t| t.status = TokenStatus::Revoked).await;
+                    let revoked = self
+                        .tokens
+                        .modify(&token.id, |t| t.status = TokenStatus::Revoked)
+                        .await;
                     match revoked {
                         Ok(_) | Err(StoreError::NotFound) => {}
                         Err(err) => return Err(err.into()),
@@ -173,10 +216,19 @@ impl UserApi {
     }
 
     fn token_pair(&self, access: String, refresh: String) -> (String, String, String, u32, u32) {
-        (access, refresh, "Bearer".into(), self.settings.access_ttl.as_secs() as u32, self.settings.refresh_ttl.as_secs() as u32)
+        (
+            access,
+            refresh,
+            "Bearer".into(),
+            self.settings.access_ttl.as_secs() as u32,
+            self.settings.refresh_ttl.as_secs() as u32,
+        )
     }
 
-    async fn caller_user(&self, caller: &Caller) -> Result<platform::store::Versioned<User>, Status> {
+    async fn caller_user(
+        &self,
+        caller: &Caller,
+    ) -> Result<platform::store::Versioned<User>, Status> {
         match self.users.get(&caller.user_id).await {
             Ok(user) => Ok(user),
             Err(StoreError::NotFound) => Err(Status::not_found("user not found")),
@@ -186,18 +238,37 @@ impl UserApi {
 
     /// Makes sure `email` is an admin with `password` (bootstrap).
     pub async fn ensure_admin(&self, email: &str, password: &str) -> anyhow::Result<()> {
-        let email = Email::parse(email).map_err(|e| anyhow::anyhow!("ADMIN_EMAIL {}", e.message))?;
-        let password = Password::parse(password).map_err(|e| anyhow::anyhow!("ADMIN_PASSWORD {}", e.message))?;
-        match self.find_by_email(&email).await.map_err(|s| anyhow::anyhow!("{}", s.message()))? {
+        let email =
+            Email::parse(email).map_err(|e| anyhow::anyhow!("ADMIN_EMAIL {}", e.message))?;
+        let password = Password::parse(password)
+            .map_err(|e| anyhow::anyhow!("ADMIN_PASSWORD {}", e.message))?;
+        match self
+            .find_by_email(&email)
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        {
             None => {
-                self.create_user(email.clone(), &password, "Administrator".into(), Role::Admin)
-                    .await
-                    .map_err(|s| anyhow::anyhow!("creating the admin: {}", s.message()))?;
+                self.create_user(
+                    email.clone(),
+                    &password,
+                    "Administrator".into(),
+                    Role::Admin,
+                )
+                .await
+                .map_err(|s| anyhow::anyhow!("creating the admin: {}", s.message()))?;
                 tracing::info!(email = email.as_str(), "admin account created");
             }
             Some(existing) => {
-                let matches = self.hasher.verify(password.expose(), &existing.value.password_hash).await?.matches;
-                let hash = if matches { None } else { Some(self.hasher.hash(password.expose()).await?) };
+                let matches = self
+                    .hasher
+                    .verify(password.expose(), &existing.value.password_hash)
+                    .await?
+                    .matches;
+                let hash = if matches {
+                    None
+                } else {
+                    Some(self.hasher.hash(password.expose()).await?)
+                };
                 if existing.value.role != Role::Admin || hash.is_some() {
                     self.users
                         .modify(&existing.id, |u| {
@@ -219,49 +290,84 @@ impl UserApi {
 #[tonic::async_trait]
 impl UserService for UserApi {
     #[tracing::instrument(skip_all)]
-    async fn register(&self, request: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
         let r = request.into_inner();
         let mut errors = Vec::new();
         let email = Email::parse(&r.email).map_err(|e| errors.push(e)).ok();
-        let password = Password::parse(&r.password).map_err(|e| errors.push(e)).ok();
+        let password = Password::parse(&r.password)
+            .map_err(|e| errors.push(e))
+            .ok();
         let name = domain::parse_name(&r.name).map_err(|e| errors.push(e)).ok();
         let (Some(email), Some(password), Some(name)) = (email, password, name) else {
             return Err(invalid(errors));
         };
-        let (id, user) = self.create_user(email, &password, name, Role::Customer).await?;
-        Ok(Response::new(RegisterResponse { user: Some(to_proto(&id, &user)) }))
+        let (id, user) = self
+            .create_user(email, &password, name, Role::Customer)
+            .await?;
+        Ok(Response::new(RegisterResponse {
+            user: Some(to_proto(&id, &user)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn login(&self, request: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+    async fn login(
+        &self,
+        request: Request<LoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
         let r = request.into_inner();
         let Ok(email) = Email::parse(&r.email) else {
-            self.hasher.verify_dummy(&r.password).await.map_err(internal)?;
+            self.hasher
+                .verify_dummy(&r.password)
+                .await
+                .map_err(internal)?;
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         };
         let Some(user) = self.find_by_email(&email).await? else {
-            self.hasher.verify_dummy(&r.password).await.map_err(internal)?;
+            self.hasher
+                .verify_dummy(&r.password)
+                .await
+                .map_err(internal)?;
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         };
-        let check = self.hasher.verify(&r.password, &user.value.password_hash).await.map_err(internal)?;
+        let check = self
+            .hasher
+            .verify(&r.password, &user.value.password_hash)
+            .await
+            .map_err(internal)?;
         if !check.matches {
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         }
         if check.needs_rehash {
             if let Ok(fresh) = self.hasher.hash(&r.password).await {
-                let updated = self.users.modify(&user.id, |u| u.password_hash = fresh.clone()).await;
+                let updated = self
+                    .users
+                    .modify(&user.id, |u| u.password_hash = fresh.clone())
+                    .await;
                 if let Err(err) = updated {
                     tracing::warn!(error = %err, "password rehash not stored");
                 }
             }
         }
         let (access, refresh) = self.issue_tokens(&user.id, user.value.role, None).await?;
-        let (access_token, refresh_token, token_type, expires_in, refresh_expires_in) = self.token_pair(access, refresh);
-        Ok(Response::new(LoginResponse { access_token, refresh_token, token_type, expires_in, refresh_expires_in }))
+        let (access_token, refresh_token, token_type, expires_in, refresh_expires_in) =
+            self.token_pair(access, refresh);
+        Ok(Response::new(LoginResponse {
+            access_token,
+            refresh_token,
+            token_type,
+            expires_in,
+            refresh_expires_in,
+        }))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn refresh_token(&self, request: Request<RefreshTokenRequest>) -> Result<Response<RefreshTokenResponse>, Status> {
+    async fn refresh_token(
+        &self,
+        request: Request<RefreshTokenRequest>,
+    ) -> Result<Response<RefreshTokenResponse>, Status> {
         let token = request.into_inner().refresh_token;
         let rejected = || Status::unauthenticated("invalid or expired refresh token");
         if token.is_empty() || token.len() > 200 {
@@ -305,13 +411,29 @@ impl UserService for UserApi {
             Err(StoreError::NotFound) => return Err(rejected()),
             Err(err) => return Err(err.into()),
         };
-        let (access, refresh) = self.issue_tokens(&user.id, user.value.role, Some(stored.value.family_id.clone())).await?;
-        let (access_token, refresh_token, token_type, expires_in, refresh_expires_in) = self.token_pair(access, refresh);
-        Ok(Response::new(RefreshTokenResponse { access_token, refresh_token, token_type, expires_in, refresh_expires_in }))
+        let (access, refresh) = self
+            .issue_tokens(
+                &user.id,
+                user.value.role,
+                Some(stored.value.family_id.clone()),
+            )
+            .await?;
+        let (access_token, refresh_token, token_type, expires_in, refresh_expires_in) =
+            self.token_pair(access, refresh);
+        Ok(Response::new(RefreshTokenResponse {
+            access_token,
+            refresh_token,
+            token_type,
+            expires_in,
+            refresh_expires_in,
+        }))
     }
 
     #[tracing::instrument(skip_all)]
-    async fn logout(&self, request: Request<LogoutRequest>) -> Result<Response<LogoutResponse>, Status> {
+    async fn logout(
+        &self,
+        request: Request<LogoutRequest>,
+    ) -> Result<Response<LogoutResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let token = request.into_inner().refresh_token;
         if let Ok(stored) = self.tokens.get(&token_hash(&token)).await {
@@ -323,22 +445,41 @@ impl UserService for UserApi {
         Ok(Response::new(LogoutResponse {}))
     }
 
-    async fn get_profile(&self, request: Request<GetProfileRequest>) -> Result<Response<GetProfileResponse>, Status> {
+    async fn get_profile(
+        &self,
+        request: Request<GetProfileRequest>,
+    ) -> Result<Response<GetProfileResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let user = self.caller_user(&caller).await?;
-        Ok(Response::new(GetProfileResponse { user: Some(to_proto(&user.id, &user.value)) }))
+        Ok(Response::new(GetProfileResponse {
+            user: Some(to_proto(&user.id, &user.value)),
+        }))
     }
 
-    async fn update_profile(&self, request: Request<UpdateProfileRequest>) -> Result<Response<UpdateProfileResponse>, Status> {
+    async fn update_profile(
+        &self,
+        request: Request<UpdateProfileRequest>,
+    ) -> Result<Response<UpdateProfileResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let r = request.into_inner();
         let mut errors = Vec::new();
-        let name = r.name.as_deref().map(domain::parse_name).transpose().map_err(|e| errors.push(e)).ok().flatten();
+        let name = r
+            .name
+            .as_deref()
+            .map(domain::parse_name)
+            .transpose()
+            .map_err(|e| errors.push(e))
+            .ok()
+            .flatten();
         // An empty phone removes it.
         let phone = match r.phone.as_deref().map(str::trim) {
             None => None,
             Some("") => Some(None),
-            Some(p) => domain::parse_phone(p).map(|p| Some(Some(p))).map_err(|e| errors.push(e)).ok().flatten(),
+            Some(p) => domain::parse_phone(p)
+                .map(|p| Some(Some(p)))
+                .map_err(|e| errors.push(e))
+                .ok()
+                .flatten(),
         };
         let address = match r.address {
             None => None,
@@ -381,10 +522,15 @@ impl UserService for UserApi {
             Err(StoreError::NotFound) => return Err(Status::not_found("user not found")),
             Err(err) => return Err(err.into()),
         };
-        Ok(Response::new(UpdateProfileResponse { user: Some(to_proto(&user.id, &user.value)) }))
+        Ok(Response::new(UpdateProfileResponse {
+            user: Some(to_proto(&user.id, &user.value)),
+        }))
     }
 
-    async fn get_jwks(&self, _: Request<GetJwksRequest>) -> Result<Response<GetJwksResponse>, Status> {
+    async fn get_jwks(
+        &self,
+        _: Request<GetJwksRequest>,
+    ) -> Result<Response<GetJwksResponse>, Status> {
         let keys = self
             .keys
             .jwks
@@ -404,9 +550,13 @@ impl UserService for UserApi {
         Ok(Response::new(GetJwksResponse { keys }))
     }
 
-    async fn update_preferences(&self, request: Request<UpdatePreferencesRequest>) -> Result<Response<UpdatePreferencesResponse>, Status> {
+    async fn update_preferences(
+        &self,
+        request: Request<UpdatePreferencesRequest>,
+    ) -> Result<Response<UpdatePreferencesResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
-        let categories = domain::parse_categories(&request.into_inner().categories).map_err(|e| invalid(vec![e]))?;
+        let categories = domain::parse_categories(&request.into_inner().categories)
+            .map_err(|e| invalid(vec![e]))?;
         let updated = self
             .users
             .modify(&caller.user_id, |u| {
@@ -420,27 +570,43 @@ impl UserService for UserApi {
             Err(err) => return Err(err.into()),
         };
         Ok(Response::new(UpdatePreferencesResponse {
-            preferences: Some(Preferences { categories: user.value.categories, updated_at: timestamp(user.value.preferences_updated_at) }),
+            preferences: Some(Preferences {
+                categories: user.value.categories,
+                updated_at: timestamp(user.value.preferences_updated_at),
+            }),
         }))
     }
 
-    async fn get_preferences(&self, request: Request<GetPreferencesRequest>) -> Result<Response<GetPreferencesResponse>, Status> {
+    async fn get_preferences(
+        &self,
+        request: Request<GetPreferencesRequest>,
+    ) -> Result<Response<GetPreferencesResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let user = self.caller_user(&caller).await?;
         Ok(Response::new(GetPreferencesResponse {
-            preferences: Some(Preferences { categories: user.value.categories, updated_at: timestamp(user.value.preferences_updated_at) }),
+            preferences: Some(Preferences {
+                categories: user.value.categories,
+                updated_at: timestamp(user.value.preferences_updated_at),
+            }),
         }))
     }
 
-    async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<GetUserResponse>, Status> {
+    async fn get_user(
+        &self,
+        request: Request<GetUserRequest>,
+    ) -> Result<Response<GetUserResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let user_id = request.into_inner().user_id;
         if user_id != caller.user_id {
             caller.require_admin()?;
         }
         match self.users.get(&user_id).await {
-            Ok(user) => Ok(Response::new(GetUserResponse { user: Some(to_proto(&user.id, &user.value)) })),
-            Err(StoreError::NotFound) | Err(StoreError::Invalid(_)) => Err(Status::not_found("user not found")),
+            Ok(user) => Ok(Response::new(GetUserResponse {
+                user: Some(to_proto(&user.id, &user.value)),
+            })),
+            Err(StoreError::NotFound) | Err(StoreError::Invalid(_)) => {
+                Err(Status::not_found("user not found"))
+            }
             Err(err) => Err(err.into()),
         }
     }

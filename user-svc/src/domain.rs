@@ -13,7 +13,10 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -57,7 +60,10 @@ impl Password {
             return Err(FieldError::new("password", "must be at least 8 characters"));
         }
         if n > 128 {
-            return Err(FieldError::new("password", "must be at most 128 characters"));
+            return Err(FieldError::new(
+                "password",
+                "must be at most 128 characters",
+            ));
         }
         Ok(Password(raw.to_string()))
     }
@@ -90,11 +96,17 @@ pub fn parse_phone(raw: &str) -> Result<String, FieldError> {
         Some(rest) => ("+", rest),
         None => ("", trimmed),
     };
-    let digits: String = rest.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    let digits: String = rest
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
     if (6..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) {
         Ok(format!("{plus}{digits}"))
     } else {
-        Err(FieldError::new("phone", "must be a phone number of 6 to 15 digits, optionally starting with +"))
+        Err(FieldError::new(
+            "phone",
+            "must be a phone number of 6 to 15 digits, optionally starting with +",
+        ))
     }
 }
 
@@ -126,7 +138,10 @@ impl Address {
             if value.trim().is_empty() {
                 errors.push(FieldError::new(field, "is required"));
             } else if value.chars().count() > max {
-                errors.push(FieldError::new(field, format!("must be at most {max} characters")));
+                errors.push(FieldError::new(
+                    field,
+                    format!("must be at most {max} characters"),
+                ));
             }
         }
         if self.line2.chars().count() > 200 || self.region.chars().count() > 100 {
@@ -134,9 +149,16 @@ impl Address {
         }
         self.country = self.country.trim().to_ascii_uppercase();
         if self.country.len() != 2 || !self.country.chars().all(|c| c.is_ascii_uppercase()) {
-            errors.push(FieldError::new("address.country", "must be a two-letter ISO 3166-1 country code"));
+            errors.push(FieldError::new(
+                "address.country",
+                "must be a two-letter ISO 3166-1 country code",
+            ));
         }
-        if errors.is_empty() { Ok(self) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -150,7 +172,10 @@ pub fn parse_categories(raw: &[String]) -> Result<Vec<String>, FieldError> {
     for c in raw {
         let c = c.trim().to_lowercase();
         if c.is_empty() || c.chars().count() > 50 {
-            return Err(FieldError::new("categories", "each category must be 1 to 50 characters"));
+            return Err(FieldError::new(
+                "categories",
+                "each category must be 1 to 50 characters",
+            ));
         }
         if !out.contains(&c) {
             out.push(c);
@@ -257,8 +282,21 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_validated() {
-        assert_eq!(Email::parse("  Alice@Example.COM ").unwrap().as_str(), "alice@example.com");
-        for bad in ["", "alice", "alice@", "@example.com", "a b@example.com", "alice@example", "alice@@example.com", "alice@.example.com", "alice@example..com"] {
+        assert_eq!(
+            Email::parse("  Alice@Example.COM ").unwrap().as_str(),
+            "alice@example.com"
+        );
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "a b@example.com",
+            "alice@example",
+            "alice@@example.com",
+            "alice@.example.com",
+            "alice@example..com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
@@ -270,7 +308,10 @@ mod tests {
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse("éééééééé").is_ok(), "counted in characters");
         assert!(Password::parse(&"x".repeat(129)).is_err());
-        assert_eq!(format!("{:?}", Password::parse("hunter2hunter2").unwrap()), "Password(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Password::parse("hunter2hunter2").unwrap()),
+            "Password(<redacted>)"
+        );
     }
 
     #[test]
@@ -281,27 +322,71 @@ mod tests {
         assert_eq!(parse_phone("+1 (555) 010-9999").unwrap(), "+15550109999");
         assert!(parse_phone("12345").is_err());
         assert!(parse_phone("call me").is_err());
-        assert_eq!(parse_categories(&["Books".into(), "books".into(), " toys ".into()]).unwrap(), ["books", "toys"]);
+        assert_eq!(
+            parse_categories(&["Books".into(), "books".into(), " toys ".into()]).unwrap(),
+            ["books", "toys"]
+        );
         assert!(parse_categories(&[String::new()]).is_err());
         assert!(parse_categories(&vec!["a".to_string(); 21]).is_err());
     }
 
     #[test]
     fn addresses_need_their_fields() {
-        let ok = Address { name: "Ada".into(), line1: "1 Main St".into(), city: "Paris".into(), postal_code: "75001".into(), country: "fr".into(), ..Default::default() };
+        let ok = Address {
+            name: "Ada".into(),
+            line1: "1 Main St".into(),
+            city: "Paris".into(),
+            postal_code: "75001".into(),
+            country: "fr".into(),
+            ..Default::default()
+        };
         assert_eq!(ok.clone().parse().unwrap().country, "FR");
         let errors = Address::default().parse().unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["address.name", "address.line1", "address.city", "address.postal_code", "address.country"]);
-        assert!(Address { country: "FRA".into(), ..ok }.parse().is_err());
+        assert_eq!(
+            fields,
+            [
+                "address.name",
+                "address.line1",
+                "address.city",
+                "address.postal_code",
+                "address.country"
+            ]
+        );
+        assert!(
+            Address {
+                country: "FRA".into(),
+                ..ok
+            }
+            .parse()
+            .is_err()
+        );
     }
 
     #[test]
     fn refresh_token_decisions() {
-        let token = |status, expires_at| RefreshToken { user_id: "u".into(), family_id: "f".into(), status, expires_at, created_at: 0 };
-        assert_eq!(token(TokenStatus::Active, 100).decide(50), RefreshDecision::Rotate);
-        assert_eq!(token(TokenStatus::Active, 100).decide(100), RefreshDecision::Reject);
-        assert_eq!(token(TokenStatus::Rotated, 100).decide(50), RefreshDecision::ReuseDetected);
-        assert_eq!(token(TokenStatus::Revoked, 100).decide(50), RefreshDecision::Reject);
+        let token = |status, expires_at| RefreshToken {
+            user_id: "u".into(),
+            family_id: "f".into(),
+            status,
+            expires_at,
+            created_at: 0,
+        };
+        assert_eq!(
+            token(TokenStatus::Active, 100).decide(50),
+            RefreshDecision::Rotate
+        );
+        assert_eq!(
+            token(TokenStatus::Active, 100).decide(100),
+            RefreshDecision::Reject
+        );
+        assert_eq!(
+            token(TokenStatus::Rotated, 100).decide(50),
+            RefreshDecision::ReuseDetected
+        );
+        assert_eq!(
+            token(TokenStatus::Revoked, 100).decide(50),
+            RefreshDecision::Reject
+        );
     }
 }

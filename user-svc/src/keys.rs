@@ -33,7 +33,12 @@ fn split_pems(pems: &str) -> Vec<String> {
 impl KeyRing {
     pub fn from_keys(keys: Vec<SigningKey>) -> anyhow::Result<Self> {
         let signing = keys.first().cloned().context("no signing key")?;
-        Ok(Self { jwks: JwkSet { keys: keys.iter().map(SigningKey::jwk).collect() }, signing })
+        Ok(Self {
+            jwks: JwkSet {
+                keys: keys.iter().map(SigningKey::jwk).collect(),
+            },
+            signing,
+        })
     }
 
     pub async fn load(pems: Option<&str>, store: &Store) -> anyhow::Result<Self> {
@@ -45,12 +50,22 @@ impl KeyRing {
                 .context("JWT_PRIVATE_KEY_PEM")?;
             return Self::from_keys(keys);
         }
-        let keys = store.collection::<StoredKey>(CollectionSpec::new("signing_keys")).await?;
+        let keys = store
+            .collection::<StoredKey>(CollectionSpec::new("signing_keys"))
+            .await?;
         let pem = match keys.find_by_id("current").await? {
             Some(stored) => stored.value.pem,
             None => {
                 let fresh = SigningKey::generate();
-                match keys.insert("current", StoredKey { pem: fresh.to_pem() }).await {
+                match keys
+                    .insert(
+                        "current",
+                        StoredKey {
+                            pem: fresh.to_pem(),
+                        },
+                    )
+                    .await
+                {
                     Ok(_) => {
                         tracing::info!(kid = fresh.kid(), "generated an access-token signing key");
                         fresh.to_pem()
@@ -61,7 +76,9 @@ impl KeyRing {
                 }
             }
         };
-        Self::from_keys(vec![SigningKey::from_pem(&pem).context("stored signing key")?])
+        Self::from_keys(vec![
+            SigningKey::from_pem(&pem).context("stored signing key")?,
+        ])
     }
 }
 
@@ -72,10 +89,19 @@ mod tests {
     #[tokio::test]
     async fn configured_pems_sign_with_the_first_and_publish_all() {
         let (a, b) = (SigningKey::generate(), SigningKey::generate());
-        let ring = KeyRing::load(Some(&format!("{}\n{}", a.to_pem(), b.to_pem())), &Store::memory()).await.unwrap();
+        let ring = KeyRing::load(
+            Some(&format!("{}\n{}", a.to_pem(), b.to_pem())),
+            &Store::memory(),
+        )
+        .await
+        .unwrap();
         assert_eq!(ring.signing.kid(), a.kid());
         assert_eq!(ring.jwks.keys.len(), 2);
-        assert!(KeyRing::load(Some("garbage"), &Store::memory()).await.is_err());
+        assert!(
+            KeyRing::load(Some("garbage"), &Store::memory())
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

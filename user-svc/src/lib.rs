@@ -33,12 +33,30 @@ pub async fn build(config: Config) -> anyhow::Result<Running> {
 }
 
 /// Builds the API over `config`'s store (used by [`serve`] and tests).
-pub async fn api(config: &Config, deps: &Deps, hasher: passwords::Hasher) -> anyhow::Result<api::UserApi> {
-    let store = Store::from_config(config, SERVICE.name()).await.context("opening the user store")?;
-    let users = store.collection(store::users()).await.context("declaring users")?;
-    let tokens = store.collection(store::refresh_tokens()).await.context("declaring refresh tokens")?;
-    let pems = config.jwt.private_key_pem.as_ref().map(|s| s.expose().to_string());
-    let keys = keys::KeyRing::load(pems.as_deref(), &store).await.context("loading signing keys")?;
+pub async fn api(
+    config: &Config,
+    deps: &Deps,
+    hasher: passwords::Hasher,
+) -> anyhow::Result<api::UserApi> {
+    let store = Store::from_config(config, SERVICE.name())
+        .await
+        .context("opening the user store")?;
+    let users = store
+        .collection(store::users())
+        .await
+        .context("declaring users")?;
+    let tokens = store
+        .collection(store::refresh_tokens())
+        .await
+        .context("declaring refresh tokens")?;
+    let pems = config
+        .jwt
+        .private_key_pem
+        .as_ref()
+        .map(|s| s.expose().to_string());
+    let keys = keys::KeyRing::load(pems.as_deref(), &store)
+        .await
+        .context("loading signing keys")?;
     Ok(api::UserApi {
         relay: OutboxRelay::new(users.clone(), deps.bus.clone()),
         users,
@@ -55,16 +73,23 @@ pub async fn api(config: &Config, deps: &Deps, hasher: passwords::Hasher) -> any
 }
 
 /// Serves on an already-bound listener.
-pub async fn serve(config: Config, listener: tokio::net::TcpListener, deps: Deps) -> anyhow::Result<Running> {
+pub async fn serve(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    deps: Deps,
+) -> anyhow::Result<Running> {
     let api = api(&config, &deps, passwords::Hasher::owasp()?).await?;
     if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
-        api.ensure_admin(email, password.expose()).await.context("bootstrapping the admin account")?;
+        api.ensure_admin(email, password.expose())
+            .await
+            .context("bootstrapping the admin account")?;
     }
     let relay = api.relay.clone();
     let routes = tonic::service::Routes::new(UserServiceServer::new(api));
-    let running = platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
-        .serve(routes, listener)
-        .await?;
+    let running =
+        platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .serve(routes, listener)
+            .await?;
     let sweeper = relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token());
     running.spawn(async move {
         let _ = sweeper.await;

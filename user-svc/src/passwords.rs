@@ -33,9 +33,16 @@ impl Hasher {
     }
 
     pub fn with_params(m_cost: u32, t_cost: u32, p_cost: u32) -> anyhow::Result<Self> {
-        let params = Params::new(m_cost, t_cost, p_cost, None).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?;
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let mut hasher = Self { params, permits: Arc::new(Semaphore::new(workers)), dummy: Arc::new(String::new()) };
+        let params = Params::new(m_cost, t_cost, p_cost, None)
+            .map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?;
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let mut hasher = Self {
+            params,
+            permits: Arc::new(Semaphore::new(workers)),
+            dummy: Arc::new(String::new()),
+        };
         let mut random = [0u8; 24];
         rand::fill(&mut random);
         hasher.dummy = Arc::new(hash_now(&hasher.params, &base64_encode(&random))?);
@@ -46,10 +53,15 @@ impl Hasher {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
     }
 
-    async fn blocking<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
         let _permit = self.permits.acquire().await.context("hasher closed")?;
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(work)).await.context("hashing task failed")
+        tokio::task::spawn_blocking(move || span.in_scope(work))
+            .await
+            .context("hashing task failed")
     }
 
     /// A PHC string for `password`.
@@ -65,14 +77,24 @@ impl Hasher {
         let (params, password, phc) = (self.params.clone(), password.to_string(), phc.to_string());
         self.blocking(move || {
             let Ok(parsed) = PasswordHash::new(&phc) else {
-                return Verification { matches: false, needs_rehash: true };
+                return Verification {
+                    matches: false,
+                    needs_rehash: true,
+                };
             };
-            let matches = Self::argon(&params).verify_password(password.as_bytes(), &parsed).is_ok();
+            let matches = Self::argon(&params)
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
             let same_params = parsed.algorithm.as_str() == "argon2id"
                 && Params::try_from(&parsed).is_ok_and(|p| {
-                    p.m_cost() == params.m_cost() && p.t_cost() == params.t_cost() && p.p_cost() == params.p_cost()
+                    p.m_cost() == params.m_cost()
+                        && p.t_cost() == params.t_cost()
+                        && p.p_cost() == params.p_cost()
                 });
-            Verification { matches, needs_rehash: !same_params }
+            Verification {
+                matches,
+                needs_rehash: !same_params,
+            }
         })
         .instrument(tracing::info_span!("argon2.verify"))
         .await
@@ -109,7 +131,13 @@ mod tests {
         let hasher = Hasher::owasp().unwrap();
         let phc = hasher.hash("correct horse").await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert_eq!(hasher.verify("correct horse", &phc).await.unwrap(), Verification { matches: true, needs_rehash: false });
+        assert_eq!(
+            hasher.verify("correct horse", &phc).await.unwrap(),
+            Verification {
+                matches: true,
+                needs_rehash: false
+            }
+        );
         assert!(!hasher.verify("wrong horse", &phc).await.unwrap().matches);
         assert!(!hasher.verify("x", "not a hash").await.unwrap().matches);
         assert_ne!(phc, hasher.hash("correct horse").await.unwrap(), "salted");
@@ -119,7 +147,17 @@ mod tests {
     async fn old_parameters_ask_for_a_rehash() {
         let weak = Hasher::with_params(8, 1, 1).unwrap();
         let old = weak.hash("correct horse").await.unwrap();
-        let v = Hasher::owasp().unwrap().verify("correct horse", &old).await.unwrap();
-        assert_eq!(v, Verification { matches: true, needs_rehash: true });
+        let v = Hasher::owasp()
+            .unwrap()
+            .verify("correct horse", &old)
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
     }
 }

@@ -129,7 +129,11 @@ where
             self.bus.publish(&envelope).await?;
         }
         let ids: Vec<String> = staged.iter().map(|e| e.id.clone()).collect();
-        match self.collection.modify(id, |doc| doc.outbox_mut().remove(&ids)).await {
+        match self
+            .collection
+            .modify(id, |doc| doc.outbox_mut().remove(&ids))
+            .await
+        {
             Ok(_) | Err(StoreError::NotFound) => Ok(staged.len()),
             Err(err) => Err(err.into()),
         }

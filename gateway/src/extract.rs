@@ -1,0 +1,265 @@
+//! Request extractors whose rejections are problem documents: JSON bodies
+//! (400 malformed, 415 wrong content type, 413 too large, 422 wrong types
+//! or missing fields with the field named), the authenticated caller, and
+//! the client address.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use platform::ErrorKind;
+use platform::auth::{Caller, Claims};
+use serde::de::DeserializeOwned;
+
+use crate::problem::{FieldError, Problem};
+
+/// A JSON body, parsed with the failing field named.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// Reads the body within the configured limit (413 beyond it).
+pub(crate) async fn body_bytes<S: Send + Sync>(
+    request: Request,
+    state: &S,
+) -> Result<bytes::Bytes, Problem> {
+    bytes::Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    ErrorKind::PayloadTooLarge,
+                    "the request body is larger than 1 MiB",
+                )
+            } else {
+                Problem::new(
+                    ErrorKind::Malformed,
+                    format!("cannot read the request body: {rejection}"),
+                )
+            }
+        })
+}
+
+/// Parses JSON, telling syntax errors (400) from wrong shapes (422).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Ok(value) => value,
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Data => {
+                    let field = if path == "." { String::new() } else { path };
+                    let message = inner.to_string();
+                    let message = message
+                        .split(" at line ")
+                        .next()
+                        .unwrap_or(&message)
+                        .to_string();
+                    Problem::new(
+                        ErrorKind::InvalidArgument,
+                        "the request body has invalid fields",
+                    )
+                    .with_errors(vec![FieldError { field, message }])
+                }
+                _ => Problem::new(ErrorKind::Malformed, format!("malformed JSON: {inner}")),
+            });
+        }
+    };
+    deserializer
+        .end()
+        .map_err(|e| Problem::new(ErrorKind::Malformed, format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if !is_json(content_type.as_deref()) {
+            return Err(Problem::new(
+                ErrorKind::UnsupportedMediaType,
+                "expected Content-Type: application/json",
+            ));
+        }
+        let bytes = body_bytes(request, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// The verified caller (401 without a valid access token).
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Claims);
+
+impl AuthUser {
+    pub fn caller(&self) -> Caller {
+        Caller {
+            user_id: self.0.sub.clone(),
+            roles: vec![self.0.role.clone()],
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.0.is_admin()
+    }
+
+    pub fn require_admin(&self) -> Result<(), Problem> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                ErrorKind::PermissionDenied,
+                "this requires the admin role",
+            ))
+        }
+    }
+}
+
+/// What the authentication middleware found, kept in request extensions.
+#[derive(Debug, Clone)]
+pub(crate) enum Authentication {
+    Valid(Claims),
+    Invalid(&'static str),
+    /// The keys to check it could not be fetched.
+    Unavailable,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Authentication>() {
+            Some(Authentication::Valid(claims)) => Ok(AuthUser(claims.clone())),
+            Some(Authentication::Invalid(why)) => {
+                Err(Problem::new(ErrorKind::Unauthenticated, *why).bearer_challenge())
+            }
+            Some(Authentication::Unavailable) => Err(Problem::new(
+                ErrorKind::Unavailable,
+                "cannot verify access tokens right now; try again shortly",
+            )),
+            None => Err(Problem::new(
+                ErrorKind::Unauthenticated,
+                "an access token is required (Authorization: Bearer …)",
+            )
+            .bearer_challenge()),
+        }
+    }
+}
+
+/// An admin caller (401 without a token, 403 for other roles).
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub AuthUser);
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        user.require_admin()?;
+        Ok(AdminUser(user))
+    }
+}
+
+/// The client's address: the socket peer, or the first `X-Forwarded-For`
+/// hop when `TRUST_FORWARDED_FOR` is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddr(pub String);
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TrustForwardedFor(pub bool);
+
+pub(crate) fn client_addr(
+    parts: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> String {
+    let trust = extensions.get::<TrustForwardedFor>().is_some_and(|t| t.0);
+    if trust {
+        if let Some(first) = parts
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            return first.to_string();
+        }
+    }
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| ci.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_addr(&parts.headers, &parts.extensions)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        age: u32,
+    }
+
+    #[test]
+    fn json_errors_are_told_apart() {
+        assert!(parse_json::<Body>(br#"{"email":"a","age":3}"#).is_ok());
+        let malformed = parse_json::<Body>(b"{\"email\":").unwrap_err();
+        assert_eq!(malformed.status, 400);
+        let wrong_type = parse_json::<Body>(br#"{"email":"a","age":"three"}"#).unwrap_err();
+        assert_eq!(wrong_type.status, 422);
+        assert_eq!(wrong_type.errors[0].field, "age");
+        let missing = parse_json::<Body>(br#"{"email":"a"}"#).unwrap_err();
+        assert_eq!(missing.status, 422);
+        assert!(
+            missing.errors[0].message.contains("age"),
+            "{:?}",
+            missing.errors
+        );
+        assert_eq!(parse_json::<Body>(b"[1,2]").unwrap_err().status, 422);
+        assert_eq!(
+            parse_json::<Body>(br#"{"email":"a","age":3} trailing"#)
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json(Some("application/json")));
+        assert!(is_json(Some("application/json; charset=utf-8")));
+        assert!(is_json(Some("application/merge-patch+json")));
+        assert!(!is_json(Some("text/plain")));
+        assert!(!is_json(None));
+    }
+}

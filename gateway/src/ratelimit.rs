@@ -1,0 +1,188 @@
+//! Rate limits: GCRA (a token bucket without a timer) per key, kept in
+//! Redis when `REDIS_URL` is set so every gateway replica shares them, in
+//! memory otherwise. A Redis outage lets requests through (logged): the
+//! limiter protects the service, it must not take it down.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `rate` events per `per`, with bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub burst: u32,
+    pub per: Duration,
+    pub rate: u32,
+}
+
+impl Quota {
+    pub fn per_second(rate: u32, burst: u32) -> Self {
+        Self {
+            rate,
+            burst: burst.max(1),
+            per: Duration::from_secs(1),
+        }
+    }
+
+    pub fn per_minute(rate: u32) -> Self {
+        Self {
+            rate,
+            burst: rate.max(1),
+            per: Duration::from_secs(60),
+        }
+    }
+
+    /// Milliseconds between tokens (emission interval).
+    fn interval_ms(&self) -> u64 {
+        (self.per.as_millis() as u64 / self.rate.max(1) as u64).max(1)
+    }
+}
+
+#[derive(Clone)]
+pub enum Limiter {
+    Memory(Arc<Mutex<HashMap<String, u64>>>),
+    Redis(redis::aio::ConnectionManager),
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limiter::Memory(_) => "Limiter::Memory",
+            Limiter::Redis(_) => "Limiter::Redis",
+        })
+    }
+}
+
+const GCRA: &str = r#"
+local interval = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local consume = ARGV[3] == '1'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+if new_tat - now > tau then return new_tat - now - tau end
+if consume then redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000) end
+return 0
+"#;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// One GCRA step over `tat` (theoretical arrival time, ms): Ok(new tat) or
+/// Err(ms to wait).
+fn gcra(tat: Option<u64>, now: u64, quota: Quota) -> Result<u64, u64> {
+    let interval = quota.interval_ms();
+    let tau = interval * quota.burst as u64;
+    let tat = tat.unwrap_or(now).max(now);
+    let new_tat = tat + interval;
+    if new_tat - now > tau {
+        Err(new_tat - now - tau)
+    } else {
+        Ok(new_tat)
+    }
+}
+
+impl Limiter {
+    pub fn memory() -> Self {
+        Limiter::Memory(Arc::new(Mutex::new(HashMap::new())))
+    }
+
+    pub async fn redis(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_millis(500))
+            .set_number_of_retries(1);
+        let manager = redis::aio::ConnectionManager::new_with_config(client, config).await?;
+        Ok(Limiter::Redis(manager))
+    }
+
+    /// Whether an event under `key` fits `quota`; with `consume`, counts it.
+    /// `Err(retry_after)` when it does not fit.
+    pub async fn check(&self, key: &str, quota: Quota, consume: bool) -> Result<(), Duration> {
+        let wait_ms = match self {
+            Limiter::Memory(map) => {
+                let now = now_ms();
+                let mut map = map.lock().expect("limiter lock");
+                if map.len() > 100_000 {
+                    map.retain(|_, tat| *tat > now);
+                }
+                match gcra(map.get(key).copied(), now, quota) {
+                    Ok(new_tat) => {
+                        if consume {
+                            map.insert(key.to_string(), new_tat);
+                        }
+                        0
+                    }
+                    Err(wait) => wait,
+                }
+            }
+            Limiter::Redis(manager) => {
+                let interval = quota.interval_ms();
+                let tau = interval * quota.burst as u64;
+                let result: redis::RedisResult<u64> = redis::Script::new(GCRA)
+                    .key(format!("shopmesh:rl:{key}"))
+                    .arg(interval)
+                    .arg(tau)
+                    .arg(if consume { "1" } else { "0" })
+                    .invoke_async(&mut manager.clone())
+                    .await;
+                match result {
+                    Ok(wait) => wait,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "rate limiter unavailable; letting the request through");
+                        0
+                    }
+                }
+            }
+        };
+        if wait_ms == 0 {
+            Ok(())
+        } else {
+            Err(Duration::from_millis(wait_ms))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_the_burst_then_the_rate() {
+        let quota = Quota::per_second(10, 3);
+        let mut tat = None;
+        for _ in 0..3 {
+            tat = Some(gcra(tat, 1_000, quota).expect("within the burst"));
+        }
+        let wait = gcra(tat, 1_000, quota).unwrap_err();
+        assert!(wait > 0 && wait <= 100, "{wait}");
+        assert!(
+            gcra(tat, 1_000 + wait, quota).is_ok(),
+            "allowed again after the wait"
+        );
+    }
+
+    #[tokio::test]
+    async fn peeking_does_not_consume() {
+        let limiter = Limiter::memory();
+        let quota = Quota::per_minute(2);
+        for _ in 0..5 {
+            assert!(limiter.check("k", quota, false).await.is_ok());
+        }
+        assert!(limiter.check("k", quota, true).await.is_ok());
+        assert!(limiter.check("k", quota, true).await.is_ok());
+        let retry = limiter.check("k", quota, false).await.unwrap_err();
+        assert!(retry > Duration::from_secs(20), "{retry:?}");
+        assert!(
+            limiter.check("other", quota, false).await.is_ok(),
+            "keys are independent"
+        );
+    }
+}

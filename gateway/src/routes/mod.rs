@@ -1,0 +1,15 @@
+//! REST handlers, one module per area of the API.
+
+pub mod auth;
+pub mod users;
+
+use platform::auth::Caller;
+
+/// A gRPC request carrying the caller's identity (if any).
+pub(crate) fn grpc<T>(message: T, caller: Option<&Caller>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(caller) = caller {
+        caller.apply(&mut request);
+    }
+    request
+}
