@@ -48,6 +48,18 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::auth::logout))
         .routes(routes!(routes::users::me, routes::users::update_me))
         .routes(routes!(routes::users::update_preferences))
+        .routes(routes!(routes::products::list, routes::products::create))
+        .routes(routes!(
+            routes::products::get,
+            routes::products::update,
+            routes::products::delete
+        ))
+        .routes(routes!(routes::products::stock))
+        .routes(routes!(
+            routes::products::add_review,
+            routes::products::reviews
+        ))
+        .routes(routes!(routes::products::similar))
         .split_for_parts()
 }
 

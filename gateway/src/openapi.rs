@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "The caller's profile"),
+        (name = "products", description = "Catalog, stock and reviews"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

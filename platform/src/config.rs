@@ -454,6 +454,9 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// `DATABASE_TIMEOUT_MS` (3000) and `DATABASE_MAX_CONNECTIONS` (10).
     pub store: crate::store::StoreSettings,
+    /// `DATABASE_SCHEMA_PREFIX`: prefix of each service's schema (Postgres)
+    /// or database (MongoDB) name, for several environments on one server.
+    pub schema_prefix: Option<String>,
     /// `STORE_CURSOR_KEY`: key that signs paging cursors; set the same value
     /// on every replica of a service so their cursors interoperate.
     pub cursor_key: Option<Secret>,
@@ -480,6 +483,11 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// `REQUEST_TIMEOUT_MS` (default 30000): longest the gateway works on a request.
     pub request_timeout: Duration,
+    /// `LOW_STOCK_THRESHOLD` (default 5): `inventory.low` when available
+    /// stock drops below it.
+    pub low_stock_threshold: u32,
+    /// `PRODUCT_CACHE_TTL_SECS` (default 60): how long product pages stay cached.
+    pub product_cache_ttl: Duration,
     /// `TRUST_FORWARDED_FOR` (default false): take the client address from
     /// `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
@@ -617,6 +625,16 @@ impl Config {
                 },
             },
             cursor_key: v.raw("STORE_CURSOR_KEY").map(Secret),
+            schema_prefix: v.parse_with("DATABASE_SCHEMA_PREFIX", |s| {
+                if s.len() <= 24
+                    && s.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    Ok(s.to_string())
+                } else {
+                    Err("expected at most 24 of a-z, 0-9 and _".to_string())
+                }
+            })?,
             nats_url: v.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: v.url("REDIS_URL", &["redis", "rediss"])?,
             peers,
@@ -682,6 +700,10 @@ impl Config {
                 None => Duration::from_secs(30),
             },
             trust_forwarded_for: v.bool("TRUST_FORWARDED_FOR")?.unwrap_or(false),
+            low_stock_threshold: v
+                .number("LOW_STOCK_THRESHOLD", "a whole number of units")?
+                .unwrap_or(5),
+            product_cache_ttl: secs("PRODUCT_CACHE_TTL_SECS", 60)?,
         })
     }
 

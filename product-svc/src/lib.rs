@@ -1,32 +1,95 @@
-//! product-svc: catalog, search, inventory with reservations, reviews, Redis cache.
+//! product-svc: catalog, search, inventory with reservations, reviews, and
+//! a Redis cache.
 //!
-//! [`build`] binds the configured address and serves `shop.product.v1.ProductService`
-//! with health and reflection; [`serve`] does the same on a listener the caller
-//! bound (port 0 in tests, or the all-in-one binary wiring peers first).
+//! [`build`] binds the configured address and serves
+//! `shop.product.v1.ProductService` with health and reflection; [`serve`]
+//! does the same on a listener the caller bound. `inventory.low` and
+//! `review.created` leave through the outbox.
 
 pub mod api;
+pub mod cache;
+pub mod domain;
+pub mod seed;
+pub mod store;
 
+use std::time::Duration;
+
+use anyhow::Context as _;
+use platform::events::outbox::OutboxRelay;
+use platform::runtime::Deps;
+use platform::store::Store;
 use platform::{Config, Running, ServiceId};
 use proto::product::product_service_server::ProductServiceServer;
 
 /// Which service this crate is.
 pub const SERVICE: ServiceId = ServiceId::Product;
 
-/// Binds `GRPC_ADDR` (default `127.0.0.1:{port}`) and serves.
+/// Binds `GRPC_ADDR` (default `127.0.0.1:50051`) and serves.
 pub async fn build(config: Config) -> anyhow::Result<Running> {
     let listener = platform::grpc::bind(config.grpc_listen_addr(SERVICE)).await?;
-    let deps = platform::runtime::Deps::connect(&config).await?;
+    let deps = Deps::connect(&config).await?;
     serve(config, listener, deps).await
+}
+
+/// Builds the API over `config`'s store and cache.
+pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<api::ProductApi> {
+    let store = Store::from_config(config, SERVICE.name())
+        .await
+        .context("opening the product store")?;
+    let products = store
+        .collection(store::products())
+        .await
+        .context("declaring products")?;
+    let reservations = store
+        .collection(store::reservations())
+        .await
+        .context("declaring reservations")?;
+    let reviews = store
+        .collection(store::reviews())
+        .await
+        .context("declaring reviews")?;
+    let cache = match &config.redis_url {
+        Some(url) => cache::Cache::connect(url, config.product_cache_ttl).await,
+        None => cache::Cache::disabled(),
+    };
+    Ok(api::ProductApi {
+        product_relay: OutboxRelay::new(products.clone(), deps.bus.clone()),
+        review_relay: OutboxRelay::new(reviews.clone(), deps.bus.clone()),
+        products,
+        reservations,
+        reviews,
+        cache,
+        low_stock_threshold: i64::from(config.low_stock_threshold),
+    })
 }
 
 /// Serves on an already-bound listener.
 pub async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
-    _deps: platform::runtime::Deps,
+    deps: Deps,
 ) -> anyhow::Result<Running> {
-    let routes = tonic::service::Routes::new(ProductServiceServer::new(api::ProductApi::default()));
-    platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
-        .serve(routes, listener)
-        .await
+    let api = api(&config, &deps).await?;
+    if config.seed_demo {
+        let created = seed::seed_demo(&api).await?;
+        if created > 0 {
+            tracing::info!(created, "seeded the demo catalog");
+        }
+    }
+    let (product_relay, review_relay) = (api.product_relay.clone(), api.review_relay.clone());
+    let routes = tonic::service::Routes::new(ProductServiceServer::new(api));
+    let running =
+        platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .serve(routes, listener)
+            .await?;
+    let sweepers = [
+        product_relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token()),
+        review_relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token()),
+    ];
+    running.spawn(async move {
+        for sweeper in sweepers {
+            let _ = sweeper.await;
+        }
+    });
+    Ok(running)
 }

@@ -91,6 +91,14 @@ pub struct OutboxRelay<T> {
     bus: Arc<dyn EventBus>,
 }
 
+impl<T> std::fmt::Debug for OutboxRelay<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay")
+            .field("collection", &self.collection)
+            .finish()
+    }
+}
+
 impl<T> Clone for OutboxRelay<T> {
     fn clone(&self) -> Self {
         Self {

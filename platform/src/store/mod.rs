@@ -521,7 +521,11 @@ impl Store {
 
     /// Connects as `config` says (`DATABASE_URL`, pool settings, cursor key).
     pub async fn from_config(config: &crate::Config, namespace: &str) -> Result<Store> {
-        let store = Self::connect(&config.database_url, namespace, &config.store).await?;
+        let namespace = match &config.schema_prefix {
+            Some(prefix) => format!("{prefix}_{namespace}"),
+            None => namespace.to_string(),
+        };
+        let store = Self::connect(&config.database_url, &namespace, &config.store).await?;
         Ok(match &config.cursor_key {
             Some(key) => store.with_cursor_key(key.expose().as_bytes()),
             None => store,

@@ -1,0 +1,551 @@
+//! `/api/v1/products*`: catalog, stock and reviews.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use platform::{ErrorKind, ServiceId};
+use proto::product::product_service_client::ProductServiceClient;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::grpc;
+use crate::extract::{AdminUser, ApiJson, AuthUser};
+use crate::problem::{FieldError, Problem};
+use crate::state::AppState;
+
+/// An amount of money in integer minor units.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Money {
+    /// Minor units (cents).
+    pub amount: i64,
+    /// ISO 4217 code, e.g. `USD`.
+    pub currency: String,
+}
+
+impl From<proto::common::Money> for Money {
+    fn from(m: proto::common::Money) -> Self {
+        Self {
+            amount: m.amount,
+            currency: m.currency,
+        }
+    }
+}
+
+impl From<Money> for proto::common::Money {
+    fn from(m: Money) -> Self {
+        Self {
+            amount: m.amount,
+            currency: m.currency,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductOut {
+    pub id: String,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub price: Money,
+    pub stock_available: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rating_avg: Option<f64>,
+    pub rating_count: u32,
+    pub image_urls: Vec<String>,
+    pub weight_grams: u32,
+    pub active: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn rfc3339(ts: Option<prost_types::Timestamp>) -> String {
+    platform::auth::rfc3339(ts.map(|t| t.seconds).unwrap_or_default())
+}
+
+impl From<proto::product::Product> for ProductOut {
+    fn from(p: proto::product::Product) -> Self {
+        Self {
+            id: p.id,
+            sku: p.sku,
+            name: p.name,
+            description: p.description,
+            category: p.category,
+            price: p.price.map(Money::from).unwrap_or(Money {
+                amount: 0,
+                currency: "USD".into(),
+            }),
+            stock_available: p.stock_available,
+            rating_avg: p.rating_avg,
+            rating_count: p.rating_count,
+            image_urls: p.image_urls,
+            weight_grams: p.weight_grams,
+            active: p.active,
+            created_at: rfc3339(p.created_at),
+            updated_at: rfc3339(p.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductList {
+    pub items: Vec<ProductOut>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewOut {
+    pub id: String,
+    pub product_id: String,
+    pub user_id: String,
+    pub rating: u32,
+    pub comment: String,
+    pub created_at: String,
+}
+
+impl From<proto::product::Review> for ReviewOut {
+    fn from(r: proto::product::Review) -> Self {
+        Self {
+            id: r.id,
+            product_id: r.product_id,
+            user_id: r.user_id,
+            rating: r.rating,
+            comment: r.comment,
+            created_at: rfc3339(r.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewList {
+    pub items: Vec<ReviewOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProductCreate {
+    pub sku: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub category: String,
+    pub price: Money,
+    /// Units on hand.
+    #[serde(default)]
+    pub stock: u32,
+    #[serde(default)]
+    pub image_urls: Vec<String>,
+    #[serde(default)]
+    pub weight_grams: u32,
+}
+
+/// Fields to change; absent ones stay.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProductUpdate {
+    pub sku: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub price: Option<Money>,
+    pub image_urls: Option<Vec<String>>,
+    pub weight_grams: Option<u32>,
+    /// Inactive products are hidden and cannot be ordered.
+    pub active: Option<bool>,
+}
+
+/// Exactly one of `stock` (units on hand) or `delta` (change of the available units).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StockUpdate {
+    pub stock: Option<u32>,
+    pub delta: Option<i32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReviewCreate {
+    /// 1 to 5.
+    pub rating: u32,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// Paging (and search) parameters.
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Text to find in the name or description.
+    pub q: Option<String>,
+    pub category: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Query parameters whose errors are problem documents (422).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(ApiQuery)
+            .map_err(|e| {
+                Problem::new(ErrorKind::InvalidArgument, "invalid query parameters").with_errors(
+                    vec![FieldError {
+                        field: String::new(),
+                        message: e.to_string(),
+                    }],
+                )
+            })
+    }
+}
+
+pub(crate) fn page(
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> Result<proto::common::PageRequest, Problem> {
+    let limit = limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Problem::new(
+            ErrorKind::InvalidArgument,
+            "limit must be between 1 and 100",
+        )
+        .with_errors(vec![FieldError {
+            field: "limit".into(),
+            message: "must be between 1 and 100".into(),
+        }]));
+    }
+    Ok(proto::common::PageRequest {
+        limit,
+        cursor: cursor.unwrap_or_default(),
+    })
+}
+
+fn products(state: &AppState) -> ProductServiceClient<platform::grpc::GrpcChannel> {
+    ProductServiceClient::new(state.channel(ServiceId::Product))
+}
+
+fn cursor(next: String) -> Option<String> {
+    Some(next).filter(|c| !c.is_empty())
+}
+
+/// Ids are UUIDs; anything else cannot exist.
+fn product_id(id: &str) -> Result<String, Problem> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| id.to_string())
+        .map_err(|_| Problem::new(ErrorKind::NotFound, "product not found"))
+}
+
+/// Search and browse active products, newest first.
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ListParams),
+    responses(
+        (status = 200, description = "A page of products", body = ProductList),
+        (status = 422, description = "Invalid parameters or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<ProductList>, Problem> {
+    let request = proto::product::ListProductsRequest {
+        query: params.q.unwrap_or_default(),
+        category: params.category.unwrap_or_default(),
+        page: Some(page(params.limit, params.cursor)?),
+        include_inactive: false,
+    };
+    let r = products(&state)
+        .list_products(grpc(request, None))
+        .await?
+        .into_inner();
+    Ok(Json(ProductList {
+        items: r.products.into_iter().map(ProductOut::from).collect(),
+        next_cursor: cursor(r.next_cursor),
+    }))
+}
+
+/// Add a product (admin).
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("bearer" = [])), request_body = ProductCreate,
+    responses(
+        (status = 201, description = "Created", body = ProductOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Duplicate SKU", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (e.g. negative price)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    ApiJson(body): ApiJson<ProductCreate>,
+) -> Result<Response, Problem> {
+    let request = proto::product::CreateProductRequest {
+        sku: body.sku,
+        name: body.name,
+        description: body.description,
+        category: body.category,
+        price: Some(body.price.into()),
+        stock: body.stock,
+        image_urls: body.image_urls,
+        weight_grams: body.weight_grams,
+    };
+    let r = products(&state)
+        .create_product(grpc(request, Some(&admin.caller())))
+        .await?
+        .into_inner();
+    Ok((
+        StatusCode::CREATED,
+        Json(ProductOut::from(r.product.unwrap_or_default())),
+    )
+        .into_response())
+}
+
+/// One product.
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products", params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The product", body = ProductOut),
+        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProductOut>, Problem> {
+    let request = proto::product::GetProductDetailsRequest {
+        product_id: product_id(&id)?,
+    };
+    let r = products(&state)
+        .get_product_details(grpc(request, None))
+        .await?
+        .into_inner();
+    Ok(Json(ProductOut::from(r.product.unwrap_or_default())))
+}
+
+/// Change a product (admin).
+#[utoipa::path(put, path = "/api/v1/products/{id}", tag = "products", security(("bearer" = [])), request_body = ProductUpdate,
+    params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "Updated", body = ProductOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Duplicate SKU", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ProductUpdate>,
+) -> Result<Json<ProductOut>, Problem> {
+    let request = proto::product::UpdateProductRequest {
+        product_id: product_id(&id)?,
+        sku: body.sku,
+        name: body.name,
+        description: body.description,
+        category: body.category,
+        price: body.price.map(Into::into),
+        image_urls: body
+            .image_urls
+            .map(|urls| proto::product::ImageUrls { urls }),
+        weight_grams: body.weight_grams,
+        active: body.active,
+    };
+    let r = products(&state)
+        .update_product(grpc(request, Some(&admin.caller())))
+        .await?
+        .into_inner();
+    Ok(Json(ProductOut::from(r.product.unwrap_or_default())))
+}
+
+/// Remove a product (admin).
+#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stock reserved for open orders", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let request = proto::product::DeleteProductRequest {
+        product_id: product_id(&id)?,
+    };
+    products(&state)
+        .delete_product(grpc(request, Some(&admin.caller())))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set the units on hand (`stock`) or move the available units (`delta`) (admin).
+#[utoipa::path(put, path = "/api/v1/products/{id}/stock", tag = "products", security(("bearer" = [])), request_body = StockUpdate,
+    params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "Updated", body = ProductOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Below the reserved units", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Neither or both of stock and delta", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stock(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<StockUpdate>,
+) -> Result<Json<ProductOut>, Problem> {
+    use proto::product::update_stock_request::Change;
+    let change = match (body.stock, body.delta) {
+        (Some(stock), None) => Change::Stock(stock),
+        (None, Some(delta)) => Change::Delta(delta),
+        _ => {
+            return Err(Problem::new(
+                ErrorKind::InvalidArgument,
+                "give exactly one of stock or delta",
+            )
+            .with_errors(vec![FieldError {
+                field: "stock".into(),
+                message: "give exactly one of stock or delta".into(),
+            }]));
+        }
+    };
+    let request = proto::product::UpdateStockRequest {
+        product_id: product_id(&id)?,
+        change: Some(change),
+    };
+    let r = products(&state)
+        .update_stock(grpc(request, Some(&admin.caller())))
+        .await?
+        .into_inner();
+    Ok(Json(ProductOut::from(r.product.unwrap_or_default())))
+}
+
+/// Review a product; a second review by the same user replaces the first.
+#[utoipa::path(post, path = "/api/v1/products/{id}/reviews", tag = "products", security(("bearer" = [])), request_body = ReviewCreate,
+    params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 201, description = "Stored", body = ReviewOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rating outside 1..5 or comment too long", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_review(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReviewCreate>,
+) -> Result<Response, Problem> {
+    let request = proto::product::AddReviewRequest {
+        product_id: product_id(&id)?,
+        rating: body.rating,
+        comment: body.comment,
+    };
+    let r = products(&state)
+        .add_review(grpc(request, Some(&user.caller())))
+        .await?
+        .into_inner();
+    Ok((
+        StatusCode::CREATED,
+        Json(ReviewOut::from(r.review.unwrap_or_default())),
+    )
+        .into_response())
+}
+
+/// Paging parameters.
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Reviews of a product, newest first.
+#[utoipa::path(get, path = "/api/v1/products/{id}/reviews", tag = "products",
+    params(("id" = String, Path, description = "Product id"), PageParams),
+    responses(
+        (status = 200, description = "A page of reviews", body = ReviewList),
+        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reviews(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<ReviewList>, Problem> {
+    let request = proto::product::ListReviewsRequest {
+        product_id: product_id(&id)?,
+        page: Some(page(params.limit, params.cursor)?),
+    };
+    let r = products(&state)
+        .list_reviews(grpc(request, None))
+        .await?
+        .into_inner();
+    Ok(Json(ReviewList {
+        items: r.reviews.into_iter().map(ReviewOut::from).collect(),
+        next_cursor: cursor(r.next_cursor),
+    }))
+}
+
+/// Products similar to this one. Until the recommendation model serves
+/// similarities, these are other products of the same category.
+#[utoipa::path(get, path = "/api/v1/products/{id}/similar", tag = "products",
+    params(("id" = String, Path, description = "Product id"), PageParams),
+    responses(
+        (status = 200, description = "Similar products", body = ProductList),
+        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn similar(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<ProductList>, Problem> {
+    let id = product_id(&id)?;
+    let mut client = products(&state);
+    let product = client
+        .get_product_details(grpc(
+            proto::product::GetProductDetailsRequest {
+                product_id: id.clone(),
+            },
+            None,
+        ))
+        .await?
+        .into_inner();
+    let category = product.product.map(|p| p.category).unwrap_or_default();
+    let page = page(params.limit, None)?;
+    let limit = page.limit as usize;
+    let request = proto::product::ListProductsRequest {
+        query: String::new(),
+        category,
+        page: Some(proto::common::PageRequest {
+            limit: page.limit + 1,
+            cursor: String::new(),
+        }),
+        include_inactive: false,
+    };
+    let r = client
+        .list_products(grpc(request, None))
+        .await?
+        .into_inner();
+    let items = r
+        .products
+        .into_iter()
+        .filter(|p| p.id != id)
+        .take(limit)
+        .map(ProductOut::from)
+        .collect();
+    Ok(Json(ProductList {
+        items,
+        next_cursor: None,
+    }))
+}

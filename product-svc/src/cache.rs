@@ -1,0 +1,157 @@
+//! Redis cache-aside for product details and list pages.
+//!
+//! Keys are versioned by generation counters: a product's value lives at
+//! `product:<id>:<gen>` and every write to the product increments
+//! `product:<id>:gen` (and the list generation) after the store write. A
+//! reader that raced a writer can only fill an old generation nobody reads
+//! any more, so a read after an update never sees the old value. Values
+//! expire after the TTL. Every Redis call has a short timeout; any Redis
+//! failure reads and writes through to the store as if there were no
+//! cache, and a background task reconnects.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+const GET_SCRIPT: &str = r#"
+local gen = redis.call('GET', KEYS[1]) or '0'
+local value = redis.call('GET', KEYS[2] .. ':' .. gen)
+return {gen, value}
+"#;
+
+#[derive(Clone)]
+pub struct Cache {
+    conn: Arc<RwLock<Option<ConnectionManager>>>,
+    ttl: Duration,
+    enabled: bool,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("enabled", &self.enabled)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// A cached value and the generation it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub generation: String,
+    pub value: Option<Vec<u8>>,
+}
+
+async fn connect_once(url: &str) -> Option<ConnectionManager> {
+    let client = redis::Client::open(url).ok()?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_millis(500))
+        .set_response_timeout(Duration::from_millis(250))
+        .set_number_of_retries(1);
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .ok()
+}
+
+impl Cache {
+    /// No cache (no `REDIS_URL`).
+    pub fn disabled() -> Self {
+        Self {
+            conn: Arc::new(RwLock::new(None)),
+            ttl: Duration::from_secs(60),
+            enabled: false,
+        }
+    }
+
+    /// Connects to `url`, retrying in the background while Redis is down.
+    pub async fn connect(url: &str, ttl: Duration) -> Self {
+        let cache = Self {
+            conn: Arc::new(RwLock::new(connect_once(url).await)),
+            ttl,
+            enabled: true,
+        };
+        if cache.conn.read().expect("cache lock").is_none() {
+            tracing::warn!("Redis unreachable; serving from the store until it is back");
+            let slot = cache.conn.clone();
+            let url = url.to_string();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    if let Some(conn) = connect_once(&url).await {
+                        *slot.write().expect("cache lock") = Some(conn);
+                        tracing::info!("Redis reachable; cache enabled");
+                        return;
+                    }
+                }
+            });
+        }
+        cache
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn conn(&self) -> Option<ConnectionManager> {
+        self.conn.read().expect("cache lock").clone()
+    }
+
+    async fn bounded<T>(op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
+        match tokio::time::timeout(Duration::from_millis(300), op).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "cache unavailable");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// `namespace` is `product:<id>` or `list`.
+    pub async fn get(&self, namespace: &str, key: &str) -> Option<Lookup> {
+        let mut conn = self.conn()?;
+        let gen_key = format!("shopmesh:cache:{namespace}:gen");
+        let value_key = format!("shopmesh:cache:{namespace}:{key}");
+        let (generation, value): (String, Option<Vec<u8>>) = Self::bounded(
+            redis::Script::new(GET_SCRIPT)
+                .key(gen_key)
+                .key(value_key)
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        Some(Lookup { generation, value })
+    }
+
+    /// Stores `value` under the generation read by [`Cache::get`].
+    pub async fn put(&self, namespace: &str, key: &str, generation: &str, value: &[u8]) {
+        let Some(mut conn) = self.conn() else { return };
+        let value_key = format!("shopmesh:cache:{namespace}:{key}:{generation}");
+        let ttl = self.ttl.as_millis() as u64;
+        let _: Option<()> = Self::bounded(
+            redis::cmd("SET")
+                .arg(value_key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl)
+                .query_async(&mut conn),
+        )
+        .await;
+    }
+
+    /// Makes every cached value of `namespaces` stale.
+    pub async fn invalidate(&self, namespaces: &[String]) {
+        let Some(mut conn) = self.conn() else { return };
+        let mut pipe = redis::pipe();
+        for ns in namespaces {
+            pipe.incr(format!("shopmesh:cache:{ns}:gen"), 1).ignore();
+        }
+        let done: Option<()> = Self::bounded(pipe.query_async(&mut conn)).await;
+        if done.is_none() {
+            tracing::warn!(
+                ?namespaces,
+                "cache invalidation failed; entries expire with their TTL"
+            );
+        }
+    }
+}

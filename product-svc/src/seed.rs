@@ -1,0 +1,255 @@
+//! The demo catalog the all-in-one binary starts with (`SEED_DEMO`).
+//! Seeding is idempotent: products whose SKU exists are left alone.
+
+use proto::product::CreateProductRequest;
+
+use crate::api::ProductApi;
+
+/// (sku, name, description, category, price in cents, stock, grams)
+const DEMO: &[(&str, &str, &str, &str, i64, u32, u32)] = &[
+    (
+        "BK-RUST-01",
+        "The Rust Programming Language",
+        "The official book on Rust, second edition.",
+        "books",
+        3999,
+        120,
+        900,
+    ),
+    (
+        "BK-DDIA-01",
+        "Designing Data-Intensive Applications",
+        "Reliable, scalable and maintainable systems.",
+        "books",
+        4599,
+        80,
+        1100,
+    ),
+    (
+        "BK-SRE-01",
+        "Site Reliability Engineering",
+        "How Google runs production systems.",
+        "books",
+        3499,
+        60,
+        1000,
+    ),
+    (
+        "BK-PRAG-01",
+        "The Pragmatic Programmer",
+        "From journeyman to master, 20th anniversary edition.",
+        "books",
+        4299,
+        75,
+        700,
+    ),
+    (
+        "EL-KB-101",
+        "Mechanical Keyboard",
+        "Tenkeyless, hot-swappable switches, PBT keycaps.",
+        "electronics",
+        12900,
+        40,
+        950,
+    ),
+    (
+        "EL-MS-201",
+        "Wireless Mouse",
+        "Ergonomic, 4000 DPI, USB-C charging.",
+        "electronics",
+        4900,
+        150,
+        120,
+    ),
+    (
+        "EL-HP-301",
+        "Noise-Cancelling Headphones",
+        "Over-ear, 30 hours of battery.",
+        "electronics",
+        24900,
+        25,
+        260,
+    ),
+    (
+        "EL-MN-401",
+        "27-inch 4K Monitor",
+        "IPS panel, USB-C with 65 W power delivery.",
+        "electronics",
+        39900,
+        15,
+        5200,
+    ),
+    (
+        "EL-CB-501",
+        "USB-C Cable (2 m)",
+        "Braided, 100 W, 10 Gbps.",
+        "electronics",
+        1499,
+        500,
+        60,
+    ),
+    (
+        "GM-CHESS-1",
+        "Wooden Chess Set",
+        "Hand-carved pieces, folding board.",
+        "games",
+        5900,
+        30,
+        1800,
+    ),
+    (
+        "GM-CATAN-1",
+        "Settlers Board Game",
+        "Trade, build and settle; 3 to 4 players.",
+        "games",
+        4499,
+        45,
+        1300,
+    ),
+    (
+        "GM-PUZZ-1K",
+        "1000-Piece Puzzle",
+        "Alpine lake at dawn.",
+        "games",
+        1999,
+        70,
+        650,
+    ),
+    (
+        "HM-MUG-01",
+        "Stoneware Mug",
+        "350 ml, dishwasher safe.",
+        "home",
+        1599,
+        200,
+        400,
+    ),
+    (
+        "HM-LAMP-01",
+        "Desk Lamp",
+        "LED, dimmable, warm to cool white.",
+        "home",
+        3999,
+        55,
+        1400,
+    ),
+    (
+        "HM-PLNT-01",
+        "Self-Watering Planter",
+        "For herbs and small plants.",
+        "home",
+        2499,
+        90,
+        800,
+    ),
+    (
+        "HM-KTL-01",
+        "Electric Kettle",
+        "1.7 l, temperature control.",
+        "home",
+        6999,
+        35,
+        1500,
+    ),
+    (
+        "SP-YOGA-01",
+        "Yoga Mat",
+        "6 mm, non-slip, with strap.",
+        "sports",
+        2999,
+        100,
+        1200,
+    ),
+    (
+        "SP-BTL-01",
+        "Insulated Water Bottle",
+        "750 ml, keeps cold for 24 hours.",
+        "sports",
+        2499,
+        180,
+        450,
+    ),
+    (
+        "SP-RUN-01",
+        "Running Socks (3 pairs)",
+        "Cushioned, moisture-wicking.",
+        "sports",
+        1799,
+        160,
+        150,
+    ),
+    (
+        "SP-DMB-10",
+        "Adjustable Dumbbell",
+        "2.5 to 10 kg in one.",
+        "sports",
+        8999,
+        4,
+        10500,
+    ),
+    (
+        "TY-BLK-500",
+        "Building Blocks (500 pieces)",
+        "Compatible bricks in 12 colours.",
+        "toys",
+        3499,
+        65,
+        1100,
+    ),
+    (
+        "TY-KITE-01",
+        "Stunt Kite",
+        "Dual-line, ripstop nylon.",
+        "toys",
+        2799,
+        3,
+        500,
+    ),
+    (
+        "TY-RBT-01",
+        "Coding Robot",
+        "Teaches programming with cards and an app.",
+        "toys",
+        7999,
+        20,
+        900,
+    ),
+    (
+        "TY-PLSH-01",
+        "Plush Crab",
+        "Soft, 30 cm, machine washable.",
+        "toys",
+        1999,
+        0,
+        300,
+    ),
+];
+
+/// Creates the demo products that do not exist yet; returns how many.
+pub async fn seed_demo(api: &ProductApi) -> anyhow::Result<usize> {
+    let mut created = 0;
+    for (sku, name, description, category, cents, stock, grams) in DEMO {
+        let request = CreateProductRequest {
+            sku: sku.to_string(),
+            name: name.to_string(),
+            description: description.to_string(),
+            category: category.to_string(),
+            price: Some(proto::common::Money {
+                amount: *cents,
+                currency: "USD".into(),
+            }),
+            stock: *stock,
+            image_urls: vec![format!(
+                "https://images.shopmesh.dev/{}.jpg",
+                sku.to_lowercase()
+            )],
+            weight_grams: *grams,
+        };
+        match api.create(request).await {
+            Ok(_) => created += 1,
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+            Err(status) => anyhow::bail!("seeding {sku}: {}", status.message()),
+        }
+    }
+    Ok(created)
+}

@@ -1,0 +1,738 @@
+//! product-svc over real gRPC, on the memory store and on Postgres (a fresh
+//! schema per test), with the in-process bus.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use platform::auth::Caller;
+use platform::events::memory::InProcessBus;
+use platform::events::{ConsumerConfig, Delivery, HandlerError, handler_fn};
+use platform::runtime::Deps;
+use platform::{Config, Running};
+use proto::product::product_service_client::ProductServiceClient;
+use proto::product::*;
+use tonic::Code;
+
+type Client = ProductServiceClient<platform::grpc::GrpcChannel>;
+
+struct Harness {
+    running: Running,
+    client: Client,
+    bus: InProcessBus,
+    cleanup: Option<(String, String)>,
+}
+
+impl Harness {
+    async fn start(postgres: bool, extra: &[(&str, &str)]) -> Harness {
+        platform::telemetry::init_for_tests();
+        let mut vars: Vec<(String, String)> = vec![("SEED_DEMO".into(), "false".into())];
+        let mut cleanup = None;
+        if postgres {
+            let url = std::env::var("TEST_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let prefix = format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[..20]);
+            vars.push(("DATABASE_URL".into(), url.clone()));
+            vars.push(("DATABASE_SCHEMA_PREFIX".into(), prefix.clone()));
+            cleanup = Some((url, format!("{prefix}_product")));
+        }
+        for (k, v) in extra {
+            vars.push((k.to_string(), v.to_string()));
+        }
+        let map: std::collections::HashMap<String, String> = vars.into_iter().collect();
+        let config = Config::from_source("product-test", &map).unwrap();
+        let bus = InProcessBus::new("shop");
+        let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let running = product_svc::serve(
+            config.clone(),
+            listener,
+            Deps {
+                bus: Arc::new(bus.clone()),
+            },
+        )
+        .await
+        .unwrap();
+        let channel = platform::grpc::channel(
+            &platform::PeerAddr::from_socket(running.addr()),
+            &config.grpc,
+        )
+        .unwrap();
+        Harness {
+            running,
+            client: ProductServiceClient::new(channel),
+            bus,
+            cleanup,
+        }
+    }
+
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    async fn stop(self) {
+        self.running.shutdown().await;
+        if let Some((url, schema)) = self.cleanup {
+            let backend = platform::store::postgres::PostgresBackend::connect(
+                &url,
+                &schema,
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+            backend.drop_schema().await.unwrap();
+        }
+    }
+}
+
+fn admin<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    Caller {
+        user_id: "admin-1".into(),
+        roles: vec!["admin".into()],
+    }
+    .apply(&mut r);
+    r
+}
+
+fn user<T>(id: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    Caller {
+        user_id: id.into(),
+        roles: vec!["customer".into()],
+    }
+    .apply(&mut r);
+    r
+}
+
+fn new_product(sku: &str, stock: u32) -> CreateProductRequest {
+    CreateProductRequest {
+        sku: sku.into(),
+        name: format!("Product {sku}"),
+        description: "A thing".into(),
+        category: "things".into(),
+        price: Some(proto::common::Money {
+            amount: 1000,
+            currency: "USD".into(),
+        }),
+        stock,
+        image_urls: vec![],
+        weight_grams: 100,
+    }
+}
+
+async fn create(client: &mut Client, sku: &str, stock: u32) -> Product {
+    client
+        .create_product(admin(new_product(sku, stock)))
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap()
+}
+
+async fn details(client: &mut Client, id: &str) -> Product {
+    client
+        .get_product_details(GetProductDetailsRequest {
+            product_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap()
+}
+
+fn reserve(order: &str, lines: &[(&str, u32)]) -> ReserveStockRequest {
+    ReserveStockRequest {
+        order_id: order.into(),
+        lines: lines
+            .iter()
+            .map(|(p, q)| StockLine {
+                product_id: p.to_string(),
+                quantity: *q,
+            })
+            .collect(),
+    }
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await } )*
+        }
+    };
+}
+
+on_both_stores!(
+    fifty_concurrent_orders_for_the_last_ten_units_never_oversell,
+    retried_reservations_reserve_once,
+    a_line_that_cannot_be_reserved_releases_the_others,
+    release_commit_and_refund_restock_are_idempotent,
+    stock_updates_refuse_to_go_below_reserved,
+    reviews_are_one_per_user_and_maintain_the_average,
+    catalog_crud_search_and_paging,
+);
+
+async fn fifty_concurrent_orders_for_the_last_ten_units_never_oversell(postgres: bool) {
+    let h = Harness::start(postgres, &[]).await;
+    let product = create(&mut h.client(), "LAST-10", 10).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..50 {
+        let mut client = h.client();
+        let id = product.id.clone();
+        tasks.spawn(async move {
+            client
+                .reserve_stock(reserve(&format!("order-{n}"), &[(&id, 1)]))
+                .await
+                .map(|_| ())
+        });
+    }
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(result) = tasks.join_next().await {
+        match result.unwrap() {
+            Ok(()) => ok += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+                assert!(
+                    status.message().contains(&product.id),
+                    "names the product: {}",
+                    status.message()
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((ok, refused), (10, 40));
+    let after = details(&mut h.client(), &product.id).await;
+    assert_eq!((after.stock_available, after.stock_reserved), (0, 10));
+    h.stop().await;
+}
+
+async fn retried_reservations_reserve_once(postgres: bool) {
+    let h = Harness::start(postgres, &[]).await;
+    let product = create(&mut h.client(), "RETRY-1", 10).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut client = h.client();
+        let id = product.id.clone();
+        tasks.spawn(async move {
+            client
+                .reserve_stock(reserve("order-retry", &[(&id, 3)]))
+                .await
+                .map(|_| ())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap().expect("every retry succeeds");
+    }
+    let after = details(&mut h.client(), &product.id).await;
+    assert_eq!((after.stock_available, after.stock_reserved), (7, 3));
+    let other = h
+        .client()
+        .reserve_stock(reserve("order-retry", &[(&product.id, 4)]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        other.code(),
+        Code::FailedPrecondition,
+        "same order, different lines"
+    );
+    h.stop().await;
+}
+
+async fn a_line_that_cannot_be_reserved_releases_the_others(postgres: bool) {
+    let h = Harness::start(postgres, &[]).await;
+    let mut c = h.client();
+    let plenty = create(&mut c, "PLENTY", 100).await;
+    let scarce = create(&mut c, "SCARCE", 1).await;
+    let status = c
+        .reserve_stock(reserve("order-x", &[(&plenty.id, 5), (&scarce.id, 2)]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains(&scarce.id));
+    assert_eq!(
+        details(&mut c, &plenty.id).await.stock_available,
+        100,
+        "the reserved line was put back"
+    );
+    assert_eq!(details(&mut c, &scarce.id).await.stock_available, 1);
+    let unknown = c
+        .reserve_stock(reserve(
+            "order-y",
+            &[(&uuid::Uuid::now_v7().to_string(), 1)],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let zero = c
+        .reserve_stock(reserve("order-z", &[(&plenty.id, 0)]))
+        .await
+        .unwrap_err();
+    assert_eq!(zero.code(), Code::InvalidArgument);
+    h.stop().await;
+}
+
+async fn release_commit_and_refund_restock_are_idempotent(postgres: bool) {
+    let h = Harness::start(postgres, &[]).await;
+    let mut c = h.client();
+    let p = create(&mut c, "FLOW-1", 20).await;
+    c.reserve_stock(reserve("o-release", &[(&p.id, 5)]))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        c.release_stock(ReleaseStockRequest {
+            order_id: "o-release".into(),
+        })
+        .await
+        .unwrap();
+    }
+    let after = details(&mut c, &p.id).await;
+    assert_eq!((after.stock_available, after.stock_reserved), (20, 0));
+
+    c.reserve_stock(reserve("o-paid", &[(&p.id, 4)]))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let r = c
+            .commit_stock(CommitStockRequest {
+                order_id: "o-paid".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.reservation.unwrap().status,
+            ReservationStatus::Committed as i32
+        );
+    }
+    let after = details(&mut c, &p.id).await;
+    assert_eq!(
+        (after.stock_available, after.stock_reserved),
+        (16, 0),
+        "sold"
+    );
+    assert_eq!(
+        c.commit_stock(CommitStockRequest {
+            order_id: "o-release".into()
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::FailedPrecondition,
+        "a released reservation cannot be committed"
+    );
+    for _ in 0..2 {
+        c.release_stock(ReleaseStockRequest {
+            order_id: "o-paid".into(),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        details(&mut c, &p.id).await.stock_available,
+        20,
+        "refund restocks once"
+    );
+    assert_eq!(
+        c.release_stock(ReleaseStockRequest {
+            order_id: "nope".into()
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::NotFound
+    );
+    h.stop().await;
+}
+
+async fn stock_updates_refuse_to_go_below_reserved(postgres: bool) {
+    let h = Harness::start(postgres, &[]).await;
+    let mut c = h.client();
+    let p = create(&mut c, "STOCK-1", 10).await;
+    c.reserve_stock(reserve("o1", &[(&p.id, 4)])).await.unwrap();
+    let set = |change| UpdateStockRequest {
+        product_id: p.id.clone(),
+        change: Some(change),
+    };
+    use update_stock_request::Change;
+    let refused = c
+        .update_stock(admin(set(Change::Stock(3))))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let updated = c
+        .update_stock(admin(set(Change::Stock(14))))
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap();
+    assert_eq!((updated.stock_available, updated.stock_reserved), (10, 4));
+    let updated = c
+        .update_stock(admin(set(Change::Delta(-10))))
+        .await
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap();
+    assert_eq!(updated.stock_available, 0);
+    assert_eq!(
+        c.update_stock(admin(set(Change::Delta(-1))))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        c.update_stock(user("u1", set(Change::Delta(1))))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    h.stop().await;
+}
+
+async fn reviews_are_one_per_user_and_maintain_the_average(postgres: bool) {
+    let h = Harness::start(postgres, &[]).await;
+    let mut c = h.client();
+    let p = create(&mut c, "REV-1", 10).await;
+    let review = |rating| AddReviewRequest {
+        product_id: p.id.clone(),
+        rating,
+        comment: "ok".into(),
+    };
+    c.add_review(user("u1", review(5))).await.unwrap();
+    c.add_review(user("u2", review(2))).await.unwrap();
+    c.add_review(user("u1", review(4))).await.unwrap();
+    let after = details(&mut c, &p.id).await;
+    assert_eq!(
+        after.rating_count, 2,
+        "a second review by u1 replaces the first"
+    );
+    assert_eq!(after.rating_avg, Some(3.0));
+    assert_eq!(
+        c.add_review(user("u3", review(6)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        c.add_review(user("u3", review(0)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    let long = AddReviewRequest {
+        product_id: p.id.clone(),
+        rating: 3,
+        comment: "x".repeat(2001),
+    };
+    assert_eq!(
+        c.add_review(user("u3", long)).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let listed = c
+        .list_reviews(ListReviewsRequest {
+            product_id: p.id.clone(),
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.reviews.len(), 2);
+    h.stop().await;
+}
+
+async fn catalog_crud_search_and_paging(postgres: bool) {
+    let h = Harness::start(postgres, &[]).await;
+    let mut c = h.client();
+    for n in 0..7 {
+        let mut req = new_product(&format!("CAT-{n}"), 5);
+        req.name = if n % 2 == 0 {
+            format!("Blue Widget {n}")
+        } else {
+            format!("Red Gadget {n}")
+        };
+        req.category = if n < 4 {
+            "widgets".into()
+        } else {
+            "gadgets".into()
+        };
+        c.create_product(admin(req)).await.unwrap();
+    }
+    let dup = c
+        .create_product(admin(new_product("cat-0", 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        dup.code(),
+        Code::AlreadyExists,
+        "SKUs are unique, case-insensitively"
+    );
+    let mut negative = new_product("NEG", 1);
+    negative.price = Some(proto::common::Money {
+        amount: -5,
+        currency: "USD".into(),
+    });
+    assert_eq!(
+        c.create_product(admin(negative)).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        c.create_product(user("u1", new_product("X-1", 1)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+
+    let search = c
+        .list_products(ListProductsRequest {
+            query: "BLUE".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(search.products.len(), 4);
+    let category = c
+        .list_products(ListProductsRequest {
+            category: "gadgets".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(category.products.len(), 3);
+
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = proto::common::PageRequest {
+            limit: 3,
+            cursor: cursor.clone(),
+        };
+        let r = c
+            .list_products(ListProductsRequest {
+                page: Some(page),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(r.products.into_iter().map(|p| p.sku));
+        if r.next_cursor.is_empty() {
+            break;
+        }
+        cursor = r.next_cursor;
+    }
+    assert_eq!(seen.len(), 7);
+    let bad = proto::common::PageRequest {
+        limit: 3,
+        cursor: "forged".into(),
+    };
+    assert_eq!(
+        c.list_products(ListProductsRequest {
+            page: Some(bad),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::InvalidArgument
+    );
+
+    let target = c
+        .list_products(ListProductsRequest {
+            query: "gadget 5".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .products
+        .remove(0);
+    let update = UpdateProductRequest {
+        product_id: target.id.clone(),
+        active: Some(false),
+        name: Some("Retired".into()),
+        ..Default::default()
+    };
+    c.update_product(admin(update)).await.unwrap();
+    let visible = c
+        .list_products(ListProductsRequest {
+            category: "gadgets".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(visible.products.len(), 2, "inactive products are hidden");
+    assert_eq!(
+        c.reserve_stock(reserve("o-inactive", &[(&target.id, 1)]))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+    c.delete_product(admin(DeleteProductRequest {
+        product_id: target.id.clone(),
+    }))
+    .await
+    .unwrap();
+    let gone = c
+        .get_product_details(GetProductDetailsRequest {
+            product_id: target.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    let existing = seen_id(&mut c).await;
+    let v = c
+        .validate_products(ValidateProductsRequest {
+            product_ids: vec![target.id.clone(), existing],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!v.products[0].found && v.products[1].found);
+    assert_eq!(
+        v.products[1].price.as_ref().unwrap().amount,
+        1000,
+        "the catalog's price"
+    );
+    h.stop().await;
+}
+
+async fn seen_id(c: &mut Client) -> String {
+    c.list_products(ListProductsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .products[0]
+        .id
+        .clone()
+}
+
+/// Waits for deliveries on the in-process bus.
+async fn collect(bus: &InProcessBus, types: &[&str]) -> Arc<Mutex<Vec<Delivery>>> {
+    use platform::events::EventBus;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let name = format!("test-{}", uuid::Uuid::now_v7().simple());
+    bus.subscribe(
+        ConsumerConfig::new(&name, types),
+        handler_fn(move |d: Delivery| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(d);
+                Ok::<(), HandlerError>(())
+            }
+        }),
+    )
+    .await
+    .unwrap();
+    seen
+}
+
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_stock_and_reviews_publish_events_once() {
+    let h = Harness::start(false, &[("LOW_STOCK_THRESHOLD", "3")]).await;
+    let seen = collect(&h.bus, &["inventory.low", "review.created"]).await;
+    let mut c = h.client();
+    let p = create(&mut c, "LOW-1", 5).await;
+    c.reserve_stock(reserve("o1", &[(&p.id, 2)])).await.unwrap(); // 5 -> 3: not below 3
+    c.reserve_stock(reserve("o2", &[(&p.id, 1)])).await.unwrap(); // 3 -> 2: crosses
+    c.reserve_stock(reserve("o3", &[(&p.id, 1)])).await.unwrap(); // 2 -> 1: already low
+    c.reserve_stock(reserve("o4", &[(&p.id, 1)])).await.unwrap(); // 1 -> 0: out of stock
+    c.add_review(user(
+        "u1",
+        AddReviewRequest {
+            product_id: p.id.clone(),
+            rating: 4,
+            comment: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    c.add_review(user(
+        "u1",
+        AddReviewRequest {
+            product_id: p.id.clone(),
+            rating: 5,
+            comment: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    wait_until("two low-stock events and one review event", || {
+        seen.lock().unwrap().len() >= 3
+    })
+    .await;
+    let seen = seen.lock().unwrap();
+    let low: Vec<u32> = seen
+        .iter()
+        .filter_map(|d| match &d.envelope.payload {
+            Some(proto::events::envelope::Payload::InventoryLow(e)) => Some(e.stock_available),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(low, [2, 0]);
+    assert_eq!(
+        seen.iter()
+            .filter(|d| d.envelope.r#type == "review.created")
+            .count(),
+        1,
+        "an updated review is not new"
+    );
+    drop(seen);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_catalog_seeds_once() {
+    let h = Harness::start(false, &[("SEED_DEMO", "true")]).await;
+    let mut c = h.client();
+    let mut total = 0;
+    let mut categories = std::collections::BTreeSet::new();
+    let mut cursor = String::new();
+    loop {
+        let page = proto::common::PageRequest {
+            limit: 100,
+            cursor: cursor.clone(),
+        };
+        let r = c
+            .list_products(ListProductsRequest {
+                page: Some(page),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        total += r.products.len();
+        categories.extend(r.products.iter().map(|p| p.category.clone()));
+        if r.next_cursor.is_empty() {
+            break;
+        }
+        cursor = r.next_cursor;
+    }
+    assert!(total >= 20, "{total}");
+    assert!(categories.len() >= 5, "{categories:?}");
+    h.stop().await;
+}
