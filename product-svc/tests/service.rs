@@ -736,3 +736,137 @@ async fn the_demo_catalog_seeds_once() {
     assert!(categories.len() >= 5, "{categories:?}");
     h.stop().await;
 }
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn cached_keys(product_id: &str) -> Vec<String> {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("KEYS")
+        .arg(format!("shopmesh:cache:product:{product_id}:v:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_details_never_outlive_an_update() {
+    let h = Harness::start(false, &[("REDIS_URL", &redis_url())]).await;
+    let mut c = h.client();
+    let p = create(&mut c, "CACHE-1", 10).await;
+    assert_eq!(details(&mut c, &p.id).await.price.unwrap().amount, 1000);
+    assert_eq!(
+        cached_keys(&p.id).await.len(),
+        1,
+        "the first read filled the cache"
+    );
+    assert_eq!(
+        details(&mut c, &p.id).await.price.unwrap().amount,
+        1000,
+        "served from the cache"
+    );
+
+    let change = UpdateProductRequest {
+        product_id: p.id.clone(),
+        price: Some(proto::common::Money {
+            amount: 1500,
+            currency: "USD".into(),
+        }),
+        ..Default::default()
+    };
+    c.update_product(admin(change)).await.unwrap();
+    assert_eq!(
+        details(&mut c, &p.id).await.price.unwrap().amount,
+        1500,
+        "a read after an update sees the update"
+    );
+    c.reserve_stock(reserve("o-cache", &[(&p.id, 4)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        details(&mut c, &p.id).await.stock_available,
+        6,
+        "stock moves invalidate too"
+    );
+
+    let listed =
+        |r: ListProductsResponse| r.products.iter().map(|p| p.sku.clone()).collect::<Vec<_>>();
+    let query = || ListProductsRequest {
+        query: "product cache-".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        listed(c.list_products(query()).await.unwrap().into_inner()),
+        ["CACHE-1"]
+    );
+    create(&mut c, "CACHE-2", 1).await;
+    assert_eq!(
+        listed(c.list_products(query()).await.unwrap().into_inner()),
+        ["CACHE-2", "CACHE-1"],
+        "list pages are invalidated"
+    );
+    let reserved = c
+        .delete_product(admin(DeleteProductRequest {
+            product_id: p.id.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reserved.code(),
+        Code::FailedPrecondition,
+        "stock is held for an open order"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_serves_from_the_store() {
+    let upstream = redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .unwrap();
+    let proxy = platform::testing::TcpProxy::start_to(upstream)
+        .await
+        .unwrap();
+    let url = format!("redis://{}", proxy.addr());
+    let h = Harness::start(false, &[("REDIS_URL", &url)]).await;
+    let mut c = h.client();
+    let p = create(&mut c, "OUTAGE-1", 10).await;
+    details(&mut c, &p.id).await;
+
+    proxy.stop().await;
+    let started = Instant::now();
+    let change = UpdateProductRequest {
+        product_id: p.id.clone(),
+        name: Some("Renamed".into()),
+        ..Default::default()
+    };
+    c.update_product(admin(change)).await.unwrap();
+    assert_eq!(details(&mut c, &p.id).await.name, "Renamed");
+    assert!(
+        c.list_products(ListProductsRequest::default())
+            .await
+            .is_ok()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+
+    proxy.start().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(details(&mut c, &p.id).await.name, "Renamed");
+        if !cached_keys(&p.id).await.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.stop().await;
+}
