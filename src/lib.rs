@@ -65,6 +65,7 @@ impl MeshAddrs {
 #[derive(Debug)]
 pub struct Mesh {
     config: Config,
+    deps: Deps,
     services: Vec<Running>,
     service_addrs: HashMap<ServiceId, SocketAddr>,
     gateway: Running,
@@ -133,6 +134,7 @@ impl Mesh {
         };
         Ok(Mesh {
             config,
+            deps,
             services,
             service_addrs,
             gateway,
@@ -142,6 +144,11 @@ impl Mesh {
     /// The configuration the parts run with, peers pointing at the bound addresses.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The event bus the services share.
+    pub fn bus(&self) -> std::sync::Arc<dyn platform::events::EventBus> {
+        self.deps.bus.clone()
     }
 
     pub fn gateway_addr(&self) -> SocketAddr {

@@ -3,7 +3,7 @@
 //! once a second, when a token names an unknown `kid`, as after a key
 //! rotation).
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -23,7 +23,9 @@ const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Jwks {
     client: UserServiceClient<GrpcChannel>,
     verifier: RwLock<Arc<TokenVerifier>>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// Held while fetching, so concurrent requests with a new `kid` wait
+    /// for one fetch instead of failing or fetching again.
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
     issuer: String,
     audience: String,
 }
@@ -41,7 +43,7 @@ impl Jwks {
         Self {
             client: UserServiceClient::new(channel),
             verifier: RwLock::new(Arc::new(TokenVerifier::new(issuer, audience))),
-            last_fetch: Mutex::new(None),
+            last_fetch: tokio::sync::Mutex::new(None),
             issuer: issuer.into(),
             audience: audience.into(),
         }
@@ -51,14 +53,15 @@ impl Jwks {
         self.verifier.read().expect("jwks lock").clone()
     }
 
-    /// Fetches the key set again unless that happened less than a second ago.
-    async fn refresh(&self) -> Result<(), VerifyError> {
-        {
-            let mut last = self.last_fetch.lock().expect("jwks lock");
-            if last.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
-                return Ok(());
-            }
-            *last = Some(Instant::now());
+    /// Fetches the key set again, unless another request just did so and
+    /// it now knows `kid`, or the last fetch was less than a second ago.
+    async fn refresh(&self, kid: Option<&str>) -> Result<(), VerifyError> {
+        let mut last = self.last_fetch.lock().await;
+        if kid.is_some_and(|kid| self.current().knows(kid)) {
+            return Ok(());
+        }
+        if last.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
+            return Ok(());
         }
         let mut request = tonic::Request::new(proto::user::GetJwksRequest {});
         request.set_timeout(Duration::from_secs(2));
@@ -69,10 +72,9 @@ impl Jwks {
             .await
             .map_err(|status| {
                 tracing::warn!(code = ?status.code(), "cannot fetch the JWKS from user-svc");
-                // Let the next request try again.
-                *self.last_fetch.lock().expect("jwks lock") = None;
                 VerifyError::Unavailable
             })?;
+        *last = Some(Instant::now());
         let set = JwkSet {
             keys: keys
                 .into_inner()
@@ -96,7 +98,8 @@ impl Jwks {
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
         match self.current().verify(token) {
             Err(TokenError::UnknownKey) => {
-                self.refresh().await?;
+                self.refresh(TokenVerifier::kid_of(token).as_deref())
+                    .await?;
                 self.current().verify(token).map_err(VerifyError::Token)
             }
             other => other.map_err(VerifyError::Token),

@@ -60,6 +60,13 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::products::reviews
         ))
         .routes(routes!(routes::products::similar))
+        .routes(routes!(routes::orders::create, routes::orders::list))
+        .routes(routes!(routes::orders::get))
+        .routes(routes!(routes::orders::cancel))
+        .routes(routes!(routes::orders::pay))
+        .routes(routes!(routes::orders::list_payments))
+        .routes(routes!(routes::orders::get_payment))
+        .routes(routes!(routes::orders::refund))
         .split_for_parts()
 }
 

@@ -17,6 +17,8 @@ use utoipa::{Modify, OpenApi};
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "The caller's profile"),
         (name = "products", description = "Catalog, stock and reviews"),
+        (name = "orders", description = "Orders and paying for them"),
+        (name = "payments", description = "Payments and refunds"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -1,32 +1,109 @@
-//! order-svc: orders, idempotent creation, payment orchestration (saga).
+//! order-svc: orders and the order saga.
 //!
-//! [`build`] binds the configured address and serves `shop.order.v1.OrderService`
-//! with health and reflection; [`serve`] does the same on a listener the caller
-//! bound (port 0 in tests, or the all-in-one binary wiring peers first).
+//! CreateOrder prices lines from the catalog (ValidateProducts), reserves
+//! stock keyed by the order id, and stores the order PENDING_PAYMENT with
+//! `order.created` in the same write. ProcessPayment charges through
+//! payment-svc; payment and shipping events move the order on. Keys in
+//! `Idempotency-Key` make creation and payment safe to retry.
 
 pub mod api;
+pub mod domain;
+pub mod events;
+pub mod idempotency;
+pub mod store;
 
+use std::time::Duration;
+
+use anyhow::Context as _;
+use platform::events::ConsumerConfig;
+use platform::events::idempotent::Idempotent;
+use platform::events::outbox::OutboxRelay;
+use platform::grpc::Retry;
+use platform::runtime::Deps;
+use platform::store::Store;
 use platform::{Config, Running, ServiceId};
 use proto::order::order_service_server::OrderServiceServer;
+use proto::payment::payment_service_client::PaymentServiceClient;
+use proto::product::product_service_client::ProductServiceClient;
 
 /// Which service this crate is.
 pub const SERVICE: ServiceId = ServiceId::Order;
 
-/// Binds `GRPC_ADDR` (default `127.0.0.1:{port}`) and serves.
+/// Binds `GRPC_ADDR` (default `127.0.0.1:50052`) and serves.
 pub async fn build(config: Config) -> anyhow::Result<Running> {
     let listener = platform::grpc::bind(config.grpc_listen_addr(SERVICE)).await?;
-    let deps = platform::runtime::Deps::connect(&config).await?;
+    let deps = Deps::connect(&config).await?;
     serve(config, listener, deps).await
 }
 
-/// Serves on an already-bound listener.
+pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<(api::OrderApi, Store)> {
+    let store = Store::from_config(config, SERVICE.name())
+        .await
+        .context("opening the order store")?;
+    let orders = store
+        .collection(store::orders())
+        .await
+        .context("declaring orders")?;
+    let keys = store
+        .collection(idempotency::spec())
+        .await
+        .context("declaring idempotency keys")?;
+    let products = platform::grpc::channel(config.peers.get(ServiceId::Product), &config.grpc)?;
+    let payments = platform::grpc::channel(config.peers.get(ServiceId::Payment), &config.grpc)?;
+    Ok((
+        api::OrderApi {
+            relay: OutboxRelay::new(orders.clone(), deps.bus.clone()),
+            orders,
+            keys: idempotency::Keys::new(keys),
+            products: ProductServiceClient::new(products),
+            payments: PaymentServiceClient::new(payments),
+            retry: Retry::from_settings(&config.grpc),
+        },
+        store,
+    ))
+}
+
+/// Serves on an already-bound listener and consumes payment and shipping events.
 pub async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
-    _deps: platform::runtime::Deps,
+    deps: Deps,
 ) -> anyhow::Result<Running> {
-    let routes = tonic::service::Routes::new(OrderServiceServer::new(api::OrderApi::default()));
-    platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
-        .serve(routes, listener)
+    let (api, store) = api(&config, &deps).await?;
+    let handler = Idempotent::new(
+        &store,
+        std::sync::Arc::new(events::OrderEvents { api: api.clone() }),
+    )
+    .await?;
+    let subscription = deps
+        .bus
+        .subscribe(
+            ConsumerConfig::new("order-svc", events::EVENT_TYPES),
+            handler,
+        )
         .await
+        .context("subscribing to payment and shipping events")?;
+    let relay = api.relay.clone();
+    let keys = api.keys.clone();
+    let routes = tonic::service::Routes::new(OrderServiceServer::new(api));
+    let running =
+        platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .serve(routes, listener)
+            .await?;
+    let sweeper = relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token());
+    let cancel = running.cancel_token();
+    running.spawn(async move {
+        loop {
+            if let Err(err) = keys.prune().await {
+                tracing::warn!(error = %err, "pruning idempotency keys failed");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            }
+        }
+        subscription.stop().await;
+        let _ = sweeper.await;
+    });
+    Ok(running)
 }

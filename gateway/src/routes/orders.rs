@@ -1,0 +1,494 @@
+//! `/api/v1/orders*` and `/api/v1/payments*`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use platform::{ErrorKind, ServiceId};
+use proto::order::order_service_client::OrderServiceClient;
+use proto::payment::payment_service_client::PaymentServiceClient;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::grpc;
+use super::products::{ApiQuery, Money, page};
+use super::users::AddressBody;
+use crate::extract::{AdminUser, ApiJson, AuthUser};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrderLineIn {
+    pub product_id: String,
+    /// 1 to 1000.
+    pub quantity: u32,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrderCreate {
+    /// 1 to 50 lines; prices come from the catalog.
+    pub items: Vec<OrderLineIn>,
+    pub shipping_address: AddressBody,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderItemOut {
+    pub product_id: String,
+    pub name: String,
+    pub unit_price: Money,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderOut {
+    pub id: String,
+    pub user_id: String,
+    /// PENDING_PAYMENT, PAID, PAYMENT_FAILED, SHIPPED, DELIVERED, CANCELLED or REFUNDED.
+    pub status: String,
+    pub items: Vec<OrderItemOut>,
+    pub total: Money,
+    pub shipping_address: AddressBody,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub notes: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub payment_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderList {
+    pub items: Vec<OrderOut>,
+    pub next_cursor: Option<String>,
+}
+
+fn money(m: Option<proto::common::Money>) -> Money {
+    m.map(Money::from).unwrap_or(Money {
+        amount: 0,
+        currency: "USD".into(),
+    })
+}
+
+fn rfc3339(ts: Option<prost_types::Timestamp>) -> String {
+    platform::auth::rfc3339(ts.map(|t| t.seconds).unwrap_or_default())
+}
+
+fn order_status(status: i32) -> String {
+    proto::order::OrderStatus::try_from(status)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("ORDER_STATUS_")
+                .to_string()
+        })
+        .unwrap_or_else(|_| "UNKNOWN".into())
+}
+
+impl From<proto::order::Order> for OrderOut {
+    fn from(o: proto::order::Order) -> Self {
+        Self {
+            id: o.id,
+            user_id: o.user_id,
+            status: order_status(o.status),
+            items: o
+                .items
+                .into_iter()
+                .map(|i| OrderItemOut {
+                    product_id: i.product_id,
+                    name: i.name,
+                    unit_price: money(i.unit_price),
+                    quantity: i.quantity,
+                })
+                .collect(),
+            total: money(o.total),
+            shipping_address: o
+                .shipping_address
+                .map(AddressBody::from)
+                .unwrap_or_else(|| AddressBody::from(proto::common::Address::default())),
+            notes: o.notes,
+            payment_id: o.payment_id,
+            created_at: rfc3339(o.created_at),
+            updated_at: rfc3339(o.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CardIn {
+    pub number: String,
+    pub exp_month: u32,
+    pub exp_year: u32,
+    pub cvc: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PaymentCreate {
+    pub card: CardIn,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentOut {
+    pub id: String,
+    pub order_id: String,
+    /// PENDING, SUCCEEDED, FAILED, PARTIALLY_REFUNDED or REFUNDED.
+    pub status: String,
+    pub amount: Money,
+    pub refunded_amount: Money,
+    pub card_brand: String,
+    pub card_last4: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    pub created_at: String,
+}
+
+impl From<proto::payment::Payment> for PaymentOut {
+    fn from(p: proto::payment::Payment) -> Self {
+        Self {
+            id: p.id,
+            order_id: p.order_id,
+            status: proto::payment::PaymentStatus::try_from(p.status)
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("PAYMENT_STATUS_")
+                        .to_string()
+                })
+                .unwrap_or_else(|_| "UNKNOWN".into()),
+            amount: money(p.amount),
+            refunded_amount: money(p.refunded_amount),
+            card_brand: p.card_brand,
+            card_last4: p.card_last4,
+            failure_reason: Some(p.failure_reason).filter(|r| !r.is_empty()),
+            created_at: rfc3339(p.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentList {
+    pub items: Vec<PaymentOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefundCreate {
+    /// Defaults to everything not yet refunded.
+    pub amount: Option<Money>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundOut {
+    pub id: String,
+    pub payment_id: String,
+    pub order_id: String,
+    pub amount: Money,
+    /// PENDING, SUCCEEDED or FAILED.
+    pub status: String,
+    pub reason: String,
+    pub created_at: String,
+}
+
+/// Listing parameters; admins may filter by user.
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Admins only: whose items to list.
+    pub user_id: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+fn orders(state: &AppState) -> OrderServiceClient<platform::grpc::GrpcChannel> {
+    OrderServiceClient::new(state.channel(ServiceId::Order))
+}
+
+fn payments(state: &AppState) -> PaymentServiceClient<platform::grpc::GrpcChannel> {
+    PaymentServiceClient::new(state.channel(ServiceId::Payment))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
+    match headers.get("idempotency-key") {
+        None => Ok(String::new()),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Problem::new(
+                    ErrorKind::InvalidArgument,
+                    "Idempotency-Key must be 1 to 255 visible characters",
+                )
+            }),
+    }
+}
+
+fn uuid_or_404(id: &str, what: &str) -> Result<String, Problem> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| id.to_string())
+        .map_err(|_| Problem::new(ErrorKind::NotFound, format!("{what} not found")))
+}
+
+fn filter_user(user: &AuthUser, requested: Option<String>) -> Result<String, Problem> {
+    match requested.filter(|u| !u.is_empty()) {
+        Some(other) if !user.is_admin() && other != user.0.sub => Err(Problem::new(
+            ErrorKind::PermissionDenied,
+            "only admins list other users' items",
+        )),
+        Some(other) => Ok(other),
+        None => Ok(String::new()),
+    }
+}
+
+/// Place an order. Prices come from the catalog; stock is reserved.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = OrderCreate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat safely: the same key and body return the first response")),
+    responses(
+        (status = 201, description = "Order placed (PENDING_PAYMENT)", body = OrderOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Insufficient stock, or key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Empty items, quantity < 1, unknown product, bad address", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<OrderCreate>,
+) -> Result<Response, Problem> {
+    let request = proto::order::CreateOrderRequest {
+        idempotency_key: idempotency_key(&headers)?,
+        items: body
+            .items
+            .into_iter()
+            .map(|i| proto::order::OrderItemInput {
+                product_id: i.product_id,
+                quantity: i.quantity,
+            })
+            .collect(),
+        shipping_address: Some(body.shipping_address.into()),
+        notes: body.notes,
+    };
+    let r = orders(&state)
+        .create_order(grpc(request, Some(&user.caller())))
+        .await?
+        .into_inner();
+    Ok((
+        StatusCode::CREATED,
+        Json(OrderOut::from(r.order.unwrap_or_default())),
+    )
+        .into_response())
+}
+
+/// The caller's orders, newest first (admins: anyone's, or `user_id`'s).
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), params(ListParams),
+    responses(
+        (status = 200, description = "A page of orders", body = OrderList),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user's orders", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<OrderList>, Problem> {
+    let request = proto::order::ListOrdersRequest {
+        user_id: filter_user(&user, params.user_id)?,
+        page: Some(page(params.limit, params.cursor)?),
+    };
+    let r = orders(&state)
+        .list_orders(grpc(request, Some(&user.caller())))
+        .await?
+        .into_inner();
+    Ok(Json(OrderList {
+        items: r.orders.into_iter().map(OrderOut::from).collect(),
+        next_cursor: Some(r.next_cursor).filter(|c| !c.is_empty()),
+    }))
+}
+
+/// One order (404 for other users' orders).
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or not yours", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<OrderOut>, Problem> {
+    let request = proto::order::GetOrderRequest {
+        order_id: uuid_or_404(&id, "order")?,
+    };
+    let r = orders(&state)
+        .get_order(grpc(request, Some(&user.caller())))
+        .await?
+        .into_inner();
+    Ok(Json(OrderOut::from(r.order.unwrap_or_default())))
+}
+
+/// Cancel an order: CANCELLED before payment, REFUNDED after; 409 once shipped.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The cancelled or refunded order", body = OrderOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or not yours", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already shipped", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<OrderOut>, Problem> {
+    let request = proto::order::CancelOrderRequest {
+        order_id: uuid_or_404(&id, "order")?,
+        reason: String::new(),
+    };
+    let r = orders(&state)
+        .cancel_order(grpc(request, Some(&user.caller())))
+        .await?
+        .into_inner();
+    Ok(Json(OrderOut::from(r.order.unwrap_or_default())))
+}
+
+/// Pay an order by card. A FAILED payment leaves the order PAYMENT_FAILED
+/// and it may be paid again.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/payment", tag = "orders", security(("bearer" = [])), request_body = PaymentCreate,
+    params(("id" = String, Path, description = "Order id"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat safely")),
+    responses(
+        (status = 201, description = "Payment SUCCEEDED or FAILED", body = PaymentOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or not yours", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already paid, or key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid card (Luhn, expiry, CVC)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Provider did not answer; retry with the same key", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn pay(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PaymentCreate>,
+) -> Result<Response, Problem> {
+    let request = proto::order::ProcessPaymentRequest {
+        order_id: uuid_or_404(&id, "order")?,
+        idempotency_key: idempotency_key(&headers)?,
+        card: Some(proto::payment::Card {
+            number: body.card.number,
+            exp_month: body.card.exp_month,
+            exp_year: body.card.exp_year,
+            cvc: body.card.cvc,
+        }),
+    };
+    let r = orders(&state)
+        .process_payment(grpc(request, Some(&user.caller())))
+        .await?
+        .into_inner();
+    Ok((
+        StatusCode::CREATED,
+        Json(PaymentOut::from(r.payment.unwrap_or_default())),
+    )
+        .into_response())
+}
+
+/// The caller's payments (admins: anyone's, or `user_id`'s).
+#[utoipa::path(get, path = "/api/v1/payments", tag = "payments", security(("bearer" = [])), params(ListParams),
+    responses(
+        (status = 200, description = "A page of payments", body = PaymentList),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user's payments", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_payments(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<PaymentList>, Problem> {
+    let request = proto::payment::ListPaymentsRequest {
+        user_id: filter_user(&user, params.user_id)?,
+        order_id: String::new(),
+        page: Some(page(params.limit, params.cursor)?),
+    };
+    let r = payments(&state)
+        .list_payments(grpc(request, Some(&user.caller())))
+        .await?
+        .into_inner();
+    Ok(Json(PaymentList {
+        items: r.payments.into_iter().map(PaymentOut::from).collect(),
+        next_cursor: Some(r.next_cursor).filter(|c| !c.is_empty()),
+    }))
+}
+
+/// One payment (404 for other users' payments).
+#[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments", security(("bearer" = [])), params(("id" = String, Path, description = "Payment id")),
+    responses(
+        (status = 200, description = "The payment", body = PaymentOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or not yours", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_payment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<PaymentOut>, Problem> {
+    let request = proto::payment::GetPaymentStatusRequest {
+        payment_id: uuid_or_404(&id, "payment")?,
+    };
+    let r = payments(&state)
+        .get_payment_status(grpc(request, Some(&user.caller())))
+        .await?
+        .into_inner();
+    Ok(Json(PaymentOut::from(r.payment.unwrap_or_default())))
+}
+
+/// Refund a payment, fully or partly (admin); 409 beyond what was captured.
+#[utoipa::path(post, path = "/api/v1/payments/{id}/refund", tag = "payments", security(("bearer" = [])), request_body = RefundCreate,
+    params(("id" = String, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat safely")),
+    responses(
+        (status = 201, description = "Refund made", body = RefundOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown payment", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Over-refund, not captured, or key reused", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid amount", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refund(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RefundCreate>,
+) -> Result<Response, Problem> {
+    let request = proto::payment::ProcessRefundRequest {
+        payment_id: uuid_or_404(&id, "payment")?,
+        amount: body.amount.map(Into::into),
+        reason: body.reason,
+        idempotency_key: idempotency_key(&headers)?,
+    };
+    let r = payments(&state)
+        .process_refund(grpc(request, Some(&admin.caller())))
+        .await?
+        .into_inner();
+    let refund = r.refund.unwrap_or_default();
+    let out = RefundOut {
+        id: refund.id,
+        payment_id: refund.payment_id,
+        order_id: refund.order_id,
+        amount: money(refund.amount),
+        status: proto::payment::RefundStatus::try_from(refund.status)
+            .map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("REFUND_STATUS_")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| "UNKNOWN".into()),
+        reason: refund.reason,
+        created_at: rfc3339(refund.created_at),
+    };
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}

@@ -1,0 +1,72 @@
+//! What order-svc consumes: payment and shipping outcomes move orders
+//! through their states. Each event applies once (its id is recorded on the
+//! order, and processed ids are kept by the idempotent wrapper).
+
+use platform::events::{Delivery, Handler, HandlerError};
+use proto::events::envelope::Payload;
+
+use crate::api::OrderApi;
+
+/// Event types the order service subscribes to.
+pub const EVENT_TYPES: &[&str] = &[
+    "payment.processed",
+    "payment.failed",
+    "payment.refunded",
+    "shipping.updated",
+];
+
+pub struct OrderEvents {
+    pub api: OrderApi,
+}
+
+fn retry(status: tonic::Status) -> HandlerError {
+    match status.code() {
+        tonic::Code::NotFound => {
+            HandlerError::Permanent(format!("unknown order: {}", status.message()))
+        }
+        _ => HandlerError::Retryable(status.message().to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for OrderEvents {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let id = Some(delivery.envelope.id.as_str());
+        match &delivery.envelope.payload {
+            Some(Payload::PaymentProcessed(e)) => self
+                .api
+                .on_paid(&e.order_id, &e.payment_id, id)
+                .await
+                .map_err(retry),
+            Some(Payload::PaymentFailed(e)) => self
+                .api
+                .on_payment_failed(&e.order_id, id)
+                .await
+                .map_err(retry),
+            Some(Payload::PaymentRefunded(e)) if e.fully_refunded => {
+                self.api.on_refunded(&e.order_id, id).await.map_err(retry)
+            }
+            Some(Payload::PaymentRefunded(_)) => Ok(()),
+            Some(Payload::ShippingUpdated(e)) => {
+                use proto::shipping::ShipmentStatus as St;
+                match St::try_from(e.status) {
+                    Ok(St::Delivered) => self
+                        .api
+                        .on_shipping(&e.order_id, true, id)
+                        .await
+                        .map_err(retry),
+                    Ok(St::InTransit | St::OutForDelivery) => self
+                        .api
+                        .on_shipping(&e.order_id, false, id)
+                        .await
+                        .map_err(retry),
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(HandlerError::Permanent(format!(
+                "unexpected event {}",
+                delivery.envelope.r#type
+            ))),
+        }
+    }
+}

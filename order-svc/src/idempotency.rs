@@ -1,0 +1,176 @@
+//! Idempotency keys with Stripe's semantics: the first response is stored
+//! and replayed for the same key and the same request; the same key with
+//! another request is refused; a duplicate that arrives while the first is
+//! still running waits for it. Keys are scoped per user and operation and
+//! kept at least 24 hours (pruned after 48).
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use platform::store::{Bound, Collection, CollectionSpec, FieldType, IndexSpec, Query, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tonic::Status;
+
+/// How long records are kept.
+pub const RETENTION: Duration = Duration::from_secs(48 * 3600);
+/// After this long an unfinished first request is presumed dead and a
+/// duplicate may take over.
+const TAKEOVER_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub request_hash: String,
+    pub done: bool,
+    /// Base64 of the encoded response.
+    #[serde(default)]
+    pub response: String,
+    /// Id of the resource the request creates (the same on a retry).
+    pub resource_id: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+pub fn spec() -> CollectionSpec {
+    CollectionSpec::new("idempotency_keys").index(IndexSpec::new("created_at", FieldType::Int))
+}
+
+pub enum Claim {
+    /// First time: do the work for `resource_id`, then [`Keys::complete`].
+    Proceed {
+        record_id: String,
+        resource_id: String,
+    },
+    /// Done before: answer with this response.
+    Replay(Vec<u8>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Keys {
+    records: Collection<Record>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+pub fn hash(request: &[u8]) -> String {
+    sha2::Sha256::digest(request)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Keys {
+    pub fn new(records: Collection<Record>) -> Self {
+        Self { records }
+    }
+
+    pub async fn claim(
+        &self,
+        user: &str,
+        operation: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Claim, Status> {
+        if key.len() > 255 || key.chars().any(|c| c.is_control()) {
+            return Err(platform::error::invalid_fields([(
+                "Idempotency-Key",
+                "must be at most 255 printable characters".to_string(),
+            )]));
+        }
+        let record_id = format!("{user}:{operation}:{}", hash(key.as_bytes()));
+        let fresh = Record {
+            request_hash: request_hash.into(),
+            done: false,
+            response: String::new(),
+            resource_id: uuid::Uuid::now_v7().to_string(),
+            created_at: now_ms(),
+        };
+        match self.records.insert(&record_id, fresh.clone()).await {
+            Ok(_) => {
+                return Ok(Claim::Proceed {
+                    record_id,
+                    resource_id: fresh.resource_id,
+                });
+            }
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let existing = match self.records.get(&record_id).await {
+                Ok(existing) => existing,
+                // The first request failed and let go of the key: take it.
+                Err(StoreError::NotFound) => {
+                    return Box::pin(self.claim(user, operation, key, request_hash)).await;
+                }
+                Err(err) => return Err(err.into()),
+            };
+            if existing.value.request_hash != request_hash {
+                return Err(Status::already_exists(
+                    "this Idempotency-Key was used with a different request",
+                ));
+            }
+            if existing.value.done {
+                let bytes = STANDARD
+                    .decode(&existing.value.response)
+                    .map_err(|_| Status::internal("stored response unreadable"))?;
+                return Ok(Claim::Replay(bytes));
+            }
+            if now_ms() - existing.value.created_at > TAKEOVER_AFTER.as_millis() as i64 {
+                return Ok(Claim::Proceed {
+                    record_id,
+                    resource_id: existing.value.resource_id,
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(Status::aborted(
+                    "a request with this Idempotency-Key is still in progress",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn complete(&self, record_id: &str, response: &[u8]) -> Result<(), Status> {
+        let encoded = STANDARD.encode(response);
+        self.records
+            .modify(record_id, |r| {
+                r.done = true;
+                r.response = encoded.clone();
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Lets go of a key whose request failed, so a retry runs again.
+    pub async fn release(&self, record_id: &str) {
+        if let Err(err) = self.records.delete(record_id, None).await {
+            if err != StoreError::NotFound {
+                tracing::warn!(error = %err, "could not release an idempotency key");
+            }
+        }
+    }
+
+    /// Forgets records older than [`RETENTION`].
+    pub async fn prune(&self) -> Result<usize, StoreError> {
+        let cutoff = now_ms() - RETENTION.as_millis() as i64;
+        let old = self
+            .records
+            .find(
+                &Query::new()
+                    .range("created_at", None, Some(Bound::Exclusive(cutoff.into())))
+                    .limit(500),
+            )
+            .await?;
+        for record in &old.items {
+            let _ = self.records.delete(&record.id, None).await;
+        }
+        Ok(old.items.len())
+    }
+}
