@@ -462,6 +462,10 @@ pub struct Config {
     pub cursor_key: Option<Secret>,
     /// `NATS_URL`; unset = in-process bus.
     pub nats_url: Option<String>,
+    /// `NATS_STREAM` (default `SHOP`) and `NATS_SUBJECT_PREFIX` (default
+    /// `shop`): the JetStream stream and the subjects it holds (`<prefix>.>`).
+    pub nats_stream: String,
+    pub nats_prefix: String,
     /// `REDIS_URL`; unset = no cache, in-memory rate limits.
     pub redis_url: Option<String>,
     pub peers: Peers,
@@ -637,6 +641,32 @@ impl Config {
             })?,
             nats_url: v.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: v.url("REDIS_URL", &["redis", "rediss"])?,
+            nats_stream: v
+                .parse_with("NATS_STREAM", |s| {
+                    if !s.is_empty()
+                        && s.len() <= 64
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
+                        Ok(s.to_string())
+                    } else {
+                        Err("expected letters, digits, _ or -".to_string())
+                    }
+                })?
+                .unwrap_or_else(|| "SHOP".into()),
+            nats_prefix: v
+                .parse_with("NATS_SUBJECT_PREFIX", |s| {
+                    if !s.is_empty()
+                        && s.len() <= 64
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
+                        Ok(s.to_string())
+                    } else {
+                        Err("expected one subject token: letters, digits, _ or -".to_string())
+                    }
+                })?
+                .unwrap_or_else(|| "shop".into()),
             peers,
             grpc,
             telemetry: TelemetryConfig {

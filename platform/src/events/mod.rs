@@ -412,10 +412,15 @@ pub(crate) async fn process(
 /// Builds the bus `config` asks for: NATS when `NATS_URL` is set, else in-process.
 pub async fn connect(config: &crate::Config) -> Result<Arc<dyn EventBus>, BusError> {
     match &config.nats_url {
-        Some(url) => Ok(Arc::new(
-            nats::NatsBus::connect(url, nats::NatsSettings::default()).await?,
-        )),
-        None => Ok(Arc::new(memory::InProcessBus::new("shop"))),
+        Some(url) => {
+            let settings = nats::NatsSettings {
+                stream: config.nats_stream.clone(),
+                prefix: config.nats_prefix.clone(),
+                ..Default::default()
+            };
+            Ok(Arc::new(nats::NatsBus::connect(url, settings).await?))
+        }
+        None => Ok(Arc::new(memory::InProcessBus::new(&config.nats_prefix))),
     }
 }
 
