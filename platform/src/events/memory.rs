@@ -46,7 +46,9 @@ struct ConsumerState {
 #[derive(Debug, Default)]
 struct State {
     log: Vec<Stored>,
-    seen: HashMap<String, Instant>,
+    /// Ids published within the dedup window, and when, oldest first.
+    seen: std::collections::HashSet<String>,
+    seen_order: std::collections::VecDeque<(Instant, String)>,
     consumers: HashMap<String, ConsumerState>,
 }
 
@@ -86,13 +88,18 @@ impl InProcessBus {
 
     fn append(&self, state: &mut State, id: &str, message: Stored) {
         let now = Instant::now();
-        state
-            .seen
-            .retain(|_, at| now.duration_since(*at) < DEDUP_WINDOW);
-        if state.seen.contains_key(id) {
+        while let Some((at, _)) = state.seen_order.front() {
+            if now.duration_since(*at) < DEDUP_WINDOW {
+                break;
+            }
+            if let Some((_, old)) = state.seen_order.pop_front() {
+                state.seen.remove(&old);
+            }
+        }
+        if !state.seen.insert(id.to_string()) {
             return;
         }
-        state.seen.insert(id.to_string(), now);
+        state.seen_order.push_back((now, id.to_string()));
         state.log.push(message);
         self.inner.notify.notify_waiters();
     }
