@@ -620,26 +620,15 @@ impl OrderService for OrderApi {
                 "customers list only their own orders",
             ));
         };
-        let limit = match r.page.as_ref().map(|p| p.limit).unwrap_or(0) {
-            0 => 20,
-            n => (n as usize).min(100),
-        };
-        let cursor = r
-            .page
-            .as_ref()
-            .map(|p| p.cursor.clone())
-            .filter(|c| !c.is_empty());
-        let mut query = Query::new()
-            .sort("created_at", true)
-            .limit(limit)
-            .after(cursor);
+        let mut query = Query::new().sort("created_at", true).page(r.page.as_ref());
         if let Some(user) = &user {
             query = query.eq("user_id", user.as_str());
         }
-        let page = self.orders.find(&query).await.map_err(|e| match e {
-            StoreError::Invalid(_) => invalid_fields([("cursor", "invalid cursor".to_string())]),
-            other => other.into(),
-        })?;
+        let page = self
+            .orders
+            .find(&query)
+            .await
+            .map_err(StoreError::into_list_status)?;
         Ok(Response::new(ListOrdersResponse {
             orders: page
                 .items

@@ -126,6 +126,20 @@ impl Vars<'_> {
     }
 }
 
+/// One NATS name or subject token: letters, digits, `_` and `-`.
+fn name_token(value: &str) -> Result<String, String> {
+    if !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        Ok(value.to_string())
+    } else {
+        Err("expected 1 to 64 letters, digits, _ or -".to_string())
+    }
+}
+
 fn parse_socket_addr(value: &str) -> Result<SocketAddr, String> {
     value
         .parse::<SocketAddr>()
@@ -642,30 +656,10 @@ impl Config {
             nats_url: v.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: v.url("REDIS_URL", &["redis", "rediss"])?,
             nats_stream: v
-                .parse_with("NATS_STREAM", |s| {
-                    if !s.is_empty()
-                        && s.len() <= 64
-                        && s.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                    {
-                        Ok(s.to_string())
-                    } else {
-                        Err("expected letters, digits, _ or -".to_string())
-                    }
-                })?
+                .parse_with("NATS_STREAM", name_token)?
                 .unwrap_or_else(|| "SHOP".into()),
             nats_prefix: v
-                .parse_with("NATS_SUBJECT_PREFIX", |s| {
-                    if !s.is_empty()
-                        && s.len() <= 64
-                        && s.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                    {
-                        Ok(s.to_string())
-                    } else {
-                        Err("expected one subject token: letters, digits, _ or -".to_string())
-                    }
-                })?
+                .parse_with("NATS_SUBJECT_PREFIX", name_token)?
                 .unwrap_or_else(|| "shop".into()),
             peers,
             grpc,

@@ -58,26 +58,6 @@ fn lookup_err(err: StoreError) -> Status {
     }
 }
 
-fn page_limit(page: &Option<proto::common::PageRequest>) -> usize {
-    match page.as_ref().map(|p| p.limit).unwrap_or(0) {
-        0 => 20,
-        n => (n as usize).min(100),
-    }
-}
-
-fn page_cursor(page: &Option<proto::common::PageRequest>) -> Option<String> {
-    page.as_ref()
-        .map(|p| p.cursor.clone())
-        .filter(|c| !c.is_empty())
-}
-
-fn cursor_err(err: StoreError) -> Status {
-    match err {
-        StoreError::Invalid(_) => invalid_fields([("cursor", "invalid cursor".to_string())]),
-        other => other.into(),
-    }
-}
-
 pub(crate) fn to_proto(id: &str, p: &Product) -> proto::product::Product {
     proto::product::Product {
         id: id.to_string(),
@@ -613,10 +593,7 @@ impl ProductService for ProductApi {
             require_admin(request.metadata())?;
         }
         let r = request.into_inner();
-        let mut query = Query::new()
-            .sort_by_id(true)
-            .limit(page_limit(&r.page))
-            .after(page_cursor(&r.page));
+        let mut query = Query::new().sort_by_id(true).page(r.page.as_ref());
         if !r.category.trim().is_empty() {
             let category = domain::parse_category(&r.category).map_err(|e| invalid(vec![e]))?;
             query = query.eq("category", category);
@@ -646,7 +623,11 @@ impl ProductService for ProductApi {
         if let Some((_, Some(hit))) = &cached {
             return Ok(Response::new(hit.clone()));
         }
-        let page = self.products.find(&query).await.map_err(cursor_err)?;
+        let page = self
+            .products
+            .find(&query)
+            .await
+            .map_err(StoreError::into_list_status)?;
         let response = ListProductsResponse {
             products: page
                 .items
@@ -959,9 +940,12 @@ impl ProductService for ProductApi {
         let query = Query::new()
             .eq("product_id", r.product_id.as_str())
             .sort("created_at", true)
-            .limit(page_limit(&r.page))
-            .after(page_cursor(&r.page));
-        let page = self.reviews.find(&query).await.map_err(cursor_err)?;
+            .page(r.page.as_ref());
+        let page = self
+            .reviews
+            .find(&query)
+            .await
+            .map_err(StoreError::into_list_status)?;
         Ok(Response::new(ListReviewsResponse {
             reviews: page
                 .items

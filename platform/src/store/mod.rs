@@ -74,6 +74,18 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// For a listing: a rejected query here means the client's cursor.
+    pub fn into_list_status(self) -> tonic::Status {
+        match self {
+            StoreError::Invalid(_) => {
+                crate::error::invalid_fields([("cursor", "invalid cursor".to_string())])
+            }
+            other => other.into(),
+        }
+    }
+}
+
 impl From<StoreError> for tonic::Status {
     fn from(err: StoreError) -> Self {
         let kind = err.kind();
@@ -339,6 +351,17 @@ impl Query {
     pub fn after(mut self, cursor: Option<String>) -> Self {
         self.cursor = cursor;
         self
+    }
+
+    /// The page an API request asks for: limit 0 means 20, at most 100; an
+    /// empty cursor means the first page.
+    pub fn page(self, page: Option<&proto::common::PageRequest>) -> Self {
+        let limit = match page.map(|p| p.limit).unwrap_or(0) {
+            0 => 20,
+            n => (n as usize).min(100),
+        };
+        let cursor = page.map(|p| p.cursor.clone()).filter(|c| !c.is_empty());
+        self.limit(limit).after(cursor)
     }
 }
 
