@@ -102,6 +102,44 @@ where
     (rate, pct(&l, 0.5), pct(&l, 0.99))
 }
 
+/// Logins per second (argon2-bound) and authenticated reads per second.
+async fn auth(name: &str, run: Arc<Run>) {
+    let email = format!("reader-{}@example.com", uuid::Uuid::now_v7().simple());
+    run.post(
+        "/api/v1/auth/register",
+        None,
+        json!({"email": email, "password": "bench-password", "name": "Reader"}),
+    )
+    .await;
+    let (r, e) = (run.clone(), email.clone());
+    let (logins, l50, l99) = measure(100, move || {
+        let (r, e) = (r.clone(), e.clone());
+        async move {
+            r.token(&e, "bench-password").await;
+        }
+    })
+    .await;
+    let token = run.token(&email, "bench-password").await;
+    let (r, t) = (run.clone(), token);
+    let (reads, r50, r99) = measure(3000, move || {
+        let (r, t) = (r.clone(), t.clone());
+        async move {
+            let response = r
+                .http
+                .get(format!("{}/api/v1/users/me", r.base))
+                .bearer_auth(&t)
+                .send()
+                .await
+                .expect("gateway");
+            assert_eq!(response.status(), 200);
+        }
+    })
+    .await;
+    println!(
+        "{name:>16}: login {logins:>6.0}/s (p50 {l50:.1?}, p99 {l99:.1?}) | GET /users/me {reads:>6.0}/s (p50 {r50:.1?}, p99 {r99:.1?})"
+    );
+}
+
 async fn bench(name: &str, run: Run) {
     let admin = run.token("bench@example.com", "bench-password").await;
     let sku = format!("BENCH-{}", uuid::Uuid::now_v7().simple());
@@ -120,6 +158,7 @@ async fn bench(name: &str, run: Run) {
     let order_body = json!({"items": [{"product_id": product_id, "quantity": 1}],
         "shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}});
     let run = Arc::new(run);
+    auth(name, run.clone()).await;
 
     let (r, t, b) = (run.clone(), token.clone(), order_body.clone());
     let (create_rate, c50, c99) = measure(400, move || {

@@ -118,6 +118,53 @@ async fn order_pay_cancel_on_postgres_and_nats() {
         before
     );
 
+    // A second order placed twice with one key, a declined card, then a good one.
+    let key = uuid::Uuid::now_v7().to_string();
+    let body = json!({"items": [{"product_id": mid, "quantity": 1}], "shipping_address": address});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = t
+            .http
+            .post(t.url("/api/v1/orders"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        ids.push(r.json::<serde_json::Value>().await.unwrap()["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1], "one order for one key");
+    let second = ids[0].as_str().unwrap().to_string();
+    let card = |number: &str| json!({"card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+    let declined = t
+        .post(
+            &format!("/api/v1/orders/{second}/payment"),
+            Some(&token),
+            card("4000000000000002"),
+        )
+        .await;
+    assert_eq!(declined.body["status"], "FAILED");
+    assert_eq!(
+        t.get(&format!("/api/v1/orders/{second}"), Some(&token))
+            .await
+            .body["status"],
+        "PAYMENT_FAILED"
+    );
+    let ok = t
+        .post(
+            &format!("/api/v1/orders/{second}/payment"),
+            Some(&token),
+            card("4242424242424242"),
+        )
+        .await;
+    assert_eq!(ok.body["status"], "SUCCEEDED");
+    assert_eq!(
+        t.get(&format!("/api/v1/products/{mid}"), None).await.body["stock_available"],
+        before - 1
+    );
+
     // The events reached the stream (order.created, payment.processed, payment.refunded, order.cancelled).
     let nats = std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let settings = platform::events::nats::NatsSettings {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// `rate` events per `per`, with bursts of up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,14 +40,16 @@ impl Quota {
 
 #[derive(Clone)]
 pub enum Limiter {
-    Memory(Arc<Mutex<HashMap<String, u64>>>),
+    /// Theoretical arrival times, in ms since `base` (tokio time, so tests
+    /// can pause and advance it).
+    Memory(Arc<Mutex<HashMap<String, u64>>>, tokio::time::Instant),
     Redis(redis::aio::ConnectionManager),
 }
 
 impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Limiter::Memory(_) => "Limiter::Memory",
+            Limiter::Memory(..) => "Limiter::Memory",
             Limiter::Redis(_) => "Limiter::Redis",
         })
     }
@@ -67,13 +69,6 @@ if consume then redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000) 
 return 0
 "#;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
 /// One GCRA step over `tat` (theoretical arrival time, ms): Ok(new tat) or
 /// Err(ms to wait).
 fn gcra(tat: Option<u64>, now: u64, quota: Quota) -> Result<u64, u64> {
@@ -90,7 +85,10 @@ fn gcra(tat: Option<u64>, now: u64, quota: Quota) -> Result<u64, u64> {
 
 impl Limiter {
     pub fn memory() -> Self {
-        Limiter::Memory(Arc::new(Mutex::new(HashMap::new())))
+        Limiter::Memory(
+            Arc::new(Mutex::new(HashMap::new())),
+            tokio::time::Instant::now(),
+        )
     }
 
     pub async fn redis(url: &str) -> anyhow::Result<Self> {
@@ -107,8 +105,9 @@ impl Limiter {
     /// `Err(retry_after)` when it does not fit.
     pub async fn check(&self, key: &str, quota: Quota, consume: bool) -> Result<(), Duration> {
         let wait_ms = match self {
-            Limiter::Memory(map) => {
-                let now = now_ms();
+            Limiter::Memory(map, base) => {
+                // Offset so the first events never look like the distant past.
+                let now = base.elapsed().as_millis() as u64 + 1_000_000;
                 let mut map = map.lock().expect("limiter lock");
                 if map.len() > 100_000 {
                     map.retain(|_, tat| *tat > now);
@@ -167,6 +166,34 @@ mod tests {
             gcra(tat, 1_000 + wait, quota).is_ok(),
             "allowed again after the wait"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limited_then_recovers_after_the_window() {
+        let limiter = Limiter::memory();
+        let quota = Quota::per_minute(5);
+        for _ in 0..5 {
+            limiter.check("login:acct:a", quota, true).await.unwrap();
+        }
+        let wait = limiter
+            .check("login:acct:a", quota, false)
+            .await
+            .unwrap_err();
+        assert!(wait <= Duration::from_secs(12), "{wait:?}");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(
+            limiter.check("login:acct:a", quota, false).await.is_err(),
+            "still limited before the wait is over"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            limiter.check("login:acct:a", quota, true).await.is_ok(),
+            "one more after a token's interval"
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        for _ in 0..5 {
+            limiter.check("login:acct:a", quota, true).await.unwrap();
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,334 @@
+//! user-svc over real gRPC, on the memory store and on Postgres (a fresh
+//! schema per test).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use platform::auth::{Caller, Jwk, JwkSet, TokenVerifier};
+use platform::events::memory::InProcessBus;
+use platform::runtime::Deps;
+use platform::{Config, PeerAddr, Running};
+use proto::user::user_service_client::UserServiceClient;
+use proto::user::*;
+use tonic::Code;
+
+type Client = UserServiceClient<platform::grpc::GrpcChannel>;
+
+struct Harness {
+    running: Running,
+    client: Client,
+    bus: InProcessBus,
+    schema: Option<(String, String)>,
+}
+
+async fn start(postgres: bool) -> Harness {
+    platform::telemetry::init_for_tests();
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let mut schema = None;
+    if postgres {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let prefix = format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[..20]);
+        vars.insert("DATABASE_URL".into(), url.clone());
+        vars.insert("DATABASE_SCHEMA_PREFIX".into(), prefix.clone());
+        schema = Some((url, format!("{prefix}_user")));
+    }
+    let config = Config::from_source("user-test", &vars).unwrap();
+    let bus = InProcessBus::new("shop");
+    let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let running = user_svc::serve(
+        config.clone(),
+        listener,
+        Deps {
+            bus: Arc::new(bus.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    let channel =
+        platform::grpc::channel(&PeerAddr::from_socket(running.addr()), &config.grpc).unwrap();
+    Harness {
+        running,
+        client: UserServiceClient::new(channel),
+        bus,
+        schema,
+    }
+}
+
+impl Harness {
+    async fn stop(self) {
+        self.running.shutdown().await;
+        if let Some((url, schema)) = self.schema {
+            let pg = platform::store::postgres::PostgresBackend::connect(
+                &url,
+                &schema,
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+            pg.drop_schema().await.unwrap();
+        }
+    }
+}
+
+fn as_user<T>(id: &str, role: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    Caller {
+        user_id: id.into(),
+        roles: vec![role.into()],
+    }
+    .apply(&mut r);
+    r
+}
+
+fn register(email: &str) -> RegisterRequest {
+    RegisterRequest {
+        email: email.into(),
+        password: "correct horse".into(),
+        name: "Ada".into(),
+    }
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await } )*
+        }
+    };
+}
+
+on_both_stores!(
+    session_lifecycle_with_rotation_reuse_and_logout,
+    accounts_are_unique_and_validated,
+    tokens_carry_verifiable_claims
+);
+
+async fn session_lifecycle_with_rotation_reuse_and_logout(postgres: bool) {
+    let h = start(postgres).await;
+    let mut c = h.client.clone();
+    let user = c
+        .register(register("ada@example.com"))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    let login = c
+        .login(LoginRequest {
+            email: "ADA@example.com".into(),
+            password: "correct horse".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(login.expires_in, 900);
+    let wrong = c
+        .login(LoginRequest {
+            email: "ada@example.com".into(),
+            password: "wrong horse".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+
+    let second = c
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: login.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(second.refresh_token, login.refresh_token);
+    // Reuse of the rotated token: refused, and the whole family goes.
+    let reuse = c
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: login.refresh_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reuse.code(), Code::Unauthenticated);
+    assert_eq!(
+        c.refresh_token(RefreshTokenRequest {
+            refresh_token: second.refresh_token
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::Unauthenticated
+    );
+
+    let fresh = c
+        .login(LoginRequest {
+            email: "ada@example.com".into(),
+            password: "correct horse".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    c.logout(as_user(
+        &user.id,
+        "customer",
+        LogoutRequest {
+            refresh_token: fresh.refresh_token.clone(),
+        },
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        c.refresh_token(RefreshTokenRequest {
+            refresh_token: fresh.refresh_token
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::Unauthenticated
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while h.bus.count("shop.user.registered") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "user.registered not published"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    h.stop().await;
+}
+
+async fn accounts_are_unique_and_validated(postgres: bool) {
+    let h = start(postgres).await;
+    let mut c = h.client.clone();
+    let user = c
+        .register(register("grace@example.com"))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        c.register(register("Grace@Example.com"))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::AlreadyExists
+    );
+    let bad = c
+        .register(RegisterRequest {
+            email: "nope".into(),
+            password: "short".into(),
+            name: "".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let fields: Vec<String> = platform::error::field_violations(&bad)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(fields, ["email", "password", "name"]);
+
+    let update = UpdateProfileRequest {
+        name: Some("Grace H.".into()),
+        phone: Some("+1 555 0100 22".into()),
+        address: None,
+        clear_address: false,
+    };
+    let updated = c
+        .update_profile(as_user(&user.id, "customer", update))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        (updated.name.as_str(), updated.phone.as_deref()),
+        ("Grace H.", Some("+1555010022"))
+    );
+    assert_eq!(
+        c.get_profile(tonic::Request::new(GetProfileRequest {}))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    let other = c
+        .get_user(as_user(
+            "someone-else",
+            "customer",
+            GetUserRequest {
+                user_id: user.id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::PermissionDenied);
+    let by_admin = c
+        .get_user(as_user(
+            "admin",
+            "admin",
+            GetUserRequest {
+                user_id: user.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_admin.user.unwrap().email, "grace@example.com");
+    h.stop().await;
+}
+
+async fn tokens_carry_verifiable_claims(postgres: bool) {
+    let h = start(postgres).await;
+    let mut c = h.client.clone();
+    let user = c
+        .register(register("alan@example.com"))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    let login = c
+        .login(LoginRequest {
+            email: "alan@example.com".into(),
+            password: "correct horse".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let jwks = c.get_jwks(GetJwksRequest {}).await.unwrap().into_inner();
+    let set = JwkSet {
+        keys: jwks
+            .keys
+            .into_iter()
+            .map(|k| Jwk {
+                kty: k.kty,
+                crv: k.crv,
+                kid: k.kid,
+                alg: k.alg,
+                use_: k.r#use,
+                x: k.x,
+            })
+            .collect(),
+    };
+    let claims = TokenVerifier::new("shopmesh", "shopmesh-api")
+        .with_jwks(&set)
+        .verify(&login.access_token)
+        .unwrap();
+    assert_eq!(
+        (claims.sub.as_str(), claims.role.as_str()),
+        (user.id.as_str(), "customer")
+    );
+    assert_eq!(claims.exp - claims.iat, 900);
+    assert!(
+        TokenVerifier::new("shopmesh", "another-api")
+            .with_jwks(&set)
+            .verify(&login.access_token)
+            .is_err()
+    );
+    h.stop().await;
+}
