@@ -67,6 +67,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::orders::list_payments))
         .routes(routes!(routes::orders::get_payment))
         .routes(routes!(routes::orders::refund))
+        .routes(routes!(routes::shipping::shipment))
+        .routes(routes!(routes::shipping::webhook))
         .split_for_parts()
 }
 

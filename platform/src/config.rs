@@ -455,6 +455,13 @@ pub struct Integrations {
     /// `STRIPE_API_KEY`, `STRIPE_BASE_URL`.
     pub stripe_api_key: Option<Secret>,
     pub stripe_base_url: String,
+    /// `CARRIER_BASE_URL`, `CARRIER_API_KEY`: the carrier's label API;
+    /// unset = simulated carrier.
+    pub carrier_base_url: Option<String>,
+    pub carrier_api_key: Option<Secret>,
+    /// `SHIPPING_WEBHOOK_SECRET`: key of the carrier webhook's HMAC-SHA256
+    /// signature; unset = the webhook refuses every call.
+    pub shipping_webhook_secret: Option<Secret>,
 }
 
 /// The whole configuration of a process. Services read what they need.
@@ -695,6 +702,9 @@ impl Config {
                 stripe_base_url: v
                     .url("STRIPE_BASE_URL", &["http", "https"])?
                     .unwrap_or_else(|| "https://api.stripe.com".into()),
+                carrier_base_url: v.url("CARRIER_BASE_URL", &["http", "https"])?,
+                carrier_api_key: v.raw("CARRIER_API_KEY").map(Secret),
+                shipping_webhook_secret: v.raw("SHIPPING_WEBHOOK_SECRET").map(Secret),
             },
             admin_email,
             admin_password,

@@ -1,12 +1,419 @@
-//! gRPC surface of `ShippingService`: proto <-> domain.
-//!
-//! RPCs not overridden here answer `UNIMPLEMENTED`.
+//! gRPC surface of `ShippingService`, and the changes events make.
 
+use std::sync::Arc;
+
+use platform::auth::Caller;
+use platform::error::invalid_fields;
+use platform::events::outbox::OutboxRelay;
+use platform::store::{Collection, Query, StoreError, Versioned};
+use proto::events::envelope::Payload;
 use proto::shipping::shipping_service_server::ShippingService;
+use proto::shipping::*;
+use tonic::{Request, Response, Status};
 
-/// The tonic implementation of `shop.shipping.v1.ShippingService`.
-#[derive(Debug, Default)]
-pub struct ShippingApi {}
+use crate::carrier::Carrier;
+use crate::domain::{self, Shipment, Status as St, TrackingEvent, Update};
+
+#[derive(Clone, Debug)]
+pub struct ShippingApi {
+    pub(crate) shipments: Collection<Shipment>,
+    pub(crate) relay: OutboxRelay<Shipment>,
+    pub(crate) carrier: Arc<dyn Carrier>,
+}
+
+fn now() -> i64 {
+    platform::auth::unix_now() as i64
+}
+
+fn ts(secs: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: secs,
+        nanos: 0,
+    })
+}
+
+pub fn status_to_proto(s: St) -> ShipmentStatus {
+    match s {
+        St::Pending => ShipmentStatus::Pending,
+        St::LabelCreated => ShipmentStatus::LabelCreated,
+        St::InTransit => ShipmentStatus::InTransit,
+        St::OutForDelivery => ShipmentStatus::OutForDelivery,
+        St::Delivered => ShipmentStatus::Delivered,
+        St::Cancelled => ShipmentStatus::Cancelled,
+    }
+}
+
+fn status_from_proto(s: i32) -> Option<St> {
+    match ShipmentStatus::try_from(s).ok()? {
+        ShipmentStatus::LabelCreated => Some(St::LabelCreated),
+        ShipmentStatus::InTransit => Some(St::InTransit),
+        ShipmentStatus::OutForDelivery => Some(St::OutForDelivery),
+        ShipmentStatus::Delivered => Some(St::Delivered),
+        ShipmentStatus::Cancelled => Some(St::Cancelled),
+        ShipmentStatus::Pending | ShipmentStatus::Unspecified => None,
+    }
+}
+
+fn events_to_proto(events: &[TrackingEvent]) -> Vec<ShipmentEvent> {
+    events
+        .iter()
+        .map(|e| ShipmentEvent {
+            status: status_to_proto(e.status) as i32,
+            at: ts(e.at),
+            location: e.location.clone(),
+            description: e.description.clone(),
+        })
+        .collect()
+}
+
+pub(crate) fn to_proto(id: &str, s: &Shipment) -> proto::shipping::Shipment {
+    proto::shipping::Shipment {
+        id: id.to_string(),
+        order_id: s.order_id.clone(),
+        user_id: s.user_id.clone(),
+        status: status_to_proto(s.status) as i32,
+        carrier: s.carrier.clone(),
+        service: s.service.clone(),
+        tracking_number: s.tracking_number.clone().unwrap_or_default(),
+        address: Some(proto::common::Address {
+            name: s.address.name.clone(),
+            line1: s.address.line1.clone(),
+            line2: s.address.line2.clone(),
+            city: s.address.city.clone(),
+            region: s.address.region.clone(),
+            postal_code: s.address.postal_code.clone(),
+            country: s.address.country.clone(),
+        }),
+        weight_grams: s.weight_grams,
+        events: events_to_proto(&s.events),
+        created_at: ts(s.created_at),
+        updated_at: ts(s.updated_at),
+    }
+}
+
+/// Records a move to `status` and stages `shipping.updated` (in the same write).
+fn record(id: &str, s: &mut Shipment, status: St, at: i64, location: &str, description: &str) {
+    s.status = status;
+    s.events.push(TrackingEvent {
+        status,
+        at,
+        location: location.to_string(),
+        description: description.to_string(),
+    });
+    s.updated_at = now();
+    let event = platform::events::envelope(
+        "shipping.updated",
+        &s.order_id,
+        "shipping-svc",
+        Payload::ShippingUpdated(proto::events::ShippingUpdated {
+            shipment_id: id.to_string(),
+            order_id: s.order_id.clone(),
+            user_id: s.user_id.clone(),
+            status: status_to_proto(status) as i32,
+            tracking_number: s.tracking_number.clone().unwrap_or_default(),
+            carrier: s.carrier.clone(),
+            location: location.to_string(),
+            status_at: ts(at),
+        }),
+    );
+    s.outbox.stage(&event);
+}
+
+impl ShippingApi {
+    async fn flush(&self, id: &str) {
+        if let Err(err) = self.relay.flush(id).await {
+            tracing::warn!(error = %err, shipment = id, "event publish deferred to the outbox sweeper");
+        }
+    }
+
+    async fn by_order(&self, order_id: &str) -> Result<Option<Versioned<Shipment>>, Status> {
+        Ok(self
+            .shipments
+            .find_one(Query::new().eq("order_id", order_id))
+            .await?)
+    }
+
+    /// `order.created`: prepare the shipment (once per order).
+    pub async fn prepare(&self, order: &proto::events::OrderCreated) -> Result<(), Status> {
+        let a = order.shipping_address.clone().unwrap_or_default();
+        let shipment = Shipment {
+            order_id: order.order_id.clone(),
+            user_id: order.user_id.clone(),
+            status: St::Pending,
+            carrier: String::new(),
+            service: String::new(),
+            tracking_number: None,
+            address: domain::Address {
+                name: a.name,
+                line1: a.line1,
+                line2: a.line2,
+                city: a.city,
+                region: a.region,
+                postal_code: a.postal_code,
+                country: a.country,
+            },
+            weight_grams: order
+                .items
+                .iter()
+                .map(|i| i.weight_grams * i.quantity)
+                .sum(),
+            events: vec![TrackingEvent {
+                status: St::Pending,
+                at: now(),
+                location: String::new(),
+                description: "awaiting payment".into(),
+            }],
+            created_at: now(),
+            updated_at: now(),
+            outbox: Default::default(),
+        };
+        match self
+            .shipments
+            .insert(&uuid::Uuid::now_v7().to_string(), shipment)
+            .await
+        {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// `payment.processed`: buy the label (once; the carrier call is keyed
+    /// by the shipment id). NotFound while `order.created` is on its way.
+    pub async fn label(&self, order_id: &str) -> Result<(), Status> {
+        let shipment = self
+            .by_order(order_id)
+            .await?
+            .ok_or_else(|| Status::not_found("no shipment for this order yet"))?;
+        if shipment.value.status != St::Pending {
+            return Ok(());
+        }
+        let label = self
+            .carrier
+            .create_label(
+                &shipment.id,
+                &shipment.value.address.country,
+                shipment.value.weight_grams,
+            )
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let id = shipment.id.clone();
+        self.shipments
+            .modify(&id, |s| {
+                if decide_ok(s.status, St::LabelCreated) {
+                    s.carrier = label.carrier.clone();
+                    s.service = label.service.clone();
+                    s.tracking_number = Some(label.tracking_number.clone());
+                    record(&id, s, St::LabelCreated, now(), "", "label created");
+                }
+            })
+            .await?;
+        self.flush(&id).await;
+        Ok(())
+    }
+
+    /// `order.cancelled`: a shipment not yet moving is cancelled.
+    pub async fn cancel(&self, order_id: &str) -> Result<(), Status> {
+        let Some(shipment) = self.by_order(order_id).await? else {
+            return Ok(());
+        };
+        let id = shipment.id.clone();
+        self.shipments
+            .modify(&id, |s| {
+                if decide(s.status, St::Cancelled) == Update::Advance {
+                    record(&id, s, St::Cancelled, now(), "", "order cancelled");
+                }
+            })
+            .await?;
+        self.flush(&id).await;
+        Ok(())
+    }
+
+    fn may_see(caller: &Caller, s: &Shipment) -> bool {
+        caller.is_admin()
+            || caller.roles.iter().any(|r| r == "service")
+            || caller.user_id == s.user_id
+    }
+
+    async fn lookup(
+        &self,
+        shipment_id: Option<&str>,
+        order_id: Option<&str>,
+        tracking: Option<&str>,
+    ) -> Result<Versioned<Shipment>, Status> {
+        let found = if let Some(id) = shipment_id {
+            self.shipments.find_by_id(id).await.unwrap_or(None)
+        } else if let Some(order) = order_id {
+            self.by_order(order).await?
+        } else if let Some(number) = tracking {
+            self.shipments
+                .find_one(Query::new().eq("tracking_number", number))
+                .await?
+        } else {
+            return Err(invalid_fields([(
+                "lookup",
+                "give a shipment id, an order id or a tracking number".to_string(),
+            )]));
+        };
+        found.ok_or_else(|| Status::not_found("shipment not found"))
+    }
+}
+
+fn decide(current: St, next: St) -> Update {
+    domain::decide(current, next)
+}
+
+fn decide_ok(current: St, next: St) -> bool {
+    domain::decide(current, next) == Update::Advance
+}
 
 #[tonic::async_trait]
-impl ShippingService for ShippingApi {}
+impl ShippingService for ShippingApi {
+    async fn get_shipment(
+        &self,
+        request: Request<GetShipmentRequest>,
+    ) -> Result<Response<GetShipmentResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let shipment = match request.into_inner().lookup {
+            Some(get_shipment_request::Lookup::ShipmentId(id)) => {
+                self.lookup(Some(&id), None, None).await?
+            }
+            Some(get_shipment_request::Lookup::OrderId(id)) => {
+                self.lookup(None, Some(&id), None).await?
+            }
+            None => self.lookup(None, None, None).await?,
+        };
+        if !Self::may_see(&caller, &shipment.value) {
+            return Err(Status::not_found("shipment not found"));
+        }
+        Ok(Response::new(GetShipmentResponse {
+            shipment: Some(to_proto(&shipment.id, &shipment.value)),
+        }))
+    }
+
+    async fn track_shipment(
+        &self,
+        request: Request<TrackShipmentRequest>,
+    ) -> Result<Response<TrackShipmentResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let s = match request.into_inner().lookup {
+            Some(track_shipment_request::Lookup::ShipmentId(id)) => {
+                self.lookup(Some(&id), None, None).await?
+            }
+            Some(track_shipment_request::Lookup::OrderId(id)) => {
+                self.lookup(None, Some(&id), None).await?
+            }
+            Some(track_shipment_request::Lookup::TrackingNumber(n)) => {
+                self.lookup(None, None, Some(&n)).await?
+            }
+            None => self.lookup(None, None, None).await?,
+        };
+        if !Self::may_see(&caller, &s.value) {
+            return Err(Status::not_found("shipment not found"));
+        }
+        let days = domain::rates(&s.value.address.country, s.value.weight_grams)[0].3 as i64;
+        let estimated = s
+            .value
+            .events
+            .iter()
+            .find(|e| e.status == St::LabelCreated)
+            .map(|e| e.at + days * 86_400);
+        Ok(Response::new(TrackShipmentResponse {
+            shipment_id: s.id.clone(),
+            order_id: s.value.order_id.clone(),
+            status: status_to_proto(s.value.status) as i32,
+            carrier: s.value.carrier.clone(),
+            tracking_number: s.value.tracking_number.clone().unwrap_or_default(),
+            events: events_to_proto(&s.value.events),
+            estimated_delivery: estimated.and_then(ts),
+        }))
+    }
+
+    async fn update_shipment_status(
+        &self,
+        request: Request<UpdateShipmentStatusRequest>,
+    ) -> Result<Response<UpdateShipmentStatusResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        if !caller.is_admin() && !caller.roles.iter().any(|r| r == "service") {
+            return Err(Status::permission_denied(
+                "only admins and carriers update shipments",
+            ));
+        }
+        let r = request.into_inner();
+        let next = status_from_proto(r.status)
+            .ok_or_else(|| invalid_fields([("status", "must be a carrier status".to_string())]))?;
+        let shipment = match r.target {
+            Some(update_shipment_status_request::Target::ShipmentId(id)) => {
+                self.lookup(Some(&id), None, None).await?
+            }
+            Some(update_shipment_status_request::Target::TrackingNumber(n)) => {
+                self.lookup(None, None, Some(&n)).await?
+            }
+            None => {
+                return Err(invalid_fields([(
+                    "target",
+                    "give a shipment id or a tracking number".to_string(),
+                )]));
+            }
+        };
+        let at = r.occurred_at.map(|t| t.seconds).unwrap_or_else(now);
+        let location: String = r.location.chars().take(200).collect();
+        let description: String = r.description.chars().take(500).collect();
+        let id = shipment.id.clone();
+        let updated = self
+            .shipments
+            .update(&id, |s| match decide(s.status, next) {
+                Update::Advance => {
+                    record(&id, s, next, at, &location, &description);
+                    Ok(())
+                }
+                Update::Ignore => Ok(()),
+                Update::Refuse => Err(Status::failed_precondition(format!(
+                    "a {:?} shipment cannot become {next:?}",
+                    s.status
+                ))),
+            })
+            .await??;
+        self.flush(&id).await;
+        Ok(Response::new(UpdateShipmentStatusResponse {
+            shipment: Some(to_proto(&id, &updated.value)),
+        }))
+    }
+
+    async fn quote_shipping(
+        &self,
+        request: Request<QuoteShippingRequest>,
+    ) -> Result<Response<QuoteShippingResponse>, Status> {
+        let r = request.into_inner();
+        let country = r.destination.map(|a| a.country).unwrap_or_default();
+        if country.len() != 2 {
+            return Err(invalid_fields([(
+                "destination.country",
+                "must be a two-letter code".to_string(),
+            )]));
+        }
+        let currency = if r.currency.is_empty() {
+            "USD".to_string()
+        } else {
+            r.currency.to_ascii_uppercase()
+        };
+        if currency != "USD" {
+            return Err(invalid_fields([(
+                "currency",
+                "rates are quoted in USD".to_string(),
+            )]));
+        }
+        let rates = domain::rates(&country, r.weight_grams)
+            .into_iter()
+            .map(|(carrier, service, cents, days)| Rate {
+                carrier: carrier.into(),
+                service: service.into(),
+                amount: Some(proto::common::Money {
+                    amount: cents,
+                    currency: currency.clone(),
+                }),
+                estimated_days: days,
+            })
+            .collect();
+        Ok(Response::new(QuoteShippingResponse { rates }))
+    }
+}

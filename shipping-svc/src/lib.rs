@@ -1,33 +1,101 @@
-//! shipping-svc: shipments, carrier adapter, tracking, carrier webhooks.
+//! shipping-svc: shipments, carrier adapter, tracking, carrier updates.
 //!
-//! [`build`] binds the configured address and serves `shop.shipping.v1.ShippingService`
-//! with health and reflection; [`serve`] does the same on a listener the caller
-//! bound (port 0 in tests, or the all-in-one binary wiring peers first).
+//! Consumes `order.created` (prepare a shipment), `payment.processed` (buy
+//! the label) and `order.cancelled`; publishes `shipping.updated` through
+//! the outbox on every status change. Shipments only move forward, so
+//! replayed or out-of-order carrier updates change nothing.
 
 pub mod api;
+pub mod carrier;
+pub mod domain;
+pub mod events;
+pub mod store;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use platform::events::ConsumerConfig;
+use platform::events::idempotent::Idempotent;
+use platform::events::outbox::OutboxRelay;
+use platform::runtime::Deps;
+use platform::store::Store;
 use platform::{Config, Running, ServiceId};
 use proto::shipping::shipping_service_server::ShippingServiceServer;
 
 /// Which service this crate is.
 pub const SERVICE: ServiceId = ServiceId::Shipping;
 
-/// Binds `GRPC_ADDR` (default `127.0.0.1:{port}`) and serves.
+/// Binds `GRPC_ADDR` (default `127.0.0.1:50056`) and serves.
 pub async fn build(config: Config) -> anyhow::Result<Running> {
     let listener = platform::grpc::bind(config.grpc_listen_addr(SERVICE)).await?;
-    let deps = platform::runtime::Deps::connect(&config).await?;
+    let deps = Deps::connect(&config).await?;
     serve(config, listener, deps).await
 }
 
-/// Serves on an already-bound listener.
+/// The carrier `config` asks for: an HTTP carrier API when
+/// `CARRIER_BASE_URL` is set, else the simulated one.
+pub fn carrier(config: &Config) -> anyhow::Result<Arc<dyn carrier::Carrier>> {
+    Ok(match &config.integrations.carrier_base_url {
+        Some(url) => Arc::new(carrier::HttpCarrier::new(
+            url,
+            config
+                .integrations
+                .carrier_api_key
+                .as_ref()
+                .map(|k| k.expose().to_string()),
+        )?),
+        None => Arc::new(carrier::SimulatedCarrier),
+    })
+}
+
+/// Serves on an already-bound listener and consumes order and payment events.
 pub async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
-    _deps: platform::runtime::Deps,
+    deps: Deps,
 ) -> anyhow::Result<Running> {
-    let routes =
-        tonic::service::Routes::new(ShippingServiceServer::new(api::ShippingApi::default()));
-    platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
-        .serve(routes, listener)
+    let store = Store::from_config(&config, SERVICE.name())
         .await
+        .context("opening the shipping store")?;
+    let shipments = store
+        .collection(store::shipments())
+        .await
+        .context("declaring shipments")?;
+    let api = api::ShippingApi {
+        relay: OutboxRelay::new(shipments.clone(), deps.bus.clone()),
+        shipments,
+        carrier: carrier(&config)?,
+    };
+    let mut consumer = ConsumerConfig::new("shipping-svc", events::EVENT_TYPES);
+    consumer.backoff = vec![
+        Duration::from_millis(200),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    ];
+    consumer.max_deliver = 10;
+    let handler = Idempotent::new(
+        &store,
+        Arc::new(events::ShippingEvents { api: api.clone() }),
+    )
+    .await?;
+    let subscription = deps
+        .bus
+        .subscribe(consumer, handler)
+        .await
+        .context("subscribing to order and payment events")?;
+    let relay = api.relay.clone();
+    let routes = tonic::service::Routes::new(ShippingServiceServer::new(api));
+    let running =
+        platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .serve(routes, listener)
+            .await?;
+    let sweeper = relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token());
+    let cancel = running.cancel_token();
+    running.spawn(async move {
+        cancel.cancelled().await;
+        subscription.stop().await;
+        let _ = sweeper.await;
+    });
+    Ok(running)
 }

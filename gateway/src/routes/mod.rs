@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod orders;
 pub mod products;
+pub mod shipping;
 pub mod users;
 
 use platform::auth::Caller;

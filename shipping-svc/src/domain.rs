@@ -1,0 +1,172 @@
+//! Shipments: forward-only status, pure rules, no I/O.
+
+use serde::{Deserialize, Serialize};
+
+use platform::events::outbox::{HasOutbox, Outbox};
+
+/// Shipment states, in the order a parcel goes through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// Prepared from the order; waiting for payment.
+    Pending,
+    LabelCreated,
+    InTransit,
+    OutForDelivery,
+    Delivered,
+    /// The order was cancelled before shipping.
+    Cancelled,
+}
+
+/// What an update does to a shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// The shipment moves forward.
+    Advance,
+    /// Already there or past it (a replay or an out-of-order update): ignored.
+    Ignore,
+    /// Not possible (cancelled, or a label is needed first).
+    Refuse,
+}
+
+/// Decides an update: shipments only ever move forward.
+pub fn decide(current: Status, next: Status) -> Update {
+    match (current, next) {
+        (Status::Cancelled, _) => Update::Refuse,
+        (_, Status::Cancelled) if current >= Status::InTransit => Update::Refuse,
+        (_, Status::Cancelled) => Update::Advance,
+        (Status::Pending, s) if s > Status::LabelCreated => Update::Refuse,
+        (c, n) if n > c => Update::Advance,
+        _ => Update::Ignore,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackingEvent {
+    pub status: Status,
+    /// Unix seconds.
+    pub at: i64,
+    #[serde(default)]
+    pub location: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Address {
+    pub name: String,
+    pub line1: String,
+    #[serde(default)]
+    pub line2: String,
+    pub city: String,
+    #[serde(default)]
+    pub region: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+/// A stored shipment (one per order).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shipment {
+    pub order_id: String,
+    pub user_id: String,
+    pub status: Status,
+    #[serde(default)]
+    pub carrier: String,
+    #[serde(default)]
+    pub service: String,
+    /// Set with the label; unique.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
+    pub address: Address,
+    pub weight_grams: u32,
+    pub events: Vec<TrackingEvent>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default)]
+    pub outbox: Outbox,
+}
+
+impl HasOutbox for Shipment {
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+    fn outbox_mut(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+}
+
+/// A shipping rate for a destination and weight: a base per zone plus a
+/// price per started kilogram, in cents.
+pub fn rates(country: &str, weight_grams: u32) -> Vec<(&'static str, &'static str, i64, u32)> {
+    let kilos = i64::from(weight_grams.div_ceil(1000).max(1));
+    let domestic = country.eq_ignore_ascii_case("US");
+    let (base, per_kg, days) = if domestic {
+        (499, 150, 5)
+    } else {
+        (1499, 450, 10)
+    };
+    vec![
+        ("shopmesh-post", "standard", base + per_kg * kilos, days),
+        (
+            "shopmesh-post",
+            "express",
+            (base + per_kg * kilos) * 2,
+            days.div_ceil(3),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status::*;
+    use super::*;
+
+    #[test]
+    fn shipments_only_move_forward() {
+        assert_eq!(decide(Pending, LabelCreated), Update::Advance);
+        assert_eq!(decide(LabelCreated, InTransit), Update::Advance);
+        assert_eq!(
+            decide(InTransit, Delivered),
+            Update::Advance,
+            "steps may be skipped"
+        );
+        assert_eq!(
+            decide(OutForDelivery, InTransit),
+            Update::Ignore,
+            "never backwards"
+        );
+        assert_eq!(
+            decide(Delivered, Delivered),
+            Update::Ignore,
+            "replays change nothing"
+        );
+        assert_eq!(
+            decide(Pending, InTransit),
+            Update::Refuse,
+            "no movement before a label"
+        );
+        assert_eq!(decide(Pending, Cancelled), Update::Advance);
+        assert_eq!(decide(LabelCreated, Cancelled), Update::Advance);
+        assert_eq!(
+            decide(InTransit, Cancelled),
+            Update::Refuse,
+            "too late to cancel"
+        );
+        assert_eq!(decide(Cancelled, InTransit), Update::Refuse);
+    }
+
+    #[test]
+    fn rates_grow_with_weight_and_distance() {
+        let light = rates("US", 500);
+        let heavy = rates("US", 2500);
+        let abroad = rates("FR", 500);
+        assert_eq!(light[0].2, 499 + 150);
+        assert_eq!(heavy[0].2, 499 + 150 * 3);
+        assert!(abroad[0].2 > light[0].2);
+        assert!(
+            light[1].2 > light[0].2 && light[1].3 < light[0].3,
+            "express costs more, arrives sooner"
+        );
+    }
+}
