@@ -69,6 +69,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::orders::refund))
         .routes(routes!(routes::shipping::shipment))
         .routes(routes!(routes::shipping::webhook))
+        .routes(routes!(routes::notifications::list))
+        .routes(routes!(routes::notifications::stream))
+        .routes(routes!(routes::notifications::subscribe_push))
         .split_for_parts()
 }
 

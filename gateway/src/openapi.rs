@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "products", description = "Catalog, stock and reviews"),
         (name = "orders", description = "Orders and paying for them"),
         (name = "payments", description = "Payments and refunds"),
+        (name = "notifications", description = "The caller's notifications"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -1,12 +1,302 @@
-//! gRPC surface of `NotificationService`: proto <-> domain.
-//!
-//! RPCs not overridden here answer `UNIMPLEMENTED`.
+//! gRPC surface of `NotificationService`: the in-app feed, its live
+//! stream, direct sends and push subscriptions.
 
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use platform::auth::Caller;
+use platform::error::invalid_fields;
+use platform::store::{Collection, Query, StoreError};
 use proto::notification::notification_service_server::NotificationService;
+use proto::notification::*;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tonic::{Request, Response, Status};
 
-/// The tonic implementation of `shop.notification.v1.NotificationService`.
-#[derive(Debug, Default)]
-pub struct NotificationApi {}
+/// Recipient of notifications meant for every admin.
+pub const ADMINS: &str = "role:admin";
+
+/// A stored in-app notification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Item {
+    pub user_id: String,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// `unread` or `read` (indexed for the unread filter).
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Subscription {
+    pub user_id: String,
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NotificationApi {
+    pub(crate) feed: Collection<Item>,
+    pub(crate) subscriptions: Collection<Subscription>,
+    pub(crate) live: broadcast::Sender<proto::notification::Notification>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+pub(crate) fn to_proto(id: &str, n: &Item) -> proto::notification::Notification {
+    proto::notification::Notification {
+        id: id.to_string(),
+        user_id: n.user_id.clone(),
+        kind: n.kind.clone(),
+        title: n.title.clone(),
+        body: n.body.clone(),
+        channel: Channel::InApp as i32,
+        created_at: Some(prost_types::Timestamp {
+            seconds: n.created_at / 1000,
+            nanos: ((n.created_at % 1000) * 1_000_000) as i32,
+        }),
+        read: n.state == "read",
+    }
+}
+
+/// Whose feeds a caller reads: its own, and the admins' one if it is an admin.
+fn recipients(caller: &Caller) -> Vec<String> {
+    let mut out = vec![caller.user_id.clone()];
+    if caller.is_admin() {
+        out.push(ADMINS.to_string());
+    }
+    out
+}
+
+impl NotificationApi {
+    /// Stores a notification once per `key` (an event id and recipient) and
+    /// streams it to connected clients. Returns None if it existed already.
+    pub async fn deliver(
+        &self,
+        key: &str,
+        user_id: &str,
+        kind: &str,
+        title: String,
+        body: String,
+    ) -> Result<Option<proto::notification::Notification>, Status> {
+        use sha2::Digest;
+        let id: String = sha2::Sha256::digest(key.as_bytes())[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let item = Item {
+            user_id: user_id.to_string(),
+            kind: kind.to_string(),
+            title,
+            body,
+            created_at: now_ms(),
+            state: "unread".into(),
+        };
+        match self.feed.insert(&id, item.clone()).await {
+            Ok(_) => {
+                let notification = to_proto(&id, &item);
+                let _ = self.live.send(notification.clone());
+                Ok(Some(notification))
+            }
+            Err(StoreError::AlreadyExists { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+type LiveStream = Pin<Box<dyn Stream<Item = Result<StreamNotificationsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl NotificationService for NotificationApi {}
+impl NotificationService for NotificationApi {
+    async fn list_notifications(
+        &self,
+        request: Request<ListNotificationsRequest>,
+    ) -> Result<Response<ListNotificationsResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let r = request.into_inner();
+        // Admins read two feeds; a merged page keeps it simple: their own
+        // feed, then the admins' one, each newest first.
+        let mut notifications = Vec::new();
+        let mut next_cursor = String::new();
+        for recipient in recipients(&caller).iter().take(
+            if r.page.as_ref().is_some_and(|p| !p.cursor.is_empty()) {
+                1
+            } else {
+                2
+            },
+        ) {
+            let mut query = Query::new()
+                .eq("user_id", recipient.as_str())
+                .sort("created_at", true)
+                .page(r.page.as_ref());
+            if r.unread_only {
+                query = query.eq("state", "unread");
+            }
+            let page = self
+                .feed
+                .find(&query)
+                .await
+                .map_err(StoreError::into_list_status)?;
+            notifications.extend(page.items.iter().map(|n| to_proto(&n.id, &n.value)));
+            if next_cursor.is_empty() {
+                next_cursor = page.next_cursor.unwrap_or_default();
+            }
+        }
+        notifications.sort_by(|a, b| {
+            b.created_at
+                .as_ref()
+                .map(|t| (t.seconds, t.nanos))
+                .cmp(&a.created_at.as_ref().map(|t| (t.seconds, t.nanos)))
+        });
+        Ok(Response::new(ListNotificationsResponse {
+            notifications,
+            next_cursor,
+        }))
+    }
+
+    async fn send_notification(
+        &self,
+        request: Request<SendNotificationRequest>,
+    ) -> Result<Response<SendNotificationResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        if !caller.is_admin() && !caller.roles.iter().any(|r| r == "service") {
+            return Err(Status::permission_denied(
+                "only admins and services send notifications",
+            ));
+        }
+        let r = request.into_inner();
+        let mut errors = Vec::new();
+        if r.user_id.trim().is_empty() {
+            errors.push(("user_id", "is required".to_string()));
+        }
+        if r.title.trim().is_empty() || r.title.chars().count() > 200 {
+            errors.push(("title", "must be 1 to 200 characters".to_string()));
+        }
+        if r.body.chars().count() > 5000 {
+            errors.push(("body", "must be at most 5000 characters".to_string()));
+        }
+        if !errors.is_empty() {
+            return Err(invalid_fields(errors));
+        }
+        let kind = if r.kind.is_empty() {
+            "message".to_string()
+        } else {
+            r.kind
+        };
+        let key = format!("send:{}", uuid::Uuid::now_v7());
+        let delivered = self
+            .deliver(&key, &r.user_id, &kind, r.title, r.body)
+            .await?;
+        Ok(Response::new(SendNotificationResponse {
+            notifications: delivered.into_iter().collect(),
+        }))
+    }
+
+    async fn stream_notifications(
+        &self,
+        request: Request<StreamNotificationsRequest>,
+    ) -> Result<Response<LiveStream>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let wanted = Arc::new(recipients(&caller));
+        let receiver = self.live.subscribe();
+        let stream = futures::stream::unfold(receiver, move |mut receiver| {
+            let wanted = wanted.clone();
+            async move {
+                loop {
+                    match receiver.recv().await {
+                        Ok(n) if wanted.contains(&n.user_id) => {
+                            return Some((
+                                Ok(StreamNotificationsResponse {
+                                    notification: Some(n),
+                                }),
+                                receiver,
+                            ));
+                        }
+                        // Others' notifications; or a slow client missed some (they are in the feed).
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn register_push_subscription(
+        &self,
+        request: Request<RegisterPushSubscriptionRequest>,
+    ) -> Result<Response<RegisterPushSubscriptionResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let r = request.into_inner();
+        let keys = r.keys.unwrap_or_default();
+        let mut errors = Vec::new();
+        if !r.endpoint.starts_with("https://") || r.endpoint.len() > 2048 {
+            errors.push(("endpoint", "must be an https URL".to_string()));
+        }
+        if keys.p256dh.is_empty() || keys.p256dh.len() > 200 {
+            errors.push(("keys.p256dh", "is required".to_string()));
+        }
+        if keys.auth.is_empty() || keys.auth.len() > 100 {
+            errors.push(("keys.auth", "is required".to_string()));
+        }
+        if !errors.is_empty() {
+            return Err(invalid_fields(errors));
+        }
+        use sha2::Digest;
+        let id: String =
+            sha2::Sha256::digest(format!("{}|{}", caller.user_id, r.endpoint).as_bytes())[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+        let subscription = Subscription {
+            user_id: caller.user_id.clone(),
+            endpoint: r.endpoint.clone(),
+            p256dh: keys.p256dh,
+            auth: keys.auth,
+            created_at: now_ms(),
+        };
+        match self.subscriptions.insert(&id, subscription.clone()).await {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        Ok(Response::new(RegisterPushSubscriptionResponse {
+            subscription: Some(PushSubscription {
+                id,
+                user_id: caller.user_id,
+                endpoint: r.endpoint,
+                created_at: Some(prost_types::Timestamp {
+                    seconds: subscription.created_at / 1000,
+                    nanos: 0,
+                }),
+            }),
+        }))
+    }
+
+    async fn mark_read(
+        &self,
+        request: Request<MarkReadRequest>,
+    ) -> Result<Response<MarkReadResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        let r = request.into_inner();
+        let mut updated = 0;
+        for id in r.notification_ids.iter().take(100) {
+            if let Ok(Some(n)) = self.feed.find_by_id(id).await {
+                if recipients(&caller).contains(&n.value.user_id) && n.value.state != "read" {
+                    self.feed.modify(id, |n| n.state = "read".into()).await?;
+                    updated += 1;
+                }
+            }
+        }
+        Ok(Response::new(MarkReadResponse { updated }))
+    }
+}

@@ -1,34 +1,83 @@
-//! notification-svc: email (SMTP), SMS, web push, in-app feed, templates.
+//! notification-svc: turns events into notifications in each user's
+//! in-app feed (admins share one for stock and review alerts), rendered
+//! from template files, and streams new ones live.
 //!
-//! [`build`] binds the configured address and serves `shop.notification.v1.NotificationService`
-//! with health and reflection; [`serve`] does the same on a listener the caller
-//! bound (port 0 in tests, or the all-in-one binary wiring peers first).
+//! Delivery to the feed is idempotent per event and recipient. Email, SMS
+//! and Web Push channels are not wired yet; push subscriptions are stored.
 
 pub mod api;
+pub mod events;
+pub mod templates;
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use platform::events::ConsumerConfig;
+use platform::runtime::Deps;
+use platform::store::{CollectionSpec, FieldType, IndexSpec, Store};
 use platform::{Config, Running, ServiceId};
 use proto::notification::notification_service_server::NotificationServiceServer;
 
 /// Which service this crate is.
 pub const SERVICE: ServiceId = ServiceId::Notification;
 
-/// Binds `GRPC_ADDR` (default `127.0.0.1:{port}`) and serves.
+/// Binds `GRPC_ADDR` (default `127.0.0.1:50057`) and serves.
 pub async fn build(config: Config) -> anyhow::Result<Running> {
     let listener = platform::grpc::bind(config.grpc_listen_addr(SERVICE)).await?;
-    let deps = platform::runtime::Deps::connect(&config).await?;
+    let deps = Deps::connect(&config).await?;
     serve(config, listener, deps).await
 }
 
-/// Serves on an already-bound listener.
+/// Serves on an already-bound listener and consumes the events users hear about.
 pub async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
-    _deps: platform::runtime::Deps,
+    deps: Deps,
 ) -> anyhow::Result<Running> {
-    let routes = tonic::service::Routes::new(NotificationServiceServer::new(
-        api::NotificationApi::default(),
-    ));
-    platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
-        .serve(routes, listener)
+    let store = Store::from_config(&config, SERVICE.name())
         .await
+        .context("opening the notification store")?;
+    let feed = store
+        .collection(
+            CollectionSpec::new("notifications")
+                .index(IndexSpec::new("user_id", FieldType::String))
+                .index(IndexSpec::new("created_at", FieldType::Int))
+                .index(IndexSpec::new("state", FieldType::String)),
+        )
+        .await?;
+    let subscriptions = store
+        .collection(
+            CollectionSpec::new("push_subscriptions")
+                .index(IndexSpec::new("user_id", FieldType::String)),
+        )
+        .await?;
+    let (live, _) = tokio::sync::broadcast::channel(1024);
+    let api = api::NotificationApi {
+        feed,
+        subscriptions,
+        live,
+    };
+    let handler = Arc::new(events::NotificationEvents {
+        api: api.clone(),
+        templates: templates::Templates::load()?,
+    });
+    let subscription = deps
+        .bus
+        .subscribe(
+            ConsumerConfig::new("notification-svc", events::EVENT_TYPES),
+            handler,
+        )
+        .await
+        .context("subscribing to events")?;
+    let routes = tonic::service::Routes::new(NotificationServiceServer::new(api));
+    let running =
+        platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .serve(routes, listener)
+            .await?;
+    let cancel = running.cancel_token();
+    running.spawn(async move {
+        cancel.cancelled().await;
+        subscription.stop().await;
+    });
+    Ok(running)
 }

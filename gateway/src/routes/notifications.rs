@@ -1,0 +1,184 @@
+//! `/api/v1/notifications*`: the feed, its live stream (SSE) and push
+//! subscriptions.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use platform::ServiceId;
+use proto::notification::notification_service_client::NotificationServiceClient;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::grpc;
+use super::products::{ApiQuery, PageParams, page};
+use crate::extract::{ApiJson, AuthUser};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationOut {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    /// `in_app`, `email`, `sms` or `push`.
+    pub channel: String,
+    pub created_at: String,
+    pub read: bool,
+}
+
+impl From<proto::notification::Notification> for NotificationOut {
+    fn from(n: proto::notification::Notification) -> Self {
+        let channel = proto::notification::Channel::try_from(n.channel)
+            .map(|c| {
+                c.as_str_name()
+                    .trim_start_matches("CHANNEL_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_else(|_| "in_app".into());
+        Self {
+            id: n.id,
+            kind: n.kind,
+            title: n.title,
+            body: n.body,
+            channel,
+            created_at: platform::auth::rfc3339(
+                n.created_at.map(|t| t.seconds).unwrap_or_default(),
+            ),
+            read: n.read,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationList {
+    pub items: Vec<NotificationOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PushKeysIn {
+    pub p256dh: String,
+    pub auth: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PushSubscriptionIn {
+    /// The push service URL (https).
+    pub endpoint: String,
+    pub keys: PushKeysIn,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushSubscriptionOut {
+    pub id: String,
+    pub endpoint: String,
+}
+
+fn notifications(state: &AppState) -> NotificationServiceClient<platform::grpc::GrpcChannel> {
+    NotificationServiceClient::new(state.channel(ServiceId::Notification))
+}
+
+/// The caller's notifications, newest first.
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])), params(PageParams),
+    responses(
+        (status = 200, description = "A page of notifications", body = NotificationList),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Json<NotificationList>, Problem> {
+    let request = proto::notification::ListNotificationsRequest {
+        page: Some(page(params.limit, params.cursor)?),
+        unread_only: false,
+    };
+    let r = notifications(&state)
+        .list_notifications(grpc(request, Some(&user.caller())))
+        .await?
+        .into_inner();
+    Ok(Json(NotificationList {
+        items: r
+            .notifications
+            .into_iter()
+            .map(NotificationOut::from)
+            .collect(),
+        next_cursor: Some(r.next_cursor).filter(|c| !c.is_empty()),
+    }))
+}
+
+/// Each new notification as it happens (`text/event-stream`, event
+/// `notification`, JSON data), with a heartbeat comment every 15 s.
+#[utoipa::path(get, path = "/api/v1/notifications/stream", tag = "notifications", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Server-sent events", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn stream(State(state): State<AppState>, user: AuthUser) -> Result<Response, Problem> {
+    let request = proto::notification::StreamNotificationsRequest {};
+    let mut call = grpc(request, Some(&user.caller()));
+    // A stream outlives the per-call deadline.
+    call.set_timeout(Duration::from_secs(24 * 3600));
+    let upstream = notifications(&state)
+        .stream_notifications(call)
+        .await?
+        .into_inner();
+    let events = upstream
+        .take_while(|item| futures::future::ready(item.is_ok()))
+        .filter_map(|item| async move {
+            let notification = item.ok()?.notification?;
+            let data = serde_json::to_string(&NotificationOut::from(notification)).ok()?;
+            Some(Ok::<Event, Infallible>(
+                Event::default().event("notification").data(data),
+            ))
+        });
+    Ok(Sse::new(events)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(15))
+                .text("heartbeat"),
+        )
+        .into_response())
+}
+
+/// Store a Web Push subscription for the caller.
+#[utoipa::path(post, path = "/api/v1/notifications/push-subscriptions", tag = "notifications", security(("bearer" = [])), request_body = PushSubscriptionIn,
+    responses(
+        (status = 201, description = "Stored", body = PushSubscriptionOut),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid subscription", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn subscribe_push(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<PushSubscriptionIn>,
+) -> Result<Response, Problem> {
+    let request = proto::notification::RegisterPushSubscriptionRequest {
+        endpoint: body.endpoint,
+        keys: Some(proto::notification::PushKeys {
+            p256dh: body.keys.p256dh,
+            auth: body.keys.auth,
+        }),
+    };
+    let r = notifications(&state)
+        .register_push_subscription(grpc(request, Some(&user.caller())))
+        .await?
+        .into_inner();
+    let s = r.subscription.unwrap_or_default();
+    Ok((
+        StatusCode::CREATED,
+        Json(PushSubscriptionOut {
+            id: s.id,
+            endpoint: s.endpoint,
+        }),
+    )
+        .into_response())
+}
