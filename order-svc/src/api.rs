@@ -67,18 +67,6 @@ pub(crate) fn status_to_proto(s: S) -> OrderStatus {
     }
 }
 
-fn address_to_proto(a: &domain::Address) -> proto::common::Address {
-    proto::common::Address {
-        name: a.name.clone(),
-        line1: a.line1.clone(),
-        line2: a.line2.clone(),
-        city: a.city.clone(),
-        region: a.region.clone(),
-        postal_code: a.postal_code.clone(),
-        country: a.country.clone(),
-    }
-}
-
 pub(crate) fn to_proto(id: &str, o: &Order) -> proto::order::Order {
     proto::order::Order {
         id: id.to_string(),
@@ -97,7 +85,7 @@ pub(crate) fn to_proto(id: &str, o: &Order) -> proto::order::Order {
             })
             .collect(),
         total: money(o.total, &o.currency),
-        shipping_address: Some(address_to_proto(&o.shipping_address)),
+        shipping_address: Some(proto::common::Address::from(&o.shipping_address)),
         notes: o.notes.clone(),
         payment_id: o.payment_id.clone(),
         cancel_reason: o.cancel_reason.clone(),
@@ -338,15 +326,7 @@ impl OrderApi {
             .iter()
             .map(|i| (i.product_id.clone(), i.quantity))
             .collect();
-        let address = r.shipping_address.clone().map(|a| domain::Address {
-            name: a.name,
-            line1: a.line1,
-            line2: a.line2,
-            city: a.city,
-            region: a.region,
-            postal_code: a.postal_code,
-            country: a.country,
-        });
+        let address = r.shipping_address.clone().map(domain::Address::from);
         let address =
             domain::validate_request(&lines, address.as_ref(), &r.notes).map_err(|errors| {
                 invalid_fields(
@@ -464,7 +444,7 @@ impl OrderApi {
                 user_id: order.user_id.clone(),
                 items: lines_of(&order),
                 total: money(total, &currency),
-                shipping_address: Some(address_to_proto(&order.shipping_address)),
+                shipping_address: Some(proto::common::Address::from(&order.shipping_address)),
             }),
         ));
         match self.orders.insert(order_id, order).await {

@@ -93,18 +93,7 @@ pub struct Item {
     pub weight_grams: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Address {
-    pub name: String,
-    pub line1: String,
-    #[serde(default)]
-    pub line2: String,
-    pub city: String,
-    #[serde(default)]
-    pub region: String,
-    pub postal_code: String,
-    pub country: String,
-}
+pub use platform::address::Address;
 
 /// A stored order.
 #[derive(Debug, Clone, Serialize, Deserialize)]

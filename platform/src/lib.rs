@@ -2,6 +2,7 @@
 //! server and client plumbing, the error table, and process lifecycle. No
 //! business logic lives here.
 
+pub mod address;
 pub mod auth;
 pub mod config;
 pub mod error;

@@ -75,15 +75,7 @@ pub(crate) fn to_proto(id: &str, s: &Shipment) -> proto::shipping::Shipment {
         carrier: s.carrier.clone(),
         service: s.service.clone(),
         tracking_number: s.tracking_number.clone().unwrap_or_default(),
-        address: Some(proto::common::Address {
-            name: s.address.name.clone(),
-            line1: s.address.line1.clone(),
-            line2: s.address.line2.clone(),
-            city: s.address.city.clone(),
-            region: s.address.region.clone(),
-            postal_code: s.address.postal_code.clone(),
-            country: s.address.country.clone(),
-        }),
+        address: Some(proto::common::Address::from(&s.address)),
         weight_grams: s.weight_grams,
         events: events_to_proto(&s.events),
         created_at: ts(s.created_at),
@@ -143,15 +135,7 @@ impl ShippingApi {
             carrier: String::new(),
             service: String::new(),
             tracking_number: None,
-            address: domain::Address {
-                name: a.name,
-                line1: a.line1,
-                line2: a.line2,
-                city: a.city,
-                region: a.region,
-                postal_code: a.postal_code,
-                country: a.country,
-            },
+            address: domain::Address::from(a),
             weight_grams: order
                 .items
                 .iter()

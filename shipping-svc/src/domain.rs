@@ -52,18 +52,7 @@ pub struct TrackingEvent {
     pub description: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Address {
-    pub name: String,
-    pub line1: String,
-    #[serde(default)]
-    pub line2: String,
-    pub city: String,
-    #[serde(default)]
-    pub region: String,
-    pub postal_code: String,
-    pub country: String,
-}
+pub use platform::address::Address;
 
 /// A stored shipment (one per order).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,7 +15,8 @@ use sha2::Digest;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    self, Email, FieldError, Password, RefreshDecision, RefreshToken, Role, TokenStatus, User,
+    self, AddressExt, Email, FieldError, Password, RefreshDecision, RefreshToken, Role,
+    TokenStatus, User,
 };
 use crate::keys::KeyRing;
 use crate::passwords::Hasher;
@@ -79,15 +80,7 @@ pub(crate) fn to_proto(id: &str, user: &User) -> proto::user::User {
             Role::Admin => proto::user::Role::Admin as i32,
         },
         phone: user.phone.clone(),
-        address: user.address.as_ref().map(|a| proto::common::Address {
-            name: a.name.clone(),
-            line1: a.line1.clone(),
-            line2: a.line2.clone(),
-            city: a.city.clone(),
-            region: a.region.clone(),
-            postal_code: a.postal_code.clone(),
-            country: a.country.clone(),
-        }),
+        address: user.address.as_ref().map(proto::common::Address::from),
         created_at: timestamp(user.created_at),
         updated_at: timestamp(user.updated_at),
     }
@@ -483,18 +476,10 @@ impl UserService for UserApi {
         };
         let address = match r.address {
             None => None,
-            Some(a) => domain::Address {
-                name: a.name,
-                line1: a.line1,
-                line2: a.line2,
-                city: a.city,
-                region: a.region,
-                postal_code: a.postal_code,
-                country: a.country,
-            }
-            .parse()
-            .map_err(|e| errors.extend(e))
-            .ok(),
+            Some(a) => domain::Address::from(a)
+                .parse()
+                .map_err(|e| errors.extend(e))
+                .ok(),
         };
         if !errors.is_empty() {
             return Err(invalid(errors));

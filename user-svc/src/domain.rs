@@ -110,24 +110,16 @@ pub fn parse_phone(raw: &str) -> Result<String, FieldError> {
     }
 }
 
-/// A postal address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Address {
-    pub name: String,
-    pub line1: String,
-    #[serde(default)]
-    pub line2: String,
-    pub city: String,
-    #[serde(default)]
-    pub region: String,
-    pub postal_code: String,
-    /// ISO 3166-1 alpha-2, upper case.
-    pub country: String,
+pub use platform::address::Address;
+
+/// Validation of a profile address.
+pub trait AddressExt: Sized {
+    /// Checks required fields and normalises the country code.
+    fn parse(self) -> Result<Address, Vec<FieldError>>;
 }
 
-impl Address {
-    /// Checks required fields and normalises the country code.
-    pub fn parse(mut self) -> Result<Address, Vec<FieldError>> {
+impl AddressExt for Address {
+    fn parse(mut self) -> Result<Address, Vec<FieldError>> {
         let mut errors = Vec::new();
         for (field, value, max) in [
             ("address.name", &self.name, 100),
