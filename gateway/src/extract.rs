@@ -53,6 +53,27 @@ pub(crate) async fn body_bytes<S: Send + Sync>(
 
 /// Parses JSON, telling syntax errors (400) from wrong shapes (422).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    // Every body of this API is an object; serde would also take a struct
+    // as an array of its fields.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => {
+            return Err(Problem::new(
+                ErrorKind::InvalidArgument,
+                "the request body must be a JSON object",
+            )
+            .with_errors(vec![FieldError {
+                field: String::new(),
+                message: "expected a JSON object".into(),
+            }]));
+        }
+        _ => {
+            return Err(Problem::new(
+                ErrorKind::Malformed,
+                "malformed JSON: expected a JSON object",
+            ));
+        }
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
         Ok(value) => value,
@@ -246,6 +267,13 @@ mod tests {
             missing.errors
         );
         assert_eq!(parse_json::<Body>(b"[1,2]").unwrap_err().status, 422);
+        assert_eq!(
+            parse_json::<Body>(br#"["a", 3]"#).unwrap_err().status,
+            422,
+            "no structs from arrays"
+        );
+        assert_eq!(parse_json::<Body>(b"").unwrap_err().status, 400);
+        assert_eq!(parse_json::<Body>(b"<xml/>").unwrap_err().status, 400);
         assert_eq!(
             parse_json::<Body>(br#"{"email":"a","age":3} trailing"#)
                 .unwrap_err()

@@ -37,7 +37,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// The routes and the OpenAPI document describing them.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(metrics::render))
@@ -72,7 +72,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::notifications::list))
         .routes(routes!(routes::notifications::stream))
         .routes(routes!(routes::notifications::subscribe_push))
-        .split_for_parts()
+        .split_for_parts();
+    utoipa::Modify::modify(&openapi::CommonErrors, &mut document);
+    (router, document)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -41,3 +41,55 @@ impl Modify for BearerAuth {
         );
     }
 }
+
+/// Errors any API operation can answer, documented on every one: a body
+/// that is not JSON (415), malformed (400) or too large (413); the rate
+/// limit (429); a dependency down (503) or too slow (504). Applied after
+/// the routes have added their paths.
+pub struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| problem(description).into());
+                };
+                if operation.request_body.is_some() {
+                    add("400", "Malformed body");
+                    add("413", "Body larger than 1 MiB");
+                    add("415", "Unsupported content type");
+                }
+                add("429", "Rate limited (see Retry-After)");
+                add("503", "A dependency is unavailable (see Retry-After)");
+                add("504", "The request took too long");
+            }
+        }
+    }
+}

@@ -104,3 +104,33 @@ async fn traceparent_continues_the_callers_trace() {
     assert_eq!(fresh.split('-').count(), 4, "{fresh}");
     assert!(!fresh.contains(trace_id));
 }
+
+#[test]
+fn every_api_operation_documents_the_errors_the_gateway_can_answer() {
+    let (_, document) = gateway::api();
+    let json = serde_json::to_value(&document).unwrap();
+    let mut checked = 0;
+    for (path, item) in json["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            if !["get", "post", "put", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            let responses = operation["responses"].as_object().unwrap();
+            let mut expected = vec!["429", "503", "504"];
+            if operation.get("requestBody").is_some() {
+                expected.extend(["400", "413", "415"]);
+            }
+            for code in expected {
+                assert!(
+                    responses.contains_key(code),
+                    "{method} {path} does not document {code}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} operations");
+}

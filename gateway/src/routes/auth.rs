@@ -27,7 +27,7 @@ pub const FAILED_LOGINS_PER_ADDRESS: u32 = 20;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterBody {
     pub email: String,
-    /// At least 8 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     pub name: String,
 }
@@ -224,6 +224,7 @@ pub async fn refresh(
     responses(
         (status = 204, description = "Logged out"),
         (status = 401, description = "Missing or invalid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing refresh_token", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn logout(
     State(state): State<AppState>,

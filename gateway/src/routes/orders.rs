@@ -20,13 +20,14 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderLineIn {
     pub product_id: String,
-    /// 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: u32,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderCreate {
-    /// 1 to 50 lines; prices come from the catalog.
+    /// Prices come from the catalog.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderLineIn>,
     pub shipping_address: AddressBody,
     #[serde(default)]

@@ -166,9 +166,10 @@ pub struct StockUpdate {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReviewCreate {
-    /// 1 to 5.
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: u32,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub comment: String,
 }
 
