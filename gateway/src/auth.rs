@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
-use platform::auth::{Claims, Jwk, JwkSet, TokenError, TokenVerifier};
+use platform::auth::{Claims, JwkSet, TokenError, TokenVerifier};
 use platform::grpc::GrpcChannel;
 use proto::user::user_service_client::UserServiceClient;
 
@@ -63,33 +63,11 @@ impl Jwks {
         if last.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
             return Ok(());
         }
-        let mut request = tonic::Request::new(proto::user::GetJwksRequest {});
-        request.set_timeout(Duration::from_secs(2));
-        let keys = self
-            .client
-            .clone()
-            .get_jwks(request)
-            .await
-            .map_err(|status| {
-                tracing::warn!(code = ?status.code(), "cannot fetch the JWKS from user-svc");
-                VerifyError::Unavailable
-            })?;
+        let set = self.key_set().await.map_err(|status| {
+            tracing::warn!(code = ?status.code(), "cannot fetch the JWKS from user-svc");
+            VerifyError::Unavailable
+        })?;
         *last = Some(Instant::now());
-        let set = JwkSet {
-            keys: keys
-                .into_inner()
-                .keys
-                .into_iter()
-                .map(|k| Jwk {
-                    kty: k.kty,
-                    crv: k.crv,
-                    kid: k.kid,
-                    alg: k.alg,
-                    use_: k.r#use,
-                    x: k.x,
-                })
-                .collect(),
-        };
         let verifier = TokenVerifier::new(&self.issuer, &self.audience).with_jwks(&set);
         *self.verifier.write().expect("jwks lock") = Arc::new(verifier);
         Ok(())
@@ -106,28 +84,19 @@ impl Jwks {
         }
     }
 
-    /// The published key set (served at `/.well-known/jwks.json`).
+    /// The published key set, fetched from user-svc (also served at
+    /// `/.well-known/jwks.json`).
     pub async fn key_set(&self) -> Result<JwkSet, tonic::Status> {
+        let mut request = tonic::Request::new(proto::user::GetJwksRequest {});
+        request.set_timeout(Duration::from_secs(2));
         let keys = self
             .client
             .clone()
-            .get_jwks(proto::user::GetJwksRequest {})
+            .get_jwks(request)
             .await?
             .into_inner()
             .keys;
-        Ok(JwkSet {
-            keys: keys
-                .into_iter()
-                .map(|k| Jwk {
-                    kty: k.kty,
-                    crv: k.crv,
-                    kid: k.kid,
-                    alg: k.alg,
-                    use_: k.r#use,
-                    x: k.x,
-                })
-                .collect(),
-        })
+        Ok(JwkSet::from_proto(keys))
     }
 }
 

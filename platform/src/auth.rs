@@ -98,6 +98,42 @@ pub struct Jwk {
     pub x: String,
 }
 
+impl From<proto::user::Jwk> for Jwk {
+    fn from(k: proto::user::Jwk) -> Self {
+        Self {
+            kty: k.kty,
+            crv: k.crv,
+            kid: k.kid,
+            alg: k.alg,
+            use_: k.r#use,
+            x: k.x,
+        }
+    }
+}
+
+impl From<&Jwk> for proto::user::Jwk {
+    fn from(k: &Jwk) -> Self {
+        Self {
+            kty: k.kty.clone(),
+            crv: k.crv.clone(),
+            kid: k.kid.clone(),
+            alg: k.alg.clone(),
+            r#use: k.use_.clone(),
+            x: k.x.clone(),
+            n: String::new(),
+            e: String::new(),
+        }
+    }
+}
+
+impl JwkSet {
+    pub fn from_proto(keys: Vec<proto::user::Jwk>) -> Self {
+        Self {
+            keys: keys.into_iter().map(Jwk::from).collect(),
+        }
+    }
+}
+
 /// `{"keys": [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JwkSet {

@@ -516,22 +516,7 @@ impl UserService for UserApi {
         &self,
         _: Request<GetJwksRequest>,
     ) -> Result<Response<GetJwksResponse>, Status> {
-        let keys = self
-            .keys
-            .jwks
-            .keys
-            .iter()
-            .map(|k| Jwk {
-                kty: k.kty.clone(),
-                crv: k.crv.clone(),
-                kid: k.kid.clone(),
-                alg: k.alg.clone(),
-                r#use: k.use_.clone(),
-                x: k.x.clone(),
-                n: String::new(),
-                e: String::new(),
-            })
-            .collect();
+        let keys = self.keys.jwks.keys.iter().map(Jwk::from).collect();
         Ok(Response::new(GetJwksResponse { keys }))
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use platform::auth::{Caller, Jwk, JwkSet, TokenVerifier};
+use platform::auth::{Caller, JwkSet, TokenVerifier};
 use platform::events::memory::InProcessBus;
 use platform::runtime::Deps;
 use platform::{Config, PeerAddr, Running};
@@ -301,20 +301,7 @@ async fn tokens_carry_verifiable_claims(postgres: bool) {
         .unwrap()
         .into_inner();
     let jwks = c.get_jwks(GetJwksRequest {}).await.unwrap().into_inner();
-    let set = JwkSet {
-        keys: jwks
-            .keys
-            .into_iter()
-            .map(|k| Jwk {
-                kty: k.kty,
-                crv: k.crv,
-                kid: k.kid,
-                alg: k.alg,
-                use_: k.r#use,
-                x: k.x,
-            })
-            .collect(),
-    };
+    let set = JwkSet::from_proto(jwks.keys);
     let claims = TokenVerifier::new("shopmesh", "shopmesh-api")
         .with_jwks(&set)
         .verify(&login.access_token)
