@@ -194,8 +194,7 @@ async fn bench(name: &str, run: Run) {
 async fn main() {
     bench("embedded", start(&[("SEED_DEMO", "false".into())]).await).await;
 
-    let db = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = platform::testing::postgres_url();
     let nats = std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let tag = uuid::Uuid::now_v7().simple().to_string();
     let prefix = format!("b{}", &tag[..20]);

@@ -8,63 +8,48 @@ use common::TestMesh;
 use serde_json::json;
 
 struct Backends {
-    prefix: String,
+    schemas: platform::testing::SchemaPrefix,
     stream: String,
     subjects: String,
+}
+
+fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
 impl Backends {
     fn new() -> Self {
         let tag = uuid::Uuid::now_v7().simple().to_string();
         Self {
-            prefix: format!("e{}", &tag[..20]),
+            schemas: platform::testing::SchemaPrefix::new(),
             stream: format!("E{tag}"),
             subjects: format!("e{tag}"),
         }
     }
 
     async fn mesh(&self) -> TestMesh {
-        let db = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let nats =
-            std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-        let db: &'static str = Box::leak(db.into_boxed_str());
-        let nats: &'static str = Box::leak(nats.into_boxed_str());
-        let prefix: &'static str = Box::leak(self.prefix.clone().into_boxed_str());
-        let stream: &'static str = Box::leak(self.stream.clone().into_boxed_str());
-        let subjects: &'static str = Box::leak(self.subjects.clone().into_boxed_str());
-        TestMesh::start_with(&[
-            ("DATABASE_URL", db),
-            ("DATABASE_SCHEMA_PREFIX", prefix),
-            ("NATS_URL", nats),
-            ("NATS_STREAM", stream),
-            ("NATS_SUBJECT_PREFIX", subjects),
-        ])
-        .await
+        let mut vars = self.schemas.vars();
+        vars.extend([
+            ("NATS_URL".to_string(), nats_url()),
+            ("NATS_STREAM".to_string(), self.stream.clone()),
+            ("NATS_SUBJECT_PREFIX".to_string(), self.subjects.clone()),
+        ]);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        TestMesh::start_with(&vars).await
     }
 
     async fn cleanup(&self) {
-        let db = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        for id in platform::ServiceId::ALL {
-            let schema = format!("{}_{}", self.prefix, id.name());
-            if let Ok(backend) = platform::store::postgres::PostgresBackend::connect(
-                &db,
-                &schema,
-                &Default::default(),
-            )
-            .await
-            {
-                let _ = backend.drop_schema().await;
-            }
-        }
-        let nats =
-            std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let services: Vec<&str> = platform::ServiceId::ALL
+            .iter()
+            .map(|id| id.name())
+            .collect();
+        self.schemas.drop(&services).await;
         let settings = platform::events::nats::NatsSettings {
             stream: self.stream.clone(),
             prefix: self.subjects.clone(),
             ..Default::default()
         };
+        let nats = nats_url();
         if let Ok(bus) = platform::events::nats::NatsBus::connect(&nats, settings).await {
             let _ = bus.delete_stream().await;
         }
@@ -166,7 +151,7 @@ async fn order_pay_cancel_on_postgres_and_nats() {
     );
 
     // The events reached the stream (order.created, payment.processed, payment.refunded, order.cancelled).
-    let nats = std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let nats = nats_url();
     let settings = platform::events::nats::NatsSettings {
         stream: backends.stream.clone(),
         prefix: backends.subjects.clone(),

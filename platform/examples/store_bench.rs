@@ -134,8 +134,7 @@ async fn main() {
     let namespace = format!("bench_{}", uuid::Uuid::now_v7().simple());
     bench("memory", Store::memory()).await;
 
-    let url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let url = platform::testing::postgres_url();
     match PostgresBackend::connect(&url, &namespace, &settings).await {
         Ok(pg) => {
             bench("postgres", Store::with_backend(Arc::new(pg.clone()))).await;

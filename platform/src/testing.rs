@@ -212,3 +212,64 @@ impl Drop for TcpProxy {
         }
     }
 }
+
+/// The Postgres tests and benchmarks use: `TEST_DATABASE_URL`, default the
+/// local server with trust authentication.
+pub fn postgres_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A unique `DATABASE_SCHEMA_PREFIX` on the test Postgres, so each test's
+/// services get schemas of their own, dropped afterwards.
+#[derive(Debug, Clone)]
+pub struct SchemaPrefix {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl Default for SchemaPrefix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SchemaPrefix {
+    pub fn new() -> Self {
+        let tag = uuid::Uuid::now_v7().simple().to_string();
+        Self {
+            url: postgres_url(),
+            prefix: format!("t{}", &tag[..20]),
+        }
+    }
+
+    /// `DATABASE_URL` and `DATABASE_SCHEMA_PREFIX` for a service config.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        vec![
+            ("DATABASE_URL".into(), self.url.clone()),
+            ("DATABASE_SCHEMA_PREFIX".into(), self.prefix.clone()),
+        ]
+    }
+
+    /// Drops the schemas of `services` (their short names: `user`, `product`…).
+    pub async fn drop(&self, services: &[&str]) {
+        for service in services {
+            let schema = format!("{}_{service}", self.prefix);
+            match crate::store::postgres::PostgresBackend::connect(
+                &self.url,
+                &schema,
+                &Default::default(),
+            )
+            .await
+            {
+                Ok(backend) => {
+                    if let Err(err) = backend.drop_schema().await {
+                        tracing::warn!(%schema, error = %err, "test schema not dropped");
+                    }
+                    backend.close().await;
+                }
+                Err(err) => tracing::warn!(%schema, error = %err, "test schema not dropped"),
+            }
+        }
+    }
+}

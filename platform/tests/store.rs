@@ -26,8 +26,7 @@ mod store {
         }
 
         pub fn postgres_url() -> String {
-            std::env::var("TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+            platform::testing::postgres_url()
         }
 
         pub fn unique_namespace() -> String {

@@ -115,8 +115,7 @@ async fn create(client: &mut Client, sku: &str, stock: u32) -> String {
 
 #[tokio::main]
 async fn main() {
-    let db = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = platform::testing::postgres_url();
     let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("bench{}", &uuid::Uuid::now_v7().simple().to_string()[..12]);
     let base = vec![

@@ -19,7 +19,7 @@ struct Harness {
     running: Running,
     client: Client,
     bus: InProcessBus,
-    cleanup: Option<(String, String)>,
+    cleanup: Option<platform::testing::SchemaPrefix>,
 }
 
 impl Harness {
@@ -28,12 +28,9 @@ impl Harness {
         let mut vars: Vec<(String, String)> = vec![("SEED_DEMO".into(), "false".into())];
         let mut cleanup = None;
         if postgres {
-            let url = std::env::var("TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-            let prefix = format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[..20]);
-            vars.push(("DATABASE_URL".into(), url.clone()));
-            vars.push(("DATABASE_SCHEMA_PREFIX".into(), prefix.clone()));
-            cleanup = Some((url, format!("{prefix}_product")));
+            let schemas = platform::testing::SchemaPrefix::new();
+            vars.extend(schemas.vars());
+            cleanup = Some(schemas);
         }
         for (k, v) in extra {
             vars.push((k.to_string(), v.to_string()));
@@ -72,15 +69,8 @@ impl Harness {
 
     async fn stop(self) {
         self.running.shutdown().await;
-        if let Some((url, schema)) = self.cleanup {
-            let backend = platform::store::postgres::PostgresBackend::connect(
-                &url,
-                &schema,
-                &Default::default(),
-            )
-            .await
-            .unwrap();
-            backend.drop_schema().await.unwrap();
+        if let Some(schemas) = self.cleanup {
+            schemas.drop(&["product"]).await;
         }
     }
 }

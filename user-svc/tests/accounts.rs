@@ -18,7 +18,7 @@ struct Harness {
     running: Running,
     client: Client,
     bus: InProcessBus,
-    schema: Option<(String, String)>,
+    schema: Option<platform::testing::SchemaPrefix>,
 }
 
 async fn start(postgres: bool) -> Harness {
@@ -26,12 +26,9 @@ async fn start(postgres: bool) -> Harness {
     let mut vars: HashMap<String, String> = HashMap::new();
     let mut schema = None;
     if postgres {
-        let url = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let prefix = format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[..20]);
-        vars.insert("DATABASE_URL".into(), url.clone());
-        vars.insert("DATABASE_SCHEMA_PREFIX".into(), prefix.clone());
-        schema = Some((url, format!("{prefix}_user")));
+        let schemas = platform::testing::SchemaPrefix::new();
+        vars.extend(schemas.vars());
+        schema = Some(schemas);
     }
     let config = Config::from_source("user-test", &vars).unwrap();
     let bus = InProcessBus::new("shop");
@@ -60,15 +57,8 @@ async fn start(postgres: bool) -> Harness {
 impl Harness {
     async fn stop(self) {
         self.running.shutdown().await;
-        if let Some((url, schema)) = self.schema {
-            let pg = platform::store::postgres::PostgresBackend::connect(
-                &url,
-                &schema,
-                &Default::default(),
-            )
-            .await
-            .unwrap();
-            pg.drop_schema().await.unwrap();
+        if let Some(schemas) = self.schema {
+            schemas.drop(&["user"]).await;
         }
     }
 }

@@ -33,8 +33,7 @@ impl HasOutbox for Order {
 }
 
 async fn postgres() -> PostgresBackend {
-    let url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let url = platform::testing::postgres_url();
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     PostgresBackend::connect(&url, &schema, &StoreSettings::default())
         .await
