@@ -236,10 +236,16 @@ impl Default for SchemaPrefix {
 
 impl SchemaPrefix {
     pub fn new() -> Self {
-        let tag = uuid::Uuid::now_v7().simple().to_string();
+        // Random, not time-based: tests starting in the same millisecond
+        // must not share schemas (a prefix is at most 24 characters).
+        let prefix = format!(
+            "t{:016x}{:04x}",
+            rand::random::<u64>(),
+            rand::random::<u16>()
+        );
         Self {
             url: postgres_url(),
-            prefix: format!("t{}", &tag[..20]),
+            prefix,
         }
     }
 
