@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
+use crate::deliveries::{Deliveries, Outgoing, id_of, now_ms};
+use crate::domain::Via;
+
 /// Recipient of notifications meant for every admin.
 pub const ADMINS: &str = "role:admin";
 
@@ -44,13 +47,9 @@ pub struct NotificationApi {
     pub(crate) feed: Collection<Item>,
     pub(crate) subscriptions: Collection<Subscription>,
     pub(crate) live: broadcast::Sender<proto::notification::Notification>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    pub(crate) deliveries: Deliveries,
+    /// `PUSH_ALLOW_HTTP`: accept plain-http push endpoints (development).
+    pub(crate) allow_http_endpoints: bool,
 }
 
 pub(crate) fn to_proto(id: &str, n: &Item) -> proto::notification::Notification {
@@ -89,11 +88,7 @@ impl NotificationApi {
         title: String,
         body: String,
     ) -> Result<Option<proto::notification::Notification>, Status> {
-        use sha2::Digest;
-        let id: String = sha2::Sha256::digest(key.as_bytes())[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = id_of(key);
         let item = Item {
             user_id: user_id.to_string(),
             kind: kind.to_string(),
@@ -169,11 +164,7 @@ impl NotificationService for NotificationApi {
         request: Request<SendNotificationRequest>,
     ) -> Result<Response<SendNotificationResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
-        if !caller.is_admin() && !caller.roles.iter().any(|r| r == "service") {
-            return Err(Status::permission_denied(
-                "only admins and services send notifications",
-            ));
-        }
+        caller.require_admin_or_service()?;
         let r = request.into_inner();
         let mut errors = Vec::new();
         if r.user_id.trim().is_empty() {
@@ -182,11 +173,28 @@ impl NotificationService for NotificationApi {
         if r.title.trim().is_empty() || r.title.chars().count() > 200 {
             errors.push(("title", "must be 1 to 200 characters".to_string()));
         }
-        if r.body.chars().count() > 5000 {
-            errors.push(("body", "must be at most 5000 characters".to_string()));
+        if r.body.trim().is_empty() || r.body.chars().count() > 5000 {
+            errors.push(("body", "must be 1 to 5000 characters".to_string()));
+        }
+        if r.kind.chars().count() > 64 {
+            errors.push(("kind", "must be at most 64 characters".to_string()));
+        }
+        let mut in_app = r.channels.is_empty();
+        let mut vias = Vec::new();
+        for (i, c) in r.channels.iter().enumerate() {
+            match Channel::try_from(*c) {
+                Ok(Channel::InApp) => in_app = true,
+                Ok(c) if Via::from_proto(c).is_some() => {
+                    vias.extend(Via::from_proto(c).filter(|v| !vias.contains(v)))
+                }
+                _ => errors.push(("channels", format!("channels[{i}] is not a channel"))),
+            }
         }
         if !errors.is_empty() {
             return Err(invalid_fields(errors));
+        }
+        if self.deliveries.directory().contact(&r.user_id).await?.is_none() {
+            return Err(Status::not_found("user not found"));
         }
         let kind = if r.kind.is_empty() {
             "message".to_string()
@@ -194,12 +202,25 @@ impl NotificationService for NotificationApi {
             r.kind
         };
         let key = format!("send:{}", uuid::Uuid::now_v7());
-        let delivered = self
-            .deliver(&key, &r.user_id, &kind, r.title, r.body)
-            .await?;
-        Ok(Response::new(SendNotificationResponse {
-            notifications: delivered.into_iter().collect(),
-        }))
+        let mut notifications = Vec::new();
+        if in_app {
+            notifications.extend(
+                self.deliver(&key, &r.user_id, &kind, r.title.clone(), r.body.clone())
+                    .await?,
+            );
+        }
+        let out = Outgoing {
+            key: &key,
+            user_id: &r.user_id,
+            kind: &kind,
+            title: &r.title,
+            body: &r.body,
+        };
+        // Channels that are not configured, and push for a user without
+        // subscriptions, yield no record: they are skipped.
+        let records = self.deliveries.enqueue(&out, &vias).await?;
+        notifications.extend(records.iter().map(|(id, r)| r.to_notification(id)));
+        Ok(Response::new(SendNotificationResponse { notifications }))
     }
 
     async fn stream_notifications(
@@ -240,24 +261,28 @@ impl NotificationService for NotificationApi {
         let r = request.into_inner();
         let keys = r.keys.unwrap_or_default();
         let mut errors = Vec::new();
-        if !r.endpoint.starts_with("https://") || r.endpoint.len() > 2048 {
+        let scheme_ok = r.endpoint.starts_with("https://")
+            || (self.allow_http_endpoints && r.endpoint.starts_with("http://"));
+        if !scheme_ok
+            || r.endpoint.len() > 2048
+            || crate::channels::push::origin(&r.endpoint).is_none()
+        {
             errors.push(("endpoint", "must be an https URL".to_string()));
         }
-        if keys.p256dh.is_empty() || keys.p256dh.len() > 200 {
-            errors.push(("keys.p256dh", "is required".to_string()));
+        use crate::channels::push::b64url_decode;
+        if !b64url_decode(&keys.p256dh).is_some_and(|k| k.len() == 65 && k[0] == 4) {
+            errors.push((
+                "keys.p256dh",
+                "must be an uncompressed P-256 public key, base64url".to_string(),
+            ));
         }
-        if keys.auth.is_empty() || keys.auth.len() > 100 {
-            errors.push(("keys.auth", "is required".to_string()));
+        if !b64url_decode(&keys.auth).is_some_and(|a| a.len() == 16) {
+            errors.push(("keys.auth", "must be 16 bytes, base64url".to_string()));
         }
         if !errors.is_empty() {
             return Err(invalid_fields(errors));
         }
-        use sha2::Digest;
-        let id: String =
-            sha2::Sha256::digest(format!("{}|{}", caller.user_id, r.endpoint).as_bytes())[..16]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+        let id = id_of(&format!("{}|{}", caller.user_id, r.endpoint));
         let subscription = Subscription {
             user_id: caller.user_id.clone(),
             endpoint: r.endpoint.clone(),
@@ -266,7 +291,17 @@ impl NotificationService for NotificationApi {
             created_at: now_ms(),
         };
         match self.subscriptions.insert(&id, subscription.clone()).await {
-            Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+            Ok(_) => {}
+            // The browser re-subscribed: same endpoint, maybe new keys.
+            Err(StoreError::AlreadyExists { .. }) => {
+                let (p256dh, auth) = (subscription.p256dh.clone(), subscription.auth.clone());
+                self.subscriptions
+                    .modify(&id, |s| {
+                        s.p256dh = p256dh.clone();
+                        s.auth = auth.clone();
+                    })
+                    .await?;
+            }
             Err(err) => return Err(err.into()),
         }
         Ok(Response::new(RegisterPushSubscriptionResponse {
@@ -289,6 +324,30 @@ impl NotificationService for NotificationApi {
         let caller = Caller::from_metadata(request.metadata())?;
         let r = request.into_inner();
         let mut updated = 0;
+        if r.all {
+            // In bounded pages; whatever arrives meanwhile stays unread.
+            for recipient in recipients(&caller) {
+                for _ in 0..50 {
+                    let page = self
+                        .feed
+                        .find(
+                            &Query::new()
+                                .eq("user_id", recipient.as_str())
+                                .eq("state", "unread")
+                                .limit(100),
+                        )
+                        .await?;
+                    for n in &page.items {
+                        self.feed.modify(&n.id, |n| n.state = "read".into()).await?;
+                        updated += 1;
+                    }
+                    if page.items.len() < 100 {
+                        break;
+                    }
+                }
+            }
+            return Ok(Response::new(MarkReadResponse { updated }));
+        }
         for id in r.notification_ids.iter().take(100) {
             if let Ok(Some(n)) = self.feed.find_by_id(id).await {
                 if recipients(&caller).contains(&n.value.user_id) && n.value.state != "read" {
@@ -298,5 +357,32 @@ impl NotificationService for NotificationApi {
             }
         }
         Ok(Response::new(MarkReadResponse { updated }))
+    }
+
+    async fn list_deliveries(
+        &self,
+        request: Request<ListDeliveriesRequest>,
+    ) -> Result<Response<ListDeliveriesResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        caller.require_admin()?;
+        let r = request.into_inner();
+        if r.user_id.trim().is_empty() {
+            return Err(invalid_fields([("user_id", "is required".to_string())]));
+        }
+        let page = self
+            .deliveries
+            .records
+            .find(
+                &Query::new()
+                    .eq("user_id", r.user_id.as_str())
+                    .sort("created_at", true)
+                    .page(r.page.as_ref()),
+            )
+            .await
+            .map_err(StoreError::into_list_status)?;
+        Ok(Response::new(ListDeliveriesResponse {
+            deliveries: page.items.iter().map(|d| d.value.to_proto(&d.id)).collect(),
+            next_cursor: page.next_cursor.unwrap_or_default(),
+        }))
     }
 }

@@ -5,6 +5,8 @@ use platform::events::{Delivery, Handler, HandlerError};
 use proto::events::envelope::Payload;
 
 use crate::api::{ADMINS, NotificationApi};
+use crate::deliveries::Outgoing;
+use crate::domain::{Via, channels_for};
 use crate::templates::{Templates, money};
 
 pub const EVENT_TYPES: &[&str] = &[
@@ -28,10 +30,11 @@ fn short(id: &str) -> String {
 }
 
 impl NotificationEvents {
-    /// Who gets it, and the template context.
-    fn address(payload: &Payload) -> Option<(String, minijinja::Value)> {
+    /// Who gets it, the template context, and the outside channels it
+    /// goes out on besides the feed.
+    fn address(payload: &Payload, kind: &str) -> Option<(String, minijinja::Value, &'static [Via])> {
         use minijinja::context;
-        Some(match payload {
+        let (recipient, context) = match payload {
             Payload::UserRegistered(e) => (e.user_id.clone(), context! {}),
             Payload::OrderCreated(e) => (
                 e.user_id.clone(),
@@ -51,7 +54,8 @@ impl NotificationEvents {
             ),
             Payload::ShippingUpdated(e) => {
                 use proto::shipping::ShipmentStatus as S;
-                let (headline, detail) = match S::try_from(e.status).unwrap_or(S::Unspecified) {
+                let status = S::try_from(e.status).unwrap_or(S::Unspecified);
+                let (headline, detail) = match status {
                     S::LabelCreated => (
                         "Your order is being prepared",
                         "a shipping label was created.",
@@ -62,10 +66,11 @@ impl NotificationEvents {
                     S::Cancelled => ("Shipment cancelled", "the shipment was cancelled."),
                     _ => return None,
                 };
-                (
+                return Some((
                     e.user_id.clone(),
                     context! {headline => headline, detail => detail, short_order => short(&e.order_id), tracking_number => e.tracking_number.clone(), carrier => e.carrier.clone(), location => e.location.clone()},
-                )
+                    channels_for(kind, Some(status)),
+                ));
             }
             Payload::InventoryLow(e) => (
                 ADMINS.to_string(),
@@ -76,7 +81,14 @@ impl NotificationEvents {
                 context! {product_id => e.product_id.clone(), rating => e.rating},
             ),
             Payload::OrderCancelled(_) => return None,
-        })
+        };
+        // Admin alerts stay in the admins' feed.
+        let vias = if recipient == ADMINS {
+            &[]
+        } else {
+            channels_for(kind, None)
+        };
+        Some((recipient, context, vias))
     }
 }
 
@@ -86,19 +98,33 @@ impl Handler for NotificationEvents {
         let Some(payload) = &delivery.envelope.payload else {
             return Err(HandlerError::Permanent("event without payload".into()));
         };
-        let Some((recipient, context)) = Self::address(payload) else {
+        let kind = delivery.envelope.r#type.clone();
+        let Some((recipient, context, vias)) = Self::address(payload, &kind) else {
             return Ok(());
         };
-        let kind = delivery.envelope.r#type.clone();
         let (title, body) = self
             .templates
             .render(&kind, context)
             .map_err(|e| HandlerError::Permanent(format!("template {kind}: {e}")))?;
         let key = format!("{}:{recipient}", delivery.envelope.id);
         self.api
-            .deliver(&key, &recipient, &kind, title, body)
+            .deliver(&key, &recipient, &kind, title.clone(), body.clone())
             .await
             .map_err(|s| HandlerError::Retryable(s.message().to_string()))?;
+        // Written after the feed item and idempotent too, so a redelivery
+        // after a crash in between completes what is missing.
+        let out = Outgoing {
+            key: &key,
+            user_id: &recipient,
+            kind: &kind,
+            title: &title,
+            body: &body,
+        };
+        self.api
+            .deliveries
+            .enqueue(&out, vias)
+            .await
+            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
         Ok(())
     }
 }

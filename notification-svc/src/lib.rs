@@ -1,11 +1,19 @@
-//! notification-svc: turns events into notifications in each user's
-//! in-app feed (admins share one for stock and review alerts), rendered
-//! from template files, and streams new ones live.
+//! notification-svc: turns events into notifications, rendered from
+//! template files, in each user's in-app feed (admins share one for stock
+//! and review alerts), streamed live, and sent over email (SMTP), SMS
+//! (Twilio-compatible API) and Web Push where configured.
 //!
-//! Delivery to the feed is idempotent per event and recipient. Email, SMS
-//! and Web Push channels are not wired yet; push subscriptions are stored.
+//! Everything is idempotent per event and recipient. Outside channels are
+//! delivered by [`deliveries`] with per-channel records and retries.
+//!
+//! The live stream is per process: with several replicas, a client
+//! connected to one sees the notifications that replica creates. The feed
+//! (ListNotifications) is complete whichever replica serves it.
 
 pub mod api;
+pub mod channels;
+pub mod deliveries;
+pub mod domain;
 pub mod events;
 pub mod templates;
 
@@ -16,6 +24,8 @@ use platform::events::ConsumerConfig;
 use platform::runtime::Deps;
 use platform::store::{CollectionSpec, FieldType, IndexSpec, Store};
 use platform::{Config, Running, ServiceId};
+
+use crate::channels::Channels;
 use proto::notification::notification_service_server::NotificationServiceServer;
 
 /// Which service this crate is.
@@ -28,11 +38,23 @@ pub async fn build(config: Config) -> anyhow::Result<Running> {
     serve(config, listener, deps).await
 }
 
-/// Serves on an already-bound listener and consumes the events users hear about.
+/// Serves on an already-bound listener and consumes the events users hear
+/// about, with the channels the configuration enables.
 pub async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
     deps: Deps,
+) -> anyhow::Result<Running> {
+    let channels = Channels::from_config(&config)?;
+    serve_with(config, listener, deps, channels).await
+}
+
+/// [`serve`] with the given channels.
+pub async fn serve_with(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    deps: Deps,
+    channels: Channels,
 ) -> anyhow::Result<Running> {
     let store = Store::from_config(&config, SERVICE.name())
         .await
@@ -51,11 +73,25 @@ pub async fn serve(
                 .index(IndexSpec::new("user_id", FieldType::String)),
         )
         .await?;
+    let records = store.collection(deliveries::spec()).await?;
+    let users = platform::grpc::channel(config.peers.get(ServiceId::User), &config.grpc)?;
+    let deliveries = deliveries::Deliveries::new(
+        records,
+        subscriptions.clone(),
+        channels,
+        deliveries::Directory::new(users),
+        deliveries::RetryPolicy {
+            base: config.integrations.delivery_retry_base,
+            max_attempts: config.integrations.delivery_max_attempts,
+        },
+    );
     let (live, _) = tokio::sync::broadcast::channel(1024);
     let api = api::NotificationApi {
         feed,
         subscriptions,
         live,
+        deliveries: deliveries.clone(),
+        allow_http_endpoints: config.integrations.push_allow_http,
     };
     let handler = Arc::new(events::NotificationEvents {
         api: api.clone(),
@@ -74,6 +110,7 @@ pub async fn serve(
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
             .serve(routes, listener)
             .await?;
+    running.spawn(deliveries.run(running.cancel_token()));
     let cancel = running.cancel_token();
     running.spawn(async move {
         cancel.cancelled().await;

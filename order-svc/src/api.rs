@@ -18,10 +18,7 @@ use crate::idempotency::{self, Claim, Keys};
 
 /// Identity of order-svc on calls it makes for itself.
 pub fn service_caller() -> Caller {
-    Caller {
-        user_id: "order-svc".into(),
-        roles: vec!["service".into()],
-    }
+    Caller::service("order-svc")
 }
 
 #[derive(Clone, Debug)]

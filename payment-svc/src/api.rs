@@ -16,7 +16,6 @@ use crate::domain::{self, Card, PaymentState, RefundError, RefundState};
 use crate::provider::{ChargeOutcome, ChargeRequest, PaymentProvider, ProviderError};
 
 /// Role of internal callers (other services acting on their own behalf).
-pub const SERVICE_ROLE: &str = "service";
 
 #[derive(Clone, Debug)]
 pub struct PaymentApi {
@@ -219,7 +218,7 @@ impl PaymentApi {
 
     fn may_read(caller: &Caller, payment: &domain::Payment) -> bool {
         caller.is_admin()
-            || caller.roles.iter().any(|r| r == SERVICE_ROLE)
+            || caller.is_service()
             || caller.user_id == payment.user_id
     }
 }
@@ -387,7 +386,7 @@ impl PaymentService for PaymentApi {
         request: Request<ProcessRefundRequest>,
     ) -> Result<Response<ProcessRefundResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
-        if !caller.is_admin() && !caller.roles.iter().any(|r| r == SERVICE_ROLE) {
+        if !caller.is_admin() && !caller.is_service() {
             return Err(Status::permission_denied("refunds are for admins"));
         }
         let r = request.into_inner();
@@ -532,7 +531,7 @@ impl PaymentService for PaymentApi {
     ) -> Result<Response<ListPaymentsResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let r = request.into_inner();
-        let privileged = caller.is_admin() || caller.roles.iter().any(|x| x == SERVICE_ROLE);
+        let privileged = caller.is_admin() || caller.is_service();
         let user = if r.user_id.is_empty() {
             if privileged {
                 None

@@ -23,6 +23,8 @@ pub const LEEWAY: Duration = Duration::from_secs(30);
 /// Roles a user can have.
 pub const ROLE_CUSTOMER: &str = "customer";
 pub const ROLE_ADMIN: &str = "admin";
+/// Role of the mesh's own services calling each other (never in a token).
+pub const ROLE_SERVICE: &str = "service";
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -510,6 +512,29 @@ impl Caller {
 
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r == ROLE_ADMIN)
+    }
+
+    /// Another service of the mesh, calling on its own behalf.
+    pub fn service(name: &str) -> Caller {
+        Caller {
+            user_id: format!("svc:{name}"),
+            roles: vec![ROLE_SERVICE.to_string()],
+        }
+    }
+
+    pub fn is_service(&self) -> bool {
+        self.roles.iter().any(|r| r == ROLE_SERVICE)
+    }
+
+    /// `PERMISSION_DENIED` unless the caller is an admin or a service.
+    pub fn require_admin_or_service(&self) -> Result<(), tonic::Status> {
+        if self.is_admin() || self.is_service() {
+            Ok(())
+        } else {
+            Err(tonic::Status::permission_denied(
+                "admin or internal caller required",
+            ))
+        }
     }
 
     /// `PERMISSION_DENIED` unless the caller is an admin.

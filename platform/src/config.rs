@@ -442,7 +442,7 @@ pub struct JwtConfig {
 }
 
 /// Outgoing integrations; each is off while its variables are unset.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Integrations {
     /// `SMTP_URL` (`smtp://`, `smtps://`), `SMTP_FROM`.
     pub smtp_url: Option<String>,
@@ -462,6 +462,20 @@ pub struct Integrations {
     /// `SHIPPING_WEBHOOK_SECRET`: key of the carrier webhook's HMAC-SHA256
     /// signature; unset = the webhook refuses every call.
     pub shipping_webhook_secret: Option<Secret>,
+    /// `VAPID_PRIVATE_KEY`: the Web Push (VAPID, RFC 8292) signing key, a
+    /// P-256 key as PKCS#8 PEM or base64url DER; unset = no push channel
+    /// (subscriptions are still stored). `VAPID_SUBJECT`: contact URI the
+    /// push services see (default `mailto:ops@shopmesh.local`).
+    pub vapid_private_key: Option<Secret>,
+    pub vapid_subject: String,
+    /// `PUSH_ALLOW_HTTP` (default false): accept `http://` push endpoints,
+    /// for local push services in development and tests only.
+    pub push_allow_http: bool,
+    /// `DELIVERY_RETRY_BASE_MS` (default 2000) and `DELIVERY_MAX_ATTEMPTS`
+    /// (default 8): email, SMS and push deliveries that fail are retried
+    /// with exponential backoff from the base, up to that many attempts.
+    pub delivery_retry_base: Duration,
+    pub delivery_max_attempts: u32,
 }
 
 /// The whole configuration of a process. Services read what they need.
@@ -705,6 +719,41 @@ impl Config {
                 carrier_base_url: v.url("CARRIER_BASE_URL", &["http", "https"])?,
                 carrier_api_key: v.raw("CARRIER_API_KEY").map(Secret),
                 shipping_webhook_secret: v.raw("SHIPPING_WEBHOOK_SECRET").map(Secret),
+                vapid_private_key: v.raw("VAPID_PRIVATE_KEY").map(Secret),
+                vapid_subject: v
+                    .parse_with("VAPID_SUBJECT", |s| {
+                        if s.starts_with("mailto:") || s.starts_with("https://") {
+                            Ok(s.to_string())
+                        } else {
+                            Err("expected a mailto: or https:// URI".to_string())
+                        }
+                    })?
+                    .unwrap_or_else(|| "mailto:ops@shopmesh.local".into()),
+                push_allow_http: v.bool("PUSH_ALLOW_HTTP")?.unwrap_or(false),
+                delivery_retry_base: match v.millis("DELIVERY_RETRY_BASE_MS")? {
+                    Some(d) if d.is_zero() => {
+                        return Err(ConfigError::new(
+                            "DELIVERY_RETRY_BASE_MS",
+                            "0",
+                            "must be greater than zero",
+                        ));
+                    }
+                    Some(d) => d,
+                    None => Duration::from_secs(2),
+                },
+                delivery_max_attempts: match v
+                    .number::<u32>("DELIVERY_MAX_ATTEMPTS", "a positive whole number")?
+                {
+                    Some(0) => {
+                        return Err(ConfigError::new(
+                            "DELIVERY_MAX_ATTEMPTS",
+                            "0",
+                            "must be greater than zero",
+                        ));
+                    }
+                    Some(n) => n,
+                    None => 8,
+                },
             },
             admin_email,
             admin_password,

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use tokio_util::sync::CancellationToken;
+pub use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ServiceId};

@@ -213,9 +213,7 @@ impl ShippingApi {
     }
 
     fn may_see(caller: &Caller, s: &Shipment) -> bool {
-        caller.is_admin()
-            || caller.roles.iter().any(|r| r == "service")
-            || caller.user_id == s.user_id
+        caller.is_admin() || caller.is_service() || caller.user_id == s.user_id
     }
 
     async fn lookup(
@@ -317,11 +315,7 @@ impl ShippingService for ShippingApi {
         request: Request<UpdateShipmentStatusRequest>,
     ) -> Result<Response<UpdateShipmentStatusResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
-        if !caller.is_admin() && !caller.roles.iter().any(|r| r == "service") {
-            return Err(Status::permission_denied(
-                "only admins and carriers update shipments",
-            ));
-        }
+        caller.require_admin_or_service()?;
         let r = request.into_inner();
         let next = status_from_proto(r.status)
             .ok_or_else(|| invalid_fields([("status", "must be a carrier status".to_string())]))?;

@@ -567,8 +567,9 @@ impl UserService for UserApi {
     ) -> Result<Response<GetUserResponse>, Status> {
         let caller = Caller::from_metadata(request.metadata())?;
         let user_id = request.into_inner().user_id;
+        // Services read contact details (notification-svc: email, phone).
         if user_id != caller.user_id {
-            caller.require_admin()?;
+            caller.require_admin_or_service()?;
         }
         match self.users.get(&user_id).await {
             Ok(user) => Ok(Response::new(GetUserResponse {

@@ -209,10 +209,7 @@ pub async fn webhook(
         occurred_at: None,
         description: update.description,
     };
-    let carrier = platform::auth::Caller {
-        user_id: "carrier-webhook".into(),
-        roles: vec!["service".into()],
-    };
+    let carrier = platform::auth::Caller::service("carrier-webhook");
     let r = shipping(&state)
         .update_shipment_status(grpc(request, Some(&carrier)))
         .await?

@@ -1,0 +1,463 @@
+//! Deliveries over email, SMS and Web Push.
+//!
+//! Each notification gets one stored record per outside channel (per
+//! subscription for push), written idempotently under a key derived from
+//! the event, so a redelivered event adds nothing. A dispatcher claims due
+//! records with a compare-and-swap (the claim pushes `next_attempt_at` a
+//! lease ahead, so a replica that dies mid-send leaves the record to be
+//! retried, and two replicas never send the same attempt), sends, and
+//! records the outcome: sent, skipped, retried later with exponential
+//! backoff, or failed for good. Every channel has its own bound on sends in
+//! flight: a slow or failing channel never holds up the others.
+//!
+//! Delivery is at least once: a crash between the provider accepting a
+//! message and the record being updated sends it again on the retry (email
+//! carries a stable Message-ID and push a stable id for receivers to
+//! drop duplicates).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::auth::Caller;
+use platform::grpc::GrpcChannel;
+use platform::store::{Bound, Collection, CollectionSpec, FieldType, IndexSpec, Query, StoreError};
+use proto::user::GetUserRequest;
+use proto::user::user_service_client::UserServiceClient;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+use tonic::Status;
+
+use crate::api::Subscription;
+use crate::channels::{Channels, Message, SendError, Target};
+use crate::domain::{self, Outcome, State, Via};
+
+/// How long a claimed attempt may take before another dispatcher may retry it.
+const LEASE: Duration = Duration::from_secs(120);
+/// Sends in flight per channel.
+const PER_CHANNEL_IN_FLIGHT: usize = 16;
+/// Records claimed per pass.
+const BATCH: usize = 64;
+/// Push subscriptions a user may have notified at once.
+const MAX_SUBSCRIPTIONS: usize = 20;
+
+/// One notification's delivery over one channel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub user_id: String,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    /// `email`, `sms` or `push`.
+    pub channel: String,
+    /// Push only: which subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    /// `pending`, `sent`, `failed` or `skipped`.
+    pub state: String,
+    pub attempts: u32,
+    /// Unix ms: when a pending record is due (or its claim expires).
+    pub next_attempt_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub fn spec() -> CollectionSpec {
+    CollectionSpec::new("deliveries")
+        .index(IndexSpec::new("user_id", FieldType::String))
+        .index(IndexSpec::new("state", FieldType::String))
+        .index(IndexSpec::new("next_attempt_at", FieldType::Int))
+        .index(IndexSpec::new("created_at", FieldType::Int))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A stable id from a key: 32 hex digits of its SHA-256.
+pub(crate) fn id_of(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+impl Record {
+    pub fn to_proto(&self, id: &str) -> proto::notification::Delivery {
+        let state = State::parse(&self.state);
+        proto::notification::Delivery {
+            id: id.to_string(),
+            user_id: self.user_id.clone(),
+            kind: self.kind.clone(),
+            title: self.title.clone(),
+            channel: Via::parse(&self.channel).map_or(0, |v| v.proto() as i32),
+            state: state.proto() as i32,
+            attempts: self.attempts,
+            last_error: self.last_error.clone().unwrap_or_default(),
+            created_at: Some(timestamp(self.created_at)),
+            updated_at: Some(timestamp(self.updated_at)),
+            next_attempt_at: (state == State::Pending).then(|| timestamp(self.next_attempt_at)),
+        }
+    }
+
+    /// The notification as the caller of SendNotification sees it.
+    pub fn to_notification(&self, id: &str) -> proto::notification::Notification {
+        proto::notification::Notification {
+            id: id.to_string(),
+            user_id: self.user_id.clone(),
+            kind: self.kind.clone(),
+            title: self.title.clone(),
+            body: self.body.clone(),
+            channel: Via::parse(&self.channel).map_or(0, |v| v.proto() as i32),
+            created_at: Some(timestamp(self.created_at)),
+            read: false,
+        }
+    }
+}
+
+/// Where to reach a user, from user-svc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub email: String,
+    pub name: String,
+    pub phone: Option<String>,
+}
+
+/// Looks users up in user-svc, as the notification service.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    users: UserServiceClient<GrpcChannel>,
+}
+
+impl Directory {
+    pub fn new(channel: GrpcChannel) -> Directory {
+        Directory {
+            users: UserServiceClient::new(channel),
+        }
+    }
+
+    /// The user's contact details; None if there is no such user.
+    pub async fn contact(&self, user_id: &str) -> Result<Option<Contact>, Status> {
+        let mut request = tonic::Request::new(GetUserRequest {
+            user_id: user_id.to_string(),
+        });
+        Caller::service("notification-svc").apply(&mut request);
+        match self.users.clone().get_user(request).await {
+            Ok(response) => Ok(response.into_inner().user.map(|u| Contact {
+                email: u.email,
+                name: u.name,
+                phone: u.phone.filter(|p| !p.is_empty()),
+            })),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(status),
+        }
+    }
+}
+
+/// Retry settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Deliveries {
+    pub(crate) records: Collection<Record>,
+    pub(crate) subscriptions: Collection<Subscription>,
+    pub(crate) channels: Channels,
+    directory: Directory,
+    retry: RetryPolicy,
+    wake: Arc<Notify>,
+    in_flight: Arc<[Arc<Semaphore>; 3]>,
+}
+
+fn slot(via: Via) -> usize {
+    match via {
+        Via::Email => 0,
+        Via::Sms => 1,
+        Via::Push => 2,
+    }
+}
+
+/// What to enqueue.
+pub struct Outgoing<'a> {
+    /// Idempotency key: the event id and recipient, or a send id.
+    pub key: &'a str,
+    pub user_id: &'a str,
+    pub kind: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+}
+
+impl Deliveries {
+    pub fn new(
+        records: Collection<Record>,
+        subscriptions: Collection<Subscription>,
+        channels: Channels,
+        directory: Directory,
+        retry: RetryPolicy,
+    ) -> Deliveries {
+        Deliveries {
+            records,
+            subscriptions,
+            channels,
+            directory,
+            retry,
+            wake: Arc::new(Notify::new()),
+            in_flight: Arc::new(std::array::from_fn(|_| {
+                Arc::new(Semaphore::new(PER_CHANNEL_IN_FLIGHT))
+            })),
+        }
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Stores one pending record per configured channel in `vias` (one per
+    /// push subscription), once per key, and wakes the dispatcher. Returns
+    /// the records that exist for the key, new or not.
+    pub async fn enqueue(
+        &self,
+        out: &Outgoing<'_>,
+        vias: &[Via],
+    ) -> Result<Vec<(String, Record)>, StoreError> {
+        let now = now_ms();
+        let record = |via: Via, subscription_id: Option<String>| Record {
+            user_id: out.user_id.to_string(),
+            kind: out.kind.to_string(),
+            title: out.title.to_string(),
+            body: out.body.to_string(),
+            channel: via.name().to_string(),
+            subscription_id,
+            state: State::Pending.name().to_string(),
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut wanted = Vec::new();
+        for &via in vias {
+            if self.channels.get(via).is_none() {
+                continue;
+            }
+            if via == Via::Push {
+                let subscriptions = self
+                    .subscriptions
+                    .find(
+                        &Query::new()
+                            .eq("user_id", out.user_id)
+                            .limit(MAX_SUBSCRIPTIONS),
+                    )
+                    .await?;
+                for s in subscriptions.items {
+                    let id = id_of(&format!("{}|push|{}", out.key, s.id));
+                    wanted.push((id, record(via, Some(s.id))));
+                }
+            } else {
+                wanted.push((id_of(&format!("{}|{}", out.key, via.name())), record(via, None)));
+            }
+        }
+        let mut stored = Vec::with_capacity(wanted.len());
+        for (id, r) in wanted {
+            match self.records.insert(&id, r.clone()).await {
+                Ok(_) => stored.push((id, r)),
+                Err(StoreError::AlreadyExists { .. }) => {
+                    let existing = self.records.get(&id).await?;
+                    stored.push((id, existing.value));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        if !stored.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(stored)
+    }
+
+    /// Runs the dispatcher until `cancel`.
+    pub async fn run(self, cancel: platform::runtime::CancellationToken) {
+        let idle = self.retry.base.min(Duration::from_secs(1));
+        loop {
+            let busy = match self.dispatch_due().await {
+                Ok(busy) => busy,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not read due deliveries");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+    }
+
+    /// Claims and starts due attempts; true if a full batch was claimed
+    /// (more may be due right away).
+    async fn dispatch_due(&self) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let due = self
+            .records
+            .find(
+                &Query::new()
+                    .eq("state", State::Pending.name())
+                    .range("next_attempt_at", None, Some(Bound::Inclusive(now.into())))
+                    .sort("next_attempt_at", false)
+                    .limit(BATCH),
+            )
+            .await?;
+        let mut claimed = 0;
+        for item in due.items {
+            let Some(via) = Via::parse(&item.value.channel) else {
+                continue;
+            };
+            let Ok(permit) = self.in_flight[slot(via)].clone().try_acquire_owned() else {
+                // This channel is saturated; the others go on.
+                continue;
+            };
+            let mut record = item.value;
+            record.attempts += 1;
+            record.next_attempt_at = now + LEASE.as_millis() as i64;
+            record.updated_at = now;
+            match self.records.replace(&item.id, item.version, record.clone()).await {
+                Ok(_) => {}
+                // Another dispatcher took it.
+                Err(StoreError::VersionConflict) | Err(StoreError::NotFound) => continue,
+                Err(err) => return Err(err),
+            }
+            claimed += 1;
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let outcome = this.attempt(&item.id, via, &record).await;
+                this.finish(&item.id, record.attempts, outcome).await;
+            });
+        }
+        Ok(claimed == BATCH)
+    }
+
+    async fn attempt(&self, id: &str, via: Via, record: &Record) -> Outcome {
+        let Some(channel) = self.channels.get(via) else {
+            return Outcome::Skipped(format!("the {} channel is not configured", via.name()));
+        };
+        let target = match self.target(via, record).await {
+            Ok(target) => target,
+            Err(outcome) => return outcome,
+        };
+        let message = Message {
+            id,
+            kind: &record.kind,
+            title: &record.title,
+            body: &record.body,
+        };
+        match channel.send(&target, message).await {
+            Ok(()) => Outcome::Sent,
+            Err(SendError::Retryable(e)) => Outcome::Retryable(e),
+            Err(SendError::Permanent(e)) => Outcome::Permanent(e),
+            Err(SendError::Gone(e)) => {
+                if let Some(subscription) = &record.subscription_id {
+                    match self.subscriptions.delete(subscription, None).await {
+                        Ok(()) | Err(StoreError::NotFound) => {}
+                        Err(err) => tracing::warn!(error = %err, "could not remove a dead push subscription"),
+                    }
+                }
+                Outcome::Permanent(e)
+            }
+        }
+    }
+
+    /// Where this record goes now (contacts are read at send time, so a
+    /// changed email or phone number is used).
+    async fn target(&self, via: Via, record: &Record) -> Result<Target, Outcome> {
+        if via == Via::Push {
+            let id = record.subscription_id.as_deref().unwrap_or_default();
+            return match self.subscriptions.find_by_id(id).await {
+                Ok(Some(s)) => Ok(Target::Push {
+                    endpoint: s.value.endpoint,
+                    p256dh: s.value.p256dh,
+                    auth: s.value.auth,
+                }),
+                Ok(None) => Err(Outcome::Skipped("the push subscription was removed".into())),
+                Err(err) => Err(Outcome::Retryable(format!("reading the subscription: {err}"))),
+            };
+        }
+        let contact = match self.directory.contact(&record.user_id).await {
+            Ok(Some(contact)) => contact,
+            Ok(None) => return Err(Outcome::Permanent("no such user".into())),
+            Err(status) => {
+                return Err(Outcome::Retryable(format!(
+                    "looking up the user: {}",
+                    status.message()
+                )));
+            }
+        };
+        match (via, contact.phone) {
+            (Via::Sms, Some(phone)) => Ok(Target::Sms { phone }),
+            (Via::Sms, None) => Err(Outcome::Skipped("the user has no phone number".into())),
+            _ => Ok(Target::Email {
+                address: contact.email,
+                name: contact.name,
+            }),
+        }
+    }
+
+    async fn finish(&self, id: &str, attempts: u32, outcome: Outcome) {
+        let state = domain::after_attempt(&outcome, attempts, self.retry.max_attempts);
+        let jitter = f64::from(u8::from_str_radix(&id_of(&format!("{id}{attempts}"))[..2], 16).unwrap_or(0)) / 255.0;
+        let delay = domain::retry_delay(attempts, self.retry.base, jitter);
+        let error = match &outcome {
+            Outcome::Sent => None,
+            Outcome::Skipped(e) | Outcome::Retryable(e) | Outcome::Permanent(e) => Some(e.clone()),
+        };
+        match &outcome {
+            Outcome::Sent => tracing::info!(delivery = id, attempts, "delivered"),
+            Outcome::Skipped(e) => tracing::info!(delivery = id, reason = %e, "delivery skipped"),
+            Outcome::Retryable(e) if state == State::Pending => {
+                tracing::warn!(delivery = id, attempts, error = %e, retry_in_ms = delay.as_millis() as u64, "delivery failed, will retry")
+            }
+            Outcome::Retryable(e) | Outcome::Permanent(e) => {
+                tracing::error!(delivery = id, attempts, error = %e, "delivery failed for good")
+            }
+        }
+        let result = self
+            .records
+            .update(id, |r| {
+                // A newer claim (after our lease expired) owns the record now.
+                if r.attempts != attempts || r.state != State::Pending.name() {
+                    return Err(());
+                }
+                let now = now_ms();
+                r.state = state.name().to_string();
+                r.last_error = error.clone();
+                r.updated_at = now;
+                if state == State::Pending {
+                    r.next_attempt_at = now + delay.as_millis() as i64;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(err) = result {
+            // The lease runs out and the attempt is made again.
+            tracing::warn!(delivery = id, error = %err, "could not record a delivery outcome");
+        }
+    }
+}
