@@ -193,8 +193,11 @@ impl NotificationService for NotificationApi {
         if !errors.is_empty() {
             return Err(invalid_fields(errors));
         }
-        if self.deliveries.directory().contact(&r.user_id).await?.is_none() {
+        let Some(contact) = self.deliveries.directory().contact(&r.user_id).await? else {
             return Err(Status::not_found("user not found"));
+        };
+        if contact.phone.is_none() {
+            vias.retain(|v| *v != Via::Sms);
         }
         let kind = if r.kind.is_empty() {
             "message".to_string()

@@ -109,6 +109,11 @@ impl Drop for SmtpServer {
     }
 }
 
+/// A received message with quoted-printable soft line breaks undone.
+pub fn unfolded(raw: &str) -> String {
+    raw.replace("=\r\n", "").replace("=\n", "")
+}
+
 /// A request as the fake received it.
 #[derive(Debug, Clone)]
 pub struct Seen {
