@@ -3,8 +3,11 @@
 //! per test), through the gateway.
 
 mod common;
+// The SMTP server and fakes of the notification tests.
+#[path = "../notification-svc/tests/support/mod.rs"]
+mod support;
 
-use common::TestMesh;
+use common::{TestMesh, WEBHOOK_SECRET, eventually, signed, webhook};
 use serde_json::json;
 
 struct Backends {
@@ -28,7 +31,12 @@ impl Backends {
     }
 
     async fn mesh(&self) -> TestMesh {
+        self.mesh_with(&[]).await
+    }
+
+    async fn mesh_with(&self, extra: &[(&str, &str)]) -> TestMesh {
         let mut vars = self.schemas.vars();
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         vars.extend([
             ("NATS_URL".to_string(), nats_url()),
             ("NATS_STREAM".to_string(), self.stream.clone()),
@@ -192,6 +200,93 @@ async fn order_pay_cancel_on_postgres_and_nats() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     sub.stop().await;
+    t.shutdown().await;
+    backends.cleanup().await;
+}
+
+/// Flow 5 and 6 on the production backends: the order is shipped and
+/// delivered through carrier webhooks, the order follows over NATS, and the
+/// customer gets the emails from a real SMTP server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_delivered_and_emailed_on_postgres_and_nats() {
+    let smtp = support::SmtpServer::start().await;
+    let backends = Backends::new();
+    let smtp_url = smtp.url();
+    let t = backends
+        .mesh_with(&[
+            ("SHIPPING_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("SMTP_URL", &smtp_url),
+        ])
+        .await;
+    let (_, token, _) = t.customer().await;
+    let me = t.get("/api/v1/users/me", Some(&token)).await.body;
+    let email = me["email"].as_str().unwrap().to_string();
+    let welcome = smtp.wait_for_messages(1).await;
+    assert!(
+        welcome[0].contains(&format!("X-RcptTo: {email}")),
+        "{}",
+        welcome[0]
+    );
+
+    let mug = t.get("/api/v1/products?q=mug", None).await.body["items"][0]["id"].clone();
+    let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"});
+    let order = t
+        .post(
+            "/api/v1/orders",
+            Some(&token),
+            json!({"items": [{"product_id": mug, "quantity": 1}], "shipping_address": address}),
+        )
+        .await;
+    assert_eq!(order.status, 201, "{}", order.body);
+    let oid = order.body["id"].as_str().unwrap().to_string();
+    let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+    let paid = t
+        .post(&format!("/api/v1/orders/{oid}/payment"), Some(&token), card)
+        .await;
+    assert_eq!(paid.body["status"], "SUCCEEDED", "{}", paid.body);
+    let shipment_path = format!("/api/v1/orders/{oid}/shipment");
+    let labelled = eventually(&t, &shipment_path, &token, "a label", |b| {
+        b["status"] == "LABEL_CREATED"
+    })
+    .await;
+    let tracking = labelled["tracking_number"].as_str().unwrap().to_string();
+    for status in ["IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED"] {
+        let update =
+            json!({"tracking_number": tracking, "status": status, "location": "Springfield"});
+        let r = webhook(&t, &update, signed(&update)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    eventually(
+        &t,
+        &format!("/api/v1/orders/{oid}"),
+        &token,
+        "the order DELIVERED",
+        |b| b["status"] == "DELIVERED",
+    )
+    .await;
+    // Welcome, order received, payment received, shipped, delivered.
+    let mails = smtp.wait_for_messages(5).await;
+    let subjects: Vec<String> = mails
+        .iter()
+        .filter_map(|m| m.lines().find_map(|l| l.strip_prefix("Subject: ")))
+        .map(str::to_string)
+        .collect();
+    for subject in [
+        "Welcome to shopmesh",
+        "Order received",
+        "Payment received",
+        "Delivered",
+    ] {
+        assert!(
+            subjects.iter().any(|s| s == subject),
+            "{subject} in {subjects:?}"
+        );
+    }
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.contains(&format!("X-RcptTo: {email}")))
+    );
     t.shutdown().await;
     backends.cleanup().await;
 }

@@ -141,17 +141,37 @@ async fn events_reach_the_right_feed_and_the_live_stream() {
 async fn push_subscriptions_are_validated() {
     let t = TestMesh::start().await;
     let (_, token, _) = t.customer().await;
-    let ok = t.post("/api/v1/notifications/push-subscriptions", Some(&token), json!({"endpoint": "https://push.example.com/abc", "keys": {"p256dh": "BNcR", "auth": "tBHI"}})).await;
+    // A browser's keys (the published example of RFC 8291).
+    let p256dh =
+        "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+    let auth = "BTBZMqHH6r4Tts7J_aSIgg";
+    let path = "/api/v1/notifications/push-subscriptions";
+    let ok = t.post(path, Some(&token), json!({"endpoint": "https://push.example.com/abc", "keys": {"p256dh": p256dh, "auth": auth}})).await;
     assert_eq!(ok.status, 201, "{}", ok.body);
     assert_eq!(ok.body["endpoint"], "https://push.example.com/abc");
-    let bad = t
-        .post(
-            "/api/v1/notifications/push-subscriptions",
-            Some(&token),
-            json!({"endpoint": "http://insecure", "keys": {"p256dh": "", "auth": ""}}),
-        )
-        .await;
-    assert_problem(&bad, 422);
+    let again = t.post(path, Some(&token), json!({"endpoint": "https://push.example.com/abc", "keys": {"p256dh": p256dh, "auth": auth}})).await;
+    assert_eq!(
+        again.body["id"], ok.body["id"],
+        "one subscription per endpoint"
+    );
+    for (body, field) in [
+        (
+            json!({"endpoint": "http://insecure.example/x", "keys": {"p256dh": p256dh, "auth": auth}}),
+            "endpoint",
+        ),
+        (
+            json!({"endpoint": "https://push.example.com/abc", "keys": {"p256dh": "BNcR", "auth": auth}}),
+            "keys.p256dh",
+        ),
+        (
+            json!({"endpoint": "https://push.example.com/abc", "keys": {"p256dh": p256dh, "auth": "tBHI"}}),
+            "keys.auth",
+        ),
+    ] {
+        let bad = t.post(path, Some(&token), body).await;
+        assert_problem(&bad, 422);
+        assert_eq!(bad.body["errors"][0]["field"], field, "{}", bad.body);
+    }
     assert_problem(&t.get("/api/v1/notifications", None).await, 401);
     t.shutdown().await;
 }

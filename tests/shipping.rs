@@ -3,62 +3,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{TestMesh, assert_problem};
-use serde_json::{Value, json};
-
-const SECRET: &str = "webhook-test-secret";
-
-async fn eventually(
-    t: &TestMesh,
-    path: &str,
-    token: &str,
-    what: &str,
-    cond: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = t.get(path, Some(token)).await;
-        if r.status == 200 && cond(&r.body) {
-            return r.body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {} {}",
-            r.status,
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn webhook(t: &TestMesh, body: &Value, signature: Option<String>) -> common::Reply {
-    let raw = serde_json::to_vec(body).unwrap();
-    let mut request = t
-        .http
-        .post(t.url("/api/v1/shipping/webhook"))
-        .header("content-type", "application/json")
-        .body(raw.clone());
-    if let Some(sig) = signature {
-        request = request.header("x-signature", sig);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    common::Reply {
-        status,
-        headers,
-        body: response.json().await.unwrap_or(Value::Null),
-    }
-}
-
-fn signed(body: &Value) -> Option<String> {
-    Some(gateway::routes::shipping::sign(
-        SECRET.as_bytes(),
-        &serde_json::to_vec(body).unwrap(),
-    ))
-}
+use common::{TestMesh, WEBHOOK_SECRET as SECRET, assert_problem, eventually, signed, webhook};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_order_is_shipped_and_delivered() {

@@ -269,7 +269,10 @@ impl Deliveries {
                     wanted.push((id, record(via, Some(s.id))));
                 }
             } else {
-                wanted.push((id_of(&format!("{}|{}", out.key, via.name())), record(via, None)));
+                wanted.push((
+                    id_of(&format!("{}|{}", out.key, via.name())),
+                    record(via, None),
+                ));
             }
         }
         let mut stored = Vec::with_capacity(wanted.len());
@@ -338,7 +341,11 @@ impl Deliveries {
             record.attempts += 1;
             record.next_attempt_at = now + LEASE.as_millis() as i64;
             record.updated_at = now;
-            match self.records.replace(&item.id, item.version, record.clone()).await {
+            match self
+                .records
+                .replace(&item.id, item.version, record.clone())
+                .await
+            {
                 Ok(_) => {}
                 // Another dispatcher took it.
                 Err(StoreError::VersionConflict) | Err(StoreError::NotFound) => continue,
@@ -377,7 +384,9 @@ impl Deliveries {
                 if let Some(subscription) = &record.subscription_id {
                     match self.subscriptions.delete(subscription, None).await {
                         Ok(()) | Err(StoreError::NotFound) => {}
-                        Err(err) => tracing::warn!(error = %err, "could not remove a dead push subscription"),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "could not remove a dead push subscription")
+                        }
                     }
                 }
                 Outcome::Permanent(e)
@@ -397,7 +406,9 @@ impl Deliveries {
                     auth: s.value.auth,
                 }),
                 Ok(None) => Err(Outcome::Skipped("the push subscription was removed".into())),
-                Err(err) => Err(Outcome::Retryable(format!("reading the subscription: {err}"))),
+                Err(err) => Err(Outcome::Retryable(format!(
+                    "reading the subscription: {err}"
+                ))),
             };
         }
         let contact = match self.directory.contact(&record.user_id).await {
@@ -422,7 +433,9 @@ impl Deliveries {
 
     async fn finish(&self, id: &str, attempts: u32, outcome: Outcome) {
         let state = domain::after_attempt(&outcome, attempts, self.retry.max_attempts);
-        let jitter = f64::from(u8::from_str_radix(&id_of(&format!("{id}{attempts}"))[..2], 16).unwrap_or(0)) / 255.0;
+        let jitter =
+            f64::from(u8::from_str_radix(&id_of(&format!("{id}{attempts}"))[..2], 16).unwrap_or(0))
+                / 255.0;
         let delay = domain::retry_delay(attempts, self.retry.base, jitter);
         let error = match &outcome {
             Outcome::Sent => None,

@@ -32,7 +32,10 @@ fn short(id: &str) -> String {
 impl NotificationEvents {
     /// Who gets it, the template context, and the outside channels it
     /// goes out on besides the feed.
-    fn address(payload: &Payload, kind: &str) -> Option<(String, minijinja::Value, &'static [Via])> {
+    fn address(
+        payload: &Payload,
+        kind: &str,
+    ) -> Option<(String, minijinja::Value, &'static [Via])> {
         use minijinja::context;
         let (recipient, context) = match payload {
             Payload::UserRegistered(e) => (e.user_id.clone(), context! {}),

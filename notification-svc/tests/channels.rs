@@ -31,7 +31,10 @@ async fn email_reaches_a_real_smtp_server_with_subject_body_and_a_stable_message
     let raw = &messages[0];
     assert!(raw.contains("X-RcptTo: ada@example.com"), "{raw}");
     assert!(raw.contains("X-MailFrom: no-reply@shop.example"), "{raw}");
-    assert!(raw.contains("To: \"Ada Lovelace\" <ada@example.com>"), "{raw}");
+    assert!(
+        raw.contains("To: \"Ada Lovelace\" <ada@example.com>"),
+        "{raw}"
+    );
     assert!(
         raw.contains("Message-ID: <0190f0e0-delivery@shop.example>"),
         "{raw}"
@@ -41,7 +44,10 @@ async fn email_reaches_a_real_smtp_server_with_subject_body_and_a_stable_message
         raw.contains("Subject: Order received =?utf-8?b?4oCT?= thank you"),
         "{raw}"
     );
-    assert!(raw.contains("We received order 0190ab for 2 items."), "{raw}");
+    assert!(
+        raw.contains("We received order 0190ab for 2 items."),
+        "{raw}"
+    );
     assert!(raw.contains("Total: 12.00 USD"), "{raw}");
 
     let bad = Target::Email {
@@ -75,7 +81,10 @@ async fn sms_posts_a_twilio_form_with_basic_auth_and_classifies_refusals() {
         &[
             (201, r#"{"sid":"SM123","status":"queued"}"#),
             (503, "busy"),
-            (400, r#"{"code":21211,"message":"The 'To' number is not a valid phone number."}"#),
+            (
+                400,
+                r#"{"code":21211,"message":"The 'To' number is not a valid phone number."}"#,
+            ),
             (429, "slow down"),
         ],
         201,

@@ -220,7 +220,12 @@ impl Harness {
     }
 
     fn handled(&self, event_type: &str) -> usize {
-        self.handled.lock().unwrap().get(event_type).copied().unwrap_or(0)
+        self.handled
+            .lock()
+            .unwrap()
+            .get(event_type)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Waits until `n` deliveries of `event_type` were fully handled.
@@ -282,8 +287,16 @@ async fn every_channel_delivers_and_failures_are_retried_with_backoff() {
     // Registration: welcome email (email only), to the address on file.
     let (user_id, address) = h.register(Some("+14155550100")).await;
     let welcome = smtp.wait_for_messages(1).await;
-    assert!(welcome[0].contains(&format!("X-RcptTo: {address}")), "{}", welcome[0]);
-    assert!(welcome[0].contains("Subject: Welcome to shopmesh"), "{}", welcome[0]);
+    assert!(
+        welcome[0].contains(&format!("X-RcptTo: {address}")),
+        "{}",
+        welcome[0]
+    );
+    assert!(
+        welcome[0].contains("Subject: Welcome to shopmesh"),
+        "{}",
+        welcome[0]
+    );
 
     let mut browser = Browser::new();
     let endpoint = format!("{}/push/ada", push_service.url);
@@ -311,7 +324,10 @@ async fn every_channel_delivers_and_failures_are_retried_with_backoff() {
         .find(|m| m.contains("Subject: Payment failed"))
         .expect("the payment-failed email");
     let text = support::unfolded(failed);
-    assert!(text.contains("did not go through: Your card was declined."), "{text}");
+    assert!(
+        text.contains("did not go through: Your card was declined."),
+        "{text}"
+    );
     assert!(text.contains("12.99 USD"), "{text}");
 
     let pushed = push_service.wait_for_requests(1).await;
@@ -322,7 +338,11 @@ async fn every_channel_delivers_and_failures_are_retried_with_backoff() {
 
     let sms = twilio.wait_for_requests(3).await;
     assert!(sms.iter().all(|s| s.form()["To"] == "+14155550100"));
-    assert!(sms[2].form()["Body"].starts_with("Payment failed: "), "{:?}", sms[2].form());
+    assert!(
+        sms[2].form()["Body"].starts_with("Payment failed: "),
+        "{:?}",
+        sms[2].form()
+    );
 
     let d = h
         .deliveries_until(&user_id, "every delivery settled", |d| {
@@ -337,7 +357,11 @@ async fn every_channel_delivers_and_failures_are_retried_with_backoff() {
     assert!(sms.last_error.is_empty());
     for channel in [Channel::Email, Channel::Push] {
         let one = find(&d, "payment.failed", channel).unwrap();
-        assert_eq!((one.state, one.attempts), (DeliveryState::Sent as i32, 1), "{one:?}");
+        assert_eq!(
+            (one.state, one.attempts),
+            (DeliveryState::Sent as i32, 1),
+            "{one:?}"
+        );
     }
     let welcome = find(&d, "user.registered", Channel::Email).unwrap();
     assert_eq!(welcome.state, DeliveryState::Sent as i32);
@@ -385,7 +409,12 @@ async fn a_failing_channel_never_holds_up_the_others() {
     let sms = find(&d, "payment.failed", Channel::Sms).unwrap();
     assert_eq!((sms.state, sms.attempts), (DeliveryState::Sent as i32, 1));
     // The feed does not depend on any channel.
-    assert!(h.feed(&user_id).await.iter().any(|n| n.kind == "payment.failed"));
+    assert!(
+        h.feed(&user_id)
+            .await
+            .iter()
+            .any(|n| n.kind == "payment.failed")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,7 +433,10 @@ async fn redelivered_events_make_one_notification_and_one_delivery_per_channel()
         .await;
     let emails: Vec<_> = d.iter().filter(|d| d.kind == "payment.failed").collect();
     assert_eq!(emails.len(), 1, "{d:?}");
-    assert_eq!((emails[0].state, emails[0].attempts), (DeliveryState::Sent as i32, 1));
+    assert_eq!(
+        (emails[0].state, emails[0].attempts),
+        (DeliveryState::Sent as i32, 1)
+    );
     let feed = h.feed(&user_id).await;
     assert_eq!(
         feed.iter().filter(|n| n.kind == "payment.failed").count(),
@@ -413,7 +445,10 @@ async fn redelivered_events_make_one_notification_and_one_delivery_per_channel()
     );
     let received = smtp.wait_for_messages(2).await;
     assert_eq!(
-        received.iter().filter(|m| m.contains("Subject: Payment failed")).count(),
+        received
+            .iter()
+            .filter(|m| m.contains("Subject: Payment failed"))
+            .count(),
         1
     );
 }
@@ -447,7 +482,10 @@ async fn send_notification_checks_the_caller_the_user_and_reports_the_channels_u
     };
     let all = vec![Channel::InApp, Channel::Email, Channel::Sms, Channel::Push];
 
-    let used = send(&with_phone, (ADMIN, "admin"), all.clone()).await.unwrap().into_inner();
+    let used = send(&with_phone, (ADMIN, "admin"), all.clone())
+        .await
+        .unwrap()
+        .into_inner();
     let channels: Vec<i32> = used.notifications.iter().map(|n| n.channel).collect();
     // Email and push are not configured here; SMS and the feed are.
     assert_eq!(channels, [Channel::InApp as i32, Channel::Sms as i32]);
@@ -459,14 +497,21 @@ async fn send_notification_checks_the_caller_the_user_and_reports_the_channels_u
         .unwrap()
         .into_inner();
     assert_eq!(
-        used.notifications.iter().map(|n| n.channel).collect::<Vec<_>>(),
+        used.notifications
+            .iter()
+            .map(|n| n.channel)
+            .collect::<Vec<_>>(),
         [Channel::InApp as i32],
         "no phone, no SMS"
     );
 
-    let err = send("0190f0e0-0000-7000-8000-000000000000", (ADMIN, "admin"), vec![])
-        .await
-        .unwrap_err();
+    let err = send(
+        "0190f0e0-0000-7000-8000-000000000000",
+        (ADMIN, "admin"),
+        vec![],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
     let err = send(&with_phone, (&without_phone, "customer"), vec![])
         .await
@@ -526,18 +571,29 @@ async fn a_push_subscription_the_service_reports_gone_is_forgotten() {
     let push = find(&d, "payment.failed", Channel::Push).unwrap();
     assert_eq!(push.state, DeliveryState::Failed as i32);
     assert!(push.last_error.contains("410"), "{push:?}");
-    assert_eq!(d.iter().filter(|d| d.channel == Channel::Push as i32).count(), 1);
+    assert_eq!(
+        d.iter()
+            .filter(|d| d.channel == Channel::Push as i32)
+            .count(),
+        1
+    );
 
     // The subscription is gone: the next event has no push delivery.
     h.publish_payment_failed(&user_id).await;
     h.handled_at_least("payment.failed", 2).await;
     assert_eq!(
-        h.feed(&user_id).await.iter().filter(|n| n.kind == "payment.failed").count(),
+        h.feed(&user_id)
+            .await
+            .iter()
+            .filter(|n| n.kind == "payment.failed")
+            .count(),
         2
     );
     let d = h.deliveries(&user_id).await;
     assert_eq!(
-        d.iter().filter(|d| d.channel == Channel::Push as i32).count(),
+        d.iter()
+            .filter(|d| d.channel == Channel::Push as i32)
+            .count(),
         1,
         "{d:?}"
     );

@@ -217,9 +217,7 @@ impl PaymentApi {
     }
 
     fn may_read(caller: &Caller, payment: &domain::Payment) -> bool {
-        caller.is_admin()
-            || caller.is_service()
-            || caller.user_id == payment.user_id
+        caller.is_admin() || caller.is_service() || caller.user_id == payment.user_id
     }
 }
 

@@ -150,3 +150,59 @@ pub fn assert_problem(reply: &Reply, status: u16) {
             && reply.body["detail"].is_string()
     );
 }
+
+/// The carrier webhook secret the shipping tests configure.
+pub const WEBHOOK_SECRET: &str = "webhook-test-secret";
+
+/// GETs `path` until `cond` holds on a 200 body (15 s deadline).
+pub async fn eventually(
+    t: &TestMesh,
+    path: &str,
+    token: &str,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = t.get(path, Some(token)).await;
+        if r.status == 200 && cond(&r.body) {
+            return r.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// POSTs a carrier webhook with an optional `X-Signature`.
+pub async fn webhook(t: &TestMesh, body: &serde_json::Value, signature: Option<String>) -> Reply {
+    let raw = serde_json::to_vec(body).unwrap();
+    let mut request = t
+        .http
+        .post(t.url("/api/v1/shipping/webhook"))
+        .header("content-type", "application/json")
+        .body(raw.clone());
+    if let Some(sig) = signature {
+        request = request.header("x-signature", sig);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    Reply {
+        status,
+        headers,
+        body: response.json().await.unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// The signature of `body` under [`WEBHOOK_SECRET`].
+pub fn signed(body: &serde_json::Value) -> Option<String> {
+    Some(gateway::routes::shipping::sign(
+        WEBHOOK_SECRET.as_bytes(),
+        &serde_json::to_vec(body).unwrap(),
+    ))
+}

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{Channel, Message, SendError, Target};

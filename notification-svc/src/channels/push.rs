@@ -89,8 +89,9 @@ impl WebPush {
 
     /// A new VAPID key as PKCS#8 base64url (for development set-ups).
     pub fn generate_key() -> anyhow::Result<String> {
-        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .map_err(|_| anyhow::anyhow!("key generation failed"))?;
+        let doc =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|_| anyhow::anyhow!("key generation failed"))?;
         Ok(b64url(doc.as_ref()))
     }
 
@@ -208,13 +209,21 @@ pub fn encrypt(
         return Err(SendError::Permanent("push payload too large".into()));
     }
     let failed = |_| SendError::Retryable("random number generator failed".into());
-    let sender = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, rng).map_err(failed)?;
+    let sender =
+        agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, rng).map_err(failed)?;
     let as_public = sender.compute_public_key().map_err(failed)?;
     let mut salt = [0u8; 16];
     rng.fill(&mut salt).map_err(failed)?;
     let peer = agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, &ua_public);
     agreement::agree_ephemeral(sender, &peer, |secret| {
-        seal(secret, &auth, &ua_public, as_public.as_ref(), &salt, plaintext)
+        seal(
+            secret,
+            &auth,
+            &ua_public,
+            as_public.as_ref(),
+            &salt,
+            plaintext,
+        )
     })
     .map_err(|_| SendError::Permanent("p256dh is not a point on P-256".into()))
 }
@@ -285,8 +294,12 @@ mod tests {
         let body = seal(
             &b64("kyrL1jIIOHEzg3sM2ZWRHDRB62YACZhhSlknJ672kSs"),
             &b64("BTBZMqHH6r4Tts7J_aSIgg"),
-            &b64("BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"),
-            &b64("BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8"),
+            &b64(
+                "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+            ),
+            &b64(
+                "BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8",
+            ),
             &salt,
             b"When I grow up, I want to be a watermelon",
         );
@@ -302,7 +315,10 @@ mod tests {
         let auth = b64url(&[7u8; 16]);
         for p256dh in ["", "not base64!", &b64url(&[4u8; 65]), &b64url(&[1u8; 33])] {
             assert!(
-                matches!(encrypt(&rng, p256dh, &auth, b"x"), Err(SendError::Permanent(_))),
+                matches!(
+                    encrypt(&rng, p256dh, &auth, b"x"),
+                    Err(SendError::Permanent(_))
+                ),
                 "{p256dh:?}"
             );
         }
@@ -316,14 +332,21 @@ mod tests {
             encrypt(&rng, &p256dh, &auth, &vec![b'a'; MAX_PAYLOAD + 1]),
             Err(SendError::Permanent(_))
         ));
-        assert_eq!(encrypt(&rng, &p256dh, &auth, b"hello").unwrap().len(), 86 + 5 + 1 + 16);
+        assert_eq!(
+            encrypt(&rng, &p256dh, &auth, b"hello").unwrap().len(),
+            86 + 5 + 1 + 16
+        );
     }
 
     #[test]
     fn vapid_header_is_a_verifiable_es256_jwt_for_the_endpoint_origin() {
-        let push = WebPush::new(&WebPush::generate_key().unwrap(), "mailto:ops@example.com").unwrap();
+        let push =
+            WebPush::new(&WebPush::generate_key().unwrap(), "mailto:ops@example.com").unwrap();
         let header = push
-            .authorization("https://push.example.com:8443/wpush/v2/abc?x=1", 1_700_000_000)
+            .authorization(
+                "https://push.example.com:8443/wpush/v2/abc?x=1",
+                1_700_000_000,
+            )
             .unwrap();
         let (token, k) = header
             .strip_prefix("vapid t=")
@@ -352,8 +375,11 @@ mod tests {
         let a = WebPush::new(&pem, "mailto:a@b.c").unwrap();
         let b = WebPush::new(&b64url(&der), "mailto:a@b.c").unwrap();
         assert_eq!(a.public_key(), b.public_key());
-        let err = WebPush::new("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----", "mailto:a@b.c")
-            .unwrap_err();
+        let err = WebPush::new(
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----",
+            "mailto:a@b.c",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("pkcs8"), "{err}");
         assert!(WebPush::new("garbage", "mailto:a@b.c").is_err());
     }

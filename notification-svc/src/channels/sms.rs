@@ -26,7 +26,12 @@ impl std::fmt::Debug for Twilio {
 }
 
 impl Twilio {
-    pub fn new(base_url: &str, account_sid: &str, auth_token: &str, from: &str) -> anyhow::Result<Twilio> {
+    pub fn new(
+        base_url: &str,
+        account_sid: &str,
+        auth_token: &str,
+        from: &str,
+    ) -> anyhow::Result<Twilio> {
         Ok(Twilio {
             http: super::http_client()?,
             url: format!(
@@ -46,7 +51,10 @@ impl Channel for Twilio {
         let Target::Sms { phone } = target else {
             return Err(SendError::Permanent("not an SMS target".into()));
         };
-        let text = truncate(&format!("{}: {}", message.title, message.body), MAX_SMS_CHARS - 1);
+        let text = truncate(
+            &format!("{}: {}", message.title, message.body),
+            MAX_SMS_CHARS - 1,
+        );
         let response = self
             .http
             .post(&self.url)
@@ -67,7 +75,11 @@ impl Channel for Twilio {
         let body = response.text().await.unwrap_or_default();
         let detail = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
             .unwrap_or(body);
         Err(SendError::from_http_status(status, &detail))
     }

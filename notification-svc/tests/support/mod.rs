@@ -56,7 +56,10 @@ impl SmtpServer {
             .spawn()
             .expect("python3 runs (the SMTP tests start aiosmtpd with it)");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             if let Ok(Some(status)) = child.try_wait() {
                 let mut err = String::new();
                 if let Some(mut stderr) = child.stderr.take() {
@@ -67,7 +70,10 @@ impl SmtpServer {
                     "aiosmtpd exited ({status}); is it installed? `pip install aiosmtpd`\n{err}"
                 );
             }
-            assert!(Instant::now() < deadline, "aiosmtpd did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not listen on {port}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         SmtpServer {
@@ -214,7 +220,9 @@ impl Recorder {
 }
 
 pub fn b64(s: &str) -> Vec<u8> {
-    URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).expect("base64url")
+    URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .expect("base64url")
 }
 
 /// A browser's push subscription keys; decrypts one message (RFC 8291),
@@ -231,7 +239,8 @@ impl Browser {
         use ring::rand::SecureRandom as _;
         let rng = ring::rand::SystemRandom::new();
         let private =
-            ring::agreement::EphemeralPrivateKey::generate(&ring::agreement::ECDH_P256, &rng).unwrap();
+            ring::agreement::EphemeralPrivateKey::generate(&ring::agreement::ECDH_P256, &rng)
+                .unwrap();
         let public = private.compute_public_key().unwrap();
         let mut auth_secret = [0u8; 16];
         rng.fill(&mut auth_secret).unwrap();
@@ -276,7 +285,12 @@ impl Browser {
             |s| s.to_vec(),
         )
         .unwrap();
-        let ikm = expand(&self.auth_secret, &secret, &[b"WebPush: info\0", &ua_public, sender], 32);
+        let ikm = expand(
+            &self.auth_secret,
+            &secret,
+            &[b"WebPush: info\0", &ua_public, sender],
+            32,
+        );
         let cek = expand(salt, &ikm, &[b"Content-Encoding: aes128gcm\0"], 16);
         let nonce = expand(salt, &ikm, &[b"Content-Encoding: nonce\0"], 12);
         let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &cek).unwrap());
