@@ -73,21 +73,9 @@ async fn order_pay_cancel_on_postgres_and_nats() {
     let mat = products.body["items"][0].clone();
     let mid = mat["id"].as_str().unwrap().to_string();
     let before = mat["stock_available"].as_i64().unwrap();
-    let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"});
-    let order = t
-        .post(
-            "/api/v1/orders",
-            Some(&token),
-            json!({"items": [{"product_id": mid, "quantity": 3}], "shipping_address": address}),
-        )
-        .await;
-    assert_eq!(order.status, 201, "{}", order.body);
-    let oid = order.body["id"].as_str().unwrap().to_string();
-    let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
-    let paid = t
-        .post(&format!("/api/v1/orders/{oid}/payment"), Some(&token), card)
-        .await;
-    assert_eq!(paid.body["status"], "SUCCEEDED", "{}", paid.body);
+    let oid = t.order(&token, &json!(mid), 3).await;
+    let paid = t.pay(&token, &oid, "4242424242424242").await;
+    assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
     assert_eq!(
         t.get(&format!("/api/v1/orders/{oid}"), Some(&token))
             .await
@@ -113,7 +101,7 @@ async fn order_pay_cancel_on_postgres_and_nats() {
 
     // A second order placed twice with one key, a declined card, then a good one.
     let key = uuid::Uuid::now_v7().to_string();
-    let body = json!({"items": [{"product_id": mid, "quantity": 1}], "shipping_address": address});
+    let body = json!({"items": [{"product_id": mid, "quantity": 1}], "shipping_address": common::address()});
     let mut ids = Vec::new();
     for _ in 0..2 {
         let r = t
@@ -130,29 +118,16 @@ async fn order_pay_cancel_on_postgres_and_nats() {
     }
     assert_eq!(ids[0], ids[1], "one order for one key");
     let second = ids[0].as_str().unwrap().to_string();
-    let card = |number: &str| json!({"card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
-    let declined = t
-        .post(
-            &format!("/api/v1/orders/{second}/payment"),
-            Some(&token),
-            card("4000000000000002"),
-        )
-        .await;
-    assert_eq!(declined.body["status"], "FAILED");
+    let declined = t.pay(&token, &second, "4000000000000002").await;
+    assert_eq!(declined["status"], "FAILED");
     assert_eq!(
         t.get(&format!("/api/v1/orders/{second}"), Some(&token))
             .await
             .body["status"],
         "PAYMENT_FAILED"
     );
-    let ok = t
-        .post(
-            &format!("/api/v1/orders/{second}/payment"),
-            Some(&token),
-            card("4242424242424242"),
-        )
-        .await;
-    assert_eq!(ok.body["status"], "SUCCEEDED");
+    let ok = t.pay(&token, &second, "4242424242424242").await;
+    assert_eq!(ok["status"], "SUCCEEDED");
     assert_eq!(
         t.get(&format!("/api/v1/products/{mid}"), None).await.body["stock_available"],
         before - 1
@@ -229,21 +204,9 @@ async fn shipped_delivered_and_emailed_on_postgres_and_nats() {
     );
 
     let mug = t.get("/api/v1/products?q=mug", None).await.body["items"][0]["id"].clone();
-    let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"});
-    let order = t
-        .post(
-            "/api/v1/orders",
-            Some(&token),
-            json!({"items": [{"product_id": mug, "quantity": 1}], "shipping_address": address}),
-        )
-        .await;
-    assert_eq!(order.status, 201, "{}", order.body);
-    let oid = order.body["id"].as_str().unwrap().to_string();
-    let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
-    let paid = t
-        .post(&format!("/api/v1/orders/{oid}/payment"), Some(&token), card)
-        .await;
-    assert_eq!(paid.body["status"], "SUCCEEDED", "{}", paid.body);
+    let oid = t.order(&token, &mug, 1).await;
+    let paid = t.pay(&token, &oid, "4242424242424242").await;
+    assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
     let shipment_path = format!("/api/v1/orders/{oid}/shipment");
     let labelled = eventually(&t, &shipment_path, &token, "a label", |b| {
         b["status"] == "LABEL_CREATED"

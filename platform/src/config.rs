@@ -99,6 +99,24 @@ impl Vars<'_> {
             .map(Duration::from_millis))
     }
 
+    /// A duration in milliseconds that must be above zero; `default` if unset.
+    pub fn positive_millis(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.millis(key)? {
+            Some(d) if d.is_zero() => Err(ConfigError::new(key, "0", "must be greater than zero")),
+            Some(d) => Ok(d),
+            None => Ok(default),
+        }
+    }
+
+    /// A count that must be above zero; `default` if unset.
+    pub fn positive_number(&self, key: &str, default: u32) -> Result<u32, ConfigError> {
+        match self.number::<u32>(key, "a positive whole number")? {
+            Some(0) => Err(ConfigError::new(key, "0", "must be greater than zero")),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        }
+    }
+
     pub fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
         self.parse_with(key, |v| match v.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
@@ -638,30 +656,14 @@ impl Config {
                 .parse_with("DATABASE_URL", |s| s.parse::<DatabaseUrl>())?
                 .unwrap_or(DatabaseUrl::Memory),
             store: crate::store::StoreSettings {
-                timeout: match v.millis("DATABASE_TIMEOUT_MS")? {
-                    Some(d) if d.is_zero() => {
-                        return Err(ConfigError::new(
-                            "DATABASE_TIMEOUT_MS",
-                            "0",
-                            "must be greater than zero",
-                        ));
-                    }
-                    Some(d) => d,
-                    None => crate::store::StoreSettings::default().timeout,
-                },
-                max_connections: match v
-                    .number::<u32>("DATABASE_MAX_CONNECTIONS", "a positive whole number")?
-                {
-                    Some(0) => {
-                        return Err(ConfigError::new(
-                            "DATABASE_MAX_CONNECTIONS",
-                            "0",
-                            "must be greater than zero",
-                        ));
-                    }
-                    Some(n) => n,
-                    None => crate::store::StoreSettings::default().max_connections,
-                },
+                timeout: v.positive_millis(
+                    "DATABASE_TIMEOUT_MS",
+                    crate::store::StoreSettings::default().timeout,
+                )?,
+                max_connections: v.positive_number(
+                    "DATABASE_MAX_CONNECTIONS",
+                    crate::store::StoreSettings::default().max_connections,
+                )?,
             },
             cursor_key: v.raw("STORE_CURSOR_KEY").map(Secret),
             schema_prefix: v.parse_with("DATABASE_SCHEMA_PREFIX", |s| {
@@ -730,30 +732,9 @@ impl Config {
                     })?
                     .unwrap_or_else(|| "mailto:ops@shopmesh.local".into()),
                 push_allow_http: v.bool("PUSH_ALLOW_HTTP")?.unwrap_or(false),
-                delivery_retry_base: match v.millis("DELIVERY_RETRY_BASE_MS")? {
-                    Some(d) if d.is_zero() => {
-                        return Err(ConfigError::new(
-                            "DELIVERY_RETRY_BASE_MS",
-                            "0",
-                            "must be greater than zero",
-                        ));
-                    }
-                    Some(d) => d,
-                    None => Duration::from_secs(2),
-                },
-                delivery_max_attempts: match v
-                    .number::<u32>("DELIVERY_MAX_ATTEMPTS", "a positive whole number")?
-                {
-                    Some(0) => {
-                        return Err(ConfigError::new(
-                            "DELIVERY_MAX_ATTEMPTS",
-                            "0",
-                            "must be greater than zero",
-                        ));
-                    }
-                    Some(n) => n,
-                    None => 8,
-                },
+                delivery_retry_base: v
+                    .positive_millis("DELIVERY_RETRY_BASE_MS", Duration::from_secs(2))?,
+                delivery_max_attempts: v.positive_number("DELIVERY_MAX_ATTEMPTS", 8)?,
             },
             admin_email,
             admin_password,
@@ -771,17 +752,7 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
-            request_timeout: match v.millis("REQUEST_TIMEOUT_MS")? {
-                Some(d) if d.is_zero() => {
-                    return Err(ConfigError::new(
-                        "REQUEST_TIMEOUT_MS",
-                        "0",
-                        "must be greater than zero",
-                    ));
-                }
-                Some(d) => d,
-                None => Duration::from_secs(30),
-            },
+            request_timeout: v.positive_millis("REQUEST_TIMEOUT_MS", Duration::from_secs(30))?,
             trust_forwarded_for: v.bool("TRUST_FORWARDED_FOR")?.unwrap_or(false),
             low_stock_threshold: v
                 .number("LOW_STOCK_THRESHOLD", "a whole number of units")?
@@ -909,6 +880,10 @@ mod tests {
             ("SMTP_URL", "mail.example.com"),
             ("DATABASE_TIMEOUT_MS", "0"),
             ("DATABASE_MAX_CONNECTIONS", "many"),
+            ("VAPID_SUBJECT", "ops@example.com"),
+            ("PUSH_ALLOW_HTTP", "sometimes"),
+            ("DELIVERY_RETRY_BASE_MS", "0"),
+            ("DELIVERY_MAX_ATTEMPTS", "0"),
         ];
         for &(var, value) in cases {
             let err = load(&[(var, value)]).expect_err(&format!("{var}={value} must be rejected"));
@@ -917,6 +892,32 @@ mod tests {
             assert!(line.starts_with(&format!("invalid {var}=")), "{line}");
             assert!(!line.contains('\n'), "one line: {line}");
         }
+    }
+
+    #[test]
+    fn delivery_settings_have_defaults_and_can_be_set() {
+        let c = load(&[]).unwrap();
+        let i = &c.integrations;
+        assert_eq!(i.vapid_subject, "mailto:ops@shopmesh.local");
+        assert!(i.vapid_private_key.is_none() && !i.push_allow_http);
+        assert_eq!(
+            (i.delivery_retry_base, i.delivery_max_attempts),
+            (Duration::from_secs(2), 8)
+        );
+        let c = load(&[
+            ("VAPID_SUBJECT", "https://shop.example.com/contact"),
+            ("PUSH_ALLOW_HTTP", "true"),
+            ("DELIVERY_RETRY_BASE_MS", "250"),
+            ("DELIVERY_MAX_ATTEMPTS", "3"),
+        ])
+        .unwrap();
+        let i = &c.integrations;
+        assert_eq!(i.vapid_subject, "https://shop.example.com/contact");
+        assert!(i.push_allow_http);
+        assert_eq!(
+            (i.delivery_retry_base, i.delivery_max_attempts),
+            (Duration::from_millis(250), 3)
+        );
     }
 
     #[test]

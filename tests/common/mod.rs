@@ -206,3 +206,39 @@ pub fn signed(body: &serde_json::Value) -> Option<String> {
         &serde_json::to_vec(body).unwrap(),
     ))
 }
+
+/// A shipping address the API accepts.
+pub fn address() -> serde_json::Value {
+    serde_json::json!({"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"})
+}
+
+/// A payment body with card `number` (the provider's test cards).
+pub fn card(number: &str) -> serde_json::Value {
+    serde_json::json!({"card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}})
+}
+
+impl TestMesh {
+    /// Orders `quantity` of `product_id`; asserts 201 and returns the order id.
+    pub async fn order(
+        &self,
+        token: &str,
+        product_id: &serde_json::Value,
+        quantity: u32,
+    ) -> String {
+        let body = serde_json::json!({"items": [{"product_id": product_id, "quantity": quantity}], "shipping_address": address()});
+        let r = self.post("/api/v1/orders", Some(token), body).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Pays order `oid` with card `number`; returns the payment.
+    pub async fn pay(&self, token: &str, oid: &str, number: &str) -> serde_json::Value {
+        self.post(
+            &format!("/api/v1/orders/{oid}/payment"),
+            Some(token),
+            card(number),
+        )
+        .await
+        .body
+    }
+}
