@@ -173,5 +173,19 @@ async fn push_subscriptions_are_validated() {
         assert_eq!(bad.body["errors"][0]["field"], field, "{}", bad.body);
     }
     assert_problem(&t.get("/api/v1/notifications", None).await, 401);
+    // Push delivery is off without a VAPID key.
+    assert_problem(&t.get("/api/v1/notifications/push-key", None).await, 404);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn browsers_get_the_vapid_public_key_to_subscribe_with() {
+    use notification_svc::channels::push::WebPush;
+    let key = WebPush::generate_key().unwrap();
+    let expected = WebPush::new(&key, "mailto:ops@example.com").unwrap();
+    let t = TestMesh::start_with(&[("VAPID_PRIVATE_KEY", &key)]).await;
+    let r = t.get("/api/v1/notifications/push-key", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["application_server_key"], expected.public_key());
     t.shutdown().await;
 }

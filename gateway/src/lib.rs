@@ -72,6 +72,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::notifications::list))
         .routes(routes!(routes::notifications::stream))
         .routes(routes!(routes::notifications::subscribe_push))
+        .routes(routes!(routes::notifications::push_key))
         .split_for_parts();
     utoipa::Modify::modify(&openapi::CommonErrors, &mut document);
     (router, document)

@@ -388,4 +388,16 @@ impl NotificationService for NotificationApi {
             next_cursor: page.next_cursor.unwrap_or_default(),
         }))
     }
+
+    async fn get_push_key(
+        &self,
+        _request: Request<GetPushKeyRequest>,
+    ) -> Result<Response<GetPushKeyResponse>, Status> {
+        match &self.deliveries.channels.push_public_key {
+            Some(key) => Ok(Response::new(GetPushKeyResponse {
+                application_server_key: key.clone(),
+            })),
+            None => Err(Status::not_found("Web Push is not enabled")),
+        }
+    }
 }

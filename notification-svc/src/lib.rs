@@ -73,6 +73,12 @@ pub async fn serve_with(
                 .index(IndexSpec::new("user_id", FieldType::String)),
         )
         .await?;
+    tracing::info!(
+        email = channels.email.is_some(),
+        sms = channels.sms.is_some(),
+        push = channels.push.is_some(),
+        "outside notification channels"
+    );
     let records = store.collection(deliveries::spec()).await?;
     let users = platform::grpc::channel(config.peers.get(ServiceId::User), &config.grpc)?;
     let deliveries = deliveries::Deliveries::new(

@@ -182,3 +182,26 @@ pub async fn subscribe_push(
     )
         .into_response())
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushKeyOut {
+    /// VAPID public key (uncompressed P-256, base64url): the
+    /// `applicationServerKey` of `PushManager.subscribe`.
+    pub application_server_key: String,
+}
+
+/// The key browsers subscribe to Web Push with.
+#[utoipa::path(get, path = "/api/v1/notifications/push-key", tag = "notifications",
+    responses(
+        (status = 200, description = "The application server key", body = PushKeyOut),
+        (status = 404, description = "Web Push is not enabled", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn push_key(State(state): State<AppState>) -> Result<Json<PushKeyOut>, Problem> {
+    let r = notifications(&state)
+        .get_push_key(grpc(proto::notification::GetPushKeyRequest {}, None))
+        .await?
+        .into_inner();
+    Ok(Json(PushKeyOut {
+        application_server_key: r.application_server_key,
+    }))
+}

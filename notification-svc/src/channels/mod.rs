@@ -111,6 +111,8 @@ pub struct Channels {
     pub email: Option<Arc<dyn Channel>>,
     pub sms: Option<Arc<dyn Channel>>,
     pub push: Option<Arc<dyn Channel>>,
+    /// The VAPID public key (base64url) when push is on.
+    pub push_public_key: Option<String>,
 }
 
 impl Channels {
@@ -137,13 +139,18 @@ impl Channels {
             ),
         };
         let push = match &i.vapid_private_key {
-            Some(key) => Some(Arc::new(
+            Some(key) => Some(
                 push::WebPush::new(key.expose(), &i.vapid_subject)
                     .context("configuring VAPID_PRIVATE_KEY")?,
-            ) as Arc<dyn Channel>),
+            ),
             None => None,
         };
-        Ok(Channels { email, sms, push })
+        Ok(Channels {
+            email,
+            sms,
+            push_public_key: push.as_ref().map(|p| p.public_key().to_string()),
+            push: push.map(|p| Arc::new(p) as Arc<dyn Channel>),
+        })
     }
 
     pub fn get(&self, via: Via) -> Option<&Arc<dyn Channel>> {
