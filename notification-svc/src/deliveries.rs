@@ -39,6 +39,12 @@ const PER_CHANNEL_IN_FLIGHT: usize = 16;
 const BATCH: usize = 64;
 /// Push subscriptions a user may have notified at once.
 const MAX_SUBSCRIPTIONS: usize = 20;
+/// Finished records (sent, failed, skipped) are kept this long.
+pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often old records are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Records deleted per prune pass, at most.
+const PRUNE_BATCH: usize = 500;
 
 /// One notification's delivery over one channel.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -295,7 +301,17 @@ impl Deliveries {
     /// Runs the dispatcher until `cancel`.
     pub async fn run(self, cancel: platform::runtime::CancellationToken) {
         let idle = self.retry.base.min(Duration::from_secs(1));
+        let mut next_prune = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += PRUNE_EVERY;
+                let cutoff = now_ms() - RETENTION.as_millis() as i64;
+                match self.prune(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "pruned old delivery records"),
+                    Err(err) => tracing::warn!(error = %err, "could not prune delivery records"),
+                }
+            }
             let busy = match self.dispatch_due().await {
                 Ok(busy) => busy,
                 Err(err) => {
@@ -312,6 +328,36 @@ impl Deliveries {
                 _ = tokio::time::sleep(idle) => {}
             }
         }
+    }
+
+    /// Deletes finished records created before `cutoff_ms` (a bounded
+    /// number per call; the next pass takes the rest). Pending ones stay.
+    pub async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        for state in [State::Sent, State::Failed, State::Skipped] {
+            while deleted < PRUNE_BATCH {
+                let page = self
+                    .records
+                    .find(
+                        &Query::new()
+                            .eq("state", state.name())
+                            .range("created_at", None, Some(Bound::Exclusive(cutoff_ms.into())))
+                            .limit(100),
+                    )
+                    .await?;
+                for item in &page.items {
+                    match self.records.delete(&item.id, Some(item.version)).await {
+                        Ok(()) => deleted += 1,
+                        Err(StoreError::NotFound) | Err(StoreError::VersionConflict) => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+                if page.items.len() < 100 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// Claims and starts due attempts; true if a full batch was claimed
@@ -472,5 +518,91 @@ impl Deliveries {
             // The lease runs out and the attempt is made again.
             tracing::warn!(delivery = id, error = %err, "could not record a delivery outcome");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::store::Store;
+
+    async fn deliveries() -> Deliveries {
+        let store = Store::memory();
+        let nowhere = platform::grpc::channel(
+            &platform::PeerAddr::from_socket(([127, 0, 0, 1], 1).into()),
+            &platform::config::GrpcSettings::default(),
+        )
+        .unwrap();
+        Deliveries::new(
+            store.collection(spec()).await.unwrap(),
+            store
+                .collection(
+                    CollectionSpec::new("push_subscriptions")
+                        .index(IndexSpec::new("user_id", FieldType::String)),
+                )
+                .await
+                .unwrap(),
+            Channels::default(),
+            Directory::new(nowhere),
+            RetryPolicy {
+                base: Duration::from_secs(1),
+                max_attempts: 3,
+            },
+        )
+    }
+
+    fn record(state: State, created_at: i64) -> Record {
+        Record {
+            user_id: "u1".into(),
+            kind: "order.created".into(),
+            title: "t".into(),
+            body: "b".into(),
+            channel: "email".into(),
+            subscription_id: None,
+            state: state.name().into(),
+            attempts: 1,
+            next_attempt_at: created_at,
+            last_error: None,
+            created_at,
+            updated_at: created_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn pruning_removes_old_finished_records_and_keeps_pending_and_recent_ones() {
+        let d = deliveries().await;
+        let rows = [
+            ("old-sent", State::Sent, 1_000),
+            ("old-failed", State::Failed, 1_000),
+            ("old-skipped", State::Skipped, 1_000),
+            ("old-pending", State::Pending, 1_000),
+            ("new-sent", State::Sent, 9_000),
+        ];
+        for (id, state, at) in rows {
+            d.records.insert(id, record(state, at)).await.unwrap();
+        }
+        assert_eq!(d.prune(5_000).await.unwrap(), 3);
+        for (id, _, _) in rows {
+            let kept = d.records.find_by_id(id).await.unwrap().is_some();
+            assert_eq!(kept, id == "old-pending" || id == "new-sent", "{id}");
+        }
+        assert_eq!(d.prune(5_000).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn channels_that_are_not_configured_get_no_records() {
+        let d = deliveries().await;
+        let out = Outgoing {
+            key: "evt-1:u1",
+            user_id: "u1",
+            kind: "payment.failed",
+            title: "t",
+            body: "b",
+        };
+        let stored = d
+            .enqueue(&out, &[Via::Email, Via::Sms, Via::Push])
+            .await
+            .unwrap();
+        assert!(stored.is_empty(), "{stored:?}");
     }
 }
