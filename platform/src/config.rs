@@ -409,6 +409,9 @@ pub struct GrpcSettings {
     pub client_concurrency_limit: usize,
     /// Extra attempts for idempotent calls (`GRPC_CLIENT_RETRIES`, 2).
     pub client_retries: u32,
+    /// Circuit breaker of outgoing channels (`GRPC_BREAKER_FAILURES`, 5
+    /// consecutive failures, 0 = off; `GRPC_BREAKER_OPEN_MS`, 5000).
+    pub breaker: crate::breaker::BreakerSettings,
 }
 
 impl Default for GrpcSettings {
@@ -420,6 +423,7 @@ impl Default for GrpcSettings {
             connect_timeout: Duration::from_secs(2),
             client_concurrency_limit: 512,
             client_retries: 2,
+            breaker: crate::breaker::BreakerSettings::default(),
         }
     }
 }
@@ -599,6 +603,12 @@ impl Config {
                 })
                 .transpose()?
                 .unwrap_or(defaults.client_retries),
+            breaker: crate::breaker::BreakerSettings {
+                failures: v
+                    .number("GRPC_BREAKER_FAILURES", "a whole number of failures")?
+                    .unwrap_or(defaults.breaker.failures),
+                open_for: v.positive_millis("GRPC_BREAKER_OPEN_MS", defaults.breaker.open_for)?,
+            },
         };
         for (var, value) in [
             ("GRPC_SERVER_TIMEOUT_MS", grpc.server_timeout),

@@ -7,6 +7,7 @@
 //! client channel with a deadline, a concurrency limit and trace-context
 //! injection; [`Retry`] retries idempotent calls within a budget.
 
+use crate::breaker::Breaker;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -211,11 +212,12 @@ where
 }
 
 /// The client channel type every service client is built on.
-pub type GrpcChannel = TraceContext<Channel>;
+pub type GrpcChannel = TraceContext<Breaker<Channel>>;
 
 /// Builds a channel to `peer` that connects on first use (so services can
-/// start in any order), with the configured deadline, connect timeout and
-/// in-flight limit, and that carries the caller's trace context.
+/// start in any order), with the configured deadline, connect timeout,
+/// in-flight limit and circuit breaker, and that carries the caller's trace
+/// context.
 pub fn channel(peer: &PeerAddr, settings: &GrpcSettings) -> anyhow::Result<GrpcChannel> {
     let endpoint = Endpoint::from_shared(peer.uri().to_string())
         .with_context(|| format!("invalid peer address {}", peer.uri()))?
@@ -226,7 +228,7 @@ pub fn channel(peer: &PeerAddr, settings: &GrpcSettings) -> anyhow::Result<GrpcC
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
     Ok(TraceContext {
-        inner: endpoint.connect_lazy(),
+        inner: Breaker::new(endpoint.connect_lazy(), settings.breaker, peer.uri()),
     })
 }
 
