@@ -183,7 +183,11 @@ async fn browsers_get_the_vapid_public_key_to_subscribe_with() {
     use notification_svc::channels::push::WebPush;
     let key = WebPush::generate_key().unwrap();
     let expected = WebPush::new(&key, "mailto:ops@example.com").unwrap();
-    let t = TestMesh::start_with(&[("VAPID_PRIVATE_KEY", &key)]).await;
+    let t = TestMesh::start_with(&[
+        ("VAPID_PRIVATE_KEY", &key),
+        ("VAPID_SUBJECT", "mailto:ops@example.com"),
+    ])
+    .await;
     let r = t.get("/api/v1/notifications/push-key", None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["application_server_key"], expected.public_key());

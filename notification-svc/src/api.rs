@@ -7,14 +7,14 @@ use std::sync::Arc;
 use futures::Stream;
 use platform::auth::Caller;
 use platform::error::invalid_fields;
-use platform::store::{Collection, Query, StoreError};
+use platform::store::{Collection, CollectionSpec, FieldType, IndexSpec, Query, StoreError};
 use proto::notification::notification_service_server::NotificationService;
 use proto::notification::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
-use crate::deliveries::{Deliveries, Outgoing, id_of, now_ms};
+use crate::deliveries::{Deliveries, MAX_SUBSCRIPTIONS, Outgoing, id_of, now_ms};
 use crate::domain::Via;
 
 /// Recipient of notifications meant for every admin.
@@ -40,6 +40,12 @@ pub struct Subscription {
     pub p256dh: String,
     pub auth: String,
     pub created_at: i64,
+}
+
+pub fn subscriptions_spec() -> CollectionSpec {
+    CollectionSpec::new("push_subscriptions")
+        .index(IndexSpec::new("user_id", FieldType::String))
+        .index(IndexSpec::new("created_at", FieldType::Int))
 }
 
 #[derive(Clone, Debug)]
@@ -264,13 +270,10 @@ impl NotificationService for NotificationApi {
         let r = request.into_inner();
         let keys = r.keys.unwrap_or_default();
         let mut errors = Vec::new();
-        let scheme_ok = r.endpoint.starts_with("https://")
-            || (self.allow_http_endpoints && r.endpoint.starts_with("http://"));
-        if !scheme_ok
-            || r.endpoint.len() > 2048
-            || crate::channels::push::origin(&r.endpoint).is_none()
+        if let Err(why) =
+            crate::channels::push::check_endpoint(&r.endpoint, self.allow_http_endpoints)
         {
-            errors.push(("endpoint", "must be an https URL".to_string()));
+            errors.push(("endpoint", why.to_string()));
         }
         use crate::channels::push::b64url_decode;
         if !b64url_decode(&keys.p256dh).is_some_and(|k| k.len() == 65 && k[0] == 4) {
@@ -302,10 +305,27 @@ impl NotificationService for NotificationApi {
                     .modify(&id, |s| {
                         s.p256dh = p256dh.clone();
                         s.auth = auth.clone();
+                        s.created_at = subscription.created_at;
                     })
                     .await?;
             }
             Err(err) => return Err(err.into()),
+        }
+        // Keep the newest few: old browsers and profiles fade away.
+        let older = self
+            .subscriptions
+            .find(
+                &Query::new()
+                    .eq("user_id", caller.user_id.as_str())
+                    .sort("created_at", true)
+                    .limit(MAX_SUBSCRIPTIONS + 20),
+            )
+            .await?;
+        for stale in older.items.iter().skip(MAX_SUBSCRIPTIONS) {
+            match self.subscriptions.delete(&stale.id, None).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(err) => return Err(err.into()),
+            }
         }
         Ok(Response::new(RegisterPushSubscriptionResponse {
             subscription: Some(PushSubscription {

@@ -35,10 +35,10 @@ use crate::domain::{self, Outcome, State, Via};
 const LEASE: Duration = Duration::from_secs(120);
 /// Sends in flight per channel.
 const PER_CHANNEL_IN_FLIGHT: usize = 16;
-/// Records claimed per pass.
+/// Records claimed per channel and pass, at most.
 const BATCH: usize = 64;
-/// Push subscriptions a user may have notified at once.
-const MAX_SUBSCRIPTIONS: usize = 20;
+/// Push subscriptions kept per user (the newest; browsers re-subscribe).
+pub const MAX_SUBSCRIPTIONS: usize = 10;
 /// Finished records (sent, failed, skipped) are kept this long.
 pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often old records are pruned.
@@ -73,6 +73,7 @@ pub fn spec() -> CollectionSpec {
     CollectionSpec::new("deliveries")
         .index(IndexSpec::new("user_id", FieldType::String))
         .index(IndexSpec::new("state", FieldType::String))
+        .index(IndexSpec::new("channel", FieldType::String))
         .index(IndexSpec::new("next_attempt_at", FieldType::Int))
         .index(IndexSpec::new("created_at", FieldType::Int))
 }
@@ -267,6 +268,7 @@ impl Deliveries {
                     .find(
                         &Query::new()
                             .eq("user_id", out.user_id)
+                            .sort("created_at", true)
                             .limit(MAX_SUBSCRIPTIONS),
                     )
                     .await?;
@@ -363,49 +365,64 @@ impl Deliveries {
     /// Claims and starts due attempts; true if a full batch was claimed
     /// (more may be due right away).
     async fn dispatch_due(&self) -> Result<bool, StoreError> {
-        let now = now_ms();
-        let due = self
-            .records
-            .find(
-                &Query::new()
-                    .eq("state", State::Pending.name())
-                    .range("next_attempt_at", None, Some(Bound::Inclusive(now.into())))
-                    .sort("next_attempt_at", false)
-                    .limit(BATCH),
-            )
-            .await?;
         let mut claimed = 0;
-        for item in due.items {
-            let Some(via) = Via::parse(&item.value.channel) else {
+        // Each channel reads its own due records, as many as it has free
+        // send slots: a backlog on one never hides the others' records.
+        for via in [Via::Email, Via::Sms, Via::Push] {
+            if self.channels.get(via).is_none() {
                 continue;
-            };
-            let Ok(permit) = self.in_flight[slot(via)].clone().try_acquire_owned() else {
-                // This channel is saturated; the others go on.
-                continue;
-            };
-            let mut record = item.value;
-            record.attempts += 1;
-            record.next_attempt_at = now + LEASE.as_millis() as i64;
-            record.updated_at = now;
-            match self
-                .records
-                .replace(&item.id, item.version, record.clone())
-                .await
-            {
-                Ok(_) => {}
-                // Another dispatcher took it.
-                Err(StoreError::VersionConflict) | Err(StoreError::NotFound) => continue,
-                Err(err) => return Err(err),
             }
-            claimed += 1;
-            let this = self.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let outcome = this.attempt(&item.id, via, &record).await;
-                this.finish(&item.id, record.attempts, outcome).await;
-            });
+            let free = self.in_flight[slot(via)].available_permits().min(BATCH);
+            if free == 0 {
+                continue;
+            }
+            let now = now_ms();
+            let due = self
+                .records
+                .find(
+                    &Query::new()
+                        .eq("state", State::Pending.name())
+                        .eq("channel", via.name())
+                        .range("next_attempt_at", None, Some(Bound::Inclusive(now.into())))
+                        .sort("next_attempt_at", false)
+                        .limit(free),
+                )
+                .await?;
+            for item in due.items {
+                let Ok(permit) = self.in_flight[slot(via)].clone().try_acquire_owned() else {
+                    break;
+                };
+                let mut record = item.value;
+                record.attempts += 1;
+                record.next_attempt_at = now + LEASE.as_millis() as i64;
+                record.updated_at = now;
+                match self
+                    .records
+                    .replace(&item.id, item.version, record.clone())
+                    .await
+                {
+                    Ok(_) => {}
+                    // Another dispatcher took it.
+                    Err(StoreError::VersionConflict) | Err(StoreError::NotFound) => continue,
+                    Err(err) => return Err(err),
+                }
+                claimed += 1;
+                let this = self.clone();
+                tokio::spawn(async move {
+                    // The lease must outlast the attempt, or another
+                    // dispatcher would send it again.
+                    let outcome =
+                        tokio::time::timeout(LEASE / 2, this.attempt(&item.id, via, &record))
+                            .await
+                            .unwrap_or_else(|_| Outcome::Retryable("the attempt timed out".into()));
+                    this.finish(&item.id, record.attempts, outcome).await;
+                    drop(permit);
+                    // A slot is free: more may go out now.
+                    this.wake.notify_one();
+                });
+            }
         }
-        Ok(claimed == BATCH)
+        Ok(claimed > 0)
     }
 
     async fn attempt(&self, id: &str, via: Via, record: &Record) -> Outcome {
@@ -487,14 +504,19 @@ impl Deliveries {
             Outcome::Sent => None,
             Outcome::Skipped(e) | Outcome::Retryable(e) | Outcome::Permanent(e) => Some(e.clone()),
         };
+        // Provider messages often repeat the address or phone number: they
+        // stay in the record (ListDeliveries, admins only), not in logs.
         match &outcome {
             Outcome::Sent => tracing::info!(delivery = id, attempts, "delivered"),
-            Outcome::Skipped(e) => tracing::info!(delivery = id, reason = %e, "delivery skipped"),
-            Outcome::Retryable(e) if state == State::Pending => {
-                tracing::warn!(delivery = id, attempts, error = %e, retry_in_ms = delay.as_millis() as u64, "delivery failed, will retry")
-            }
-            Outcome::Retryable(e) | Outcome::Permanent(e) => {
-                tracing::error!(delivery = id, attempts, error = %e, "delivery failed for good")
+            Outcome::Skipped(_) => tracing::info!(delivery = id, "delivery skipped"),
+            Outcome::Retryable(_) if state == State::Pending => tracing::warn!(
+                delivery = id,
+                attempts,
+                retry_in_ms = delay.as_millis() as u64,
+                "delivery failed, will retry"
+            ),
+            Outcome::Retryable(_) | Outcome::Permanent(_) => {
+                tracing::error!(delivery = id, attempts, "delivery failed for good")
             }
         }
         let result = self
@@ -536,10 +558,7 @@ mod tests {
         Deliveries::new(
             store.collection(spec()).await.unwrap(),
             store
-                .collection(
-                    CollectionSpec::new("push_subscriptions")
-                        .index(IndexSpec::new("user_id", FieldType::String)),
-                )
+                .collection(crate::api::subscriptions_spec())
                 .await
                 .unwrap(),
             Channels::default(),

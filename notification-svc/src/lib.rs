@@ -67,12 +67,7 @@ pub async fn serve_with(
                 .index(IndexSpec::new("state", FieldType::String)),
         )
         .await?;
-    let subscriptions = store
-        .collection(
-            CollectionSpec::new("push_subscriptions")
-                .index(IndexSpec::new("user_id", FieldType::String)),
-        )
-        .await?;
+    let subscriptions = store.collection(api::subscriptions_spec()).await?;
     tracing::info!(
         email = channels.email.is_some(),
         sms = channels.sms.is_some(),

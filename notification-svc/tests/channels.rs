@@ -86,6 +86,7 @@ async fn sms_posts_a_twilio_form_with_basic_auth_and_classifies_refusals() {
                 r#"{"code":21211,"message":"The 'To' number is not a valid phone number."}"#,
             ),
             (429, "slow down"),
+            (401, r#"{"code":20003,"message":"Authenticate"}"#),
         ],
         201,
     )
@@ -116,6 +117,11 @@ async fn sms_posts_a_twilio_form_with_basic_auth_and_classifies_refusals() {
         Err(SendError::Permanent(e)) => assert!(e.contains("not a valid phone number"), "{e}"),
         other => panic!("a 400 is permanent: {other:?}"),
     }
+    assert!(matches!(
+        sms.send(&target, MESSAGE).await,
+        Err(SendError::Retryable(_))
+    ));
+    // Refused credentials (a rotation in progress): kept for later.
     assert!(matches!(
         sms.send(&target, MESSAGE).await,
         Err(SendError::Retryable(_))

@@ -278,6 +278,7 @@ async fn every_channel_delivers_and_failures_are_retried_with_backoff() {
         ("TWILIO_AUTH_TOKEN", "token"),
         ("TWILIO_FROM", "+15005550006"),
         ("VAPID_PRIVATE_KEY", &key),
+        ("VAPID_SUBJECT", "mailto:ops@shop.example"),
         ("PUSH_ALLOW_HTTP", "true"),
         ("DELIVERY_RETRY_BASE_MS", "40"),
         ("DELIVERY_MAX_ATTEMPTS", "4"),
@@ -541,7 +542,12 @@ async fn send_notification_checks_the_caller_the_user_and_reports_the_channels_u
 async fn a_push_subscription_the_service_reports_gone_is_forgotten() {
     let push_service = Recorder::start(&[(410, "unsubscribed")], 201).await;
     let key = notification_svc::channels::push::WebPush::generate_key().unwrap();
-    let h = Harness::start(&[("VAPID_PRIVATE_KEY", &key), ("PUSH_ALLOW_HTTP", "true")]).await;
+    let h = Harness::start(&[
+        ("VAPID_PRIVATE_KEY", &key),
+        ("VAPID_SUBJECT", "mailto:ops@shop.example"),
+        ("PUSH_ALLOW_HTTP", "true"),
+    ])
+    .await;
     let (user_id, _) = h.register(None).await;
     let browser = Browser::new();
     let subscribe = || {
@@ -598,4 +604,47 @@ async fn a_push_subscription_the_service_reports_gone_is_forgotten() {
         "{d:?}"
     );
     assert_eq!(push_service.seen().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_newest_push_subscriptions_are_kept() {
+    let push_service = Recorder::start(&[], 201).await;
+    let key = notification_svc::channels::push::WebPush::generate_key().unwrap();
+    let h = Harness::start(&[
+        ("VAPID_PRIVATE_KEY", &key),
+        ("VAPID_SUBJECT", "mailto:ops@shop.example"),
+        ("PUSH_ALLOW_HTTP", "true"),
+    ])
+    .await;
+    let (user_id, _) = h.register(None).await;
+    let browser = Browser::new();
+    for i in 0..12 {
+        let request = as_caller(
+            RegisterPushSubscriptionRequest {
+                endpoint: format!("{}/push/{i}", push_service.url),
+                keys: Some(PushKeys {
+                    p256dh: browser.p256dh.clone(),
+                    auth: browser.auth.clone(),
+                }),
+            },
+            &user_id,
+            "customer",
+        );
+        h.notifications
+            .clone()
+            .register_push_subscription(request)
+            .await
+            .unwrap();
+    }
+    h.publish_payment_failed(&user_id).await;
+    h.handled_at_least("payment.failed", 1).await;
+    let d = h.deliveries(&user_id).await;
+    assert_eq!(
+        d.iter()
+            .filter(|d| d.channel == Channel::Push as i32)
+            .count(),
+        10,
+        "{d:?}"
+    );
+    push_service.wait_for_requests(10).await;
 }

@@ -487,15 +487,19 @@ pub struct Integrations {
     /// `VAPID_PRIVATE_KEY`: the Web Push (VAPID, RFC 8292) signing key, a
     /// P-256 key as PKCS#8 PEM or base64url DER; unset = no push channel
     /// (subscriptions are still stored). `VAPID_SUBJECT`: contact URI the
-    /// push services see (default `mailto:ops@shopmesh.local`).
+    /// push services see, required with the key (`mailto:` an address that
+    /// receives mail, or an `https:` page; Apple's push service refuses
+    /// made-up ones).
     pub vapid_private_key: Option<Secret>,
-    pub vapid_subject: String,
+    pub vapid_subject: Option<String>,
     /// `PUSH_ALLOW_HTTP` (default false): accept `http://` push endpoints,
     /// for local push services in development and tests only.
     pub push_allow_http: bool,
-    /// `DELIVERY_RETRY_BASE_MS` (default 2000) and `DELIVERY_MAX_ATTEMPTS`
-    /// (default 8): email, SMS and push deliveries that fail are retried
-    /// with exponential backoff from the base, up to that many attempts.
+    /// `DELIVERY_RETRY_BASE_MS` (default 5000) and `DELIVERY_MAX_ATTEMPTS`
+    /// (default 15): email, SMS and push deliveries that fail are retried
+    /// with exponential backoff from the base (each wait capped at an
+    /// hour), up to that many attempts: with the defaults a delivery rides
+    /// out a provider outage of about three to five hours.
     pub delivery_retry_base: Duration,
     pub delivery_max_attempts: u32,
 }
@@ -657,7 +661,7 @@ impl Config {
         let rate_limit_rps: u32 = v
             .number("RATE_LIMIT_RPS", "a whole number of requests per second")?
             .unwrap_or(100);
-        Ok(Config {
+        let config = Config {
             grpc_addr: v.socket_addr("GRPC_ADDR")?,
             http_addr: v
                 .socket_addr("HTTP_ADDR")?
@@ -732,19 +736,17 @@ impl Config {
                 carrier_api_key: v.raw("CARRIER_API_KEY").map(Secret),
                 shipping_webhook_secret: v.raw("SHIPPING_WEBHOOK_SECRET").map(Secret),
                 vapid_private_key: v.raw("VAPID_PRIVATE_KEY").map(Secret),
-                vapid_subject: v
-                    .parse_with("VAPID_SUBJECT", |s| {
-                        if s.starts_with("mailto:") || s.starts_with("https://") {
-                            Ok(s.to_string())
-                        } else {
-                            Err("expected a mailto: or https:// URI".to_string())
-                        }
-                    })?
-                    .unwrap_or_else(|| "mailto:ops@shopmesh.local".into()),
+                vapid_subject: v.parse_with("VAPID_SUBJECT", |s| {
+                    if s.starts_with("mailto:") || s.starts_with("https://") {
+                        Ok(s.to_string())
+                    } else {
+                        Err("expected a mailto: or https:// URI".to_string())
+                    }
+                })?,
                 push_allow_http: v.bool("PUSH_ALLOW_HTTP")?.unwrap_or(false),
                 delivery_retry_base: v
-                    .positive_millis("DELIVERY_RETRY_BASE_MS", Duration::from_secs(2))?,
-                delivery_max_attempts: v.positive_number("DELIVERY_MAX_ATTEMPTS", 8)?,
+                    .positive_millis("DELIVERY_RETRY_BASE_MS", Duration::from_secs(5))?,
+                delivery_max_attempts: v.positive_number("DELIVERY_MAX_ATTEMPTS", 15)?,
             },
             admin_email,
             admin_password,
@@ -768,7 +770,16 @@ impl Config {
                 .number("LOW_STOCK_THRESHOLD", "a whole number of units")?
                 .unwrap_or(5),
             product_cache_ttl: secs("PRODUCT_CACHE_TTL_SECS", 60)?,
-        })
+        };
+        let i = &config.integrations;
+        if i.vapid_private_key.is_some() && i.vapid_subject.is_none() {
+            return Err(ConfigError::new(
+                "VAPID_SUBJECT",
+                "",
+                "must be set when VAPID_PRIVATE_KEY is (a mailto: or https: contact)",
+            ));
+        }
+        Ok(config)
     }
 
     /// Where a single-service binary of `id` listens.
@@ -908,11 +919,11 @@ mod tests {
     fn delivery_settings_have_defaults_and_can_be_set() {
         let c = load(&[]).unwrap();
         let i = &c.integrations;
-        assert_eq!(i.vapid_subject, "mailto:ops@shopmesh.local");
+        assert_eq!(i.vapid_subject, None);
         assert!(i.vapid_private_key.is_none() && !i.push_allow_http);
         assert_eq!(
             (i.delivery_retry_base, i.delivery_max_attempts),
-            (Duration::from_secs(2), 8)
+            (Duration::from_secs(5), 15)
         );
         let c = load(&[
             ("VAPID_SUBJECT", "https://shop.example.com/contact"),
@@ -922,11 +933,27 @@ mod tests {
         ])
         .unwrap();
         let i = &c.integrations;
-        assert_eq!(i.vapid_subject, "https://shop.example.com/contact");
+        assert_eq!(
+            i.vapid_subject.as_deref(),
+            Some("https://shop.example.com/contact")
+        );
         assert!(i.push_allow_http);
         assert_eq!(
             (i.delivery_retry_base, i.delivery_max_attempts),
             (Duration::from_millis(250), 3)
+        );
+    }
+
+    #[test]
+    fn a_vapid_key_needs_a_subject() {
+        let err = load(&[("VAPID_PRIVATE_KEY", "key")]).unwrap_err();
+        assert_eq!(err.var, "VAPID_SUBJECT");
+        assert!(
+            load(&[
+                ("VAPID_PRIVATE_KEY", "key"),
+                ("VAPID_SUBJECT", "mailto:a@b.c")
+            ])
+            .is_ok()
         );
     }
 

@@ -37,6 +37,16 @@ impl Email {
     }
 }
 
+/// 5xx replies about the recipient or its address: sending again will not
+/// help (RFC 5321: 550 mailbox unavailable, 551 not local, 553 name not
+/// allowed, 501 syntax error in the address).
+fn refuses_recipient(err: &lettre::transport::smtp::Error) -> bool {
+    err.is_permanent()
+        && err
+            .status()
+            .is_some_and(|code| matches!(code.to_string().as_str(), "550" | "551" | "553" | "501"))
+}
+
 #[async_trait::async_trait]
 impl Channel for Email {
     async fn send(&self, target: &Target, message: Message<'_>) -> Result<(), SendError> {
@@ -58,9 +68,10 @@ impl Channel for Email {
             .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))?;
         match self.transport.send(email).await {
             Ok(_) => Ok(()),
-            // 5xx from the server: the address or message is refused.
-            Err(err) if err.is_permanent() => Err(SendError::Permanent(err.to_string())),
-            // 4xx, timeouts, connection and TLS trouble.
+            Err(err) if refuses_recipient(&err) => Err(SendError::Permanent(err.to_string())),
+            // 4xx, other 5xx (535 authentication failed, 554 policy: our
+            // configuration or the relay, not this message), timeouts,
+            // connection and TLS trouble.
             Err(err) => Err(SendError::Retryable(err.to_string())),
         }
     }

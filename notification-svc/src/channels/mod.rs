@@ -58,12 +58,16 @@ pub enum SendError {
 }
 
 impl SendError {
-    /// Classifies an HTTP answer from a provider.
+    /// Classifies an HTTP answer from a provider. 401 and 403 mean our
+    /// credentials are refused (a rotation, a suspended account): retried,
+    /// so messages survive until the configuration is fixed.
     pub fn from_http_status(status: reqwest::StatusCode, detail: &str) -> SendError {
+        use reqwest::StatusCode as S;
         let message = format!("HTTP {}: {}", status.as_u16(), truncate(detail, 300));
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
-            || status.is_server_error()
+        if matches!(
+            status,
+            S::TOO_MANY_REQUESTS | S::REQUEST_TIMEOUT | S::UNAUTHORIZED | S::FORBIDDEN
+        ) || status.is_server_error()
         {
             SendError::Retryable(message)
         } else {
@@ -71,9 +75,13 @@ impl SendError {
         }
     }
 
-    /// Classifies a transport error (no answer at all): retry. The URL is
-    /// left out: push endpoints carry per-user tokens.
+    /// Classifies a transport error (no answer at all): retry, unless the
+    /// request could not even be built (a malformed URL). The URL is left
+    /// out: push endpoints carry per-user tokens.
     pub fn from_transport(err: &reqwest::Error) -> SendError {
+        if err.is_builder() {
+            return SendError::Permanent("the request cannot be built (bad URL)".into());
+        }
         let mut message = if err.is_timeout() {
             "timed out".to_string()
         } else if err.is_connect() {
@@ -140,7 +148,7 @@ impl Channels {
         };
         let push = match &i.vapid_private_key {
             Some(key) => Some(
-                push::WebPush::new(key.expose(), &i.vapid_subject)
+                push::WebPush::new(key.expose(), i.vapid_subject.as_deref().unwrap_or_default())
                     .context("configuring VAPID_PRIVATE_KEY")?,
             ),
             None => None,

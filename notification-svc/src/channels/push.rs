@@ -128,6 +128,49 @@ impl WebPush {
     }
 }
 
+/// Whether `endpoint` may be a push service: an https URL on a public DNS
+/// name. IP literals, single-label and local names are refused, so a
+/// subscription cannot make the service post to internal addresses (with
+/// `allow_http`, for development, anything goes). A public name that
+/// resolves to a private address is for the egress policy to stop.
+pub fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<(), &'static str> {
+    const INVALID: &str = "must be an https URL of a push service";
+    if endpoint.len() > 2048 {
+        return Err("must be at most 2048 characters");
+    }
+    let url = reqwest::Url::parse(endpoint).map_err(|_| INVALID)?;
+    if allow_http {
+        return if matches!(url.scheme(), "https" | "http") && url.has_host() {
+            Ok(())
+        } else {
+            Err(INVALID)
+        };
+    }
+    if url.scheme() != "https" || !url.username().is_empty() || url.password().is_some() {
+        return Err(INVALID);
+    }
+    // `domain()` is None for IP literals.
+    let Some(host) = url.domain() else {
+        return Err("must name a push service by its DNS name, not an address");
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let local = [
+        "localhost",
+        ".localhost",
+        ".local",
+        ".internal",
+        ".lan",
+        ".home.arpa",
+        ".cluster.local",
+    ]
+    .iter()
+    .any(|suffix| host == suffix.trim_start_matches('.') || host.ends_with(suffix));
+    if local || !host.contains('.') {
+        return Err("must be a public push service");
+    }
+    Ok(())
+}
+
 /// `scheme://host[:port]` of a URL.
 pub fn origin(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -192,6 +235,31 @@ pub fn seal(
     body
 }
 
+/// The JSON the service worker receives, shortened to fit one record (the
+/// limit is in bytes, and JSON escapes and multi-byte characters count).
+pub fn payload(message: Message<'_>) -> Result<String, SendError> {
+    let mut title: String = message.title.chars().take(200).collect();
+    let mut body: String = message.body.chars().take(2000).collect();
+    for _ in 0..16 {
+        let json = serde_json::json!({
+            "id": message.id,
+            "kind": message.kind,
+            "title": title,
+            "body": body,
+        })
+        .to_string();
+        if json.len() <= MAX_PAYLOAD {
+            return Ok(json);
+        }
+        let keep = body.chars().count() / 2;
+        body = body.chars().take(keep).collect::<String>() + "…";
+        if keep == 0 {
+            title = title.chars().take(title.chars().count() / 2).collect();
+        }
+    }
+    Err(SendError::Permanent("push payload too large".into()))
+}
+
 /// Encrypts `plaintext` for a subscription with a fresh sender key and salt.
 pub fn encrypt(
     rng: &dyn SecureRandom,
@@ -239,14 +307,7 @@ impl Channel for WebPush {
         else {
             return Err(SendError::Permanent("not a push target".into()));
         };
-        let payload = serde_json::json!({
-            "id": message.id,
-            "kind": message.kind,
-            "title": message.title,
-            "body": super::truncate(message.body, 1000),
-        })
-        .to_string();
-        let body = encrypt(&self.rng, p256dh, auth, payload.as_bytes())?;
+        let body = encrypt(&self.rng, p256dh, auth, payload(message)?.as_bytes())?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -306,6 +367,70 @@ mod tests {
         assert_eq!(
             b64url(&body),
             "DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQexSgSxsj_Qulcy4a-fN"
+        );
+    }
+
+    #[test]
+    fn only_public_https_push_services_are_accepted() {
+        for ok in [
+            "https://fcm.googleapis.com/fcm/send/abc:def",
+            "https://updates.push.services.mozilla.com/wpush/v2/gAAA",
+            "https://web.push.apple.com/QGuQ",
+        ] {
+            assert_eq!(check_endpoint(ok, false), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://fcm.googleapis.com/x",
+            "https://10.0.3.7:8443/admin",
+            "https://[::1]/x",
+            "https://127.0.0.1/x",
+            "https://localhost/x",
+            "https://user-svc/x",
+            "https://user-svc.shopmesh.svc.cluster.local/x",
+            "https://printer.local/x",
+            "https://metadata.internal/x",
+            "https://user:pw@push.example.com/x",
+            "https://exa mple.com/",
+            "not a url",
+            "",
+        ] {
+            assert!(check_endpoint(bad, false).is_err(), "{bad}");
+        }
+        assert_eq!(check_endpoint("http://127.0.0.1:9000/push", true), Ok(()));
+        assert!(check_endpoint("ftp://127.0.0.1/push", true).is_err());
+        assert!(
+            check_endpoint(
+                &format!("https://push.example.com/{}", "a".repeat(2048)),
+                false
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn payloads_are_shortened_to_fit_in_bytes() {
+        let body = "🍉".repeat(1900);
+        let title = "é".repeat(300);
+        let message = Message {
+            id: "d1",
+            kind: "promo",
+            title: &title,
+            body: &body,
+        };
+        let json = payload(message).unwrap();
+        assert!(json.len() <= MAX_PAYLOAD, "{}", json.len());
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(v["body"].as_str().unwrap().starts_with("🍉🍉"));
+        assert_eq!(v["title"].as_str().unwrap().chars().count(), 200);
+        let short = Message {
+            id: "d2",
+            kind: "promo",
+            title: "Hi",
+            body: "there",
+        };
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&payload(short).unwrap()).unwrap()["body"],
+            "there"
         );
     }
 
