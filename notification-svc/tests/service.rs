@@ -376,6 +376,36 @@ async fn every_channel_delivers_and_failures_are_retried_with_backoff() {
     let kinds: Vec<&str> = feed.iter().map(|n| n.kind.as_str()).collect();
     assert_eq!(kinds, ["payment.failed", "user.registered"], "{feed:?}");
     assert!(h.feed("someone-else").await.is_empty());
+
+    // Reading: one by id, then all; other users' ids are ignored.
+    let mut client = h.notifications.clone();
+    let mark = |ids: Vec<String>, all: bool, who: &str| {
+        as_caller(
+            MarkReadRequest {
+                notification_ids: ids,
+                all,
+            },
+            who,
+            "customer",
+        )
+    };
+    let first = feed[0].id.clone();
+    let r = client
+        .mark_read(mark(vec![first.clone()], false, "someone-else"))
+        .await
+        .unwrap();
+    assert_eq!(r.into_inner().updated, 0);
+    let r = client
+        .mark_read(mark(vec![first], false, &user_id))
+        .await
+        .unwrap();
+    assert_eq!(r.into_inner().updated, 1);
+    let r = client
+        .mark_read(mark(vec![], true, &user_id))
+        .await
+        .unwrap();
+    assert_eq!(r.into_inner().updated, 1, "only the one still unread");
+    assert!(h.feed(&user_id).await.iter().all(|n| n.read));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
