@@ -28,13 +28,7 @@ const SENDS: usize = 2000;
 const CONCURRENCY: usize = 32;
 
 fn with_caller<T>(message: T, user_id: &str, role: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    Caller {
-        user_id: user_id.into(),
-        roles: vec![role.into()],
-    }
-    .apply(&mut request);
-    request
+    Caller::request_as(message, user_id, role)
 }
 
 #[tokio::main]

@@ -88,13 +88,7 @@ struct Harness {
 const ADMIN: &str = "admin-1";
 
 fn as_caller<T>(message: T, user_id: &str, role: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    Caller {
-        user_id: user_id.to_string(),
-        roles: vec![role.to_string()],
-    }
-    .apply(&mut request);
-    request
+    Caller::request_as(message, user_id, role)
 }
 
 impl Harness {
@@ -253,6 +247,25 @@ impl Harness {
 
 type Delivery_ = proto::notification::Delivery;
 
+/// Settings of the SMS channel, with the fake provider at `url`.
+fn sms(url: &str) -> [(&'static str, &str); 4] {
+    [
+        ("TWILIO_BASE_URL", url),
+        ("TWILIO_ACCOUNT_SID", "AC1"),
+        ("TWILIO_AUTH_TOKEN", "token"),
+        ("TWILIO_FROM", "+15005550006"),
+    ]
+}
+
+/// Settings of the push channel with VAPID `key`, plain-http endpoints allowed.
+fn push(key: &str) -> [(&'static str, &str); 3] {
+    [
+        ("VAPID_PRIVATE_KEY", key),
+        ("VAPID_SUBJECT", "mailto:ops@shop.example"),
+        ("PUSH_ALLOW_HTTP", "true"),
+    ]
+}
+
 fn find<'a>(d: &'a [Delivery_], kind: &str, channel: Channel) -> Option<&'a Delivery_> {
     d.iter()
         .find(|d| d.kind == kind && d.channel == channel as i32)
@@ -270,19 +283,19 @@ async fn every_channel_delivers_and_failures_are_retried_with_backoff() {
     let push_service = Recorder::start(&[], 201).await;
     let smtp_url = smtp.url();
     let key = notification_svc::channels::push::WebPush::generate_key().unwrap();
-    let h = Harness::start(&[
-        ("SMTP_URL", &smtp_url),
-        ("SMTP_FROM", "Shop <no-reply@shop.example>"),
-        ("TWILIO_BASE_URL", &twilio.url),
-        ("TWILIO_ACCOUNT_SID", "AC1"),
-        ("TWILIO_AUTH_TOKEN", "token"),
-        ("TWILIO_FROM", "+15005550006"),
-        ("VAPID_PRIVATE_KEY", &key),
-        ("VAPID_SUBJECT", "mailto:ops@shop.example"),
-        ("PUSH_ALLOW_HTTP", "true"),
-        ("DELIVERY_RETRY_BASE_MS", "40"),
-        ("DELIVERY_MAX_ATTEMPTS", "4"),
-    ])
+    let h = Harness::start(
+        &[
+            &sms(&twilio.url)[..],
+            &push(&key),
+            &[
+                ("SMTP_URL", &smtp_url),
+                ("SMTP_FROM", "Shop <no-reply@shop.example>"),
+                ("DELIVERY_RETRY_BASE_MS", "40"),
+                ("DELIVERY_MAX_ATTEMPTS", "4"),
+            ],
+        ]
+        .concat(),
+    )
     .await;
 
     // Registration: welcome email (email only), to the address on file.
@@ -411,16 +424,18 @@ async fn every_channel_delivers_and_failures_are_retried_with_backoff() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_channel_never_holds_up_the_others() {
     let twilio = Recorder::start(&[], 201).await;
-    let h = Harness::start(&[
-        // Nothing listens on port 1: every email attempt fails.
-        ("SMTP_URL", "smtp://127.0.0.1:1"),
-        ("TWILIO_BASE_URL", &twilio.url),
-        ("TWILIO_ACCOUNT_SID", "AC1"),
-        ("TWILIO_AUTH_TOKEN", "token"),
-        ("TWILIO_FROM", "+15005550006"),
-        ("DELIVERY_RETRY_BASE_MS", "30"),
-        ("DELIVERY_MAX_ATTEMPTS", "3"),
-    ])
+    let h = Harness::start(
+        &[
+            &sms(&twilio.url)[..],
+            &[
+                // Nothing listens on port 1: every email attempt fails.
+                ("SMTP_URL", "smtp://127.0.0.1:1"),
+                ("DELIVERY_RETRY_BASE_MS", "30"),
+                ("DELIVERY_MAX_ATTEMPTS", "3"),
+            ],
+        ]
+        .concat(),
+    )
     .await;
     let (user_id, _) = h.register(Some("+14155550100")).await;
     h.publish_payment_failed(&user_id).await;
@@ -487,13 +502,7 @@ async fn redelivered_events_make_one_notification_and_one_delivery_per_channel()
 #[tokio::test]
 async fn send_notification_checks_the_caller_the_user_and_reports_the_channels_used() {
     let twilio = Recorder::start(&[], 201).await;
-    let h = Harness::start(&[
-        ("TWILIO_BASE_URL", &twilio.url),
-        ("TWILIO_ACCOUNT_SID", "AC1"),
-        ("TWILIO_AUTH_TOKEN", "token"),
-        ("TWILIO_FROM", "+15005550006"),
-    ])
-    .await;
+    let h = Harness::start(&sms(&twilio.url)).await;
     let (with_phone, _) = h.register(Some("+14155550100")).await;
     let (without_phone, _) = h.register(None).await;
     let send = |user_id: &str, caller: (&str, &str), channels: Vec<Channel>| {
@@ -572,12 +581,7 @@ async fn send_notification_checks_the_caller_the_user_and_reports_the_channels_u
 async fn a_push_subscription_the_service_reports_gone_is_forgotten() {
     let push_service = Recorder::start(&[(410, "unsubscribed")], 201).await;
     let key = notification_svc::channels::push::WebPush::generate_key().unwrap();
-    let h = Harness::start(&[
-        ("VAPID_PRIVATE_KEY", &key),
-        ("VAPID_SUBJECT", "mailto:ops@shop.example"),
-        ("PUSH_ALLOW_HTTP", "true"),
-    ])
-    .await;
+    let h = Harness::start(&push(&key)).await;
     let (user_id, _) = h.register(None).await;
     let browser = Browser::new();
     let subscribe = || {
@@ -640,12 +644,7 @@ async fn a_push_subscription_the_service_reports_gone_is_forgotten() {
 async fn only_the_newest_push_subscriptions_are_kept() {
     let push_service = Recorder::start(&[], 201).await;
     let key = notification_svc::channels::push::WebPush::generate_key().unwrap();
-    let h = Harness::start(&[
-        ("VAPID_PRIVATE_KEY", &key),
-        ("VAPID_SUBJECT", "mailto:ops@shop.example"),
-        ("PUSH_ALLOW_HTTP", "true"),
-    ])
-    .await;
+    let h = Harness::start(&push(&key)).await;
     let (user_id, _) = h.register(None).await;
     let browser = Browser::new();
     for i in 0..12 {

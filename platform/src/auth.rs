@@ -546,6 +546,17 @@ impl Caller {
         }
     }
 
+    /// A request carrying `message` on behalf of `user_id` with one `role`.
+    pub fn request_as<T>(message: T, user_id: &str, role: &str) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        Caller {
+            user_id: user_id.to_string(),
+            roles: vec![role.to_string()],
+        }
+        .apply(&mut request);
+        request
+    }
+
     /// Writes this identity into outgoing request metadata.
     pub fn apply<T>(&self, request: &mut tonic::Request<T>) {
         let metadata = request.metadata_mut();
