@@ -400,6 +400,23 @@ mod tests {
     }
 }
 
+/// Parses an optional field: `None` stays `None`; a parse error goes into
+/// `errors` (and gives `None`) so that every bad field is reported at once.
+pub fn parse_optional<I, T, E>(
+    value: Option<I>,
+    parse: impl FnOnce(I) -> Result<T, E>,
+    errors: &mut Vec<E>,
+) -> Option<T> {
+    match value.map(parse) {
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => {
+            errors.push(e);
+            None
+        }
+        None => None,
+    }
+}
+
 /// `INVALID_ARGUMENT` carrying a `google.rpc.BadRequest` with one violation
 /// per field, so the gateway can answer 422 with field errors.
 pub fn invalid_fields<'a>(

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use platform::auth::Caller;
 use platform::error::invalid_fields;
+use platform::error::parse_optional;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Collection, Query, StoreError, Versioned};
 use prost::Message as _;
@@ -461,54 +462,24 @@ impl ProductService for ProductApi {
         require_admin(request.metadata())?;
         let r = request.into_inner();
         let mut errors = Vec::new();
-        let sku = r
-            .sku
-            .as_deref()
-            .map(domain::parse_sku)
-            .transpose()
-            .map_err(|e| errors.push(e))
-            .ok()
-            .flatten();
-        let name = r
-            .name
-            .as_deref()
-            .map(domain::parse_name)
-            .transpose()
-            .map_err(|e| errors.push(e))
-            .ok()
-            .flatten();
-        let description = r
-            .description
-            .as_deref()
-            .map(domain::parse_description)
-            .transpose()
-            .map_err(|e| errors.push(e))
-            .ok()
-            .flatten();
-        let category = r
-            .category
-            .as_deref()
-            .map(domain::parse_category)
-            .transpose()
-            .map_err(|e| errors.push(e))
-            .ok()
-            .flatten();
-        let price = r
-            .price
-            .as_ref()
-            .map(|m| Money::parse(m.amount, &m.currency))
-            .transpose()
-            .map_err(|e| errors.push(e))
-            .ok()
-            .flatten();
-        let images = r
-            .image_urls
-            .as_ref()
-            .map(|i| domain::parse_image_urls(&i.urls))
-            .transpose()
-            .map_err(|e| errors.push(e))
-            .ok()
-            .flatten();
+        let sku = parse_optional(r.sku.as_deref(), domain::parse_sku, &mut errors);
+        let name = parse_optional(r.name.as_deref(), domain::parse_name, &mut errors);
+        let description = parse_optional(
+            r.description.as_deref(),
+            domain::parse_description,
+            &mut errors,
+        );
+        let category = parse_optional(r.category.as_deref(), domain::parse_category, &mut errors);
+        let price = parse_optional(
+            r.price.as_ref(),
+            |m| Money::parse(m.amount, &m.currency),
+            &mut errors,
+        );
+        let images = parse_optional(
+            r.image_urls.as_ref(),
+            |i| domain::parse_image_urls(&i.urls),
+            &mut errors,
+        );
         if !errors.is_empty() {
             return Err(invalid(errors));
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform::auth::{Caller, Claims};
-use platform::error::invalid_fields;
+use platform::error::{invalid_fields, parse_optional};
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Collection, Query, StoreError};
 use proto::events::UserRegistered;
@@ -456,14 +456,7 @@ impl UserService for UserApi {
         let caller = Caller::from_metadata(request.metadata())?;
         let r = request.into_inner();
         let mut errors = Vec::new();
-        let name = r
-            .name
-            .as_deref()
-            .map(domain::parse_name)
-            .transpose()
-            .map_err(|e| errors.push(e))
-            .ok()
-            .flatten();
+        let name = parse_optional(r.name.as_deref(), domain::parse_name, &mut errors);
         // An empty phone removes it.
         let phone = match r.phone.as_deref().map(str::trim) {
             None => None,
