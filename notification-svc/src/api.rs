@@ -52,7 +52,10 @@ pub fn subscriptions_spec() -> CollectionSpec {
 pub struct NotificationApi {
     pub(crate) feed: Collection<Item>,
     pub(crate) subscriptions: Collection<Subscription>,
+    /// This process's live subscribers, fed from the bus's `notifications`
+    /// broadcast (so a client sees what every replica creates).
     pub(crate) live: broadcast::Sender<proto::notification::Notification>,
+    pub(crate) bus: std::sync::Arc<dyn platform::events::EventBus>,
     pub(crate) deliveries: Deliveries,
     /// `PUSH_ALLOW_HTTP`: accept plain-http push endpoints (development).
     pub(crate) allow_http_endpoints: bool,
@@ -83,7 +86,24 @@ fn recipients(caller: &Caller) -> Vec<String> {
     out
 }
 
+/// Broadcast topic of new feed notifications.
+pub const LIVE_TOPIC: &str = "notifications";
+
 impl NotificationApi {
+    /// Tells every replica's live subscribers (best effort: the feed is the
+    /// record). If the bus cannot take it, at least this replica's hear it.
+    async fn announce(&self, notification: &proto::notification::Notification) {
+        use prost::Message as _;
+        if let Err(err) = self
+            .bus
+            .broadcast(LIVE_TOPIC, notification.encode_to_vec())
+            .await
+        {
+            tracing::warn!(error = %err, "live broadcast failed; only local streams get it");
+            let _ = self.live.send(notification.clone());
+        }
+    }
+
     /// Stores a notification once per `key` (an event id and recipient) and
     /// streams it to connected clients. Returns None if it existed already.
     pub async fn deliver(
@@ -106,7 +126,7 @@ impl NotificationApi {
         match self.feed.insert(&id, item.clone()).await {
             Ok(_) => {
                 let notification = to_proto(&id, &item);
-                let _ = self.live.send(notification.clone());
+                self.announce(&notification).await;
                 Ok(Some(notification))
             }
             Err(StoreError::AlreadyExists { .. }) => Ok(None),

@@ -6,9 +6,10 @@
 //! Everything is idempotent per event and recipient. Outside channels are
 //! delivered by [`deliveries`] with per-channel records and retries.
 //!
-//! The live stream is per process: with several replicas, a client
-//! connected to one sees the notifications that replica creates. The feed
-//! (ListNotifications) is complete whichever replica serves it.
+//! The live stream crosses replicas: each new feed item is broadcast on the
+//! bus (NATS core pub/sub, outside the durable stream) and every replica
+//! forwards what it hears to its own connected clients. It is best effort;
+//! the feed (ListNotifications) is the record.
 
 pub mod api;
 pub mod channels;
@@ -87,10 +88,16 @@ pub async fn serve_with(
         },
     );
     let (live, _) = tokio::sync::broadcast::channel(1024);
+    let mut heard = deps
+        .bus
+        .listen(api::LIVE_TOPIC)
+        .await
+        .context("listening for live notifications")?;
     let api = api::NotificationApi {
         feed,
         subscriptions,
-        live,
+        live: live.clone(),
+        bus: deps.bus.clone(),
         deliveries: deliveries.clone(),
         allow_http_endpoints: config.integrations.push_allow_http,
     };
@@ -112,6 +119,26 @@ pub async fn serve_with(
             .serve(routes, listener)
             .await?;
     running.spawn(deliveries.run(running.cancel_token()));
+    let cancel = running.cancel_token();
+    running.spawn(async move {
+        use futures::StreamExt as _;
+        use prost::Message as _;
+        loop {
+            let bytes = tokio::select! {
+                _ = cancel.cancelled() => return,
+                next = heard.next() => match next {
+                    Some(bytes) => bytes,
+                    None => {
+                        tracing::warn!("live notification listener ended; streams get local ones only");
+                        return;
+                    }
+                },
+            };
+            if let Ok(n) = proto::notification::Notification::decode(bytes.as_slice()) {
+                let _ = live.send(n);
+            }
+        }
+    });
     let cancel = running.cancel_token();
     running.spawn(async move {
         cancel.cancelled().await;

@@ -69,6 +69,12 @@ impl EventBus for Redelivering {
         });
         self.inner.subscribe(config, handler).await
     }
+    async fn broadcast(&self, topic: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        self.inner.broadcast(topic, payload).await
+    }
+    async fn listen(&self, topic: &str) -> Result<platform::events::Listener, BusError> {
+        self.inner.listen(topic).await
+    }
     fn prefix(&self) -> &str {
         self.inner.prefix()
     }

@@ -71,6 +71,7 @@ mod events {
                     trace_context_round_trips,
                     consumer_receives_only_subscribed_subjects,
                     events_published_before_subscribing_are_delivered,
+                    broadcast_reaches_every_listener_and_no_consumer,
                 );
             };
             (@each $harness:ident; $($name:ident),* $(,)?) => {

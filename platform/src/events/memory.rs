@@ -56,6 +56,8 @@ struct State {
 struct Inner {
     state: Mutex<State>,
     notify: Notify,
+    /// Broadcast topics.
+    live: Mutex<HashMap<String, tokio::sync::broadcast::Sender<Vec<u8>>>>,
 }
 
 /// The in-process bus. Clones share the same log and consumers.
@@ -66,12 +68,19 @@ pub struct InProcessBus {
 }
 
 impl InProcessBus {
+    fn live_topics(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, tokio::sync::broadcast::Sender<Vec<u8>>>> {
+        self.inner.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_string(),
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
                 notify: Notify::new(),
+                live: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -279,6 +288,36 @@ impl EventBus for InProcessBus {
         let cancel = CancellationToken::new();
         let task = tokio::spawn(self.clone().run(config, handler, cancel.clone()));
         Ok(Subscription::new(cancel, vec![task]))
+    }
+
+    async fn broadcast(&self, topic: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        let subject = super::live_subject(&self.prefix, topic)?;
+        if let Some(sender) = self.live_topics().get(&subject) {
+            // No listener is not an error.
+            let _ = sender.send(payload);
+        }
+        Ok(())
+    }
+
+    async fn listen(&self, topic: &str) -> Result<super::Listener, BusError> {
+        let subject = super::live_subject(&self.prefix, topic)?;
+        let receiver = self
+            .live_topics()
+            .entry(subject)
+            .or_insert_with(|| tokio::sync::broadcast::channel(1024).0)
+            .subscribe();
+        Ok(Box::pin(futures::stream::unfold(
+            receiver,
+            |mut receiver| async move {
+                loop {
+                    match receiver.recv().await {
+                        Ok(message) => return Some((message, receiver)),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            },
+        )))
     }
 
     fn prefix(&self) -> &str {

@@ -267,10 +267,36 @@ pub trait EventBus: Send + Sync + fmt::Debug {
         handler: Arc<dyn Handler>,
     ) -> Result<Subscription, BusError>;
 
+    /// Best-effort fan-out, outside the durable stream: every listener of
+    /// `topic`, in every process on this bus, gets each message sent while
+    /// it listens (NATS core pub/sub; nothing stored, nothing redelivered).
+    /// For live views whose source of truth is elsewhere.
+    async fn broadcast(&self, topic: &str, payload: Vec<u8>) -> Result<(), BusError>;
+
+    /// Messages broadcast on `topic` from now on. A listener that falls far
+    /// behind loses the oldest.
+    async fn listen(&self, topic: &str) -> Result<Listener, BusError>;
+
     /// Subject prefix (`shop`).
     fn prefix(&self) -> &str;
 
     fn name(&self) -> &'static str;
+}
+
+/// Messages of a broadcast topic.
+pub type Listener = futures::stream::BoxStream<'static, Vec<u8>>;
+
+/// Subject of a broadcast topic: beside the stream's `<prefix>.>`
+/// subjects, never stored by it.
+pub fn live_subject(prefix: &str, topic: &str) -> Result<String, BusError> {
+    if topic.is_empty()
+        || !topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(BusError::Invalid(format!("bad broadcast topic {topic:?}")));
+    }
+    Ok(format!("{prefix}_live.{topic}"))
 }
 
 /// Subject of an event type.

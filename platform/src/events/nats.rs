@@ -373,6 +373,25 @@ impl EventBus for NatsBus {
         Ok(Subscription::new(cancel, tasks))
     }
 
+    async fn broadcast(&self, topic: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        let subject = super::live_subject(&self.settings.prefix, topic)?;
+        self.client
+            .publish(subject, payload.into())
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))
+    }
+
+    async fn listen(&self, topic: &str) -> Result<super::Listener, BusError> {
+        use futures::StreamExt as _;
+        let subject = super::live_subject(&self.settings.prefix, topic)?;
+        let subscriber = self
+            .client
+            .subscribe(subject)
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        Ok(Box::pin(subscriber.map(|message| message.payload.to_vec())))
+    }
+
     fn prefix(&self) -> &str {
         &self.settings.prefix
     }

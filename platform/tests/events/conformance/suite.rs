@@ -532,3 +532,48 @@ pub async fn nats_down_at_publish_is_unavailable_then_recovers() {
     sub.stop().await;
     bus.delete_stream().await.unwrap();
 }
+
+pub async fn broadcast_reaches_every_listener_and_no_consumer(bus: Arc<dyn EventBus>) {
+    use futures::StreamExt as _;
+    let r = Recorder::default();
+    // A consumer of every event type: broadcasts must not reach it.
+    let sub = bus
+        .subscribe(fast("all-events", &[">"]), r.handler())
+        .await
+        .unwrap();
+    // Nobody listening yet: sent, and lost.
+    bus.broadcast("notifications", b"before".to_vec())
+        .await
+        .unwrap();
+    let mut a = bus.listen("notifications").await.unwrap();
+    let mut b = bus.listen("notifications").await.unwrap();
+    let mut other = bus.listen("other-topic").await.unwrap();
+    for m in ["one", "two", "three"] {
+        bus.broadcast("notifications", m.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    for listener in [&mut a, &mut b] {
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), listener.next())
+                .await
+                .expect("a broadcast within 5 s")
+                .expect("the listener is open");
+            got.push(String::from_utf8(next).unwrap());
+        }
+        assert_eq!(got, ["one", "two", "three"]);
+    }
+    bus.broadcast("other-topic", b"x".to_vec()).await.unwrap();
+    let first_other = tokio::time::timeout(std::time::Duration::from_secs(5), other.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first_other, b"x", "topics are separate");
+    assert!(bus.broadcast("bad topic!", vec![]).await.is_err());
+    // An event published after the broadcasts is the consumer's first delivery.
+    bus.publish(&order_created("o-after")).await.unwrap();
+    r.wait_for("the event", |s| !s.is_empty()).await;
+    assert_eq!(r.seen.lock().unwrap()[0].0.envelope.aggregate_id, "o-after");
+    sub.stop().await;
+}
