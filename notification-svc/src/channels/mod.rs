@@ -82,6 +82,13 @@ impl SendError {
         if err.is_builder() {
             return SendError::Permanent("the request cannot be built (bad URL)".into());
         }
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            if let Some(refused) = s.downcast_ref::<push::NotPublic>() {
+                return SendError::Permanent(refused.to_string());
+            }
+            source = s.source();
+        }
         let mut message = if err.is_timeout() {
             "timed out".to_string()
         } else if err.is_connect() {
@@ -149,6 +156,13 @@ impl Channels {
         let push = match &i.vapid_private_key {
             Some(key) => Some(
                 push::WebPush::new(key.expose(), i.vapid_subject.as_deref().unwrap_or_default())
+                    .map(|p| {
+                        if i.push_allow_http {
+                            p.allowing_private_addresses()
+                        } else {
+                            p
+                        }
+                    })
                     .context("configuring VAPID_PRIVATE_KEY")?,
             ),
             None => None,
@@ -172,10 +186,14 @@ impl Channels {
 
 /// A client for provider APIs: bounded time, no redirects to elsewhere.
 pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
+    http_client_builder()
+        .build()
+        .context("building the HTTP client")
+}
+
+pub(crate) fn http_client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(15))
         .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the HTTP client")
 }

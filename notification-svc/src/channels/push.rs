@@ -72,19 +72,91 @@ fn pkcs8_der(key: &str) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// A push service name that resolves to no public address (loopback,
+/// private, link-local…): refused, so subscriptions cannot reach inside.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves to no public address")]
+pub struct NotPublic(String);
+
+/// Resolves names to their public addresses only.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(Box::new(NotPublic(host)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether `ip` is reachable on the public internet (not loopback,
+/// private, link-local, shared, unique-local, documentation or reserved).
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64)
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
 impl WebPush {
+    /// Sends only to public addresses; see [`WebPush::allowing_private_addresses`].
     pub fn new(private_key: &str, subject: &str) -> anyhow::Result<WebPush> {
         let rng = SystemRandom::new();
         let der = pkcs8_der(private_key)?;
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
             .map_err(|e| anyhow::anyhow!("not a PKCS#8 P-256 key: {e}"))?;
+        let http = super::http_client_builder()
+            .dns_resolver(std::sync::Arc::new(PublicOnly))
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
         Ok(WebPush {
-            http: super::http_client()?,
+            http,
             public_key: b64url(key.public_key().as_ref()),
             key,
             subject: subject.to_string(),
             rng,
         })
+    }
+
+    /// Also sends to local and private addresses (development push
+    /// services, tests; `PUSH_ALLOW_HTTP`).
+    pub fn allowing_private_addresses(mut self) -> WebPush {
+        if let Ok(http) = super::http_client() {
+            self.http = http;
+        }
+        self
     }
 
     /// A new VAPID key as PKCS#8 base64url (for development set-ups).
@@ -405,6 +477,63 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn only_public_addresses_count_as_public() {
+        for ip in [
+            "8.8.8.8",
+            "142.250.74.46",
+            "2a00:1450:4001:82b::200a",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "240.0.0.1",
+            "192.0.2.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_inside_is_refused_for_good() {
+        let push =
+            WebPush::new(&WebPush::generate_key().unwrap(), "mailto:ops@example.com").unwrap();
+        let rng = SystemRandom::new();
+        let browser =
+            agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng).unwrap();
+        let target = Target::Push {
+            endpoint: "http://localhost:9/push".into(),
+            p256dh: b64url(browser.compute_public_key().unwrap().as_ref()),
+            auth: b64url(&[1u8; 16]),
+        };
+        let message = Message {
+            id: "d",
+            kind: "k",
+            title: "t",
+            body: "b",
+        };
+        match push.send(&target, message).await {
+            Err(SendError::Permanent(e)) => assert!(e.contains("no public address"), "{e}"),
+            other => panic!("expected a permanent refusal, got {other:?}"),
+        }
     }
 
     #[test]
