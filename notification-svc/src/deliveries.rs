@@ -305,6 +305,9 @@ impl Deliveries {
         let idle = self.retry.base.min(Duration::from_secs(1));
         let mut next_prune = tokio::time::Instant::now();
         loop {
+            if cancel.is_cancelled() {
+                return;
+            }
             if tokio::time::Instant::now() >= next_prune {
                 next_prune += PRUNE_EVERY;
                 let cutoff = now_ms() - RETENTION.as_millis() as i64;
