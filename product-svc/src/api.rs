@@ -287,6 +287,16 @@ impl ProductApi {
         Ok(())
     }
 
+    /// The reservation of `order_id`, or NOT_FOUND.
+    async fn reservation(&self, order_id: &str) -> Result<Versioned<Reservation>, Status> {
+        self.reservations.get(order_id).await.map_err(|e| match e {
+            StoreError::NotFound | StoreError::Invalid(_) => {
+                Status::not_found("no reservation for this order")
+            }
+            other => other.into(),
+        })
+    }
+
     async fn set_reservation_state(
         &self,
         order_id: &str,
@@ -722,16 +732,7 @@ impl ProductService for ProductApi {
         request: Request<ReleaseStockRequest>,
     ) -> Result<Response<ReleaseStockResponse>, Status> {
         let order_id = request.into_inner().order_id;
-        let current = self
-            .reservations
-            .get(&order_id)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound | StoreError::Invalid(_) => {
-                    Status::not_found("no reservation for this order")
-                }
-                other => other.into(),
-            })?;
+        let current = self.reservation(&order_id).await?;
         let lines = current.value.lines.clone();
         let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
         let done = match current.value.state {
@@ -780,16 +781,7 @@ impl ProductService for ProductApi {
         request: Request<CommitStockRequest>,
     ) -> Result<Response<CommitStockResponse>, Status> {
         let order_id = request.into_inner().order_id;
-        let current = self
-            .reservations
-            .get(&order_id)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound | StoreError::Invalid(_) => {
-                    Status::not_found("no reservation for this order")
-                }
-                other => other.into(),
-            })?;
+        let current = self.reservation(&order_id).await?;
         let done = match current.value.state {
             ReservationState::Committed => current,
             ReservationState::Active | ReservationState::Committing => {
