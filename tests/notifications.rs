@@ -72,7 +72,7 @@ async fn events_reach_the_right_feed_and_the_live_stream() {
 
     let robot = t.get("/api/v1/products?q=robot", None).await.body["items"][0].clone();
     let stock = robot["stock_available"].as_i64().unwrap();
-    let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"});
+    let address = common::address();
     // Enough to drop the stock below the low-stock threshold (5).
     let quantity = stock - 4;
     let order = t.post("/api/v1/orders", Some(&token), json!({"items": [{"product_id": robot["id"], "quantity": quantity}], "shipping_address": address})).await;
@@ -94,7 +94,7 @@ async fn events_reach_the_right_feed_and_the_live_stream() {
     drop(live);
 
     let oid = order.body["id"].as_str().unwrap();
-    let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+    let card = common::card("4242424242424242");
     t.post(&format!("/api/v1/orders/{oid}/payment"), Some(&token), card)
         .await;
     let mine = feed_until(&t, &token, "payment and label notifications", |items| {

@@ -2,21 +2,13 @@
 
 mod common;
 
-use common::{TestMesh, assert_problem};
+use common::{TestMesh, address, assert_problem, card};
 use serde_json::{Value, json};
 
 const ADMIN: &[(&str, &str)] = &[
     ("ADMIN_EMAIL", "admin@example.com"),
     ("ADMIN_PASSWORD", "admin-password"),
 ];
-
-fn address() -> Value {
-    json!({"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"})
-}
-
-fn card(number: &str) -> Value {
-    json!({"card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}})
-}
 
 async fn product(t: &TestMesh, q: &str) -> Value {
     let r = t.get(&format!("/api/v1/products?q={q}"), None).await;

@@ -15,7 +15,7 @@ async fn a_paid_order_is_shipped_and_delivered() {
         .as_str()
         .unwrap()
         .to_string();
-    let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"});
+    let address = common::address();
     let order = t
         .post(
             "/api/v1/orders",
@@ -31,7 +31,7 @@ async fn a_paid_order_is_shipped_and_delivered() {
     .await;
     assert_eq!(pending["order_id"], oid.as_str());
 
-    let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+    let card = common::card("4242424242424242");
     assert_eq!(
         t.post(&format!("/api/v1/orders/{oid}/payment"), Some(&token), card)
             .await
