@@ -370,14 +370,15 @@ impl OrderApi {
         budget: &Budget,
     ) -> Result<(proto::payment::Payment, S), Status> {
         let id = order.id.clone();
-        if let Some(done) = order.value.finished_attempt(&key) {
-            // A retry of a payment made before: its answer, whatever happened since.
-            let payment = self.payment(&done.payment_id, budget).await?;
-            return Ok((payment, order.value.status));
-        }
-        let started = self
-            .change(&id, |o| o.begin_payment(&key, now_ms()))
-            .await?;
+        // A retry of an attempt that ended gets its answer again, whatever
+        // happened to the order since: the payment service replays it for
+        // the same key and card (and refuses another card under that key).
+        let replay = order.value.finished_attempt(&key).is_some();
+        let started = if replay {
+            Ok(order.clone())
+        } else {
+            self.change(&id, |o| o.begin_payment(&key, now_ms())).await?
+        };
         if let Err(refusal) = started {
             return Err(match refusal {
                 PayRefusal::NotPayable(S::Paid | S::Shipped | S::Delivered) => {
