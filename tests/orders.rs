@@ -22,23 +22,7 @@ async fn post_with_key(
     key: &str,
     body: Value,
 ) -> common::Reply {
-    let response = t
-        .http
-        .post(t.url(path))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or(Value::Null);
-    common::Reply {
-        status,
-        headers,
-        body,
-    }
+    t.post_keyed(path, token, key, body).await
 }
 
 #[tokio::test]

@@ -5,6 +5,9 @@
 
 use std::collections::HashMap;
 
+pub mod backends;
+pub mod invariants;
+
 use platform::config::PeerAddr;
 use platform::{Config, ServiceId};
 use shopmesh::{Mesh, MeshAddrs};
@@ -240,5 +243,34 @@ impl TestMesh {
         )
         .await
         .body
+    }
+}
+
+impl TestMesh {
+    /// Sends `body` with an `Idempotency-Key` and a bearer token.
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+        body: serde_json::Value,
+    ) -> Reply {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 }

@@ -1,0 +1,525 @@
+//! Conflicting commands on one order, raced on Postgres + NATS: pay/cancel,
+//! cancel/carrier update, pay/expiry, refund/refund and commit/release. Each
+//! pair gets its own mesh (schemas and stream), runs at least 30 trials with
+//! both orders of arrival (the second request a few random milliseconds
+//! behind the first, alternating which goes first), checks the answers each
+//! request got, and checks the saga invariants against the stores after
+//! every batch.
+
+mod common;
+
+use std::time::Duration;
+
+use common::backends::Backends;
+use common::invariants::{Expect, Stores, settle_and_check};
+use common::{Reply, TestMesh, WEBHOOK_SECRET, eventually, signed, webhook};
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+
+const TRIALS: usize = 32;
+const BATCH: usize = 16;
+/// Trials in flight at once.
+const PARALLEL: usize = 8;
+const CUSTOMERS: usize = 8;
+const ADMIN_EMAIL: &str = "admin@example.com";
+const ADMIN_PASSWORD: &str = "admin-password";
+/// How long the stores may take to settle after a batch.
+const SETTLE: Duration = Duration::from_secs(30);
+const GOOD_CARD: &str = "4242424242424242";
+
+/// One pair's mesh, customers, product and invariant expectations.
+struct Race {
+    backends: Backends,
+    t: TestMesh,
+    admin: String,
+    customers: Vec<String>,
+    product: String,
+    stores: Stores,
+    expect: Expect,
+    name: &'static str,
+}
+
+impl Race {
+    async fn start(name: &'static str, extra: &[(&str, &str)]) -> Race {
+        let backends = Backends::new();
+        let mut vars = vec![
+            ("ADMIN_EMAIL", ADMIN_EMAIL),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("RATE_LIMIT_RPS", "0"),
+            ("SHIPPING_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("SEED_DEMO", "false"),
+        ];
+        vars.extend_from_slice(extra);
+        let t = backends.mesh_with(&vars).await;
+        let (admin, _) = t.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        let customers = futures::future::join_all((0..CUSTOMERS).map(|_| t.customer()))
+            .await
+            .into_iter()
+            .map(|(_, token, _)| token)
+            .collect();
+        let sku = format!("RACE-{}", uuid::Uuid::now_v7().simple());
+        let created = t
+            .post(
+                "/api/v1/products",
+                Some(&admin),
+                json!({"sku": sku, "name": "Race widget", "description": "raced for", "category": "test",
+                       "price": {"amount": 1250, "currency": "USD"}, "stock": 100000}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let product = created.body["id"].as_str().unwrap().to_string();
+        let stores = Stores::open(&t.config).await.expect("stores open");
+        let baseline = stores.baseline().await.expect("baseline");
+        Race {
+            backends,
+            t,
+            admin,
+            customers,
+            product,
+            stores,
+            expect: Expect {
+                baseline,
+                notifications: true,
+                ..Default::default()
+            },
+            name,
+        }
+    }
+
+    fn customer(&self, trial: usize) -> &str {
+        &self.customers[trial % self.customers.len()]
+    }
+
+    /// An order of 1..=3 units of the race product.
+    async fn order(&self, trial: usize) -> Result<String, String> {
+        let body = json!({"items": [{"product_id": self.product, "quantity": 1 + trial % 3}], "shipping_address": common::address()});
+        let key = uuid::Uuid::now_v7().to_string();
+        let r = self
+            .t
+            .post_keyed("/api/v1/orders", self.customer(trial), &key, body)
+            .await;
+        if r.status != 201 {
+            return Err(format!("trial {trial}: create answered {} {}", r.status, r.body));
+        }
+        Ok(r.body["id"].as_str().unwrap_or_default().to_string())
+    }
+
+    async fn pay(&self, trial: usize, order: &str) -> Reply {
+        self.t
+            .post_keyed(
+                &format!("/api/v1/orders/{order}/payment"),
+                self.customer(trial),
+                &uuid::Uuid::now_v7().to_string(),
+                common::card(GOOD_CARD),
+            )
+            .await
+    }
+
+    async fn cancel(&self, trial: usize, order: &str) -> Reply {
+        self.t
+            .post(
+                &format!("/api/v1/orders/{order}/cancel"),
+                Some(self.customer(trial)),
+                json!({}),
+            )
+            .await
+    }
+
+    async fn order_status(&self, trial: usize, order: &str) -> String {
+        let r = self
+            .t
+            .get(&format!("/api/v1/orders/{order}"), Some(self.customer(trial)))
+            .await;
+        r.body["status"].as_str().unwrap_or("?").to_string()
+    }
+
+    /// Runs `trials` trials, `PARALLEL` at a time, in batches of `BATCH`,
+    /// settling and checking the invariants after each batch. Returns
+    /// every wrong answer and every violation found.
+    async fn run<'a, F, Fut>(&'a self, trials: usize, trial: F) -> Vec<String>
+    where
+        F: Fn(&'a Race, usize) -> Fut,
+        Fut: std::future::Future<Output = Result<String, String>> + 'a,
+    {
+        let started = std::time::Instant::now();
+        let mut failures = Vec::new();
+        let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+        let mut next = 0;
+        while next < trials {
+            let batch: Vec<usize> = (next..(next + BATCH).min(trials)).collect();
+            next += batch.len();
+            let results: Vec<Result<String, String>> = futures::stream::iter(batch)
+                .map(|i| trial(self, i))
+                .buffer_unordered(PARALLEL)
+                .collect()
+                .await;
+            for result in results {
+                match result {
+                    Ok(label) => *outcomes.entry(label).or_default() += 1,
+                    Err(failure) => failures.push(failure),
+                }
+            }
+            let report = settle_and_check(&self.stores, &self.expect, SETTLE).await;
+            if !report.is_clean() {
+                failures.push(format!("after {next} trials: {report}"));
+            }
+        }
+        println!(
+            "{}: {trials} trials in {:.1} s; outcomes {outcomes:?}; {} failure(s)",
+            self.name,
+            started.elapsed().as_secs_f64(),
+            failures.len()
+        );
+        failures
+    }
+
+    /// Stops the mesh, drops its schemas and stream, then fails with every
+    /// failure collected.
+    async fn finish(self, failures: Vec<String>) {
+        self.t.shutdown().await;
+        self.backends.cleanup().await;
+        assert!(
+            failures.is_empty(),
+            "{}: {} failure(s):\n{}",
+            self.name,
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+}
+
+/// A few random milliseconds (0..=max).
+fn jitter(max: u64) -> Duration {
+    Duration::from_micros(rand::random_range(0..=max * 1000))
+}
+
+/// Runs `a` and `b` concurrently; the one that does not go first starts
+/// a few random milliseconds later. Trial parity decides who goes first.
+async fn race<A, B, RA, RB>(trial: usize, a: A, b: B) -> (RA, RB)
+where
+    A: std::future::Future<Output = RA>,
+    B: std::future::Future<Output = RB>,
+{
+    let (delay_a, delay_b) = if trial % 2 == 0 {
+        (Duration::ZERO, jitter(4))
+    } else {
+        (jitter(4), Duration::ZERO)
+    };
+    tokio::join!(
+        async {
+            tokio::time::sleep(delay_a).await;
+            a.await
+        },
+        async {
+            tokio::time::sleep(delay_b).await;
+            b.await
+        }
+    )
+}
+
+fn who_first(trial: usize, a: &str, b: &str) -> String {
+    if trial % 2 == 0 {
+        format!("{a} first")
+    } else {
+        format!("{b} first")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_and_cancel_exclude_each_other() {
+    let race_ = Race::start("pay/cancel", &[]).await;
+    let failures = race_
+        .run(TRIALS, |r, i| async move {
+            let order = r.order(i).await?;
+            let (pay, cancel) = race(i, r.pay(i, &order), r.cancel(i, &order)).await;
+            let status = r.order_status(i, &order).await;
+            let cancelled_as = cancel.body["status"].as_str().unwrap_or("");
+            let outcome = match (pay.status, cancel.status, cancelled_as) {
+                // Pay won; cancel came too late to stop it or was refused.
+                (201, 409, _) if pay.body["status"] == "SUCCEEDED" && status == "PAID" => "pay won",
+                // Cancel won; the payment was refused.
+                (409, 200, "CANCELLED") if status == "CANCELLED" => "cancel won",
+                // Pay finished first, then the cancel refunded it (sequential).
+                (201, 200, "REFUNDED") if pay.body["status"] == "SUCCEEDED" && status == "REFUNDED" => {
+                    "paid then refunded"
+                }
+                _ => {
+                    return Err(format!(
+                        "trial {i} ({}): order {order} ends {status}; pay {} {}; cancel {} {}",
+                        who_first(i, "pay", "cancel"),
+                        pay.status,
+                        pay.body,
+                        cancel.status,
+                        cancel.body
+                    ));
+                }
+            };
+            Ok(format!("{outcome} ({})", who_first(i, "pay", "cancel")))
+        })
+        .await;
+    race_.finish(failures).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_carrier_pickup_exclude_each_other() {
+    let race_ = Race::start("cancel/in-transit", &[]).await;
+    let failures = race_
+        .run(TRIALS, |r, i| async move {
+            let order = r.order(i).await?;
+            let paid = r.pay(i, &order).await;
+            if paid.status != 201 || paid.body["status"] != "SUCCEEDED" {
+                return Err(format!("trial {i}: pay answered {} {}", paid.status, paid.body));
+            }
+            let shipment_path = format!("/api/v1/orders/{order}/shipment");
+            let labelled = eventually(&r.t, &shipment_path, r.customer(i), "a label", |b| {
+                b["status"] == "LABEL_CREATED"
+            })
+            .await;
+            let update = json!({"tracking_number": labelled["tracking_number"], "status": "IN_TRANSIT", "location": "Springfield"});
+            let (cancel, carrier) =
+                race(i, r.cancel(i, &order), webhook(&r.t, &update, signed(&update))).await;
+            let shipment = r
+                .t
+                .get(&shipment_path, Some(r.customer(i)))
+                .await
+                .body["status"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string();
+            let wrong = || {
+                format!(
+                    "trial {i} ({}): order {order}, shipment {shipment}; cancel {} {}; carrier {} {}",
+                    who_first(i, "cancel", "carrier"),
+                    cancel.status,
+                    cancel.body,
+                    carrier.status,
+                    carrier.body
+                )
+            };
+            if ![200, 409].contains(&carrier.status) {
+                return Err(wrong());
+            }
+            let outcome = match cancel.status {
+                200 if cancel.body["status"] == "REFUNDED" && shipment == "CANCELLED" => "cancel won",
+                409 if carrier.status == 200 && shipment == "IN_TRANSIT" => {
+                    // The order follows the carrier over the bus.
+                    eventually(&r.t, &format!("/api/v1/orders/{order}"), r.customer(i), "SHIPPED", |b| {
+                        b["status"] == "SHIPPED"
+                    })
+                    .await;
+                    "carrier won"
+                }
+                _ => return Err(wrong()),
+            };
+            Ok(format!("{outcome} ({})", who_first(i, "cancel", "carrier")))
+        })
+        .await;
+    race_.finish(failures).await;
+}
+
+/// The mesh's `ORDER_PAYMENT_TIMEOUT`.
+const PAYMENT_TIMEOUT_MS: i64 = 1000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_and_expiry_exclude_each_other() {
+    let mut race_ = Race::start("pay/expire", &[("ORDER_PAYMENT_TIMEOUT", "1s")]).await;
+    race_.expect.payment_timeout = Some(Duration::from_millis(PAYMENT_TIMEOUT_MS as u64));
+    let failures = race_
+        .run(TRIALS, |r, i| async move {
+            let created_at = std::time::Instant::now();
+            let order = r.order(i).await?;
+            // Pay within 150 ms either side of the deadline: before it on
+            // even trials, after it on odd ones.
+            let offset = rand::random_range(0..=150i64);
+            let at = PAYMENT_TIMEOUT_MS + if i % 2 == 0 { -offset } else { offset };
+            let at = created_at + Duration::from_millis(at as u64);
+            tokio::time::sleep_until(at.into()).await;
+            let pay = r.pay(i, &order).await;
+            let side = if i % 2 == 0 { "pay before the deadline" } else { "pay after the deadline" };
+            let outcome = match pay.status {
+                201 if pay.body["status"] == "SUCCEEDED" => {
+                    let status = r.order_status(i, &order).await;
+                    if status != "PAID" {
+                        return Err(format!("trial {i}: paid (201) but order {order} is {status}"));
+                    }
+                    "pay won"
+                }
+                409 => {
+                    // The expiry won: the order is cancelled for the timeout.
+                    let deadline = std::time::Instant::now() + SETTLE;
+                    loop {
+                        let r_ = r.t.get(&format!("/api/v1/orders/{order}"), Some(r.customer(i))).await;
+                        let reason = r_.body["cancellation_reason"].as_str().unwrap_or("").to_string();
+                        if r_.body["status"] == "CANCELLED" && reason == "payment_timeout" {
+                            break;
+                        }
+                        if std::time::Instant::now() > deadline {
+                            return Err(format!(
+                                "trial {i}: pay refused ({}) but order {order} is not cancelled for payment_timeout: {}",
+                                pay.body, r_.body
+                            ));
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    "expiry won"
+                }
+                _ => {
+                    return Err(format!("trial {i} ({side}): pay answered {} {}", pay.status, pay.body));
+                }
+            };
+            Ok(format!("{outcome} ({side})"))
+        })
+        .await;
+    race_.finish(failures).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refunds_never_exceed_the_capture() {
+    let race_ = Race::start("refund/refund", &[]).await;
+    let failures = race_
+        .run(TRIALS, |r, i| async move {
+            let order = r.order(i).await?;
+            let paid = r.pay(i, &order).await;
+            if paid.status != 201 || paid.body["status"] != "SUCCEEDED" {
+                return Err(format!("trial {i}: pay answered {} {}", paid.status, paid.body));
+            }
+            let payment = paid.body["id"].as_str().unwrap_or_default().to_string();
+            let path = format!("/api/v1/payments/{payment}/refund");
+            // Every third trial sends one request twice with one key; the
+            // others two full refunds with two keys.
+            let same_key = i % 3 == 2;
+            let (key_a, key_b) = if same_key {
+                let k = uuid::Uuid::now_v7().to_string();
+                (k.clone(), k)
+            } else {
+                (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string())
+            };
+            let body = json!({"reason": "raced refund"});
+            let (a, b) = race(
+                i,
+                r.t.post_keyed(&path, &r.admin, &key_a, body.clone()),
+                r.t.post_keyed(&path, &r.admin, &key_b, body.clone()),
+            )
+            .await;
+            let wrong = |note: &str| {
+                format!(
+                    "trial {i} ({}): {note}; payment {payment}: first {} {}; second {} {}",
+                    if same_key { "one key" } else { "two keys" },
+                    a.status,
+                    a.body,
+                    b.status,
+                    b.body
+                )
+            };
+            let mut statuses = [a.status, b.status];
+            statuses.sort();
+            let outcome = if same_key {
+                match statuses {
+                    [201, 201] if a.body["id"] == b.body["id"] => "replayed",
+                    [201, 409] => {
+                        // The duplicate was told to retry: it gets the first answer.
+                        let winner = if a.status == 201 { &a } else { &b };
+                        let retry = retry_in_progress(&r.t, &path, &r.admin, &key_a, &body).await;
+                        if retry.status != 201 || retry.body["id"] != winner.body["id"] {
+                            return Err(wrong(&format!("retry answered {} {}", retry.status, retry.body)));
+                        }
+                        "in progress, then replayed"
+                    }
+                    _ => return Err(wrong("one key must make one refund")),
+                }
+            } else {
+                match statuses {
+                    [201, 409] => "one refunded, one refused",
+                    _ => return Err(wrong("exactly one full refund may succeed")),
+                }
+            };
+            // The order follows the payment: fully refunded.
+            eventually(&r.t, &format!("/api/v1/orders/{order}"), r.customer(i), "REFUNDED", |o| {
+                o["status"] == "REFUNDED"
+            })
+            .await;
+            let payment_now = r.t.get(&format!("/api/v1/payments/{payment}"), Some(&r.admin)).await;
+            if payment_now.body["refunded_amount"]["amount"] != paid.body["amount"]["amount"] {
+                return Err(wrong(&format!("payment is now {}", payment_now.body)));
+            }
+            Ok(outcome.to_string())
+        })
+        .await;
+    race_.finish(failures).await;
+}
+
+/// A request as order-svc sends it.
+fn call<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    platform::auth::Caller::service("order-svc").apply(&mut request);
+    request
+}
+
+/// Retries a request answered 409 "in progress" until it is answered
+/// otherwise (10 s deadline).
+async fn retry_in_progress(t: &TestMesh, path: &str, token: &str, key: &str, body: &Value) -> Reply {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = t.post_keyed(path, token, key, body.clone()).await;
+        if r.status != 409 || r.header("retry-after").is_none() || std::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_and_release_of_one_reservation() {
+    use proto::product::product_service_client::ProductServiceClient;
+    use proto::product::{CommitStockRequest, ReleaseStockRequest, ReserveStockRequest, StockLine};
+    let race_ = Race::start("commit/release", &[]).await;
+    let client = ProductServiceClient::new(race_.t.channel(platform::ServiceId::Product));
+    let failures = race_
+        .run(TRIALS, |r, i| {
+            let mut client = client.clone();
+            async move {
+                // A reservation owned by no order: the test is the order.
+                let order = uuid::Uuid::now_v7().to_string();
+                let reserve = ReserveStockRequest {
+                    order_id: order.clone(),
+                    lines: vec![StockLine {
+                        product_id: r.product.clone(),
+                        quantity: 1 + (i % 3) as u32,
+                    }],
+                };
+                client
+                    .reserve_stock(call(reserve))
+                    .await
+                    .map_err(|s| format!("trial {i}: reserve failed: {s:?}"))?;
+                let (mut a, mut b) = (client.clone(), client.clone());
+                let (commit, release) = race(
+                    i,
+                    a.commit_stock(call(CommitStockRequest { order_id: order.clone() })),
+                    b.release_stock(call(ReleaseStockRequest { order_id: order.clone() })),
+                )
+                .await;
+                let wrong = |note: &str| {
+                    format!(
+                        "trial {i} ({}): order {order}: {note}; commit {:?}; release {:?}",
+                        who_first(i, "commit", "release"),
+                        commit.as_ref().map(|r| r.get_ref().reservation.clone()),
+                        release.as_ref().map(|r| r.get_ref().reservation.clone()),
+                    )
+                };
+                let outcome = match (&commit, &release) {
+                    (Ok(_), Ok(_)) => "committed then restocked",
+                    (Err(s), Ok(_)) if s.code() == tonic::Code::FailedPrecondition => "released first",
+                    _ => return Err(wrong("unexpected answers")),
+                };
+                // Whatever happened, one more release (the saga's retry)
+                // must leave every unit back on sale, once.
+                client
+                    .release_stock(call(ReleaseStockRequest { order_id: order.clone() }))
+                    .await
+                    .map_err(|s| wrong(&format!("a second release failed: {s:?}")))?;
+                Ok(format!("{outcome} ({})", who_first(i, "commit", "release")))
+            }
+        })
+        .await;
+    race_.finish(failures).await;
+}
