@@ -26,6 +26,8 @@ const ADMIN_PASSWORD: &str = "admin-password";
 /// How long the stores may take to settle after a batch.
 const SETTLE: Duration = Duration::from_secs(30);
 const GOOD_CARD: &str = "4242424242424242";
+const POST: reqwest::Method = reqwest::Method::POST;
+const GET: reqwest::Method = reqwest::Method::GET;
 
 /// One pair's mesh, customers, product and invariant expectations.
 struct Race {
@@ -96,7 +98,7 @@ impl Race {
         let key = uuid::Uuid::now_v7().to_string();
         let r = self
             .t
-            .post_keyed("/api/v1/orders", self.customer(trial), &key, body)
+            .careful(POST, "/api/v1/orders", self.customer(trial), Some(&key), Some(body))
             .await;
         if r.status != 201 {
             return Err(format!("trial {trial}: create answered {} {}", r.status, r.body));
@@ -106,21 +108,24 @@ impl Race {
 
     async fn pay(&self, trial: usize, order: &str) -> Reply {
         self.t
-            .post_keyed(
+            .careful(
+                POST,
                 &format!("/api/v1/orders/{order}/payment"),
                 self.customer(trial),
-                &uuid::Uuid::now_v7().to_string(),
-                common::card(GOOD_CARD),
+                Some(&uuid::Uuid::now_v7().to_string()),
+                Some(common::card(GOOD_CARD)),
             )
             .await
     }
 
     async fn cancel(&self, trial: usize, order: &str) -> Reply {
         self.t
-            .post(
+            .careful(
+                POST,
                 &format!("/api/v1/orders/{order}/cancel"),
-                Some(self.customer(trial)),
-                json!({}),
+                self.customer(trial),
+                None,
+                Some(json!({})),
             )
             .await
     }
@@ -128,9 +133,30 @@ impl Race {
     async fn order_status(&self, trial: usize, order: &str) -> String {
         let r = self
             .t
-            .get(&format!("/api/v1/orders/{order}"), Some(self.customer(trial)))
+            .careful(GET, &format!("/api/v1/orders/{order}"), self.customer(trial), None, None)
             .await;
         r.body["status"].as_str().unwrap_or("?").to_string()
+    }
+
+    /// Waits until `order` is CANCELLED for `payment_timeout`.
+    async fn expired(&self, trial: usize, order: &str) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + SETTLE;
+        loop {
+            let r = self
+                .t
+                .careful(GET, &format!("/api/v1/orders/{order}"), self.customer(trial), None, None)
+                .await;
+            if r.body["status"] == "CANCELLED" && r.body["cancellation_reason"] == "payment_timeout" {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "order {order} was not cancelled for payment_timeout within {SETTLE:?}: {}",
+                    r.body
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Runs `trials` trials, `PARALLEL` at a time, in batches of `BATCH`,
@@ -276,8 +302,7 @@ async fn cancel_and_carrier_pickup_exclude_each_other() {
             })
             .await;
             let update = json!({"tracking_number": labelled["tracking_number"], "status": "IN_TRANSIT", "location": "Springfield"});
-            let (cancel, carrier) =
-                race(i, r.cancel(i, &order), webhook(&r.t, &update, signed(&update))).await;
+            let (cancel, carrier) = race(i, r.cancel(i, &order), carrier_update(&r.t, &update)).await;
             let shipment = r
                 .t
                 .get(&shipment_path, Some(r.customer(i)))
@@ -317,6 +342,19 @@ async fn cancel_and_carrier_pickup_exclude_each_other() {
     race_.finish(failures).await;
 }
 
+/// A signed carrier update, sent again after no answer or a 502/503/504
+/// (updates are idempotent: shipments only move forward).
+async fn carrier_update(t: &TestMesh, update: &Value) -> Reply {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = webhook(t, update, signed(update)).await;
+        if !common::careful::retryable(r.status, None) || std::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The mesh's `ORDER_PAYMENT_TIMEOUT`.
 const PAYMENT_TIMEOUT_MS: i64 = 1000;
 
@@ -328,6 +366,11 @@ async fn payment_and_expiry_exclude_each_other() {
         .run(TRIALS, |r, i| async move {
             let created_at = std::time::Instant::now();
             let order = r.order(i).await?;
+            if i % 4 == 3 {
+                // A control: never paid, it must expire.
+                r.expired(i, &order).await.map_err(|e| format!("trial {i} (never paid): {e}"))?;
+                return Ok("expired unpaid".into());
+            }
             // Pay within 150 ms either side of the deadline: before it on
             // even trials, after it on odd ones.
             let offset = rand::random_range(0..=150i64);
@@ -346,21 +389,9 @@ async fn payment_and_expiry_exclude_each_other() {
                 }
                 409 => {
                     // The expiry won: the order is cancelled for the timeout.
-                    let deadline = std::time::Instant::now() + SETTLE;
-                    loop {
-                        let r_ = r.t.get(&format!("/api/v1/orders/{order}"), Some(r.customer(i))).await;
-                        let reason = r_.body["cancellation_reason"].as_str().unwrap_or("").to_string();
-                        if r_.body["status"] == "CANCELLED" && reason == "payment_timeout" {
-                            break;
-                        }
-                        if std::time::Instant::now() > deadline {
-                            return Err(format!(
-                                "trial {i}: pay refused ({}) but order {order} is not cancelled for payment_timeout: {}",
-                                pay.body, r_.body
-                            ));
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    r.expired(i, &order)
+                        .await
+                        .map_err(|e| format!("trial {i}: pay refused ({}) but {e}", pay.body))?;
                     "expiry won"
                 }
                 _ => {
@@ -397,8 +428,8 @@ async fn concurrent_refunds_never_exceed_the_capture() {
             let body = json!({"reason": "raced refund"});
             let (a, b) = race(
                 i,
-                r.t.post_keyed(&path, &r.admin, &key_a, body.clone()),
-                r.t.post_keyed(&path, &r.admin, &key_b, body.clone()),
+                r.t.careful(POST, &path, &r.admin, Some(&key_a), Some(body.clone())),
+                r.t.careful(POST, &path, &r.admin, Some(&key_b), Some(body.clone())),
             )
             .await;
             let wrong = |note: &str| {
@@ -414,17 +445,10 @@ async fn concurrent_refunds_never_exceed_the_capture() {
             let mut statuses = [a.status, b.status];
             statuses.sort();
             let outcome = if same_key {
+                // A duplicate still in progress is retried by the careful
+                // client: both get the first answer.
                 match statuses {
                     [201, 201] if a.body["id"] == b.body["id"] => "replayed",
-                    [201, 409] => {
-                        // The duplicate was told to retry: it gets the first answer.
-                        let winner = if a.status == 201 { &a } else { &b };
-                        let retry = retry_in_progress(&r.t, &path, &r.admin, &key_a, &body).await;
-                        if retry.status != 201 || retry.body["id"] != winner.body["id"] {
-                            return Err(wrong(&format!("retry answered {} {}", retry.status, retry.body)));
-                        }
-                        "in progress, then replayed"
-                    }
                     _ => return Err(wrong("one key must make one refund")),
                 }
             } else {
@@ -453,19 +477,6 @@ fn call<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     platform::auth::Caller::service("order-svc").apply(&mut request);
     request
-}
-
-/// Retries a request answered 409 "in progress" until it is answered
-/// otherwise (10 s deadline).
-async fn retry_in_progress(t: &TestMesh, path: &str, token: &str, key: &str, body: &Value) -> Reply {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = t.post_keyed(path, token, key, body.clone()).await;
-        if r.status != 409 || r.header("retry-after").is_none() || std::time::Instant::now() > deadline {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 pub mod backends;
+pub mod careful;
 pub mod invariants;
 
 use platform::config::PeerAddr;
@@ -272,5 +273,29 @@ impl TestMesh {
             headers,
             body,
         }
+    }
+}
+
+impl TestMesh {
+    /// [`careful::send`] to the gateway (30 s budget).
+    pub async fn careful(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        careful::send(
+            &self.http,
+            method,
+            &self.url(path),
+            Some(token),
+            key,
+            body.as_ref(),
+            std::time::Duration::from_secs(30),
+            |_| {},
+        )
+        .await
     }
 }
