@@ -349,6 +349,27 @@ impl Careful {
             201 if answer.body["status"] == "SUCCEEDED" => {
                 Paid::Yes(answer.body["id"].as_str().unwrap_or_default().to_string())
             }
+            // The provider did not answer in time: the order tells later.
+            201 if answer.body["status"] == "PENDING" => {
+                let id = answer.body["id"].as_str().unwrap_or_default().to_string();
+                let deadline = Instant::now() + REQUEST_BUDGET;
+                loop {
+                    let order_now = self
+                        .send(reqwest::Method::GET, &format!("/api/v1/orders/{order}"), Some(token), None, None)
+                        .await;
+                    match order_now.body["status"].as_str() {
+                        Some("PAID") => return Paid::Yes(id),
+                        Some("PENDING_PAYMENT") if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(200)).await
+                        }
+                        Some("CANCELLED" | "PAYMENT_FAILED") => return Paid::Refused,
+                        _ => {
+                            self.unknown(flow, "pay (pending)", &order_now);
+                            return Paid::Unknown;
+                        }
+                    }
+                }
+            }
             // Expired or cancelled meanwhile.
             409 => Paid::Refused,
             _ => {
