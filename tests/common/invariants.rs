@@ -34,6 +34,11 @@ const MOVING: [&str; 4] = ["reserving", "committing", "releasing", "restocking"]
 /// Shipment states at which a label exists (or the parcel left).
 const LABELLED: [&str; 4] = ["LABEL_CREATED", "IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED"];
 
+/// How late an unpaid order may expire (the sweeper's period and load).
+const EXPIRY_GRACE_MS: i64 = 10_000;
+/// How long settling waits for a payment attempt to finish.
+const ATTEMPT_WAIT_MS: i64 = 20_000;
+
 /// Handles on every collection the invariants read.
 pub struct Stores {
     orders: Collection<Value>,
@@ -314,6 +319,11 @@ fn reservation_lines(reservation: &Value) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// The tombstone of a creation that failed half-way.
+fn abandoned(order: &Value) -> bool {
+    order.get("abandoned").and_then(Value::as_bool).unwrap_or(false)
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -322,6 +332,14 @@ fn now_ms() -> i64 {
 }
 
 impl Snapshot {
+    /// Orders that were placed: not the tombstones of creations that
+    /// failed half-way (`abandoned`), which no client ever saw.
+    pub fn placed(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.orders
+            .iter()
+            .filter(|(_, o)| !abandoned(o))
+    }
+
     /// Units of `product` sold by orders in a sold status.
     pub fn sold_units(&self, product: &str) -> i64 {
         self.orders
@@ -388,13 +406,23 @@ impl Snapshot {
                 );
             }
             if let Some(timeout) = expect.payment_timeout {
-                let grace = 10_000;
-                let age = now_ms() - int(o, "created_at");
-                if LIVE.contains(&text(o, "status")) && age > timeout.as_millis() as i64 + grace {
+                // Its own deadline where the order has one, else creation + timeout.
+                let expires_at = o
+                    .get("expires_at")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(int(o, "created_at") + timeout.as_millis() as i64);
+                let late = now_ms() - expires_at;
+                if LIVE.contains(&text(o, "status")) && late > EXPIRY_GRACE_MS && !abandoned(o) {
                     push(
                         "unpaid orders expire",
-                        format!("order {id} is {} {} ms after creation (timeout {:?})", text(o, "status"), age, timeout),
+                        format!("order {id} is still {} {late} ms after it should have expired (timeout {timeout:?})", text(o, "status")),
                     );
+                }
+            }
+            if let Some(attempt) = o.get("payment_attempt").filter(|a| a.is_object()) {
+                // A live attempt holds cancel and expiry off for a while.
+                if now_ms() - int(attempt, "started_at") < ATTEMPT_WAIT_MS {
+                    push("saga steps done", format!("order {id} has a payment attempt under way: {attempt}"));
                 }
             }
         }
@@ -477,7 +505,7 @@ impl Snapshot {
                 }
             }
         }
-        for (id, o) in &self.orders {
+        for (id, o) in self.placed() {
             let user = text(o, "user_id");
             if users.contains(user) && !answered.contains_key(id.as_str()) && !unsure_users.contains(user) {
                 push(format!(
@@ -659,7 +687,7 @@ impl Snapshot {
                 });
             }
         }
-        for (id, o) in &self.orders {
+        for (id, o) in self.placed() {
             let status = text(o, "status");
             if !self.reservations.contains_key(id) && (LIVE.contains(&status) || SOLD.contains(&status)) {
                 out.push(Violation {
@@ -740,7 +768,7 @@ impl Snapshot {
     fn check_notifications(&self, out: &mut Vec<Violation>) {
         let mut want: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
         let users: BTreeSet<&str> = self.orders.values().map(|o| text(o, "user_id")).collect();
-        for o in self.orders.values() {
+        for (_, o) in self.placed() {
             *want.entry((text(o, "user_id").to_string(), "order.created")).or_default() += 1;
         }
         for (_, p) in &self.payments {
