@@ -52,6 +52,8 @@ impl Race {
             ("RATE_LIMIT_RPS", "0"),
             ("SHIPPING_WEBHOOK_SECRET", WEBHOOK_SECRET),
             ("SEED_DEMO", "false"),
+            ("ORDER_MAX_UNPAID_PER_CUSTOMER", "100000"),
+            ("RESERVATION_ORPHAN_GRACE_MS", "10000"),
         ];
         vars.extend_from_slice(extra);
         let t = backends.mesh_with(&vars).await;
@@ -376,7 +378,10 @@ const PAYMENT_TIMEOUT_MS: i64 = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_and_expiry_exclude_each_other() {
-    let mut race_ = Race::start("pay/expire", &[("ORDER_PAYMENT_TIMEOUT", "1s")]).await;
+    let mut race_ = Race::start(
+        "pay/expire",
+        &[("ORDER_PAYMENT_TIMEOUT", "1s"), ("SAGA_SWEEP_INTERVAL_MS", "100")],
+    ).await;
     race_.expect.payment_timeout = Some(Duration::from_millis(PAYMENT_TIMEOUT_MS as u64));
     let failures = race_
         .run(TRIALS, |r, i| async move {

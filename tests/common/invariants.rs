@@ -658,7 +658,8 @@ impl Snapshot {
                             "product {id} holds {units} unit(s) for order {order_id}, which is {}",
                             status.unwrap_or("missing")
                         ),
-                        in_flight: false,
+                        // An orphan is released by the sweeper after a grace.
+                        in_flight: status.is_none(),
                     });
                 }
             }
@@ -683,7 +684,7 @@ impl Snapshot {
                         "reservation {order_id} is {state} ({:?}) but its order is {status}",
                         reservation_lines(r)
                     ),
-                    in_flight: MOVING.contains(&state),
+                    in_flight: MOVING.contains(&state) || order.is_none(),
                 });
             }
         }
