@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::backends::Backends;
 use common::invariants::{Expect, Stores, settle_and_check};
-use common::{Reply, TestMesh, WEBHOOK_SECRET, eventually, signed, webhook};
+use common::{Reply, TestMesh, WEBHOOK_SECRET, signed, webhook};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
@@ -130,10 +130,7 @@ impl Race {
             (201, Some("SUCCEEDED")) => {}
             // The provider did not answer in time; the reconciler settles it.
             (201, Some("PENDING")) => {
-                eventually(&self.t, &format!("/api/v1/orders/{order}"), self.customer(trial), "PAID", |o| {
-                    o["status"] == "PAID"
-                })
-                .await;
+                self.order_becomes(trial, order.as_str(), "PAID").await?;
             }
             _ => return Err(format!("trial {trial}: pay answered {} {}", paid.status, paid.body)),
         }
@@ -160,25 +157,46 @@ impl Race {
         r.body["status"].as_str().unwrap_or("?").to_string()
     }
 
-    /// Waits until `order` is CANCELLED for `payment_timeout`.
-    async fn expired(&self, trial: usize, order: &str) -> Result<(), String> {
-        let deadline = std::time::Instant::now() + EXPIRY;
+    /// GETs `path` as the trial's customer until `cond` holds on a 200
+    /// body, for at most `within`.
+    async fn wait_for(
+        &self,
+        trial: usize,
+        path: &str,
+        what: &str,
+        within: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Result<Value, String> {
+        let deadline = std::time::Instant::now() + within;
         loop {
-            let r = self
-                .t
-                .careful(GET, &format!("/api/v1/orders/{order}"), self.customer(trial), None, None)
-                .await;
-            if r.body["status"] == "CANCELLED" && r.body["cancellation_reason"] == "payment_timeout" {
-                return Ok(());
+            let r = self.t.careful(GET, path, self.customer(trial), None, None).await;
+            if r.status == 200 && cond(&r.body) {
+                return Ok(r.body);
             }
             if std::time::Instant::now() > deadline {
                 return Err(format!(
-                    "order {order} was not cancelled for payment_timeout within {EXPIRY:?} after its timeout: {}",
-                    r.body
+                    "trial {trial}: no {what} at {path} within {within:?}: {} {}",
+                    r.status, r.body
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    async fn order_becomes(&self, trial: usize, order: &str, status: &str) -> Result<(), String> {
+        self.wait_for(trial, &format!("/api/v1/orders/{order}"), status, SETTLE, |o| o["status"] == status)
+            .await
+            .map(|_| ())
+    }
+
+    /// Waits until `order` is CANCELLED for `payment_timeout`.
+    async fn expired(&self, trial: usize, order: &str) -> Result<(), String> {
+        let path = format!("/api/v1/orders/{order}");
+        self.wait_for(trial, &path, "expiry (payment_timeout)", EXPIRY, |o| {
+            o["status"] == "CANCELLED" && o["cancellation_reason"] == "payment_timeout"
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Runs `trials` trials, `PARALLEL` at a time, in batches of `BATCH`,
@@ -315,10 +333,9 @@ async fn cancel_and_carrier_pickup_exclude_each_other() {
         .run(TRIALS, |r, i| async move {
             let (order, _) = r.paid_order(i).await?;
             let shipment_path = format!("/api/v1/orders/{order}/shipment");
-            let labelled = eventually(&r.t, &shipment_path, r.customer(i), "a label", |b| {
-                b["status"] == "LABEL_CREATED"
-            })
-            .await;
+            let labelled = r
+                .wait_for(i, &shipment_path, "a label", SETTLE, |b| b["status"] == "LABEL_CREATED")
+                .await?;
             let update = json!({"tracking_number": labelled["tracking_number"], "status": "IN_TRANSIT", "location": "Springfield"});
             let (cancel, carrier) = race(i, r.cancel(i, &order), carrier_update(&r.t, &update)).await;
             let shipment = r
@@ -346,10 +363,7 @@ async fn cancel_and_carrier_pickup_exclude_each_other() {
                 200 if cancel.body["status"] == "REFUNDED" && shipment == "CANCELLED" => "cancel won",
                 409 if carrier.status == 200 && shipment == "IN_TRANSIT" => {
                     // The order follows the carrier over the bus.
-                    eventually(&r.t, &format!("/api/v1/orders/{order}"), r.customer(i), "SHIPPED", |b| {
-                        b["status"] == "SHIPPED"
-                    })
-                    .await;
+                    r.order_becomes(i, &order, "SHIPPED").await?;
                     "carrier won"
                 }
                 _ => return Err(wrong()),
@@ -476,10 +490,7 @@ async fn concurrent_refunds_never_exceed_the_capture() {
                 }
             };
             // The order follows the payment: fully refunded.
-            eventually(&r.t, &format!("/api/v1/orders/{order}"), r.customer(i), "REFUNDED", |o| {
-                o["status"] == "REFUNDED"
-            })
-            .await;
+            r.order_becomes(i, &order, "REFUNDED").await?;
             let payment_now = r.t.get(&format!("/api/v1/payments/{payment}"), Some(&r.admin)).await;
             if payment_now.body["refunded_amount"]["amount"] != *captured {
                 return Err(wrong(&format!("payment is now {}", payment_now.body)));
