@@ -521,7 +521,7 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
         ("SHIPPING_WEBHOOK_SECRET".into(), common::WEBHOOK_SECRET.into()),
         ("ORDER_PAYMENT_TIMEOUT".into(), format!("{PAYMENT_TIMEOUT_SECS}s")),
         // No cap gets in the way of the load; orphans are released soon.
-        ("ORDER_MAX_UNPAID_PER_CUSTOMER".into(), "100000".into()),
+        ("ORDER_MAX_UNPAID_PER_CUSTOMER".into(), "500".into()),
         ("RESERVATION_ORPHAN_GRACE_MS".into(), "20000".into()),
         ("SAGA_SWEEP_INTERVAL_MS".into(), "500".into()),
         ("STORE_CURSOR_KEY".into(), format!("cursor-{tag}")),
