@@ -147,8 +147,8 @@ pub struct Expect {
     /// Create requests with their keys. When given, every order of these
     /// users must be the answer to one of them.
     pub creates: Vec<CreateKey>,
-    /// `ORDER_PAYMENT_TIMEOUT` of the mesh: unpaid orders older than this
-    /// (plus a grace) must have expired.
+    /// `ORDER_PAYMENT_TIMEOUT` of the mesh: every unpaid order must expire
+    /// (settling waits until they have, or their deadline plus a grace passed).
     pub payment_timeout: Option<Duration>,
     /// Check notification counts (the mesh's notification-svc was running).
     pub notifications: bool,
@@ -411,12 +411,15 @@ impl Snapshot {
                     .get("expires_at")
                     .and_then(Value::as_i64)
                     .unwrap_or(int(o, "created_at") + timeout.as_millis() as i64);
+                // Every unpaid order must expire: settling waits for it.
                 let late = now_ms() - expires_at;
-                if LIVE.contains(&text(o, "status")) && late > EXPIRY_GRACE_MS && !abandoned(o) {
-                    push(
-                        "unpaid orders expire",
-                        format!("order {id} is still {} {late} ms after it should have expired (timeout {timeout:?})", text(o, "status")),
-                    );
+                if LIVE.contains(&text(o, "status")) && !abandoned(o) {
+                    let detail = if late > EXPIRY_GRACE_MS {
+                        format!("order {id} is still {} {late} ms after it should have expired (timeout {timeout:?})", text(o, "status"))
+                    } else {
+                        format!("order {id} is {} and expires in {} ms", text(o, "status"), -late)
+                    };
+                    push("unpaid orders expire", detail);
                 }
             }
             if let Some(attempt) = o.get("payment_attempt").filter(|a| a.is_object()) {
