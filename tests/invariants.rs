@@ -189,3 +189,24 @@ fn work_in_flight_is_marked_so_settling_waits_for_it() {
     assert_eq!(violations.len(), 2, "{violations:?}");
     assert!(violations.iter().all(|v| v.in_flight), "{violations:?}");
 }
+
+#[test]
+fn with_a_payment_timeout_unpaid_orders_must_expire() {
+    let (mut s, mut expect) = consistent();
+    expect.payment_timeout = Some(std::time::Duration::from_secs(1));
+    // created_at 0: long past its deadline.
+    let found = s.check(&expect);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].rule, "unpaid orders expire");
+    assert!(found[0].detail.contains("o-open") && found[0].detail.contains("should have expired"));
+    // Its own deadline, not yet reached: still in flight.
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 60_000;
+    s.orders.get_mut("o-open").unwrap()["expires_at"] = json!(soon);
+    let found = s.check(&expect);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].in_flight && found[0].detail.contains("expires in"), "{found:?}");
+}
