@@ -54,6 +54,11 @@ impl Race {
             ("SEED_DEMO", "false"),
             ("ORDER_MAX_UNPAID_PER_CUSTOMER", "500"),
             ("RESERVATION_ORPHAN_GRACE_MS", "10000"),
+            // The races judge decisions, not latency: a loaded machine (and
+            // two meshes at a time on one Postgres) must not turn them into
+            // timeouts, nor exhaust the server's connections.
+            ("DATABASE_TIMEOUT_MS", "10000"),
+            ("DATABASE_MAX_CONNECTIONS", "5"),
         ];
         vars.extend_from_slice(extra);
         let t = backends.mesh_with(&vars).await;
