@@ -68,17 +68,21 @@ impl Race {
             .into_iter()
             .map(|(_, token, _)| token)
             .collect();
-        let sku = format!("RACE-{}", uuid::Uuid::now_v7().simple());
+        let tag = uuid::Uuid::now_v7().simple().to_string();
+        let body = json!({"sku": format!("RACE-{tag}"), "name": format!("Race widget {tag}"), "description": "raced for",
+                          "category": "test", "price": {"amount": 1250, "currency": "USD"}, "stock": 100000});
         let created = t
-            .post(
-                "/api/v1/products",
-                Some(&admin),
-                json!({"sku": sku, "name": "Race widget", "description": "raced for", "category": "test",
-                       "price": {"amount": 1250, "currency": "USD"}, "stock": 100000}),
-            )
+            .careful(POST, "/api/v1/products", &admin, None, Some(body))
             .await;
-        assert_eq!(created.status, 201, "{}", created.body);
-        let product = created.body["id"].as_str().unwrap().to_string();
+        let product = match created.status {
+            201 => created.body["id"].as_str().unwrap().to_string(),
+            // A retry after a slow first attempt finds the SKU taken: by us.
+            409 => {
+                let found = t.careful(GET, &format!("/api/v1/products?q={tag}"), &admin, None, None).await;
+                found.body["items"][0]["id"].as_str().expect("the product made by the first attempt").to_string()
+            }
+            _ => panic!("creating the race product: {} {}", created.status, created.body),
+        };
         let stores = Stores::open(&t.config).await.expect("stores open");
         let baseline = stores.baseline().await.expect("baseline");
         Race {
@@ -519,6 +523,28 @@ async fn concurrent_refunds_never_exceed_the_capture() {
     race_.finish(failures).await;
 }
 
+/// Sends an idempotent product-svc call again while the transport fails
+/// or times out (30 s budget); every other answer is final.
+async fn grpc_retry<T, F, Fut>(mut send: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    use tonic::Code;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match send().await {
+            Err(s)
+                if matches!(s.code(), Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded)
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => return other.map(tonic::Response::into_inner),
+        }
+    }
+}
+
 /// A request as order-svc sends it.
 fn call<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -534,7 +560,7 @@ async fn commit_and_release_of_one_reservation() {
     let client = ProductServiceClient::new(race_.t.channel(platform::ServiceId::Product));
     let failures = race_
         .run(TRIALS, |r, i| {
-            let mut client = client.clone();
+            let client = client.clone();
             async move {
                 // A reservation owned by no order: the test is the order.
                 let order = uuid::Uuid::now_v7().to_string();
@@ -545,23 +571,35 @@ async fn commit_and_release_of_one_reservation() {
                         quantity: 1 + (i % 3) as u32,
                     }],
                 };
-                client
-                    .reserve_stock(call(reserve))
-                    .await
-                    .map_err(|s| format!("trial {i}: reserve failed: {s:?}"))?;
-                let (mut a, mut b) = (client.clone(), client.clone());
+                grpc_retry(|| {
+                    let mut c = client.clone();
+                    let r = call(reserve.clone());
+                    async move { c.reserve_stock(r).await }
+                })
+                .await
+                .map_err(|s| format!("trial {i}: reserve failed: {s:?}"))?;
+                let commit_request = CommitStockRequest { order_id: order.clone() };
+                let release_request = ReleaseStockRequest { order_id: order.clone() };
                 let (commit, release) = race(
                     i,
-                    a.commit_stock(call(CommitStockRequest { order_id: order.clone() })),
-                    b.release_stock(call(ReleaseStockRequest { order_id: order.clone() })),
+                    grpc_retry(|| {
+                        let mut c = client.clone();
+                        let r = call(commit_request.clone());
+                        async move { c.commit_stock(r).await }
+                    }),
+                    grpc_retry(|| {
+                        let mut c = client.clone();
+                        let r = call(release_request.clone());
+                        async move { c.release_stock(r).await }
+                    }),
                 )
                 .await;
                 let wrong = |note: &str| {
                     format!(
                         "trial {i} ({}): order {order}: {note}; commit {:?}; release {:?}",
                         who_first(i, "commit", "release"),
-                        commit.as_ref().map(|r| r.get_ref().reservation.clone()),
-                        release.as_ref().map(|r| r.get_ref().reservation.clone()),
+                        commit.as_ref().map(|r| r.reservation.clone()),
+                        release.as_ref().map(|r| r.reservation.clone()),
                     )
                 };
                 let outcome = match (&commit, &release) {
@@ -571,10 +609,13 @@ async fn commit_and_release_of_one_reservation() {
                 };
                 // Whatever happened, one more release (the saga's retry)
                 // must leave every unit back on sale, once.
-                client
-                    .release_stock(call(ReleaseStockRequest { order_id: order.clone() }))
-                    .await
-                    .map_err(|s| wrong(&format!("a second release failed: {s:?}")))?;
+                grpc_retry(|| {
+                    let mut c = client.clone();
+                    let r = call(release_request.clone());
+                    async move { c.release_stock(r).await }
+                })
+                .await
+                .map_err(|s| wrong(&format!("a second release failed: {s:?}")))?;
                 Ok(format!("{outcome} ({})", who_first(i, "commit", "release")))
             }
         })
