@@ -243,6 +243,13 @@ pub struct TraceContext<S> {
     default_timeout: Duration,
 }
 
+impl<S> TraceContext<Breaker<S>> {
+    /// Whether the channel's circuit breaker refuses calls right now.
+    pub fn is_open(&self) -> bool {
+        self.inner.is_open()
+    }
+}
+
 impl<S, B> tower::Service<http::Request<B>> for TraceContext<S>
 where
     S: tower::Service<http::Request<B>>,

@@ -171,9 +171,15 @@ impl ProductApi {
                 }
             }
             for (product_id, quantity) in &current.value.lines {
-                self.apply_line(order_id, product_id, *quantity, work).await?;
+                self.apply_line(order_id, product_id, *quantity, work)
+                    .await?;
             }
-            let ids: Vec<&str> = current.value.lines.iter().map(|(p, _)| p.as_str()).collect();
+            let ids: Vec<&str> = current
+                .value
+                .lines
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect();
             self.after_write(&ids).await;
             match self.move_reservation(order_id, marker, done).await? {
                 Ok(finished) => return Ok(finished),
@@ -196,8 +202,7 @@ impl ProductApi {
             state: S::Reserving,
             created_at: at,
             updated_at: at,
-            expires_at: at
-                + (self.saga.payment_timeout + self.saga.orphan_grace).as_secs() as i64,
+            expires_at: at + (self.saga.payment_timeout + self.saga.orphan_grace).as_secs() as i64,
             settle_at: Some(at + STUCK_AFTER_SECS),
         };
         match self.reservations.insert(order_id, intent).await {
@@ -259,7 +264,10 @@ impl ProductApi {
             return Err(status);
         }
         let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
-        match self.move_reservation(order_id, S::Reserving, S::Active).await? {
+        match self
+            .move_reservation(order_id, S::Reserving, S::Active)
+            .await?
+        {
             Ok(active) => {
                 self.after_write(&ids).await;
                 Ok(active.value)

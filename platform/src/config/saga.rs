@@ -43,9 +43,7 @@ impl Default for SagaSettings {
 /// A duration with a unit (`ms`, `s`, `m`, `h`) or whole seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let split = raw
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(raw.len());
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (digits, unit) = raw.split_at(split);
     let n: u64 = digits
         .parse()
@@ -70,7 +68,8 @@ impl SagaSettings {
             payment_timeout: v
                 .parse_with("ORDER_PAYMENT_TIMEOUT", parse_duration)?
                 .unwrap_or(d.payment_timeout),
-            max_units_per_line: v.positive_number("ORDER_MAX_UNITS_PER_LINE", d.max_units_per_line)?,
+            max_units_per_line: v
+                .positive_number("ORDER_MAX_UNITS_PER_LINE", d.max_units_per_line)?,
             max_unpaid_per_customer: v
                 .positive_number("ORDER_MAX_UNPAID_PER_CUSTOMER", d.max_unpaid_per_customer)?,
             sweep_interval: v.positive_millis("SAGA_SWEEP_INTERVAL_MS", d.sweep_interval)?,
