@@ -24,9 +24,11 @@ const CUSTOMERS: usize = 8;
 const ADMIN_EMAIL: &str = "admin@example.com";
 const ADMIN_PASSWORD: &str = "admin-password";
 /// How long the stores may take to settle after a batch.
-const SETTLE: Duration = Duration::from_secs(20);
-/// How long an unpaid order may outlive its payment timeout.
-const EXPIRY: Duration = Duration::from_secs(10);
+const SETTLE: Duration = Duration::from_secs(30);
+/// How long an unpaid order may outlive its payment timeout: a refused
+/// payment attempt holds expiry off for up to 15 s (`ATTEMPT_LIVE_MS`),
+/// then the sweeper needs a pass.
+const EXPIRY: Duration = Duration::from_secs(25);
 const GOOD_CARD: &str = "4242424242424242";
 const POST: reqwest::Method = reqwest::Method::POST;
 const GET: reqwest::Method = reqwest::Method::GET;
