@@ -322,7 +322,7 @@ impl OrderApi {
                     &Query::new()
                         .eq("user_id", user_id)
                         .eq("status", status)
-                        .limit(cap + 1),
+                        .limit((cap + 1).min(platform::store::MAX_PAGE)),
                 )
                 .await?
                 .items
