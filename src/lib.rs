@@ -208,7 +208,10 @@ pub fn main() -> ExitCode {
         [] => all_in_one(),
         [serve, component] if serve == "serve" => serve_one(component),
         _ => {
-            eprintln!("usage: shopmesh [serve <gateway|{}>]", component_names().join("|"));
+            eprintln!(
+                "usage: shopmesh [serve <gateway|{}>]",
+                component_names().join("|")
+            );
             ExitCode::from(2)
         }
     }

@@ -147,7 +147,15 @@ impl Postgres {
         }
         let mut initdb = pg.tool("initdb");
         initdb
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "-D"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
             .arg(&pg.data);
         pg.run(initdb, "initdb");
         pg.start();
@@ -225,7 +233,9 @@ impl Process {
 
     /// Whether it exited on its own (a crash the test did not cause).
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 }
 
@@ -355,7 +365,13 @@ impl Careful {
                 let deadline = Instant::now() + REQUEST_BUDGET;
                 loop {
                     let order_now = self
-                        .send(reqwest::Method::GET, &format!("/api/v1/orders/{order}"), Some(token), None, None)
+                        .send(
+                            reqwest::Method::GET,
+                            &format!("/api/v1/orders/{order}"),
+                            Some(token),
+                            None,
+                            None,
+                        )
                         .await;
                     match order_now.body["status"].as_str() {
                         Some("PAID") => return Paid::Yes(id),
@@ -381,7 +397,12 @@ impl Careful {
 
     async fn cancel(&self, flow: &str, token: &str, order: &str) -> Option<bool> {
         let answer = self
-            .post(&format!("/api/v1/orders/{order}/cancel"), token, None, json!({}))
+            .post(
+                &format!("/api/v1/orders/{order}/cancel"),
+                token,
+                None,
+                json!({}),
+            )
             .await;
         match answer.status {
             200 => Some(true),
@@ -394,12 +415,7 @@ impl Careful {
     }
 
     /// One random flow; returns its label.
-    async fn run_flow(
-        &self,
-        user: &(String, String),
-        admin: &str,
-        products: &[String],
-    ) -> String {
+    async fn run_flow(&self, user: &(String, String), admin: &str, products: &[String]) -> String {
         let kind = rand::random_range(0..5u8);
         let Some(order) = self.create(user, products).await else {
             return "create: unknown".into();
@@ -493,10 +509,17 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
             let root = root.clone();
             move || {
                 let mut c = Command::new("/usr/sbin/nats-server");
-                c.args(["-a", "127.0.0.1", "-p", &nats_port.to_string(), "-js", "-sd"])
-                    .arg(&dir)
-                    .stdout(log_file(&root, "nats"))
-                    .stderr(log_file(&root, "nats"));
+                c.args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &nats_port.to_string(),
+                    "-js",
+                    "-sd",
+                ])
+                .arg(&dir)
+                .stdout(log_file(&root, "nats"))
+                .stderr(log_file(&root, "nats"));
                 c
             }
         }),
@@ -518,8 +541,14 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
         ("JWT_PRIVATE_KEY_PEM".into(), key_pem),
         ("RATE_LIMIT_RPS".into(), "0".into()),
         ("SEED_DEMO".into(), "false".into()),
-        ("SHIPPING_WEBHOOK_SECRET".into(), common::WEBHOOK_SECRET.into()),
-        ("ORDER_PAYMENT_TIMEOUT".into(), format!("{PAYMENT_TIMEOUT_SECS}s")),
+        (
+            "SHIPPING_WEBHOOK_SECRET".into(),
+            common::WEBHOOK_SECRET.into(),
+        ),
+        (
+            "ORDER_PAYMENT_TIMEOUT".into(),
+            format!("{PAYMENT_TIMEOUT_SECS}s"),
+        ),
         // No cap gets in the way of the load; orphans are released soon.
         ("ORDER_MAX_UNPAID_PER_CUSTOMER".into(), "500".into()),
         ("RESERVATION_ORPHAN_GRACE_MS".into(), "20000".into()),
@@ -527,7 +556,10 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
         ("STORE_CURSOR_KEY".into(), format!("cursor-{tag}")),
         ("HTTP_ADDR".into(), format!("127.0.0.1:{http_port}")),
         ("LOG_FORMAT".into(), "json".into()),
-        ("RUST_LOG".into(), std::env::var("CRASH_LOG").unwrap_or_else(|_| "warn".into())),
+        (
+            "RUST_LOG".into(),
+            std::env::var("CRASH_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
     ];
     for (id, port) in &ports {
         env.push((id.addr_var().to_string(), format!("127.0.0.1:{port}")));
@@ -573,7 +605,8 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
     }
 
     let config = {
-        let vars: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let vars: BTreeMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let vars: std::collections::HashMap<&str, &str> = vars.into_iter().collect();
         platform::Config::from_source("crash", &vars).expect("config")
     };
@@ -586,7 +619,11 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
     // Ready: every service answers through the gateway.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ready = client.http.get(format!("{}/ready", client.base)).send().await;
+        let ready = client
+            .http
+            .get(format!("{}/ready", client.base))
+            .send()
+            .await;
         if ready.map(|r| r.status().is_success()).unwrap_or(false) {
             break;
         }
@@ -687,10 +724,16 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
             }
         }
         let target = order.pop().unwrap();
-        tokio::time::sleep(gap.min(Duration::from_secs(5)) + Duration::from_millis(rand::random_range(0..1000))).await;
+        tokio::time::sleep(
+            gap.min(Duration::from_secs(5)) + Duration::from_millis(rand::random_range(0..1000)),
+        )
+        .await;
         for p in procs.values_mut() {
             if let Some(status) = p.exited() {
-                failures.push(format!("{} exited on its own ({status}) before a kill of {target}", p.name));
+                failures.push(format!(
+                    "{} exited on its own ({status}) before a kill of {target}",
+                    p.name
+                ));
                 p.spawn();
             }
         }
@@ -750,17 +793,29 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
     let report = settle_and_check(&stores, &expect, SETTLE).await;
 
     let flows: usize = stats_now.flows.values().sum();
-    println!("crash test summary ({:.0} s of chaos, {:.0} s in all):", chaos_for.as_secs_f64(), started.elapsed().as_secs_f64());
+    println!(
+        "crash test summary ({:.0} s of chaos, {:.0} s in all):",
+        chaos_for.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
     println!("  flows: {flows} {:?}", stats_now.flows);
     println!("  creates: {}", stats_now.creates.len());
     println!("  kills per target: {kills:?}");
     for (target, times) in &recovery {
         let max = times.iter().cloned().fold(0.0, f64::max);
         let mean = times.iter().sum::<f64>() / times.len() as f64;
-        println!("  time to recover after killing {target}: mean {mean:.1} s, max {max:.1} s ({times:.1?})");
+        println!(
+            "  time to recover after killing {target}: mean {mean:.1} s, max {max:.1} s ({times:.1?})"
+        );
     }
-    println!("  statuses the clients saw (0 = no answer): {:?}", stats_now.statuses);
-    println!("  flows that never learned their outcome: {}", stats_now.unknown.len());
+    println!(
+        "  statuses the clients saw (0 = no answer): {:?}",
+        stats_now.statuses
+    );
+    println!(
+        "  flows that never learned their outcome: {}",
+        stats_now.unknown.len()
+    );
     for u in stats_now.unknown.iter().take(30) {
         println!("    {u}");
     }
@@ -778,7 +833,11 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
         ));
     }
     if !report.is_clean() {
-        failures.push(format!("{} invariant violation(s): {:?}", report.violations.len(), report.by_rule()));
+        failures.push(format!(
+            "{} invariant violation(s): {:?}",
+            report.violations.len(),
+            report.by_rule()
+        ));
     }
     if flows == 0 {
         failures.push("no flow completed".into());
@@ -791,5 +850,9 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
     } else {
         println!("logs kept under {}", root.display());
     }
-    assert!(failures.is_empty(), "crash test failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "crash test failed:\n{}",
+        failures.join("\n")
+    );
 }

@@ -32,13 +32,19 @@ fn notification(user: &str, kind: &str) -> Value {
 fn consistent() -> (Snapshot, Expect) {
     let mut s = Snapshot::default();
     s.orders.insert("o-paid".into(), order("u", "PAID", 2));
-    s.orders.insert("o-cancelled".into(), order("u", "CANCELLED", 1));
-    s.orders.insert("o-open".into(), order("u", "PENDING_PAYMENT", 3));
+    s.orders
+        .insert("o-cancelled".into(), order("u", "CANCELLED", 1));
+    s.orders
+        .insert("o-open".into(), order("u", "PENDING_PAYMENT", 3));
     s.products.insert(
         P.into(),
         json!({"stock_available": 95, "stock_reserved": 3, "reservations": {"o-open": 3}}),
     );
-    for (id, state, q) in [("o-paid", "committed", 2), ("o-cancelled", "released", 1), ("o-open", "active", 3)] {
+    for (id, state, q) in [
+        ("o-paid", "committed", 2),
+        ("o-cancelled", "released", 1),
+        ("o-open", "active", 3),
+    ] {
         s.reservations
             .insert(id.into(), json!({"lines": [[P, q]], "state": state}));
     }
@@ -52,9 +58,14 @@ fn consistent() -> (Snapshot, Expect) {
         "s-2".into(),
         json!({"order_id": "o-cancelled", "status": "CANCELLED"}),
     ));
-    for (i, kind) in ["order.created", "order.created", "order.created", "payment.processed"]
-        .iter()
-        .enumerate()
+    for (i, kind) in [
+        "order.created",
+        "order.created",
+        "order.created",
+        "payment.processed",
+    ]
+    .iter()
+    .enumerate()
     {
         s.notifications
             .push((format!("n{i}"), notification("u", kind)));
@@ -94,21 +105,28 @@ fn a_consistent_state_is_clean() {
 #[test]
 fn a_cancelled_order_with_an_unrefunded_capture_is_reported() {
     let (mut s, expect) = consistent();
-    s.payments
-        .push(("pay-2".into(), payment("o-cancelled", "u", "succeeded", 500, 0)));
+    s.payments.push((
+        "pay-2".into(),
+        payment("o-cancelled", "u", "succeeded", 500, 0),
+    ));
     s.notifications
         .push(("n9".into(), notification("u", "payment.processed")));
     let found = rules(&s, &expect);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].0, "captured - refunded = sold");
-    assert!(found[0].1.contains("o-cancelled") && found[0].1.contains("pay-2"), "{found:?}");
+    assert!(
+        found[0].1.contains("o-cancelled") && found[0].1.contains("pay-2"),
+        "{found:?}"
+    );
 }
 
 #[test]
 fn two_captures_of_one_order_are_reported() {
     let (mut s, expect) = consistent();
-    s.payments
-        .push(("pay-2".into(), payment("o-paid", "u", "refunded", 1000, 1000)));
+    s.payments.push((
+        "pay-2".into(),
+        payment("o-paid", "u", "refunded", 1000, 1000),
+    ));
     s.notifications
         .push(("n9".into(), notification("u", "payment.processed")));
     s.notifications
@@ -139,7 +157,10 @@ fn units_held_for_a_cancelled_order_are_reported() {
     s.reservations.get_mut("o-cancelled").unwrap()["state"] = json!("active");
     let found = rules(&s, &expect);
     assert_eq!(found.len(), 2, "{found:?}");
-    assert!(found.iter().all(|(rule, detail)| *rule == "no reservation without a live order" && detail.contains("o-cancelled")));
+    assert!(found.iter().all(
+        |(rule, detail)| *rule == "no reservation without a live order"
+            && detail.contains("o-cancelled")
+    ));
 }
 
 #[test]
@@ -149,7 +170,10 @@ fn a_label_for_a_refunded_order_and_a_paid_order_without_one_are_reported() {
     s.shipments[0].1["status"] = json!("CANCELLED");
     let found = rules(&s, &expect);
     assert_eq!(found.len(), 2, "{found:?}");
-    assert_eq!(found[0].0, "nothing ships for an unpaid, cancelled or refunded order");
+    assert_eq!(
+        found[0].0,
+        "nothing ships for an unpaid, cancelled or refunded order"
+    );
     assert!(found[0].1.contains("o-cancelled") && found[0].1.contains("s-2"));
     assert_eq!(found[1].0, "one shipment per paid order");
     assert!(found[1].1.contains("o-paid"));
@@ -160,8 +184,10 @@ fn an_orphan_order_of_a_retried_key_is_reported() {
     let (mut s, expect) = consistent();
     s.orders
         .insert("o-orphan".into(), order("u", "CANCELLED", 1));
-    s.reservations
-        .insert("o-orphan".into(), json!({"lines": [[P, 1]], "state": "released"}));
+    s.reservations.insert(
+        "o-orphan".into(),
+        json!({"lines": [[P, 1]], "state": "released"}),
+    );
     s.notifications
         .push(("n9".into(), notification("u", "order.created")));
     let found = rules(&s, &expect);
@@ -183,7 +209,8 @@ fn duplicate_and_missing_notifications_are_reported() {
 #[test]
 fn work_in_flight_is_marked_so_settling_waits_for_it() {
     let (mut s, expect) = consistent();
-    s.orders.get_mut("o-open").unwrap()["steps"] = json!({"count": 1, "items": [{"kind": "release"}]});
+    s.orders.get_mut("o-open").unwrap()["steps"] =
+        json!({"count": 1, "items": [{"kind": "release"}]});
     s.reservations.get_mut("o-cancelled").unwrap()["state"] = json!("releasing");
     let violations = s.check(&expect);
     assert_eq!(violations.len(), 2, "{violations:?}");
@@ -208,5 +235,8 @@ fn with_a_payment_timeout_unpaid_orders_must_expire() {
     s.orders.get_mut("o-open").unwrap()["expires_at"] = json!(soon);
     let found = s.check(&expect);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].in_flight && found[0].detail.contains("expires in"), "{found:?}");
+    assert!(
+        found[0].in_flight && found[0].detail.contains("expires in"),
+        "{found:?}"
+    );
 }

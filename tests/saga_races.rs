@@ -80,10 +80,24 @@ impl Race {
             201 => created.body["id"].as_str().unwrap().to_string(),
             // A retry after a slow first attempt finds the SKU taken: by us.
             409 => {
-                let found = t.careful(GET, &format!("/api/v1/products?q={tag}"), &admin, None, None).await;
-                found.body["items"][0]["id"].as_str().expect("the product made by the first attempt").to_string()
+                let found = t
+                    .careful(
+                        GET,
+                        &format!("/api/v1/products?q={tag}"),
+                        &admin,
+                        None,
+                        None,
+                    )
+                    .await;
+                found.body["items"][0]["id"]
+                    .as_str()
+                    .expect("the product made by the first attempt")
+                    .to_string()
             }
-            _ => panic!("creating the race product: {} {}", created.status, created.body),
+            _ => panic!(
+                "creating the race product: {} {}",
+                created.status, created.body
+            ),
         };
         let stores = Stores::open(&t.config).await.expect("stores open");
         let baseline = stores.baseline().await.expect("baseline");
@@ -113,10 +127,19 @@ impl Race {
         let key = uuid::Uuid::now_v7().to_string();
         let r = self
             .t
-            .careful(POST, "/api/v1/orders", self.customer(trial), Some(&key), Some(body))
+            .careful(
+                POST,
+                "/api/v1/orders",
+                self.customer(trial),
+                Some(&key),
+                Some(body),
+            )
             .await;
         if r.status != 201 {
-            return Err(format!("trial {trial}: create answered {} {}", r.status, r.body));
+            return Err(format!(
+                "trial {trial}: create answered {} {}",
+                r.status, r.body
+            ));
         }
         Ok(r.body["id"].as_str().unwrap_or_default().to_string())
     }
@@ -143,7 +166,12 @@ impl Race {
             (201, Some("PENDING")) => {
                 self.order_becomes(trial, order.as_str(), "PAID").await?;
             }
-            _ => return Err(format!("trial {trial}: pay answered {} {}", paid.status, paid.body)),
+            _ => {
+                return Err(format!(
+                    "trial {trial}: pay answered {} {}",
+                    paid.status, paid.body
+                ));
+            }
         }
         Ok((order, paid))
     }
@@ -163,7 +191,13 @@ impl Race {
     async fn order_status(&self, trial: usize, order: &str) -> String {
         let r = self
             .t
-            .careful(GET, &format!("/api/v1/orders/{order}"), self.customer(trial), None, None)
+            .careful(
+                GET,
+                &format!("/api/v1/orders/{order}"),
+                self.customer(trial),
+                None,
+                None,
+            )
             .await;
         r.body["status"].as_str().unwrap_or("?").to_string()
     }
@@ -180,7 +214,10 @@ impl Race {
     ) -> Result<Value, String> {
         let deadline = std::time::Instant::now() + within;
         loop {
-            let r = self.t.careful(GET, path, self.customer(trial), None, None).await;
+            let r = self
+                .t
+                .careful(GET, path, self.customer(trial), None, None)
+                .await;
             if r.status == 200 && cond(&r.body) {
                 return Ok(r.body);
             }
@@ -195,9 +232,15 @@ impl Race {
     }
 
     async fn order_becomes(&self, trial: usize, order: &str, status: &str) -> Result<(), String> {
-        self.wait_for(trial, &format!("/api/v1/orders/{order}"), status, SETTLE, |o| o["status"] == status)
-            .await
-            .map(|_| ())
+        self.wait_for(
+            trial,
+            &format!("/api/v1/orders/{order}"),
+            status,
+            SETTLE,
+            |o| o["status"] == status,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Waits until `order` is CANCELLED for `payment_timeout`.
@@ -326,7 +369,9 @@ async fn pay_and_cancel_exclude_each_other() {
                 // Cancel won; the payment was refused.
                 (409, 200, "CANCELLED") if status == "CANCELLED" => "cancel won",
                 // Pay finished first, then the cancel refunded it (sequential).
-                (201, 200, "REFUNDED") if pay.body["status"] == "SUCCEEDED" && status == "REFUNDED" => {
+                (201, 200, "REFUNDED")
+                    if pay.body["status"] == "SUCCEEDED" && status == "REFUNDED" =>
+                {
                     "paid then refunded"
                 }
                 _ => {
@@ -418,8 +463,12 @@ const PAYMENT_TIMEOUT_MS: i64 = 1000;
 async fn payment_and_expiry_exclude_each_other() {
     let mut race_ = Race::start(
         "pay/expire",
-        &[("ORDER_PAYMENT_TIMEOUT", "1s"), ("SAGA_SWEEP_INTERVAL_MS", "100")],
-    ).await;
+        &[
+            ("ORDER_PAYMENT_TIMEOUT", "1s"),
+            ("SAGA_SWEEP_INTERVAL_MS", "100"),
+        ],
+    )
+    .await;
     race_.expect.payment_timeout = Some(Duration::from_millis(PAYMENT_TIMEOUT_MS as u64));
     let failures = race_
         .run(TRIALS, |r, i| async move {
@@ -427,7 +476,9 @@ async fn payment_and_expiry_exclude_each_other() {
             let order = r.order(i).await?;
             if i % 4 == 3 {
                 // A control: never paid, it must expire.
-                r.expired(i, &order).await.map_err(|e| format!("trial {i} (never paid): {e}"))?;
+                r.expired(i, &order)
+                    .await
+                    .map_err(|e| format!("trial {i} (never paid): {e}"))?;
                 return Ok("expired unpaid".into());
             }
             // Pay within 150 ms either side of the deadline: before it on
@@ -437,12 +488,18 @@ async fn payment_and_expiry_exclude_each_other() {
             let at = created_at + Duration::from_millis(at as u64);
             tokio::time::sleep_until(at.into()).await;
             let pay = r.pay(i, &order).await;
-            let side = if i % 2 == 0 { "pay before the deadline" } else { "pay after the deadline" };
+            let side = if i % 2 == 0 {
+                "pay before the deadline"
+            } else {
+                "pay after the deadline"
+            };
             let outcome = match pay.status {
                 201 if pay.body["status"] == "SUCCEEDED" => {
                     let status = r.order_status(i, &order).await;
                     if status != "PAID" {
-                        return Err(format!("trial {i}: paid (201) but order {order} is {status}"));
+                        return Err(format!(
+                            "trial {i}: paid (201) but order {order} is {status}"
+                        ));
                     }
                     "pay won"
                 }
@@ -454,7 +511,10 @@ async fn payment_and_expiry_exclude_each_other() {
                     "expiry won"
                 }
                 _ => {
-                    return Err(format!("trial {i} ({side}): pay answered {} {}", pay.status, pay.body));
+                    return Err(format!(
+                        "trial {i} ({side}): pay answered {} {}",
+                        pay.status, pay.body
+                    ));
                 }
             };
             Ok(format!("{outcome} ({side})"))
@@ -479,7 +539,10 @@ async fn concurrent_refunds_never_exceed_the_capture() {
                 let k = uuid::Uuid::now_v7().to_string();
                 (k.clone(), k)
             } else {
-                (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string())
+                (
+                    uuid::Uuid::now_v7().to_string(),
+                    uuid::Uuid::now_v7().to_string(),
+                )
             };
             let body = json!({"reason": "raced refund"});
             let (a, b) = race(
@@ -515,7 +578,9 @@ async fn concurrent_refunds_never_exceed_the_capture() {
             };
             // The order follows the payment: fully refunded.
             r.order_becomes(i, &order, "REFUNDED").await?;
-            let payment_now = r.t.get(&format!("/api/v1/payments/{payment}"), Some(&r.admin)).await;
+            let payment_now =
+                r.t.get(&format!("/api/v1/payments/{payment}"), Some(&r.admin))
+                    .await;
             if payment_now.body["refunded_amount"]["amount"] != *captured {
                 return Err(wrong(&format!("payment is now {}", payment_now.body)));
             }
@@ -537,8 +602,10 @@ where
     loop {
         match send().await {
             Err(s)
-                if matches!(s.code(), Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded)
-                    && std::time::Instant::now() < deadline =>
+                if matches!(
+                    s.code(),
+                    Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded
+                ) && std::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
@@ -580,8 +647,12 @@ async fn commit_and_release_of_one_reservation() {
                 })
                 .await
                 .map_err(|s| format!("trial {i}: reserve failed: {s:?}"))?;
-                let commit_request = CommitStockRequest { order_id: order.clone() };
-                let release_request = ReleaseStockRequest { order_id: order.clone() };
+                let commit_request = CommitStockRequest {
+                    order_id: order.clone(),
+                };
+                let release_request = ReleaseStockRequest {
+                    order_id: order.clone(),
+                };
                 let (commit, release) = race(
                     i,
                     grpc_retry(|| {
@@ -606,7 +677,9 @@ async fn commit_and_release_of_one_reservation() {
                 };
                 let outcome = match (&commit, &release) {
                     (Ok(_), Ok(_)) => "committed then restocked",
-                    (Err(s), Ok(_)) if s.code() == tonic::Code::FailedPrecondition => "released first",
+                    (Err(s), Ok(_)) if s.code() == tonic::Code::FailedPrecondition => {
+                        "released first"
+                    }
                     _ => return Err(wrong("unexpected answers")),
                 };
                 // Whatever happened, one more release (the saga's retry)

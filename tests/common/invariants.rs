@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use platform::{Config, ServiceId};
 use platform::store::{Collection, CollectionSpec, FieldType, IndexSpec, Query, Store};
+use platform::{Config, ServiceId};
 use serde_json::Value;
 
 /// Order statuses in which the order's units count as sold and its total
@@ -32,7 +32,12 @@ const CAPTURED: [&str; 3] = ["succeeded", "partially_refunded", "refunded"];
 /// Reservation states half-way through a move.
 const MOVING: [&str; 4] = ["reserving", "committing", "releasing", "restocking"];
 /// Shipment states at which a label exists (or the parcel left).
-const LABELLED: [&str; 4] = ["LABEL_CREATED", "IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED"];
+const LABELLED: [&str; 4] = [
+    "LABEL_CREATED",
+    "IN_TRANSIT",
+    "OUT_FOR_DELIVERY",
+    "DELIVERED",
+];
 
 /// How late an unpaid order may expire (the sweeper's period and load).
 const EXPIRY_GRACE_MS: i64 = 10_000;
@@ -60,9 +65,7 @@ impl Stores {
         let notification = Store::from_config(config, ServiceId::Notification.name()).await?;
         Ok(Stores {
             orders: order.collection(order_svc::store::orders()).await?,
-            keys: order
-                .collection(order_svc::idempotency::spec())
-                .await?,
+            keys: order.collection(order_svc::idempotency::spec()).await?,
             products: product.collection(product_svc::store::products()).await?,
             reservations: product
                 .collection(product_svc::store::reservations())
@@ -102,7 +105,10 @@ impl Stores {
         let mut stock = BTreeMap::new();
         for (id, product) in &snapshot.products {
             let sold = snapshot.sold_units(id);
-            stock.insert(id.clone(), int(product, "stock_available") + held_units(product) + sold);
+            stock.insert(
+                id.clone(),
+                int(product, "stock_available") + held_units(product) + sold,
+            );
         }
         Ok(Baseline { stock })
     }
@@ -310,10 +316,7 @@ fn reservation_lines(reservation: &Value) -> Vec<(String, i64)> {
             Value::Array(pair) if pair.len() == 2 => {
                 Some((pair[0].as_str()?.to_string(), pair[1].as_i64()?))
             }
-            Value::Object(_) => Some((
-                text(line, "product_id").to_string(),
-                int(line, "quantity"),
-            )),
+            Value::Object(_) => Some((text(line, "product_id").to_string(), int(line, "quantity"))),
             _ => None,
         })
         .collect()
@@ -321,7 +324,10 @@ fn reservation_lines(reservation: &Value) -> Vec<(String, i64)> {
 
 /// The tombstone of a creation that failed half-way.
 fn abandoned(order: &Value) -> bool {
-    order.get("abandoned").and_then(Value::as_bool).unwrap_or(false)
+    order
+        .get("abandoned")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 fn now_ms() -> i64 {
@@ -335,9 +341,7 @@ impl Snapshot {
     /// Orders that were placed: not the tombstones of creations that
     /// failed half-way (`abandoned`), which no client ever saw.
     pub fn placed(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.orders
-            .iter()
-            .filter(|(_, o)| !abandoned(o))
+        self.orders.iter().filter(|(_, o)| !abandoned(o))
     }
 
     /// Units of `product` sold by orders in a sold status.
@@ -345,7 +349,12 @@ impl Snapshot {
         self.orders
             .values()
             .filter(|o| SOLD.contains(&text(o, "status")))
-            .flat_map(|o| o.get("items").and_then(Value::as_array).cloned().unwrap_or_default())
+            .flat_map(|o| {
+                o.get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .filter(|item| text(item, "product_id") == product)
             .map(|item| int(&item, "quantity"))
             .sum()
@@ -355,16 +364,20 @@ impl Snapshot {
     pub fn summary(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for o in self.orders.values() {
-            *out.entry(format!("order {}", text(o, "status"))).or_default() += 1;
+            *out.entry(format!("order {}", text(o, "status")))
+                .or_default() += 1;
         }
         for (_, p) in &self.payments {
-            *out.entry(format!("payment {}", text(p, "state"))).or_default() += 1;
+            *out.entry(format!("payment {}", text(p, "state")))
+                .or_default() += 1;
         }
         for (_, s) in &self.shipments {
-            *out.entry(format!("shipment {}", text(s, "status"))).or_default() += 1;
+            *out.entry(format!("shipment {}", text(s, "status")))
+                .or_default() += 1;
         }
         for r in self.reservations.values() {
-            *out.entry(format!("reservation {}", text(r, "state"))).or_default() += 1;
+            *out.entry(format!("reservation {}", text(r, "state")))
+                .or_default() += 1;
         }
         out
     }
@@ -396,13 +409,20 @@ impl Snapshot {
         for (id, o) in &self.orders {
             let staged = pending_entries(o, "outbox");
             if staged > 0 {
-                push("events published", format!("order {id} still has {staged} staged event(s)"));
+                push(
+                    "events published",
+                    format!("order {id} still has {staged} staged event(s)"),
+                );
             }
             let steps = pending_entries(o, "steps");
             if steps > 0 {
                 push(
                     "saga steps done",
-                    format!("order {id} ({}) still has {steps} pending saga step(s): {}", text(o, "status"), o["steps"]),
+                    format!(
+                        "order {id} ({}) still has {steps} pending saga step(s): {}",
+                        text(o, "status"),
+                        o["steps"]
+                    ),
                 );
             }
             if let Some(timeout) = expect.payment_timeout {
@@ -415,9 +435,16 @@ impl Snapshot {
                 let late = now_ms() - expires_at;
                 if LIVE.contains(&text(o, "status")) && !abandoned(o) {
                     let detail = if late > EXPIRY_GRACE_MS {
-                        format!("order {id} is still {} {late} ms after it should have expired (timeout {timeout:?})", text(o, "status"))
+                        format!(
+                            "order {id} is still {} {late} ms after it should have expired (timeout {timeout:?})",
+                            text(o, "status")
+                        )
                     } else {
-                        format!("order {id} is {} and expires in {} ms", text(o, "status"), -late)
+                        format!(
+                            "order {id} is {} and expires in {} ms",
+                            text(o, "status"),
+                            -late
+                        )
                     };
                     push("unpaid orders expire", detail);
                 }
@@ -425,37 +452,76 @@ impl Snapshot {
             if let Some(attempt) = o.get("payment_attempt").filter(|a| a.is_object()) {
                 // A live attempt holds cancel and expiry off for a while.
                 if now_ms() - int(attempt, "started_at") < ATTEMPT_WAIT_MS {
-                    push("saga steps done", format!("order {id} has a payment attempt under way: {attempt}"));
+                    push(
+                        "saga steps done",
+                        format!("order {id} has a payment attempt under way: {attempt}"),
+                    );
                 }
             }
         }
         for (what, docs) in [
-            ("product", self.products.iter().map(|(k, v)| (k.as_str(), v)).collect::<Vec<_>>()),
-            ("payment", self.payments.iter().map(|(k, v)| (k.as_str(), v)).collect()),
-            ("shipment", self.shipments.iter().map(|(k, v)| (k.as_str(), v)).collect()),
+            (
+                "product",
+                self.products
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v))
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "payment",
+                self.payments.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+            ),
+            (
+                "shipment",
+                self.shipments
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v))
+                    .collect(),
+            ),
         ] {
             for (id, doc) in docs {
                 let staged = pending_entries(doc, "outbox");
                 if staged > 0 {
-                    push("events published", format!("{what} {id} still has {staged} staged event(s)"));
+                    push(
+                        "events published",
+                        format!("{what} {id} still has {staged} staged event(s)"),
+                    );
                 }
             }
         }
         for (id, r) in &self.reservations {
             let state = text(r, "state");
             if MOVING.contains(&state) {
-                push("reservations settle", format!("reservation {id} is stuck in {state}"));
+                push(
+                    "reservations settle",
+                    format!("reservation {id} is stuck in {state}"),
+                );
             }
         }
         for (id, p) in &self.payments {
             if text(p, "state") == "pending" {
-                push("payments settle", format!("payment {id} (order {}) is still pending", text(p, "order_id")));
+                push(
+                    "payments settle",
+                    format!(
+                        "payment {id} (order {}) is still pending",
+                        text(p, "order_id")
+                    ),
+                );
             }
-            for refund in p.get("refunds").and_then(Value::as_array).into_iter().flatten() {
+            for refund in p
+                .get("refunds")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if text(refund, "state") == "pending" {
                     push(
                         "payments settle",
-                        format!("refund {} of payment {id} (order {}) is still pending", text(refund, "id"), text(p, "order_id")),
+                        format!(
+                            "refund {} of payment {id} (order {}) is still pending",
+                            text(refund, "id"),
+                            text(p, "order_id")
+                        ),
                     );
                 }
             }
@@ -504,13 +570,19 @@ impl Snapshot {
             for id in &create.order_ids {
                 answered.insert(id, &create.key);
                 if !self.orders.contains_key(id) {
-                    push(format!("order {id} answered for key {:?} does not exist", create.key));
+                    push(format!(
+                        "order {id} answered for key {:?} does not exist",
+                        create.key
+                    ));
                 }
             }
         }
         for (id, o) in self.placed() {
             let user = text(o, "user_id");
-            if users.contains(user) && !answered.contains_key(id.as_str()) && !unsure_users.contains(user) {
+            if users.contains(user)
+                && !answered.contains_key(id.as_str())
+                && !unsure_users.contains(user)
+            {
                 push(format!(
                     "order {id} ({}, user {user}) is the answer to none of the user's create requests: an orphan of a retried key",
                     text(o, "status")
@@ -571,10 +643,8 @@ impl Snapshot {
         }
         for (id, o) in &self.orders {
             let status = text(o, "status");
-            let (payments, captured, refunded) = by_order
-                .get(id.as_str())
-                .cloned()
-                .unwrap_or_default();
+            let (payments, captured, refunded) =
+                by_order.get(id.as_str()).cloned().unwrap_or_default();
             let net = captured - refunded;
             let total = int(o, "total");
             let expected = if SOLD.contains(&status) {
@@ -608,7 +678,10 @@ impl Snapshot {
                 if currency != text(o, "currency") {
                     out.push(Violation {
                         rule: "captured - refunded = sold",
-                        detail: format!("payment {pid} is in {currency:?}, order {id} in {:?}", text(o, "currency")),
+                        detail: format!(
+                            "payment {pid} is in {currency:?}, order {id} in {:?}",
+                            text(o, "currency")
+                        ),
                         in_flight: false,
                     });
                 }
@@ -624,7 +697,10 @@ impl Snapshot {
             if available < 0 || int(product, "stock_reserved") < 0 {
                 out.push(Violation {
                     rule: "stock conserved",
-                    detail: format!("product {id}: negative stock (available {available}, reserved {})", int(product, "stock_reserved")),
+                    detail: format!(
+                        "product {id}: negative stock (available {available}, reserved {})",
+                        int(product, "stock_reserved")
+                    ),
                     in_flight: false,
                 });
             }
@@ -652,7 +728,12 @@ impl Snapshot {
                 });
             }
             // Units held for an order must be held for a live one.
-            for (order_id, units) in product.get("reservations").and_then(Value::as_object).into_iter().flatten() {
+            for (order_id, units) in product
+                .get("reservations")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
                 let status = self.orders.get(order_id).map(|o| text(o, "status"));
                 if !status.is_some_and(|s| LIVE.contains(&s)) {
                     out.push(Violation {
@@ -693,7 +774,9 @@ impl Snapshot {
         }
         for (id, o) in self.placed() {
             let status = text(o, "status");
-            if !self.reservations.contains_key(id) && (LIVE.contains(&status) || SOLD.contains(&status)) {
+            if !self.reservations.contains_key(id)
+                && (LIVE.contains(&status) || SOLD.contains(&status))
+            {
                 out.push(Violation {
                     rule: "no reservation without a live order",
                     detail: format!("order {id} is {status} but has no reservation"),
@@ -712,8 +795,15 @@ impl Snapshot {
                 .push((id, text(s, "status")));
         }
         for (order_id, shipments) in &by_order {
-            let open: Vec<_> = shipments.iter().filter(|(_, s)| *s != "CANCELLED").collect();
-            let status = self.orders.get(*order_id).map(|o| text(o, "status")).unwrap_or("missing");
+            let open: Vec<_> = shipments
+                .iter()
+                .filter(|(_, s)| *s != "CANCELLED")
+                .collect();
+            let status = self
+                .orders
+                .get(*order_id)
+                .map(|o| text(o, "status"))
+                .unwrap_or("missing");
             if SOLD.contains(&status) && open.len() > 1 {
                 out.push(Violation {
                     rule: "one shipment per paid order",
@@ -745,7 +835,10 @@ impl Snapshot {
             match open.as_slice() {
                 [] => out.push(Violation {
                     rule: "one shipment per paid order",
-                    detail: format!("order {id} is {status} but has no live shipment ({:?})", by_order.get(id.as_str())),
+                    detail: format!(
+                        "order {id} is {status} but has no live shipment ({:?})",
+                        by_order.get(id.as_str())
+                    ),
                     in_flight: true,
                 }),
                 [(sid, s)] => {
@@ -773,7 +866,9 @@ impl Snapshot {
         let mut want: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
         let users: BTreeSet<&str> = self.orders.values().map(|o| text(o, "user_id")).collect();
         for (_, o) in self.placed() {
-            *want.entry((text(o, "user_id").to_string(), "order.created")).or_default() += 1;
+            *want
+                .entry((text(o, "user_id").to_string(), "order.created"))
+                .or_default() += 1;
         }
         for (_, p) in &self.payments {
             if !self.orders.contains_key(text(p, "order_id")) {
@@ -811,7 +906,11 @@ impl Snapshot {
             let order = text(n, "order_id");
             if !order.is_empty() && kind != "payment.failed" {
                 per_order
-                    .entry((user.to_string(), kind.to_string(), format!("{order} {}", text(n, "title"))))
+                    .entry((
+                        user.to_string(),
+                        kind.to_string(),
+                        format!("{order} {}", text(n, "title")),
+                    ))
                     .or_default()
                     .push(id);
             }
@@ -820,7 +919,10 @@ impl Snapshot {
             if ids.len() > 1 {
                 out.push(Violation {
                     rule: "no duplicate notification",
-                    detail: format!("user {user}: {kind} for order {order} {} times: {ids:?}", ids.len()),
+                    detail: format!(
+                        "user {user}: {kind} for order {order} {} times: {ids:?}",
+                        ids.len()
+                    ),
                     in_flight: false,
                 });
             }
@@ -832,13 +934,22 @@ impl Snapshot {
             if got > wanted {
                 out.push(Violation {
                     rule: "no duplicate notification",
-                    detail: format!("user {}: {} {} notifications for {wanted} fact(s): {:?}", key.0, got, key.1, have.get(&key)),
+                    detail: format!(
+                        "user {}: {} {} notifications for {wanted} fact(s): {:?}",
+                        key.0,
+                        got,
+                        key.1,
+                        have.get(&key)
+                    ),
                     in_flight: false,
                 });
             } else if got < wanted {
                 out.push(Violation {
                     rule: "no missing notification",
-                    detail: format!("user {}: {got} {} notification(s) for {wanted} fact(s)", key.0, key.1),
+                    detail: format!(
+                        "user {}: {got} {} notification(s) for {wanted} fact(s)",
+                        key.0, key.1
+                    ),
                     in_flight: true,
                 });
             }
