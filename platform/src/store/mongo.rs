@@ -36,9 +36,6 @@ pub struct MongoBackend {
 }
 
 const DUPLICATE_KEY: i32 = 11000;
-/// `IndexOptionsConflict` and `IndexKeySpecsConflict`: an index with the
-/// same key and another name or definition is in the way.
-const INDEX_CONFLICTS: [i32; 2] = [85, 86];
 const NAMESPACE_NOT_FOUND: i32 = 26;
 const INDEX_NOT_FOUND: i32 = 27;
 /// Names of the indexes this backend manages start with it.
@@ -469,9 +466,10 @@ impl Backend for MongoBackend {
             }
             match self.timed(coll.create_index(model.clone())).await? {
                 Ok(_) => {}
-                Err(err) if server_code(&err).is_some_and(|c| INDEX_CONFLICTS.contains(&c)) => {
+                Err(err) => {
                     // An index of ours on the same key under an older
-                    // definition is in the way: drop it and create again.
+                    // definition may be in the way (IndexOptionsConflict,
+                    // IndexKeySpecsConflict): drop it and create again.
                     let stale: Vec<&str> = existing
                         .iter()
                         .filter(|e| e.keys == model.keys && is_managed(e))
@@ -480,12 +478,12 @@ impl Backend for MongoBackend {
                     if stale.is_empty() {
                         return Err(map_err(spec, err));
                     }
+                    tracing::info!(collection = %spec.name, index = name, error = %err, "replacing an index of an older definition");
                     for old in stale {
                         self.drop_index(spec, old).await?;
                     }
                     self.bounded(spec, coll.create_index(model.clone())).await?;
                 }
-                Err(err) => return Err(map_err(spec, err)),
             }
         }
         // Indexes of ours that the spec no longer declares.

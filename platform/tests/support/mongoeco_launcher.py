@@ -12,8 +12,8 @@ Two deviations of mongoeco 4.11 from MongoDB break the official Rust driver;
 this launcher corrects them at start-up (monkeypatches here, site-packages
 is left alone):
 
-1. ``find`` rejects a ``limit`` (and ``skip``, ``batchSize``, ``getMore``)
-   sent as int64 -- which the Rust driver always does -- and its error reply
+1. ``find`` rejects a ``limit`` (and ``skip``, ``batchSize``, ``getMore``;
+   also inside ``explain``) sent as int64 -- which the Rust driver always does -- and its error reply
    then carries no ``code``. Those fields are turned into plain integers
    before validation, and any error reply without a ``code`` gets one
    (``UnknownError``, 8) so the driver can parse it.
@@ -54,6 +54,9 @@ def _plain_integers(body: Any) -> Any:
             value = body.get(field)
             if isinstance(value, (BsonInt64, BsonInt32)):
                 body[field] = int(value.value)
+        # explain wraps the command it explains.
+        if isinstance(body.get("explain"), dict):
+            _plain_integers(body["explain"])
     return body
 
 

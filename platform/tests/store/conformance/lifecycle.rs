@@ -157,7 +157,7 @@ pub async fn postgres_clash_on_an_undeclared_index() {
         .unwrap();
     let store = Store::with_backend(Arc::new(backend.clone()));
     let sql = format!(
-        "CREATE UNIQUE INDEX ops_name ON \"{}\".items ((doc->>'name'))",
+        "CREATE UNIQUE INDEX ops_name ON \"{}\".items ((doc->>'name'), (doc->>'category'))",
         backend.schema()
     );
     let pool = backend.pool().clone();
@@ -175,7 +175,7 @@ pub async fn mongodb_clash_on_an_undeclared_index() {
         let db = store_database(&backend);
         suite::a_clash_on_an_undeclared_index_is_not_an_id_clash(store, || async move {
             let model = mongodb::IndexModel::builder()
-                .keys(mongodb::bson::doc! {"d.name": 1})
+                .keys(mongodb::bson::doc! {"d.name": 1, "d.category": 1})
                 .options(
                     mongodb::options::IndexOptions::builder()
                         .name("ops_name".to_string())

@@ -626,7 +626,8 @@ pub async fn a_changed_index_spec_does_not_break_start_up(store: Store) {
         .expect("name is no longer unique");
 }
 
-/// A unique index made outside the spec (by an operator) on `name`:
+/// A unique index made outside the spec (by an operator) on `name` and
+/// `category`:
 /// `create_extra_index` makes it; a clash on it is reported, but not as a
 /// clash on the id.
 pub async fn a_clash_on_an_undeclared_index_is_not_an_id_clash<F, Fut>(
