@@ -1,6 +1,7 @@
-//! The whole saga on the production backends: Postgres for every service
-//! (a schema per service, prefixed per test) and NATS JetStream (a stream
-//! per test), through the gateway.
+//! The whole saga on the production backends, through the gateway: every
+//! service on Postgres (a schema per service, prefixed per test) or on
+//! MongoDB (a database per service; when `MONGODB_URI` is set, reported
+//! ignored otherwise), and NATS JetStream (a stream per test).
 
 mod common;
 // The SMTP server and fakes of the notification tests.
@@ -20,11 +21,24 @@ fn nats_url() -> String {
     std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
+/// Which document store the mesh runs on.
+#[derive(Clone, Copy, Debug)]
+enum Db {
+    Postgres,
+    MongoDb,
+}
+
 impl Backends {
-    fn new() -> Self {
+    fn new(db: Db) -> Self {
         let tag = uuid::Uuid::now_v7().simple().to_string();
+        let schemas = match db {
+            Db::Postgres => platform::testing::SchemaPrefix::new(),
+            Db::MongoDb => platform::testing::SchemaPrefix::on(
+                std::env::var("MONGODB_URI").expect("MONGODB_URI is set"),
+            ),
+        };
         Self {
-            schemas: platform::testing::SchemaPrefix::new(),
+            schemas,
             stream: format!("E{tag}"),
             subjects: format!("e{tag}"),
         }
@@ -66,7 +80,20 @@ impl Backends {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_pay_cancel_on_postgres_and_nats() {
-    let backends = Backends::new();
+    order_pay_cancel(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mongodb_uri),
+    ignore = "MONGODB_URI is not set: MongoDB backend skipped"
+)]
+async fn order_pay_cancel_on_mongodb_and_nats() {
+    order_pay_cancel(Db::MongoDb).await;
+}
+
+async fn order_pay_cancel(db: Db) {
+    let backends = Backends::new(db);
     let t = backends.mesh().await;
     let (_, token, _) = t.customer().await;
     let products = t.get("/api/v1/products?q=yoga", None).await;
@@ -184,8 +211,21 @@ async fn order_pay_cancel_on_postgres_and_nats() {
 /// customer gets the emails from a real SMTP server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_delivered_and_emailed_on_postgres_and_nats() {
+    shipped_delivered_and_emailed(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mongodb_uri),
+    ignore = "MONGODB_URI is not set: MongoDB backend skipped"
+)]
+async fn shipped_delivered_and_emailed_on_mongodb_and_nats() {
+    shipped_delivered_and_emailed(Db::MongoDb).await;
+}
+
+async fn shipped_delivered_and_emailed(db: Db) {
     let smtp = support::SmtpServer::start().await;
-    let backends = Backends::new();
+    let backends = Backends::new(db);
     let smtp_url = smtp.url();
     let t = backends
         .mesh_with(&[
