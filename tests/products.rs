@@ -160,7 +160,11 @@ async fn browsing_searching_and_paging_the_demo_catalog() {
     // A NUL cannot reach the store (MongoDB and Postgres refuse it).
     let nul = t.get("/api/v1/products?q=a%00b", None).await;
     assert_problem(&nul, 422);
-    assert!(nul.body.to_string().contains("\"q\""), "names the field: {}", nul.body);
+    assert!(
+        nul.body.to_string().contains("\"q\""),
+        "names the field: {}",
+        nul.body
+    );
     assert_problem(
         &t.get(&format!("/api/v1/products/{}", uuid::Uuid::now_v7()), None)
             .await,

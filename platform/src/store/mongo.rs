@@ -80,9 +80,14 @@ fn index_model(index: &IndexSpec) -> IndexModel {
     let definition = format!(
         "{keys}|unique={}|partial={}",
         index.unique,
-        partial.as_ref().map(ToString::to_string).unwrap_or_default()
+        partial
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     );
-    let mut options = IndexOptions::builder().name(index_name(index, &definition)).build();
+    let mut options = IndexOptions::builder()
+        .name(index_name(index, &definition))
+        .build();
     if index.unique {
         options.unique = Some(true);
         options.partial_filter_expression = partial;
@@ -291,14 +296,16 @@ pub fn plan_uses_index(explain: &Document, name: &str) -> Option<bool> {
     fn walk(value: &Bson, name: &str) -> bool {
         match value {
             Bson::Document(d) => {
-                d.get_str("indexName").is_ok_and(|n| n == name)
-                    || d.values().any(|v| walk(v, name))
+                d.get_str("indexName").is_ok_and(|n| n == name) || d.values().any(|v| walk(v, name))
             }
             Bson::Array(items) => items.iter().any(|v| walk(v, name)),
             _ => false,
         }
     }
-    let winning = explain.get_document("queryPlanner").ok()?.get("winningPlan")?;
+    let winning = explain
+        .get_document("queryPlanner")
+        .ok()?
+        .get("winningPlan")?;
     Some(walk(winning, name))
 }
 
@@ -647,10 +654,20 @@ mod tests {
         let unique = plain.clone().unique();
         let name = |i: &IndexSpec| MongoBackend::native_index_name(i);
         assert_ne!(name(&plain), name(&unique));
-        assert_ne!(name(&unique), name(&IndexSpec::new("email", FieldType::Int).unique()));
-        assert_eq!(name(&unique), name(&unique.clone().optional()), "optional is not stored");
+        assert_ne!(
+            name(&unique),
+            name(&IndexSpec::new("email", FieldType::Int).unique())
+        );
+        assert_eq!(
+            name(&unique),
+            name(&unique.clone().optional()),
+            "optional is not stored"
+        );
         assert!(name(&plain).starts_with("d_email_"), "{}", name(&plain));
-        assert_eq!(name(&plain), name(&IndexSpec::new("email", FieldType::String)));
+        assert_eq!(
+            name(&plain),
+            name(&IndexSpec::new("email", FieldType::String))
+        );
     }
 
     #[test]
@@ -658,17 +675,70 @@ mod tests {
         let spec = users();
         let email = MongoBackend::native_index_name(&spec.indexes[0]);
         let msg = |index: &str| {
-            format!("E11000 duplicate key error collection: t.users index: {index} dup key: {{ d.email: \"x\" }}")
+            format!(
+                "E11000 duplicate key error collection: t.users index: {index} dup key: {{ d.email: \"x\" }}"
+            )
         };
-        assert_eq!(duplicate(&spec, &msg("_id_")), StoreError::AlreadyExists { index: "id".into() });
-        assert_eq!(duplicate(&spec, &msg(&email)), StoreError::AlreadyExists { index: "email".into() });
+        assert_eq!(
+            duplicate(&spec, &msg("_id_")),
+            StoreError::AlreadyExists { index: "id".into() }
+        );
+        assert_eq!(
+            duplicate(&spec, &msg(&email)),
+            StoreError::AlreadyExists {
+                index: "email".into()
+            }
+        );
         assert_eq!(
             duplicate(&spec, &msg("ops_email_lower")),
-            StoreError::AlreadyExists { index: "index ops_email_lower".into() }
+            StoreError::AlreadyExists {
+                index: "index ops_email_lower".into()
+            }
         );
         assert_ne!(
             duplicate(&spec, "E11000 duplicate key error"),
             StoreError::AlreadyExists { index: "id".into() }
+        );
+    }
+
+    fn command_error(code: i32, name: &str, message: &str) -> mongodb::error::Error {
+        let e: mongodb::error::CommandError =
+            bson::from_document(doc! {"code": code, "codeName": name, "errmsg": message}).unwrap();
+        mongodb::error::Error::from(MongoErrorKind::Command(e))
+    }
+
+    #[test]
+    fn step_downs_and_elections_are_unavailable_not_our_fault() {
+        let spec = users();
+        for (code, name) in [
+            (189, "PrimarySteppedDown"),
+            (10107, "NotWritablePrimary"),
+            (11602, "InterruptedDueToReplStateChange"),
+            (13435, "NotPrimaryNoSecondaryOk"),
+            (91, "ShutdownInProgress"),
+            (64, "WriteConcernFailed"),
+        ] {
+            let err = map_err(&spec, command_error(code, name, "not now"));
+            assert!(matches!(err, StoreError::Unavailable(_)), "{name}: {err:?}");
+        }
+        let err = map_err(&spec, command_error(2, "BadValue", "bad"));
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+        let email = MongoBackend::native_index_name(&spec.indexes[0]);
+        let err = map_err(
+            &spec,
+            command_error(
+                11000,
+                "DuplicateKey",
+                &format!(
+                    "E11000 duplicate key error collection: t.users index: {email} dup key: {{}}"
+                ),
+            ),
+        );
+        assert_eq!(
+            err,
+            StoreError::AlreadyExists {
+                index: "email".into()
+            }
         );
     }
 

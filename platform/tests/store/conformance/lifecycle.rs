@@ -135,8 +135,7 @@ pub async fn postgres_down_is_unavailable_then_recovers() {
     let backend = PostgresBackend::connect(&url, &unique_namespace(), &settings())
         .await
         .unwrap();
-    down_is_unavailable_then_recovers(Store::with_backend(Arc::new(backend.clone())), &proxy)
-        .await;
+    down_is_unavailable_then_recovers(Store::with_backend(Arc::new(backend.clone())), &proxy).await;
     backend.drop_schema().await.unwrap();
     backend.close().await;
 }
@@ -146,8 +145,7 @@ pub async fn mongodb_down_is_unavailable_then_recovers() {
     let backend = MongoBackend::connect(&url, &unique_namespace(), &settings())
         .await
         .unwrap();
-    down_is_unavailable_then_recovers(Store::with_backend(Arc::new(backend.clone())), &proxy)
-        .await;
+    down_is_unavailable_then_recovers(Store::with_backend(Arc::new(backend.clone())), &proxy).await;
     backend.drop_database().await.unwrap();
 }
 
@@ -246,7 +244,11 @@ pub async fn mongodb_unique_lookups_use_their_index() {
             }
         }
         assert_eq!(
-            c.find_one(Query::new().eq("sku", "S7")).await.unwrap().unwrap().id,
+            c.find_one(Query::new().eq("sku", "S7"))
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
             "id-7"
         );
     })

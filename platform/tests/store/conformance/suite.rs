@@ -558,7 +558,10 @@ pub async fn text_search_with_a_nul_is_an_invalid_request(store: Store) {
             "{needle:?}: {err:?}"
         );
     }
-    assert_eq!(c.find(&Query::new().text("ab")).await.unwrap().items.len(), 1);
+    assert_eq!(
+        c.find(&Query::new().text("ab")).await.unwrap().items.len(),
+        1
+    );
 }
 
 pub async fn lookups_on_unique_fields_find_exactly_the_holder(store: Store) {
@@ -571,14 +574,25 @@ pub async fn lookups_on_unique_fields_find_exactly_the_holder(store: Store) {
         let c = c.clone();
         async move { c.find_one(q).await.unwrap().map(|d| d.id) }
     };
-    assert_eq!(one(Query::new().eq("sku", "S2")).await.as_deref(), Some("b"));
-    assert_eq!(one(Query::new().eq("code", "PROMO")).await.as_deref(), Some("a"));
-    assert_eq!(one(Query::new().eq("code", "NONE")).await, None);
     assert_eq!(
-        one(Query::new().eq("sku", "S1").eq("category", "k")).await.as_deref(),
+        one(Query::new().eq("sku", "S2")).await.as_deref(),
+        Some("b")
+    );
+    assert_eq!(
+        one(Query::new().eq("code", "PROMO")).await.as_deref(),
         Some("a")
     );
-    assert_eq!(one(Query::new().eq("sku", "S1").eq("category", "z")).await, None);
+    assert_eq!(one(Query::new().eq("code", "NONE")).await, None);
+    assert_eq!(
+        one(Query::new().eq("sku", "S1").eq("category", "k"))
+            .await
+            .as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        one(Query::new().eq("sku", "S1").eq("category", "z")).await,
+        None
+    );
 }
 
 /// The spec of [`spec`] as a later release might declare it: `name`
@@ -609,7 +623,9 @@ pub async fn a_changed_index_spec_does_not_break_start_up(store: Store) {
         .expect("a changed spec is declared on an existing collection");
     assert_eq!(new.get("a").await.unwrap().value.sku, "S1");
     assert_eq!(
-        new.insert("b", item("S2", "k", 1, "same")).await.unwrap_err(),
+        new.insert("b", item("S2", "k", 1, "same"))
+            .await
+            .unwrap_err(),
         StoreError::AlreadyExists {
             index: "name".into()
         },
@@ -651,7 +667,9 @@ pub async fn a_clash_on_an_undeclared_index_is_not_an_id_clash<F, Fut>(
     assert!(c.find_by_id("b").await.unwrap().is_none());
     // The id clash is still an id clash.
     assert_eq!(
-        c.insert("a", item("S3", "k", 1, "other")).await.unwrap_err(),
+        c.insert("a", item("S3", "k", 1, "other"))
+            .await
+            .unwrap_err(),
         StoreError::AlreadyExists { index: "id".into() }
     );
 }
