@@ -1,6 +1,7 @@
 //! Restart and outage behaviour of the network backends, and what only a
 //! real server can show (indexes made outside the spec, query plans).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,53 +14,55 @@ use platform::testing::TcpProxy;
 use super::suite::{self, Item, item, spec};
 use super::{mongodb_uri, postgres_url, settings, unique_namespace, with_mongodb_backend};
 
+/// A document written through `first` is read through `second` (another
+/// pool on the same namespace) after `first` is closed.
+async fn data_survives_a_reconnect(
+    first: Store,
+    close_first: impl Future<Output = ()>,
+    second: Store,
+) {
+    let c = first.collection::<Item>(spec()).await.unwrap();
+    c.insert("a", item("S1", "k", 1, "kept")).await.unwrap();
+    close_first.await;
+    let c = second.collection::<Item>(spec()).await.unwrap();
+    assert_eq!(c.get("a").await.unwrap().value.name, "kept");
+}
+
 pub async fn postgres_data_survives_a_reconnect() {
     let namespace = unique_namespace();
-    let first = PostgresBackend::connect(&postgres_url(), &namespace, &settings())
+    let (url, settings) = (postgres_url(), settings());
+    let connect = || PostgresBackend::connect(&url, &namespace, &settings);
+    let (first, second) = (connect().await.unwrap(), connect().await.unwrap());
+    let first_store = Store::with_backend(Arc::new(first.clone()));
+    let second_store = Store::with_backend(Arc::new(second.clone()));
+    let outcome = tokio::spawn(async move {
+        data_survives_a_reconnect(
+            first_store,
+            async move { first.close().await },
+            second_store,
+        )
         .await
-        .unwrap();
-    let c = Store::with_backend(Arc::new(first.clone()))
-        .collection::<Item>(spec())
-        .await
-        .unwrap();
-    c.insert("a", item("S1", "k", 1, "kept")).await.unwrap();
-    first.close().await;
-
-    let second = PostgresBackend::connect(&postgres_url(), &namespace, &settings())
-        .await
-        .unwrap();
-    let c = Store::with_backend(Arc::new(second.clone()))
-        .collection::<Item>(spec())
-        .await
-        .unwrap();
-    let got = c.get("a").await;
+    })
+    .await;
     second.drop_schema().await.unwrap();
     second.close().await;
-    assert_eq!(got.unwrap().value.name, "kept");
+    outcome.unwrap();
 }
 
 pub async fn mongodb_data_survives_a_reconnect() {
     let namespace = unique_namespace();
-    let first = MongoBackend::connect(&mongodb_uri(), &namespace, &settings())
-        .await
-        .unwrap();
-    let c = Store::with_backend(Arc::new(first.clone()))
-        .collection::<Item>(spec())
-        .await
-        .unwrap();
-    c.insert("a", item("S1", "k", 1, "kept")).await.unwrap();
-    first.client().clone().shutdown().await;
-
-    let second = MongoBackend::connect(&mongodb_uri(), &namespace, &settings())
-        .await
-        .unwrap();
-    let c = Store::with_backend(Arc::new(second.clone()))
-        .collection::<Item>(spec())
-        .await
-        .unwrap();
-    let got = c.get("a").await;
+    let (url, settings) = (mongodb_uri(), settings());
+    let connect = || MongoBackend::connect(&url, &namespace, &settings);
+    let (first, second) = (connect().await.unwrap(), connect().await.unwrap());
+    let first_store = Store::with_backend(Arc::new(first.clone()));
+    let second_store = Store::with_backend(Arc::new(second.clone()));
+    let outcome = tokio::spawn(async move {
+        let close = async move { first.client().clone().shutdown().await };
+        data_survives_a_reconnect(first_store, close, second_store).await
+    })
+    .await;
     second.drop_database().await.unwrap();
-    assert_eq!(got.unwrap().value.name, "kept");
+    outcome.unwrap();
 }
 
 /// `url` with its host and port replaced by `addr`, and the upstream
