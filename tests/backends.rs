@@ -1,19 +1,33 @@
-//! The whole saga on the production backends: Postgres for every service
-//! (a schema per service, prefixed per test) and NATS JetStream (a stream
-//! per test), through the gateway.
+//! The whole saga on the production backends, through the gateway: every
+//! service on Postgres (a schema per service, prefixed per test) or on
+//! MongoDB (a database per service; when `MONGODB_URI` is set, reported
+//! ignored otherwise), and NATS JetStream (a stream per test).
 
 mod common;
 // The SMTP server and fakes of the notification tests.
 #[path = "../notification-svc/tests/support/mod.rs"]
 mod support;
 
-use common::backends::{Backends, nats_url};
+use common::backends::{Backends, Db, nats_url};
 use common::{WEBHOOK_SECRET, eventually, signed, webhook};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_pay_cancel_on_postgres_and_nats() {
-    let backends = Backends::new();
+    order_pay_cancel(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mongodb_uri),
+    ignore = "MONGODB_URI is not set: MongoDB backend skipped"
+)]
+async fn order_pay_cancel_on_mongodb_and_nats() {
+    order_pay_cancel(Db::MongoDb).await;
+}
+
+async fn order_pay_cancel(db: Db) {
+    let backends = Backends::on(db);
     let t = backends.mesh().await;
     let (_, token, _) = t.customer().await;
     let products = t.get("/api/v1/products?q=yoga", None).await;
@@ -131,8 +145,21 @@ async fn order_pay_cancel_on_postgres_and_nats() {
 /// customer gets the emails from a real SMTP server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_delivered_and_emailed_on_postgres_and_nats() {
+    shipped_delivered_and_emailed(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(mongodb_uri),
+    ignore = "MONGODB_URI is not set: MongoDB backend skipped"
+)]
+async fn shipped_delivered_and_emailed_on_mongodb_and_nats() {
+    shipped_delivered_and_emailed(Db::MongoDb).await;
+}
+
+async fn shipped_delivered_and_emailed(db: Db) {
     let smtp = support::SmtpServer::start().await;
-    let backends = Backends::new();
+    let backends = Backends::on(db);
     let smtp_url = smtp.url();
     let t = backends
         .mesh_with(&[

@@ -157,6 +157,14 @@ async fn browsing_searching_and_paging_the_demo_catalog() {
     assert_problem(&t.get("/api/v1/products?limit=101", None).await, 422);
     assert_problem(&t.get("/api/v1/products?limit=many", None).await, 422);
     assert_problem(&t.get("/api/v1/products?cursor=forged", None).await, 422);
+    // A NUL cannot reach the store (MongoDB and Postgres refuse it).
+    let nul = t.get("/api/v1/products?q=a%00b", None).await;
+    assert_problem(&nul, 422);
+    assert!(
+        nul.body.to_string().contains("\"q\""),
+        "names the field: {}",
+        nul.body
+    );
     assert_problem(
         &t.get(&format!("/api/v1/products/{}", uuid::Uuid::now_v7()), None)
             .await,

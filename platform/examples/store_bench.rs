@@ -130,6 +130,7 @@ async fn main() {
     let settings = StoreSettings {
         timeout: Duration::from_secs(10),
         max_connections: CONCURRENCY as u32,
+        ..Default::default()
     };
     let namespace = format!("bench_{}", uuid::Uuid::now_v7().simple());
     bench("memory", Store::memory()).await;

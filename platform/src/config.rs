@@ -516,7 +516,9 @@ pub struct Config {
     /// `HTTP_ADDR`: where the gateway listens (default `127.0.0.1:8080`).
     pub http_addr: SocketAddr,
     pub database_url: DatabaseUrl,
-    /// `DATABASE_TIMEOUT_MS` (3000) and `DATABASE_MAX_CONNECTIONS` (10).
+    /// `DATABASE_TIMEOUT_MS` (3000), `DATABASE_MAX_CONNECTIONS` (10),
+    /// and for MongoDB `MONGODB_WRITE_CONCERN` (`majority` or a number) and
+    /// `MONGODB_RETRY_WRITES` (both unset: the URL's or driver's default).
     pub store: crate::store::StoreSettings,
     /// `DATABASE_SCHEMA_PREFIX`: prefix of each service's schema (Postgres)
     /// or database (MongoDB) name, for several environments on one server.
@@ -683,6 +685,8 @@ impl Config {
                     "DATABASE_MAX_CONNECTIONS",
                     crate::store::StoreSettings::default().max_connections,
                 )?,
+                write_concern: v.parse_with("MONGODB_WRITE_CONCERN", |s| s.parse())?,
+                retry_writes: v.bool("MONGODB_RETRY_WRITES")?,
             },
             cursor_key: v.raw("STORE_CURSOR_KEY").map(Secret),
             schema_prefix: v.parse_with("DATABASE_SCHEMA_PREFIX", |s| {
@@ -911,6 +915,9 @@ mod tests {
             ("PUSH_ALLOW_HTTP", "sometimes"),
             ("DELIVERY_RETRY_BASE_MS", "0"),
             ("DELIVERY_MAX_ATTEMPTS", "0"),
+            ("MONGODB_WRITE_CONCERN", "most"),
+            ("MONGODB_WRITE_CONCERN", "0"),
+            ("MONGODB_RETRY_WRITES", "perhaps"),
         ];
         for &(var, value) in cases {
             let err = load(&[(var, value)]).expect_err(&format!("{var}={value} must be rejected"));
@@ -919,6 +926,22 @@ mod tests {
             assert!(line.starts_with(&format!("invalid {var}=")), "{line}");
             assert!(!line.contains('\n'), "one line: {line}");
         }
+    }
+
+    #[test]
+    fn mongodb_write_settings_default_to_the_url_and_can_be_set() {
+        use crate::store::WriteAcknowledgment;
+        let c = load(&[]).unwrap();
+        assert_eq!((c.store.write_concern, c.store.retry_writes), (None, None));
+        let c = load(&[
+            ("MONGODB_WRITE_CONCERN", "majority"),
+            ("MONGODB_RETRY_WRITES", "false"),
+        ])
+        .unwrap();
+        assert_eq!(c.store.write_concern, Some(WriteAcknowledgment::Majority));
+        assert_eq!(c.store.retry_writes, Some(false));
+        let c = load(&[("MONGODB_WRITE_CONCERN", "2")]).unwrap();
+        assert_eq!(c.store.write_concern, Some(WriteAcknowledgment::Nodes(2)));
     }
 
     #[test]

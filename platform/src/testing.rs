@@ -220,8 +220,9 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// A unique `DATABASE_SCHEMA_PREFIX` on the test Postgres, so each test's
-/// services get schemas of their own, dropped afterwards.
+/// A unique `DATABASE_SCHEMA_PREFIX` on the test Postgres (or a MongoDB
+/// server), so each test's services get schemas (databases) of their own,
+/// dropped afterwards.
 #[derive(Debug, Clone)]
 pub struct SchemaPrefix {
     pub url: String,
@@ -235,7 +236,13 @@ impl Default for SchemaPrefix {
 }
 
 impl SchemaPrefix {
+    /// On the test Postgres ([`postgres_url`]).
     pub fn new() -> Self {
+        Self::on(postgres_url())
+    }
+
+    /// On the server `url` names (`postgres://…` or `mongodb://…`).
+    pub fn on(url: String) -> Self {
         // Random, not time-based: tests starting in the same millisecond
         // must not share schemas (a prefix is at most 24 characters).
         let prefix = format!(
@@ -243,10 +250,7 @@ impl SchemaPrefix {
             rand::random::<u64>(),
             rand::random::<u16>()
         );
-        Self {
-            url: postgres_url(),
-            prefix,
-        }
+        Self { url, prefix }
     }
 
     /// `DATABASE_URL` and `DATABASE_SCHEMA_PREFIX` for a service config.
@@ -257,24 +261,31 @@ impl SchemaPrefix {
         ]
     }
 
-    /// Drops the schemas of `services` (their short names: `user`, `product`…).
+    /// Drops the schemas (databases) of `services` (their short names:
+    /// `user`, `product`…).
     pub async fn drop(&self, services: &[&str]) {
+        use crate::store::mongo::MongoBackend;
+        use crate::store::postgres::PostgresBackend;
+        let settings = crate::store::StoreSettings::default();
         for service in services {
             let schema = format!("{}_{service}", self.prefix);
-            match crate::store::postgres::PostgresBackend::connect(
-                &self.url,
-                &schema,
-                &Default::default(),
-            )
-            .await
-            {
-                Ok(backend) => {
-                    if let Err(err) = backend.drop_schema().await {
-                        tracing::warn!(%schema, error = %err, "test schema not dropped");
-                    }
-                    backend.close().await;
+            let dropped = if self.url.starts_with("mongodb") {
+                match MongoBackend::connect(&self.url, &schema, &settings).await {
+                    Ok(backend) => backend.drop_database().await,
+                    Err(err) => Err(err),
                 }
-                Err(err) => tracing::warn!(%schema, error = %err, "test schema not dropped"),
+            } else {
+                match PostgresBackend::connect(&self.url, &schema, &settings).await {
+                    Ok(backend) => {
+                        let dropped = backend.drop_schema().await;
+                        backend.close().await;
+                        dropped
+                    }
+                    Err(err) => Err(err),
+                }
+            };
+            if let Err(err) = dropped {
+                tracing::warn!(%schema, error = %err, "test schema not dropped");
             }
         }
     }

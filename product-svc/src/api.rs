@@ -530,6 +530,12 @@ impl ProductService for ProductApi {
                 "at most 200 characters".to_string(),
             )]));
         }
+        if text.contains('\0') {
+            return Err(invalid_fields([(
+                "q",
+                "must not contain NUL characters".to_string(),
+            )]));
+        }
         if !text.is_empty() {
             query = query.text(&text);
         }

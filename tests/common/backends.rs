@@ -1,5 +1,6 @@
 //! A test's own slice of the production backends: a Postgres schema
-//! prefix and a NATS stream and subject prefix, dropped by `cleanup`.
+//! prefix (or MongoDB database prefix) and a NATS stream and subject
+//! prefix, dropped by `cleanup`.
 
 use super::TestMesh;
 
@@ -13,11 +14,29 @@ pub fn nats_url() -> String {
     std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
+/// Which document store the mesh runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Db {
+    Postgres,
+    MongoDb,
+}
+
 impl Backends {
+    /// Postgres and NATS.
     pub fn new() -> Self {
+        Self::on(Db::Postgres)
+    }
+
+    pub fn on(db: Db) -> Self {
         let tag = uuid::Uuid::now_v7().simple().to_string();
+        let schemas = match db {
+            Db::Postgres => platform::testing::SchemaPrefix::new(),
+            Db::MongoDb => platform::testing::SchemaPrefix::on(
+                std::env::var("MONGODB_URI").expect("MONGODB_URI is set"),
+            ),
+        };
         Self {
-            schemas: platform::testing::SchemaPrefix::new(),
+            schemas,
             stream: format!("E{tag}"),
             subjects: format!("e{tag}"),
         }

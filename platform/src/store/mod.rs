@@ -425,6 +425,13 @@ fn plan(
     };
     let text = match &query.text {
         None => None,
+        Some(needle) if needle.contains('\0') => {
+            // MongoDB refuses a pattern holding NUL and Postgres text cannot
+            // hold one: a request error on every backend.
+            return Err(StoreError::Invalid(
+                "text search must not contain a NUL character".into(),
+            ));
+        }
         Some(needle) => {
             let field = spec
                 .text_field
@@ -503,6 +510,36 @@ pub struct StoreSettings {
     /// may take before it fails with [`StoreError::Unavailable`].
     pub timeout: Duration,
     pub max_connections: u32,
+    /// MongoDB: how many members must acknowledge a write
+    /// (`MONGODB_WRITE_CONCERN`); `None` keeps the URL's (or the server's)
+    /// default. Waiting for it is bounded by `timeout`.
+    pub write_concern: Option<WriteAcknowledgment>,
+    /// MongoDB: retry a write once after a step-down or network error
+    /// (`MONGODB_RETRY_WRITES`); `None` keeps the URL's (or the driver's,
+    /// on) default. Replica sets only.
+    pub retry_writes: Option<bool>,
+}
+
+/// A MongoDB write concern's `w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteAcknowledgment {
+    /// A majority of the replica set's voting members.
+    Majority,
+    /// That many members (1: the primary alone).
+    Nodes(u32),
+}
+
+impl std::str::FromStr for WriteAcknowledgment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "majority" => Ok(Self::Majority),
+            n => match n.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(Self::Nodes(n)),
+                _ => Err("expected majority or a number of members (at least 1)".into()),
+            },
+        }
+    }
 }
 
 impl Default for StoreSettings {
@@ -510,6 +547,8 @@ impl Default for StoreSettings {
         Self {
             timeout: Duration::from_secs(3),
             max_connections: 10,
+            write_concern: None,
+            retry_writes: None,
         }
     }
 }
@@ -760,6 +799,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Collection<T> {
             .backend
             .delete(&self.spec, id, expected_version)
             .await
+    }
+
+    /// The query as the backend would run it (for tools and tests, e.g.
+    /// asking MongoDB to `explain` it).
+    pub fn plan(&self, query: &Query) -> Result<PlannedQuery> {
+        plan(&self.spec, query, &self.store.cursors)
     }
 
     /// One page of the query's results, and the cursor of the next page.

@@ -57,12 +57,20 @@ fn map_err(spec: &CollectionSpec, err: sqlx::Error) -> StoreError {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             if code == "23505" {
                 let constraint = db.constraint().unwrap_or_default();
-                let index = spec
+                let declared = spec
                     .indexes
                     .iter()
-                    .find(|i| index_name(&spec.name, i) == constraint)
-                    .map(|i| i.field.clone())
-                    .unwrap_or_else(|| "id".to_string());
+                    .find(|i| index_name(&spec.name, i) == constraint);
+                let index = match declared {
+                    Some(i) => i.field.clone(),
+                    None if constraint == format!("{}_pkey", spec.name) => "id".to_string(),
+                    None => {
+                        // An index the spec does not know (an operator's):
+                        // a clash, but not on the id.
+                        tracing::warn!(collection = %spec.name, constraint, "unique violation on an undeclared index");
+                        format!("index {constraint}")
+                    }
+                };
                 StoreError::AlreadyExists { index }
             } else if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") {
                 StoreError::Unavailable(db.message().to_string())

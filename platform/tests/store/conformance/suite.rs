@@ -545,3 +545,131 @@ pub async fn delete_honours_the_version(store: Store) {
     // The unique value is free again.
     c.insert("b", item("S1", "k", 1, "x")).await.unwrap();
 }
+
+pub async fn text_search_with_a_nul_is_an_invalid_request(store: Store) {
+    let c = items(&store).await;
+    c.insert("a", item("S1", "k", 1, "ab")).await.unwrap();
+    // MongoDB refuses a $regex holding NUL, Postgres text cannot hold one:
+    // either would be a server error if it got through.
+    for needle in ["a\0b", "\0"] {
+        let err = c.find(&Query::new().text(needle)).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid(m) if m.contains("NUL")),
+            "{needle:?}: {err:?}"
+        );
+    }
+    assert_eq!(
+        c.find(&Query::new().text("ab")).await.unwrap().items.len(),
+        1
+    );
+}
+
+pub async fn lookups_on_unique_fields_find_exactly_the_holder(store: Store) {
+    let c = items(&store).await;
+    let mut coded = item("S1", "k", 1, "x");
+    coded.code = Some("PROMO".into());
+    c.insert("a", coded).await.unwrap();
+    c.insert("b", item("S2", "k", 2, "y")).await.unwrap();
+    let one = |q: Query| {
+        let c = c.clone();
+        async move { c.find_one(q).await.unwrap().map(|d| d.id) }
+    };
+    assert_eq!(
+        one(Query::new().eq("sku", "S2")).await.as_deref(),
+        Some("b")
+    );
+    assert_eq!(
+        one(Query::new().eq("code", "PROMO")).await.as_deref(),
+        Some("a")
+    );
+    assert_eq!(one(Query::new().eq("code", "NONE")).await, None);
+    assert_eq!(
+        one(Query::new().eq("sku", "S1").eq("category", "k"))
+            .await
+            .as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        one(Query::new().eq("sku", "S1").eq("category", "z")).await,
+        None
+    );
+}
+
+/// The spec of [`spec`] as a later release might declare it: `name`
+/// unique, `category` gone, `counter` indexed.
+pub fn changed_spec() -> CollectionSpec {
+    CollectionSpec::new("items")
+        .index(IndexSpec::new("sku", FieldType::String).unique())
+        .index(IndexSpec::new("price", FieldType::Int))
+        .index(IndexSpec::new("name", FieldType::String).unique())
+        .index(IndexSpec::new("counter", FieldType::Int))
+        .index(
+            IndexSpec::new("code", FieldType::String)
+                .unique()
+                .optional(),
+        )
+        .text("name")
+}
+
+/// Start-up on a database made by an older release: the changed
+/// declaration succeeds, keeps the data and enforces the new index; going
+/// back to the old one works too.
+pub async fn a_changed_index_spec_does_not_break_start_up(store: Store) {
+    let old = items(&store).await;
+    old.insert("a", item("S1", "k", 1, "same")).await.unwrap();
+    let new = store
+        .collection::<Item>(changed_spec())
+        .await
+        .expect("a changed spec is declared on an existing collection");
+    assert_eq!(new.get("a").await.unwrap().value.sku, "S1");
+    assert_eq!(
+        new.insert("b", item("S2", "k", 1, "same"))
+            .await
+            .unwrap_err(),
+        StoreError::AlreadyExists {
+            index: "name".into()
+        },
+        "the new unique index holds"
+    );
+    let found = new.find(&Query::new().eq("counter", 0)).await.unwrap();
+    assert_eq!(found.items.len(), 1);
+    let back = store
+        .collection::<Item>(spec())
+        .await
+        .expect("rolling back to the old spec works");
+    back.insert("c", item("S3", "k", 1, "same"))
+        .await
+        .expect("name is no longer unique");
+}
+
+/// A unique index made outside the spec (by an operator) on `name` and
+/// `category`:
+/// `create_extra_index` makes it; a clash on it is reported, but not as a
+/// clash on the id.
+pub async fn a_clash_on_an_undeclared_index_is_not_an_id_clash<F, Fut>(
+    store: Store,
+    create_extra_index: F,
+) where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let c = items(&store).await;
+    create_extra_index().await;
+    c.insert("a", item("S1", "k", 1, "dup")).await.unwrap();
+    let err = c.insert("b", item("S2", "k", 1, "dup")).await.unwrap_err();
+    match &err {
+        StoreError::AlreadyExists { index } => {
+            assert_ne!(index, "id", "{err:?}");
+            assert!(index.contains("ops_name"), "names the index: {err:?}");
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert!(c.find_by_id("b").await.unwrap().is_none());
+    // The id clash is still an id clash.
+    assert_eq!(
+        c.insert("a", item("S3", "k", 1, "other"))
+            .await
+            .unwrap_err(),
+        StoreError::AlreadyExists { index: "id".into() }
+    );
+}
