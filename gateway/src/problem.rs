@@ -85,6 +85,16 @@ impl Problem {
                 tracing::error!(code = ?status.code(), message = status.message(), "upstream failed");
                 Problem::new(kind, "something went wrong on our side; it has been logged")
             }
+            ErrorKind::Unavailable if platform::error::retry_after(status).is_some() => {
+                // A live service shedding load says when to come back.
+                let wait = platform::error::retry_after(status).unwrap_or_default();
+                tracing::info!(message = status.message(), ?wait, "upstream overloaded");
+                Problem::new(
+                    kind,
+                    "a service this request needs is overloaded; try again shortly",
+                )
+                .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
+            }
             ErrorKind::Unavailable | ErrorKind::DeadlineExceeded => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "upstream unavailable");
                 Problem::new(
@@ -129,5 +139,27 @@ impl IntoResponse for Problem {
 impl From<tonic::Status> for Problem {
     fn from(status: tonic::Status) -> Self {
         Problem::from_status(&status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_shedding_service_is_a_503_with_its_retry_delay() {
+        let status = platform::error::overloaded("too many logins", Duration::from_millis(2500));
+        let response = Problem::from(status).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+    }
+
+    #[test]
+    fn a_plain_unavailable_is_a_503_retried_after_a_second() {
+        let response = Problem::from(tonic::Status::unavailable("down")).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 }

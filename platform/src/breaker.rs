@@ -140,9 +140,16 @@ impl<S> Breaker<S> {
     }
 }
 
-/// Whether an answer shows the peer is failing (not merely refusing).
-fn is_failure(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded)
+/// Whether an answer shows the peer is failing (not merely refusing). An
+/// UNAVAILABLE that says when to retry ([`crate::error::overloaded`]) comes
+/// from a live peer shedding load: opening the circuit would turn its few
+/// refusals into refusing everything.
+fn is_failure(status: &tonic::Status) -> bool {
+    match status.code() {
+        Code::DeadlineExceeded => true,
+        Code::Unavailable => crate::error::retry_after(status).is_none(),
+        _ => false,
+    }
 }
 
 /// A trailers-only gRPC answer: UNAVAILABLE, circuit open.
@@ -196,7 +203,7 @@ where
             let ok = match &result {
                 Err(_) => false,
                 Ok(response) => !tonic::Status::from_header_map(response.headers())
-                    .is_some_and(|status| is_failure(status.code())),
+                    .is_some_and(|status| is_failure(&status)),
             };
             Self::record(&state, settings, &peer, trial, ok);
             result
@@ -317,6 +324,41 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    /// A peer that always sheds: UNAVAILABLE with a retry delay.
+    #[derive(Clone)]
+    struct Shedding;
+
+    impl Service<http::Request<()>> for Shedding {
+        type Response = http::Response<String>;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            let status = crate::error::overloaded("busy", Duration::from_secs(1));
+            let mut r = http::Response::new(String::new());
+            status.add_header(r.headers_mut()).unwrap();
+            std::future::ready(Ok(r))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_shedding_with_a_retry_delay_keeps_the_circuit_closed() {
+        let settings = BreakerSettings {
+            failures: 2,
+            open_for: Duration::from_secs(5),
+        };
+        let mut b = Breaker::new(Shedding, settings, "user-svc");
+        for _ in 0..10 {
+            let r = b.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+            let status = tonic::Status::from_header_map(r.headers()).unwrap();
+            assert_eq!(status.code(), Code::Unavailable);
+            assert_eq!(status.message(), "busy", "the peer's own answer, not a refusal");
+        }
+        assert!(!b.is_open());
     }
 
     #[tokio::test(start_paused = true)]
