@@ -20,6 +20,10 @@ use platform::Config;
 use shopmesh::{Mesh, MeshAddrs};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+// The allocator of the shopmesh binaries, so the mesh runs as it does there.
+#[global_allocator]
+static ALLOCATOR: platform::Allocator = platform::Allocator;
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

@@ -3,6 +3,9 @@
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use shopmesh_load::{Options, parse_duration, parse_mix};
 
 const HELP: &str = "\
