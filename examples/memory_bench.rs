@@ -79,6 +79,16 @@ async fn settled_rss(pid: u32) -> f64 {
     best
 }
 
+/// The status of a JSON POST; 0 when nothing answered.
+async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> u16 {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let bin = binary();
@@ -133,14 +143,7 @@ async fn main() -> anyhow::Result<()> {
                 let body = json!({"email": email(i), "password": "memory bench pw", "name": "Bench"});
                 // A shed registration is retried after its Retry-After.
                 loop {
-                    let status = http
-                        .post(format!("{base}/api/v1/auth/register"))
-                        .json(&body)
-                        .send()
-                        .await
-                        .map(|r| r.status().as_u16())
-                        .unwrap_or(0);
-                    match status {
+                    match post(&http, &format!("{base}/api/v1/auth/register"), &body).await {
                         201 => break,
                         503 => {
                             shed.fetch_add(1, Ordering::SeqCst);
@@ -178,14 +181,7 @@ async fn main() -> anyhow::Result<()> {
                     break;
                 }
                 let body = json!({"email": email(i % REGISTRATIONS), "password": "memory bench pw"});
-                let status = http
-                    .post(format!("{base}/api/v1/auth/login"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0);
-                match status {
+                match post(&http, &format!("{base}/api/v1/auth/login"), &body).await {
                     200 => ok.fetch_add(1, Ordering::SeqCst),
                     503 => login_shed.fetch_add(1, Ordering::SeqCst),
                     _ => failed.fetch_add(1, Ordering::SeqCst),

@@ -219,13 +219,16 @@ mod tests {
 
     use super::*;
 
-    /// A peer whose answer is set by the test: 0 = OK, a gRPC code, or
-    /// u32::MAX for no answer at all (a transport error).
+    /// A peer whose answer is set by the test: 0 = OK, a gRPC code,
+    /// [`SHED`], or u32::MAX for no answer at all (a transport error).
     #[derive(Clone)]
     struct Peer {
         answer: Arc<AtomicU32>,
         calls: Arc<AtomicUsize>,
     }
+
+    /// UNAVAILABLE with a retry delay: a live peer shedding load.
+    const SHED: u32 = u32::MAX - 1;
 
     impl Service<http::Request<()>> for Peer {
         type Response = http::Response<String>;
@@ -239,6 +242,11 @@ mod tests {
             let answer = self.answer.load(Ordering::SeqCst);
             std::future::ready(if answer == u32::MAX {
                 Err("connection refused")
+            } else if answer == SHED {
+                let mut r = http::Response::new(String::new());
+                let status = crate::error::overloaded("busy", Duration::from_secs(1));
+                status.add_header(r.headers_mut()).unwrap();
+                Ok(r)
             } else {
                 let mut r = http::Response::new(String::new());
                 if answer != 0 {
@@ -326,32 +334,10 @@ mod tests {
         );
     }
 
-    /// A peer that always sheds: UNAVAILABLE with a retry delay.
-    #[derive(Clone)]
-    struct Shedding;
-
-    impl Service<http::Request<()>> for Shedding {
-        type Response = http::Response<String>;
-        type Error = &'static str;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, _: http::Request<()>) -> Self::Future {
-            let status = crate::error::overloaded("busy", Duration::from_secs(1));
-            let mut r = http::Response::new(String::new());
-            status.add_header(r.headers_mut()).unwrap();
-            std::future::ready(Ok(r))
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_peer_shedding_with_a_retry_delay_keeps_the_circuit_closed() {
-        let settings = BreakerSettings {
-            failures: 2,
-            open_for: Duration::from_secs(5),
-        };
-        let mut b = Breaker::new(Shedding, settings, "user-svc");
+        let (mut b, answer, calls) = breaker(2);
+        answer.store(SHED, Ordering::SeqCst);
         for _ in 0..10 {
             let r = b.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
             let status = tonic::Status::from_header_map(r.headers()).unwrap();
@@ -359,6 +345,7 @@ mod tests {
             assert_eq!(status.message(), "busy", "the peer's own answer, not a refusal");
         }
         assert!(!b.is_open());
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
     }
 
     #[tokio::test(start_paused = true)]
