@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cache;
 pub mod domain;
+pub mod inventory;
 pub mod seed;
 pub mod store;
 
@@ -60,6 +61,10 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<api::ProductApi
         reviews,
         cache,
         low_stock_threshold: i64::from(config.low_stock_threshold),
+        orders: proto::order::order_service_client::OrderServiceClient::new(
+            platform::grpc::channel(config.peers.get(ServiceId::Order), &config.grpc)?,
+        ),
+        saga: config.saga.clone(),
     })
 }
 
@@ -77,6 +82,7 @@ pub async fn serve(
         }
     }
     let (product_relay, review_relay) = (api.product_relay.clone(), api.review_relay.clone());
+    let api_for_sweeper = api.clone();
     let routes = tonic::service::Routes::new(ProductServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
@@ -85,6 +91,21 @@ pub async fn serve(
     let sweepers = [
         product_relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token()),
         review_relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token()),
+        // Settles reservations that a crash or a lost call left open.
+        platform::runtime::spawn_every(
+            "reservation sweep",
+            config.saga.sweep_interval,
+            running.cancel_token(),
+            move || {
+                let api = api_for_sweeper.clone();
+                async move {
+                    api.sweep_reservations()
+                        .await
+                        .map(|_| ())
+                        .map_err(|s| s.message().to_string())
+                }
+            },
+        ),
     ];
     running.spawn(async move {
         for sweeper in sweepers {
