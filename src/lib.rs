@@ -197,8 +197,58 @@ fn ensure_admin_credentials(config: &mut Config) -> Option<String> {
     Some(password)
 }
 
-/// The `main` of the all-in-one binary.
+/// The `main` of the all-in-one binary: with no arguments every service
+/// and the gateway in one process; `serve <component>` runs one of them
+/// alone, exactly as its own binary does (`serve gateway`, `serve order`,
+/// `serve product-svc`, ...), for running the mesh as separate processes
+/// from this one executable.
 pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => all_in_one(),
+        [serve, component] if serve == "serve" => serve_one(component),
+        _ => {
+            eprintln!(
+                "usage: shopmesh [serve <gateway|{}>]",
+                component_names().join("|")
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn component_names() -> Vec<&'static str> {
+    ServiceId::ALL.iter().map(|id| id.name()).collect()
+}
+
+/// Runs one component as its own binary would.
+fn serve_one(component: &str) -> ExitCode {
+    if component == "gateway" {
+        return gateway::main();
+    }
+    let Some(&id) = ServiceId::ALL
+        .iter()
+        .find(|id| id.name() == component || id.binary() == component)
+    else {
+        eprintln!(
+            "shopmesh: unknown component {component:?}; one of gateway, {}",
+            component_names().join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    use platform::runtime::run_service;
+    match id {
+        ServiceId::User => run_service(id, user_svc::build),
+        ServiceId::Product => run_service(id, product_svc::build),
+        ServiceId::Order => run_service(id, order_svc::build),
+        ServiceId::Payment => run_service(id, payment_svc::build),
+        ServiceId::Shipping => run_service(id, shipping_svc::build),
+        ServiceId::Notification => run_service(id, notification_svc::build),
+        ServiceId::Recommendation => run_service(id, recommendation_svc::build),
+    }
+}
+
+fn all_in_one() -> ExitCode {
     let config = match platform::runtime::load_config("shopmesh") {
         Ok(config) => config,
         Err(code) => return code,

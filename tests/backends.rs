@@ -7,62 +7,9 @@ mod common;
 #[path = "../notification-svc/tests/support/mod.rs"]
 mod support;
 
-use common::{TestMesh, WEBHOOK_SECRET, eventually, signed, webhook};
+use common::backends::{Backends, nats_url};
+use common::{WEBHOOK_SECRET, eventually, signed, webhook};
 use serde_json::json;
-
-struct Backends {
-    schemas: platform::testing::SchemaPrefix,
-    stream: String,
-    subjects: String,
-}
-
-fn nats_url() -> String {
-    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-impl Backends {
-    fn new() -> Self {
-        let tag = uuid::Uuid::now_v7().simple().to_string();
-        Self {
-            schemas: platform::testing::SchemaPrefix::new(),
-            stream: format!("E{tag}"),
-            subjects: format!("e{tag}"),
-        }
-    }
-
-    async fn mesh(&self) -> TestMesh {
-        self.mesh_with(&[]).await
-    }
-
-    async fn mesh_with(&self, extra: &[(&str, &str)]) -> TestMesh {
-        let mut vars = self.schemas.vars();
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        vars.extend([
-            ("NATS_URL".to_string(), nats_url()),
-            ("NATS_STREAM".to_string(), self.stream.clone()),
-            ("NATS_SUBJECT_PREFIX".to_string(), self.subjects.clone()),
-        ]);
-        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        TestMesh::start_with(&vars).await
-    }
-
-    async fn cleanup(&self) {
-        let services: Vec<&str> = platform::ServiceId::ALL
-            .iter()
-            .map(|id| id.name())
-            .collect();
-        self.schemas.drop(&services).await;
-        let settings = platform::events::nats::NatsSettings {
-            stream: self.stream.clone(),
-            prefix: self.subjects.clone(),
-            ..Default::default()
-        };
-        let nats = nats_url();
-        if let Ok(bus) = platform::events::nats::NatsBus::connect(&nats, settings).await {
-            let _ = bus.delete_stream().await;
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_pay_cancel_on_postgres_and_nats() {

@@ -8,7 +8,7 @@ mod common;
 use common::{
     TestMesh, WEBHOOK_SECRET, address, assert_problem, card, eventually, signed, webhook,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const ADMIN: (&str, &str) = ("ADMIN_EMAIL", "admin@example.com");
 const ADMIN_PASSWORD: (&str, &str) = ("ADMIN_PASSWORD", "admin-password");

@@ -176,6 +176,25 @@ pub fn nodelay(
     listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
+/// The whole `main` of the gateway binary: configuration from the
+/// environment, then [`build`] until Ctrl-C or SIGTERM.
+pub fn main() -> std::process::ExitCode {
+    let config = match platform::runtime::load_config("gateway") {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    platform::runtime::run_main("gateway", &config, |config| async move {
+        let running = build(config).await?;
+        tracing::info!(addr = %running.addr(), "gateway listening");
+        tokio::select! {
+            () = platform::runtime::shutdown_signal() => {}
+            () = running.cancelled() => tracing::warn!("the HTTP server stopped"),
+        }
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
 /// Binds `HTTP_ADDR` and serves.
 pub async fn build(config: Config) -> anyhow::Result<Running> {
     let listener = platform::runtime::bind(config.http_addr).await?;

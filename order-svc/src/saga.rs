@@ -322,7 +322,7 @@ impl OrderApi {
                     &Query::new()
                         .eq("user_id", user_id)
                         .eq("status", status)
-                        .limit(cap + 1),
+                        .limit((cap + 1).min(platform::store::MAX_PAGE)),
                 )
                 .await?
                 .items
@@ -437,36 +437,10 @@ impl OrderApi {
                 ));
             }
         }
+        // The payment as it was made (SUCCEEDED or FAILED), even if a cancel
+        // refunded it a moment later: the order's status says where it stands.
         let status = self.orders.get(&id).await?.value.status;
-        if status != S::Paid && payment.status == P::Succeeded as i32 {
-            // The order stopped taking payment while this one was made; it
-            // was refunded above (or will be): show where it stands.
-            if let Ok(now) = self.payment(&payment.id, budget).await {
-                return Ok((now, status));
-            }
-        }
         Ok((payment, status))
-    }
-
-    async fn payment(
-        &self,
-        payment_id: &str,
-        budget: &Budget,
-    ) -> Result<proto::payment::Payment, Status> {
-        let request = budget_request(
-            budget,
-            proto::payment::GetPaymentStatusRequest {
-                payment_id: payment_id.to_string(),
-            },
-            &service_caller(),
-        );
-        self.payments
-            .clone()
-            .get_payment_status(request)
-            .await?
-            .into_inner()
-            .payment
-            .ok_or_else(|| Status::internal("the payment service answered without a payment"))
     }
 
     /// A payment succeeded (answer of the payment call, or
@@ -885,6 +859,26 @@ impl OrderApi {
     /// time has run out. Returns (steps looked at, orders expired).
     pub async fn sweep(&self) -> Result<(usize, usize), StoreError> {
         let now = now_ms();
+        // Expiry first: a backlog of steps must not keep unpaid orders
+        // holding stock past their time.
+        let due = self
+            .orders
+            .find(
+                &Query::new()
+                    .range("expires_at", None, Some(Bound::Inclusive(now.into())))
+                    .limit(100),
+            )
+            .await?;
+        let mut expired = 0;
+        for order in &due.items {
+            match self.expire(&order.id).await {
+                Ok(true) => expired += 1,
+                Ok(false) => {}
+                Err(status) => {
+                    tracing::warn!(order = %order.id, code = ?status.code(), "expiry deferred")
+                }
+            }
+        }
         let pending = self
             .orders
             .find(
@@ -905,24 +899,6 @@ impl OrderApi {
             {
                 self.run_steps(&order.id).await;
                 looked += 1;
-            }
-        }
-        let due = self
-            .orders
-            .find(
-                &Query::new()
-                    .range("expires_at", None, Some(Bound::Inclusive(now.into())))
-                    .limit(100),
-            )
-            .await?;
-        let mut expired = 0;
-        for order in &due.items {
-            match self.expire(&order.id).await {
-                Ok(true) => expired += 1,
-                Ok(false) => {}
-                Err(status) => {
-                    tracing::warn!(order = %order.id, code = ?status.code(), "expiry deferred")
-                }
             }
         }
         Ok((looked, expired))

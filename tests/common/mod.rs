@@ -5,6 +5,10 @@
 
 use std::collections::HashMap;
 
+pub mod backends;
+pub mod careful;
+pub mod invariants;
+
 use platform::config::PeerAddr;
 use platform::{Config, ServiceId};
 use shopmesh::{Mesh, MeshAddrs};
@@ -264,5 +268,29 @@ impl TestMesh {
         )
         .await
         .body
+    }
+}
+
+impl TestMesh {
+    /// [`careful::send`] to the gateway (30 s budget).
+    pub async fn careful(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        careful::send(
+            &self.http,
+            method,
+            &self.url(path),
+            Some(token),
+            key,
+            body.as_ref(),
+            std::time::Duration::from_secs(30),
+            |_| {},
+        )
+        .await
     }
 }

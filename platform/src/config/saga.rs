@@ -15,8 +15,8 @@ pub struct SagaSettings {
     /// `ORDER_MAX_UNITS_PER_LINE` (default 100): most units of one product
     /// in one order.
     pub max_units_per_line: u32,
-    /// `ORDER_MAX_UNPAID_PER_CUSTOMER` (default 10): most orders awaiting
-    /// payment one customer may hold at once.
+    /// `ORDER_MAX_UNPAID_PER_CUSTOMER` (default 10, at most 1000): most
+    /// orders awaiting payment one customer may hold at once.
     pub max_unpaid_per_customer: u32,
     /// `SAGA_SWEEP_INTERVAL_MS` (default 2000): how often order-svc retries
     /// pending saga steps and expires unpaid orders, and product-svc looks
@@ -70,8 +70,18 @@ impl SagaSettings {
                 .unwrap_or(d.payment_timeout),
             max_units_per_line: v
                 .positive_number("ORDER_MAX_UNITS_PER_LINE", d.max_units_per_line)?,
-            max_unpaid_per_customer: v
-                .positive_number("ORDER_MAX_UNPAID_PER_CUSTOMER", d.max_unpaid_per_customer)?,
+            max_unpaid_per_customer: match v
+                .positive_number("ORDER_MAX_UNPAID_PER_CUSTOMER", d.max_unpaid_per_customer)?
+            {
+                n if n as usize > crate::store::MAX_PAGE => {
+                    return Err(ConfigError::new(
+                        "ORDER_MAX_UNPAID_PER_CUSTOMER",
+                        &n.to_string(),
+                        format!("must be at most {}", crate::store::MAX_PAGE),
+                    ));
+                }
+                n => n,
+            },
             sweep_interval: v.positive_millis("SAGA_SWEEP_INTERVAL_MS", d.sweep_interval)?,
             orphan_grace: v.positive_millis("RESERVATION_ORPHAN_GRACE_MS", d.orphan_grace)?,
         })

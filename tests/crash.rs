@@ -1,0 +1,858 @@
+//! Crash test: the gateway and the seven services as separate OS processes
+//! (`shopmesh serve <component>`) on a private Postgres cluster and a
+//! private NATS JetStream server, both on free ports under a temporary
+//! directory, so nothing here disturbs other tests. Careful clients run
+//! create, pay, cancel and refund flows while every component is `kill -9`ed
+//! and restarted, NATS is killed and restarted, and Postgres is stopped in
+//! immediate mode (a crash) and started again. Afterwards the stores must
+//! settle and keep every saga invariant.
+//!
+//! `CRASH_TEST_SECS` (default 120) is how long the chaos lasts. The test
+//! prints a summary: flows, kills per target, violations, time to recover
+//! per kind of kill and every status the clients saw.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Reply;
+use common::invariants::{CreateKey, Expect, Stores, settle_and_check};
+use platform::ServiceId;
+use serde_json::{Value, json};
+
+const ADMIN_EMAIL: &str = "admin@example.com";
+const ADMIN_PASSWORD: &str = "admin-password";
+const CUSTOMERS: usize = 6;
+/// Client workers running flows at once.
+const WORKERS: usize = 6;
+/// Longest a careful client keeps retrying one request.
+const REQUEST_BUDGET: Duration = Duration::from_secs(60);
+/// Unpaid orders expire after this (`ORDER_PAYMENT_TIMEOUT`).
+const PAYMENT_TIMEOUT_SECS: u64 = 15;
+/// How long the stores may take to settle once the chaos is over.
+const SETTLE: Duration = Duration::from_secs(90);
+/// Longest any component may take to answer again after a restart.
+const RECOVERY_BUDGET: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+async fn wait_port(what: &str, port: u16, budget: Duration) {
+    let deadline = Instant::now() + budget;
+    while !port_open(port) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within {budget:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A private Postgres cluster in a temporary directory (trust auth).
+struct Postgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    /// initdb refuses to run as root: run the tools as `postgres` then.
+    as_postgres: bool,
+}
+
+impl Postgres {
+    fn bin_dir() -> PathBuf {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|dir| {
+                dir.filter_map(|e| e.ok())
+                    .map(|e| e.path().join("bin"))
+                    .filter(|p| p.join("initdb").exists())
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort_by_key(|p| {
+            p.parent()
+                .and_then(|v| v.file_name())
+                .and_then(|v| v.to_str())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        found
+            .pop()
+            .expect("the crash test runs its own Postgres: install postgresql (initdb under /usr/lib/postgresql/*/bin)")
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let program = self.bin.join(name);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn run(&self, mut command: Command, what: &str) {
+        let out = command
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn init(root: &Path) -> Postgres {
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let data = root.join("pg");
+        std::fs::create_dir_all(&data).unwrap();
+        let pg = Postgres {
+            bin: Self::bin_dir(),
+            data,
+            port: free_port(),
+            as_postgres,
+        };
+        if as_postgres {
+            pg.run(
+                {
+                    let mut c = Command::new("chown");
+                    c.args(["-R", "postgres:"]).arg(root);
+                    c
+                },
+                "chown",
+            );
+        }
+        let mut initdb = pg.tool("initdb");
+        initdb
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&pg.data);
+        pg.run(initdb, "initdb");
+        pg.start();
+        pg
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            self.port,
+            self.data.display()
+        );
+        let mut start = self.tool("pg_ctl");
+        start
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(self.data.join("server.log"))
+            .args(["-o", &options, "-w", "-t", "60", "start"]);
+        self.run(start, "pg_ctl start");
+    }
+
+    /// `pg_ctl stop -m immediate`: the server dies without a checkpoint, as
+    /// in a crash, and recovers from its WAL when started again.
+    fn crash(&self) {
+        let mut stop = self.tool("pg_ctl");
+        stop.arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"]);
+        self.run(stop, "pg_ctl stop -m immediate");
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let mut stop = self.tool("pg_ctl");
+        let _ = stop
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A process this test started; killed (SIGKILL) when dropped.
+struct Process {
+    name: String,
+    command: Box<dyn Fn() -> Command + Send>,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn spawn(&mut self) {
+        let child = (self.command)()
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
+        self.child = Some(child);
+    }
+
+    /// `kill -9` and reap.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether it exited on its own (a crash the test did not cause).
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn log_file(root: &Path, name: &str) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join(format!("{name}.log")))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+/// Everything a careful client saw.
+#[derive(Default)]
+struct Stats {
+    /// Every answer (retries included), by status; 0 = no answer.
+    statuses: BTreeMap<u16, usize>,
+    /// Flows by kind and how they ended.
+    flows: BTreeMap<String, usize>,
+    /// Flows that never learned their outcome, with what they last saw.
+    unknown: Vec<String>,
+    creates: Vec<CreateKey>,
+}
+
+/// A careful client ([`common::careful`]) that counts what it sees.
+#[derive(Clone)]
+struct Careful {
+    http: reqwest::Client,
+    base: String,
+    stats: Arc<Mutex<Stats>>,
+}
+
+enum Paid {
+    /// The payment id.
+    Yes(String),
+    Refused,
+    Unknown,
+}
+
+impl Careful {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let stats = self.stats.clone();
+        common::careful::send(
+            &self.http,
+            method,
+            &format!("{}{path}", self.base),
+            token,
+            key,
+            body,
+            REQUEST_BUDGET,
+            move |status| *stats.lock().unwrap().statuses.entry(status).or_default() += 1,
+        )
+        .await
+    }
+
+    async fn post(&self, path: &str, token: &str, key: Option<&str>, body: Value) -> Reply {
+        self.send(reqwest::Method::POST, path, Some(token), key, Some(&body))
+            .await
+    }
+
+    fn unknown(&self, flow: &str, step: &str, answer: &Reply) {
+        self.stats.lock().unwrap().unknown.push(format!(
+            "{flow}: {step} ended {} {}",
+            answer.status, answer.body
+        ));
+    }
+
+    fn flow(&self, label: String) {
+        *self.stats.lock().unwrap().flows.entry(label).or_default() += 1;
+    }
+
+    /// Creates an order; records the key and every order id it was answered with.
+    async fn create(&self, user: &(String, String), products: &[String]) -> Option<String> {
+        let key = uuid::Uuid::now_v7().to_string();
+        let n = rand::random_range(1..=products.len().min(2));
+        let items: Vec<Value> = products[..n]
+            .iter()
+            .map(|p| json!({"product_id": p, "quantity": rand::random_range(1..=3)}))
+            .collect();
+        let body = json!({"items": items, "shipping_address": common::address()});
+        let answer = self.post("/api/v1/orders", &user.1, Some(&key), body).await;
+        let id = answer.body["id"].as_str().map(str::to_string);
+        self.stats.lock().unwrap().creates.push(CreateKey {
+            user_id: user.0.clone(),
+            key,
+            order_ids: id.iter().cloned().collect(),
+            outcome_known: answer.status == 201 || answer.status == 409 || answer.status == 422,
+        });
+        if answer.status != 201 {
+            self.unknown("create", "POST /orders", &answer);
+            return None;
+        }
+        id
+    }
+
+    /// Pays with a fresh key (retried with it).
+    async fn pay(&self, flow: &str, token: &str, order: &str) -> Paid {
+        let key = uuid::Uuid::now_v7().to_string();
+        let answer = self
+            .post(
+                &format!("/api/v1/orders/{order}/payment"),
+                token,
+                Some(&key),
+                common::card("4242424242424242"),
+            )
+            .await;
+        match answer.status {
+            201 if answer.body["status"] == "SUCCEEDED" => {
+                Paid::Yes(answer.body["id"].as_str().unwrap_or_default().to_string())
+            }
+            // The provider did not answer in time: the order tells later.
+            201 if answer.body["status"] == "PENDING" => {
+                let id = answer.body["id"].as_str().unwrap_or_default().to_string();
+                let deadline = Instant::now() + REQUEST_BUDGET;
+                loop {
+                    let order_now = self
+                        .send(
+                            reqwest::Method::GET,
+                            &format!("/api/v1/orders/{order}"),
+                            Some(token),
+                            None,
+                            None,
+                        )
+                        .await;
+                    match order_now.body["status"].as_str() {
+                        Some("PAID") => return Paid::Yes(id),
+                        Some("PENDING_PAYMENT") if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(200)).await
+                        }
+                        Some("CANCELLED" | "PAYMENT_FAILED") => return Paid::Refused,
+                        _ => {
+                            self.unknown(flow, "pay (pending)", &order_now);
+                            return Paid::Unknown;
+                        }
+                    }
+                }
+            }
+            // Expired or cancelled meanwhile.
+            409 => Paid::Refused,
+            _ => {
+                self.unknown(flow, "pay", &answer);
+                Paid::Unknown
+            }
+        }
+    }
+
+    async fn cancel(&self, flow: &str, token: &str, order: &str) -> Option<bool> {
+        let answer = self
+            .post(
+                &format!("/api/v1/orders/{order}/cancel"),
+                token,
+                None,
+                json!({}),
+            )
+            .await;
+        match answer.status {
+            200 => Some(true),
+            409 => Some(false),
+            _ => {
+                self.unknown(flow, "cancel", &answer);
+                None
+            }
+        }
+    }
+
+    /// One random flow; returns its label.
+    async fn run_flow(&self, user: &(String, String), admin: &str, products: &[String]) -> String {
+        let kind = rand::random_range(0..5u8);
+        let Some(order) = self.create(user, products).await else {
+            return "create: unknown".into();
+        };
+        let token = &user.1;
+        let label = match kind {
+            // Create and leave it unpaid (it expires).
+            0 => "create only".to_string(),
+            // Create and cancel.
+            1 => match self.cancel("create+cancel", token, &order).await {
+                Some(true) => "create+cancel: cancelled".into(),
+                Some(false) => "create+cancel: refused".into(),
+                None => "create+cancel: unknown".into(),
+            },
+            // Create and pay.
+            2 => match self.pay("create+pay", token, &order).await {
+                Paid::Yes(_) => "create+pay: paid".into(),
+                Paid::Refused => "create+pay: refused".into(),
+                Paid::Unknown => "create+pay: unknown".into(),
+            },
+            // Pay, then cancel (a refund).
+            3 => match self.pay("pay+cancel", token, &order).await {
+                Paid::Yes(_) => match self.cancel("pay+cancel", token, &order).await {
+                    Some(true) => "pay+cancel: refunded".into(),
+                    Some(false) => "pay+cancel: cancel refused".into(),
+                    None => "pay+cancel: unknown".into(),
+                },
+                Paid::Refused => "pay+cancel: pay refused".into(),
+                Paid::Unknown => "pay+cancel: unknown".into(),
+            },
+            // Pay, then an admin refund of everything.
+            _ => match self.pay("pay+refund", token, &order).await {
+                Paid::Yes(payment_id) => {
+                    let key = uuid::Uuid::now_v7().to_string();
+                    let refund = self
+                        .post(
+                            &format!("/api/v1/payments/{payment_id}/refund"),
+                            admin,
+                            Some(&key),
+                            json!({"reason": "crash test"}),
+                        )
+                        .await;
+                    match refund.status {
+                        201 => "pay+refund: refunded".into(),
+                        409 => "pay+refund: refund refused".into(),
+                        _ => {
+                            self.unknown("pay+refund", "refund", &refund);
+                            "pay+refund: unknown".into()
+                        }
+                    }
+                }
+                Paid::Refused => "pay+refund: pay refused".into(),
+                Paid::Unknown => "pay+refund: unknown".into(),
+            },
+        };
+        self.flow(label.clone());
+        label
+    }
+}
+
+/// Components and the order the test kills them in; every one at least once.
+const GATEWAY: &str = "gateway";
+const NATS: &str = "nats";
+const POSTGRES: &str = "postgres";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_process_killed_under_load_keeps_the_invariants() {
+    platform::telemetry::init_for_tests();
+    let chaos_for = Duration::from_secs(
+        std::env::var("CRASH_TEST_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(120),
+    );
+    let started = Instant::now();
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let root = std::env::temp_dir().join(format!("shopmesh-crash-{tag}"));
+    std::fs::create_dir_all(&root).unwrap();
+    println!("crash test: logs and data under {}", root.display());
+
+    // Backends.
+    let pg = Postgres::init(&root);
+    let nats_dir = root.join("nats");
+    std::fs::create_dir_all(&nats_dir).unwrap();
+    let nats_port = free_port();
+    let mut nats = Process {
+        name: NATS.into(),
+        port: nats_port,
+        command: Box::new({
+            let dir = nats_dir.clone();
+            let root = root.clone();
+            move || {
+                let mut c = Command::new("/usr/sbin/nats-server");
+                c.args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &nats_port.to_string(),
+                    "-js",
+                    "-sd",
+                ])
+                .arg(&dir)
+                .stdout(log_file(&root, "nats"))
+                .stderr(log_file(&root, "nats"));
+                c
+            }
+        }),
+        child: None,
+    };
+    nats.spawn();
+    wait_port("nats", nats_port, Duration::from_secs(20)).await;
+
+    // The mesh: one process per component, on free ports.
+    let ports: Vec<(ServiceId, u16)> = ServiceId::ALL.iter().map(|&id| (id, free_port())).collect();
+    let http_port = free_port();
+    let key_pem = platform::auth::SigningKey::generate().to_pem();
+    let mut env: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), pg.url()),
+        ("DATABASE_SCHEMA_PREFIX".into(), format!("c{}", &tag[..12])),
+        ("NATS_URL".into(), format!("nats://127.0.0.1:{nats_port}")),
+        ("ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
+        ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+        ("JWT_PRIVATE_KEY_PEM".into(), key_pem),
+        ("RATE_LIMIT_RPS".into(), "0".into()),
+        ("SEED_DEMO".into(), "false".into()),
+        (
+            "SHIPPING_WEBHOOK_SECRET".into(),
+            common::WEBHOOK_SECRET.into(),
+        ),
+        (
+            "ORDER_PAYMENT_TIMEOUT".into(),
+            format!("{PAYMENT_TIMEOUT_SECS}s"),
+        ),
+        // No cap gets in the way of the load; orphans are released soon.
+        ("ORDER_MAX_UNPAID_PER_CUSTOMER".into(), "500".into()),
+        ("RESERVATION_ORPHAN_GRACE_MS".into(), "20000".into()),
+        ("SAGA_SWEEP_INTERVAL_MS".into(), "500".into()),
+        ("STORE_CURSOR_KEY".into(), format!("cursor-{tag}")),
+        ("HTTP_ADDR".into(), format!("127.0.0.1:{http_port}")),
+        ("LOG_FORMAT".into(), "json".into()),
+        (
+            "RUST_LOG".into(),
+            std::env::var("CRASH_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
+    ];
+    for (id, port) in &ports {
+        env.push((id.addr_var().to_string(), format!("127.0.0.1:{port}")));
+    }
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_shopmesh"));
+    let component = |name: &str, port: u16, extra: Vec<(String, String)>| {
+        let env = env.clone();
+        let binary = binary.clone();
+        let root = root.clone();
+        let name_owned = name.to_string();
+        Process {
+            name: name.to_string(),
+            port,
+            command: Box::new(move || {
+                let mut c = Command::new(&binary);
+                c.args(["serve", &name_owned])
+                    .envs(env.iter().cloned())
+                    .envs(extra.iter().cloned())
+                    .stdout(log_file(&root, &name_owned))
+                    .stderr(log_file(&root, &name_owned));
+                c
+            }),
+            child: None,
+        }
+    };
+    let mut procs: BTreeMap<String, Process> = BTreeMap::new();
+    for &(id, port) in &ports {
+        procs.insert(
+            id.name().to_string(),
+            component(
+                id.name(),
+                port,
+                vec![("GRPC_ADDR".into(), format!("127.0.0.1:{port}"))],
+            ),
+        );
+    }
+    procs.insert(GATEWAY.into(), component(GATEWAY, http_port, vec![]));
+    for p in procs.values_mut() {
+        p.spawn();
+    }
+    for p in procs.values() {
+        wait_port(&p.name, p.port, Duration::from_secs(60)).await;
+    }
+
+    let config = {
+        let vars: BTreeMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let vars: std::collections::HashMap<&str, &str> = vars.into_iter().collect();
+        platform::Config::from_source("crash", &vars).expect("config")
+    };
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let client = Careful {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{http_port}"),
+        stats: stats.clone(),
+    };
+    // Ready: every service answers through the gateway.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = client
+            .http
+            .get(format!("{}/ready", client.base))
+            .send()
+            .await;
+        if ready.map(|r| r.status().is_success()).unwrap_or(false) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the mesh never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Accounts and products, before any chaos.
+    let login = |email: String, password: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .send(
+                    reqwest::Method::POST,
+                    "/api/v1/auth/login",
+                    None,
+                    None,
+                    Some(&json!({"email": email, "password": password})),
+                )
+                .await;
+            assert_eq!(r.status, 200, "login: {}", r.body);
+            r.body["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let admin = login(ADMIN_EMAIL.into(), ADMIN_PASSWORD.into()).await;
+    let mut users = Vec::new();
+    for i in 0..CUSTOMERS {
+        let email = format!("crash-{i}-{tag}@example.com");
+        let r = client
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/auth/register",
+                None,
+                None,
+                Some(&json!({"email": email, "password": "correct horse", "name": "Crash"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "register: {}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        users.push((id, login(email, "correct horse".into()).await));
+    }
+    let mut products = Vec::new();
+    for i in 0..3 {
+        let r = client
+            .post(
+                "/api/v1/products",
+                &admin,
+                None,
+                json!({"sku": format!("CRASH-{i}-{tag}"), "name": format!("Crash item {i}"), "description": "sturdy",
+                       "category": "test", "price": {"amount": 990 + i, "currency": "USD"}, "stock": 1_000_000}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "product: {}", r.body);
+        products.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let stores = Stores::open(&config).await.expect("stores");
+    let baseline = stores.baseline().await.expect("baseline");
+    drop(stores);
+
+    // Load: workers run flows until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let client = client.clone();
+        let user = users[w % users.len()].clone();
+        let admin = admin.clone();
+        let products = products.clone();
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let mut shuffled = products.clone();
+                let k = rand::random_range(0..shuffled.len());
+                shuffled.rotate_left(k);
+                client.run_flow(&user, &admin, &shuffled).await;
+            }
+        }));
+    }
+
+    // Chaos: every target once in a random order, then random ones, one
+    // kill at a time, until the time is up.
+    let mut targets: Vec<String> = procs.keys().cloned().collect();
+    targets.push(NATS.into());
+    targets.push(POSTGRES.into());
+    let all_targets = targets.clone();
+    let mut order: Vec<String> = Vec::new();
+    let mut kills: BTreeMap<String, usize> = BTreeMap::new();
+    let mut recovery: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut failures: Vec<String> = Vec::new();
+    let gap = chaos_for / (all_targets.len() as u32 + 2);
+    let chaos_end = Instant::now() + chaos_for;
+    let probe_user = users[0].clone();
+    while Instant::now() < chaos_end || kills.len() < all_targets.len() {
+        if order.is_empty() {
+            order = targets.clone();
+            // Fisher-Yates with the test's random numbers.
+            for i in (1..order.len()).rev() {
+                order.swap(i, rand::random_range(0..=i));
+            }
+        }
+        let target = order.pop().unwrap();
+        tokio::time::sleep(
+            gap.min(Duration::from_secs(5)) + Duration::from_millis(rand::random_range(0..1000)),
+        )
+        .await;
+        for p in procs.values_mut() {
+            if let Some(status) = p.exited() {
+                failures.push(format!(
+                    "{} exited on its own ({status}) before a kill of {target}",
+                    p.name
+                ));
+                p.spawn();
+            }
+        }
+        let killed_at = Instant::now();
+        let down_for = Duration::from_millis(rand::random_range(300..1500));
+        match target.as_str() {
+            NATS => {
+                nats.kill();
+                tokio::time::sleep(down_for).await;
+                nats.spawn();
+                wait_port("nats", nats_port, Duration::from_secs(30)).await;
+            }
+            POSTGRES => {
+                pg.crash();
+                tokio::time::sleep(down_for).await;
+                pg.start();
+            }
+            name => {
+                let p = procs.get_mut(name).unwrap();
+                p.kill();
+                tokio::time::sleep(down_for).await;
+                p.spawn();
+            }
+        }
+        *kills.entry(target.clone()).or_default() += 1;
+        // Recovered: a probe create through the gateway succeeds.
+        let probe = client.create(&probe_user, &products).await;
+        let took = killed_at.elapsed();
+        if probe.is_none() || took > RECOVERY_BUDGET {
+            failures.push(format!(
+                "after the kill of {target} no order could be created for {:.1} s",
+                took.as_secs_f64()
+            ));
+        }
+        recovery.entry(target).or_default().push(took.as_secs_f64());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = tokio::time::timeout(REQUEST_BUDGET * 4, w).await;
+    }
+    for p in procs.values_mut() {
+        if let Some(status) = p.exited() {
+            failures.push(format!("{} exited on its own ({status})", p.name));
+            p.spawn();
+        }
+    }
+
+    // Settle and check.
+    let stores = Stores::open(&config).await.expect("stores");
+    let stats_now = std::mem::take(&mut *stats.lock().unwrap());
+    let expect = Expect {
+        baseline,
+        creates: stats_now.creates.clone(),
+        payment_timeout: Some(Duration::from_secs(PAYMENT_TIMEOUT_SECS)),
+        notifications: true,
+    };
+    let report = settle_and_check(&stores, &expect, SETTLE).await;
+
+    let flows: usize = stats_now.flows.values().sum();
+    println!(
+        "crash test summary ({:.0} s of chaos, {:.0} s in all):",
+        chaos_for.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("  flows: {flows} {:?}", stats_now.flows);
+    println!("  creates: {}", stats_now.creates.len());
+    println!("  kills per target: {kills:?}");
+    for (target, times) in &recovery {
+        let max = times.iter().cloned().fold(0.0, f64::max);
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        println!(
+            "  time to recover after killing {target}: mean {mean:.1} s, max {max:.1} s ({times:.1?})"
+        );
+    }
+    println!(
+        "  statuses the clients saw (0 = no answer): {:?}",
+        stats_now.statuses
+    );
+    println!(
+        "  flows that never learned their outcome: {}",
+        stats_now.unknown.len()
+    );
+    for u in stats_now.unknown.iter().take(30) {
+        println!("    {u}");
+    }
+    println!("  invariants: {report}");
+    for target in &all_targets {
+        if !kills.contains_key(target) {
+            failures.push(format!("{target} was never killed"));
+        }
+    }
+    if !stats_now.unknown.is_empty() {
+        failures.push(format!(
+            "{} flow(s) never learned their outcome (e.g. {})",
+            stats_now.unknown.len(),
+            stats_now.unknown[0]
+        ));
+    }
+    if !report.is_clean() {
+        failures.push(format!(
+            "{} invariant violation(s): {:?}",
+            report.violations.len(),
+            report.by_rule()
+        ));
+    }
+    if flows == 0 {
+        failures.push("no flow completed".into());
+    }
+    drop(procs);
+    drop(nats);
+    drop(pg);
+    if failures.is_empty() {
+        let _ = std::fs::remove_dir_all(&root);
+    } else {
+        println!("logs kept under {}", root.display());
+    }
+    assert!(
+        failures.is_empty(),
+        "crash test failed:\n{}",
+        failures.join("\n")
+    );
+}
