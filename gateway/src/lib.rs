@@ -162,6 +162,20 @@ async fn ratelimit_middleware(
     }
 }
 
+/// `listener` with TCP_NODELAY set on every accepted connection, so a small
+/// response written after its headers does not wait for a delayed ACK.
+pub fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt as _;
+    fn set(stream: &mut tokio::net::TcpStream) {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY on an accepted connection");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
 /// The whole `main` of the gateway binary: configuration from the
 /// environment, then [`build`] until Ctrl-C or SIGTERM.
 pub fn main() -> std::process::ExitCode {
@@ -197,7 +211,7 @@ pub async fn serve(config: Config, listener: tokio::net::TcpListener) -> anyhow:
     let cancel = running.cancel_token();
     running.spawn(async move {
         let shutdown = cancel.clone().cancelled_owned();
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+        let server = axum::serve(nodelay(listener), app).with_graceful_shutdown(shutdown);
         let drained = async {
             cancel.cancelled().await;
             tokio::time::sleep(Duration::from_secs(10)).await;
@@ -213,4 +227,23 @@ pub async fn serve(config: Config, listener: tokio::net::TcpListener) -> anyhow:
         }
     });
     Ok(running)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener as _;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay_set() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener = super::nodelay(listener);
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(!client.nodelay().unwrap(), "off unless someone sets it");
+        let (accepted, peer) = tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept())
+            .await
+            .expect("a connection is accepted");
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY on the server side");
+    }
 }

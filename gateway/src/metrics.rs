@@ -70,23 +70,23 @@ impl Default for Metrics {
 /// Records every request; unmatched paths share one label so the series
 /// count stays bounded.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().to_string();
+    // Borrowed labels: the matched path is shared, method and status are
+    // static strings, so recording allocates nothing.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let status = response.status();
+    let labels = [
+        method.as_str(),
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        status.as_str(),
+    ];
     let metrics = state.metrics();
-    metrics
-        .requests
-        .with_label_values(&[&method, &route, &status])
-        .inc();
+    metrics.requests.with_label_values(&labels).inc();
     metrics
         .latency
-        .with_label_values(&[&method, &route, &status])
+        .with_label_values(&labels)
         .observe(started.elapsed().as_secs_f64());
     response
 }

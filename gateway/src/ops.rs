@@ -121,20 +121,16 @@ pub async fn trace_request(
     next: Next,
 ) -> Response {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| request.uri().path().to_string());
+    let matched = request.extensions().get::<axum::extract::MatchedPath>();
+    let route = matched.map_or_else(|| request.uri().path(), |p| p.as_str());
     let request_id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+        .unwrap_or_default();
     let span = tracing::info_span!(
         "http.server",
-        otel.name = %format!("{} {}", request.method(), route),
+        otel.name = %format_args!("{} {}", request.method(), route),
         otel.kind = "server",
         http.request.method = %request.method(),
         http.route = %route,

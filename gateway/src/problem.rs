@@ -89,6 +89,16 @@ impl Problem {
                 tracing::error!(code = ?status.code(), message = status.message(), "upstream failed");
                 Problem::new(kind, "something went wrong on our side; it has been logged")
             }
+            ErrorKind::Unavailable if platform::error::retry_after(status).is_some() => {
+                // A live service shedding load says when to come back.
+                let wait = platform::error::retry_after(status).unwrap_or_default();
+                tracing::info!(message = status.message(), ?wait, "upstream overloaded");
+                Problem::new(
+                    kind,
+                    "a service this request needs is overloaded; try again shortly",
+                )
+                .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
+            }
             ErrorKind::Unavailable => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "upstream unavailable");
                 Problem::new(
@@ -201,5 +211,15 @@ mod tests {
             (409, None)
         );
         assert_eq!(answer(tonic::Status::internal("bug")).0, 500);
+    }
+
+    #[test]
+    fn a_shedding_service_is_a_503_with_its_retry_delay() {
+        let status =
+            platform::error::overloaded("too many logins", std::time::Duration::from_millis(2500));
+        let response = Problem::from(status).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
     }
 }

@@ -140,9 +140,16 @@ impl<S> Breaker<S> {
     }
 }
 
-/// Whether an answer shows the peer is failing (not merely refusing).
-fn is_failure(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded)
+/// Whether an answer shows the peer is failing (not merely refusing). An
+/// UNAVAILABLE that says when to retry ([`crate::error::overloaded`]) comes
+/// from a live peer shedding load: opening the circuit would turn its few
+/// refusals into refusing everything.
+fn is_failure(status: &tonic::Status) -> bool {
+    match status.code() {
+        Code::DeadlineExceeded => true,
+        Code::Unavailable => crate::error::retry_after(status).is_none(),
+        _ => false,
+    }
 }
 
 /// A trailers-only gRPC answer: UNAVAILABLE, circuit open.
@@ -196,7 +203,7 @@ where
             let ok = match &result {
                 Err(_) => false,
                 Ok(response) => !tonic::Status::from_header_map(response.headers())
-                    .is_some_and(|status| is_failure(status.code())),
+                    .is_some_and(|status| is_failure(&status)),
             };
             Self::record(&state, settings, &peer, trial, ok);
             result
@@ -212,13 +219,16 @@ mod tests {
 
     use super::*;
 
-    /// A peer whose answer is set by the test: 0 = OK, a gRPC code, or
-    /// u32::MAX for no answer at all (a transport error).
+    /// A peer whose answer is set by the test: 0 = OK, a gRPC code,
+    /// [`SHED`], or u32::MAX for no answer at all (a transport error).
     #[derive(Clone)]
     struct Peer {
         answer: Arc<AtomicU32>,
         calls: Arc<AtomicUsize>,
     }
+
+    /// UNAVAILABLE with a retry delay: a live peer shedding load.
+    const SHED: u32 = u32::MAX - 1;
 
     impl Service<http::Request<()>> for Peer {
         type Response = http::Response<String>;
@@ -232,6 +242,11 @@ mod tests {
             let answer = self.answer.load(Ordering::SeqCst);
             std::future::ready(if answer == u32::MAX {
                 Err("connection refused")
+            } else if answer == SHED {
+                let mut r = http::Response::new(String::new());
+                let status = crate::error::overloaded("busy", Duration::from_secs(1));
+                status.add_header(r.headers_mut()).unwrap();
+                Ok(r)
             } else {
                 let mut r = http::Response::new(String::new());
                 if answer != 0 {
@@ -317,6 +332,20 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_shedding_with_a_retry_delay_keeps_the_circuit_closed() {
+        let (mut b, answer, calls) = breaker(2);
+        answer.store(SHED, Ordering::SeqCst);
+        for _ in 0..10 {
+            let r = b.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+            let status = tonic::Status::from_header_map(r.headers()).unwrap();
+            assert_eq!(status.code(), Code::Unavailable);
+            assert_eq!(status.message(), "busy", "the peer's own answer, not a refusal");
+        }
+        assert!(!b.is_open());
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
     }
 
     #[tokio::test(start_paused = true)]

@@ -470,8 +470,39 @@ pub fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// UNAVAILABLE from a server that is alive but shedding work it cannot take
+/// now, with a `google.rpc.RetryInfo` saying when to try again. The circuit
+/// breaker does not count it as a failure of the peer (the peer answered at
+/// once), and the gateway turns the delay into `Retry-After`.
+pub fn overloaded(message: impl Into<String>, retry_after: std::time::Duration) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    tonic::Status::with_error_details(
+        tonic::Code::Unavailable,
+        message,
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    )
+}
+
+/// The retry delay a status carries (`google.rpc.RetryInfo`), if any.
+pub fn retry_after(status: &tonic::Status) -> Option<std::time::Duration> {
+    use tonic_types::StatusExt;
+    status.get_details_retry_info()?.retry_delay
+}
+
 #[cfg(test)]
 mod details_tests {
+    #[test]
+    fn overloaded_carries_its_retry_delay() {
+        let status = super::overloaded("busy", std::time::Duration::from_millis(1500));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), "busy");
+        assert_eq!(
+            super::retry_after(&status),
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(super::retry_after(&tonic::Status::unavailable("down")), None);
+    }
+
     #[test]
     fn field_violations_round_trip() {
         let status = super::invalid_fields([

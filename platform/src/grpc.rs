@@ -87,13 +87,12 @@ impl GrpcServer {
             .timeout(self.settings.server_timeout)
             .concurrency_limit_per_connection(self.settings.concurrency_limit_per_connection)
             .load_shed(true)
-            .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(GrpcTraceLayer {
                 service: self.service,
             })
             .add_routes(routes);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = nodelay_incoming(listener);
         let shutdown = {
             let cancel = cancel.clone();
             let health = health.clone();
@@ -348,6 +347,25 @@ pub fn with_deadline<T>(message: T, remaining: Duration) -> tonic::Request<T> {
     request
 }
 
+/// The accepted connections of `listener`, each with TCP_NODELAY set.
+///
+/// tonic applies `Server::tcp_nodelay` only to listeners it binds itself, not
+/// to `serve_with_incoming`; without it a small HTTP/2 frame that follows
+/// another waits for the peer's delayed ACK (~40 ms). A stream whose option
+/// cannot be set is logged and served anyway.
+pub fn nodelay_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    use futures::StreamExt as _;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY on an accepted stream");
+            }
+        })
+    })
+}
+
 /// Binds `addr` (port 0 for any free port).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     crate::runtime::bind(addr).await
@@ -377,6 +395,48 @@ mod tests {
             })
             .await;
         (result, calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn accepted_streams_have_nodelay_set() {
+        use futures::StreamExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = Box::pin(nodelay_incoming(listener));
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Linux leaves it off by default: the adapter is what turns it on.
+        assert!(!client.nodelay().unwrap());
+        let accepted = tokio::time::timeout(Duration::from_secs(5), incoming.next())
+            .await
+            .expect("a connection is accepted")
+            .expect("the stream goes on")
+            .expect("accept succeeds");
+        assert_eq!(accepted.peer_addr().unwrap(), client.local_addr().unwrap());
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY on the server side");
+    }
+
+    #[tokio::test]
+    async fn the_server_serves_through_the_nodelay_adapter() {
+        let settings = crate::config::GrpcSettings::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = GrpcServer::new(ServiceId::User, &settings, proto::FILE_DESCRIPTOR_SET)
+            .serve(Routes::default(), listener)
+            .await
+            .unwrap();
+        let channel = Endpoint::from_shared(format!("http://{}", running.addr()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let reply = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.into_inner().status, 1, "SERVING");
+        running.shutdown().await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,3 +18,11 @@ pub mod testing;
 pub use config::{Config, ConfigError, DatabaseUrl, PeerAddr, ServiceId};
 pub use error::ErrorKind;
 pub use runtime::Running;
+
+/// The global allocator of every shopmesh binary (each `main.rs` declares
+/// `#[global_allocator] static ALLOCATOR: platform::Allocator = platform::Allocator;`).
+///
+/// mimalloc returns freed pages to the system soon after they are freed;
+/// glibc's malloc keeps the per-thread arenas that argon2's 19 MiB buffers
+/// grow, so a login burst would leave hundreds of MiB resident for good.
+pub use mimalloc::MiMalloc as Allocator;

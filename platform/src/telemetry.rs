@@ -160,12 +160,19 @@ pub fn current_context() -> opentelemetry::Context {
 
 /// The `traceparent` value of the current span, if it is sampled into a trace.
 pub fn current_traceparent() -> Option<String> {
-    let mut headers = http::HeaderMap::new();
-    inject(&current_context(), &mut headers);
-    headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    use opentelemetry::trace::TraceContextExt as _;
+    // What the W3C propagator writes, without a header map in between.
+    let cx = current_context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            (sc.trace_flags() & opentelemetry::trace::TraceFlags::SAMPLED).to_u8()
+        )
+    })
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
@@ -351,6 +358,18 @@ mod tests {
         let back = extract(&metadata.into_headers());
         assert_eq!(back.span().span_context().trace_id(), sc.trace_id());
         assert_eq!(current_traceparent().as_deref(), Some(traceparent.as_str()));
+    }
+
+    #[test]
+    fn the_traceparent_of_a_span_is_what_the_propagator_writes() {
+        init_for_tests();
+        let span = tracing::info_span!("traceparent-test");
+        let _entered = span.enter();
+        let mut headers = http::HeaderMap::new();
+        inject(&current_context(), &mut headers);
+        let written = headers.get("traceparent").expect("a sampled span").to_str().unwrap();
+        assert_eq!(current_traceparent().as_deref(), Some(written));
+        assert_eq!(written.len(), 55, "{written}");
     }
 
     #[test]

@@ -54,11 +54,6 @@ fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
     })
 }
 
-fn internal(err: impl std::fmt::Display) -> Status {
-    tracing::error!(error = %err, "user-svc failure");
-    Status::internal("internal error")
-}
-
 fn invalid(errors: Vec<FieldError>) -> Status {
     invalid_fields(errors.into_iter().map(|e| (e.field, e.message)))
 }
@@ -99,8 +94,7 @@ impl UserApi {
         let password_hash = self
             .hasher
             .hash(password.expose())
-            .await
-            .map_err(internal)?;
+            .await?;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now();
         let mut user = User {
@@ -314,22 +308,19 @@ impl UserService for UserApi {
         let Ok(email) = Email::parse(&r.email) else {
             self.hasher
                 .verify_dummy(&r.password)
-                .await
-                .map_err(internal)?;
+                .await?;
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         };
         let Some(user) = self.find_by_email(&email).await? else {
             self.hasher
                 .verify_dummy(&r.password)
-                .await
-                .map_err(internal)?;
+                .await?;
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         };
         let check = self
             .hasher
             .verify(&r.password, &user.value.password_hash)
-            .await
-            .map_err(internal)?;
+            .await?;
         if !check.matches {
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         }
