@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use platform::auth::Caller;
 use platform::config::PeerAddr;
-use platform::events::{EventBus, envelope};
+use platform::events::envelope;
 use platform::testing::SchemaPrefix;
 use platform::{Config, Running, ServiceId};
 use proto::events::envelope::Payload;
