@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::grpc;
 use super::products::{ApiQuery, ProductOut};
 use crate::extract::{AdminUser, AuthUser};
-use crate::problem::{FieldError, Problem};
+use crate::problem::Problem;
 use crate::state::AppState;
 
 pub(crate) fn recommendations(
@@ -26,17 +26,7 @@ pub(crate) fn recommendations(
 
 /// `?limit=` of the recommendation routes: 1 to 100, default 10.
 pub(crate) fn limit(limit: Option<u32>) -> Result<u32, Problem> {
-    let limit = limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(
-            Problem::new(ErrorKind::InvalidArgument, "limit must be between 1 and 100")
-                .with_errors(vec![FieldError {
-                    field: "limit".into(),
-                    message: "must be between 1 and 100".into(),
-                }]),
-        );
-    }
-    Ok(limit)
+    Ok(super::products::page(Some(limit.unwrap_or(10)), None)?.limit)
 }
 
 /// The products behind recommended ids, in the order given (ids the
