@@ -36,6 +36,7 @@ fn main() -> anyhow::Result<()> {
     let mut cutoff = None;
     let mut dump = None;
     let mut lambda = TrainParams::default().lambda;
+    let mut neighbors = TrainParams::default().neighbors;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -43,6 +44,7 @@ fn main() -> anyhow::Result<()> {
             "--cutoff" => cutoff = args.next(),
             "--dump" => dump = args.next(),
             "--lambda" => lambda = args.next().and_then(|l| l.parse().ok()).unwrap_or(lambda),
+            "--neighbors" => neighbors = args.next().and_then(|l| l.parse().ok()).unwrap_or(neighbors),
             other => anyhow::bail!("unknown argument {other}; usage: --data <csv.gz> --cutoff <YYYY-MM-DD> [--dump <file>] [--lambda <l>]"),
         }
     }
@@ -95,9 +97,10 @@ fn main() -> anyhow::Result<()> {
             },
         ),
         (
-            format!("EASE, λ = {lambda}"),
+            format!("EASE, λ = {lambda}, {neighbors} weights kept per product"),
             TrainParams {
                 lambda,
+                neighbors,
                 ..Default::default()
             },
         ),

@@ -184,15 +184,12 @@ async fn main() -> anyhow::Result<()> {
     let version = train(client.clone()).await;
     let mut during = Vec::new();
     loop {
-        let (lat, _) = load(&client, users, 3200).await;
-        let s = status(&client).await;
-        let still = !s.training_version.is_empty();
-        if s.training_version == version || still {
-            during.extend(lat);
-        }
-        if !still {
+        let before = status(&client).await;
+        if before.training_version != version {
             break;
         }
+        let (lat, _) = load(&client, users, 320).await;
+        during.extend(lat);
     }
     during.sort();
     println!("\n| GetRecommendations, 32 clients | requests | p50 ms | p99 ms | max ms |");

@@ -223,7 +223,7 @@ impl Model {
     pub fn similar(&self, item: u32, k: usize) -> Vec<Scored> {
         self.neighbors[item as usize]
             .iter()
-            .filter(|(j, _)| *j != item)
+            .filter(|&&(j, w)| j != item && w > 0.0)
             .take(k)
             .map(|&(j, w)| Scored {
                 item: j,
@@ -380,16 +380,18 @@ fn ease(
         .collect())
 }
 
-/// The `k` largest positive weights of a row, best first.
+/// The `k` weights of a row largest in magnitude (negative ones matter:
+/// they push down what is rarely bought with the product), best first.
 fn strongest(row: Vec<f32>, own: usize, k: usize) -> Vec<(u32, f32)> {
     let mut kept: Vec<(u32, f32)> = row
         .into_iter()
         .enumerate()
-        .filter(|&(j, w)| j != own && w > 0.0)
+        .filter(|&(j, w)| j != own && w != 0.0)
         .map(|(j, w)| (j as u32, w))
         .collect();
-    kept.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    kept.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
     kept.truncate(k);
+    kept.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     kept
 }
 
