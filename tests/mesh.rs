@@ -52,8 +52,15 @@ async fn gateway_health_and_readiness_over_http() {
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["key_set"], "loaded");
+
+    let deps = t.http.get(t.url("/health/dependencies")).send().await.unwrap();
+    assert_eq!(deps.status(), 200);
+    let body: serde_json::Value = deps.json().await.unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
     for id in ServiceId::ALL {
         assert_eq!(body["checks"][id.name()], "serving", "{id}");
+        assert_eq!(body["breakers"][id.name()], "closed", "{id}");
     }
     t.shutdown().await;
 }

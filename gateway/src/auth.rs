@@ -73,6 +73,15 @@ impl Jwks {
         Ok(())
     }
 
+    /// Whether a key set is loaded (fetching it now if none is): the
+    /// gateway can verify tokens.
+    pub async fn ensure_loaded(&self) -> bool {
+        if self.current().has_keys() {
+            return true;
+        }
+        self.refresh(None).await.is_ok() && self.current().has_keys()
+    }
+
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
         match self.current().verify(token) {
             Err(TokenError::UnknownKey) => {

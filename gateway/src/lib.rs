@@ -40,6 +40,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
+        .routes(routes!(ops::dependencies))
         .routes(routes!(metrics::render))
         .routes(routes!(routes::users::jwks))
         .routes(routes!(routes::auth::register))

@@ -24,13 +24,41 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Every upstream service answers its gRPC health check with SERVING.
+/// This gateway can serve: it is listening and has a key set to verify
+/// tokens with. Upstreams are not checked here: one service being down must
+/// not take every gateway out of its load balancer (see
+/// `/health/dependencies` for them).
 #[utoipa::path(get, path = "/ready", tag = "operations", responses(
     (status = 200, description = "Ready", body = Object),
-    (status = 503, description = "A dependency is down", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "No key set to verify tokens with yet", body = Problem, content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait"))),
 ))]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let checks = futures::future::join_all(state.upstreams().iter().map(|(id, channel)| {
+    let loaded = tokio::time::timeout(Duration::from_secs(2), state.jwks().ensure_loaded())
+        .await
+        .unwrap_or(false);
+    if loaded {
+        Json(json!({"status": "ready", "checks": {"listener": "up", "key_set": "loaded"}}))
+            .into_response()
+    } else {
+        Problem::new(
+            ErrorKind::Unavailable,
+            "not ready: no key set to verify tokens with (user-svc unreachable)",
+        )
+        .with_extra("checks", json!({"listener": "up", "key_set": "missing"}))
+        .retry_after(5)
+        .into_response()
+    }
+}
+
+/// The state of every upstream service, for people and dashboards: its
+/// gRPC health check (through a channel without circuit breaker) and
+/// whether the breaker of the gateway's own channel to it is open.
+#[utoipa::path(get, path = "/health/dependencies", tag = "operations", responses(
+    (status = 200, description = "State of every dependency", body = Object),
+))]
+pub async fn dependencies(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let checks = futures::future::join_all(state.probes().iter().map(|(id, channel)| {
         let mut client = HealthClient::new(channel.clone());
         let id = *id;
         async move {
@@ -52,22 +80,17 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }))
     .await;
     let checks: BTreeMap<&str, &str> = checks.into_iter().collect();
-    if checks.values().all(|s| *s == "serving") {
-        Json(json!({"status": "ready", "checks": checks})).into_response()
+    let breakers: BTreeMap<&str, &str> = state
+        .upstreams()
+        .iter()
+        .map(|(id, channel)| (id.name(), if channel.is_open() { "open" } else { "closed" }))
+        .collect();
+    let status = if checks.values().all(|s| *s == "serving") {
+        "ok"
     } else {
-        let down: Vec<&str> = checks
-            .iter()
-            .filter(|(_, s)| **s != "serving")
-            .map(|(n, _)| *n)
-            .collect();
-        Problem::new(
-            ErrorKind::Unavailable,
-            format!("not ready: {}", down.join(", ")),
-        )
-        .with_extra("checks", json!(checks))
-        .retry_after(5)
-        .into_response()
-    }
+        "degraded"
+    };
+    Json(json!({"status": status, "checks": checks, "breakers": breakers}))
 }
 
 /// A known path with another method.

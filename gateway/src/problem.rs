@@ -46,7 +46,11 @@ impl Problem {
             errors: Vec::new(),
             extra: None,
             retry_after_secs: match kind {
-                ErrorKind::Unavailable | ErrorKind::RateLimited => Some(1),
+                ErrorKind::Unavailable
+                | ErrorKind::RateLimited
+                | ErrorKind::DeadlineExceeded
+                | ErrorKind::Cancelled
+                | ErrorKind::BadGateway => Some(RETRY_AFTER_SECS),
                 _ => None,
             },
             challenge: false,
@@ -85,13 +89,28 @@ impl Problem {
                 tracing::error!(code = ?status.code(), message = status.message(), "upstream failed");
                 Problem::new(kind, "something went wrong on our side; it has been logged")
             }
-            ErrorKind::Unavailable | ErrorKind::DeadlineExceeded => {
+            ErrorKind::Unavailable => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "upstream unavailable");
                 Problem::new(
                     kind,
-                    "a service this request needs is unavailable; try again shortly",
+                    "a service this request needs is unavailable; retry shortly with the same Idempotency-Key",
                 )
             }
+            ErrorKind::DeadlineExceeded | ErrorKind::Cancelled => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "upstream too slow");
+                Problem::new(
+                    ErrorKind::DeadlineExceeded,
+                    "a service this request needs did not answer in time; retry with the same Idempotency-Key",
+                )
+            }
+            ErrorKind::BadGateway => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "upstream failed mid-call");
+                Problem::new(
+                    kind,
+                    "a service this request needs failed while answering; retry with the same Idempotency-Key",
+                )
+            }
+            ErrorKind::Aborted => Problem::new(kind, status.message()).retry_after(RETRY_AFTER_SECS),
             ErrorKind::InvalidArgument => {
                 let errors: Vec<FieldError> = platform::error::field_violations(status)
                     .into_iter()
@@ -103,6 +122,10 @@ impl Problem {
         }
     }
 }
+
+/// `Retry-After` of answers a careful client retries (502, 503, 504, and
+/// 409 for a request with the same Idempotency-Key still in progress).
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 fn slug(kind: ErrorKind) -> String {
     kind.title().to_ascii_lowercase().replace(' ', "-")
@@ -129,5 +152,37 @@ impl IntoResponse for Problem {
 impl From<tonic::Status> for Problem {
     fn from(status: tonic::Status) -> Self {
         Problem::from_status(&status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: tonic::Status) -> (u16, Option<String>) {
+        let response = Problem::from_status(&status).into_response();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        (response.status().as_u16(), retry)
+    }
+
+    #[test]
+    fn a_dependency_failing_is_502_503_or_504_with_retry_after_never_500_or_499() {
+        let one = Some("1".to_string());
+        // A peer killed mid-call: tonic reports a transport error as UNKNOWN.
+        assert_eq!(answer(tonic::Status::unknown("transport error")), (502, one.clone()));
+        assert_eq!(answer(tonic::Status::unavailable("tcp connect error")), (503, one.clone()));
+        // The channel's own deadline comes back as CANCELLED "Timeout expired".
+        assert_eq!(answer(tonic::Status::cancelled("Timeout expired")), (504, one.clone()));
+        assert_eq!(answer(tonic::Status::deadline_exceeded("slow")), (504, one.clone()));
+        // The first request with this key still running: retry it.
+        assert_eq!(
+            answer(tonic::Status::aborted("still in progress")),
+            (409, one)
+        );
+        assert_eq!(answer(tonic::Status::failed_precondition("shipped")), (409, None));
+        assert_eq!(answer(tonic::Status::internal("bug")).0, 500);
     }
 }

@@ -19,6 +19,9 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     upstreams: Vec<(ServiceId, GrpcChannel)>,
+    /// Plain channels for health checks: they bypass the circuit breaker,
+    /// so a dashboard's probes neither trip it nor use up its trial call.
+    probes: Vec<(ServiceId, tonic::transport::Channel)>,
     jwks: Jwks,
     limiter: Limiter,
     metrics: Metrics,
@@ -59,10 +62,22 @@ impl AppState {
             .expect("user channel")
             .1
             .clone();
+        let probes = ServiceId::ALL
+            .iter()
+            .map(|&id| {
+                let endpoint = tonic::transport::Endpoint::from_shared(
+                    config.peers.get(id).uri().to_string(),
+                )?
+                .connect_timeout(std::time::Duration::from_secs(1))
+                .tcp_nodelay(true);
+                Ok((id, endpoint.connect_lazy()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 jwks: Jwks::new(user_channel, &config.jwt.issuer, &config.jwt.audience),
                 upstreams,
+                probes,
                 limiter,
                 metrics: Metrics::new(),
                 config: config.clone(),
@@ -73,6 +88,11 @@ impl AppState {
     /// Every upstream service and its channel.
     pub fn upstreams(&self) -> &[(ServiceId, GrpcChannel)] {
         &self.inner.upstreams
+    }
+
+    /// Every upstream service and a breaker-free channel for health checks.
+    pub fn probes(&self) -> &[(ServiceId, tonic::transport::Channel)] {
+        &self.inner.probes
     }
 
     pub fn channel(&self, id: ServiceId) -> GrpcChannel {

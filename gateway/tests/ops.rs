@@ -52,14 +52,23 @@ async fn health_is_ok_without_any_upstream() {
 }
 
 #[tokio::test]
-async fn ready_is_503_problem_with_retry_after_when_upstreams_are_down() {
+async fn ready_is_503_problem_with_retry_after_without_a_key_set() {
     let (status, headers, body) = call("/ready", &[]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["content-type"], "application/problem+json");
     assert!(headers.contains_key("retry-after"));
     assert_eq!(body["status"], 503);
+    assert_eq!(body["checks"]["key_set"], "missing");
+}
+
+#[tokio::test]
+async fn dependencies_report_every_upstream_without_failing() {
+    let (status, _, body) = call("/health/dependencies", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "degraded");
     assert_eq!(body["checks"]["product"], "unreachable");
     assert_eq!(body["checks"].as_object().unwrap().len(), 7);
+    assert_eq!(body["breakers"].as_object().unwrap().len(), 7);
 }
 
 #[tokio::test]

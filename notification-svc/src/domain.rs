@@ -58,7 +58,7 @@ pub fn channels_for(kind: &str, shipment: Option<ShipmentStatus>) -> &'static [V
         ("user.registered", _) => &[Email],
         ("order.created", _) | ("payment.processed", _) => &[Email, Push],
         ("payment.failed", _) => &[Email, Sms, Push],
-        ("payment.refunded", _) => &[Email],
+        ("payment.refunded", _) | ("order.cancelled", _) => &[Email],
         ("shipping.updated", Some(ShipmentStatus::OutForDelivery)) => &[Sms, Push],
         ("shipping.updated", Some(ShipmentStatus::LabelCreated)) => &[Push],
         ("shipping.updated", Some(_)) => &[Email, Push],

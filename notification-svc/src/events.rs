@@ -12,6 +12,7 @@ use crate::templates::{Templates, money};
 pub const EVENT_TYPES: &[&str] = &[
     "user.registered",
     "order.created",
+    "order.cancelled",
     "payment.processed",
     "payment.failed",
     "payment.refunded",
@@ -82,6 +83,12 @@ impl NotificationEvents {
             Payload::ReviewCreated(e) => (
                 ADMINS.to_string(),
                 context! {product_id => e.product_id.clone(), rating => e.rating},
+            ),
+            // The customer who cancels knows; an order cancelled for want of
+            // payment, or by the shop, is told.
+            Payload::OrderCancelled(e) if e.reason == "payment_timeout" || e.reason == "admin" => (
+                e.user_id.clone(),
+                context! {short_order => short(&e.order_id), reason => e.reason.clone(), refunded => !e.payment_id.is_empty()},
             ),
             Payload::OrderCancelled(_) => return None,
         };

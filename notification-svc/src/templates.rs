@@ -31,6 +31,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/shipping.updated.txt"),
     ),
     (
+        "order.cancelled",
+        include_str!("../templates/order.cancelled.txt"),
+    ),
+    (
         "inventory.low",
         include_str!("../templates/inventory.low.txt"),
     ),

@@ -117,6 +117,255 @@ pub struct Order {
     pub updated_at: i64,
     #[serde(default)]
     pub outbox: Outbox,
+    /// Saga steps that must still happen (indexed: the relay finds them).
+    #[serde(default)]
+    pub steps: Steps,
+    /// The payment attempt under way, recorded before the provider is
+    /// called: while it is live, cancel and expiry wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_attempt: Option<Attempt>,
+    /// Finished attempts (key and payment), so a retry with a key that was
+    /// used gets that payment back whatever happened to the order since.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<FinishedAttempt>,
+    /// While unpaid: when the order is cancelled for want of payment
+    /// (Unix milliseconds, indexed); absent in every other state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Payments that succeeded for the order when it no longer took them,
+    /// refunded automatically.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compensated: Vec<String>,
+    /// What people should look at (a carrier that had the parcel of a
+    /// refunded order, a commit that found its stock released).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention: Vec<String>,
+    /// Never placed: recorded so that an order id whose stock was given
+    /// back (its creation failed half-way) cannot be placed later.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandoned: bool,
+}
+
+/// Why an order was cancelled (`cancellation_reason`).
+pub mod reason {
+    pub const CUSTOMER: &str = "customer";
+    pub const PAYMENT_TIMEOUT: &str = "payment_timeout";
+    pub const ADMIN: &str = "admin";
+}
+
+/// A payment attempt under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub key: String,
+    /// Unix milliseconds.
+    pub started_at: i64,
+}
+
+/// A payment attempt that came to an end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedAttempt {
+    pub key: String,
+    pub payment_id: String,
+}
+
+/// How long a payment attempt keeps cancel and expiry away (ms): longer
+/// than the payment call may take (its deadline is the gateway's 5 s). A
+/// success reported after that, for an order cancelled meanwhile, is refunded.
+pub const ATTEMPT_LIVE_MS: i64 = 15_000;
+
+/// A step of the saga that must eventually succeed, written in the same
+/// write as the state change that needs it and retried until the peer
+/// confirms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Step {
+    /// The order was paid: its reserved units become a sale.
+    CommitStock,
+    /// The order will not be sold (cancelled, expired, refunded): its
+    /// units go back on sale.
+    ReleaseStock,
+    /// Refund `payment_id` in full, idempotently under `key`.
+    Refund { payment_id: String, key: String },
+    /// A paid order is being cancelled: void its shipment; if the carrier
+    /// does not have it, the order becomes REFUNDED with a refund and a
+    /// restock; if it does, the cancel is refused and the order ships.
+    CancelPaid { reason: String },
+    /// The payment was refunded in full by other means (an admin): void
+    /// the shipment so that nothing ships for it.
+    VoidShipment,
+}
+
+/// A step waiting to be done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingStep {
+    pub id: String,
+    #[serde(flatten)]
+    pub step: Step,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// The order's pending steps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Steps {
+    /// Number of pending steps (indexed: the relay looks for `count > 0`).
+    pub count: i64,
+    pub items: Vec<PendingStep>,
+}
+
+impl Steps {
+    /// Adds `step` unless an equal one is already pending.
+    pub fn add(&mut self, step: Step, id: String, now: i64) {
+        if !self.items.iter().any(|p| p.step == step) {
+            self.items.push(PendingStep {
+                id,
+                step,
+                created_at: now,
+            });
+        }
+        self.count = self.items.len() as i64;
+    }
+
+    /// Removes the step `id`; whether it was there.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let before = self.items.len();
+        self.items.retain(|p| p.id != id);
+        self.count = self.items.len() as i64;
+        before != self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.items.iter().any(|p| p.id == id)
+    }
+
+    pub fn cancelling(&self) -> bool {
+        self.items
+            .iter()
+            .any(|p| matches!(p.step, Step::CancelPaid { .. }))
+    }
+}
+
+/// Why a payment cannot start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayRefusal {
+    /// The order is not awaiting payment (paid, cancelled…).
+    NotPayable(OrderStatus),
+    /// Another attempt (another key) is under way.
+    InProgress,
+    /// The time to pay has run out; the order is being cancelled.
+    Expired,
+}
+
+/// Why an order cannot be cancelled now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelRefusal {
+    /// A payment attempt is under way: decided when it ends.
+    PaymentInProgress,
+    /// Shipped or delivered.
+    Shipped,
+}
+
+/// What a cancel does to an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelPlan {
+    /// Unpaid: CANCELLED now, stock released.
+    Cancel,
+    /// Paid: the shipment is voided first (a `CancelPaid` step).
+    VoidThenRefund,
+    /// Already cancelled or refunded, or a cancel of the paid order is under way.
+    Nothing,
+}
+
+impl Order {
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self.status,
+            OrderStatus::PendingPayment | OrderStatus::PaymentFailed
+        )
+    }
+
+    /// The attempt under way at `now`, if any.
+    pub fn live_attempt(&self, now: i64) -> Option<&Attempt> {
+        self.payment_attempt
+            .as_ref()
+            .filter(|a| now - a.started_at < ATTEMPT_LIVE_MS)
+    }
+
+    /// The payment a finished attempt with `key` made.
+    pub fn finished_attempt(&self, key: &str) -> Option<&FinishedAttempt> {
+        self.attempts.iter().find(|a| a.key == key)
+    }
+
+    /// Records a payment attempt under `key`. A retry of the attempt under
+    /// way (same key) goes ahead: the payment service makes it once.
+    pub fn begin_payment(&mut self, key: &str, now: i64) -> Result<(), PayRefusal> {
+        if !self.is_open() {
+            return Err(PayRefusal::NotPayable(self.status));
+        }
+        match self.live_attempt(now) {
+            Some(a) if a.key == key => return Ok(()),
+            Some(_) => return Err(PayRefusal::InProgress),
+            None => {}
+        }
+        if self.expires_at.is_some_and(|t| t <= now) {
+            return Err(PayRefusal::Expired);
+        }
+        self.payment_attempt = Some(Attempt {
+            key: key.to_string(),
+            started_at: now,
+        });
+        Ok(())
+    }
+
+    /// Ends the attempt under `key` (if it is the current one) with `payment_id`.
+    pub fn end_payment(&mut self, key: &str, payment_id: &str) {
+        if self.payment_attempt.as_ref().is_some_and(|a| a.key == key) {
+            self.payment_attempt = None;
+        }
+        if !key.is_empty() && self.finished_attempt(key).is_none() {
+            self.attempts.push(FinishedAttempt {
+                key: key.to_string(),
+                payment_id: payment_id.to_string(),
+            });
+            if self.attempts.len() > 20 {
+                self.attempts.remove(0);
+            }
+        }
+    }
+
+    /// What a cancel does now.
+    pub fn plan_cancel(&self, now: i64) -> Result<CancelPlan, CancelRefusal> {
+        match self.status {
+            OrderStatus::Cancelled | OrderStatus::Refunded => Ok(CancelPlan::Nothing),
+            OrderStatus::Shipped | OrderStatus::Delivered => Err(CancelRefusal::Shipped),
+            OrderStatus::PendingPayment | OrderStatus::PaymentFailed => {
+                if self.live_attempt(now).is_some() {
+                    Err(CancelRefusal::PaymentInProgress)
+                } else {
+                    Ok(CancelPlan::Cancel)
+                }
+            }
+            OrderStatus::Paid if self.steps.cancelling() => Ok(CancelPlan::Nothing),
+            OrderStatus::Paid => Ok(CancelPlan::VoidThenRefund),
+        }
+    }
+
+    /// Whether the order should be cancelled for want of payment at `now`.
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.is_open()
+            && self.expires_at.is_some_and(|t| t <= now)
+            && self.live_attempt(now).is_none()
+    }
+
+    /// Leaves the open states: no more expiry, no attempt under way.
+    pub fn close(&mut self) {
+        self.expires_at = None;
+        self.payment_attempt = None;
+    }
 }
 
 impl HasOutbox for Order {
@@ -159,12 +408,15 @@ pub struct FieldError {
 }
 
 /// Checks the shape of an order request: 1 to 50 lines, quantities 1 to
-/// 1000, a complete address, notes of at most 1000 characters.
+/// `max_units` (at most 1000), a complete address, notes of at most 1000
+/// characters.
 pub fn validate_request(
     lines: &[(String, u32)],
     address: Option<&Address>,
     notes: &str,
+    max_units: u32,
 ) -> Result<Address, Vec<FieldError>> {
+    let max_units = max_units.clamp(1, 1000);
     let mut errors = Vec::new();
     let mut push = |field: String, message: &str| {
         errors.push(FieldError {
@@ -181,8 +433,11 @@ pub fn validate_request(
         if product_id.trim().is_empty() {
             push(format!("items[{i}].product_id"), "is required");
         }
-        if !(1..=1000).contains(quantity) {
-            push(format!("items[{i}].quantity"), "must be 1 to 1000");
+        if !(1..=max_units).contains(quantity) {
+            push(
+                format!("items[{i}].quantity"),
+                &format!("must be 1 to {max_units}"),
+            );
         }
     }
     let mut address = address.cloned().unwrap_or_default();
@@ -263,6 +518,123 @@ mod tests {
         }
     }
 
+    fn open_order(expires_at: i64) -> Order {
+        let mut order = sample();
+        order.expires_at = Some(expires_at);
+        order
+    }
+
+    #[test]
+    fn a_payment_attempt_excludes_cancel_and_expiry_while_it_is_live() {
+        let mut order = open_order(10_000);
+        assert_eq!(order.plan_cancel(0), Ok(CancelPlan::Cancel));
+        order.begin_payment("k1", 1_000).unwrap();
+        assert_eq!(
+            order.plan_cancel(2_000),
+            Err(CancelRefusal::PaymentInProgress)
+        );
+        assert!(!order.is_expired(15_000), "past its time, but the attempt is live");
+        assert_eq!(order.begin_payment("k2", 2_000), Err(PayRefusal::InProgress));
+        assert_eq!(order.begin_payment("k1", 2_000), Ok(()), "a retry of the same attempt");
+        // Once the attempt is stale, cancel and expiry go ahead; a late
+        // success is then compensated by the caller.
+        let stale = 1_000 + ATTEMPT_LIVE_MS;
+        assert_eq!(order.plan_cancel(stale), Ok(CancelPlan::Cancel));
+        assert!(order.is_expired(stale));
+    }
+
+    #[test]
+    fn a_cancelled_or_expired_order_takes_no_payment() {
+        let mut order = open_order(10_000);
+        assert_eq!(order.begin_payment("k", 10_000), Err(PayRefusal::Expired));
+        order.status = S::Cancelled;
+        assert_eq!(
+            order.begin_payment("k", 0),
+            Err(PayRefusal::NotPayable(S::Cancelled))
+        );
+        order.status = S::Paid;
+        assert_eq!(order.begin_payment("k", 0), Err(PayRefusal::NotPayable(S::Paid)));
+    }
+
+    #[test]
+    fn finished_attempts_are_remembered_for_replays() {
+        let mut order = open_order(10_000);
+        order.begin_payment("k1", 0).unwrap();
+        order.end_payment("k1", "p1");
+        assert!(order.payment_attempt.is_none());
+        assert_eq!(order.finished_attempt("k1").unwrap().payment_id, "p1");
+        assert!(order.finished_attempt("k2").is_none());
+        order.end_payment("k1", "p2");
+        assert_eq!(order.finished_attempt("k1").unwrap().payment_id, "p1", "the first answer stays");
+    }
+
+    #[test]
+    fn cancel_plans_by_state() {
+        let mut order = open_order(10_000);
+        for (status, plan) in [
+            (S::PendingPayment, Ok(CancelPlan::Cancel)),
+            (S::PaymentFailed, Ok(CancelPlan::Cancel)),
+            (S::Paid, Ok(CancelPlan::VoidThenRefund)),
+            (S::Shipped, Err(CancelRefusal::Shipped)),
+            (S::Delivered, Err(CancelRefusal::Shipped)),
+            (S::Cancelled, Ok(CancelPlan::Nothing)),
+            (S::Refunded, Ok(CancelPlan::Nothing)),
+        ] {
+            order.status = status;
+            assert_eq!(order.plan_cancel(0), plan, "{status:?}");
+        }
+        order.status = S::Paid;
+        order.steps.add(
+            Step::CancelPaid {
+                reason: reason::CUSTOMER.into(),
+            },
+            "s1".into(),
+            0,
+        );
+        assert_eq!(order.plan_cancel(0), Ok(CancelPlan::Nothing), "already under way");
+    }
+
+    #[test]
+    fn steps_are_added_once_and_removed_by_id() {
+        let mut steps = Steps::default();
+        steps.add(Step::CommitStock, "a".into(), 0);
+        steps.add(Step::CommitStock, "b".into(), 1);
+        assert_eq!(steps.count, 1, "an equal step is already pending");
+        steps.add(Step::ReleaseStock, "c".into(), 2);
+        assert_eq!(steps.count, 2);
+        assert!(steps.remove("a") && !steps.remove("a"));
+        assert_eq!(steps.count, 1);
+        assert!(steps.contains("c") && !steps.is_empty());
+        let json = serde_json::to_value(&steps).unwrap();
+        assert_eq!(json["items"][0]["kind"], "release_stock");
+        assert_eq!(serde_json::from_value::<Steps>(json).unwrap(), steps);
+    }
+
+    fn sample() -> Order {
+        Order {
+            user_id: "u".into(),
+            status: S::PendingPayment,
+            items: vec![],
+            currency: "USD".into(),
+            total: 100,
+            shipping_address: Address::default(),
+            notes: String::new(),
+            payment_id: String::new(),
+            cancel_reason: String::new(),
+            applied_events: vec![],
+            created_at: 0,
+            updated_at: 0,
+            outbox: Outbox::default(),
+            steps: Steps::default(),
+            payment_attempt: None,
+            attempts: vec![],
+            expires_at: None,
+            compensated: vec![],
+            attention: vec![],
+            abandoned: false,
+        }
+    }
+
     #[test]
     fn an_event_id_applies_once() {
         let mut order = Order {
@@ -279,6 +651,13 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             outbox: Outbox::default(),
+            steps: Steps::default(),
+            payment_attempt: None,
+            attempts: vec![],
+            expires_at: None,
+            compensated: vec![],
+            attention: vec![],
+            abandoned: false,
         };
         assert_eq!(order.apply(E::PaymentFailed, Some("ev1")), Ok(true));
         assert_eq!(order.apply(E::PaymentFailed, Some("ev1")), Ok(false));
@@ -298,12 +677,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            validate_request(&[("p".into(), 1)], Some(&address), "")
+            validate_request(&[("p".into(), 1)], Some(&address), "", 1000)
                 .unwrap()
                 .country,
             "US"
         );
-        let errors = validate_request(&[], None, &"x".repeat(1001)).unwrap_err();
+        let errors = validate_request(&[], None, &"x".repeat(1001), 1000).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -317,7 +696,7 @@ mod tests {
                 "notes"
             ]
         );
-        let errors = validate_request(&[("p".into(), 0), ("".into(), 1001)], Some(&address), "")
+        let errors = validate_request(&[("p".into(), 0), ("".into(), 1001)], Some(&address), "", 1000)
             .unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
@@ -328,6 +707,6 @@ mod tests {
                 "items[1].quantity"
             ]
         );
-        assert!(validate_request(&vec![("p".to_string(), 1); 51], Some(&address), "").is_err());
+        assert!(validate_request(&vec![("p".to_string(), 1); 51], Some(&address), "", 1000).is_err());
     }
 }

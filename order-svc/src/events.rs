@@ -35,17 +35,25 @@ impl Handler for OrderEvents {
         match &delivery.envelope.payload {
             Some(Payload::PaymentProcessed(e)) => self
                 .api
-                .on_paid(&e.order_id, &e.payment_id, id)
+                .on_paid(
+                    &e.order_id,
+                    &e.payment_id,
+                    &e.amount.clone().unwrap_or_default(),
+                    None,
+                    id,
+                )
                 .await
                 .map_err(retry),
             Some(Payload::PaymentFailed(e)) => self
                 .api
-                .on_payment_failed(&e.order_id, id)
+                .on_payment_failed(&e.order_id, None, id)
                 .await
                 .map_err(retry),
-            Some(Payload::PaymentRefunded(e)) if e.fully_refunded => {
-                self.api.on_refunded(&e.order_id, id).await.map_err(retry)
-            }
+            Some(Payload::PaymentRefunded(e)) if e.fully_refunded => self
+                .api
+                .on_refunded(&e.order_id, &e.payment_id, id)
+                .await
+                .map_err(retry),
             Some(Payload::PaymentRefunded(_)) => Ok(()),
             Some(Payload::ShippingUpdated(e)) => {
                 use proto::shipping::ShipmentStatus as St;

@@ -16,8 +16,13 @@ use tonic::Status;
 /// How long records are kept.
 pub const RETENTION: Duration = Duration::from_secs(48 * 3600);
 /// After this long an unfinished first request is presumed dead and a
-/// duplicate may take over.
-const TAKEOVER_AFTER: Duration = Duration::from_secs(60);
+/// duplicate may take over: twice the longest a request can run (its
+/// budget, the gateway's 5 s deadline), so a careful client retrying after
+/// a crash succeeds within seconds.
+pub const TAKEOVER_AFTER: Duration = Duration::from_secs(10);
+/// Longest a duplicate waits for the first request to finish before it is
+/// told to retry (409 with `Retry-After`).
+pub const DUPLICATE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
@@ -76,11 +81,12 @@ impl Keys {
         operation: &str,
         key: &str,
         request_hash: &str,
+        budget: &platform::deadline::Budget,
     ) -> Result<Claim, Status> {
-        if key.len() > 255 || key.chars().any(|c| c.is_control()) {
+        if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
             return Err(platform::error::invalid_fields([(
                 "Idempotency-Key",
-                "must be at most 255 printable characters".to_string(),
+                "must be 1 to 255 printable ASCII characters".to_string(),
             )]));
         }
         let record_id = format!("{user}:{operation}:{}", hash(key.as_bytes()));
@@ -101,13 +107,13 @@ impl Keys {
             Err(StoreError::AlreadyExists { .. }) => {}
             Err(err) => return Err(err.into()),
         }
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + DUPLICATE_WAIT.min(budget.remaining() / 2);
         loop {
             let existing = match self.records.get(&record_id).await {
                 Ok(existing) => existing,
                 // The first request failed and let go of the key: take it.
                 Err(StoreError::NotFound) => {
-                    return Box::pin(self.claim(user, operation, key, request_hash)).await;
+                    return Box::pin(self.claim(user, operation, key, request_hash, budget)).await;
                 }
                 Err(err) => return Err(err.into()),
             };
@@ -123,14 +129,32 @@ impl Keys {
                 return Ok(Claim::Replay(bytes));
             }
             if now_ms() - existing.value.created_at > TAKEOVER_AFTER.as_millis() as i64 {
-                return Ok(Claim::Proceed {
-                    record_id,
-                    resource_id: existing.value.resource_id,
-                });
+                // Take it over in one write, so two duplicates do not both proceed.
+                let stale = existing.value.created_at;
+                let taken = self
+                    .records
+                    .update(&record_id, |r| {
+                        if r.done || r.created_at != stale {
+                            return Err(());
+                        }
+                        r.created_at = now_ms();
+                        Ok(())
+                    })
+                    .await;
+                match taken {
+                    Ok(Ok(_)) => {
+                        return Ok(Claim::Proceed {
+                            record_id,
+                            resource_id: existing.value.resource_id,
+                        });
+                    }
+                    Ok(Err(())) | Err(StoreError::NotFound) => continue,
+                    Err(err) => return Err(err.into()),
+                }
             }
             if Instant::now() > deadline {
                 return Err(Status::aborted(
-                    "a request with this Idempotency-Key is still in progress",
+                    "a request with this Idempotency-Key is still in progress; retry shortly",
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

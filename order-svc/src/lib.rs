@@ -10,6 +10,7 @@ pub mod api;
 pub mod domain;
 pub mod events;
 pub mod idempotency;
+pub mod saga;
 pub mod store;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use platform::{Config, Running, ServiceId};
 use proto::order::order_service_server::OrderServiceServer;
 use proto::payment::payment_service_client::PaymentServiceClient;
 use proto::product::product_service_client::ProductServiceClient;
+use proto::shipping::shipping_service_client::ShippingServiceClient;
 
 /// Which service this crate is.
 pub const SERVICE: ServiceId = ServiceId::Order;
@@ -50,6 +52,7 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<(api::OrderApi,
         .context("declaring idempotency keys")?;
     let products = platform::grpc::channel(config.peers.get(ServiceId::Product), &config.grpc)?;
     let payments = platform::grpc::channel(config.peers.get(ServiceId::Payment), &config.grpc)?;
+    let shipping = platform::grpc::channel(config.peers.get(ServiceId::Shipping), &config.grpc)?;
     Ok((
         api::OrderApi {
             relay: OutboxRelay::new(orders.clone(), deps.bus.clone()),
@@ -57,7 +60,10 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<(api::OrderApi,
             keys: idempotency::Keys::new(keys),
             products: ProductServiceClient::new(products),
             payments: PaymentServiceClient::new(payments),
+            shipping: ShippingServiceClient::new(shipping),
             retry: Retry::from_settings(&config.grpc),
+            saga: config.saga.clone(),
+            server_timeout: config.grpc.server_timeout,
         },
         store,
     ))
@@ -85,12 +91,14 @@ pub async fn serve(
         .context("subscribing to payment and shipping events")?;
     let relay = api.relay.clone();
     let keys = api.keys.clone();
+    let saga = api.clone();
     let routes = tonic::service::Routes::new(OrderServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
             .serve(routes, listener)
             .await?;
     let sweeper = relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token());
+    let saga_sweeper = spawn_saga_sweeper(saga, config.saga.sweep_interval, running.cancel_token());
     let cancel = running.cancel_token();
     running.spawn(async move {
         loop {
@@ -104,6 +112,28 @@ pub async fn serve(
         }
         subscription.stop().await;
         let _ = sweeper.await;
+        let _ = saga_sweeper.await;
     });
     Ok(running)
+}
+
+/// Retries pending saga steps and expires unpaid orders, every `interval`.
+fn spawn_saga_sweeper(
+    api: api::OrderApi,
+    interval: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match api.sweep().await {
+                Ok((0, 0)) => {}
+                Ok((steps, expired)) => tracing::info!(steps, expired, "saga sweeper pass"),
+                Err(err) => tracing::warn!(error = %err, "saga sweep failed; will retry"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    })
 }

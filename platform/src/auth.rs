@@ -278,6 +278,11 @@ impl TokenVerifier {
         self.keys.contains_key(kid)
     }
 
+    /// Whether any key is loaded.
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
     /// The `kid` a token names, without verifying anything.
     pub fn kid_of(token: &str) -> Option<String> {
         let header = token.split('.').next()?;

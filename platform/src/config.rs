@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub mod saga;
+pub use saga::SagaSettings;
+
 /// A configuration value that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {var}={value:?}: {reason}")]
@@ -556,6 +559,8 @@ pub struct Config {
     /// `TRUST_FORWARDED_FOR` (default false): take the client address from
     /// `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
+    /// Payment timeout, caps and sweeper timing of the order saga.
+    pub saga: SagaSettings,
 }
 
 impl Config {
@@ -766,6 +771,7 @@ impl Config {
                 .unwrap_or_default(),
             request_timeout: v.positive_millis("REQUEST_TIMEOUT_MS", Duration::from_secs(30))?,
             trust_forwarded_for: v.bool("TRUST_FORWARDED_FOR")?.unwrap_or(false),
+            saga: SagaSettings::from_vars(&v)?,
             low_stock_threshold: v
                 .number("LOW_STOCK_THRESHOLD", "a whole number of units")?
                 .unwrap_or(5),

@@ -46,8 +46,15 @@ pub enum ErrorKind {
     Unavailable,
     /// The deadline ran out (504).
     DeadlineExceeded,
-    /// The caller went away (499 in the nginx convention; never sent to a live client).
+    /// The call was cut before an answer came: tonic reports its own
+    /// client deadline as CANCELLED ("Timeout expired"). Over HTTP it is the
+    /// gateway's deadline, 504 like [`ErrorKind::DeadlineExceeded`]: a live
+    /// client never sees a 499.
     Cancelled,
+    /// A dependency failed mid-call (connection reset, broken stream): tonic
+    /// reports it as UNKNOWN "transport error". 502; safe to retry with the
+    /// same idempotency key.
+    BadGateway,
     /// Our fault. Clients see a generic message (500).
     Internal,
 }
@@ -170,9 +177,16 @@ pub const TABLE: &[Mapping] = &[
     row(
         ErrorKind::Cancelled,
         Code::Cancelled,
-        499,
-        "Client closed request",
-        false,
+        504,
+        "Gateway timeout",
+        true,
+    ),
+    row(
+        ErrorKind::BadGateway,
+        Code::Unknown,
+        502,
+        "Bad gateway",
+        true,
     ),
     row(
         ErrorKind::Internal,
@@ -229,7 +243,7 @@ impl ErrorKind {
     }
 
     /// The kind a gRPC code stands for. Codes with no row of their own
-    /// (UNKNOWN, DATA_LOSS) are internal errors.
+    /// (DATA_LOSS) are internal errors.
     pub fn from_grpc_code(code: Code) -> ErrorKind {
         TABLE
             .iter()
@@ -305,10 +319,11 @@ mod tests {
                 | ErrorKind::Unavailable
                 | ErrorKind::DeadlineExceeded
                 | ErrorKind::Cancelled
+                | ErrorKind::BadGateway
                 | ErrorKind::Internal => {}
             }
         }
-        assert_eq!(TABLE.len(), 18);
+        assert_eq!(TABLE.len(), 19);
     }
 
     #[test]
@@ -377,7 +392,9 @@ mod tests {
         assert_eq!(ErrorKind::from(Code::ResourceExhausted).http_status(), 429);
         assert_eq!(ErrorKind::from(Code::Unavailable).http_status(), 503);
         assert_eq!(ErrorKind::from(Code::DeadlineExceeded).http_status(), 504);
-        assert_eq!(ErrorKind::from(Code::Unknown), ErrorKind::Internal);
+        assert_eq!(ErrorKind::from(Code::Unknown).http_status(), 502);
+        assert_eq!(ErrorKind::from(Code::Cancelled).http_status(), 504);
+        assert!(ErrorKind::from(Code::Unknown).is_retryable());
         assert_eq!(ErrorKind::from(Code::DataLoss).http_status(), 500);
         assert_eq!(
             ErrorKind::from_http_status(StatusCode::PAYLOAD_TOO_LARGE),

@@ -229,13 +229,25 @@ pub fn channel(peer: &PeerAddr, settings: &GrpcSettings) -> anyhow::Result<GrpcC
         .keep_alive_while_idle(true);
     Ok(TraceContext {
         inner: Breaker::new(endpoint.connect_lazy(), settings.breaker, peer.uri()),
+        default_timeout: settings.client_timeout,
     })
 }
 
-/// Adds `traceparent` / `tracestate` of the current span to each request.
+/// Adds `traceparent` / `tracestate` of the current span to each request,
+/// and the channel's deadline as `grpc-timeout` when the caller set none,
+/// so the server knows when its caller gives up (the channel's own timeout
+/// is enforced here but not sent).
 #[derive(Clone, Debug)]
 pub struct TraceContext<S> {
     inner: S,
+    default_timeout: Duration,
+}
+
+impl<S> TraceContext<Breaker<S>> {
+    /// Whether the channel's circuit breaker refuses calls right now.
+    pub fn is_open(&self) -> bool {
+        self.inner.is_open()
+    }
 }
 
 impl<S, B> tower::Service<http::Request<B>> for TraceContext<S>
@@ -252,6 +264,12 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         crate::telemetry::inject(&crate::telemetry::current_context(), request.headers_mut());
+        if !request.headers().contains_key("grpc-timeout") {
+            let millis = self.default_timeout.as_millis().clamp(1, 99_999_999);
+            if let Ok(value) = http::HeaderValue::from_str(&format!("{millis}m")) {
+                request.headers_mut().insert("grpc-timeout", value);
+            }
+        }
         self.inner.call(request)
     }
 }

@@ -14,9 +14,13 @@ use proto::product::product_service_server::ProductService;
 use proto::product::*;
 use tonic::{Request, Response, Status};
 
+use platform::config::SagaSettings;
+use platform::grpc::GrpcChannel;
+use proto::order::order_service_client::OrderServiceClient;
+
 use crate::cache::Cache;
 use crate::domain::{
-    self, FieldError, Money, Product, Reservation, ReservationState, Review, StockError,
+    self, FieldError, Money, Product, Reservation, ReservationState, Review,
 };
 
 /// The tonic implementation of `shop.product.v1.ProductService`.
@@ -30,6 +34,9 @@ pub struct ProductApi {
     pub(crate) cache: Cache,
     /// `inventory.low` is announced when available stock drops below this.
     pub(crate) low_stock_threshold: i64,
+    /// Asked what became of an order whose reservation outlived it.
+    pub(crate) orders: OrderServiceClient<GrpcChannel>,
+    pub(crate) saga: SagaSettings,
 }
 
 fn now() -> i64 {
@@ -116,31 +123,13 @@ fn reservation_to_proto(order_id: &str, r: &Reservation) -> proto::product::Rese
     }
 }
 
-fn stock_status(product_id: &str, err: StockError) -> Status {
-    match err {
-        StockError::Insufficient {
-            available,
-            requested,
-        } => Status::failed_precondition(format!(
-            "insufficient stock for product {product_id}: {available} available, {requested} requested"
-        )),
-        StockError::Inactive => {
-            Status::failed_precondition(format!("product {product_id} is not available for sale"))
-        }
-        StockError::BelowReserved { reserved } => Status::failed_precondition(format!(
-            "stock cannot go below the {reserved} units reserved for orders"
-        )),
-        StockError::BadQuantity => invalid_fields([("quantity", "out of range".to_string())]),
-    }
-}
-
 impl ProductApi {
     fn cache_namespaces(id: &str) -> Vec<String> {
         vec![format!("product:{id}"), "list".to_string()]
     }
 
     /// After a write: publish staged events, make cached copies stale.
-    async fn after_write(&self, ids: &[&str]) {
+    pub(crate) async fn after_write(&self, ids: &[&str]) {
         for id in ids {
             if let Err(err) = self.product_relay.flush(id).await {
                 tracing::warn!(error = %err, product = id, "event publish deferred to the outbox sweeper");
@@ -155,7 +144,7 @@ impl ProductApi {
         self.cache.invalidate(&namespaces).await;
     }
 
-    fn stage_low_stock(&self, id: &str, product: &mut Product, before: i64) {
+    pub(crate) fn stage_low_stock(&self, id: &str, product: &mut Product, before: i64) {
         if domain::crosses_low_stock(before, product.stock_available, self.low_stock_threshold) {
             let event = platform::events::envelope(
                 "inventory.low",
@@ -244,6 +233,7 @@ impl ProductApi {
             stock_reserved: 0,
             reservations: BTreeMap::new(),
             restocked: Vec::new(),
+            released: Vec::new(),
             rating_sum: 0,
             rating_count: 0,
             created_at: now,
@@ -262,53 +252,6 @@ impl ProductApi {
             )),
             Err(err) => Err(err.into()),
         }
-    }
-
-    /// Puts back what `lines` reserved for `order_id` (best effort per line).
-    async fn undo_reservation(
-        &self,
-        order_id: &str,
-        lines: &[(String, i64)],
-    ) -> Result<(), Status> {
-        for (product_id, _) in lines {
-            match self
-                .products
-                .modify(product_id, |p| {
-                    if p.release(order_id) {
-                        p.updated_at = now();
-                    }
-                })
-                .await
-            {
-                Ok(_) | Err(StoreError::NotFound) => {}
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// The reservation of `order_id`, or NOT_FOUND.
-    async fn reservation(&self, order_id: &str) -> Result<Versioned<Reservation>, Status> {
-        self.reservations.get(order_id).await.map_err(|e| match e {
-            StoreError::NotFound | StoreError::Invalid(_) => {
-                Status::not_found("no reservation for this order")
-            }
-            other => other.into(),
-        })
-    }
-
-    async fn set_reservation_state(
-        &self,
-        order_id: &str,
-        state: ReservationState,
-    ) -> Result<Versioned<Reservation>, Status> {
-        self.reservations
-            .modify(order_id, |r| {
-                r.state = state;
-                r.updated_at = now();
-            })
-            .await
-            .map_err(Status::from)
     }
 
     async fn cached_list(&self, key: &str) -> Option<(String, Option<ListProductsResponse>)> {
@@ -447,7 +390,7 @@ impl ProductService for ProductApi {
             })
             .await
             .map_err(lookup_err)?
-            .map_err(|e| stock_status(&id, e))?;
+            .map_err(|e| crate::inventory::stock_error(&id, e))?;
         self.after_write(&[&id]).await;
         Ok(Response::new(UpdateStockResponse {
             product: Some(to_proto(&id, &updated.value)),
@@ -633,97 +576,10 @@ impl ProductService for ProductApi {
         if r.order_id.trim().is_empty() || r.order_id.len() > 128 {
             return Err(invalid_fields([("order_id", "is required".to_string())]));
         }
-        if r.lines.is_empty() || r.lines.len() > 50 {
-            return Err(invalid_fields([("lines", "1 to 50 lines".to_string())]));
-        }
-        let mut merged: BTreeMap<String, i64> = BTreeMap::new();
-        for line in &r.lines {
-            if !(1..=1000).contains(&line.quantity) {
-                return Err(invalid_fields([(
-                    "lines.quantity",
-                    "must be 1 to 1000".to_string(),
-                )]));
-            }
-            *merged.entry(line.product_id.clone()).or_default() += i64::from(line.quantity);
-        }
-        let lines: Vec<(String, i64)> = merged.into_iter().collect();
-        let order_id = r.order_id;
-        let intent = Reservation {
-            lines: lines.clone(),
-            state: ReservationState::Reserving,
-            created_at: now(),
-            updated_at: now(),
-        };
-        match self.reservations.insert(&order_id, intent).await {
-            Ok(_) => {}
-            Err(StoreError::AlreadyExists { .. }) => {
-                let existing = self.reservations.get(&order_id).await?;
-                if existing.value.lines != lines {
-                    return Err(Status::failed_precondition(
-                        "this order already holds a different reservation",
-                    ));
-                }
-                match existing.value.state {
-                    ReservationState::Reserving => {}
-                    ReservationState::Active
-                    | ReservationState::Committing
-                    | ReservationState::Committed => {
-                        return Ok(Response::new(ReserveStockResponse {
-                            reservation: Some(reservation_to_proto(&order_id, &existing.value)),
-                        }));
-                    }
-                    _ => {
-                        return Err(Status::failed_precondition(
-                            "this order's reservation was released",
-                        ));
-                    }
-                }
-            }
-            Err(err) => return Err(err.into()),
-        }
-        let mut failure = None;
-        for (product_id, quantity) in &lines {
-            let outcome = self
-                .products
-                .update(product_id, |p| {
-                    let before = p.stock_available;
-                    if p.reserve(&order_id, *quantity)? {
-                        p.updated_at = now();
-                        self.stage_low_stock(product_id, p, before);
-                    }
-                    Ok(())
-                })
-                .await;
-            match outcome {
-                Ok(Ok(_)) => {}
-                Ok(Err(stock)) => {
-                    failure = Some(stock_status(product_id, stock));
-                    break;
-                }
-                Err(StoreError::NotFound) | Err(StoreError::Invalid(_)) => {
-                    failure = Some(Status::not_found(format!("product {product_id} not found")));
-                    break;
-                }
-                Err(err) => {
-                    failure = Some(err.into());
-                    break;
-                }
-            }
-        }
-        let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
-        if let Some(status) = failure {
-            self.undo_reservation(&order_id, &lines).await?;
-            self.set_reservation_state(&order_id, ReservationState::Released)
-                .await?;
-            self.after_write(&ids).await;
-            return Err(status);
-        }
-        let reservation = self
-            .set_reservation_state(&order_id, ReservationState::Active)
-            .await?;
-        self.after_write(&ids).await;
+        let lines = crate::inventory::merge_lines(&r.lines)?;
+        let reservation = self.reserve(&r.order_id, lines).await?;
         Ok(Response::new(ReserveStockResponse {
-            reservation: Some(reservation_to_proto(&order_id, &reservation.value)),
+            reservation: Some(reservation_to_proto(&r.order_id, &reservation)),
         }))
     }
 
@@ -732,47 +588,9 @@ impl ProductService for ProductApi {
         request: Request<ReleaseStockRequest>,
     ) -> Result<Response<ReleaseStockResponse>, Status> {
         let order_id = request.into_inner().order_id;
-        let current = self.reservation(&order_id).await?;
-        let lines = current.value.lines.clone();
-        let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
-        let done = match current.value.state {
-            ReservationState::Released | ReservationState::Restocked => current,
-            ReservationState::Reserving
-            | ReservationState::Active
-            | ReservationState::Releasing => {
-                self.set_reservation_state(&order_id, ReservationState::Releasing)
-                    .await?;
-                self.undo_reservation(&order_id, &lines).await?;
-                self.set_reservation_state(&order_id, ReservationState::Released)
-                    .await?
-            }
-            ReservationState::Committing
-            | ReservationState::Committed
-            | ReservationState::Restocking => {
-                self.set_reservation_state(&order_id, ReservationState::Restocking)
-                    .await?;
-                for (product_id, quantity) in &lines {
-                    let restocked = self
-                        .products
-                        .modify(product_id, |p| {
-                            // A line the commit had not reached yet is still reserved.
-                            if p.release(&order_id) || p.restock(&order_id, *quantity) {
-                                p.updated_at = now();
-                            }
-                        })
-                        .await;
-                    match restocked {
-                        Ok(_) | Err(StoreError::NotFound) => {}
-                        Err(err) => return Err(err.into()),
-                    }
-                }
-                self.set_reservation_state(&order_id, ReservationState::Restocked)
-                    .await?
-            }
-        };
-        self.after_write(&ids).await;
+        let reservation = self.release(&order_id).await?;
         Ok(Response::new(ReleaseStockResponse {
-            reservation: Some(reservation_to_proto(&order_id, &done.value)),
+            reservation: Some(reservation_to_proto(&order_id, &reservation)),
         }))
     }
 
@@ -781,40 +599,9 @@ impl ProductService for ProductApi {
         request: Request<CommitStockRequest>,
     ) -> Result<Response<CommitStockResponse>, Status> {
         let order_id = request.into_inner().order_id;
-        let current = self.reservation(&order_id).await?;
-        let done = match current.value.state {
-            ReservationState::Committed => current,
-            ReservationState::Active | ReservationState::Committing => {
-                self.set_reservation_state(&order_id, ReservationState::Committing)
-                    .await?;
-                for (product_id, _) in &current.value.lines {
-                    let committed = self
-                        .products
-                        .modify(product_id, |p| {
-                            if p.commit(&order_id) {
-                                p.updated_at = now();
-                            }
-                        })
-                        .await;
-                    match committed {
-                        Ok(_) | Err(StoreError::NotFound) => {}
-                        Err(err) => return Err(err.into()),
-                    }
-                }
-                self.set_reservation_state(&order_id, ReservationState::Committed)
-                    .await?
-            }
-            ReservationState::Reserving => {
-                return Err(Status::failed_precondition(
-                    "the reservation is not complete",
-                ));
-            }
-            _ => return Err(Status::failed_precondition("the reservation was released")),
-        };
-        let ids: Vec<&str> = done.value.lines.iter().map(|(p, _)| p.as_str()).collect();
-        self.after_write(&ids).await;
+        let reservation = self.commit(&order_id).await?;
         Ok(Response::new(CommitStockResponse {
-            reservation: Some(reservation_to_proto(&order_id, &done.value)),
+            reservation: Some(reservation_to_proto(&order_id, &reservation)),
         }))
     }
 

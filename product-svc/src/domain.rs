@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use platform::events::outbox::{HasOutbox, Outbox};
 
+pub mod reservation;
+pub use reservation::{Reservation, ReservationState};
+
 /// One invalid field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -35,8 +38,10 @@ pub struct Money {
 
 impl Money {
     pub fn parse(amount: i64, currency: &str) -> Result<Money, FieldError> {
-        if amount < 0 {
-            return Err(err("price.amount", "must not be negative"));
+        // Nothing is given away: a free line would leave its order with
+        // nothing to pay and no way past PENDING_PAYMENT.
+        if amount < 1 {
+            return Err(err("price.amount", "must be at least 1 minor unit"));
         }
         if amount > 100_000_000_00 {
             return Err(err(
@@ -166,6 +171,11 @@ pub struct Product {
     /// the most recent ones, so a repeated restock is recognised.
     #[serde(default)]
     pub restocked: Vec<String>,
+    /// Orders released before any reservation of theirs reached this
+    /// product (a release that overtook its reserve); the most recent ones,
+    /// so the late reserve is refused instead of holding stock for nobody.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<String>,
     #[serde(default)]
     pub rating_sum: i64,
     #[serde(default)]
@@ -205,6 +215,8 @@ pub enum StockError {
     BelowReserved { reserved: i64 },
     /// A quantity outside 1..=1000, or a stock beyond the maximum.
     BadQuantity,
+    /// The order's reservation was released before it reached this product.
+    Released,
 }
 
 /// Largest stock a product may hold.
@@ -228,6 +240,9 @@ impl Product {
         if self.reservations.contains_key(order_id) {
             return Ok(false);
         }
+        if self.released.iter().any(|o| o == order_id) {
+            return Err(StockError::Released);
+        }
         if !self.is_active() {
             return Err(StockError::Inactive);
         }
@@ -243,7 +258,9 @@ impl Product {
         Ok(true)
     }
 
-    /// Puts an uncommitted reservation back on sale (idempotent).
+    /// Puts an uncommitted reservation back on sale (idempotent). With
+    /// nothing held for the order, remembers it so that a reserve still on
+    /// its way is refused. Returns whether the document changed.
     pub fn release(&mut self, order_id: &str) -> bool {
         match self.reservations.remove(order_id) {
             Some(quantity) => {
@@ -251,8 +268,20 @@ impl Product {
                 self.stock_available += quantity;
                 true
             }
-            None => false,
+            None if self.released.iter().any(|o| o == order_id) => false,
+            None => {
+                self.released.push(order_id.to_string());
+                if self.released.len() > RESTOCK_MEMORY {
+                    self.released.remove(0);
+                }
+                true
+            }
         }
+    }
+
+    /// Whether units are held for `order_id` on this product.
+    pub fn holds(&self, order_id: &str) -> bool {
+        self.reservations.contains_key(order_id)
     }
 
     /// The reservation became a sale (idempotent).
@@ -312,31 +341,6 @@ pub fn crosses_low_stock(before: i64, after: i64, threshold: i64) -> bool {
     (before >= threshold && after < threshold) || (before > 0 && after == 0)
 }
 
-/// State of an order's reservation across products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReservationState {
-    /// Being applied line by line.
-    Reserving,
-    Active,
-    Committing,
-    Committed,
-    Releasing,
-    Released,
-    Restocking,
-    Restocked,
-}
-
-/// The intent record of an order's reservation: its lines, written before
-/// any product changes, so release and commit know what to undo.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reservation {
-    pub lines: Vec<(String, i64)>,
-    pub state: ReservationState,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
 /// A stored review (one per user and product; id `<product>:<user>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Review {
@@ -381,6 +385,7 @@ mod tests {
             stock_reserved: 0,
             reservations: BTreeMap::new(),
             restocked: vec![],
+            released: vec![],
             rating_sum: 0,
             rating_count: 0,
             created_at: 0,
@@ -399,6 +404,11 @@ mod tests {
             }
         );
         assert_eq!(Money::parse(-1, "USD").unwrap_err().field, "price.amount");
+        assert_eq!(
+            Money::parse(0, "USD").unwrap_err().field,
+            "price.amount",
+            "nothing is free"
+        );
         assert_eq!(Money::parse(1, "US").unwrap_err().field, "price.currency");
         assert_eq!(parse_sku(" kb-101 ").unwrap(), "KB-101");
         assert!(parse_sku("has space").is_err() && parse_sku("").is_err());
@@ -449,8 +459,9 @@ mod tests {
         p.reserve("o1", 3).unwrap();
         p.reserve("o2", 2).unwrap();
         assert!(p.release("o1"));
+        p.release("o1");
         assert!(!p.release("o1"), "idempotent");
-        assert_eq!((p.stock_available, p.stock_reserved), (8, 2));
+        assert_eq!((p.stock_available, p.stock_reserved), (8, 2), "units come back once");
         assert!(p.commit("o2"));
         assert!(!p.commit("o2"));
         assert_eq!(
@@ -461,6 +472,17 @@ mod tests {
         assert!(p.restock("o2", 2));
         assert!(!p.restock("o2", 2), "a refund restocks once");
         assert_eq!(p.stock_available, 10);
+    }
+
+    #[test]
+    fn a_release_that_overtakes_its_reserve_wins() {
+        let mut p = product(10);
+        assert!(p.release("o1"), "remembered");
+        assert!(!p.release("o1"), "once");
+        assert_eq!(p.reserve("o1", 2), Err(StockError::Released));
+        assert_eq!((p.stock_available, p.stock_reserved), (10, 0));
+        assert_eq!(p.reserve("o2", 2), Ok(true), "other orders are unaffected");
+        assert!(p.holds("o2") && !p.holds("o1"));
     }
 
     #[test]

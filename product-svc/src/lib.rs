@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cache;
 pub mod domain;
+pub mod inventory;
 pub mod seed;
 pub mod store;
 
@@ -60,6 +61,10 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<api::ProductApi
         reviews,
         cache,
         low_stock_threshold: i64::from(config.low_stock_threshold),
+        orders: proto::order::order_service_client::OrderServiceClient::new(
+            platform::grpc::channel(config.peers.get(ServiceId::Order), &config.grpc)?,
+        ),
+        saga: config.saga.clone(),
     })
 }
 
@@ -77,6 +82,7 @@ pub async fn serve(
         }
     }
     let (product_relay, review_relay) = (api.product_relay.clone(), api.review_relay.clone());
+    let api_for_sweeper = api.clone();
     let routes = tonic::service::Routes::new(ProductServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
@@ -85,6 +91,7 @@ pub async fn serve(
     let sweepers = [
         product_relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token()),
         review_relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token()),
+        spawn_reservation_sweeper(api_for_sweeper, config.saga.sweep_interval, running.cancel_token()),
     ];
     running.spawn(async move {
         for sweeper in sweepers {
@@ -92,4 +99,23 @@ pub async fn serve(
         }
     });
     Ok(running)
+}
+
+/// Settles reservations that a crash or a lost call left open, every `interval`.
+fn spawn_reservation_sweeper(
+    api: api::ProductApi,
+    interval: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(status) = api.sweep_reservations().await {
+                tracing::warn!(code = ?status.code(), message = status.message(), "reservation sweep failed; will retry");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    })
 }

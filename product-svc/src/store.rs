@@ -14,6 +14,7 @@ pub fn products() -> CollectionSpec {
 
 pub fn reservations() -> CollectionSpec {
     CollectionSpec::new("reservations")
+        .index(IndexSpec::new("settle_at", FieldType::Int).optional())
 }
 
 pub fn reviews() -> CollectionSpec {

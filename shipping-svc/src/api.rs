@@ -12,7 +12,7 @@ use proto::shipping::*;
 use tonic::{Request, Response, Status};
 
 use crate::carrier::Carrier;
-use crate::domain::{self, Shipment, Status as St, TrackingEvent, Update};
+use crate::domain::{self, Shipment, Status as St, TrackingEvent, Update, Void};
 
 #[derive(Clone, Debug)]
 pub struct ShippingApi {
@@ -80,6 +80,7 @@ pub(crate) fn to_proto(id: &str, s: &Shipment) -> proto::shipping::Shipment {
         events: events_to_proto(&s.events),
         created_at: ts(s.created_at),
         updated_at: ts(s.updated_at),
+        flagged_updates: events_to_proto(&s.flagged_updates),
     }
 }
 
@@ -149,8 +150,12 @@ impl ShippingApi {
             }],
             created_at: now(),
             updated_at: now(),
+            label_pending_since: None,
+            flagged_updates: Vec::new(),
             outbox: Default::default(),
         };
+        // One shipment per order (unique index): a redelivery, or an order
+        // voided before its creation was seen, leaves the existing one.
         match self
             .shipments
             .insert(&uuid::Uuid::now_v7().to_string(), shipment)
@@ -163,14 +168,37 @@ impl ShippingApi {
 
     /// `payment.processed`: buy the label (once; the carrier call is keyed
     /// by the shipment id). NotFound while `order.created` is on its way.
+    /// The purchase is announced on the shipment first, so a void waits for
+    /// it instead of racing it: no label is bought for a voided shipment.
     pub async fn label(&self, order_id: &str) -> Result<(), Status> {
         let shipment = self
             .by_order(order_id)
             .await?
             .ok_or_else(|| Status::not_found("no shipment for this order yet"))?;
-        if shipment.value.status != St::Pending {
-            return Ok(());
-        }
+        let id = shipment.id.clone();
+        let claimed = self
+            .shipments
+            .update(&id, |s| {
+                if s.status != St::Pending {
+                    return Err(false);
+                }
+                let at = now();
+                if s
+                    .label_pending_since
+                    .is_some_and(|t| at - t < domain::LABEL_PURCHASE_SECS)
+                {
+                    return Err(true);
+                }
+                s.label_pending_since = Some(at);
+                Ok(())
+            })
+            .await?;
+        let shipment = match claimed {
+            Ok(claimed) => claimed,
+            // Voided, or labelled already.
+            Err(false) => return Ok(()),
+            Err(true) => return Err(Status::unavailable("a label is being bought for this shipment")),
+        };
         let label = self
             .carrier
             .create_label(
@@ -178,11 +206,20 @@ impl ShippingApi {
                 &shipment.value.address.country,
                 shipment.value.weight_grams,
             )
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let id = shipment.id.clone();
+            .await;
+        let label = match label {
+            Ok(label) => label,
+            Err(e) => {
+                let _ = self
+                    .shipments
+                    .modify(&id, |s| s.label_pending_since = None)
+                    .await;
+                return Err(Status::unavailable(e.to_string()));
+            }
+        };
         self.shipments
             .modify(&id, |s| {
+                s.label_pending_since = None;
                 if decide_ok(s.status, St::LabelCreated) {
                     s.carrier = label.carrier.clone();
                     s.service = label.service.clone();
@@ -195,21 +232,85 @@ impl ShippingApi {
         Ok(())
     }
 
-    /// `order.cancelled`: a shipment not yet moving is cancelled.
-    pub async fn cancel(&self, order_id: &str) -> Result<(), Status> {
-        let Some(shipment) = self.by_order(order_id).await? else {
-            return Ok(());
+    /// Voids the order's shipment (see `VoidShipment`); an order never seen
+    /// gets a cancelled shipment so nothing is prepared for it later.
+    pub async fn void(&self, order_id: &str, reason: &str) -> Result<Versioned<Shipment>, Status> {
+        if order_id.trim().is_empty() || order_id.len() > 128 {
+            return Err(invalid_fields([("order_id", "is required".to_string())]));
+        }
+        let description = if reason.is_empty() {
+            "order cancelled".to_string()
+        } else {
+            reason.chars().take(200).collect()
         };
-        let id = shipment.id.clone();
-        self.shipments
-            .modify(&id, |s| {
-                if decide(s.status, St::Cancelled) == Update::Advance {
-                    record(&id, s, St::Cancelled, now(), "", "order cancelled");
+        let existing = match self.by_order(order_id).await? {
+            Some(existing) => existing,
+            None => {
+                let mut tombstone = Shipment {
+                    order_id: order_id.to_string(),
+                    user_id: String::new(),
+                    status: St::Cancelled,
+                    carrier: String::new(),
+                    service: String::new(),
+                    tracking_number: None,
+                    address: domain::Address::default(),
+                    weight_grams: 0,
+                    events: Vec::new(),
+                    created_at: now(),
+                    updated_at: now(),
+                    label_pending_since: None,
+                    flagged_updates: Vec::new(),
+                    outbox: Default::default(),
+                };
+                tombstone.events.push(TrackingEvent {
+                    status: St::Cancelled,
+                    at: now(),
+                    location: String::new(),
+                    description: format!("{description} before the shipment was prepared"),
+                });
+                let id = uuid::Uuid::now_v7().to_string();
+                match self.shipments.insert(&id, tombstone).await {
+                    Ok(stored) => return Ok(stored),
+                    Err(StoreError::AlreadyExists { .. }) => self
+                        .by_order(order_id)
+                        .await?
+                        .ok_or_else(|| Status::aborted("the shipment is being created; retry"))?,
+                    Err(err) => return Err(err.into()),
                 }
+            }
+        };
+        let id = existing.id.clone();
+        let voided = self
+            .shipments
+            .update(&id, |s| match domain::decide_void(s.status, s.label_pending_since, now()) {
+                Void::Cancel => {
+                    s.label_pending_since = None;
+                    record(&id, s, St::Cancelled, now(), "", &description);
+                    Ok(())
+                }
+                Void::AlreadyVoid => Ok(()),
+                Void::Wait => Err(Status::aborted(
+                    "a label is being bought for this shipment; retry shortly",
+                )),
+                Void::TooLate => Err(Status::failed_precondition(
+                    "the carrier has the parcel; the shipment can no longer be voided",
+                )),
             })
-            .await?;
+            .await??;
         self.flush(&id).await;
-        Ok(())
+        Ok(voided)
+    }
+
+    /// `order.cancelled`: a shipment not yet moving is voided.
+    pub async fn cancel(&self, order_id: &str) -> Result<(), Status> {
+        match self.void(order_id, "order cancelled").await {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                tracing::warn!(order = order_id, "an order was cancelled after its parcel left");
+                Ok(())
+            }
+            Err(status) => Err(status),
+        }
     }
 
     fn may_see(caller: &Caller, s: &Shipment) -> bool {
@@ -340,6 +441,22 @@ impl ShippingService for ShippingApi {
         let updated = self
             .shipments
             .update(&id, |s| match decide(s.status, next) {
+                // The shipment was voided: the carrier says otherwise.
+                // Keep what it said for people to look at; apply nothing.
+                _ if s.status == St::Cancelled && next != St::Cancelled => {
+                    s.flagged_updates.push(TrackingEvent {
+                        status: next,
+                        at,
+                        location: location.clone(),
+                        description: description.clone(),
+                    });
+                    if s.flagged_updates.len() > 50 {
+                        s.flagged_updates.remove(0);
+                    }
+                    s.updated_at = now();
+                    tracing::warn!(shipment = %id, status = ?next, "carrier update for a voided shipment recorded, not applied");
+                    Ok(())
+                }
                 Update::Advance => {
                     record(&id, s, next, at, &location, &description);
                     Ok(())
@@ -354,6 +471,19 @@ impl ShippingService for ShippingApi {
         self.flush(&id).await;
         Ok(Response::new(UpdateShipmentStatusResponse {
             shipment: Some(to_proto(&id, &updated.value)),
+        }))
+    }
+
+    async fn void_shipment(
+        &self,
+        request: Request<VoidShipmentRequest>,
+    ) -> Result<Response<VoidShipmentResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata())?;
+        caller.require_admin_or_service()?;
+        let r = request.into_inner();
+        let shipment = self.void(&r.order_id, r.reason.trim()).await?;
+        Ok(Response::new(VoidShipmentResponse {
+            shipment: Some(to_proto(&shipment.id, &shipment.value)),
         }))
     }
 

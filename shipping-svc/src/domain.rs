@@ -72,8 +72,47 @@ pub struct Shipment {
     pub events: Vec<TrackingEvent>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// While a label is being bought (Unix seconds): a void waits for it,
+    /// so no label is ever bought for a voided shipment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_pending_since: Option<i64>,
+    /// Carrier updates received after the shipment was voided: kept for
+    /// people to look at, never applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flagged_updates: Vec<TrackingEvent>,
     #[serde(default)]
     pub outbox: Outbox,
+}
+
+/// How long a label purchase may run before another may take it over
+/// (seconds): longer than the carrier call's timeout.
+pub const LABEL_PURCHASE_SECS: i64 = 30;
+
+/// What voiding does to a shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Void {
+    /// It becomes CANCELLED now.
+    Cancel,
+    /// Already cancelled.
+    AlreadyVoid,
+    /// A label is being bought: wait for it, then void.
+    Wait,
+    /// The carrier has the parcel: too late.
+    TooLate,
+}
+
+/// Whether a shipment in `status` can be voided at `now`.
+pub fn decide_void(status: Status, label_pending_since: Option<i64>, now: i64) -> Void {
+    match status {
+        Status::Cancelled => Void::AlreadyVoid,
+        Status::InTransit | Status::OutForDelivery | Status::Delivered => Void::TooLate,
+        Status::Pending
+            if label_pending_since.is_some_and(|t| now - t < LABEL_PURCHASE_SECS) =>
+        {
+            Void::Wait
+        }
+        Status::Pending | Status::LabelCreated => Void::Cancel,
+    }
 }
 
 impl HasOutbox for Shipment {
@@ -110,6 +149,22 @@ pub fn rates(country: &str, weight_grams: u32) -> Vec<(&'static str, &'static st
 mod tests {
     use super::Status::*;
     use super::*;
+
+    #[test]
+    fn voiding_is_possible_only_before_the_carrier_has_the_parcel() {
+        assert_eq!(decide_void(Pending, None, 100), Void::Cancel);
+        assert_eq!(decide_void(LabelCreated, None, 100), Void::Cancel);
+        assert_eq!(decide_void(Cancelled, None, 100), Void::AlreadyVoid);
+        for moving in [InTransit, OutForDelivery, Delivered] {
+            assert_eq!(decide_void(moving, None, 100), Void::TooLate, "{moving:?}");
+        }
+        assert_eq!(decide_void(Pending, Some(90), 100), Void::Wait, "a label is being bought");
+        assert_eq!(
+            decide_void(Pending, Some(100 - LABEL_PURCHASE_SECS), 100),
+            Void::Cancel,
+            "a purchase that never finished does not block forever"
+        );
+    }
 
     #[test]
     fn shipments_only_move_forward() {

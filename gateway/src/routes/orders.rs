@@ -20,6 +20,7 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderLineIn {
     pub product_id: String,
+    /// At most `ORDER_MAX_UNITS_PER_LINE` (default 100).
     #[schema(minimum = 1, maximum = 1000)]
     pub quantity: u32,
 }
@@ -55,6 +56,10 @@ pub struct OrderOut {
     pub notes: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub payment_id: String,
+    /// Why a CANCELLED or REFUNDED order was cancelled: `customer`,
+    /// `payment_timeout` or `admin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancellation_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -109,6 +114,7 @@ impl From<proto::order::Order> for OrderOut {
                 .unwrap_or_else(|| AddressBody::from(proto::common::Address::default())),
             notes: o.notes,
             payment_id: o.payment_id,
+            cancellation_reason: Some(o.cancel_reason).filter(|r| !r.is_empty()),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
         }
@@ -251,8 +257,11 @@ fn filter_user(user: &AuthUser, requested: Option<String>) -> Result<String, Pro
     responses(
         (status = 201, description = "Order placed (PENDING_PAYMENT)", body = OrderOut),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Insufficient stock, or key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Insufficient stock, too many unpaid orders, key reused with another body, or the first request with this key still running (retry after Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Empty items, quantity < 1, unknown product, bad address", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "A dependency failed mid-call; retry with the same key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry with the same key after Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "A dependency was too slow; retry with the same key", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -339,7 +348,8 @@ pub async fn get(
         (status = 200, description = "The cancelled or refunded order", body = OrderOut),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown or not yours", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already shipped", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already shipped, or a payment is in progress (retry after Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The cancellation is under way; retry to see it", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -365,7 +375,7 @@ pub async fn cancel(
         (status = 201, description = "Payment SUCCEEDED or FAILED", body = PaymentOut),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown or not yours", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already paid, or key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already paid or cancelled, another payment in progress, or key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid card (Luhn, expiry, CVC)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Provider did not answer; retry with the same key", body = Problem, content_type = "application/problem+json"),
     ))]

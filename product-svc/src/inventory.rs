@@ -1,0 +1,403 @@
+//! Reservations: reserve, commit and release an order's stock, and the
+//! sweeper that settles what a crash or a lost call left open.
+//!
+//! Every move of a reservation goes through [`reservation::plan`] and a CAS
+//! from the state it was planned in, so commit and release of one order are
+//! decided once whatever their timing (see `domain/reservation.rs`).
+
+use std::collections::BTreeMap;
+
+use platform::auth::Caller;
+use platform::error::invalid_fields;
+use platform::store::{Bound, Query, StoreError, Versioned};
+use proto::order::OrderStatus;
+use tonic::Status;
+
+use crate::api::ProductApi;
+use crate::domain::reservation::{self, Command, Plan, Refusal, Work};
+use crate::domain::{Reservation, ReservationState as S, StockError};
+
+/// A reservation caught between two states is looked at again after this
+/// long (seconds): longer than any single call that could still be moving it.
+const STUCK_AFTER_SECS: i64 = 30;
+
+fn now() -> i64 {
+    platform::auth::unix_now() as i64
+}
+
+pub(crate) fn stock_error(product_id: &str, err: StockError) -> Status {
+    match err {
+        StockError::Insufficient {
+            available,
+            requested,
+        } => Status::failed_precondition(format!(
+            "insufficient stock for product {product_id}: {available} available, {requested} requested"
+        )),
+        StockError::Inactive => {
+            Status::failed_precondition(format!("product {product_id} is not available for sale"))
+        }
+        StockError::BelowReserved { reserved } => Status::failed_precondition(format!(
+            "stock cannot go below the {reserved} units reserved for orders"
+        )),
+        StockError::BadQuantity => invalid_fields([("quantity", "out of range".to_string())]),
+        StockError::Released => released(),
+    }
+}
+
+/// The order's reservation was given back: the order id cannot hold stock
+/// again. ABORTED, so the caller starts over under a new order.
+fn released() -> Status {
+    Status::aborted("this order's reservation was released; place the order again")
+}
+
+fn refusal(r: Refusal) -> Status {
+    match r {
+        Refusal::NotComplete => Status::failed_precondition("the reservation is not complete"),
+        Refusal::Released => Status::failed_precondition("the reservation was released"),
+    }
+}
+
+/// Merges request lines per product, checking quantities.
+pub(crate) fn merge_lines(
+    lines: &[proto::product::StockLine],
+) -> Result<Vec<(String, i64)>, Status> {
+    if lines.is_empty() || lines.len() > 50 {
+        return Err(invalid_fields([("lines", "1 to 50 lines".to_string())]));
+    }
+    let mut merged: BTreeMap<String, i64> = BTreeMap::new();
+    for line in lines {
+        if !(1..=1000).contains(&line.quantity) {
+            return Err(invalid_fields([(
+                "lines.quantity",
+                "must be 1 to 1000".to_string(),
+            )]));
+        }
+        *merged.entry(line.product_id.clone()).or_default() += i64::from(line.quantity);
+    }
+    Ok(merged.into_iter().collect())
+}
+
+impl ProductApi {
+    fn lookup_reservation(err: StoreError) -> Status {
+        match err {
+            StoreError::NotFound | StoreError::Invalid(_) => {
+                Status::not_found("no reservation for this order")
+            }
+            other => other.into(),
+        }
+    }
+
+    /// Moves the reservation from `from` to `to`, only if it is still in `from`.
+    async fn move_reservation(
+        &self,
+        order_id: &str,
+        from: S,
+        to: S,
+    ) -> Result<Result<Versioned<Reservation>, S>, Status> {
+        let recheck = self.recheck_secs(to);
+        self.reservations
+            .update(order_id, |r| {
+                if r.state != from {
+                    return Err(r.state);
+                }
+                r.enter(to, now(), recheck);
+                Ok(())
+            })
+            .await
+            .map_err(Self::lookup_reservation)
+    }
+
+    fn recheck_secs(&self, state: S) -> i64 {
+        match state {
+            S::Active => self.saga.orphan_grace.as_secs().max(1) as i64,
+            _ => STUCK_AFTER_SECS,
+        }
+    }
+
+    /// One product change for `order_id`: `work` on product `product_id`.
+    async fn apply_line(
+        &self,
+        order_id: &str,
+        product_id: &str,
+        quantity: i64,
+        work: Work,
+    ) -> Result<(), Status> {
+        let changed = self
+            .products
+            .modify(product_id, |p| {
+                let changed = match work {
+                    Work::Release => p.release(order_id),
+                    Work::Commit => p.commit(order_id),
+                    // A line the commit had not reached is still held.
+                    Work::Restock if p.holds(order_id) => p.release(order_id),
+                    Work::Restock => p.restock(order_id, quantity),
+                };
+                if changed {
+                    p.updated_at = now();
+                }
+            })
+            .await;
+        match changed {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Runs `command` on the reservation of `order_id` to its end.
+    pub(crate) async fn settle_reservation(
+        &self,
+        order_id: &str,
+        command: Command,
+    ) -> Result<Versioned<Reservation>, Status> {
+        loop {
+            let current = self
+                .reservations
+                .get(order_id)
+                .await
+                .map_err(Self::lookup_reservation)?;
+            let (marker, work, done) = match reservation::plan(current.value.state, command) {
+                Ok(Plan::Done) => return Ok(current),
+                Ok(Plan::Run { marker, work, done }) => (marker, work, done),
+                Err(r) => return Err(refusal(r)),
+            };
+            if current.value.state != marker {
+                match self
+                    .move_reservation(order_id, current.value.state, marker)
+                    .await?
+                {
+                    Ok(_) => {}
+                    // Someone else moved it first: plan again from there.
+                    Err(_) => continue,
+                }
+            }
+            for (product_id, quantity) in &current.value.lines {
+                self.apply_line(order_id, product_id, *quantity, work).await?;
+            }
+            let ids: Vec<&str> = current.value.lines.iter().map(|(p, _)| p.as_str()).collect();
+            self.after_write(&ids).await;
+            match self.move_reservation(order_id, marker, done).await? {
+                Ok(finished) => return Ok(finished),
+                // The other command overtook this one; it finishes the job.
+                // Plan again to report where it stands.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// ReserveStock: all lines or none, once per order.
+    pub(crate) async fn reserve(
+        &self,
+        order_id: &str,
+        lines: Vec<(String, i64)>,
+    ) -> Result<Reservation, Status> {
+        let at = now();
+        let intent = Reservation {
+            lines: lines.clone(),
+            state: S::Reserving,
+            created_at: at,
+            updated_at: at,
+            expires_at: at
+                + (self.saga.payment_timeout + self.saga.orphan_grace).as_secs() as i64,
+            settle_at: Some(at + STUCK_AFTER_SECS),
+        };
+        match self.reservations.insert(order_id, intent).await {
+            Ok(_) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                let existing = self.reservations.get(order_id).await?;
+                if existing.value.lines != lines {
+                    return Err(if existing.value.state == S::Released {
+                        released()
+                    } else {
+                        Status::failed_precondition(
+                            "this order already holds a different reservation",
+                        )
+                    });
+                }
+                match existing.value.state {
+                    // A retry of a reserve still under way (or cut short):
+                    // the per-product changes are idempotent, go on.
+                    S::Reserving => {}
+                    S::Active | S::Committing | S::Committed => return Ok(existing.value),
+                    _ => return Err(released()),
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
+        let mut failure = None;
+        for (product_id, quantity) in &lines {
+            let outcome = self
+                .products
+                .update(product_id, |p| {
+                    let before = p.stock_available;
+                    if p.reserve(order_id, *quantity)? {
+                        p.updated_at = now();
+                        self.stage_low_stock(product_id, p, before);
+                    }
+                    Ok(())
+                })
+                .await;
+            match outcome {
+                Ok(Ok(_)) => {}
+                Ok(Err(stock)) => {
+                    failure = Some(stock_error(product_id, stock));
+                    break;
+                }
+                Err(StoreError::NotFound) | Err(StoreError::Invalid(_)) => {
+                    failure = Some(Status::not_found(format!("product {product_id} not found")));
+                    break;
+                }
+                Err(err) => {
+                    failure = Some(err.into());
+                    break;
+                }
+            }
+        }
+        if let Some(status) = failure {
+            // Give back what was taken; if that fails too, the sweeper
+            // finds the reservation still RESERVING and finishes the job.
+            self.settle_reservation(order_id, Command::Release).await?;
+            return Err(status);
+        }
+        let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
+        match self.move_reservation(order_id, S::Reserving, S::Active).await? {
+            Ok(active) => {
+                self.after_write(&ids).await;
+                Ok(active.value)
+            }
+            Err(S::Active | S::Committing | S::Committed) => {
+                // A concurrent retry of this reserve finished first.
+                Ok(self.reservations.get(order_id).await?.value)
+            }
+            Err(_) => {
+                // Released while the lines were being taken: the release
+                // may have run before some of them, so give them back again.
+                self.settle_reservation(order_id, Command::Release).await?;
+                Err(released())
+            }
+        }
+    }
+
+    /// ReleaseStock. An order that reserved nothing (yet) gets a released
+    /// record, so a reserve still on its way is refused.
+    pub(crate) async fn release(&self, order_id: &str) -> Result<Reservation, Status> {
+        if order_id.trim().is_empty() || order_id.len() > 128 {
+            return Err(invalid_fields([("order_id", "is required".to_string())]));
+        }
+        let at = now();
+        let tombstone = Reservation {
+            lines: Vec::new(),
+            state: S::Released,
+            created_at: at,
+            updated_at: at,
+            expires_at: at,
+            settle_at: None,
+        };
+        match self.reservations.find_by_id(order_id).await? {
+            Some(_) => {}
+            None => match self.reservations.insert(order_id, tombstone.clone()).await {
+                Ok(_) => return Ok(tombstone),
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(err) => return Err(err.into()),
+            },
+        }
+        Ok(self
+            .settle_reservation(order_id, Command::Release)
+            .await?
+            .value)
+    }
+
+    /// CommitStock.
+    pub(crate) async fn commit(&self, order_id: &str) -> Result<Reservation, Status> {
+        Ok(self
+            .settle_reservation(order_id, Command::Commit)
+            .await?
+            .value)
+    }
+
+    /// What the order a reservation belongs to says should happen to it.
+    async fn owner_verdict(&self, order_id: &str) -> Result<Option<Command>, Status> {
+        // An order that does not exist is recorded as abandoned in the same
+        // call, so it cannot be placed after its stock was given back.
+        let mut request = tonic::Request::new(proto::order::GetOrderStatusRequest {
+            order_id: order_id.to_string(),
+            abandon_if_missing: true,
+        });
+        request.set_timeout(std::time::Duration::from_secs(2));
+        Caller::service("product-svc").apply(&mut request);
+        match self.orders.clone().get_order_status(request).await {
+            Ok(reply) => {
+                let status = OrderStatus::try_from(reply.into_inner().status)
+                    .unwrap_or(OrderStatus::Unspecified);
+                Ok(match status {
+                    OrderStatus::Paid | OrderStatus::Shipped | OrderStatus::Delivered => {
+                        Some(Command::Commit)
+                    }
+                    OrderStatus::Cancelled | OrderStatus::Refunded => Some(Command::Release),
+                    // Still open: its own payment timeout will decide.
+                    _ => None,
+                })
+            }
+            // No order with this id: it was never placed (its creation
+            // failed or was cut short after reserving).
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(Some(Command::Release)),
+            Err(status) => Err(status),
+        }
+    }
+
+    /// One pass of the sweeper: settles reservations whose time to be
+    /// looked at has come. Returns how many it moved.
+    pub async fn sweep_reservations(&self) -> Result<usize, Status> {
+        let due = self
+            .reservations
+            .find(
+                &Query::new()
+                    .range("settle_at", None, Some(Bound::Inclusive(now().into())))
+                    .limit(100),
+            )
+            .await?;
+        let mut moved = 0;
+        for doc in due.items {
+            let id = doc.id.as_str();
+            let command = match doc.value.state {
+                // Cut short mid-way: finish what was started.
+                S::Reserving | S::Releasing | S::Restocking => Some(Command::Release),
+                S::Committing => Some(Command::Commit),
+                S::Active => match self.owner_verdict(id).await {
+                    Ok(verdict) => verdict,
+                    Err(status) => {
+                        tracing::warn!(order = id, code = ?status.code(), "cannot ask order-svc about a reservation; will retry");
+                        None
+                    }
+                },
+                S::Committed | S::Released | S::Restocked => None,
+            };
+            let result = match command {
+                Some(command) => self.settle_reservation(id, command).await.map(|_| ()),
+                None => {
+                    // Look again later.
+                    let recheck = self.recheck_secs(doc.value.state);
+                    self.reservations
+                        .modify(id, |r| {
+                            if !r.state.is_final() {
+                                r.settle_at = Some(now() + recheck);
+                            }
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(Status::from)
+                }
+            };
+            match result {
+                Ok(()) if command.is_some() => {
+                    tracing::info!(order = id, ?command, "sweeper settled a reservation");
+                    moved += 1;
+                }
+                Ok(()) => {}
+                Err(status) => {
+                    tracing::warn!(order = id, code = ?status.code(), message = status.message(), "settling a reservation failed; will retry")
+                }
+            }
+        }
+        Ok(moved)
+    }
+}
