@@ -34,7 +34,8 @@ impl TestApp {
     async fn start() -> TestApp {
         platform::telemetry::init_for_tests();
         let schema = SchemaPrefix::new();
-        let vars: Vec<(String, String)> = schema.vars();
+        let mut vars: Vec<(String, String)> = schema.vars();
+        vars.push(("SEED_DEMO".into(), "false".into()));
         let map: HashMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut config = Config::from_source("rec-test", &map).unwrap();
         let deps = platform::runtime::Deps::connect(&config).await.unwrap();
