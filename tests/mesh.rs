@@ -54,7 +54,12 @@ async fn gateway_health_and_readiness_over_http() {
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["key_set"], "loaded");
 
-    let deps = t.http.get(t.url("/health/dependencies")).send().await.unwrap();
+    let deps = t
+        .http
+        .get(t.url("/health/dependencies"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deps.status(), 200);
     let body: serde_json::Value = deps.json().await.unwrap();
     assert_eq!(body["status"], "ok", "{body}");

@@ -15,32 +15,6 @@ async fn product(t: &TestMesh, q: &str) -> Value {
     r.body["items"][0].clone()
 }
 
-async fn post_with_key(
-    t: &TestMesh,
-    path: &str,
-    token: &str,
-    key: &str,
-    body: Value,
-) -> common::Reply {
-    let response = t
-        .http
-        .post(t.url(path))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or(Value::Null);
-    common::Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
 #[tokio::test]
 async fn order_then_pay_then_paid() {
     let t = TestMesh::start().await;
@@ -213,7 +187,7 @@ async fn idempotency_keys_replay_and_guard_against_other_bodies() {
     let body =
         json!({"items": [{"product_id": mug["id"], "quantity": 1}], "shipping_address": address()});
     let key = uuid::Uuid::now_v7().to_string();
-    let calls = (0..20).map(|_| post_with_key(&t, "/api/v1/orders", &token, &key, body.clone()));
+    let calls = (0..20).map(|_| t.post_keyed("/api/v1/orders", &token, &key, body.clone()));
     let replies = futures::future::join_all(calls).await;
     for r in &replies {
         assert_eq!(r.status, 201, "{}", r.body);
@@ -243,13 +217,13 @@ async fn idempotency_keys_replay_and_guard_against_other_bodies() {
     let mut other = body.clone();
     other["items"][0]["quantity"] = json!(2);
     assert_problem(
-        &post_with_key(&t, "/api/v1/orders", &token, &key, other).await,
+        &t.post_keyed("/api/v1/orders", &token, &key, other).await,
         409,
     );
     // Keys are scoped per user.
     let (_, someone, _) = t.customer().await;
     assert_eq!(
-        post_with_key(&t, "/api/v1/orders", &someone, &key, body)
+        t.post_keyed("/api/v1/orders", &someone, &key, body)
             .await
             .status,
         201
@@ -257,27 +231,26 @@ async fn idempotency_keys_replay_and_guard_against_other_bodies() {
 
     let id = replies[0].body["id"].as_str().unwrap();
     let pay_key = uuid::Uuid::now_v7().to_string();
-    let first = post_with_key(
-        &t,
-        &format!("/api/v1/orders/{id}/payment"),
-        &token,
-        &pay_key,
-        card("4242424242424242"),
-    )
-    .await;
-    let again = post_with_key(
-        &t,
-        &format!("/api/v1/orders/{id}/payment"),
-        &token,
-        &pay_key,
-        card("4242424242424242"),
-    )
-    .await;
+    let first = t
+        .post_keyed(
+            &format!("/api/v1/orders/{id}/payment"),
+            &token,
+            &pay_key,
+            card("4242424242424242"),
+        )
+        .await;
+    let again = t
+        .post_keyed(
+            &format!("/api/v1/orders/{id}/payment"),
+            &token,
+            &pay_key,
+            card("4242424242424242"),
+        )
+        .await;
     assert_eq!((first.status, again.status), (201, 201));
     assert_eq!(first.body["id"], again.body["id"], "one charge");
     assert_problem(
-        &post_with_key(
-            &t,
+        &t.post_keyed(
             &format!("/api/v1/orders/{id}/payment"),
             &token,
             &pay_key,
@@ -409,10 +382,10 @@ async fn refunds_are_admin_only_and_never_exceed_the_payment() {
     );
     let key = uuid::Uuid::now_v7().to_string();
     let part = json!({"amount": {"amount": 100, "currency": "USD"}, "reason": "scratched"});
-    let first = post_with_key(&t, &path, &admin, &key, part.clone()).await;
+    let first = t.post_keyed(&path, &admin, &key, part.clone()).await;
     assert_eq!(first.status, 201, "{}", first.body);
     assert_eq!(first.body["status"], "SUCCEEDED");
-    let replay = post_with_key(&t, &path, &admin, &key, part).await;
+    let replay = t.post_keyed(&path, &admin, &key, part).await;
     assert_eq!(
         replay.body["id"], first.body["id"],
         "the same key refunds once"

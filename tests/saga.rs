@@ -5,8 +5,10 @@
 
 mod common;
 
-use common::{TestMesh, WEBHOOK_SECRET, address, assert_problem, card, eventually, signed, webhook};
-use serde_json::{Value, json};
+use common::{
+    TestMesh, WEBHOOK_SECRET, address, assert_problem, card, eventually, signed, webhook,
+};
+use serde_json::json;
 
 const ADMIN: (&str, &str) = ("ADMIN_EMAIL", "admin@example.com");
 const ADMIN_PASSWORD: (&str, &str) = ("ADMIN_PASSWORD", "admin-password");
@@ -22,23 +24,6 @@ async fn stock(t: &TestMesh, id: &str) -> i64 {
         .unwrap()
 }
 
-async fn post_keyed(t: &TestMesh, path: &str, token: &str, key: &str, body: Value) -> common::Reply {
-    let response = t
-        .http
-        .post(t.url(path))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    common::Reply {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        body: response.json().await.unwrap_or(Value::Null),
-    }
-}
-
 #[tokio::test]
 async fn an_unpaid_order_expires_its_stock_comes_back_and_the_customer_is_told() {
     let t = TestMesh::start_with(&[
@@ -51,14 +36,21 @@ async fn an_unpaid_order_expires_its_stock_comes_back_and_the_customer_is_told()
     let before = stock(&t, &mug).await;
     let oid = t.order(&token, &json!(mug), 3).await;
     assert_eq!(stock(&t, &mug).await, before - 3, "held while unpaid");
-    let order = eventually(&t, &format!("/api/v1/orders/{oid}"), &token, "expiry", |b| {
-        b["status"] == "CANCELLED"
-    })
+    let order = eventually(
+        &t,
+        &format!("/api/v1/orders/{oid}"),
+        &token,
+        "expiry",
+        |b| b["status"] == "CANCELLED",
+    )
     .await;
     assert_eq!(order["cancellation_reason"], "payment_timeout");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while stock(&t, &mug).await != before {
-        assert!(std::time::Instant::now() < deadline, "stock never came back");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stock never came back"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let feed = eventually(&t, "/api/v1/notifications", &token, "a notification", |b| {
@@ -74,14 +66,26 @@ async fn an_unpaid_order_expires_its_stock_comes_back_and_the_customer_is_told()
         .find(|n| n["kind"] == "order.cancelled")
         .unwrap()
         .clone();
-    assert!(told["body"].as_str().unwrap().contains("not paid in time"), "{told}");
+    assert!(
+        told["body"].as_str().unwrap().contains("not paid in time"),
+        "{told}"
+    );
     // A payment after the deadline is refused; nothing is charged.
     let late = t
-        .post(&format!("/api/v1/orders/{oid}/payment"), Some(&token), card("4242424242424242"))
+        .post(
+            &format!("/api/v1/orders/{oid}/payment"),
+            Some(&token),
+            card("4242424242424242"),
+        )
         .await;
     assert_problem(&late, 409);
     let payments = t.get("/api/v1/payments", Some(&token)).await;
-    assert_eq!(payments.body["items"].as_array().unwrap().len(), 0, "{}", payments.body);
+    assert_eq!(
+        payments.body["items"].as_array().unwrap().len(),
+        0,
+        "{}",
+        payments.body
+    );
     t.shutdown().await;
 }
 
@@ -113,7 +117,12 @@ async fn one_customer_cannot_hold_the_catalogue() {
         )
         .await;
     assert_problem(&third, 409);
-    assert!(third.body["detail"].as_str().unwrap().contains("await payment"));
+    assert!(
+        third.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("await payment")
+    );
     // Paying one frees a place; other customers were never limited.
     let paid = t.pay(&token, &first, "4242424242424242").await;
     assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
@@ -130,17 +139,29 @@ async fn cancelling_a_paid_order_voids_its_shipment_and_late_carrier_news_is_onl
     let mug = product_id(&t, "mug").await;
     let before = stock(&t, &mug).await;
     let oid = t.order(&token, &json!(mug), 2).await;
-    assert_eq!(t.pay(&token, &oid, "4242424242424242").await["status"], "SUCCEEDED");
+    assert_eq!(
+        t.pay(&token, &oid, "4242424242424242").await["status"],
+        "SUCCEEDED"
+    );
     let shipment_path = format!("/api/v1/orders/{oid}/shipment");
     let labelled = eventually(&t, &shipment_path, &token, "a label", |b| {
         b["status"] == "LABEL_CREATED"
     })
     .await;
-    let cancelled = t.post(&format!("/api/v1/orders/{oid}/cancel"), Some(&token), json!({})).await;
+    let cancelled = t
+        .post(
+            &format!("/api/v1/orders/{oid}/cancel"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     assert_eq!(cancelled.body["status"], "REFUNDED");
     assert_eq!(cancelled.body["cancellation_reason"], "customer");
-    eventually(&t, &shipment_path, &token, "a void", |b| b["status"] == "CANCELLED").await;
+    eventually(&t, &shipment_path, &token, "a void", |b| {
+        b["status"] == "CANCELLED"
+    })
+    .await;
     // The carrier scans the parcel after all: kept for people, not applied.
     let scan = json!({"tracking_number": labelled["tracking_number"], "status": "IN_TRANSIT", "location": "Depot"});
     let r = webhook(&t, &scan, signed(&scan)).await;
@@ -150,10 +171,17 @@ async fn cancelling_a_paid_order_voids_its_shipment_and_late_carrier_news_is_onl
     let order = t.get(&format!("/api/v1/orders/{oid}"), Some(&token)).await;
     assert_eq!(order.body["status"], "REFUNDED");
     let payments = t.get("/api/v1/payments", Some(&token)).await;
-    assert_eq!(payments.body["items"][0]["status"], "REFUNDED", "{}", payments.body);
+    assert_eq!(
+        payments.body["items"][0]["status"], "REFUNDED",
+        "{}",
+        payments.body
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while stock(&t, &mug).await != before {
-        assert!(std::time::Instant::now() < deadline, "stock never came back");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stock never came back"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     t.shutdown().await;
@@ -165,7 +193,10 @@ async fn a_paid_order_cannot_be_cancelled_once_the_carrier_has_it() {
     let (_, token, _) = t.customer().await;
     let mug = product_id(&t, "mug").await;
     let oid = t.order(&token, &json!(mug), 1).await;
-    assert_eq!(t.pay(&token, &oid, "4242424242424242").await["status"], "SUCCEEDED");
+    assert_eq!(
+        t.pay(&token, &oid, "4242424242424242").await["status"],
+        "SUCCEEDED"
+    );
     let shipment_path = format!("/api/v1/orders/{oid}/shipment");
     let labelled = eventually(&t, &shipment_path, &token, "a label", |b| {
         b["status"] == "LABEL_CREATED"
@@ -173,13 +204,26 @@ async fn a_paid_order_cannot_be_cancelled_once_the_carrier_has_it() {
     .await;
     let scan = json!({"tracking_number": labelled["tracking_number"], "status": "IN_TRANSIT"});
     assert_eq!(webhook(&t, &scan, signed(&scan)).await.status, 200);
-    let refused = t.post(&format!("/api/v1/orders/{oid}/cancel"), Some(&token), json!({})).await;
+    let refused = t
+        .post(
+            &format!("/api/v1/orders/{oid}/cancel"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
     assert_problem(&refused, 409);
     let payments = t.get("/api/v1/payments", Some(&token)).await;
-    assert_eq!(payments.body["items"][0]["status"], "SUCCEEDED", "nothing refunded");
-    eventually(&t, &format!("/api/v1/orders/{oid}"), &token, "shipped", |b| {
-        b["status"] == "SHIPPED"
-    })
+    assert_eq!(
+        payments.body["items"][0]["status"], "SUCCEEDED",
+        "nothing refunded"
+    );
+    eventually(
+        &t,
+        &format!("/api/v1/orders/{oid}"),
+        &token,
+        "shipped",
+        |b| b["status"] == "SHIPPED",
+    )
     .await;
     t.shutdown().await;
 }
@@ -192,18 +236,34 @@ async fn a_payment_replay_answers_the_first_response_after_a_refund() {
     let oid = t.order(&token, &json!(mug), 1).await;
     let key = uuid::Uuid::now_v7().to_string();
     let path = format!("/api/v1/orders/{oid}/payment");
-    let first = post_keyed(&t, &path, &token, &key, card("4242424242424242")).await;
+    let first = t
+        .post_keyed(&path, &token, &key, card("4242424242424242"))
+        .await;
     assert_eq!(first.status, 201, "{}", first.body);
-    let cancelled = t.post(&format!("/api/v1/orders/{oid}/cancel"), Some(&token), json!({})).await;
+    let cancelled = t
+        .post(
+            &format!("/api/v1/orders/{oid}/cancel"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
     assert_eq!(cancelled.body["status"], "REFUNDED", "{}", cancelled.body);
-    let again = post_keyed(&t, &path, &token, &key, card("4242424242424242")).await;
+    let again = t
+        .post_keyed(&path, &token, &key, card("4242424242424242"))
+        .await;
     assert_eq!(again.status, 201, "{}", again.body);
     assert_eq!(again.body["id"], first.body["id"], "the same payment");
     // A new key is a new request, refused for a refunded order.
-    let fresh = post_keyed(&t, &path, &token, "another-key", card("4242424242424242")).await;
+    let fresh = t
+        .post_keyed(&path, &token, "another-key", card("4242424242424242"))
+        .await;
     assert_problem(&fresh, 409);
     // Empty or oversized keys are refused before anything happens.
-    assert_problem(&post_keyed(&t, &path, &token, &"k".repeat(256), card("4242424242424242")).await, 422);
+    assert_problem(
+        &t.post_keyed(&path, &token, &"k".repeat(256), card("4242424242424242"))
+            .await,
+        422,
+    );
     t.shutdown().await;
 }
 

@@ -110,7 +110,9 @@ impl Problem {
                     "a service this request needs failed while answering; retry with the same Idempotency-Key",
                 )
             }
-            ErrorKind::Aborted => Problem::new(kind, status.message()).retry_after(RETRY_AFTER_SECS),
+            ErrorKind::Aborted => {
+                Problem::new(kind, status.message()).retry_after(RETRY_AFTER_SECS)
+            }
             ErrorKind::InvalidArgument => {
                 let errors: Vec<FieldError> = platform::error::field_violations(status)
                     .into_iter()
@@ -172,17 +174,32 @@ mod tests {
     fn a_dependency_failing_is_502_503_or_504_with_retry_after_never_500_or_499() {
         let one = Some("1".to_string());
         // A peer killed mid-call: tonic reports a transport error as UNKNOWN.
-        assert_eq!(answer(tonic::Status::unknown("transport error")), (502, one.clone()));
-        assert_eq!(answer(tonic::Status::unavailable("tcp connect error")), (503, one.clone()));
+        assert_eq!(
+            answer(tonic::Status::unknown("transport error")),
+            (502, one.clone())
+        );
+        assert_eq!(
+            answer(tonic::Status::unavailable("tcp connect error")),
+            (503, one.clone())
+        );
         // The channel's own deadline comes back as CANCELLED "Timeout expired".
-        assert_eq!(answer(tonic::Status::cancelled("Timeout expired")), (504, one.clone()));
-        assert_eq!(answer(tonic::Status::deadline_exceeded("slow")), (504, one.clone()));
+        assert_eq!(
+            answer(tonic::Status::cancelled("Timeout expired")),
+            (504, one.clone())
+        );
+        assert_eq!(
+            answer(tonic::Status::deadline_exceeded("slow")),
+            (504, one.clone())
+        );
         // The first request with this key still running: retry it.
         assert_eq!(
             answer(tonic::Status::aborted("still in progress")),
             (409, one)
         );
-        assert_eq!(answer(tonic::Status::failed_precondition("shipped")), (409, None));
+        assert_eq!(
+            answer(tonic::Status::failed_precondition("shipped")),
+            (409, None)
+        );
         assert_eq!(answer(tonic::Status::internal("bug")).0, 500);
     }
 }

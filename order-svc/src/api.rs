@@ -147,7 +147,11 @@ impl OrderService for OrderApi {
         if r.idempotency_key.is_empty() {
             let id = uuid::Uuid::now_v7().to_string();
             let order = budget
-                .run(async { self.create(&caller, &id, &r, &budget).await.map_err(|f| f.status) })
+                .run(async {
+                    self.create(&caller, &id, &r, &budget)
+                        .await
+                        .map_err(|f| f.status)
+                })
                 .await?;
             return Ok(Response::new(CreateOrderResponse { order: Some(order) }));
         }
@@ -156,7 +160,13 @@ impl OrderService for OrderApi {
         let hash = idempotency::hash(&canonical.encode_to_vec());
         let claim = self
             .keys
-            .claim(&caller.user_id, "create-order", &r.idempotency_key, &hash, &budget)
+            .claim(
+                &caller.user_id,
+                "create-order",
+                &r.idempotency_key,
+                &hash,
+                &budget,
+            )
             .await?;
         let (record_id, resource_id) = match claim {
             Claim::Replay(bytes) => {

@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use platform::events::outbox::{HasOutbox, Outbox};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
+    #[default]
     PendingPayment,
     Paid,
     PaymentFailed,
@@ -96,7 +97,7 @@ pub struct Item {
 pub use platform::address::Address;
 
 /// A stored order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Order {
     pub user_id: String,
     pub status: OrderStatus,
@@ -361,6 +362,18 @@ impl Order {
             && self.live_attempt(now).is_none()
     }
 
+    /// The record of an order id that was never placed (see `abandoned`).
+    pub fn tombstone(now: i64) -> Order {
+        Order {
+            status: OrderStatus::Cancelled,
+            cancel_reason: "abandoned".into(),
+            created_at: now,
+            updated_at: now,
+            abandoned: true,
+            ..Order::default()
+        }
+    }
+
     /// Leaves the open states: no more expiry, no attempt under way.
     pub fn close(&mut self) {
         self.expires_at = None;
@@ -533,9 +546,19 @@ mod tests {
             order.plan_cancel(2_000),
             Err(CancelRefusal::PaymentInProgress)
         );
-        assert!(!order.is_expired(15_000), "past its time, but the attempt is live");
-        assert_eq!(order.begin_payment("k2", 2_000), Err(PayRefusal::InProgress));
-        assert_eq!(order.begin_payment("k1", 2_000), Ok(()), "a retry of the same attempt");
+        assert!(
+            !order.is_expired(15_000),
+            "past its time, but the attempt is live"
+        );
+        assert_eq!(
+            order.begin_payment("k2", 2_000),
+            Err(PayRefusal::InProgress)
+        );
+        assert_eq!(
+            order.begin_payment("k1", 2_000),
+            Ok(()),
+            "a retry of the same attempt"
+        );
         // Once the attempt is stale, cancel and expiry go ahead; a late
         // success is then compensated by the caller.
         let stale = 1_000 + ATTEMPT_LIVE_MS;
@@ -553,7 +576,10 @@ mod tests {
             Err(PayRefusal::NotPayable(S::Cancelled))
         );
         order.status = S::Paid;
-        assert_eq!(order.begin_payment("k", 0), Err(PayRefusal::NotPayable(S::Paid)));
+        assert_eq!(
+            order.begin_payment("k", 0),
+            Err(PayRefusal::NotPayable(S::Paid))
+        );
     }
 
     #[test]
@@ -565,7 +591,11 @@ mod tests {
         assert_eq!(order.finished_attempt("k1").unwrap().payment_id, "p1");
         assert!(order.finished_attempt("k2").is_none());
         order.end_payment("k1", "p2");
-        assert_eq!(order.finished_attempt("k1").unwrap().payment_id, "p1", "the first answer stays");
+        assert_eq!(
+            order.finished_attempt("k1").unwrap().payment_id,
+            "p1",
+            "the first answer stays"
+        );
     }
 
     #[test]
@@ -591,7 +621,11 @@ mod tests {
             "s1".into(),
             0,
         );
-        assert_eq!(order.plan_cancel(0), Ok(CancelPlan::Nothing), "already under way");
+        assert_eq!(
+            order.plan_cancel(0),
+            Ok(CancelPlan::Nothing),
+            "already under way"
+        );
     }
 
     #[test]
@@ -613,52 +647,15 @@ mod tests {
     fn sample() -> Order {
         Order {
             user_id: "u".into(),
-            status: S::PendingPayment,
-            items: vec![],
             currency: "USD".into(),
             total: 100,
-            shipping_address: Address::default(),
-            notes: String::new(),
-            payment_id: String::new(),
-            cancel_reason: String::new(),
-            applied_events: vec![],
-            created_at: 0,
-            updated_at: 0,
-            outbox: Outbox::default(),
-            steps: Steps::default(),
-            payment_attempt: None,
-            attempts: vec![],
-            expires_at: None,
-            compensated: vec![],
-            attention: vec![],
-            abandoned: false,
+            ..Order::default()
         }
     }
 
     #[test]
     fn an_event_id_applies_once() {
-        let mut order = Order {
-            user_id: "u".into(),
-            status: S::PendingPayment,
-            items: vec![],
-            currency: "USD".into(),
-            total: 0,
-            shipping_address: Address::default(),
-            notes: String::new(),
-            payment_id: String::new(),
-            cancel_reason: String::new(),
-            applied_events: vec![],
-            created_at: 0,
-            updated_at: 0,
-            outbox: Outbox::default(),
-            steps: Steps::default(),
-            payment_attempt: None,
-            attempts: vec![],
-            expires_at: None,
-            compensated: vec![],
-            attention: vec![],
-            abandoned: false,
-        };
+        let mut order = sample();
         assert_eq!(order.apply(E::PaymentFailed, Some("ev1")), Ok(true));
         assert_eq!(order.apply(E::PaymentFailed, Some("ev1")), Ok(false));
         assert_eq!(order.apply(E::PaymentSucceeded, Some("ev2")), Ok(true));
@@ -696,8 +693,13 @@ mod tests {
                 "notes"
             ]
         );
-        let errors = validate_request(&[("p".into(), 0), ("".into(), 1001)], Some(&address), "", 1000)
-            .unwrap_err();
+        let errors = validate_request(
+            &[("p".into(), 0), ("".into(), 1001)],
+            Some(&address),
+            "",
+            1000,
+        )
+        .unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -707,6 +709,8 @@ mod tests {
                 "items[1].quantity"
             ]
         );
-        assert!(validate_request(&vec![("p".to_string(), 1); 51], Some(&address), "", 1000).is_err());
+        assert!(
+            validate_request(&vec![("p".to_string(), 1); 51], Some(&address), "", 1000).is_err()
+        );
     }
 }

@@ -83,7 +83,10 @@ impl Keys {
         request_hash: &str,
         budget: &platform::deadline::Budget,
     ) -> Result<Claim, Status> {
-        if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        if key.is_empty()
+            || key.len() > 255
+            || !key.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        {
             return Err(platform::error::invalid_fields([(
                 "Idempotency-Key",
                 "must be 1 to 255 printable ASCII characters".to_string(),

@@ -98,7 +98,22 @@ pub async fn serve(
             .serve(routes, listener)
             .await?;
     let sweeper = relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token());
-    let saga_sweeper = spawn_saga_sweeper(saga, config.saga.sweep_interval, running.cancel_token());
+    // Retries pending saga steps and expires unpaid orders.
+    let saga_sweeper = platform::runtime::spawn_every(
+        "saga sweep",
+        config.saga.sweep_interval,
+        running.cancel_token(),
+        move || {
+            let saga = saga.clone();
+            async move {
+                let (steps, expired) = saga.sweep().await?;
+                if steps + expired > 0 {
+                    tracing::info!(steps, expired, "saga sweeper pass");
+                }
+                Ok::<_, platform::store::StoreError>(())
+            }
+        },
+    );
     let cancel = running.cancel_token();
     running.spawn(async move {
         loop {
@@ -115,25 +130,4 @@ pub async fn serve(
         let _ = saga_sweeper.await;
     });
     Ok(running)
-}
-
-/// Retries pending saga steps and expires unpaid orders, every `interval`.
-fn spawn_saga_sweeper(
-    api: api::OrderApi,
-    interval: Duration,
-    cancel: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            match api.sweep().await {
-                Ok((0, 0)) => {}
-                Ok((steps, expired)) => tracing::info!(steps, expired, "saga sweeper pass"),
-                Err(err) => tracing::warn!(error = %err, "saga sweep failed; will retry"),
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
-            }
-        }
-    })
 }

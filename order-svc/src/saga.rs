@@ -183,18 +183,13 @@ impl OrderApi {
             self.saga.max_units_per_line,
         )
         .map_err(|errors| {
-            invalid_fields(
-                errors
-                    .iter()
-                    .map(|e| (e.field.as_str(), e.message.clone())),
-            )
+            invalid_fields(errors.iter().map(|e| (e.field.as_str(), e.message.clone())))
         })?;
         if let Some(existing) = self.orders.find_by_id(order_id).await? {
             if existing.value.abandoned || existing.value.user_id != caller.user_id {
-                return Err(Status::aborted(
-                    "the order could not be placed; place it again",
-                )
-                .into());
+                return Err(
+                    Status::aborted("the order could not be placed; place it again").into(),
+                );
             }
             return Ok(to_proto(order_id, &existing.value));
         }
@@ -268,25 +263,15 @@ impl OrderApi {
         let now = now_ms();
         let mut order = Order {
             user_id: caller.user_id.clone(),
-            status: S::PendingPayment,
             items,
             currency: currency.clone(),
             total,
             shipping_address: address,
             notes: r.notes.trim().to_string(),
-            payment_id: String::new(),
-            cancel_reason: String::new(),
-            applied_events: Vec::new(),
             created_at: now,
             updated_at: now,
-            outbox: Default::default(),
-            steps: Default::default(),
-            payment_attempt: None,
-            attempts: Vec::new(),
             expires_at: Some(now + self.saga.payment_timeout.as_millis() as i64),
-            compensated: Vec::new(),
-            attention: Vec::new(),
-            abandoned: false,
+            ..Order::default()
         };
         order.outbox.stage(&platform::events::envelope(
             "order.created",
@@ -308,7 +293,9 @@ impl OrderApi {
             Err(StoreError::AlreadyExists { .. }) => {
                 let existing = self.orders.get(order_id).await?;
                 if existing.value.abandoned {
-                    return Err(Status::aborted("the order could not be placed; place it again").into());
+                    return Err(
+                        Status::aborted("the order could not be placed; place it again").into(),
+                    );
                 }
                 Ok(to_proto(order_id, &existing.value))
             }
@@ -335,7 +322,7 @@ impl OrderApi {
                     &Query::new()
                         .eq("user_id", user_id)
                         .eq("status", status)
-                        .limit(cap + 1),
+                        .limit((cap + 1).min(platform::store::MAX_PAGE)),
                 )
                 .await?
                 .items
@@ -377,7 +364,8 @@ impl OrderApi {
         let started = if replay {
             Ok(order.clone())
         } else {
-            self.change(&id, |o| o.begin_payment(&key, now_ms())).await?
+            self.change(&id, |o| o.begin_payment(&key, now_ms()))
+                .await?
         };
         if let Err(refusal) = started {
             return Err(match refusal {
@@ -386,7 +374,9 @@ impl OrderApi {
                 }
                 PayRefusal::NotPayable(status) => Status::failed_precondition(format!(
                     "the order is {} and cannot be paid",
-                    status_to_proto(status).as_str_name().trim_start_matches("ORDER_STATUS_")
+                    status_to_proto(status)
+                        .as_str_name()
+                        .trim_start_matches("ORDER_STATUS_")
                 )),
                 PayRefusal::InProgress => {
                     Status::aborted("a payment for this order is in progress; retry shortly")
@@ -437,7 +427,10 @@ impl OrderApi {
                 self.on_paid(&id, &payment.id, &amount, Some(&key), None)
                     .await?
             }
-            Ok(P::Failed) => self.on_payment_failed(&id, Some((&key, &payment.id)), None).await?,
+            Ok(P::Failed) => {
+                self.on_payment_failed(&id, Some((&key, &payment.id)), None)
+                    .await?
+            }
             _ => {
                 return Err(Status::unavailable(
                     "the payment provider has not answered yet; retry with the same Idempotency-Key",
@@ -455,7 +448,11 @@ impl OrderApi {
         Ok((payment, status))
     }
 
-    async fn payment(&self, payment_id: &str, budget: &Budget) -> Result<proto::payment::Payment, Status> {
+    async fn payment(
+        &self,
+        payment_id: &str,
+        budget: &Budget,
+    ) -> Result<proto::payment::Payment, Status> {
         let request = budget_request(
             budget,
             proto::payment::GetPaymentStatusRequest {
@@ -595,8 +592,9 @@ impl OrderApi {
                     S::Shipped | S::Delivered
                         if !o.attention.iter().any(|a| a.contains(payment_id)) =>
                     {
-                        o.attention
-                            .push(format!("payment {payment_id} refunded after the order shipped"));
+                        o.attention.push(format!(
+                            "payment {payment_id} refunded after the order shipped"
+                        ));
                         Ok(())
                     }
                     _ => Err(()),
@@ -740,13 +738,17 @@ impl OrderApi {
             Step::CommitStock => self
                 .products
                 .clone()
-                .commit_stock(step_request(proto::product::CommitStockRequest { order_id }))
+                .commit_stock(step_request(proto::product::CommitStockRequest {
+                    order_id,
+                }))
                 .await
                 .map(|_| ()),
             Step::ReleaseStock => self
                 .products
                 .clone()
-                .release_stock(step_request(proto::product::ReleaseStockRequest { order_id }))
+                .release_stock(step_request(proto::product::ReleaseStockRequest {
+                    order_id,
+                }))
                 .await
                 .map(|_| ()),
             Step::Refund { payment_id, key } => self
@@ -788,11 +790,13 @@ impl OrderApi {
                 ))
             }
             (Err(s), Step::CommitStock)
-                if s.code() == Code::FailedPrecondition
-                    && s.message().contains("released")
+                if s.code() == Code::FailedPrecondition && s.message().contains("released")
                     || s.code() == Code::NotFound =>
             {
-                Outcome::Refused(format!("paid, but its stock could not be committed: {}", s.message()))
+                Outcome::Refused(format!(
+                    "paid, but its stock could not be committed: {}",
+                    s.message()
+                ))
             }
             (Err(s), Step::Refund { .. })
                 if matches!(s.code(), Code::FailedPrecondition | Code::NotFound) =>
@@ -828,8 +832,10 @@ impl OrderApi {
                         stage_cancelled(id, o, S::Paid);
                     }
                     (Step::CancelPaid { .. }, None) => {
-                        o.attention
-                            .push(format!("shipment voided while the order was {:?}", o.status));
+                        o.attention.push(format!(
+                            "shipment voided while the order was {:?}",
+                            o.status
+                        ));
                     }
                     (Step::CancelPaid { .. }, Some(_)) => {}
                     (_, Some(why)) => o.attention.push(why.clone()),
@@ -926,29 +932,7 @@ impl OrderApi {
     /// never placed, atomically, so a creation still under way for it
     /// cannot complete after its stock was released.
     pub(crate) async fn abandon_if_missing(&self, id: &str) -> Result<Versioned<Order>, Status> {
-        let now = now_ms();
-        let tombstone = Order {
-            user_id: String::new(),
-            status: S::Cancelled,
-            items: Vec::new(),
-            currency: String::new(),
-            total: 0,
-            shipping_address: Default::default(),
-            notes: String::new(),
-            payment_id: String::new(),
-            cancel_reason: "abandoned".into(),
-            applied_events: Vec::new(),
-            created_at: now,
-            updated_at: now,
-            outbox: Default::default(),
-            steps: Default::default(),
-            payment_attempt: None,
-            attempts: Vec::new(),
-            expires_at: None,
-            compensated: Vec::new(),
-            attention: Vec::new(),
-            abandoned: true,
-        };
+        let tombstone = Order::tombstone(now_ms());
         match self.orders.insert(id, tombstone).await {
             Ok(stored) => Ok(stored),
             Err(StoreError::AlreadyExists { .. }) => Ok(self.orders.get(id).await?),

@@ -119,14 +119,20 @@ mod tests {
         assert_eq!(budget.remaining(), Duration::from_secs(2));
         let capped = Budget::from_metadata(&metadata, Duration::from_secs(1));
         assert_eq!(capped.remaining(), Duration::from_secs(1));
-        let unset = Budget::from_metadata(&tonic::metadata::MetadataMap::new(), Duration::from_secs(3));
+        let unset =
+            Budget::from_metadata(&tonic::metadata::MetadataMap::new(), Duration::from_secs(3));
         assert_eq!(unset.remaining(), Duration::from_secs(3));
         tokio::time::advance(Duration::from_millis(1500)).await;
         assert_eq!(budget.remaining(), Duration::from_millis(500));
         assert_eq!(budget.for_call(), Duration::from_millis(450));
         let request = budget.request(());
         assert_eq!(
-            request.metadata().get("grpc-timeout").unwrap().to_str().unwrap(),
+            request
+                .metadata()
+                .get("grpc-timeout")
+                .unwrap()
+                .to_str()
+                .unwrap(),
             "450000u"
         );
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -143,7 +149,9 @@ mod tests {
             })
             .await;
         assert_eq!(result.unwrap_err().code(), tonic::Code::DeadlineExceeded);
-        let quick = Budget::new(Duration::from_secs(1)).run(async { Ok(7) }).await;
+        let quick = Budget::new(Duration::from_secs(1))
+            .run(async { Ok(7) })
+            .await;
         assert_eq!(quick.unwrap(), 7);
     }
 }

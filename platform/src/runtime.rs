@@ -70,6 +70,32 @@ impl Running {
     }
 }
 
+/// Runs `pass` now and then every `interval` until `cancel`; a pass that
+/// fails is logged (as `what`) and tried again on the next round.
+pub fn spawn_every<F, Fut, T, E>(
+    what: &'static str,
+    interval: std::time::Duration,
+    cancel: CancellationToken,
+    mut pass: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        loop {
+            if let Err(err) = pass().await {
+                tracing::warn!(error = %err, "{what} failed; will retry");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    })
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

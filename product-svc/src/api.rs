@@ -19,9 +19,7 @@ use platform::grpc::GrpcChannel;
 use proto::order::order_service_client::OrderServiceClient;
 
 use crate::cache::Cache;
-use crate::domain::{
-    self, FieldError, Money, Product, Reservation, ReservationState, Review,
-};
+use crate::domain::{self, FieldError, Money, Product, Reservation, ReservationState, Review};
 
 /// The tonic implementation of `shop.product.v1.ProductService`.
 #[derive(Clone, Debug)]

@@ -461,7 +461,11 @@ mod tests {
         assert!(p.release("o1"));
         p.release("o1");
         assert!(!p.release("o1"), "idempotent");
-        assert_eq!((p.stock_available, p.stock_reserved), (8, 2), "units come back once");
+        assert_eq!(
+            (p.stock_available, p.stock_reserved),
+            (8, 2),
+            "units come back once"
+        );
         assert!(p.commit("o2"));
         assert!(!p.commit("o2"));
         assert_eq!(

@@ -124,7 +124,7 @@ impl ProductApi {
     ) -> Result<(), Status> {
         let changed = self
             .products
-            .modify(product_id, |p| {
+            .update(product_id, |p| {
                 let changed = match work {
                     Work::Release => p.release(order_id),
                     Work::Commit => p.commit(order_id),
@@ -132,9 +132,12 @@ impl ProductApi {
                     Work::Restock if p.holds(order_id) => p.release(order_id),
                     Work::Restock => p.restock(order_id, quantity),
                 };
-                if changed {
-                    p.updated_at = now();
+                if !changed {
+                    // Done before: no write.
+                    return Err(());
                 }
+                p.updated_at = now();
+                Ok(())
             })
             .await;
         match changed {
@@ -171,9 +174,15 @@ impl ProductApi {
                 }
             }
             for (product_id, quantity) in &current.value.lines {
-                self.apply_line(order_id, product_id, *quantity, work).await?;
+                self.apply_line(order_id, product_id, *quantity, work)
+                    .await?;
             }
-            let ids: Vec<&str> = current.value.lines.iter().map(|(p, _)| p.as_str()).collect();
+            let ids: Vec<&str> = current
+                .value
+                .lines
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect();
             self.after_write(&ids).await;
             match self.move_reservation(order_id, marker, done).await? {
                 Ok(finished) => return Ok(finished),
@@ -196,8 +205,7 @@ impl ProductApi {
             state: S::Reserving,
             created_at: at,
             updated_at: at,
-            expires_at: at
-                + (self.saga.payment_timeout + self.saga.orphan_grace).as_secs() as i64,
+            expires_at: at + (self.saga.payment_timeout + self.saga.orphan_grace).as_secs() as i64,
             settle_at: Some(at + STUCK_AFTER_SECS),
         };
         match self.reservations.insert(order_id, intent).await {
@@ -224,7 +232,7 @@ impl ProductApi {
             Err(err) => return Err(err.into()),
         }
         let mut failure = None;
-        for (product_id, quantity) in &lines {
+        for (reached, (product_id, quantity)) in lines.iter().enumerate() {
             let outcome = self
                 .products
                 .update(product_id, |p| {
@@ -239,27 +247,48 @@ impl ProductApi {
             match outcome {
                 Ok(Ok(_)) => {}
                 Ok(Err(stock)) => {
-                    failure = Some(stock_error(product_id, stock));
+                    failure = Some((stock_error(product_id, stock), reached));
                     break;
                 }
                 Err(StoreError::NotFound) | Err(StoreError::Invalid(_)) => {
-                    failure = Some(Status::not_found(format!("product {product_id} not found")));
+                    failure = Some((
+                        Status::not_found(format!("product {product_id} not found")),
+                        reached,
+                    ));
                     break;
                 }
                 Err(err) => {
-                    failure = Some(err.into());
+                    // The write may have landed: release this line too.
+                    failure = Some((err.into(), reached + 1));
                     break;
                 }
             }
         }
-        if let Some(status) = failure {
-            // Give back what was taken; if that fails too, the sweeper
-            // finds the reservation still RESERVING and finishes the job.
-            self.settle_reservation(order_id, Command::Release).await?;
+        if let Some((status, reached)) = failure {
+            // Give back the lines taken before the one that failed; if that
+            // fails too, the sweeper finds the reservation still RESERVING
+            // and finishes the job.
+            for (product_id, quantity) in &lines[..reached] {
+                self.apply_line(order_id, product_id, *quantity, Work::Release)
+                    .await?;
+            }
+            if self
+                .move_reservation(order_id, S::Reserving, S::Released)
+                .await?
+                .is_err()
+            {
+                // Moved meanwhile (a retry, a release): settle it in full.
+                self.settle_reservation(order_id, Command::Release).await?;
+            }
+            let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
+            self.after_write(&ids).await;
             return Err(status);
         }
         let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
-        match self.move_reservation(order_id, S::Reserving, S::Active).await? {
+        match self
+            .move_reservation(order_id, S::Reserving, S::Active)
+            .await?
+        {
             Ok(active) => {
                 self.after_write(&ids).await;
                 Ok(active.value)

@@ -91,7 +91,21 @@ pub async fn serve(
     let sweepers = [
         product_relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token()),
         review_relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token()),
-        spawn_reservation_sweeper(api_for_sweeper, config.saga.sweep_interval, running.cancel_token()),
+        // Settles reservations that a crash or a lost call left open.
+        platform::runtime::spawn_every(
+            "reservation sweep",
+            config.saga.sweep_interval,
+            running.cancel_token(),
+            move || {
+                let api = api_for_sweeper.clone();
+                async move {
+                    api.sweep_reservations()
+                        .await
+                        .map(|_| ())
+                        .map_err(|s| s.message().to_string())
+                }
+            },
+        ),
     ];
     running.spawn(async move {
         for sweeper in sweepers {
@@ -99,23 +113,4 @@ pub async fn serve(
         }
     });
     Ok(running)
-}
-
-/// Settles reservations that a crash or a lost call left open, every `interval`.
-fn spawn_reservation_sweeper(
-    api: api::ProductApi,
-    interval: Duration,
-    cancel: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if let Err(status) = api.sweep_reservations().await {
-                tracing::warn!(code = ?status.code(), message = status.message(), "reservation sweep failed; will retry");
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
-            }
-        }
-    })
 }

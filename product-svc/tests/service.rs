@@ -328,14 +328,31 @@ async fn release_commit_and_refund_restock_are_idempotent(postgres: bool) {
         20,
         "refund restocks once"
     );
-    assert_eq!(
-        c.release_stock(ReleaseStockRequest {
-            order_id: "nope".into()
+    // Releasing an order that reserved nothing (yet) succeeds and is
+    // remembered: a reserve still on its way for it is refused, so a
+    // release that overtakes its reserve wins.
+    let released = c
+        .release_stock(ReleaseStockRequest {
+            order_id: "nope".into(),
         })
         .await
-        .unwrap_err()
-        .code(),
-        Code::NotFound
+        .unwrap()
+        .into_inner()
+        .reservation
+        .unwrap();
+    assert_eq!(released.status, ReservationStatus::Released as i32);
+    assert!(released.lines.is_empty());
+    assert_eq!(
+        c.reserve_stock(reserve("nope", &[(&p.id, 1)]))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Aborted
+    );
+    assert_eq!(
+        details(&mut c, &p.id).await.stock_available,
+        20,
+        "nothing held"
     );
     h.stop().await;
 }

@@ -183,8 +183,7 @@ impl ShippingApi {
                     return Err(false);
                 }
                 let at = now();
-                if s
-                    .label_pending_since
+                if s.label_pending_since
                     .is_some_and(|t| at - t < domain::LABEL_PURCHASE_SECS)
                 {
                     return Err(true);
@@ -197,7 +196,11 @@ impl ShippingApi {
             Ok(claimed) => claimed,
             // Voided, or labelled already.
             Err(false) => return Ok(()),
-            Err(true) => return Err(Status::unavailable("a label is being bought for this shipment")),
+            Err(true) => {
+                return Err(Status::unavailable(
+                    "a label is being bought for this shipment",
+                ));
+            }
         };
         let label = self
             .carrier
@@ -282,19 +285,21 @@ impl ShippingApi {
         let id = existing.id.clone();
         let voided = self
             .shipments
-            .update(&id, |s| match domain::decide_void(s.status, s.label_pending_since, now()) {
-                Void::Cancel => {
-                    s.label_pending_since = None;
-                    record(&id, s, St::Cancelled, now(), "", &description);
-                    Ok(())
+            .update(&id, |s| {
+                match domain::decide_void(s.status, s.label_pending_since, now()) {
+                    Void::Cancel => {
+                        s.label_pending_since = None;
+                        record(&id, s, St::Cancelled, now(), "", &description);
+                        Ok(())
+                    }
+                    Void::AlreadyVoid => Ok(()),
+                    Void::Wait => Err(Status::aborted(
+                        "a label is being bought for this shipment; retry shortly",
+                    )),
+                    Void::TooLate => Err(Status::failed_precondition(
+                        "the carrier has the parcel; the shipment can no longer be voided",
+                    )),
                 }
-                Void::AlreadyVoid => Ok(()),
-                Void::Wait => Err(Status::aborted(
-                    "a label is being bought for this shipment; retry shortly",
-                )),
-                Void::TooLate => Err(Status::failed_precondition(
-                    "the carrier has the parcel; the shipment can no longer be voided",
-                )),
             })
             .await??;
         self.flush(&id).await;
@@ -306,7 +311,10 @@ impl ShippingApi {
         match self.void(order_id, "order cancelled").await {
             Ok(_) => Ok(()),
             Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-                tracing::warn!(order = order_id, "an order was cancelled after its parcel left");
+                tracing::warn!(
+                    order = order_id,
+                    "an order was cancelled after its parcel left"
+                );
                 Ok(())
             }
             Err(status) => Err(status),

@@ -106,9 +106,7 @@ pub fn decide_void(status: Status, label_pending_since: Option<i64>, now: i64) -
     match status {
         Status::Cancelled => Void::AlreadyVoid,
         Status::InTransit | Status::OutForDelivery | Status::Delivered => Void::TooLate,
-        Status::Pending
-            if label_pending_since.is_some_and(|t| now - t < LABEL_PURCHASE_SECS) =>
-        {
+        Status::Pending if label_pending_since.is_some_and(|t| now - t < LABEL_PURCHASE_SECS) => {
             Void::Wait
         }
         Status::Pending | Status::LabelCreated => Void::Cancel,
@@ -158,7 +156,11 @@ mod tests {
         for moving in [InTransit, OutForDelivery, Delivered] {
             assert_eq!(decide_void(moving, None, 100), Void::TooLate, "{moving:?}");
         }
-        assert_eq!(decide_void(Pending, Some(90), 100), Void::Wait, "a label is being bought");
+        assert_eq!(
+            decide_void(Pending, Some(90), 100),
+            Void::Wait,
+            "a label is being bought"
+        );
         assert_eq!(
             decide_void(Pending, Some(100 - LABEL_PURCHASE_SECS), 100),
             Void::Cancel,

@@ -103,6 +103,30 @@ impl TestMesh {
         self.send(reqwest::Method::GET, path, token, None).await
     }
 
+    /// POSTs `body` as JSON with a bearer token and an `Idempotency-Key`.
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+        body: serde_json::Value,
+    ) -> Reply {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway answers");
+        Reply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.json().await.unwrap_or(serde_json::Value::Null),
+        }
+    }
+
     pub async fn put(&self, path: &str, token: Option<&str>, body: serde_json::Value) -> Reply {
         self.send(reqwest::Method::PUT, path, token, Some(body))
             .await

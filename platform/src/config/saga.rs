@@ -15,8 +15,8 @@ pub struct SagaSettings {
     /// `ORDER_MAX_UNITS_PER_LINE` (default 100): most units of one product
     /// in one order.
     pub max_units_per_line: u32,
-    /// `ORDER_MAX_UNPAID_PER_CUSTOMER` (default 10): most orders awaiting
-    /// payment one customer may hold at once.
+    /// `ORDER_MAX_UNPAID_PER_CUSTOMER` (default 10, at most 1000): most
+    /// orders awaiting payment one customer may hold at once.
     pub max_unpaid_per_customer: u32,
     /// `SAGA_SWEEP_INTERVAL_MS` (default 2000): how often order-svc retries
     /// pending saga steps and expires unpaid orders, and product-svc looks
@@ -43,9 +43,7 @@ impl Default for SagaSettings {
 /// A duration with a unit (`ms`, `s`, `m`, `h`) or whole seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let split = raw
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(raw.len());
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (digits, unit) = raw.split_at(split);
     let n: u64 = digits
         .parse()
@@ -70,9 +68,20 @@ impl SagaSettings {
             payment_timeout: v
                 .parse_with("ORDER_PAYMENT_TIMEOUT", parse_duration)?
                 .unwrap_or(d.payment_timeout),
-            max_units_per_line: v.positive_number("ORDER_MAX_UNITS_PER_LINE", d.max_units_per_line)?,
-            max_unpaid_per_customer: v
-                .positive_number("ORDER_MAX_UNPAID_PER_CUSTOMER", d.max_unpaid_per_customer)?,
+            max_units_per_line: v
+                .positive_number("ORDER_MAX_UNITS_PER_LINE", d.max_units_per_line)?,
+            max_unpaid_per_customer: match v
+                .positive_number("ORDER_MAX_UNPAID_PER_CUSTOMER", d.max_unpaid_per_customer)?
+            {
+                n if n as usize > crate::store::MAX_PAGE => {
+                    return Err(ConfigError::new(
+                        "ORDER_MAX_UNPAID_PER_CUSTOMER",
+                        &n.to_string(),
+                        format!("must be at most {}", crate::store::MAX_PAGE),
+                    ));
+                }
+                n => n,
+            },
             sweep_interval: v.positive_millis("SAGA_SWEEP_INTERVAL_MS", d.sweep_interval)?,
             orphan_grace: v.positive_millis("RESERVATION_ORPHAN_GRACE_MS", d.orphan_grace)?,
         })

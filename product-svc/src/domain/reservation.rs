@@ -116,7 +116,9 @@ pub fn plan(from: ReservationState, command: Command) -> Result<Plan, Refusal> {
     use ReservationState as S;
     let run = |marker, work, done| Ok(Plan::Run { marker, work, done });
     match (command, from) {
-        (Command::Commit, S::Active | S::Committing) => run(S::Committing, Work::Commit, S::Committed),
+        (Command::Commit, S::Active | S::Committing) => {
+            run(S::Committing, Work::Commit, S::Committed)
+        }
         (Command::Commit, S::Committed) => Ok(Plan::Done),
         (Command::Commit, S::Reserving) => Err(Refusal::NotComplete),
         (Command::Commit, S::Releasing | S::Released | S::Restocking | S::Restocked) => {
@@ -225,7 +227,11 @@ mod tests {
             assert_eq!(plan(from, command), expected, "{command:?} from {from:?}");
             seen += 1;
         }
-        assert_eq!(seen, 2 * S::ALL.len(), "every state and command is in the table");
+        assert_eq!(
+            seen,
+            2 * S::ALL.len(),
+            "every state and command is in the table"
+        );
     }
 
     #[test]
@@ -235,7 +241,10 @@ mod tests {
                 match plan(from, command) {
                     Ok(Plan::Run { marker, .. }) => {
                         // Only a release of a sale may reopen it, as a restock.
-                        assert_eq!((from, command, marker), (S::Committed, Command::Release, S::Restocking));
+                        assert_eq!(
+                            (from, command, marker),
+                            (S::Committed, Command::Release, S::Restocking)
+                        );
                     }
                     Ok(Plan::Done) | Err(_) => {}
                 }
@@ -273,7 +282,10 @@ mod tests {
         r.enter(S::Active, 10, 60);
         assert_eq!(r.settle_at, Some(70));
         r.enter(S::Committed, 20, 60);
-        assert_eq!((r.state, r.settle_at, r.updated_at), (S::Committed, None, 20));
+        assert_eq!(
+            (r.state, r.settle_at, r.updated_at),
+            (S::Committed, None, 20)
+        );
         assert!(S::Active.holds_stock() && !S::Committed.holds_stock());
     }
 }
