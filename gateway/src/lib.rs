@@ -74,6 +74,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::notifications::stream))
         .routes(routes!(routes::notifications::subscribe_push))
         .routes(routes!(routes::notifications::push_key))
+        .routes(routes!(routes::recommendations::list))
+        .routes(routes!(routes::recommendations::train))
+        .routes(routes!(routes::recommendations::model))
         .split_for_parts();
     utoipa::Modify::modify(&openapi::CommonErrors, &mut document);
     (router, document)

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         (name = "orders", description = "Orders and paying for them"),
         (name = "payments", description = "Payments and refunds"),
         (name = "notifications", description = "The caller's notifications"),
+        (name = "recommendations", description = "Personalised recommendations and the model behind them"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

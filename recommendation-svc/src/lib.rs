@@ -1,34 +1,130 @@
 //! recommendation-svc: interaction log, model training, recommendations.
 //!
-//! [`build`] binds the configured address and serves `shop.recommendation.v1.RecommendationService`
-//! with health and reflection; [`serve`] does the same on a listener the caller
-//! bound (port 0 in tests, or the all-in-one binary wiring peers first).
+//! Consumes `order.created`, `payment.processed`, `order.cancelled`,
+//! `payment.refunded` and `review.created` into an interaction log in its
+//! own store; trains a popularity baseline and EASE ([`model`]) off the
+//! async runtime, on request and on a schedule, one run at a time across
+//! replicas ([`training`]); stores each model versioned so every replica
+//! serves the latest; serves personalised and similar-item
+//! recommendations of products that can be bought ([`api`]).
+//!
+//! [`build`] binds the configured address and serves with health and
+//! reflection; [`serve`] does the same on a listener the caller bound
+//! (port 0 in tests, or the all-in-one binary wiring peers first).
 
 pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod dataset;
+pub mod domain;
+pub mod events;
+pub mod model;
+pub mod store;
+pub mod training;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use platform::events::ConsumerConfig;
+use platform::events::idempotent::Idempotent;
+use platform::runtime::Deps;
+use platform::store::Store;
 use platform::{Config, Running, ServiceId};
 use proto::recommendation::recommendation_service_server::RecommendationServiceServer;
+
+pub use config::RecommendationConfig;
 
 /// Which service this crate is.
 pub const SERVICE: ServiceId = ServiceId::Recommendation;
 
-/// Binds `GRPC_ADDR` (default `127.0.0.1:{port}`) and serves.
+/// Binds `GRPC_ADDR` (default `127.0.0.1:50054`) and serves.
 pub async fn build(config: Config) -> anyhow::Result<Running> {
     let listener = platform::grpc::bind(config.grpc_listen_addr(SERVICE)).await?;
-    let deps = platform::runtime::Deps::connect(&config).await?;
+    let deps = Deps::connect(&config).await?;
     serve(config, listener, deps).await
 }
 
-/// Serves on an already-bound listener.
+/// Serves on an already-bound listener with the settings of the
+/// environment (`RECOMMENDATION_*`).
 pub async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
-    _deps: platform::runtime::Deps,
+    deps: Deps,
 ) -> anyhow::Result<Running> {
-    let routes = tonic::service::Routes::new(RecommendationServiceServer::new(
-        api::RecommendationApi::default(),
-    ));
-    platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
-        .serve(routes, listener)
+    let settings = RecommendationConfig::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    serve_with(config, settings, listener, deps).await
+}
+
+/// Serves with explicit settings (tests, benchmarks).
+pub async fn serve_with(
+    config: Config,
+    settings: RecommendationConfig,
+    listener: tokio::net::TcpListener,
+    deps: Deps,
+) -> anyhow::Result<Running> {
+    let base = Store::from_config(&config, SERVICE.name())
         .await
+        .context("opening the recommendation store")?;
+    let store = store::RecStore::open(&base)
+        .await
+        .context("declaring the recommendation collections")?;
+    let products = platform::grpc::channel(config.peers.get(ServiceId::Product), &config.grpc)?;
+    let catalog = catalog::Catalog::new(products);
+    let serving = training::Serving::default();
+    if let Err(err) = serving.refresh(&store).await {
+        tracing::warn!(error = %err, "the current model could not be loaded; serving popularity once trained");
+    }
+    let trainer = training::Trainer {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        serving: serving.clone(),
+        params: settings.params.clone(),
+        lease_ttl: settings.lease_ttl,
+        holder: uuid::Uuid::now_v7().to_string(),
+    };
+    let api = api::RecommendationApi {
+        store: store.clone(),
+        catalog,
+        serving: serving.clone(),
+        trainer: trainer.clone(),
+    };
+    let mut consumer = ConsumerConfig::new("recommendation-svc", events::EVENT_TYPES);
+    consumer.backoff = vec![
+        Duration::from_millis(200),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    ];
+    consumer.max_deliver = 10;
+    let handler = Idempotent::new(
+        &base,
+        Arc::new(events::RecommendationEvents {
+            store: store.clone(),
+        }),
+    )
+    .await?;
+    let subscription = deps
+        .bus
+        .subscribe(consumer, handler)
+        .await
+        .context("subscribing to order, payment and review events")?;
+    let routes = tonic::service::Routes::new(RecommendationServiceServer::new(api));
+    let running =
+        platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .serve(routes, listener)
+            .await?;
+    let cancel = running.cancel_token();
+    let refresher = serving.spawn_refresher(store, settings.model_refresh, cancel.clone());
+    let schedule = settings
+        .train_interval
+        .map(|every| trainer.spawn_schedule(every, cancel.clone()));
+    running.spawn(async move {
+        cancel.cancelled().await;
+        subscription.stop().await;
+        let _ = refresher.await;
+        if let Some(schedule) = schedule {
+            let _ = schedule.await;
+        }
+    });
+    Ok(running)
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod notifications;
 pub mod orders;
 pub mod products;
+pub mod recommendations;
 pub mod shipping;
 pub mod users;
 

@@ -497,10 +497,10 @@ pub async fn reviews(
     }))
 }
 
-/// Products similar to this one. Until the recommendation model serves
-/// similarities, these are other products of the same category.
+/// Products bought together with this one (from the recommendation
+/// model); same-category products when it knows none.
 #[utoipa::path(get, path = "/api/v1/products/{id}/similar", tag = "products",
-    params(("id" = String, Path, description = "Product id"), PageParams),
+    params(("id" = String, Path, description = "Product id"), SimilarParams),
     responses(
         (status = 200, description = "Similar products", body = ProductList),
         (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
@@ -509,44 +509,27 @@ pub async fn reviews(
 pub async fn similar(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiQuery(params): ApiQuery<PageParams>,
+    ApiQuery(params): ApiQuery<SimilarParams>,
 ) -> Result<Json<ProductList>, Problem> {
-    let id = product_id(&id)?;
-    let mut client = products(&state);
-    let product = client
-        .get_product_details(grpc(
-            proto::product::GetProductDetailsRequest {
-                product_id: id.clone(),
-            },
-            None,
-        ))
-        .await?
-        .into_inner();
-    let category = product.product.map(|p| p.category).unwrap_or_default();
-    let page = page(params.limit, None)?;
-    let limit = page.limit as usize;
-    let request = proto::product::ListProductsRequest {
-        query: String::new(),
-        category,
-        page: Some(proto::common::PageRequest {
-            limit: page.limit + 1,
-            cursor: String::new(),
-        }),
-        include_inactive: false,
+    let request = proto::recommendation::GetSimilarProductsRequest {
+        product_id: product_id(&id)?,
+        limit: super::recommendations::limit(params.limit)?,
     };
-    let r = client
-        .list_products(grpc(request, None))
+    let r = super::recommendations::recommendations(&state)
+        .get_similar_products(grpc(request, None))
         .await?
         .into_inner();
-    let items = r
-        .products
-        .into_iter()
-        .filter(|p| p.id != id)
-        .take(limit)
-        .map(ProductOut::from)
-        .collect();
+    let ids: Vec<String> = r.products.into_iter().map(|p| p.product_id).collect();
     Ok(Json(ProductList {
-        items,
+        items: super::recommendations::products_in_order(&state, &ids).await?,
         next_cursor: None,
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SimilarParams {
+    /// How many, 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
 }

@@ -179,9 +179,17 @@ pub async fn update_preferences(
         .update_preferences(grpc(request, Some(&user.caller())))
         .await?
         .into_inner();
-    Ok(Json(PreferencesBody {
-        categories: r.preferences.map(|p| p.categories).unwrap_or_default(),
-    }))
+    let categories = r.preferences.map(|p| p.categories).unwrap_or_default();
+    // Recommendations boost these categories. PUT is safe to repeat, so a
+    // failure here is answered and the client retries the whole update.
+    let forwarded = proto::recommendation::UpdateUserPreferencesRequest {
+        user_id: user.0.sub.clone(),
+        categories: categories.clone(),
+    };
+    super::recommendations::recommendations(&state)
+        .update_user_preferences(grpc(forwarded, Some(&user.caller())))
+        .await?;
+    Ok(Json(PreferencesBody { categories }))
 }
 
 /// A JSON Web Key (Ed25519).
