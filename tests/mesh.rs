@@ -102,18 +102,38 @@ async fn shutdown_stops_every_listener() {
 }
 
 #[tokio::test]
-async fn recommendation_rpcs_not_built_yet_answer_unimplemented() {
-    // A service with no behaviour yet must say so with the proper code.
+async fn training_asks_who_is_calling() {
+    // Straight at the service port: no identity, or a customer's, is refused
+    // with the proper code; an internal caller starts a training.
     let t = TestMesh::start().await;
     let mut client =
         proto::recommendation::recommendation_service_client::RecommendationServiceClient::new(
             t.channel(ServiceId::Recommendation),
         );
-    let status = client
+    let anonymous = client
         .train_model(proto::recommendation::TrainModelRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    let customer = client
+        .train_model(platform::auth::Caller::request_as(
+            proto::recommendation::TrainModelRequest::default(),
+            "someone",
+            "customer",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(customer.code(), Code::PermissionDenied);
+    let started = client
+        .train_model(platform::auth::Caller::request_as(
+            proto::recommendation::TrainModelRequest::default(),
+            "svc:test",
+            "service",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!started.model_version.is_empty());
     t.shutdown().await;
 }
 
