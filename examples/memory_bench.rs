@@ -82,7 +82,12 @@ async fn settled_rss(pid: u32) -> f64 {
 /// The status of a JSON POST (0 when nothing answered); a 503 (shed) is
 /// counted in `shed` and sent again after a second, as clients honouring
 /// `Retry-After` do.
-async fn post_retrying(http: &reqwest::Client, url: &str, body: &serde_json::Value, shed: &AtomicUsize) -> u16 {
+async fn post_retrying(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+    shed: &AtomicUsize,
+) -> u16 {
     loop {
         let status = http
             .post(url)
@@ -102,7 +107,11 @@ async fn post_retrying(http: &reqwest::Client, url: &str, body: &serde_json::Val
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let bin = binary();
-    anyhow::ensure!(bin.exists(), "{} not found: build it first (cargo build --release)", bin.display());
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it first (cargo build --release)",
+        bin.display()
+    );
     let port = free_port();
     let mut command = Command::new(&bin);
     command
@@ -127,7 +136,10 @@ async fn main() -> anyhow::Result<()> {
         if ready.is_ok_and(|r| r.status().is_success()) {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the mesh did not become ready in 60 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the mesh did not become ready in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let started = settled_rss(pid).await;
@@ -142,7 +154,13 @@ async fn main() -> anyhow::Result<()> {
     let began = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..16 {
-        let (http, base, next, shed, failed) = (http.clone(), base.clone(), next.clone(), shed.clone(), failed.clone());
+        let (http, base, next, shed, failed) = (
+            http.clone(),
+            base.clone(),
+            next.clone(),
+            shed.clone(),
+            failed.clone(),
+        );
         let email = email.clone();
         workers.push(tokio::spawn(async move {
             loop {
@@ -150,7 +168,8 @@ async fn main() -> anyhow::Result<()> {
                 if i >= REGISTRATIONS {
                     break;
                 }
-                let body = json!({"email": email(i), "password": "memory bench pw", "name": "Bench"});
+                let body =
+                    json!({"email": email(i), "password": "memory bench pw", "name": "Bench"});
                 let url = format!("{base}/api/v1/auth/register");
                 if post_retrying(&http, &url, &body, &shed).await != 201 {
                     failed.fetch_add(1, Ordering::SeqCst);
@@ -171,8 +190,14 @@ async fn main() -> anyhow::Result<()> {
     let began = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..CONNECTIONS {
-        let (http, base, next, ok, login_shed, failed) =
-            (http.clone(), base.clone(), next.clone(), ok.clone(), login_shed.clone(), failed.clone());
+        let (http, base, next, ok, login_shed, failed) = (
+            http.clone(),
+            base.clone(),
+            next.clone(),
+            ok.clone(),
+            login_shed.clone(),
+            failed.clone(),
+        );
         let email = email.clone();
         workers.push(tokio::spawn(async move {
             loop {
@@ -180,7 +205,8 @@ async fn main() -> anyhow::Result<()> {
                 if i >= LOGINS {
                     break;
                 }
-                let body = json!({"email": email(i % REGISTRATIONS), "password": "memory bench pw"});
+                let body =
+                    json!({"email": email(i % REGISTRATIONS), "password": "memory bench pw"});
                 let url = format!("{base}/api/v1/auth/login");
                 match post_retrying(&http, &url, &body, &login_shed).await {
                     200 => ok.fetch_add(1, Ordering::SeqCst),

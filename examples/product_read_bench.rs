@@ -25,7 +25,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 static ALLOCATOR: platform::Allocator = platform::Allocator;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Requests answered 200 and the latency of each, in microseconds.
@@ -40,7 +43,8 @@ struct Round {
 async fn connection(addr: SocketAddr, path: String, deadline: Instant) -> std::io::Result<Round> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
     let mut buf = vec![0u8; 16 * 1024];
     let mut round = Round {
         ok: 0,
@@ -65,7 +69,8 @@ async fn connection(addr: SocketAddr, path: String, deadline: Instant) -> std::i
                     .lines()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
                     })
                     .unwrap_or(0);
                 break (end + 4, length, status);
@@ -176,10 +181,18 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let id = list["items"][0]["id"].as_str().expect("the demo catalog has products").to_string();
+    let id = list["items"][0]["id"]
+        .as_str()
+        .expect("the demo catalog has products")
+        .to_string();
     let path = format!("/api/v1/products/{id}");
     // The first read fills the cache.
-    let document: serde_json::Value = http.get(format!("{base}{path}")).send().await?.json().await?;
+    let document: serde_json::Value = http
+        .get(format!("{base}{path}"))
+        .send()
+        .await?
+        .json()
+        .await?;
 
     let bare = {
         let document = document.clone();
@@ -215,12 +228,25 @@ async fn main() -> anyhow::Result<()> {
         "product_read_bench: GET /api/v1/products/{{id}}, {connections} connections, 3 x {secs} s each, cache: {}",
         if redis.is_empty() { "none" } else { "redis" }
     );
-    println!("{:<26} {:>10} {:>9} {:>9} {:>8}", "", "req/s", "p50 ms", "p99 ms", "failed");
-    for (name, t) in [("gateway (cached read)", &mut through_gateway), ("bare axum JSON handler", &mut through_bare)] {
+    println!(
+        "{:<26} {:>10} {:>9} {:>9} {:>8}",
+        "", "req/s", "p50 ms", "p99 ms", "failed"
+    );
+    for (name, t) in [
+        ("gateway (cached read)", &mut through_gateway),
+        ("bare axum JSON handler", &mut through_bare),
+    ] {
         let (p50, p99) = (t.pct(0.50), t.pct(0.99));
-        println!("{name:<26} {:>10.0} {p50:>9.2} {p99:>9.2} {:>8}", t.rps(), t.failed);
+        println!(
+            "{name:<26} {:>10.0} {p50:>9.2} {p99:>9.2} {:>8}",
+            t.rps(),
+            t.failed
+        );
     }
-    println!("ratio gateway / bare: {:.2}x", through_gateway.rps() / through_bare.rps().max(1e-9));
+    println!(
+        "ratio gateway / bare: {:.2}x",
+        through_gateway.rps() / through_bare.rps().max(1e-9)
+    );
     mesh.shutdown().await;
     Ok(())
 }

@@ -31,7 +31,9 @@ async fn the_load_generator_runs_every_operation_against_the_mesh() {
         progress: false,
         ..Options::default()
     };
-    let report = shopmesh_load::run(options).await.expect("the run completes");
+    let report = shopmesh_load::run(options)
+        .await
+        .expect("the run completes");
     println!("{}", report.table());
 
     for op in Op::ALL {
@@ -49,7 +51,12 @@ async fn the_load_generator_runs_every_operation_against_the_mesh() {
         let route_missing = op == Op::Recommendations
             && stats.ok == 0
             && stats.errors.keys().all(|status| status == "404");
-        assert!(stats.ok >= 1 || route_missing, "{} never succeeded: {:?}", op.name(), stats.errors);
+        assert!(
+            stats.ok >= 1 || route_missing,
+            "{} never succeeded: {:?}",
+            op.name(),
+            stats.errors
+        );
     }
     // The catalog was seeded from the data set: its most-bought product is there.
     let top = &shopmesh_load::dataset::Dataset::sample().products[0];

@@ -28,10 +28,16 @@ async fn buyer(t: &TestMesh, products: &[&str]) -> String {
         .map(|p| json!({"product_id": p, "quantity": 1}))
         .collect();
     let r = t
-        .post("/api/v1/orders", Some(&token), json!({"items": items, "shipping_address": common::address()}))
+        .post(
+            "/api/v1/orders",
+            Some(&token),
+            json!({"items": items, "shipping_address": common::address()}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let paid = t.pay(&token, r.body["id"].as_str().unwrap(), "4242424242424242").await;
+    let paid = t
+        .pay(&token, r.body["id"].as_str().unwrap(), "4242424242424242")
+        .await;
     assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
     token
 }
@@ -41,17 +47,30 @@ async fn buyer(t: &TestMesh, products: &[&str]) -> String {
 async fn train_until(t: &TestMesh, admin: &str, interactions: u64) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let r = t.post("/api/v1/admin/recommendations/train", Some(admin), json!({})).await;
+        let r = t
+            .post(
+                "/api/v1/admin/recommendations/train",
+                Some(admin),
+                json!({}),
+            )
+            .await;
         assert_eq!(r.status, 202, "{}", r.body);
         let version = r.body["model_version"].as_str().unwrap().to_string();
-        let model = common::eventually(t, "/api/v1/admin/recommendations/model", admin, "the trained model", |b| {
-            b["model_version"] == version.as_str()
-        })
+        let model = common::eventually(
+            t,
+            "/api/v1/admin/recommendations/model",
+            admin,
+            "the trained model",
+            |b| b["model_version"] == version.as_str(),
+        )
         .await;
         if model["interactions"].as_u64() >= Some(interactions) {
             return model;
         }
-        assert!(std::time::Instant::now() < deadline, "the log never reached {interactions}: {model}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never reached {interactions}: {model}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
@@ -80,34 +99,92 @@ async fn recommendations_learn_from_purchases_and_respect_the_rules() {
     assert!(model["products"].as_u64() >= Some(3));
     assert!(model["metrics"]["train_seconds"].is_number(), "{model}");
 
-    let r = t.get("/api/v1/recommendations?limit=5", Some(&shopper)).await;
+    let r = t
+        .get("/api/v1/recommendations?limit=5", Some(&shopper))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let items = r.body["items"].as_array().unwrap();
-    assert_eq!(items[0]["id"], b.as_str(), "co-purchased outranks popular: {}", r.body);
+    assert_eq!(
+        items[0]["id"],
+        b.as_str(),
+        "co-purchased outranks popular: {}",
+        r.body
+    );
     assert_eq!(items[0]["reason"]["kind"], "bought_with");
     assert_eq!(items[0]["reason"]["product_id"], a.as_str());
-    assert!(items.iter().all(|i| i["id"] != a.as_str()), "never what was bought: {}", r.body);
-    assert!(items.iter().any(|i| i["id"] == c.as_str()), "popular fills in: {}", r.body);
+    assert!(
+        items.iter().all(|i| i["id"] != a.as_str()),
+        "never what was bought: {}",
+        r.body
+    );
+    assert!(
+        items.iter().any(|i| i["id"] == c.as_str()),
+        "popular fills in: {}",
+        r.body
+    );
 
-    let similar = t.get(&format!("/api/v1/products/{a}/similar?limit=3"), None).await;
+    let similar = t
+        .get(&format!("/api/v1/products/{a}/similar?limit=3"), None)
+        .await;
     assert_eq!(similar.status, 200, "{}", similar.body);
-    assert_eq!(similar.body["items"][0]["id"], b.as_str(), "{}", similar.body);
-    assert_problem(&t.get("/api/v1/products/00000000-0000-7000-8000-000000000000/similar", None).await, 404);
+    assert_eq!(
+        similar.body["items"][0]["id"],
+        b.as_str(),
+        "{}",
+        similar.body
+    );
+    assert_problem(
+        &t.get(
+            "/api/v1/products/00000000-0000-7000-8000-000000000000/similar",
+            None,
+        )
+        .await,
+        404,
+    );
 
     // A new customer: popular items of their preferred category first.
     let (_, newcomer, _) = t.customer().await;
-    let r = t.put("/api/v1/users/me/preferences", Some(&newcomer), json!({"categories": ["kitchen"]})).await;
+    let r = t
+        .put(
+            "/api/v1/users/me/preferences",
+            Some(&newcomer),
+            json!({"categories": ["kitchen"]}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = t.get("/api/v1/recommendations", Some(&newcomer)).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["items"][0]["reason"]["kind"], "preferred_category", "{}", r.body);
+    assert_eq!(
+        r.body["items"][0]["reason"]["kind"], "preferred_category",
+        "{}",
+        r.body
+    );
     assert_eq!(r.body["items"][0]["category"], "kitchen", "{}", r.body);
 
     for bad in ["0", "101", "x"] {
-        assert_problem(&t.get(&format!("/api/v1/recommendations?limit={bad}"), Some(&shopper)).await, 422);
+        assert_problem(
+            &t.get(
+                &format!("/api/v1/recommendations?limit={bad}"),
+                Some(&shopper),
+            )
+            .await,
+            422,
+        );
     }
-    assert_problem(&t.post("/api/v1/admin/recommendations/train", Some(&shopper), json!({})).await, 403);
-    assert_problem(&t.get("/api/v1/admin/recommendations/model", Some(&shopper)).await, 403);
+    assert_problem(
+        &t.post(
+            "/api/v1/admin/recommendations/train",
+            Some(&shopper),
+            json!({}),
+        )
+        .await,
+        403,
+    );
+    assert_problem(
+        &t.get("/api/v1/admin/recommendations/model", Some(&shopper))
+            .await,
+        403,
+    );
     assert_problem(&t.get("/api/v1/recommendations", None).await, 401);
 
     let doc = t.get("/openapi.json", None).await.body;

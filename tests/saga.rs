@@ -24,6 +24,27 @@ async fn stock(t: &TestMesh, id: &str) -> i64 {
         .unwrap()
 }
 
+/// Orders `quantity` of `product`, pays, and waits for the label: (order
+/// id, shipment path, the labelled shipment).
+async fn paid_and_labelled(
+    t: &TestMesh,
+    token: &str,
+    product: &str,
+    quantity: u32,
+) -> (String, String, serde_json::Value) {
+    let oid = t.order(token, &json!(product), quantity).await;
+    assert_eq!(
+        t.pay(token, &oid, "4242424242424242").await["status"],
+        "SUCCEEDED"
+    );
+    let shipment_path = format!("/api/v1/orders/{oid}/shipment");
+    let labelled = eventually(t, &shipment_path, token, "a label", |b| {
+        b["status"] == "LABEL_CREATED"
+    })
+    .await;
+    (oid, shipment_path, labelled)
+}
+
 #[tokio::test]
 async fn an_unpaid_order_expires_its_stock_comes_back_and_the_customer_is_told() {
     let t = TestMesh::start_with(&[
@@ -138,16 +159,7 @@ async fn cancelling_a_paid_order_voids_its_shipment_and_late_carrier_news_is_onl
     let (_, token, _) = t.customer().await;
     let mug = product_id(&t, "mug").await;
     let before = stock(&t, &mug).await;
-    let oid = t.order(&token, &json!(mug), 2).await;
-    assert_eq!(
-        t.pay(&token, &oid, "4242424242424242").await["status"],
-        "SUCCEEDED"
-    );
-    let shipment_path = format!("/api/v1/orders/{oid}/shipment");
-    let labelled = eventually(&t, &shipment_path, &token, "a label", |b| {
-        b["status"] == "LABEL_CREATED"
-    })
-    .await;
+    let (oid, shipment_path, labelled) = paid_and_labelled(&t, &token, &mug, 2).await;
     let cancelled = t
         .post(
             &format!("/api/v1/orders/{oid}/cancel"),
@@ -192,16 +204,7 @@ async fn a_paid_order_cannot_be_cancelled_once_the_carrier_has_it() {
     let t = TestMesh::start_with(&[("SHIPPING_WEBHOOK_SECRET", WEBHOOK_SECRET)]).await;
     let (_, token, _) = t.customer().await;
     let mug = product_id(&t, "mug").await;
-    let oid = t.order(&token, &json!(mug), 1).await;
-    assert_eq!(
-        t.pay(&token, &oid, "4242424242424242").await["status"],
-        "SUCCEEDED"
-    );
-    let shipment_path = format!("/api/v1/orders/{oid}/shipment");
-    let labelled = eventually(&t, &shipment_path, &token, "a label", |b| {
-        b["status"] == "LABEL_CREATED"
-    })
-    .await;
+    let (oid, _, labelled) = paid_and_labelled(&t, &token, &mug, 1).await;
     let scan = json!({"tracking_number": labelled["tracking_number"], "status": "IN_TRANSIT"});
     assert_eq!(webhook(&t, &scan, signed(&scan)).await.status, 200);
     let refused = t

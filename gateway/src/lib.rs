@@ -243,10 +243,14 @@ mod tests {
         let mut listener = super::nodelay(listener);
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         assert!(!client.nodelay().unwrap(), "off unless someone sets it");
-        let (accepted, peer) = tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept())
-            .await
-            .expect("a connection is accepted");
+        let (accepted, peer) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept())
+                .await
+                .expect("a connection is accepted");
         assert_eq!(peer, client.local_addr().unwrap());
-        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY on the server side");
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY on the server side"
+        );
     }
 }

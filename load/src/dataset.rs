@@ -13,7 +13,17 @@ pub const SAMPLE: &[u8] = include_bytes!("../data/online_retail_sample.csv.gz");
 
 /// Stock codes that are charges or adjustments, not products.
 const NOT_PRODUCTS: &[&str] = &[
-    "POST", "M", "D", "DOT", "BANK CHARGES", "AMAZONFEE", "CRUK", "PADS", "C2", "S", "B",
+    "POST",
+    "M",
+    "D",
+    "DOT",
+    "BANK CHARGES",
+    "AMAZONFEE",
+    "CRUK",
+    "PADS",
+    "C2",
+    "S",
+    "B",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +53,11 @@ impl Product {
             .filter(|c| c.is_ascii_alphanumeric())
             .collect::<String>()
             .to_ascii_lowercase();
-        if word.is_empty() { "misc".into() } else { word.chars().take(50).collect() }
+        if word.is_empty() {
+            "misc".into()
+        } else {
+            word.chars().take(50).collect()
+        }
     }
 }
 
@@ -62,13 +76,15 @@ pub struct Dataset {
 impl Dataset {
     /// Reads a `.csv.gz` (or plain `.csv`) file, at most `max_rows` lines.
     pub fn load(path: &Path, max_rows: Option<usize>) -> anyhow::Result<Dataset> {
-        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
             Box::new(flate2::read::GzDecoder::new(file))
         } else {
             Box::new(file)
         };
-        Self::parse(BufReader::new(reader), max_rows).with_context(|| format!("reading {}", path.display()))
+        Self::parse(BufReader::new(reader), max_rows)
+            .with_context(|| format!("reading {}", path.display()))
     }
 
     /// The sample shipped with the crate.
@@ -84,7 +100,9 @@ impl Dataset {
         let mut lines = reader.lines();
         let header = lines.next().context("empty file")??;
         anyhow::ensure!(
-            header.trim_start_matches('\u{feff}').starts_with("InvoiceNo,StockCode,Description,Quantity"),
+            header
+                .trim_start_matches('\u{feff}')
+                .starts_with("InvoiceNo,StockCode,Description,Quantity"),
             "not the Online Retail CSV: header {header:?}"
         );
         for (n, line) in lines.enumerate() {
@@ -131,14 +149,20 @@ impl Dataset {
             .flat_map(|p| {
                 p.name
                     .split_whitespace()
-                    .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphabetic()).to_ascii_lowercase())
+                    .map(|w| {
+                        w.trim_matches(|c: char| !c.is_ascii_alphabetic())
+                            .to_ascii_lowercase()
+                    })
                     .collect::<Vec<_>>()
             })
             .filter(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_alphabetic()))
             .collect();
         words.sort();
         words.dedup();
-        let baskets = order.into_iter().filter_map(|i| invoices.remove(&i)).collect();
+        let baskets = order
+            .into_iter()
+            .filter_map(|i| invoices.remove(&i))
+            .collect();
         Ok(Dataset {
             products,
             baskets,
@@ -193,20 +217,33 @@ mod tests {
             4,Y8,FREE THING,1,2010-12-01T08:26:00,0,,United Kingdom\n\
             garbage\n";
         let data = Dataset::parse(csv.as_bytes(), None).unwrap();
-        let codes: Vec<&str> = data.products.iter().map(|p| p.stock_code.as_str()).collect();
+        let codes: Vec<&str> = data
+            .products
+            .iter()
+            .map(|p| p.stock_code.as_str())
+            .collect();
         assert_eq!(codes, ["A1", "B2"], "most-bought first");
         assert_eq!(data.products[0].price, 255);
         assert_eq!(data.products[1].name, "LANTERN, WHITE");
         assert_eq!(data.products[1].category(), "white");
         assert_eq!(data.products[1].sku(), "OR-B2");
-        assert_eq!(data.baskets, vec![vec![("A1".to_string(), 6), ("B2".to_string(), 2)], vec![("A1".to_string(), 1)]]);
+        assert_eq!(
+            data.baskets,
+            vec![
+                vec![("A1".to_string(), 6), ("B2".to_string(), 2)],
+                vec![("A1".to_string(), 1)]
+            ]
+        );
         assert!(data.words.contains(&"lantern".to_string()));
     }
 
     #[test]
     fn another_file_is_refused() {
         let err = Dataset::parse("id,name\n1,x\n".as_bytes(), None).unwrap_err();
-        assert!(err.to_string().contains("not the Online Retail CSV"), "{err}");
+        assert!(
+            err.to_string().contains("not the Online Retail CSV"),
+            "{err}"
+        );
     }
 
     #[test]

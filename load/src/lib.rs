@@ -101,7 +101,10 @@ pub fn parse_mix(text: &str) -> anyhow::Result<Vec<(Op, u32)>> {
             .filter(|op| Op::MIX.contains(op))
             .with_context(|| {
                 let names: Vec<&str> = Op::MIX.iter().map(|o| o.name()).collect();
-                format!("unknown operation {name:?} in the mix (one of {})", names.join(", "))
+                format!(
+                    "unknown operation {name:?} in the mix (one of {})",
+                    names.join(", ")
+                )
             })?;
         let weight: u32 = weight
             .trim()
@@ -109,15 +112,23 @@ pub fn parse_mix(text: &str) -> anyhow::Result<Vec<(Op, u32)>> {
             .with_context(|| format!("weight of {name} must be a whole number, not {weight:?}"))?;
         mix.push((op, weight));
     }
-    anyhow::ensure!(mix.iter().any(|(_, w)| *w > 0), "the mix has no operation with a weight above 0");
+    anyhow::ensure!(
+        mix.iter().any(|(_, w)| *w > 0),
+        "the mix has no operation with a weight above 0"
+    );
     Ok(mix)
 }
 
 /// `30s`, `2m`, `500ms`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
-    let value: f64 = number.parse().with_context(|| format!("{text:?} is not a duration (e.g. 30s, 2m)"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration (e.g. 30s, 2m)"))?;
     let secs = match unit {
         "" | "s" => value,
         "ms" => value / 1000.0,
@@ -125,7 +136,10 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
         "h" => value * 3600.0,
         _ => anyhow::bail!("unknown unit {unit:?} in {text:?} (ms, s, m, h)"),
     };
-    anyhow::ensure!(secs.is_finite() && secs >= 0.0, "{text:?} is not a duration");
+    anyhow::ensure!(
+        secs.is_finite() && secs >= 0.0,
+        "{text:?} is not a duration"
+    );
     Ok(Duration::from_secs_f64(secs))
 }
 
@@ -172,12 +186,22 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         seed_catalog(&http, &base, &options, &data, count).await?;
     }
     let catalog = list_catalog(&http, &base).await?;
-    anyhow::ensure!(!catalog.is_empty(), "the deployment lists no products (use --seed-catalog N)");
-    let by_sku: HashMap<String, String> = catalog.iter().map(|(id, sku, _)| (sku.clone(), id.clone())).collect();
+    anyhow::ensure!(
+        !catalog.is_empty(),
+        "the deployment lists no products (use --seed-catalog N)"
+    );
+    let by_sku: HashMap<String, String> = catalog
+        .iter()
+        .map(|(id, sku, _)| (sku.clone(), id.clone()))
+        .collect();
     let by_code: HashMap<&str, String> = data
         .products
         .iter()
-        .filter_map(|p| by_sku.get(&p.sku()).map(|id| (p.stock_code.as_str(), id.clone())))
+        .filter_map(|p| {
+            by_sku
+                .get(&p.sku())
+                .map(|id| (p.stock_code.as_str(), id.clone()))
+        })
         .collect();
     let baskets: Vec<Vec<(String, u32)>> = data
         .baskets
@@ -186,7 +210,11 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
             // Shop-sized baskets: at most 5 lines of at most 3 units.
             let lines: Vec<(String, u32)> = basket
                 .iter()
-                .filter_map(|(code, q)| by_code.get(code.as_str()).map(|id| (id.clone(), (*q).clamp(1, 3))))
+                .filter_map(|(code, q)| {
+                    by_code
+                        .get(code.as_str())
+                        .map(|id| (id.clone(), (*q).clamp(1, 3)))
+                })
                 .take(5)
                 .collect();
             (!lines.is_empty()).then_some(lines)
@@ -201,9 +229,18 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         recorder: Recorder::default(),
         items: catalog.into_iter().map(|(id, _, _)| Item { id }).collect(),
         baskets,
-        words: if data.words.is_empty() { vec!["mug".into()] } else { data.words },
+        words: if data.words.is_empty() {
+            vec!["mug".into()]
+        } else {
+            data.words
+        },
         categories,
-        mix: options.mix.iter().copied().filter(|(_, w)| *w > 0).collect(),
+        mix: options
+            .mix
+            .iter()
+            .copied()
+            .filter(|(_, w)| *w > 0)
+            .collect(),
         in_order: options.in_order,
         think_time: options.think_time,
         run_id: format!("{:x}", uuid::Uuid::now_v7().as_u128() & 0xffff_ffff_ffff),
@@ -239,7 +276,13 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     Ok(world.recorder.report(started.elapsed(), options.users))
 }
 
-async fn progress_lines(world: &World, active: &AtomicUsize, users: usize, started: Instant, deadline: Instant) {
+async fn progress_lines(
+    world: &World,
+    active: &AtomicUsize,
+    users: usize,
+    started: Instant,
+    deadline: Instant,
+) {
     use std::io::{IsTerminal as _, Write as _};
     let tty = std::io::stderr().is_terminal();
     let total = deadline.saturating_duration_since(started).as_secs();
@@ -257,13 +300,20 @@ async fn progress_lines(world: &World, active: &AtomicUsize, users: usize, start
         );
         last = requests;
         let mut err = std::io::stderr().lock();
-        let _ = if tty { write!(err, "\r{line}") } else { writeln!(err, "{line}") };
+        let _ = if tty {
+            write!(err, "\r{line}")
+        } else {
+            writeln!(err, "{line}")
+        };
         let _ = err.flush();
     }
 }
 
 /// `(id, sku, category)` of every product the deployment lists.
-async fn list_catalog(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(String, String, String)>> {
+async fn list_catalog(
+    http: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..1000 {
@@ -271,7 +321,11 @@ async fn list_catalog(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let response = http.get(&url).send().await.with_context(|| format!("listing products at {base}"))?;
+        let response = http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("listing products at {base}"))?;
         let status = response.status();
         anyhow::ensure!(status.is_success(), "listing products answered {status}");
         let page: Value = response.json().await.context("product list is not JSON")?;
@@ -343,7 +397,12 @@ async fn seed_catalog(
 }
 
 /// `Some(access token)`, or `None` when the credentials are refused.
-async fn login(http: &reqwest::Client, base: &str, email: &str, password: &str) -> anyhow::Result<Option<String>> {
+async fn login(
+    http: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<Option<String>> {
     let response = http
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"email": email, "password": password}))
@@ -386,7 +445,15 @@ impl User {
 
     async fn run(mut self, deadline: Instant) {
         let body = json!({"email": self.email, "password": PASSWORD, "name": "Load Tester"});
-        let (status, _) = self.send(Op::Register, reqwest::Method::POST, "/api/v1/auth/register", Some(body), false).await;
+        let (status, _) = self
+            .send(
+                Op::Register,
+                reqwest::Method::POST,
+                "/api/v1/auth/register",
+                Some(body),
+                false,
+            )
+            .await;
         if status != 201 && status != 409 {
             return;
         }
@@ -405,7 +472,15 @@ impl User {
 
     async fn sign_in(&mut self) -> bool {
         let body = json!({"email": self.email, "password": PASSWORD});
-        let (status, answer) = self.send(Op::Login, reqwest::Method::POST, "/api/v1/auth/login", Some(body), false).await;
+        let (status, answer) = self
+            .send(
+                Op::Login,
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                Some(body),
+                false,
+            )
+            .await;
         if status == 200 {
             self.token = answer["access_token"].as_str().map(str::to_string);
         }
@@ -440,7 +515,10 @@ impl User {
             Op::Browse => {
                 let path = if !self.world.categories.is_empty() && self.rng.random_bool(0.5) {
                     let i = self.rng.random_range(0..self.world.categories.len());
-                    format!("/api/v1/products?limit=20&category={}", self.world.categories[i])
+                    format!(
+                        "/api/v1/products?limit=20&category={}",
+                        self.world.categories[i]
+                    )
                 } else {
                     "/api/v1/products?limit=20".to_string()
                 };
@@ -460,7 +538,14 @@ impl User {
                 self.send(op, Method::GET, &path, None, false).await;
             }
             Op::Recommendations => {
-                self.send(op, Method::GET, "/api/v1/recommendations?limit=10", None, true).await;
+                self.send(
+                    op,
+                    Method::GET,
+                    "/api/v1/recommendations?limit=10",
+                    None,
+                    true,
+                )
+                .await;
             }
             Op::Order => {
                 self.order().await;
@@ -501,7 +586,15 @@ impl User {
             "items": items,
             "shipping_address": {"name": "Load Tester", "line1": "1 Load Street", "city": "London", "postal_code": "E1 6AN", "country": "GB"},
         });
-        let (status, answer) = self.send(Op::Order, reqwest::Method::POST, "/api/v1/orders", Some(body), true).await;
+        let (status, answer) = self
+            .send(
+                Op::Order,
+                reqwest::Method::POST,
+                "/api/v1/orders",
+                Some(body),
+                true,
+            )
+            .await;
         if status == 201
             && let Some(id) = answer["id"].as_str()
         {
@@ -511,9 +604,18 @@ impl User {
 
     /// Sends one request and records it; a 401 on a signed-in call drops
     /// the token so the next step signs in again.
-    async fn send(&mut self, op: Op, method: reqwest::Method, path: &str, body: Option<Value>, auth: bool) -> (u16, Value) {
+    async fn send(
+        &mut self,
+        op: Op,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        auth: bool,
+    ) -> (u16, Value) {
         let world = self.world.clone();
-        let mut request = world.http.request(method.clone(), format!("{}{path}", world.base));
+        let mut request = world
+            .http
+            .request(method.clone(), format!("{}{path}", world.base));
         if auth {
             match &self.token {
                 Some(token) => request = request.bearer_auth(token),
@@ -551,8 +653,16 @@ mod tests {
     fn mixes_parse_and_refuse_what_they_do_not_know() {
         let mix = parse_mix("browse=3, order=1,pay=0").unwrap();
         assert_eq!(mix, vec![(Op::Browse, 3), (Op::Order, 1), (Op::Pay, 0)]);
-        assert!(parse_mix("teleport=1").unwrap_err().to_string().contains("unknown operation"));
-        assert!(parse_mix("login=1").is_err(), "sign-in is not part of the mix");
+        assert!(
+            parse_mix("teleport=1")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown operation")
+        );
+        assert!(
+            parse_mix("login=1").is_err(),
+            "sign-in is not part of the mix"
+        );
         assert!(parse_mix("browse=x").is_err());
         assert!(parse_mix("browse=0").is_err());
         assert!(parse_mix("").is_err());

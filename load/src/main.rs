@@ -62,7 +62,8 @@ fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Option<(Options, 
                 .ok_or_else(|| anyhow::anyhow!("{name} needs a value"))
         };
         let number = |text: String, what: &str| -> anyhow::Result<usize> {
-            text.parse().map_err(|_| anyhow::anyhow!("{what} must be a whole number, not {text:?}"))
+            text.parse()
+                .map_err(|_| anyhow::anyhow!("{what} must be a whole number, not {text:?}"))
         };
         match name.as_str() {
             "-h" | "--help" => return Ok(None),
@@ -107,7 +108,10 @@ async fn main() -> ExitCode {
     };
     match shopmesh_load::run(options).await {
         Ok(report) if json => {
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Ok(report) => {

@@ -93,8 +93,12 @@ impl Recorder {
     /// One request of `op` that got `status` (0: no answer) after `took`.
     pub fn record(&self, op: Op, status: u16, took: Duration) {
         self.total.fetch_add(1, Ordering::Relaxed);
-        let mut stats = self.ops[op.index()].lock().unwrap_or_else(|e| e.into_inner());
-        stats.latencies.push(took.as_micros().min(u32::MAX as u128) as u32);
+        let mut stats = self.ops[op.index()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        stats
+            .latencies
+            .push(took.as_micros().min(u32::MAX as u128) as u32);
         if (200..300).contains(&status) {
             stats.ok += 1;
         } else {
@@ -105,7 +109,10 @@ impl Recorder {
 
     /// Requests so far and how many failed.
     pub fn counts(&self) -> (u64, u64) {
-        (self.total.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+        (
+            self.total.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 
     pub fn report(&self, elapsed: Duration, users: usize) -> Report {
@@ -113,14 +120,17 @@ impl Recorder {
         let operations = Op::ALL
             .iter()
             .filter_map(|&op| {
-                let mut stats = self.ops[op.index()].lock().unwrap_or_else(|e| e.into_inner());
+                let mut stats = self.ops[op.index()]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 if stats.latencies.is_empty() {
                     return None;
                 }
                 stats.latencies.sort_unstable();
                 let requests = stats.latencies.len() as u64;
                 let pct = |p: f64| {
-                    let i = ((p * requests as f64).ceil() as usize).clamp(1, stats.latencies.len()) - 1;
+                    let i =
+                        ((p * requests as f64).ceil() as usize).clamp(1, stats.latencies.len()) - 1;
                     f64::from(stats.latencies[i]) / 1000.0
                 };
                 Some(OpReport {
@@ -131,7 +141,11 @@ impl Recorder {
                     p50_ms: pct(0.50),
                     p95_ms: pct(0.95),
                     p99_ms: pct(0.99),
-                    errors: stats.errors.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+                    errors: stats
+                        .errors
+                        .iter()
+                        .map(|(s, n)| (s.to_string(), *n))
+                        .collect(),
                 })
             })
             .collect();
@@ -190,7 +204,13 @@ impl Report {
             } else {
                 o.errors
                     .iter()
-                    .map(|(s, n)| if s == "0" { format!("no answer: {n}") } else { format!("{s}: {n}") })
+                    .map(|(s, n)| {
+                        if s == "0" {
+                            format!("no answer: {n}")
+                        } else {
+                            format!("{s}: {n}")
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -230,13 +250,19 @@ mod tests {
         let report = recorder.report(Duration::from_secs(2), 4);
         let product = report.operation("product").unwrap();
         assert_eq!((product.requests, product.ok), (100, 100));
-        assert_eq!((product.p50_ms, product.p95_ms, product.p99_ms), (50.0, 95.0, 99.0));
+        assert_eq!(
+            (product.p50_ms, product.p95_ms, product.p99_ms),
+            (50.0, 95.0, 99.0)
+        );
         assert_eq!(product.rps, 50.0);
         let similar = report.operation("similar").unwrap();
         assert_eq!(similar.ok, 0);
         assert_eq!(similar.errors.get("404"), Some(&2));
         assert_eq!(similar.errors.get("0"), Some(&1));
-        assert!(report.operation("order").is_none(), "never sent, not listed");
+        assert!(
+            report.operation("order").is_none(),
+            "never sent, not listed"
+        );
         assert_eq!((report.requests, report.failed), (103, 3));
         let table = report.table();
         assert!(table.contains("no answer: 1, 404: 2"), "{table}");

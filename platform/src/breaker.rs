@@ -339,10 +339,20 @@ mod tests {
         let (mut b, answer, calls) = breaker(2);
         answer.store(SHED, Ordering::SeqCst);
         for _ in 0..10 {
-            let r = b.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+            let r = b
+                .ready()
+                .await
+                .unwrap()
+                .call(http::Request::new(()))
+                .await
+                .unwrap();
             let status = tonic::Status::from_header_map(r.headers()).unwrap();
             assert_eq!(status.code(), Code::Unavailable);
-            assert_eq!(status.message(), "busy", "the peer's own answer, not a refusal");
+            assert_eq!(
+                status.message(),
+                "busy",
+                "the peer's own answer, not a refusal"
+            );
         }
         assert!(!b.is_open());
         assert_eq!(calls.load(Ordering::SeqCst), 10);

@@ -500,7 +500,10 @@ mod details_tests {
             super::retry_after(&status),
             Some(std::time::Duration::from_millis(1500))
         );
-        assert_eq!(super::retry_after(&tonic::Status::unavailable("down")), None);
+        assert_eq!(
+            super::retry_after(&tonic::Status::unavailable("down")),
+            None
+        );
     }
 
     #[test]

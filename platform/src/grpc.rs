@@ -412,7 +412,10 @@ mod tests {
             .expect("the stream goes on")
             .expect("accept succeeds");
         assert_eq!(accepted.peer_addr().unwrap(), client.local_addr().unwrap());
-        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY on the server side");
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY on the server side"
+        );
     }
 
     #[tokio::test]

@@ -367,7 +367,11 @@ mod tests {
         let _entered = span.enter();
         let mut headers = http::HeaderMap::new();
         inject(&current_context(), &mut headers);
-        let written = headers.get("traceparent").expect("a sampled span").to_str().unwrap();
+        let written = headers
+            .get("traceparent")
+            .expect("a sampled span")
+            .to_str()
+            .unwrap();
         assert_eq!(current_traceparent().as_deref(), Some(written));
         assert_eq!(written.len(), 55, "{written}");
     }

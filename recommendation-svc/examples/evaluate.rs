@@ -23,9 +23,11 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
@@ -44,8 +46,15 @@ fn main() -> anyhow::Result<()> {
             "--cutoff" => cutoff = args.next(),
             "--dump" => dump = args.next(),
             "--lambda" => lambda = args.next().and_then(|l| l.parse().ok()).unwrap_or(lambda),
-            "--neighbors" => neighbors = args.next().and_then(|l| l.parse().ok()).unwrap_or(neighbors),
-            other => anyhow::bail!("unknown argument {other}; usage: --data <csv.gz> --cutoff <YYYY-MM-DD> [--dump <file>] [--lambda <l>]"),
+            "--neighbors" => {
+                neighbors = args
+                    .next()
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(neighbors)
+            }
+            other => anyhow::bail!(
+                "unknown argument {other}; usage: --data <csv.gz> --cutoff <YYYY-MM-DD> [--dump <file>] [--lambda <l>]"
+            ),
         }
     }
     let data = data.ok_or_else(|| anyhow::anyhow!("--data <online_retail.csv.gz> is required"))?;
@@ -129,10 +138,17 @@ fn main() -> anyhow::Result<()> {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
         for case in &split.cases {
             let items = model::recommend_ids(&m, &case.history, 10);
-            writeln!(out, "{}", serde_json::json!({"customer": case.user, "items": items}))?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"customer": case.user, "items": items})
+            )?;
         }
         out.flush()?;
-        println!("top 10 of {} customers written to {path}", split.cases.len());
+        println!(
+            "top 10 of {} customers written to {path}",
+            split.cases.len()
+        );
     }
     Ok(())
 }

@@ -30,7 +30,9 @@ async fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--data" => data = args.next(),
             "--addr" => addr = args.next().unwrap_or(addr),
-            other => anyhow::bail!("unknown argument {other}; usage: --data <csv[.gz]> [--addr <url>]"),
+            other => {
+                anyhow::bail!("unknown argument {other}; usage: --data <csv[.gz]> [--addr <url>]")
+            }
         }
     }
     let data = data.ok_or_else(|| anyhow::anyhow!("--data <online_retail.csv.gz> is required"))?;
@@ -62,7 +64,8 @@ async fn main() -> anyhow::Result<()> {
             });
         }))
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
     let summary = client
         .import_interactions(Caller::request_as(stream, "importer", "admin"))
         .await?

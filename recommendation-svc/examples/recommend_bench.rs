@@ -92,7 +92,10 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::from_source("recommend-bench", &map)?;
     let deps = platform::runtime::Deps::connect(&config).await?;
     let products = platform::grpc::bind("127.0.0.1:0".parse()?).await?;
-    config.peers.set(ServiceId::Product, PeerAddr::from_socket(products.local_addr()?));
+    config.peers.set(
+        ServiceId::Product,
+        PeerAddr::from_socket(products.local_addr()?),
+    );
     let _product = product_svc::serve(config.clone(), products, deps.clone()).await?;
     let listener = platform::grpc::bind("127.0.0.1:0".parse()?).await?;
     let addr = listener.local_addr()?;
@@ -114,7 +117,10 @@ async fn main() -> anyhow::Result<()> {
                 name: format!("Bench product {i}"),
                 description: "d".into(),
                 category: format!("c{}", i % 10),
-                price: Some(proto::common::Money { amount: 100, currency: "USD".into() }),
+                price: Some(proto::common::Money {
+                    amount: 100,
+                    currency: "USD".into(),
+                }),
                 stock: 1000,
                 image_urls: vec![],
                 weight_grams: 0,
@@ -149,21 +155,40 @@ async fn main() -> anyhow::Result<()> {
                 kind: interaction::Kind::Purchase as i32,
                 quantity: 1,
                 rating: 0,
-                occurred_at: Some(prost_types::Timestamp { seconds: 1_700_000_000 + (next() % 10_000_000) as i64, nanos: 0 }),
+                occurred_at: Some(prost_types::Timestamp {
+                    seconds: 1_700_000_000 + (next() % 10_000_000) as i64,
+                    nanos: 0,
+                }),
                 category: String::new(),
                 line: 0,
             });
         }
     }
-    let summary = client.clone().import_interactions(admin(futures::stream::iter(rows))).await?.into_inner();
-    println!("imported {} interactions of {} users", summary.imported, summary.users);
+    let summary = client
+        .clone()
+        .import_interactions(admin(futures::stream::iter(rows)))
+        .await?
+        .into_inner();
+    println!(
+        "imported {} interactions of {} users",
+        summary.imported, summary.users
+    );
 
     let train = |c: Client| async move {
-        c.clone().train_model(admin(proto::recommendation::TrainModelRequest {})).await.unwrap().into_inner().model_version
+        c.clone()
+            .train_model(admin(proto::recommendation::TrainModelRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .model_version
     };
     let started = Instant::now();
     let version = train(client.clone()).await;
-    while status(&client).await.current.is_none_or(|c| c.model_version != version) {
+    while status(&client)
+        .await
+        .current
+        .is_none_or(|c| c.model_version != version)
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let info = status(&client).await.current.unwrap();

@@ -144,7 +144,11 @@ fn rank(
         .collect()
 }
 
-fn candidates_from(model: &Model, scored: Vec<Scored>, personal: bool) -> impl Iterator<Item = Candidate> + '_ {
+fn candidates_from(
+    model: &Model,
+    scored: Vec<Scored>,
+    personal: bool,
+) -> impl Iterator<Item = Candidate> + '_ {
     scored.into_iter().map(move |s| Candidate {
         product_id: model.product(s.item).to_string(),
         score: s.score,
@@ -173,14 +177,24 @@ impl RecommendationApi {
                 .update_profile(&user, |profile| {
                     let mut purchases = Vec::new();
                     for i in &interactions {
-                        let at = i.occurred_at.as_ref().map(|t| t.seconds).unwrap_or_default();
+                        let at = i
+                            .occurred_at
+                            .as_ref()
+                            .map(|t| t.seconds)
+                            .unwrap_or_default();
                         if !i.category.is_empty() {
                             profile
                                 .imported_categories
                                 .insert(i.product_id.clone(), i.category.clone());
                         }
                         if i.kind == interaction::Kind::Rating as i32 {
-                            profile.rate(&i.product_id, Rating { rating: i.rating, at });
+                            profile.rate(
+                                &i.product_id,
+                                Rating {
+                                    rating: i.rating,
+                                    at,
+                                },
+                            );
                         } else {
                             purchases.push(ImportedPurchase {
                                 product_id: i.product_id.clone(),
@@ -264,10 +278,18 @@ impl RecommendationService for RecommendationApi {
         };
         let mut candidates: Vec<Candidate> = candidates_from(model, personal, true).collect();
         for c in &preferred {
-            candidates.extend(candidates_from(model, model.popular(Some(c), &skip, pool), false));
+            candidates.extend(candidates_from(
+                model,
+                model.popular(Some(c), &skip, pool),
+                false,
+            ));
         }
         if category.is_none() {
-            candidates.extend(candidates_from(model, model.popular(None, &skip, pool), false));
+            candidates.extend(candidates_from(
+                model,
+                model.popular(None, &skip, pool),
+                false,
+            ));
         }
         let mut ids: Vec<String> = Vec::new();
         let mut unique = HashSet::new();
@@ -283,10 +305,18 @@ impl RecommendationService for RecommendationApi {
             .filter(|c| !history.bought.contains(&c.product_id))
             .collect();
         let preferred: HashSet<String> = profile.categories.iter().cloned().collect();
-        let products = rank(candidates, &products, &preferred, category.as_deref(), limit);
-        let fallback = !products
-            .iter()
-            .any(|p| p.reason.as_ref().is_some_and(|r| r.kind == reason::Kind::BoughtWith as i32));
+        let products = rank(
+            candidates,
+            &products,
+            &preferred,
+            category.as_deref(),
+            limit,
+        );
+        let fallback = !products.iter().any(|p| {
+            p.reason
+                .as_ref()
+                .is_some_and(|r| r.kind == reason::Kind::BoughtWith as i32)
+        });
         Ok(Response::new(GetRecommendationsResponse {
             products,
             model_version,
@@ -331,12 +361,18 @@ impl RecommendationService for RecommendationApi {
             }
         }
         // Nothing bought together: same-category products.
-        let products = self.catalog.lookup(std::slice::from_ref(&product_id)).await?;
+        let products = self
+            .catalog
+            .lookup(std::slice::from_ref(&product_id))
+            .await?;
         let product = products
             .get(&product_id)
             .ok_or_else(|| Status::not_found("no such product"))?;
         let category = product.category.clone();
-        let same = self.catalog.in_category(&category, limit as u32 + 1).await?;
+        let same = self
+            .catalog
+            .in_category(&category, limit as u32 + 1)
+            .await?;
         let products = same
             .into_iter()
             .filter(|p| p.id != product_id)
@@ -430,15 +466,21 @@ impl RecommendationService for RecommendationApi {
                 Err(reason) => {
                     summary.rejected += 1;
                     if summary.rejections.len() < MAX_REJECTIONS {
-                        summary.rejections.push(RejectedInteraction { line, reason });
+                        summary
+                            .rejections
+                            .push(RejectedInteraction { line, reason });
                     }
                 }
             }
         }
         self.flush_import(&mut batch).await?;
         summary.users = users.len() as u64;
-        tracing::info!(received = summary.received, imported = summary.imported,
-            rejected = summary.rejected, "interactions imported");
+        tracing::info!(
+            received = summary.received,
+            imported = summary.imported,
+            rejected = summary.rejected,
+            "interactions imported"
+        );
         Ok(Response::new(summary))
     }
 }
@@ -472,12 +514,23 @@ mod tests {
             (|i| i.product_id = "a\u{7}".into(), "product_id"),
             (|i| i.quantity = 0, "quantity"),
             (|i| i.kind = 0, "kind"),
-            (|i| {
-                i.kind = interaction::Kind::Rating as i32;
-                i.rating = 6;
-            }, "rating"),
+            (
+                |i| {
+                    i.kind = interaction::Kind::Rating as i32;
+                    i.rating = 6;
+                },
+                "rating",
+            ),
             (|i| i.occurred_at = None, "occurred_at"),
-            (|i| i.occurred_at = Some(prost_types::Timestamp { seconds: 99_999_999_999, nanos: 0 }), "occurred_at"),
+            (
+                |i| {
+                    i.occurred_at = Some(prost_types::Timestamp {
+                        seconds: 99_999_999_999,
+                        nanos: 0,
+                    })
+                },
+                "occurred_at",
+            ),
         ];
         for (spoil, field) in cases {
             let mut i = interaction();

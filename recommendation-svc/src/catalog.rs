@@ -49,7 +49,10 @@ impl Catalog {
     }
 
     /// Categories of many products, [`BATCH`] at a time (for training).
-    pub async fn categories(&self, ids: &[String]) -> Result<HashMap<String, String>, tonic::Status> {
+    pub async fn categories(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>, tonic::Status> {
         let mut out = HashMap::new();
         for chunk in ids.chunks(BATCH) {
             for (id, p) in self.lookup(chunk).await? {
@@ -62,7 +65,11 @@ impl Catalog {
     }
 
     /// Buyable products of `category` (first page of the listing).
-    pub async fn in_category(&self, category: &str, limit: u32) -> Result<Vec<Product>, tonic::Status> {
+    pub async fn in_category(
+        &self,
+        category: &str,
+        limit: u32,
+    ) -> Result<Vec<Product>, tonic::Status> {
         let request = proto::product::ListProductsRequest {
             query: String::new(),
             category: category.to_string(),

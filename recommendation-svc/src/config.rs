@@ -77,7 +77,8 @@ impl RecommendationConfig {
                 max_items,
                 ..defaults.params
             },
-            model_refresh: v.positive_millis("RECOMMENDATION_MODEL_REFRESH_MS", defaults.model_refresh)?,
+            model_refresh: v
+                .positive_millis("RECOMMENDATION_MODEL_REFRESH_MS", defaults.model_refresh)?,
             lease_ttl: defaults.lease_ttl,
         })
     }
@@ -133,9 +134,16 @@ mod tests {
         assert_eq!(c.params.algorithm, Algorithm::Popularity);
         assert_eq!(c.params.lambda, 100.0);
         assert_eq!(c.params.max_items, 300);
-        assert_eq!(load(&[("RECOMMENDATION_TRAIN_INTERVAL", "off")]).unwrap().train_interval, None);
         assert_eq!(
-            load(&[("RECOMMENDATION_TRAIN_INTERVAL", "90")]).unwrap().train_interval,
+            load(&[("RECOMMENDATION_TRAIN_INTERVAL", "off")])
+                .unwrap()
+                .train_interval,
+            None
+        );
+        assert_eq!(
+            load(&[("RECOMMENDATION_TRAIN_INTERVAL", "90")])
+                .unwrap()
+                .train_interval,
             Some(Duration::from_secs(90))
         );
     }

@@ -299,7 +299,11 @@ C536379,D,Discount,-1,2010-12-01T09:41:00,27.5,14527,United Kingdom\n\
     fn rows_are_parsed_skipped_or_reported_by_line() {
         let parsed = read_all(SAMPLE.as_bytes());
         assert_eq!(parsed.rows, 10);
-        let codes: Vec<&str> = parsed.purchases.iter().map(|p| p.stock_code.as_str()).collect();
+        let codes: Vec<&str> = parsed
+            .purchases
+            .iter()
+            .map(|p| p.stock_code.as_str())
+            .collect();
         assert_eq!(codes, vec!["85123A", "82567", "82567"]);
         assert_eq!(parsed.skipped, 3, "cancellation, postage, guest");
         let lines: Vec<u64> = parsed.malformed.iter().map(|m| m.line).collect();

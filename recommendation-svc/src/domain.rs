@@ -424,7 +424,10 @@ mod tests {
         let h = History::build([&order, &pending], &profile);
         let items: Vec<&str> = h.items.keys().map(String::as_str).collect();
         assert_eq!(items, vec!["b", "liked", "old"]);
-        assert!(h.bought.contains("a"), "a bought product is never recommended back");
+        assert!(
+            h.bought.contains("a"),
+            "a bought product is never recommended back"
+        );
         assert!(!h.bought.contains("liked"));
         assert!(!h.items.contains_key("pending"));
     }

@@ -234,7 +234,12 @@ impl Model {
     }
 
     /// Most popular products (of `category` when given), skipping `skip`.
-    pub fn popular(&self, category: Option<&str>, skip: &dyn Fn(u32) -> bool, k: usize) -> Vec<Scored> {
+    pub fn popular(
+        &self,
+        category: Option<&str>,
+        skip: &dyn Fn(u32) -> bool,
+        k: usize,
+    ) -> Vec<Scored> {
         let list = match category {
             None => &self.popular,
             Some(c) => match self.popular_by_category.get(c) {
@@ -297,8 +302,7 @@ pub fn train(data: &TrainingData, params: &TrainParams) -> Result<Model, TrainEr
         }
     }
     // Index order: most buyers first, so the EASE set is a prefix.
-    let mut items: Vec<(&str, u32, f64)> =
-        buyers.iter().map(|(p, &(n, s))| (*p, n, s)).collect();
+    let mut items: Vec<(&str, u32, f64)> = buyers.iter().map(|(p, &(n, s))| (*p, n, s)).collect();
     items.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let ids: Vec<String> = items.iter().map(|(p, _, _)| p.to_string()).collect();
     let categories: Vec<String> = ids
@@ -619,8 +623,15 @@ mod tests {
         .unwrap();
         assert_eq!(recommend_ids(&pop, &user(&["a1", "a2"]), 1), vec!["pop"]);
         let b1 = model.index_of("b1").unwrap();
-        let similar: Vec<&str> = model.similar(b1, 2).iter().map(|s| model.product(s.item)).collect();
-        assert!(similar.contains(&"b2") && similar.contains(&"b3"), "{similar:?}");
+        let similar: Vec<&str> = model
+            .similar(b1, 2)
+            .iter()
+            .map(|s| model.product(s.item))
+            .collect();
+        assert!(
+            similar.contains(&"b2") && similar.contains(&"b3"),
+            "{similar:?}"
+        );
         assert!(model.similar(b1, 10).iter().all(|s| s.item != b1));
     }
 
@@ -661,7 +672,11 @@ mod tests {
         let model = train(&data, &TrainParams::default()).unwrap();
         let skip = |_: u32| false;
         let top = model.popular(None, &skip, 2);
-        assert_eq!(model.product(top[0].item), "new", "recent beats many-but-old");
+        assert_eq!(
+            model.product(top[0].item),
+            "new",
+            "recent beats many-but-old"
+        );
         let toys = model.popular(Some("toys"), &skip, 5);
         assert_eq!(toys.len(), 1);
         assert_eq!(toys[0].reason, Reason::PreferredCategory("toys".into()));
@@ -673,7 +688,8 @@ mod tests {
         let model = train(&TrainingData::default(), &TrainParams::default()).unwrap();
         assert!(model.items.is_empty());
         assert!(recommend_ids(&model, &user(&["x"]), 5).is_empty());
-        let (_, metrics) = train_with_metrics(&TrainingData::default(), &TrainParams::default()).unwrap();
+        let (_, metrics) =
+            train_with_metrics(&TrainingData::default(), &TrainParams::default()).unwrap();
         assert!(metrics.contains_key("train_seconds"));
         assert!(!metrics.contains_key("recall_at_10"));
     }

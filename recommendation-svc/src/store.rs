@@ -199,7 +199,11 @@ impl RecStore {
                 Some(doc) if doc.value.expires_at > now && !doc.value.holder.is_empty() => {
                     return Ok(Err(doc.value.version));
                 }
-                Some(doc) => match self.control.replace(TRAINING, doc.version, lease.clone()).await {
+                Some(doc) => match self
+                    .control
+                    .replace(TRAINING, doc.version, lease.clone())
+                    .await
+                {
                     Ok(_) => return Ok(Ok(())),
                     Err(StoreError::VersionConflict) => continue,
                     Err(err) => return Err(err),
@@ -292,7 +296,11 @@ impl RecStore {
                     Err(err) => return Err(err),
                 },
                 Some(doc) if doc.value.version.as_str() >= version => return Ok(()),
-                Some(doc) => match self.control.replace(CURRENT, doc.version, pointer.clone()).await {
+                Some(doc) => match self
+                    .control
+                    .replace(CURRENT, doc.version, pointer.clone())
+                    .await
+                {
                     Ok(_) => return Ok(()),
                     Err(StoreError::VersionConflict) => continue,
                     Err(err) => return Err(err),
@@ -405,12 +413,7 @@ mod tests {
 
     fn model() -> Model {
         let users = (0..10)
-            .map(|i| {
-                UserItems::from([
-                    (format!("p{}", i % 3), 1),
-                    (format!("p{}", i % 3 + 1), 2),
-                ])
-            })
+            .map(|i| UserItems::from([(format!("p{}", i % 3), 1), (format!("p{}", i % 3 + 1), 2)]))
             .collect();
         let data = TrainingData {
             users,
@@ -427,7 +430,10 @@ mod tests {
             .save_model("v1", &m, BTreeMap::from([("recall_at_10".into(), 0.5)]))
             .await
             .unwrap();
-        assert_eq!(store.current_version().await.unwrap().as_deref(), Some("v1"));
+        assert_eq!(
+            store.current_version().await.unwrap().as_deref(),
+            Some("v1")
+        );
         let (loaded_meta, loaded) = store.load_model("v1").await.unwrap();
         assert_eq!(loaded, m);
         assert_eq!(loaded_meta, meta);
@@ -440,20 +446,32 @@ mod tests {
         let m = model();
         store.save_model("v2", &m, BTreeMap::new()).await.unwrap();
         store.save_model("v1", &m, BTreeMap::new()).await.unwrap();
-        assert_eq!(store.current_version().await.unwrap().as_deref(), Some("v2"));
+        assert_eq!(
+            store.current_version().await.unwrap().as_deref(),
+            Some("v2")
+        );
     }
 
     #[tokio::test]
     async fn one_lease_at_a_time_until_released_or_expired() {
         let store = RecStore::open(&Store::memory()).await.unwrap();
-        assert_eq!(store.acquire_lease("a", "v1", 60_000).await.unwrap(), Ok(()));
+        assert_eq!(
+            store.acquire_lease("a", "v1", 60_000).await.unwrap(),
+            Ok(())
+        );
         assert_eq!(
             store.acquire_lease("b", "v2", 60_000).await.unwrap(),
             Err("v1".to_string())
         );
-        assert_eq!(store.training_in_progress().await.unwrap().as_deref(), Some("v1"));
+        assert_eq!(
+            store.training_in_progress().await.unwrap().as_deref(),
+            Some("v1")
+        );
         store.release_lease("b", "v2").await.unwrap();
-        assert!(store.training_in_progress().await.unwrap().is_some(), "only the holder frees it");
+        assert!(
+            store.training_in_progress().await.unwrap().is_some(),
+            "only the holder frees it"
+        );
         store.release_lease("a", "v1").await.unwrap();
         assert_eq!(store.training_in_progress().await.unwrap(), None);
         assert_eq!(store.acquire_lease("b", "v2", -1).await.unwrap(), Ok(()));

@@ -113,7 +113,11 @@ impl Trainer {
     pub async fn start(&self) -> Result<Started, StoreError> {
         let version = uuid::Uuid::now_v7().to_string();
         let ttl = self.lease_ttl.as_millis() as i64;
-        match self.store.acquire_lease(&self.holder, &version, ttl).await? {
+        match self
+            .store
+            .acquire_lease(&self.holder, &version, ttl)
+            .await?
+        {
             Err(running) => Ok(Started {
                 version: running,
                 already_running: true,
@@ -140,11 +144,15 @@ impl Trainer {
     /// Reads the log, trains off the runtime, stores and serves the model.
     async fn run(&self, version: &str) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        let data = self.training_data().await.context("reading the interaction log")?;
-        let params = self.params.clone();
-        let (model, metrics) = tokio::task::spawn_blocking(move || model::train_with_metrics(&data, &params))
+        let data = self
+            .training_data()
             .await
-            .context("training thread")??;
+            .context("reading the interaction log")?;
+        let params = self.params.clone();
+        let (model, metrics) =
+            tokio::task::spawn_blocking(move || model::train_with_metrics(&data, &params))
+                .await
+                .context("training thread")??;
         let meta = self
             .store
             .save_model(version, &model, metrics)
@@ -199,7 +207,11 @@ impl Trainer {
 
     /// Starts a training every `every` (the lease keeps replicas from
     /// training together) until `cancel`.
-    pub fn spawn_schedule(&self, every: Duration, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_schedule(
+        &self,
+        every: Duration,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let trainer = self.clone();
         tokio::spawn(async move {
             loop {

@@ -33,7 +33,11 @@ fn ease_beats_popularity_by_a_clear_margin_on_real_purchases() {
         .filter(|p| p.at >= from && p.customer.ends_with(['0', '2', '4', '6', '8']))
         .collect();
     let split = dataset::temporal_split(&slice, dataset::parse_date("2011-10-01").unwrap());
-    assert!(split.cases.len() > 300, "{} test customers", split.cases.len());
+    assert!(
+        split.cases.len() > 300,
+        "{} test customers",
+        split.cases.len()
+    );
     let popularity = TrainParams {
         algorithm: Algorithm::Popularity,
         ..Default::default()
@@ -42,8 +46,16 @@ fn ease_beats_popularity_by_a_clear_margin_on_real_purchases() {
         max_items: 1500,
         ..Default::default()
     };
-    let p = model::evaluate(&model::train(&split.train, &popularity).unwrap(), &split.cases, 10);
-    let e = model::evaluate(&model::train(&split.train, &ease).unwrap(), &split.cases, 10);
+    let p = model::evaluate(
+        &model::train(&split.train, &popularity).unwrap(),
+        &split.cases,
+        10,
+    );
+    let e = model::evaluate(
+        &model::train(&split.train, &ease).unwrap(),
+        &split.cases,
+        10,
+    );
     eprintln!("popularity {p:?}\nEASE {e:?}");
     assert!(
         e.recall > 1.5 * p.recall && e.ndcg > 1.5 * p.ndcg,
@@ -53,5 +65,8 @@ fn ease_beats_popularity_by_a_clear_margin_on_real_purchases() {
         p.recall,
         p.ndcg
     );
-    assert!(e.coverage > p.coverage, "personalised lists cover more of the catalog");
+    assert!(
+        e.coverage > p.coverage,
+        "personalised lists cover more of the catalog"
+    );
 }

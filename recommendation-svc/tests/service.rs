@@ -23,7 +23,8 @@ struct TestApp {
     deps: platform::runtime::Deps,
     schema: SchemaPrefix,
     parts: Vec<Running>,
-    products: proto::product::product_service_client::ProductServiceClient<platform::grpc::GrpcChannel>,
+    products:
+        proto::product::product_service_client::ProductServiceClient<platform::grpc::GrpcChannel>,
 }
 
 fn admin<T>(message: T) -> tonic::Request<T> {
@@ -39,12 +40,18 @@ impl TestApp {
         let map: HashMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut config = Config::from_source("rec-test", &map).unwrap();
         let deps = platform::runtime::Deps::connect(&config).await.unwrap();
-        let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        config
-            .peers
-            .set(ServiceId::Product, PeerAddr::from_socket(listener.local_addr().unwrap()));
-        let product = product_svc::serve(config.clone(), listener, deps.clone()).await.unwrap();
-        let channel = platform::grpc::channel(config.peers.get(ServiceId::Product), &config.grpc).unwrap();
+        let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        config.peers.set(
+            ServiceId::Product,
+            PeerAddr::from_socket(listener.local_addr().unwrap()),
+        );
+        let product = product_svc::serve(config.clone(), listener, deps.clone())
+            .await
+            .unwrap();
+        let channel =
+            platform::grpc::channel(config.peers.get(ServiceId::Product), &config.grpc).unwrap();
         TestApp {
             config,
             deps,
@@ -61,18 +68,28 @@ impl TestApp {
             model_refresh: Duration::from_millis(100),
             ..Default::default()
         };
-        let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let running = recommendation_svc::serve_with(self.config.clone(), settings, listener, self.deps.clone())
+        let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let running = recommendation_svc::serve_with(
+            self.config.clone(),
+            settings,
+            listener,
+            self.deps.clone(),
+        )
+        .await
+        .unwrap();
         self.parts.push(running);
-        let channel = platform::grpc::channel(&PeerAddr::from_socket(addr), &self.config.grpc).unwrap();
+        let channel =
+            platform::grpc::channel(&PeerAddr::from_socket(addr), &self.config.grpc).unwrap();
         RecommendationServiceClient::new(channel)
     }
 
     async fn store(&self) -> RecStore {
-        let store = platform::store::Store::from_config(&self.config, "recommendation").await.unwrap();
+        let store = platform::store::Store::from_config(&self.config, "recommendation")
+            .await
+            .unwrap();
         RecStore::open(&store).await.unwrap()
     }
 
@@ -110,8 +127,14 @@ impl TestApp {
     /// order.created + payment.processed for `user` buying `products`.
     async fn paid_order(&self, user: &str, products: &[&str]) -> String {
         let order_id = uuid::Uuid::now_v7().to_string();
-        self.publish("payment.processed", &order_id, paid(&order_id, user)).await;
-        self.publish("order.created", &order_id, created(&order_id, user, products)).await;
+        self.publish("payment.processed", &order_id, paid(&order_id, user))
+            .await;
+        self.publish(
+            "order.created",
+            &order_id,
+            created(&order_id, user, products),
+        )
+        .await;
         order_id
     }
 
@@ -194,7 +217,10 @@ async fn train(client: &Client) -> String {
     version
 }
 
-async fn recommend(client: &Client, user: &str) -> proto::recommendation::GetRecommendationsResponse {
+async fn recommend(
+    client: &Client,
+    user: &str,
+) -> proto::recommendation::GetRecommendationsResponse {
     client
         .clone()
         .get_recommendations(Caller::request_as(
@@ -231,23 +257,38 @@ async fn events_feed_the_log_and_training_changes_the_recommendations() {
     purchases_logged(&store, 11).await;
 
     let before = recommend(&client, "shopper").await;
-    assert!(before.products.is_empty() && before.model_version.is_empty(), "{before:?}");
+    assert!(
+        before.products.is_empty() && before.model_version.is_empty(),
+        "{before:?}"
+    );
 
     let version = train(&client).await;
     let after = recommend(&client, "shopper").await;
     assert_eq!(after.model_version, version);
     assert!(!after.fallback);
     let first = &after.products[0];
-    assert_eq!(first.product_id, b, "bought together outranks popular: {after:?}");
+    assert_eq!(
+        first.product_id, b,
+        "bought together outranks popular: {after:?}"
+    );
     let why = first.reason.clone().unwrap();
     assert_eq!(why.kind, reason::Kind::BoughtWith as i32);
     assert_eq!(why.product_id, a);
-    assert!(after.products.iter().all(|p| p.product_id != a), "never what was bought");
-    assert!(after.products.iter().any(|p| p.product_id == c), "popular fills in");
+    assert!(
+        after.products.iter().all(|p| p.product_id != a),
+        "never what was bought"
+    );
+    assert!(
+        after.products.iter().any(|p| p.product_id == c),
+        "popular fills in"
+    );
 
     let stranger = recommend(&client, "nobody").await;
     assert!(stranger.fallback);
-    assert_eq!(stranger.products[0].product_id, c, "popular first for unknown users");
+    assert_eq!(
+        stranger.products[0].product_id, c,
+        "popular first for unknown users"
+    );
     app.stop().await;
 }
 
@@ -267,9 +308,16 @@ async fn a_paid_then_refunded_order_leaves_no_purchase_in_any_delivery_order() {
     });
     // The refund overtakes everything, and the payment comes twice.
     app.publish("payment.refunded", &order_id, refund).await;
-    app.publish("payment.processed", &order_id, paid(&order_id, "refunded")).await;
-    app.publish("order.created", &order_id, created(&order_id, "refunded", &[&a])).await;
-    app.publish("payment.processed", &order_id, paid(&order_id, "refunded")).await;
+    app.publish("payment.processed", &order_id, paid(&order_id, "refunded"))
+        .await;
+    app.publish(
+        "order.created",
+        &order_id,
+        created(&order_id, "refunded", &[&a]),
+    )
+    .await;
+    app.publish("payment.processed", &order_id, paid(&order_id, "refunded"))
+        .await;
     // A control order that stays paid, published last.
     app.paid_order("kept", &[&a]).await;
     let store = app.store().await;
@@ -280,7 +328,8 @@ async fn a_paid_then_refunded_order_leaves_no_purchase_in_any_delivery_order() {
     let trainer = recommendation_svc::training::Trainer {
         store: store.clone(),
         catalog: recommendation_svc::catalog::Catalog::new(
-            platform::grpc::channel(app.config.peers.get(ServiceId::Product), &app.config.grpc).unwrap(),
+            platform::grpc::channel(app.config.peers.get(ServiceId::Product), &app.config.grpc)
+                .unwrap(),
         ),
         serving: Default::default(),
         params: Default::default(),
@@ -336,16 +385,17 @@ async fn imports_store_valid_rows_and_report_bad_ones_by_line() {
         seconds: 1_300_000_000,
         nanos: 0,
     });
-    let row = |line: u64, user: &str, product: &str, quantity: u32| proto::recommendation::Interaction {
-        user_id: user.into(),
-        product_id: product.into(),
-        kind: interaction::Kind::Purchase as i32,
-        quantity,
-        rating: 0,
-        occurred_at: at,
-        category: String::new(),
-        line,
-    };
+    let row =
+        |line: u64, user: &str, product: &str, quantity: u32| proto::recommendation::Interaction {
+            user_id: user.into(),
+            product_id: product.into(),
+            kind: interaction::Kind::Purchase as i32,
+            quantity,
+            rating: 0,
+            occurred_at: at,
+            category: String::new(),
+            line,
+        };
     let rows = vec![
         row(2, "c1", "p1", 1),
         row(3, "c1", "p2", 2),
@@ -369,7 +419,10 @@ async fn imports_store_valid_rows_and_report_bad_ones_by_line() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((summary.received, summary.imported, summary.rejected), (5, 3, 2));
+    assert_eq!(
+        (summary.received, summary.imported, summary.rejected),
+        (5, 3, 2)
+    );
     let lines: Vec<u64> = summary.rejections.iter().map(|r| r.line).collect();
     assert_eq!(lines, vec![4, 5]);
     let store = app.store().await;

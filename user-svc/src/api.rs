@@ -91,10 +91,7 @@ impl UserApi {
         name: String,
         role: Role,
     ) -> Result<(String, User), Status> {
-        let password_hash = self
-            .hasher
-            .hash(password.expose())
-            .await?;
+        let password_hash = self.hasher.hash(password.expose()).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let now = now();
         let mut user = User {
@@ -306,15 +303,11 @@ impl UserService for UserApi {
     ) -> Result<Response<LoginResponse>, Status> {
         let r = request.into_inner();
         let Ok(email) = Email::parse(&r.email) else {
-            self.hasher
-                .verify_dummy(&r.password)
-                .await?;
+            self.hasher.verify_dummy(&r.password).await?;
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         };
         let Some(user) = self.find_by_email(&email).await? else {
-            self.hasher
-                .verify_dummy(&r.password)
-                .await?;
+            self.hasher.verify_dummy(&r.password).await?;
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         };
         let check = self

@@ -197,7 +197,10 @@ mod tests {
     async fn wait_until(what: &str, condition: impl Fn() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !condition() {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting: {what}"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -246,7 +249,10 @@ mod tests {
             patient.push(tokio::spawn(async move { hasher.blocking(job).await }));
         }
         for caller in impatient {
-            assert!(!caller.await.unwrap(), "work of 40 ms cannot end within 5 ms");
+            assert!(
+                !caller.await.unwrap(),
+                "work of 40 ms cannot end within 5 ms"
+            );
         }
         for caller in patient {
             caller.await.unwrap().unwrap();
@@ -275,12 +281,18 @@ mod tests {
             let hasher = hasher.clone();
             tokio::spawn(async move { hasher.blocking(move || blocked.recv().is_ok()).await })
         };
-        wait_until("the only worker is taken", || hasher.workers.available_permits() == 0).await;
+        wait_until("the only worker is taken", || {
+            hasher.workers.available_permits() == 0
+        })
+        .await;
         let second = {
             let hasher = hasher.clone();
             tokio::spawn(async move { hasher.blocking(|| true).await })
         };
-        wait_until("the queue is full", || hasher.admitted.available_permits() == 0).await;
+        wait_until("the queue is full", || {
+            hasher.admitted.available_permits() == 0
+        })
+        .await;
 
         // Decided on the first poll: no waiting for a worker or a deadline.
         let dummy = hasher.dummy.clone();
@@ -302,7 +314,10 @@ mod tests {
         assert_eq!(platform::error::retry_after(&status), Some(RETRY_AFTER));
         let status = tonic::Status::from(HashError::Failed(anyhow::anyhow!("disk on fire")));
         assert_eq!(status.code(), tonic::Code::Internal);
-        assert!(!status.message().contains("fire"), "our faults stay in the logs");
+        assert!(
+            !status.message().contains("fire"),
+            "our faults stay in the logs"
+        );
     }
 
     #[tokio::test]

@@ -238,9 +238,9 @@ pub async fn model(
         ))
         .await?
         .into_inner();
-    let current = r.current.ok_or_else(|| {
-        Problem::new(ErrorKind::NotFound, "no model has been trained yet")
-    })?;
+    let current = r
+        .current
+        .ok_or_else(|| Problem::new(ErrorKind::NotFound, "no model has been trained yet"))?;
     Ok(Json(ModelOut {
         model_version: current.model_version,
         algorithm: current.algorithm,
