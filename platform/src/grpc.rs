@@ -339,14 +339,6 @@ impl Retry {
     }
 }
 
-/// Sets the gRPC deadline of an outgoing request to what is left of the
-/// caller's budget, so a chain of calls never outlives the original request.
-pub fn with_deadline<T>(message: T, remaining: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(remaining);
-    request
-}
-
 /// The accepted connections of `listener`, each with TCP_NODELAY set.
 ///
 /// tonic applies `Server::tcp_nodelay` only to listeners it binds itself, not
