@@ -99,10 +99,12 @@ async fn main() -> anyhow::Result<()> {
     let _product = product_svc::serve(config.clone(), products, deps.clone()).await?;
     let listener = platform::grpc::bind("127.0.0.1:0".parse()?).await?;
     let addr = listener.local_addr()?;
+    // RECOMMENDATION_CATALOG_TTL_MS=0 measures without the catalog cache.
     let settings = recommendation_svc::RecommendationConfig {
         train_interval: None,
-        ..Default::default()
+        ..recommendation_svc::RecommendationConfig::from_env()?
     };
+    println!("catalog answers reused for {:?}", settings.catalog_ttl);
     let _rec = recommendation_svc::serve_with(config.clone(), settings, listener, deps).await?;
     let channel = platform::grpc::channel(&PeerAddr::from_socket(addr), &config.grpc)?;
     let client: Client = RecommendationServiceClient::new(channel);

@@ -1,6 +1,7 @@
 //! gRPC surface of `RecommendationService`: proto <-> domain.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use platform::auth::Caller;
 use proto::recommendation::recommendation_service_server::RecommendationService;
@@ -98,7 +99,7 @@ fn model_info(meta: &ModelMeta) -> ModelInfo {
 /// scores decrease with rank.
 fn rank(
     candidates: Vec<Candidate>,
-    products: &HashMap<String, proto::product::Product>,
+    products: &HashMap<String, Arc<catalog::Listing>>,
     preferred: &HashSet<String>,
     category: Option<&str>,
     limit: usize,
@@ -110,15 +111,15 @@ fn rank(
         let Some(p) = products.get(&c.product_id) else {
             continue;
         };
-        let product_category = p.category.to_lowercase();
-        if !catalog::can_be_bought(p)
+        let product_category = &p.category;
+        if !p.buyable
             || category.is_some_and(|want| want != product_category)
             || !seen.insert(c.product_id.clone())
         {
             continue;
         }
         if c.personal {
-            if preferred.contains(&product_category) {
+            if preferred.contains(product_category) {
                 c.score *= PREFERENCE_BOOST;
             }
             personal.push(c);

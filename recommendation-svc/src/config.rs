@@ -25,6 +25,9 @@ pub struct RecommendationConfig {
     /// How long a training lease lasts (a replica that dies mid-training
     /// blocks others at most this long).
     pub lease_ttl: Duration,
+    /// How long an answer of the catalog (buyable, category) is reused
+    /// when ranking (`RECOMMENDATION_CATALOG_TTL_MS`; 0: ask every time).
+    pub catalog_ttl: Duration,
 }
 
 impl Default for RecommendationConfig {
@@ -34,6 +37,7 @@ impl Default for RecommendationConfig {
             params: TrainParams::default(),
             model_refresh: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(600),
+            catalog_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -80,6 +84,9 @@ impl RecommendationConfig {
             model_refresh: v
                 .positive_millis("RECOMMENDATION_MODEL_REFRESH_MS", defaults.model_refresh)?,
             lease_ttl: defaults.lease_ttl,
+            catalog_ttl: v
+                .millis("RECOMMENDATION_CATALOG_TTL_MS")?
+                .unwrap_or(defaults.catalog_ttl),
         })
     }
 }
@@ -128,8 +135,10 @@ mod tests {
             ("RECOMMENDATION_ALGORITHM", "popularity"),
             ("RECOMMENDATION_EASE_LAMBDA", "100"),
             ("RECOMMENDATION_MAX_ITEMS", "300"),
+            ("RECOMMENDATION_CATALOG_TTL_MS", "0"),
         ])
         .unwrap();
+        assert_eq!(c.catalog_ttl, Duration::ZERO);
         assert_eq!(c.train_interval, Some(Duration::from_secs(900)));
         assert_eq!(c.params.algorithm, Algorithm::Popularity);
         assert_eq!(c.params.lambda, 100.0);

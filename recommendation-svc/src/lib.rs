@@ -70,7 +70,7 @@ pub async fn serve_with(
         .await
         .context("declaring the recommendation collections")?;
     let products = platform::grpc::channel(config.peers.get(ServiceId::Product), &config.grpc)?;
-    let catalog = catalog::Catalog::new(products);
+    let catalog = catalog::Catalog::new(products, settings.catalog_ttl);
     let serving = training::Serving::default();
     if let Err(err) = serving.refresh(&store).await {
         tracing::warn!(error = %err, "the current model could not be loaded; serving popularity once trained");

@@ -293,6 +293,39 @@ async fn events_feed_the_log_and_training_changes_the_recommendations() {
 }
 
 #[tokio::test]
+async fn a_product_that_sells_out_stops_being_recommended_once_the_catalog_answer_expires() {
+    let mut app = TestApp::start().await;
+    let client = app.replica().await;
+    let (a, b) = (
+        app.product("S-1", "kitchen").await,
+        app.product("S-2", "kitchen").await,
+    );
+    for i in 0..5 {
+        app.paid_order(&format!("fan-{i}"), &[&a]).await;
+    }
+    app.paid_order("other", &[&b]).await;
+    purchases_logged(&app.store().await, 6).await;
+    train(&client).await;
+    let first = recommend(&client, "stranger").await;
+    assert_eq!(first.products[0].product_id, a, "{first:?}");
+    // Remembered now; selling out must still take it off the list.
+    app.products
+        .clone()
+        .update_stock(admin(proto::product::UpdateStockRequest {
+            product_id: a.clone(),
+            change: Some(proto::product::update_stock_request::Change::Stock(0)),
+        }))
+        .await
+        .unwrap();
+    eventually("the sold-out product to leave the list", || async {
+        let r = recommend(&client, "stranger").await;
+        r.products.iter().all(|p| p.product_id != a) && !r.products.is_empty()
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_paid_then_refunded_order_leaves_no_purchase_in_any_delivery_order() {
     let mut app = TestApp::start().await;
     let _client = app.replica().await;
@@ -330,6 +363,7 @@ async fn a_paid_then_refunded_order_leaves_no_purchase_in_any_delivery_order() {
         catalog: recommendation_svc::catalog::Catalog::new(
             platform::grpc::channel(app.config.peers.get(ServiceId::Product), &app.config.grpc)
                 .unwrap(),
+            Duration::ZERO,
         ),
         serving: Default::default(),
         params: Default::default(),
