@@ -27,22 +27,18 @@ pub use runtime::Running;
 /// grow, so a login burst would leave hundreds of MiB resident for good.
 pub use mimalloc::MiMalloc as Allocator;
 
-/// mimalloc's `mi_option_purge_delay` (`mimalloc.h`).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Tunes [`Allocator`] for a server that idles between bursts: freed pages
-/// are purged (given back to the system) at once instead of after mimalloc's
-/// default delay, which only runs when the freeing thread allocates again,
-/// so an idle process kept the pages of its last burst. Measured by
-/// `examples/memory_bench.rs`: idle RSS after a login burst 91 -> 48 MiB,
-/// peak 104 -> 89 MiB. `MIMALLOC_PURGE_DELAY` in the environment wins.
+/// Gives the pages the calling thread freed back to the system now.
 ///
-/// Call it first thing in `main`, before any other thread exists
-/// (`mi_option_set` is not thread safe); [`runtime::run_main`] does.
-pub fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    // SAFETY: sets one integer option; called before other threads start.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+/// mimalloc purges freed memory after a short delay, but only when the
+/// allocator is used again, so a burst of large short-lived buffers
+/// (argon2's 19 MiB per hash) stayed resident once the process went idle.
+/// Purging at once everywhere (`MIMALLOC_PURGE_DELAY=0`) did return it, but
+/// cost serving: GetRecommendations p99 with 32 clients rose from ~9 to
+/// ~20 ms while a training ran (`recommendation-svc/examples/recommend_bench.rs`).
+/// So the work that makes such bursts calls this when the burst ends
+/// (user-svc: the last password hash in flight).
+pub fn release_free_memory() {
+    // SAFETY: collects the calling thread's heap and purges the arenas;
+    // safe to call at any time from any thread.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }

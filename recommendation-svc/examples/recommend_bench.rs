@@ -81,8 +81,18 @@ async fn status(client: &Client) -> proto::recommendation::GetModelStatusRespons
         .into_inner()
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+// The allocator every shopmesh binary uses.
+#[global_allocator]
+static ALLOCATOR: platform::Allocator = platform::Allocator;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let requests: usize = std::env::args()
         .skip_while(|a| a != "--requests")
         .nth(1)

@@ -57,6 +57,8 @@ pub struct Hasher {
     workers: Arc<Semaphore>,
     /// One per hash admitted: running or waiting for a worker.
     admitted: Arc<Semaphore>,
+    /// Permits of `admitted` when nothing is admitted.
+    capacity: usize,
     /// A hash of a random password, verified against when the account does
     /// not exist so that unknown emails take as long as wrong passwords.
     dummy: Arc<String>,
@@ -93,6 +95,7 @@ impl Hasher {
             params,
             workers: Arc::new(Semaphore::new(workers)),
             admitted: Arc::new(Semaphore::new(workers + queue)),
+            capacity: workers + queue,
             dummy: Arc::new(dummy),
         })
     }
@@ -121,9 +124,16 @@ impl Hasher {
             .await
             .map_err(|_| anyhow::anyhow!("hasher closed"))?;
         let span = tracing::Span::current();
+        let queue = self.admitted.clone();
+        let idle = self.capacity;
         tokio::task::spawn_blocking(move || {
-            let _permits = (admitted, worker);
-            span.in_scope(work)
+            let out = span.in_scope(work);
+            drop((admitted, worker));
+            // The last hash of a burst gives its buffers back to the system.
+            if queue.available_permits() == idle {
+                platform::release_free_memory();
+            }
+            out
         })
         .await
         .map_err(|e| HashError::Failed(anyhow::anyhow!("hashing task failed: {e}")))
