@@ -500,3 +500,209 @@ async fn openapi_docs_and_metrics_are_served() {
     assert_problem(&wrong_method, 405);
     t.shutdown().await;
 }
+
+/// 30 wrong passwords for one account at once: no more than the limit may
+/// reach the password check (the slot is taken before it), the rest are 429.
+async fn concurrent_guesses_stay_within_the_limit(vars: &[(&str, &str)]) {
+    let t = TestMesh::start_with(vars).await;
+    let email = unique_email();
+    t.post(
+        "/api/v1/auth/register",
+        None,
+        json!({"email": email, "password": "correct horse", "name": "A"}),
+    )
+    .await;
+    let guesses = (0..30).map(|_| {
+        t.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": "wrong horse"}),
+        )
+    });
+    let replies = futures::future::join_all(guesses).await;
+    let checked = replies.iter().filter(|r| r.status == 401).count();
+    let limited = replies.iter().filter(|r| r.status == 429).count();
+    assert_eq!(checked + limited, 30, "only 401 and 429");
+    assert!(
+        (1..=gateway::routes::auth::FAILED_LOGINS_PER_ACCOUNT as usize).contains(&checked),
+        "{checked} passwords checked"
+    );
+    let right = t
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": "correct horse"}),
+        )
+        .await;
+    assert_problem(&right, 429);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_exceed_the_failed_login_limit() {
+    concurrent_guesses_stay_within_the_limit(&[]).await;
+}
+
+#[tokio::test]
+async fn concurrent_guesses_cannot_exceed_the_failed_login_limit_in_redis() {
+    let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    concurrent_guesses_stay_within_the_limit(&[("REDIS_URL", &redis)]).await;
+}
+
+#[tokio::test]
+async fn successful_logins_give_their_slot_back() {
+    let t = TestMesh::start().await;
+    let email = unique_email();
+    t.post(
+        "/api/v1/auth/register",
+        None,
+        json!({"email": email, "password": "correct horse", "name": "A"}),
+    )
+    .await;
+    for _ in 0..(2 * gateway::routes::auth::FAILED_LOGINS_PER_ACCOUNT) {
+        let r = t
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    t.shutdown().await;
+}
+
+/// Behind one trusted proxy the client address is the entry the proxy
+/// appended; a client-written first entry changes nothing.
+#[tokio::test]
+async fn a_forged_forwarded_for_does_not_escape_the_address_limit() {
+    let t = TestMesh::start_with(&[("TRUSTED_PROXY_HOPS", "1")]).await;
+    let limit = gateway::routes::auth::FAILED_LOGINS_PER_ADDRESS as usize;
+    let mut statuses = Vec::new();
+    for i in 0..limit + 5 {
+        let r = t
+            .http
+            .post(t.url("/api/v1/auth/login"))
+            // What the client wrote, then what the proxy saw.
+            .header(
+                "x-forwarded-for",
+                format!("10.9.{}.{}, 203.0.113.9", i / 250, i % 250),
+            )
+            .json(&json!({"email": unique_email(), "password": "wrong horse"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses[..limit].iter().all(|&s| s == 401), "{statuses:?}");
+    assert!(statuses[limit..].iter().all(|&s| s == 429), "{statuses:?}");
+    // Another client behind the same proxy is not locked out.
+    let other = t
+        .http
+        .post(t.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", "203.0.113.10")
+        .json(&json!({"email": unique_email(), "password": "wrong horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 401);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn responses_carry_the_security_headers() {
+    let t = TestMesh::start().await;
+    let health = t.get("/health", None).await;
+    assert_eq!(health.header("x-content-type-options"), Some("nosniff"));
+    let problem = t.get("/api/v1/users/me", None).await;
+    assert_problem(&problem, 401);
+    assert_eq!(problem.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(problem.header("x-frame-options"), Some("DENY"));
+    let docs = t.http.get(t.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status().as_u16(), 200);
+    let csp = docs
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp:?}");
+    let email = unique_email();
+    t.post(
+        "/api/v1/auth/register",
+        None,
+        json!({"email": email, "password": "correct horse", "name": "A"}),
+    )
+    .await;
+    let login = t
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(login.header("cache-control"), Some("no-store"));
+    let refresh = t
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": login.body["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(refresh.status, 200, "{}", refresh.body);
+    assert_eq!(refresh.header("cache-control"), Some("no-store"));
+    t.shutdown().await;
+}
+
+/// NUL and other control characters are refused at the edge with 422 on
+/// every backend (Postgres cannot store NUL; it was a 500 there).
+#[tokio::test]
+async fn control_characters_in_text_are_422_on_postgres() {
+    let schema = platform::testing::SchemaPrefix::new();
+    let vars = schema.vars();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let t = TestMesh::start_with(&vars).await;
+    let email = unique_email();
+    for body in [
+        json!({"email": email, "password": "correct horse", "name": "A\u{0}B"}),
+        json!({"email": format!("{email}\u{0}"), "password": "correct horse", "name": "A"}),
+        json!({"email": email, "password": "correct horse", "name": "bell\u{7}"}),
+    ] {
+        let r = t.post("/api/v1/auth/register", None, body).await;
+        assert_problem(&r, 422);
+    }
+    let r = t.get("/api/v1/products?q=a%00b", None).await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["errors"][0]["field"], "q");
+    let form = t
+        .http
+        .post(t.url("/api/v1/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=a%00%40example.com&password=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status().as_u16(), 422);
+    // Nothing was stored: the same email registers cleanly afterwards, and
+    // newlines and tabs are still fine where text is free.
+    let ok = t
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": email, "password": "correct horse", "name": "A"}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    t.shutdown().await;
+    schema
+        .drop(&[
+            "user",
+            "product",
+            "order",
+            "payment",
+            "shipping",
+            "notification",
+            "recommendation",
+        ])
+        .await;
+}

@@ -102,7 +102,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     deserializer
         .end()
         .map_err(|e| Problem::new(ErrorKind::Malformed, format!("malformed JSON: {e}")))?;
+    if platform::text::json_may_hold_forbidden(bytes) {
+        let document: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| Problem::new(ErrorKind::Malformed, format!("malformed JSON: {e}")))?;
+        if let Some(field) = platform::text::forbidden_in_json(&document) {
+            return Err(control_characters(field));
+        }
+    }
     Ok(value)
+}
+
+/// 422 for text holding NUL or another control character.
+pub fn control_characters(field: String) -> Problem {
+    Problem::new(ErrorKind::InvalidArgument, "the request has invalid fields").with_errors(vec![
+        FieldError {
+            field,
+            message: "must not contain control characters (newline and tab are allowed)".into(),
+        },
+    ])
 }
 
 impl<T, S> FromRequest<S> for ApiJson<T>
@@ -202,34 +219,46 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
     }
 }
 
-/// The client's address: the socket peer, or the first `X-Forwarded-For`
-/// hop when `TRUST_FORWARDED_FOR` is on.
+/// The client's address: the socket peer, or with `TRUSTED_PROXY_HOPS=N`
+/// the address N entries from the right of `X-Forwarded-For`: the one the
+/// outermost trusted proxy saw. Entries to its left are written by the
+/// client and never trusted; a header with fewer entries than trusted
+/// proxies did not come through all of them, so the peer is used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAddr(pub String);
 
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct TrustForwardedFor(pub bool);
+pub(crate) struct TrustedProxyHops(pub usize);
 
 pub(crate) fn client_addr(
     parts: &axum::http::HeaderMap,
     extensions: &axum::http::Extensions,
 ) -> String {
-    let trust = extensions.get::<TrustForwardedFor>().is_some_and(|t| t.0);
-    if trust {
-        if let Some(first) = parts
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            return first.to_string();
+    let hops = extensions.get::<TrustedProxyHops>().map_or(0, |t| t.0);
+    if hops > 0 {
+        if let Some(addr) = forwarded_client(parts, hops) {
+            return addr;
         }
     }
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ci| ci.0.ip().to_string())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The `X-Forwarded-For` entry `hops` from the right, over every such
+/// header in order; `None` when there are fewer entries or it is not an
+/// IP address.
+fn forwarded_client(headers: &axum::http::HeaderMap, hops: usize) -> Option<String> {
+    let mut entries: Vec<&str> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        entries.extend(value.to_str().ok()?.split(',').map(str::trim));
+    }
+    let entry = entries.len().checked_sub(hops).map(|i| entries[i])?;
+    entry
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
@@ -249,6 +278,31 @@ mod tests {
     struct Body {
         email: String,
         age: u32,
+    }
+
+    fn forwarded(values: &[&str]) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", v.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_client_address_is_the_one_the_outermost_trusted_proxy_saw() {
+        // The client wrote 6.6.6.6; the ingress appended what it saw.
+        let h = forwarded(&["6.6.6.6, 203.0.113.7"]);
+        assert_eq!(forwarded_client(&h, 1).as_deref(), Some("203.0.113.7"));
+        // Two proxies: CDN then ingress.
+        let h = forwarded(&["6.6.6.6, 203.0.113.7", "198.51.100.2"]);
+        assert_eq!(forwarded_client(&h, 2).as_deref(), Some("203.0.113.7"));
+        assert_eq!(forwarded_client(&h, 1).as_deref(), Some("198.51.100.2"));
+        // Fewer entries than trusted proxies, or garbage: not an address.
+        assert_eq!(forwarded_client(&forwarded(&["203.0.113.7"]), 2), None);
+        assert_eq!(forwarded_client(&forwarded(&["a, not-an-ip"]), 1), None);
+        assert_eq!(forwarded_client(&axum::http::HeaderMap::new(), 1), None);
+        let v6 = forwarded(&["2001:db8::1"]);
+        assert_eq!(forwarded_client(&v6, 1).as_deref(), Some("2001:db8::1"));
     }
 
     #[test]

@@ -1,7 +1,14 @@
 //! Rate limits: GCRA (a token bucket without a timer) per key, kept in
 //! Redis when `REDIS_URL` is set so every gateway replica shares them, in
 //! memory otherwise. A Redis outage lets requests through (logged): the
-//! limiter protects the service, it must not take it down.
+//! limiter protects the service, it must not take it down. Redis keys
+//! start with `REDIS_KEY_PREFIX`, so environments sharing a Redis do not
+//! share limits.
+//!
+//! A slot can be taken first and given back later ([`Limiter::refund`]):
+//! the failed-login limit takes one before the password is checked and
+//! returns it when the login succeeds, so concurrent guesses can never run
+//! more checks than the limit allows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -43,14 +50,18 @@ pub enum Limiter {
     /// Theoretical arrival times, in ms since `base` (tokio time, so tests
     /// can pause and advance it).
     Memory(Arc<Mutex<HashMap<String, u64>>>, tokio::time::Instant),
-    Redis(redis::aio::ConnectionManager),
+    Redis {
+        manager: redis::aio::ConnectionManager,
+        /// `REDIS_KEY_PREFIX`.
+        prefix: String,
+    },
 }
 
 impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Limiter::Memory(..) => "Limiter::Memory",
-            Limiter::Redis(_) => "Limiter::Redis",
+            Limiter::Redis { .. } => "Limiter::Redis",
         })
     }
 }
@@ -66,6 +77,18 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 if new_tat - now > tau then return new_tat - now - tau end
 if consume then redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000) end
+return 0
+"#;
+
+/// Gives one event's interval back (never below now).
+const REFUND: &str = r#"
+local interval = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 0 end
+local new_tat = tat - interval
+if new_tat <= now then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000) end
 return 0
 "#;
 
@@ -91,14 +114,18 @@ impl Limiter {
         )
     }
 
-    pub async fn redis(url: &str) -> anyhow::Result<Self> {
+    /// Limits kept in Redis at `url`, under keys starting with `prefix`.
+    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_millis(500))
             .set_number_of_retries(1);
         let manager = redis::aio::ConnectionManager::new_with_config(client, config).await?;
-        Ok(Limiter::Redis(manager))
+        Ok(Limiter::Redis {
+            manager,
+            prefix: prefix.to_string(),
+        })
     }
 
     /// Whether an event under `key` fits `quota`; with `consume`, counts it.
@@ -122,11 +149,11 @@ impl Limiter {
                     Err(wait) => wait,
                 }
             }
-            Limiter::Redis(manager) => {
+            Limiter::Redis { manager, prefix } => {
                 let interval = quota.interval_ms();
                 let tau = interval * quota.burst as u64;
                 let result: redis::RedisResult<u64> = redis::Script::new(GCRA)
-                    .key(format!("shopmesh:rl:{key}"))
+                    .key(format!("{prefix}:rl:{key}"))
                     .arg(interval)
                     .arg(tau)
                     .arg(if consume { "1" } else { "0" })
@@ -145,6 +172,31 @@ impl Limiter {
             Ok(())
         } else {
             Err(Duration::from_millis(wait_ms))
+        }
+    }
+
+    /// Gives back one event counted under `key` (a slot taken for work
+    /// that turned out not to count).
+    pub async fn refund(&self, key: &str, quota: Quota) {
+        let interval = quota.interval_ms();
+        match self {
+            Limiter::Memory(map, base) => {
+                let now = base.elapsed().as_millis() as u64 + 1_000_000;
+                let mut map = map.lock().expect("limiter lock");
+                if let Some(tat) = map.get_mut(key) {
+                    *tat = tat.saturating_sub(interval).max(now);
+                }
+            }
+            Limiter::Redis { manager, prefix } => {
+                let result: redis::RedisResult<u64> = redis::Script::new(REFUND)
+                    .key(format!("{prefix}:rl:{key}"))
+                    .arg(interval)
+                    .invoke_async(&mut manager.clone())
+                    .await;
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "rate limiter unavailable; a slot was not given back");
+                }
+            }
         }
     }
 }
@@ -194,6 +246,29 @@ mod tests {
         for _ in 0..5 {
             limiter.check("login:acct:a", quota, true).await.unwrap();
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refunded_slot_can_be_taken_again() {
+        let limiter = Limiter::memory();
+        let quota = Quota::per_minute(2);
+        limiter.check("k", quota, true).await.unwrap();
+        limiter.check("k", quota, true).await.unwrap();
+        assert!(limiter.check("k", quota, true).await.is_err());
+        limiter.refund("k", quota).await;
+        limiter.check("k", quota, true).await.unwrap();
+        assert!(
+            limiter.check("k", quota, true).await.is_err(),
+            "one slot only"
+        );
+        // A refund never banks credit beyond the burst.
+        limiter.refund("fresh", quota).await;
+        for _ in 0..5 {
+            limiter.refund("k", quota).await;
+        }
+        limiter.check("k", quota, true).await.unwrap();
+        limiter.check("k", quota, true).await.unwrap();
+        assert!(limiter.check("k", quota, true).await.is_err());
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ impl AppState {
     /// As [`AppState::connect`], with the Redis limiter when `REDIS_URL` is set.
     pub async fn connect_with_backends(config: &Config) -> anyhow::Result<Self> {
         let limiter = match &config.redis_url {
-            Some(url) => Limiter::redis(url)
+            Some(url) => Limiter::redis(url, &config.redis_key_prefix)
                 .await
                 .map_err(|e| anyhow::anyhow!("connecting to Redis (REDIS_URL): {e}"))?,
             None => Limiter::memory(),

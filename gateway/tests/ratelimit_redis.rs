@@ -17,8 +17,8 @@ fn unique_key() -> String {
 #[tokio::test]
 async fn two_gateway_replicas_share_the_same_limits() {
     let (a, b) = (
-        Limiter::redis(&redis_url()).await.unwrap(),
-        Limiter::redis(&redis_url()).await.unwrap(),
+        Limiter::redis(&redis_url(), "test").await.unwrap(),
+        Limiter::redis(&redis_url(), "test").await.unwrap(),
     );
     let key = unique_key();
     let quota = Quota::per_minute(3);
@@ -35,6 +35,41 @@ async fn two_gateway_replicas_share_the_same_limits() {
 }
 
 #[tokio::test]
+async fn a_slot_given_back_on_one_replica_is_free_on_the_other() {
+    let (a, b) = (
+        Limiter::redis(&redis_url(), "test").await.unwrap(),
+        Limiter::redis(&redis_url(), "test").await.unwrap(),
+    );
+    let key = unique_key();
+    let quota = Quota::per_minute(2);
+    a.check(&key, quota, true).await.unwrap();
+    b.check(&key, quota, true).await.unwrap();
+    assert!(a.check(&key, quota, true).await.is_err());
+    b.refund(&key, quota).await;
+    a.check(&key, quota, true).await.unwrap();
+    assert!(
+        b.check(&key, quota, true).await.is_err(),
+        "exactly one slot"
+    );
+}
+
+#[tokio::test]
+async fn prefixes_keep_environments_apart() {
+    let (staging, prod) = (
+        Limiter::redis(&redis_url(), "staging").await.unwrap(),
+        Limiter::redis(&redis_url(), "prod").await.unwrap(),
+    );
+    let key = unique_key();
+    let quota = Quota::per_minute(1);
+    staging.check(&key, quota, true).await.unwrap();
+    assert!(staging.check(&key, quota, true).await.is_err());
+    assert!(
+        prod.check(&key, quota, true).await.is_ok(),
+        "prod has its own limits"
+    );
+}
+
+#[tokio::test]
 async fn a_redis_outage_lets_requests_through_quickly() {
     let upstream = redis_url()
         .trim_start_matches("redis://")
@@ -43,7 +78,7 @@ async fn a_redis_outage_lets_requests_through_quickly() {
         .parse()
         .unwrap();
     let proxy = TcpProxy::start_to(upstream).await.unwrap();
-    let limiter = Limiter::redis(&format!("redis://{}", proxy.addr()))
+    let limiter = Limiter::redis(&format!("redis://{}", proxy.addr()), "test")
         .await
         .unwrap();
     let key = unique_key();

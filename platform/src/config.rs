@@ -147,6 +147,29 @@ impl Vars<'_> {
     }
 }
 
+/// `TRUSTED_PROXY_HOPS`; the former `TRUST_FORWARDED_FOR` took the
+/// client-written first entry and is refused rather than ignored.
+fn trusted_proxy_hops(v: &Vars<'_>) -> Result<usize, ConfigError> {
+    if let Some(old) = v.raw("TRUST_FORWARDED_FOR") {
+        return Err(ConfigError::new(
+            "TRUST_FORWARDED_FOR",
+            &old,
+            "replaced by TRUSTED_PROXY_HOPS (the number of proxies in front of the gateway)",
+        ));
+    }
+    let hops = v
+        .number::<usize>("TRUSTED_PROXY_HOPS", "a whole number of proxies")?
+        .unwrap_or(0);
+    if hops > 16 {
+        return Err(ConfigError::new(
+            "TRUSTED_PROXY_HOPS",
+            &hops.to_string(),
+            "at most 16",
+        ));
+    }
+    Ok(hops)
+}
+
 /// One NATS name or subject token: letters, digits, `_` and `-`.
 fn name_token(value: &str) -> Result<String, String> {
     if !value.is_empty()
@@ -534,6 +557,11 @@ pub struct Config {
     pub nats_prefix: String,
     /// `REDIS_URL`; unset = no cache, in-memory rate limits.
     pub redis_url: Option<String>,
+    /// `REDIS_KEY_PREFIX`: first part of every Redis key (cache, rate
+    /// limits), so environments sharing one Redis never read each other's
+    /// entries. Default: `DATABASE_SCHEMA_PREFIX` if set, else the NATS
+    /// subject prefix.
+    pub redis_key_prefix: String,
     pub peers: Peers,
     pub grpc: GrpcSettings,
     pub telemetry: TelemetryConfig,
@@ -558,9 +586,10 @@ pub struct Config {
     pub low_stock_threshold: u32,
     /// `PRODUCT_CACHE_TTL_SECS` (default 60): how long product pages stay cached.
     pub product_cache_ttl: Duration,
-    /// `TRUST_FORWARDED_FOR` (default false): take the client address from
-    /// `X-Forwarded-For` (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
+    /// `TRUSTED_PROXY_HOPS` (default 0): how many proxies in front of the
+    /// gateway append to `X-Forwarded-For`; the client address is the entry
+    /// that many from the right (0: the socket peer).
+    pub trusted_proxy_hops: usize,
     /// Payment timeout, caps and sweeper timing of the order saga.
     pub saga: SagaSettings,
 }
@@ -668,7 +697,7 @@ impl Config {
         let rate_limit_rps: u32 = v
             .number("RATE_LIMIT_RPS", "a whole number of requests per second")?
             .unwrap_or(100);
-        let config = Config {
+        let mut config = Config {
             grpc_addr: v.socket_addr("GRPC_ADDR")?,
             http_addr: v
                 .socket_addr("HTTP_ADDR")?
@@ -701,6 +730,7 @@ impl Config {
             })?,
             nats_url: v.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: v.url("REDIS_URL", &["redis", "rediss"])?,
+            redis_key_prefix: String::new(),
             nats_stream: v
                 .parse_with("NATS_STREAM", name_token)?
                 .unwrap_or_else(|| "SHOP".into()),
@@ -774,12 +804,19 @@ impl Config {
                 })
                 .unwrap_or_default(),
             request_timeout: v.positive_millis("REQUEST_TIMEOUT_MS", Duration::from_secs(30))?,
-            trust_forwarded_for: v.bool("TRUST_FORWARDED_FOR")?.unwrap_or(false),
+            trusted_proxy_hops: trusted_proxy_hops(&v)?,
             saga: SagaSettings::from_vars(&v)?,
             low_stock_threshold: v
                 .number("LOW_STOCK_THRESHOLD", "a whole number of units")?
                 .unwrap_or(5),
             product_cache_ttl: secs("PRODUCT_CACHE_TTL_SECS", 60)?,
+        };
+        config.redis_key_prefix = match v.parse_with("REDIS_KEY_PREFIX", name_token)? {
+            Some(prefix) => prefix,
+            None => config
+                .schema_prefix
+                .clone()
+                .unwrap_or_else(|| config.nats_prefix.clone()),
         };
         let i = &config.integrations;
         if i.vapid_private_key.is_some() && i.vapid_subject.is_none() {
@@ -879,6 +916,31 @@ mod tests {
                 .database_url,
             DatabaseUrl::MongoDb(_)
         ));
+    }
+
+    #[test]
+    fn redis_keys_and_proxy_hops() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.redis_key_prefix, "shop", "the subject prefix");
+        assert_eq!(c.trusted_proxy_hops, 0, "the socket peer");
+        let c = load(&[("DATABASE_SCHEMA_PREFIX", "staging")]).unwrap();
+        assert_eq!(c.redis_key_prefix, "staging");
+        let c = load(&[
+            ("DATABASE_SCHEMA_PREFIX", "staging"),
+            ("REDIS_KEY_PREFIX", "shop-eu"),
+            ("TRUSTED_PROXY_HOPS", "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_key_prefix, "shop-eu");
+        assert_eq!(c.trusted_proxy_hops, 2);
+        for (var, value) in [
+            ("REDIS_KEY_PREFIX", "a:b"),
+            ("TRUSTED_PROXY_HOPS", "-1"),
+            ("TRUSTED_PROXY_HOPS", "17"),
+            ("TRUST_FORWARDED_FOR", "true"),
+        ] {
+            assert_eq!(load(&[(var, value)]).unwrap_err().var, var);
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod runtime;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
+pub mod text;
 
 pub use config::{Config, ConfigError, DatabaseUrl, PeerAddr, ServiceId};
 pub use error::ErrorKind;

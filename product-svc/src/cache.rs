@@ -25,6 +25,8 @@ pub struct Cache {
     conn: Arc<RwLock<Option<ConnectionManager>>>,
     ttl: Duration,
     enabled: bool,
+    /// `REDIS_KEY_PREFIX`: keys are `<prefix>:cache:<namespace>:…`.
+    prefix: String,
 }
 
 impl std::fmt::Debug for Cache {
@@ -61,15 +63,18 @@ impl Cache {
             conn: Arc::new(RwLock::new(None)),
             ttl: Duration::from_secs(60),
             enabled: false,
+            prefix: String::new(),
         }
     }
 
-    /// Connects to `url`, retrying in the background while Redis is down.
-    pub async fn connect(url: &str, ttl: Duration) -> Self {
+    /// Connects to `url`, retrying in the background while Redis is down;
+    /// every key starts with `prefix`.
+    pub async fn connect(url: &str, ttl: Duration, prefix: &str) -> Self {
         let cache = Self {
             conn: Arc::new(RwLock::new(connect_once(url).await)),
             ttl,
             enabled: true,
+            prefix: prefix.to_string(),
         };
         if cache.conn.read().expect("cache lock").is_none() {
             tracing::warn!("Redis unreachable; serving from the store until it is back");
@@ -111,8 +116,9 @@ impl Cache {
     /// `namespace` is `product:<id>` or `list`.
     pub async fn get(&self, namespace: &str, key: &str) -> Option<Lookup> {
         let mut conn = self.conn()?;
-        let gen_key = format!("shopmesh:cache:{namespace}:gen");
-        let value_key = format!("shopmesh:cache:{namespace}:{key}");
+        let prefix = &self.prefix;
+        let gen_key = format!("{prefix}:cache:{namespace}:gen");
+        let value_key = format!("{prefix}:cache:{namespace}:{key}");
         let (generation, value): (String, Option<Vec<u8>>) = Self::bounded(
             redis::Script::new(GET_SCRIPT)
                 .key(gen_key)
@@ -126,7 +132,7 @@ impl Cache {
     /// Stores `value` under the generation read by [`Cache::get`].
     pub async fn put(&self, namespace: &str, key: &str, generation: &str, value: &[u8]) {
         let Some(mut conn) = self.conn() else { return };
-        let value_key = format!("shopmesh:cache:{namespace}:{key}:{generation}");
+        let value_key = format!("{}:cache:{namespace}:{key}:{generation}", self.prefix);
         let ttl = self.ttl.as_millis() as u64;
         let _: Option<()> = Self::bounded(
             redis::cmd("SET")
@@ -144,7 +150,8 @@ impl Cache {
         let Some(mut conn) = self.conn() else { return };
         let mut pipe = redis::pipe();
         for ns in namespaces {
-            pipe.incr(format!("shopmesh:cache:{ns}:gen"), 1).ignore();
+            pipe.incr(format!("{}:cache:{ns}:gen", self.prefix), 1)
+                .ignore();
         }
         let done: Option<()> = Self::bounded(pipe.query_async(&mut conn)).await;
         if done.is_none() {

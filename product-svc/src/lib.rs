@@ -50,7 +50,9 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<api::ProductApi
         .await
         .context("declaring reviews")?;
     let cache = match &config.redis_url {
-        Some(url) => cache::Cache::connect(url, config.product_cache_ttl).await,
+        Some(url) => {
+            cache::Cache::connect(url, config.product_cache_ttl, &config.redis_key_prefix).await
+        }
         None => cache::Cache::disabled(),
     };
     Ok(api::ProductApi {

@@ -752,10 +752,46 @@ async fn cached_keys(product_id: &str) -> Vec<String> {
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("KEYS")
-        .arg(format!("shopmesh:cache:product:{product_id}:v:*"))
+        // The default key prefix without a schema prefix: the subject prefix.
+        .arg(format!("shop:cache:product:{product_id}:v:*"))
         .query_async(&mut conn)
         .await
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environments_sharing_one_redis_never_read_each_others_cache() {
+    let redis = redis_url();
+    let a = Harness::start(
+        false,
+        &[("REDIS_URL", &redis), ("REDIS_KEY_PREFIX", "env_a")],
+    )
+    .await;
+    let b = Harness::start(
+        false,
+        &[("REDIS_URL", &redis), ("REDIS_KEY_PREFIX", "env_b")],
+    )
+    .await;
+    let p = create(&mut a.client(), "ENV-1", 10).await;
+    assert_eq!(
+        details(&mut a.client(), &p.id).await.id,
+        p.id,
+        "cached in a"
+    );
+    let in_b = b
+        .client()
+        .get_product_details(GetProductDetailsRequest {
+            product_id: p.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        in_b.code(),
+        tonic::Code::NotFound,
+        "b has an empty catalog and must not serve a's cached product"
+    );
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,6 +142,11 @@ pub async fn login(
                     }],
                 )
             })?;
+            for (field, value) in [("username", &form.username), ("password", &form.password)] {
+                if platform::text::forbidden_char(value).is_some() {
+                    return Err(crate::extract::control_characters(field.into()));
+                }
+            }
             (form.username, form.password)
         }
         _ => {
@@ -157,37 +162,43 @@ pub async fn login(
         Quota::per_minute(FAILED_LOGINS_PER_ACCOUNT),
         Quota::per_minute(FAILED_LOGINS_PER_ADDRESS),
     );
+    // Take a slot of both limits before the password is checked, so
+    // concurrent guesses cannot run more checks than the limits allow; a
+    // login that is not a failed guess gives its slots back.
     let limiter = state.limiter();
     limiter
-        .check(&account_key, per_account, false)
+        .check(&account_key, per_account, true)
         .await
         .map_err(too_many)?;
-    limiter
-        .check(&address_key, per_address, false)
-        .await
-        .map_err(too_many)?;
-
-    match users(&state)
-        .login(grpc(proto::user::LoginRequest { email, password }, None))
-        .await
-    {
-        Ok(response) => {
-            let r = response.into_inner();
-            Ok(Json(TokenPair {
-                access_token: r.access_token,
-                refresh_token: r.refresh_token,
-                token_type: r.token_type,
-                expires_in: r.expires_in,
-            })
-            .into_response())
-        }
-        Err(status) if status.code() == tonic::Code::Unauthenticated => {
-            let _ = limiter.check(&account_key, per_account, true).await;
-            let _ = limiter.check(&address_key, per_address, true).await;
-            Err(Problem::from_status(&status))
-        }
-        Err(status) => Err(status.into()),
+    if let Err(wait) = limiter.check(&address_key, per_address, true).await {
+        limiter.refund(&account_key, per_account).await;
+        return Err(too_many(wait));
     }
+    let outcome = users(&state)
+        .login(grpc(proto::user::LoginRequest { email, password }, None))
+        .await;
+    if !matches!(&outcome, Err(status) if status.code() == tonic::Code::Unauthenticated) {
+        limiter.refund(&account_key, per_account).await;
+        limiter.refund(&address_key, per_address).await;
+    }
+    let r = outcome?.into_inner();
+    let mut response = Json(TokenPair {
+        access_token: r.access_token,
+        refresh_token: r.refresh_token,
+        token_type: r.token_type,
+        expires_in: r.expires_in,
+    })
+    .into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+/// Responses carrying tokens must not be kept by any cache.
+fn no_store(response: &mut Response) {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
 }
 
 /// Exchange a refresh token for a new pair. The old refresh token stops
@@ -201,7 +212,7 @@ pub async fn login(
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<Json<TokenPair>, Problem> {
+) -> Result<Response, Problem> {
     let r = users(&state)
         .refresh_token(grpc(
             proto::user::RefreshTokenRequest {
@@ -211,12 +222,15 @@ pub async fn refresh(
         ))
         .await?
         .into_inner();
-    Ok(Json(TokenPair {
+    let mut response = Json(TokenPair {
         access_token: r.access_token,
         refresh_token: r.refresh_token,
         token_type: r.token_type,
         expires_in: r.expires_in,
-    }))
+    })
+    .into_response();
+    no_store(&mut response);
+    Ok(response)
 }
 
 /// End the session of a refresh token (its whole family is revoked).
