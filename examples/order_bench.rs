@@ -202,6 +202,10 @@ async fn main() {
         ("SEED_DEMO", "false".to_string()),
         ("DATABASE_URL", db.clone()),
         ("DATABASE_SCHEMA_PREFIX", prefix.clone()),
+        (
+            "STORE_CURSOR_KEY",
+            platform::testing::TEST_CURSOR_KEY.into(),
+        ),
         ("DATABASE_MAX_CONNECTIONS", "16".into()),
         ("NATS_URL", nats.clone()),
         ("NATS_STREAM", format!("B{tag}")),

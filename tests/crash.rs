@@ -535,6 +535,10 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
     let mut env: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), pg.url()),
         ("DATABASE_SCHEMA_PREFIX".into(), format!("c{}", &tag[..12])),
+        (
+            "STORE_CURSOR_KEY".into(),
+            platform::testing::TEST_CURSOR_KEY.into(),
+        ),
         ("NATS_URL".into(), format!("nats://127.0.0.1:{nats_port}")),
         ("ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
         ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),

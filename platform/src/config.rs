@@ -147,6 +147,9 @@ impl Vars<'_> {
     }
 }
 
+/// Shortest `STORE_CURSOR_KEY` taken with a real database.
+pub const MIN_CURSOR_KEY_LEN: usize = 32;
+
 /// `TRUSTED_PROXY_HOPS`; the former `TRUST_FORWARDED_FOR` took the
 /// client-written first entry and is refused rather than ignored.
 fn trusted_proxy_hops(v: &Vars<'_>) -> Result<usize, ConfigError> {
@@ -469,8 +472,12 @@ pub struct TelemetryConfig {
     /// unset = spans are not exported (trace ids still appear in logs).
     pub otlp_endpoint: Option<String>,
     pub log_format: LogFormat,
-    /// `RUST_LOG` filter, default `info`.
+    /// `RUST_LOG` filter, default `info`: what is logged.
     pub log_filter: String,
+    /// `OTEL_TRACES_FILTER`, default `info`: which spans are traced,
+    /// whatever `RUST_LOG` says (operators log at `warn` and still need
+    /// traces and `traceparent`).
+    pub trace_filter: String,
 }
 
 /// Access-token settings (`JWT_*`).
@@ -746,6 +753,9 @@ impl Config {
                 otlp_endpoint: v.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http", "https"])?,
                 log_format,
                 log_filter: v.raw("RUST_LOG").unwrap_or_else(|| "info".to_string()),
+                trace_filter: v
+                    .raw("OTEL_TRACES_FILTER")
+                    .unwrap_or_else(|| "info".to_string()),
             },
             jwt: JwtConfig {
                 issuer: v.raw("JWT_ISSUER").unwrap_or_else(|| "shopmesh".into()),
@@ -818,6 +828,20 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| config.nats_prefix.clone()),
         };
+        if config.database_url != DatabaseUrl::Memory {
+            let key_len = config.cursor_key.as_ref().map_or(0, |k| k.expose().len());
+            if key_len < MIN_CURSOR_KEY_LEN {
+                return Err(ConfigError::new(
+                    "STORE_CURSOR_KEY",
+                    "",
+                    format!(
+                        "must be set to a random secret of at least {MIN_CURSOR_KEY_LEN} characters \
+                         (the same on every replica, e.g. `openssl rand -hex 32`) when DATABASE_URL \
+                         is a real database: the built-in key signs cursors anyone can forge"
+                    ),
+                ));
+            }
+        }
         let i = &config.integrations;
         if i.vapid_private_key.is_some() && i.vapid_subject.is_none() {
             return Err(ConfigError::new(
@@ -884,6 +908,7 @@ mod tests {
             ("GRPC_ADDR", "0.0.0.0:6000"),
             ("HTTP_ADDR", "[::1]:9000"),
             ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop"),
+            ("STORE_CURSOR_KEY", "0123456789abcdef0123456789abcdef"),
             ("NATS_URL", "nats://127.0.0.1:4222"),
             ("REDIS_URL", "redis://127.0.0.1:6379"),
             ("PRODUCT_ADDR", "product-svc:50051"),
@@ -911,11 +936,24 @@ mod tests {
         assert!(!c.seed_demo);
         assert_eq!(c.rate_limit_rps, 0);
         assert!(matches!(
-            load(&[("DATABASE_URL", "mongodb://m:27017/x")])
-                .unwrap()
-                .database_url,
+            load(&[
+                ("DATABASE_URL", "mongodb://m:27017/x"),
+                ("STORE_CURSOR_KEY", "0123456789abcdef0123456789abcdef")
+            ])
+            .unwrap()
+            .database_url,
             DatabaseUrl::MongoDb(_)
         ));
+    }
+
+    #[test]
+    fn a_real_database_needs_a_cursor_key_of_its_own() {
+        assert!(load(&[]).is_ok(), "embedded: the built-in key is fine");
+        for key in [None, Some("short")] {
+            let mut vars = vec![("DATABASE_URL", "postgres://127.0.0.1/shop")];
+            vars.extend(key.map(|k| ("STORE_CURSOR_KEY", k)));
+            assert_eq!(load(&vars).unwrap_err().var, "STORE_CURSOR_KEY");
+        }
     }
 
     #[test]
@@ -1064,6 +1102,7 @@ mod tests {
             ("STRIPE_API_KEY", "sk_test_hunter2"),
             ("ADMIN_EMAIL", "root@example.com"),
             ("ADMIN_PASSWORD", "hunter2hunter2"),
+            ("STORE_CURSOR_KEY", "hunter2-hunter2-hunter2-hunter2-hunter2"),
         ])
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));

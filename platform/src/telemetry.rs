@@ -83,21 +83,7 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let provider = builder.build();
     let tracer = provider.tracer(config.service_name.clone());
 
-    let filter = EnvFilter::try_new(&config.log_filter)
-        .with_context(|| format!("invalid RUST_LOG={:?}", config.log_filter))?;
-    let fmt_layer = match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .fmt_fields(JsonFields::new())
-            .event_format(JsonWithTrace)
-            .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
-    };
-    let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_layer)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
-        .try_init()
-        .is_ok();
+    let installed = subscriber(config, tracer)?.try_init().is_ok();
     if installed {
         opentelemetry::global::set_tracer_provider(provider.clone());
         if exporting {
@@ -112,6 +98,33 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     }
 }
 
+/// Logs filtered by `RUST_LOG` and spans traced as `OTEL_TRACES_FILTER`
+/// says, each layer with its own filter: a quiet log level never turns
+/// tracing (and the `traceparent` of responses) off.
+fn subscriber(
+    config: &TelemetryConfig,
+    tracer: opentelemetry_sdk::trace::Tracer,
+) -> anyhow::Result<impl tracing::Subscriber + Send + Sync> {
+    let log_filter = EnvFilter::try_new(&config.log_filter)
+        .with_context(|| format!("invalid RUST_LOG={:?}", config.log_filter))?;
+    let trace_filter = EnvFilter::try_new(&config.trace_filter)
+        .with_context(|| format!("invalid OTEL_TRACES_FILTER={:?}", config.trace_filter))?;
+    let fmt_layer = match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonWithTrace)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+    };
+    Ok(tracing_subscriber::registry()
+        .with(fmt_layer.with_filter(log_filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(trace_filter),
+        ))
+}
+
 /// For tests: traces without export; logs only when `TEST_LOG` is set.
 pub fn init_for_tests() {
     static ONCE: OnceLock<()> = OnceLock::new();
@@ -121,6 +134,7 @@ pub fn init_for_tests() {
             otlp_endpoint: None,
             log_format: LogFormat::Pretty,
             log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            trace_filter: "info".into(),
         };
         if std::env::var_os("TEST_LOG").is_some() {
             std::mem::forget(init(&config));
@@ -327,6 +341,41 @@ impl tracing::field::Visit for JsonVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quiet_log_level_does_not_turn_tracing_off() {
+        let config = |log: &str, trace: &str| TelemetryConfig {
+            service_name: "filters".into(),
+            otlp_endpoint: None,
+            log_format: LogFormat::Pretty,
+            log_filter: log.into(),
+            trace_filter: trace.into(),
+        };
+        let traced = |config: TelemetryConfig| {
+            let provider = SdkTracerProvider::builder().build();
+            let subscriber = subscriber(&config, provider.tracer("filters")).unwrap();
+            tracing::subscriber::with_default(subscriber, || {
+                let span = tracing::info_span!("request");
+                let _entered = span.enter();
+                current_traceparent().is_some()
+            })
+        };
+        assert!(
+            traced(config("warn", "info")),
+            "RUST_LOG=warn keeps info spans traced"
+        );
+        assert!(
+            !traced(config("info", "warn")),
+            "the trace filter is the one that decides"
+        );
+        assert!(
+            subscriber(
+                &config("info", "not a filter[["),
+                SdkTracerProvider::builder().build().tracer("x")
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn trace_context_round_trips_through_headers_and_metadata() {

@@ -229,6 +229,9 @@ pub struct SchemaPrefix {
     pub prefix: String,
 }
 
+/// The cursor key of test and benchmark configurations on real databases.
+pub const TEST_CURSOR_KEY: &str = "test-cursor-key-0123456789abcdef0123";
+
 impl Default for SchemaPrefix {
     fn default() -> Self {
         Self::new()
@@ -253,11 +256,13 @@ impl SchemaPrefix {
         Self { url, prefix }
     }
 
-    /// `DATABASE_URL` and `DATABASE_SCHEMA_PREFIX` for a service config.
+    /// `DATABASE_URL`, `DATABASE_SCHEMA_PREFIX` and a `STORE_CURSOR_KEY`
+    /// for a service config.
     pub fn vars(&self) -> Vec<(String, String)> {
         vec![
             ("DATABASE_URL".into(), self.url.clone()),
             ("DATABASE_SCHEMA_PREFIX".into(), self.prefix.clone()),
+            ("STORE_CURSOR_KEY".into(), TEST_CURSOR_KEY.into()),
         ]
     }
 

@@ -122,6 +122,10 @@ async fn main() {
         ("SEED_DEMO", "false".to_string()),
         ("DATABASE_URL", db.clone()),
         ("DATABASE_SCHEMA_PREFIX", prefix.clone()),
+        (
+            "STORE_CURSOR_KEY",
+            platform::testing::TEST_CURSOR_KEY.to_string(),
+        ),
         ("DATABASE_MAX_CONNECTIONS", "32".to_string()),
     ];
 
