@@ -501,17 +501,24 @@ async fn openapi_docs_and_metrics_are_served() {
     t.shutdown().await;
 }
 
+/// Registers `email` with the password "correct horse".
+async fn register(t: &TestMesh, email: &str) {
+    let r = t
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": email, "password": "correct horse", "name": "A"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
 /// 30 wrong passwords for one account at once: no more than the limit may
 /// reach the password check (the slot is taken before it), the rest are 429.
 async fn concurrent_guesses_stay_within_the_limit(vars: &[(&str, &str)]) {
     let t = TestMesh::start_with(vars).await;
     let email = unique_email();
-    t.post(
-        "/api/v1/auth/register",
-        None,
-        json!({"email": email, "password": "correct horse", "name": "A"}),
-    )
-    .await;
+    register(&t, &email).await;
     let guesses = (0..30).map(|_| {
         t.post(
             "/api/v1/auth/login",
@@ -553,12 +560,7 @@ async fn concurrent_guesses_cannot_exceed_the_failed_login_limit_in_redis() {
 async fn successful_logins_give_their_slot_back() {
     let t = TestMesh::start().await;
     let email = unique_email();
-    t.post(
-        "/api/v1/auth/register",
-        None,
-        json!({"email": email, "password": "correct horse", "name": "A"}),
-    )
-    .await;
+    register(&t, &email).await;
     for _ in 0..(2 * gateway::routes::auth::FAILED_LOGINS_PER_ACCOUNT) {
         let r = t
             .post(
@@ -628,12 +630,7 @@ async fn responses_carry_the_security_headers() {
         .unwrap_or_default();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp:?}");
     let email = unique_email();
-    t.post(
-        "/api/v1/auth/register",
-        None,
-        json!({"email": email, "password": "correct horse", "name": "A"}),
-    )
-    .await;
+    register(&t, &email).await;
     let login = t
         .post(
             "/api/v1/auth/login",

@@ -116,6 +116,10 @@ pub async fn serve_with(
     let routes = tonic::service::Routes::new(NotificationServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .readiness(platform::grpc::store_and_bus(
+                store.clone(),
+                deps.bus.clone(),
+            ))
             .serve(routes, listener)
             .await?;
     running.spawn(deliveries.run(running.cancel_token()));

@@ -95,6 +95,10 @@ pub async fn serve(
     let routes = tonic::service::Routes::new(OrderServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .readiness(platform::grpc::store_and_bus(
+                store.clone(),
+                deps.bus.clone(),
+            ))
             .serve(routes, listener)
             .await?;
     let sweeper = relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token());

@@ -96,9 +96,11 @@ pub async fn serve_with(
     let mut api = api(&config, &deps, provider).await?;
     api.reconcile_after = reconcile_after;
     let background = api.clone();
+    let ready = platform::grpc::store_and_bus(api.payments.store().clone(), deps.bus.clone());
     let routes = tonic::service::Routes::new(PaymentServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .readiness(ready)
             .serve(routes, listener)
             .await?;
     let sweeper = background

@@ -1102,7 +1102,10 @@ mod tests {
             ("STRIPE_API_KEY", "sk_test_hunter2"),
             ("ADMIN_EMAIL", "root@example.com"),
             ("ADMIN_PASSWORD", "hunter2hunter2"),
-            ("STORE_CURSOR_KEY", "hunter2-hunter2-hunter2-hunter2-hunter2"),
+            (
+                "STORE_CURSOR_KEY",
+                "hunter2-hunter2-hunter2-hunter2-hunter2",
+            ),
         ])
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));

@@ -27,11 +27,45 @@ use crate::config::{GrpcSettings, PeerAddr, ServiceId};
 use crate::error::ErrorKind;
 use crate::runtime::Running;
 
+/// What a service needs to serve requests: answers `Err(why)` when it
+/// cannot (its store or bus unreachable).
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// How often readiness is checked, and how long one check may take.
+const READINESS_EVERY: Duration = Duration::from_secs(2);
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness of a service on `store` and `bus`: the store answers a ping
+/// and the bus is connected.
+pub fn store_and_bus(
+    store: crate::store::Store,
+    bus: Arc<dyn crate::events::EventBus>,
+) -> ReadinessCheck {
+    Arc::new(move || {
+        let (store, bus) = (store.clone(), bus.clone());
+        Box::pin(async move {
+            store.ping().await.map_err(|e| format!("store: {e}"))?;
+            if !bus.is_connected() {
+                return Err(format!("event bus ({}) not connected", bus.name()));
+            }
+            Ok(())
+        })
+    })
+}
+
 /// Builds and starts the gRPC server of one service.
+///
+/// Health: the overall status (`""`, what liveness probes ask) is SERVING
+/// while the process serves; the service's own name (what readiness probes
+/// ask) is SERVING only while its [`readiness`](GrpcServer::readiness)
+/// check passes, so a replica that lost its database leaves the load
+/// balancer without being restarted.
 pub struct GrpcServer {
     service: ServiceId,
     settings: GrpcSettings,
     descriptor_sets: Vec<&'static [u8]>,
+    readiness: Option<ReadinessCheck>,
 }
 
 impl GrpcServer {
@@ -42,7 +76,15 @@ impl GrpcServer {
             service,
             settings: settings.clone(),
             descriptor_sets: vec![descriptor_set],
+            readiness: None,
         }
+    }
+
+    /// Checks `check` every 2 s and reports the result as the health of
+    /// the service's own name.
+    pub fn readiness(mut self, check: ReadinessCheck) -> Self {
+        self.readiness = Some(check);
+        self
     }
 
     /// Serves `routes` (the service's own tonic servers) plus health and
@@ -83,6 +125,41 @@ impl GrpcServer {
 
         let running = Running::new(self.service.binary(), addr);
         let cancel = running.cancel_token();
+        if let Some(check) = self.readiness.clone() {
+            let (health, cancel) = (health.clone(), cancel.clone());
+            running.spawn(async move {
+                let mut ready = true;
+                loop {
+                    let outcome = match tokio::time::timeout(READINESS_TIMEOUT, check()).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err("readiness check timed out".to_string()),
+                    };
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    let now_ready = outcome.is_ok();
+                    if now_ready != ready {
+                        match &outcome {
+                            Ok(()) => tracing::info!(service = grpc_service, "ready again"),
+                            Err(why) => {
+                                tracing::warn!(service = grpc_service, reason = %why, "not ready")
+                            }
+                        }
+                        let status = if now_ready {
+                            ServingStatus::Serving
+                        } else {
+                            ServingStatus::NotServing
+                        };
+                        health.set_service_status(grpc_service, status).await;
+                        ready = now_ready;
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(READINESS_EVERY) => {}
+                    }
+                }
+            });
+        }
         let server = tonic::transport::Server::builder()
             .timeout(self.settings.server_timeout)
             .concurrency_limit_per_connection(self.settings.concurrency_limit_per_connection)

@@ -203,3 +203,71 @@ async fn a_peer_that_is_down_gives_unavailable_after_bounded_retries() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(attempts, 3);
 }
+
+/// Health of `service` on `addr`, polled until it is `want` (20 s at most).
+async fn wait_health(addr: SocketAddr, service: &str, want: ServingStatus) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = testing::health(addr, service).await.ok();
+        if now == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{service:?} stayed {now:?}, wanted {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_service_cut_off_from_its_database_is_not_ready_but_still_alive() {
+    let pg = testing::postgres_url();
+    let upstream: SocketAddr = pg
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(|host| host.replace("localhost", "127.0.0.1"))
+        .and_then(|host| host.parse().ok())
+        .expect("TEST_DATABASE_URL names host:port");
+    let proxy = testing::TcpProxy::start_to(upstream).await.unwrap();
+    let schema =
+        testing::SchemaPrefix::on(format!("postgres://postgres@{}/postgres", proxy.addr()));
+    let mut vars: std::collections::HashMap<String, String> = schema.vars().into_iter().collect();
+    vars.insert("DATABASE_TIMEOUT_MS".into(), "500".into());
+    let config = platform::Config::from_source("ready-test", &vars).unwrap();
+    let store = platform::store::Store::from_config(&config, "ready")
+        .await
+        .unwrap();
+    let bus: std::sync::Arc<dyn platform::events::EventBus> =
+        std::sync::Arc::new(platform::events::memory::InProcessBus::new("shop"));
+
+    let listener = platform::grpc::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let routes = tonic::service::Routes::new(UserServiceServer::new(SlowJwks::default()));
+    let server = GrpcServer::new(
+        ServiceId::User,
+        &GrpcSettings::default(),
+        proto::FILE_DESCRIPTOR_SET,
+    )
+    .readiness(platform::grpc::store_and_bus(store, bus))
+    .serve(routes, listener)
+    .await
+    .unwrap();
+    let (addr, name) = (server.addr(), "shop.user.v1.UserService");
+    wait_health(addr, name, ServingStatus::Serving).await;
+
+    proxy.stop().await;
+    wait_health(addr, name, ServingStatus::NotServing).await;
+    assert_eq!(
+        testing::health(addr, "").await.unwrap(),
+        ServingStatus::Serving,
+        "liveness must not fail with the database"
+    );
+
+    proxy.start().await.unwrap();
+    wait_health(addr, name, ServingStatus::Serving).await;
+    server.shutdown().await;
+    schema.drop(&["ready"]).await;
+}

@@ -85,9 +85,11 @@ pub async fn serve(
     }
     let (product_relay, review_relay) = (api.product_relay.clone(), api.review_relay.clone());
     let api_for_sweeper = api.clone();
+    let ready = platform::grpc::store_and_bus(api.products.store().clone(), deps.bus.clone());
     let routes = tonic::service::Routes::new(ProductServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .readiness(ready)
             .serve(routes, listener)
             .await?;
     let sweepers = [

@@ -111,6 +111,10 @@ pub async fn serve_with(
     let routes = tonic::service::Routes::new(RecommendationServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .readiness(platform::grpc::store_and_bus(
+                base.clone(),
+                deps.bus.clone(),
+            ))
             .serve(routes, listener)
             .await?;
     let cancel = running.cancel_token();

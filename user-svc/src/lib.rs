@@ -84,10 +84,12 @@ pub async fn serve(
             .await
             .context("bootstrapping the admin account")?;
     }
+    let ready = platform::grpc::store_and_bus(api.users.store().clone(), deps.bus.clone());
     let relay = api.relay.clone();
     let routes = tonic::service::Routes::new(UserServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
+            .readiness(ready)
             .serve(routes, listener)
             .await?;
     let sweeper = relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token());

@@ -182,23 +182,23 @@ pub async fn login(
         limiter.refund(&address_key, per_address).await;
     }
     let r = outcome?.into_inner();
-    let mut response = Json(TokenPair {
+    Ok(tokens(TokenPair {
         access_token: r.access_token,
         refresh_token: r.refresh_token,
         token_type: r.token_type,
         expires_in: r.expires_in,
-    })
-    .into_response();
-    no_store(&mut response);
-    Ok(response)
+    }))
 }
 
-/// Responses carrying tokens must not be kept by any cache.
-fn no_store(response: &mut Response) {
+/// A token pair as the answer; responses carrying tokens must not be kept
+/// by any cache.
+fn tokens(pair: TokenPair) -> Response {
+    let mut response = Json(pair).into_response();
     response.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),
     );
+    response
 }
 
 /// Exchange a refresh token for a new pair. The old refresh token stops
@@ -222,15 +222,12 @@ pub async fn refresh(
         ))
         .await?
         .into_inner();
-    let mut response = Json(TokenPair {
+    Ok(tokens(TokenPair {
         access_token: r.access_token,
         refresh_token: r.refresh_token,
         token_type: r.token_type,
         expires_in: r.expires_in,
-    })
-    .into_response();
-    no_store(&mut response);
-    Ok(response)
+    }))
 }
 
 /// End the session of a refresh token (its whole family is revoked).

@@ -281,6 +281,11 @@ pub trait EventBus: Send + Sync + fmt::Debug {
     fn prefix(&self) -> &str;
 
     fn name(&self) -> &'static str;
+
+    /// Whether the bus can take events now (readiness).
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 /// Messages of a broadcast topic.

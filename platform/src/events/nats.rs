@@ -399,4 +399,8 @@ impl EventBus for NatsBus {
     fn name(&self) -> &'static str {
         "nats"
     }
+
+    fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
 }

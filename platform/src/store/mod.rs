@@ -659,6 +659,13 @@ impl<T> Clone for Collection<T> {
     }
 }
 
+impl<T> Collection<T> {
+    /// The store this collection lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
 impl<T> fmt::Debug for Collection<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Collection")
