@@ -121,24 +121,48 @@ pub async fn trace_request(
     next: Next,
 ) -> Response {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let matched = request.extensions().get::<axum::extract::MatchedPath>();
-    let route = matched.map_or_else(|| request.uri().path(), |p| p.as_str());
+    // Unmatched paths are not routes: the span is named by the method
+    // alone, so a scan of random URLs cannot grow the span names.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let method = request.method().clone();
     let request_id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let client = crate::extract::client_addr(request.headers(), request.extensions());
     let span = tracing::info_span!(
         "http.server",
-        otel.name = %format_args!("{} {}", request.method(), route),
+        otel.name = %match &route {
+            Some(route) => format!("{method} {route}"),
+            None => method.to_string(),
+        },
         otel.kind = "server",
-        http.request.method = %request.method(),
-        http.route = %route,
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
+        url.path = %request.uri().path(),
+        url.scheme = "http",
+        server.address = %host.rsplit_once(':').map_or(host, |(h, _)| h),
+        client.address = %client,
+        error.type = tracing::field::Empty,
         request_id = %request_id,
     );
+    if let Some(route) = &route {
+        span.record("http.route", route.as_str());
+    }
     let _ = span.set_parent(platform::telemetry::extract(request.headers()));
     let timeout = state.config().request_timeout;
+    let started = std::time::Instant::now();
     async move {
         let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
             Ok(response) => response,
@@ -146,11 +170,21 @@ pub async fn trace_request(
                 .into_response(),
         };
         let status = response.status();
-        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        let span = tracing::Span::current();
+        // An integer attribute (a u64 would be exported as a string).
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), "request failed");
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", status.as_str());
+        }
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // One access-log line per request (`RUST_LOG=info,access=off` turns
+        // it off); the span's trace id is on it.
+        let route = route.as_deref().unwrap_or("(unmatched)");
+        if status.is_server_error() {
+            tracing::error!(target: "access", %method, route, status = status.as_u16(), duration_ms, "request failed");
         } else {
-            tracing::debug!(status = status.as_u16(), "request done");
+            tracing::info!(target: "access", %method, route, status = status.as_u16(), duration_ms, "request");
         }
         if let Some(traceparent) = platform::telemetry::current_traceparent() {
             if let Ok(value) = HeaderValue::from_str(&traceparent) {

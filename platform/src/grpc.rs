@@ -253,6 +253,9 @@ where
             rpc.service = %rpc_service,
             rpc.method = %rpc_method,
             rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            error.type = tracing::field::Empty,
             service = %self.service,
         );
         let _ = span.set_parent(crate::telemetry::extract(request.headers()));
@@ -272,7 +275,17 @@ where
                         .map(Code::from_i32)
                         .unwrap_or(Code::Ok);
                     let span = tracing::Span::current();
-                    span.record("rpc.grpc.status_code", code as i32);
+                    span.record("rpc.grpc.status_code", code as i64);
+                    if is_server_fault(code) {
+                        let message = response
+                            .headers()
+                            .get("grpc-message")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        span.record("otel.status_code", "ERROR");
+                        span.record("otel.status_description", message);
+                        span.record("error.type", code_name(code));
+                    }
                     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
                     match ErrorKind::from_grpc_code(code) {
                         _ if code == Code::Ok => tracing::debug!(elapsed_ms, "rpc ok"),
@@ -284,6 +297,45 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// Whether `code` answered by a server is the server's fault, so its span
+/// is an ERROR (OpenTelemetry's gRPC conventions: UNKNOWN,
+/// DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS);
+/// a client's mistake (INVALID_ARGUMENT, NOT_FOUND…) is not.
+pub fn is_server_fault(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
+/// The status code's name as `error.type` carries it (`UNAVAILABLE`).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
@@ -444,6 +496,32 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn only_server_faults_mark_a_span_as_an_error() {
+        for code in [
+            Code::Unavailable,
+            Code::Internal,
+            Code::DeadlineExceeded,
+            Code::Unknown,
+        ] {
+            assert!(is_server_fault(code), "{code:?}");
+        }
+        for code in [
+            Code::Ok,
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::FailedPrecondition,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::Aborted,
+        ] {
+            assert!(!is_server_fault(code), "{code:?}");
+        }
+        assert_eq!(code_name(Code::Unavailable), "UNAVAILABLE");
+        assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
+    }
 
     async fn count_until_ok(
         retry: &Retry,
