@@ -143,3 +143,21 @@ fn every_api_operation_documents_the_errors_the_gateway_can_answer() {
     }
     assert!(checked >= 25, "only {checked} operations");
 }
+
+#[test]
+fn every_operation_has_its_own_operation_id() {
+    let (_, document) = gateway::api();
+    let json = serde_json::to_value(&document).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in json["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(id) = operation.get("operationId").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            if let Some(first) = seen.insert(id.to_string(), format!("{method} {path}")) {
+                panic!("operationId {id:?} is used by {first} and {method} {path}");
+            }
+        }
+    }
+    assert!(seen.len() >= 25, "only {} operations", seen.len());
+}

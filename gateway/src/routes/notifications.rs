@@ -86,7 +86,7 @@ fn notifications(state: &AppState) -> NotificationServiceClient<platform::grpc::
 }
 
 /// The caller's notifications, newest first.
-#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])), params(PageParams),
+#[utoipa::path(operation_id = "list_notifications", get, path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])), params(PageParams),
     responses(
         (status = 200, description = "A page of notifications", body = NotificationList),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),

@@ -252,7 +252,7 @@ fn filter_user(user: &AuthUser, requested: Option<String>) -> Result<String, Pro
 }
 
 /// Place an order. Prices come from the catalog; stock is reserved.
-#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = OrderCreate,
+#[utoipa::path(operation_id = "create_order", post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = OrderCreate,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat safely: the same key and body return the first response")),
     responses(
         (status = 201, description = "Order placed (PENDING_PAYMENT)", body = OrderOut),
@@ -294,7 +294,7 @@ pub async fn create(
 }
 
 /// The caller's orders, newest first (admins: anyone's, or `user_id`'s).
-#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), params(ListParams),
+#[utoipa::path(operation_id = "list_orders", get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), params(ListParams),
     responses(
         (status = 200, description = "A page of orders", body = OrderList),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
@@ -321,7 +321,7 @@ pub async fn list(
 }
 
 /// One order (404 for other users' orders).
-#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
+#[utoipa::path(operation_id = "get_order", get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
     responses(
         (status = 200, description = "The order", body = OrderOut),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),

@@ -253,7 +253,7 @@ fn product_id(id: &str) -> Result<String, Problem> {
 }
 
 /// Search and browse active products, newest first.
-#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(ListParams),
+#[utoipa::path(operation_id = "list_products", get, path = "/api/v1/products", tag = "products", params(ListParams),
     responses(
         (status = 200, description = "A page of products", body = ProductList),
         (status = 422, description = "Invalid parameters or cursor", body = Problem, content_type = "application/problem+json"),
@@ -279,7 +279,7 @@ pub async fn list(
 }
 
 /// Add a product (admin).
-#[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("bearer" = [])), request_body = ProductCreate,
+#[utoipa::path(operation_id = "create_product", post, path = "/api/v1/products", tag = "products", security(("bearer" = [])), request_body = ProductCreate,
     responses(
         (status = 201, description = "Created", body = ProductOut),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
@@ -314,7 +314,7 @@ pub async fn create(
 }
 
 /// One product.
-#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products", params(("id" = String, Path, description = "Product id")),
+#[utoipa::path(operation_id = "get_product", get, path = "/api/v1/products/{id}", tag = "products", params(("id" = String, Path, description = "Product id")),
     responses(
         (status = 200, description = "The product", body = ProductOut),
         (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),

@@ -119,7 +119,7 @@ pub struct RecommendationParams {
 /// Products recommended to the caller: bought together with what they
 /// bought, else popular in their preferred categories, else popular; never
 /// products they bought or that cannot be bought.
-#[utoipa::path(get, path = "/api/v1/recommendations", tag = "recommendations", security(("bearer" = [])),
+#[utoipa::path(operation_id = "list_recommendations", get, path = "/api/v1/recommendations", tag = "recommendations", security(("bearer" = [])),
     params(RecommendationParams),
     responses(
         (status = 200, description = "Recommended products, best first", body = RecommendationList),
