@@ -513,19 +513,36 @@ async fn register(t: &TestMesh, email: &str) {
     assert_eq!(r.status, 201, "{}", r.body);
 }
 
+async fn log_in(t: &TestMesh, email: &str, password: &str) -> common::Reply {
+    t.post(
+        "/api/v1/auth/login",
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await
+}
+
+/// The status of a wrong login for a new account, through a proxy that
+/// sent `forwarded` as `X-Forwarded-For`.
+async fn wrong_login_via(t: &TestMesh, forwarded: &str) -> u16 {
+    t.http
+        .post(t.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", forwarded)
+        .json(&json!({"email": unique_email(), "password": "wrong horse"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// 30 wrong passwords for one account at once: no more than the limit may
 /// reach the password check (the slot is taken before it), the rest are 429.
 async fn concurrent_guesses_stay_within_the_limit(vars: &[(&str, &str)]) {
     let t = TestMesh::start_with(vars).await;
     let email = unique_email();
     register(&t, &email).await;
-    let guesses = (0..30).map(|_| {
-        t.post(
-            "/api/v1/auth/login",
-            None,
-            json!({"email": email, "password": "wrong horse"}),
-        )
-    });
+    let guesses = (0..30).map(|_| log_in(&t, &email, "wrong horse"));
     let replies = futures::future::join_all(guesses).await;
     let checked = replies.iter().filter(|r| r.status == 401).count();
     let limited = replies.iter().filter(|r| r.status == 429).count();
@@ -534,13 +551,7 @@ async fn concurrent_guesses_stay_within_the_limit(vars: &[(&str, &str)]) {
         (1..=gateway::routes::auth::FAILED_LOGINS_PER_ACCOUNT as usize).contains(&checked),
         "{checked} passwords checked"
     );
-    let right = t
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"email": email, "password": "correct horse"}),
-        )
-        .await;
+    let right = log_in(&t, &email, "correct horse").await;
     assert_problem(&right, 429);
     t.shutdown().await;
 }
@@ -562,13 +573,7 @@ async fn successful_logins_give_their_slot_back() {
     let email = unique_email();
     register(&t, &email).await;
     for _ in 0..(2 * gateway::routes::auth::FAILED_LOGINS_PER_ACCOUNT) {
-        let r = t
-            .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"email": email, "password": "correct horse"}),
-            )
-            .await;
+        let r = log_in(&t, &email, "correct horse").await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.header("cache-control"), Some("no-store"));
     }
@@ -583,32 +588,14 @@ async fn a_forged_forwarded_for_does_not_escape_the_address_limit() {
     let limit = gateway::routes::auth::FAILED_LOGINS_PER_ADDRESS as usize;
     let mut statuses = Vec::new();
     for i in 0..limit + 5 {
-        let r = t
-            .http
-            .post(t.url("/api/v1/auth/login"))
-            // What the client wrote, then what the proxy saw.
-            .header(
-                "x-forwarded-for",
-                format!("10.9.{}.{}, 203.0.113.9", i / 250, i % 250),
-            )
-            .json(&json!({"email": unique_email(), "password": "wrong horse"}))
-            .send()
-            .await
-            .unwrap();
-        statuses.push(r.status().as_u16());
+        // What the client wrote, then what the proxy saw.
+        let forwarded = format!("10.9.{}.{}, 203.0.113.9", i / 250, i % 250);
+        statuses.push(wrong_login_via(&t, &forwarded).await);
     }
     assert!(statuses[..limit].iter().all(|&s| s == 401), "{statuses:?}");
     assert!(statuses[limit..].iter().all(|&s| s == 429), "{statuses:?}");
     // Another client behind the same proxy is not locked out.
-    let other = t
-        .http
-        .post(t.url("/api/v1/auth/login"))
-        .header("x-forwarded-for", "203.0.113.10")
-        .json(&json!({"email": unique_email(), "password": "wrong horse"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other.status().as_u16(), 401);
+    assert_eq!(wrong_login_via(&t, "203.0.113.10").await, 401);
     t.shutdown().await;
 }
 
@@ -631,13 +618,7 @@ async fn responses_carry_the_security_headers() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp:?}");
     let email = unique_email();
     register(&t, &email).await;
-    let login = t
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"email": email, "password": "correct horse"}),
-        )
-        .await;
+    let login = log_in(&t, &email, "correct horse").await;
     assert_eq!(login.header("cache-control"), Some("no-store"));
     let refresh = t
         .post(
@@ -680,16 +661,8 @@ async fn control_characters_in_text_are_422_on_postgres() {
         .await
         .unwrap();
     assert_eq!(form.status().as_u16(), 422);
-    // Nothing was stored: the same email registers cleanly afterwards, and
-    // newlines and tabs are still fine where text is free.
-    let ok = t
-        .post(
-            "/api/v1/auth/register",
-            None,
-            json!({"email": email, "password": "correct horse", "name": "A"}),
-        )
-        .await;
-    assert_eq!(ok.status, 201, "{}", ok.body);
+    // Nothing was stored: the same email registers cleanly afterwards.
+    register(&t, &email).await;
     t.shutdown().await;
     schema
         .drop(&[

@@ -112,6 +112,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     Ok(value)
 }
 
+/// 422 naming the first field of URL-encoded `input` (a query string or a
+/// form) whose name or value holds a control character.
+pub fn refuse_control_characters(input: &[u8]) -> Result<(), Problem> {
+    let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(input) else {
+        // Malformed input is the typed parse's to report.
+        return Ok(());
+    };
+    match pairs.into_iter().find(|(k, v)| {
+        platform::text::forbidden_char(k).is_some() || platform::text::forbidden_char(v).is_some()
+    }) {
+        Some((name, _)) => Err(control_characters(name)),
+        None => Ok(()),
+    }
+}
+
 /// 422 for text holding NUL or another control character.
 pub fn control_characters(field: String) -> Problem {
     Problem::new(ErrorKind::InvalidArgument, "the request has invalid fields").with_errors(vec![

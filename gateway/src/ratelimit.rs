@@ -92,6 +92,11 @@ if new_tat <= now then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1]
 return 0
 "#;
 
+/// Where the limit of `key` lives in Redis.
+fn redis_key(prefix: &str, key: &str) -> String {
+    format!("{prefix}:rl:{key}")
+}
+
 /// One GCRA step over `tat` (theoretical arrival time, ms): Ok(new tat) or
 /// Err(ms to wait).
 fn gcra(tat: Option<u64>, now: u64, quota: Quota) -> Result<u64, u64> {
@@ -153,7 +158,7 @@ impl Limiter {
                 let interval = quota.interval_ms();
                 let tau = interval * quota.burst as u64;
                 let result: redis::RedisResult<u64> = redis::Script::new(GCRA)
-                    .key(format!("{prefix}:rl:{key}"))
+                    .key(redis_key(prefix, key))
                     .arg(interval)
                     .arg(tau)
                     .arg(if consume { "1" } else { "0" })
@@ -189,7 +194,7 @@ impl Limiter {
             }
             Limiter::Redis { manager, prefix } => {
                 let result: redis::RedisResult<u64> = redis::Script::new(REFUND)
-                    .key(format!("{prefix}:rl:{key}"))
+                    .key(redis_key(prefix, key))
                     .arg(interval)
                     .invoke_async(&mut manager.clone())
                     .await;

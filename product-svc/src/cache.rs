@@ -98,6 +98,11 @@ impl Cache {
         self.enabled
     }
 
+    /// `<prefix>:cache:<namespace>:<rest>`.
+    fn key(&self, namespace: &str, rest: &str) -> String {
+        format!("{}:cache:{namespace}:{rest}", self.prefix)
+    }
+
     fn conn(&self) -> Option<ConnectionManager> {
         self.conn.read().expect("cache lock").clone()
     }
@@ -116,9 +121,8 @@ impl Cache {
     /// `namespace` is `product:<id>` or `list`.
     pub async fn get(&self, namespace: &str, key: &str) -> Option<Lookup> {
         let mut conn = self.conn()?;
-        let prefix = &self.prefix;
-        let gen_key = format!("{prefix}:cache:{namespace}:gen");
-        let value_key = format!("{prefix}:cache:{namespace}:{key}");
+        let gen_key = self.key(namespace, "gen");
+        let value_key = self.key(namespace, key);
         let (generation, value): (String, Option<Vec<u8>>) = Self::bounded(
             redis::Script::new(GET_SCRIPT)
                 .key(gen_key)
@@ -132,7 +136,7 @@ impl Cache {
     /// Stores `value` under the generation read by [`Cache::get`].
     pub async fn put(&self, namespace: &str, key: &str, generation: &str, value: &[u8]) {
         let Some(mut conn) = self.conn() else { return };
-        let value_key = format!("{}:cache:{namespace}:{key}:{generation}", self.prefix);
+        let value_key = self.key(namespace, &format!("{key}:{generation}"));
         let ttl = self.ttl.as_millis() as u64;
         let _: Option<()> = Self::bounded(
             redis::cmd("SET")
@@ -150,8 +154,7 @@ impl Cache {
         let Some(mut conn) = self.conn() else { return };
         let mut pipe = redis::pipe();
         for ns in namespaces {
-            pipe.incr(format!("{}:cache:{ns}:gen", self.prefix), 1)
-                .ignore();
+            pipe.incr(self.key(ns, "gen"), 1).ignore();
         }
         let done: Option<()> = Self::bounded(pipe.query_async(&mut conn)).await;
         if done.is_none() {

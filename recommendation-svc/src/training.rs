@@ -231,10 +231,9 @@ impl Trainer {
 
 /// Runs `work` on a new thread whose CPU priority is lowered (nice 10 on
 /// Linux, where the nice value belongs to the thread): training takes
-/// seconds of a core, and at the same priority it took that core from the
-/// requests being served (GetRecommendations p99 with 32 clients on 2
-/// cores: 22 ms while training against 4 ms idle; see
-/// `examples/recommend_bench.rs`). The caller's span follows the thread.
+/// seconds of a core, and at the same priority it takes that core from the
+/// requests being served (figures: `examples/recommend_bench.rs` and the
+/// README). The caller's span follows the thread.
 pub async fn train_off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
@@ -250,13 +249,17 @@ pub async fn train_off_runtime<T: Send + 'static>(
     Ok(rx.await?)
 }
 
+/// The calling thread's kernel id (what per-thread `setpriority` takes).
+#[cfg(target_os = "linux")]
+fn thread_id() -> libc::id_t {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as libc::id_t }
+}
+
 #[cfg(target_os = "linux")]
 fn lower_thread_priority() {
-    // SAFETY: gettid and setpriority on the calling thread only.
-    let rc = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
-    };
+    // SAFETY: changes the calling thread's own nice value only.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, thread_id(), 10) };
     if rc != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "training runs at normal priority");
     }
@@ -272,10 +275,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn own_nice() -> i32 {
         // SAFETY: reads the calling thread's nice value.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::getpriority(libc::PRIO_PROCESS, tid)
-        }
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, thread_id()) }
     }
 
     #[cfg(target_os = "linux")]

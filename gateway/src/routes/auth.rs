@@ -134,6 +134,7 @@ pub async fn login(
             (body.email, body.password)
         }
         "application/x-www-form-urlencoded" => {
+            crate::extract::refuse_control_characters(&bytes)?;
             let form: LoginForm = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
                 Problem::new(ErrorKind::InvalidArgument, "the form has invalid fields").with_errors(
                     vec![FieldError {
@@ -142,11 +143,6 @@ pub async fn login(
                     }],
                 )
             })?;
-            for (field, value) in [("username", &form.username), ("password", &form.password)] {
-                if platform::text::forbidden_char(value).is_some() {
-                    return Err(crate::extract::control_characters(field.into()));
-                }
-            }
             (form.username, form.password)
         }
         _ => {

@@ -195,14 +195,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Api
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        if let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) {
-            if let Some((name, _)) = pairs.iter().find(|(k, v)| {
-                platform::text::forbidden_char(k).is_some()
-                    || platform::text::forbidden_char(v).is_some()
-            }) {
-                return Err(crate::extract::control_characters(name.clone()));
-            }
-        }
+        crate::extract::refuse_control_characters(query.as_bytes())?;
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|e| {
