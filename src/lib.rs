@@ -171,6 +171,14 @@ impl Mesh {
         futures::future::select_all(waits).await;
     }
 
+    /// Stops one service (the rest keep running), as an outage of that
+    /// service would: its peers get no answer from its address.
+    pub async fn stop(&mut self, id: ServiceId) {
+        if let Some(at) = self.services.iter().position(|r| r.name() == id.binary()) {
+            self.services.remove(at).shutdown().await;
+        }
+    }
+
     /// Gateway first (stop taking requests), then the services.
     pub async fn shutdown(self) {
         self.gateway.shutdown().await;
@@ -261,6 +269,9 @@ fn all_in_one() -> ExitCode {
         }
     };
     let mut config = config;
+    // Seven services and the gateway in one process: each keeps its own
+    // service.name in traces, as in the per-service deployment.
+    config.telemetry.per_service_names = true;
     let generated_admin = ensure_admin_credentials(&mut config);
     platform::runtime::run_main("shopmesh", &config, |config| async move {
         let mesh = Mesh::start(config, &addrs).await?;

@@ -6,9 +6,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use crate::state::AppState;
 
@@ -54,10 +52,11 @@ impl Metrics {
         }
     }
 
+    /// The gateway's own families and the process's (every service's
+    /// RED, store, bus and business metrics: all of them in the all-in-one
+    /// binary).
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        platform::metrics::render(Some(&self.registry))
     }
 }
 
@@ -96,7 +95,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(CONTENT_TYPE, platform::metrics::CONTENT_TYPE)],
         state.metrics().render(),
     )
 }

@@ -160,7 +160,10 @@ pub async fn trace_request(
     if let Some(route) = &route {
         span.record("http.route", route.as_str());
     }
-    let _ = span.set_parent(platform::telemetry::extract(request.headers()));
+    let _ = span.set_parent(platform::telemetry::with_service(
+        platform::telemetry::extract(request.headers()),
+        platform::telemetry::GATEWAY_SERVICE,
+    ));
     let timeout = state.config().request_timeout;
     let started = std::time::Instant::now();
     async move {

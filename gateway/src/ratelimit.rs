@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 /// `rate` events per `per`, with bursts of up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,16 +158,19 @@ impl Limiter {
             Limiter::Redis { manager, prefix } => {
                 let interval = quota.interval_ms();
                 let tau = interval * quota.burst as u64;
+                let span = platform::telemetry::redis_span("EVALSHA");
                 let result: redis::RedisResult<u64> = redis::Script::new(GCRA)
                     .key(redis_key(prefix, key))
                     .arg(interval)
                     .arg(tau)
                     .arg(if consume { "1" } else { "0" })
                     .invoke_async(&mut manager.clone())
+                    .instrument(span.clone())
                     .await;
                 match result {
                     Ok(wait) => wait,
                     Err(err) => {
+                        platform::telemetry::record_error(&span, "redis", &err);
                         tracing::warn!(error = %err, "rate limiter unavailable; letting the request through");
                         0
                     }
@@ -193,12 +197,15 @@ impl Limiter {
                 }
             }
             Limiter::Redis { manager, prefix } => {
+                let span = platform::telemetry::redis_span("EVALSHA");
                 let result: redis::RedisResult<u64> = redis::Script::new(REFUND)
                     .key(redis_key(prefix, key))
                     .arg(interval)
                     .invoke_async(&mut manager.clone())
+                    .instrument(span.clone())
                     .await;
                 if let Err(err) = result {
+                    platform::telemetry::record_error(&span, "redis", &err);
                     tracing::warn!(error = %err, "rate limiter unavailable; a slot was not given back");
                 }
             }

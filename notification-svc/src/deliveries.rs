@@ -539,6 +539,18 @@ impl Deliveries {
                 Ok(())
             })
             .await;
+        if let Ok(Ok(record)) = &result {
+            let counted = match (&outcome, state) {
+                (Outcome::Retryable(_), State::Pending) => "retry",
+                (Outcome::Sent, _) => "sent",
+                (Outcome::Skipped(_), _) => "skipped",
+                _ => "failed",
+            };
+            platform::metrics::count(
+                &platform::metrics::DELIVERIES,
+                &[&record.value.channel, counted],
+            );
+        }
         if let Err(err) = result {
             // The lease runs out and the attempt is made again.
             tracing::warn!(delivery = id, error = %err, "could not record a delivery outcome");

@@ -129,6 +129,7 @@ impl Keys {
                 let bytes = STANDARD
                     .decode(&existing.value.response)
                     .map_err(|_| Status::internal("stored response unreadable"))?;
+                platform::metrics::count(&platform::metrics::IDEMPOTENCY_REPLAYS, &["order-svc"]);
                 return Ok(Claim::Replay(bytes));
             }
             if now_ms() - existing.value.created_at > TAKEOVER_AFTER.as_millis() as i64 {

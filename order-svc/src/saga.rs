@@ -505,7 +505,10 @@ impl OrderApi {
                 Ok(())
             })
             .await?;
-        if changed.is_ok() {
+        if let Ok(order) = &changed {
+            if order.value.payment_id == payment_id {
+                platform::metrics::count(&platform::metrics::ORDERS, &["paid"]);
+            }
             self.after_write(order_id).await;
         }
         Ok(())

@@ -274,6 +274,7 @@ impl PaymentService for PaymentApi {
                     "idempotency key reused with a different request",
                 ));
             }
+            platform::metrics::count(&platform::metrics::IDEMPOTENCY_REPLAYS, &["payment-svc"]);
             return Ok(Response::new(CreatePaymentResponse {
                 payment: Some(to_proto(&existing.id, &existing.value)),
             }));
@@ -312,6 +313,7 @@ impl PaymentService for PaymentApi {
                         "idempotency key reused with a different request",
                     ));
                 }
+                platform::metrics::count(&platform::metrics::IDEMPOTENCY_REPLAYS, &["payment-svc"]);
                 return Ok(Response::new(CreatePaymentResponse {
                     payment: Some(to_proto(&existing.id, &existing.value)),
                 }));

@@ -109,10 +109,12 @@ impl<S> Breaker<S> {
         let open = || State::Open {
             until: Instant::now() + settings.open_for,
         };
+        let gauge = || crate::metrics::BREAKER_OPEN.with_label_values(&[peer]);
         match (&*state, ok) {
             (_, true) => {
                 if trial {
                     tracing::info!(peer, "circuit closed: the peer answers again");
+                    gauge().set(0);
                 }
                 *state = State::Closed { failures: 0 };
             }
@@ -129,6 +131,7 @@ impl<S> Breaker<S> {
                         open_for_ms = settings.open_for.as_millis() as u64,
                         "circuit open: calls fail fast"
                     );
+                    gauge().set(1);
                     *state = open();
                 } else {
                     *state = State::Closed { failures };

@@ -478,6 +478,10 @@ pub struct TelemetryConfig {
     /// whatever `RUST_LOG` says (operators log at `warn` and still need
     /// traces and `traceparent`).
     pub trace_filter: String,
+    /// Whether spans are exported under the `service.name` of the service
+    /// that made them (the all-in-one binary, where seven services and the
+    /// gateway share one process) rather than all under `service_name`.
+    pub per_service_names: bool,
 }
 
 /// Access-token settings (`JWT_*`).
@@ -545,6 +549,10 @@ pub struct Config {
     pub grpc_addr: Option<SocketAddr>,
     /// `HTTP_ADDR`: where the gateway listens (default `127.0.0.1:8080`).
     pub http_addr: SocketAddr,
+    /// `METRICS_ADDR`: where a single-service binary serves `GET /metrics`
+    /// (unset: nowhere). The all-in-one binary serves every service's
+    /// metrics on the gateway's `/metrics` instead.
+    pub metrics_addr: Option<SocketAddr>,
     pub database_url: DatabaseUrl,
     /// `DATABASE_TIMEOUT_MS` (3000), `DATABASE_MAX_CONNECTIONS` (10),
     /// and for MongoDB `MONGODB_WRITE_CONCERN` (`majority` or a number) and
@@ -709,6 +717,7 @@ impl Config {
             http_addr: v
                 .socket_addr("HTTP_ADDR")?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            metrics_addr: v.socket_addr("METRICS_ADDR")?,
             database_url: v
                 .parse_with("DATABASE_URL", |s| s.parse::<DatabaseUrl>())?
                 .unwrap_or(DatabaseUrl::Memory),
@@ -756,6 +765,7 @@ impl Config {
                 trace_filter: v
                     .raw("OTEL_TRACES_FILTER")
                     .unwrap_or_else(|| "info".to_string()),
+                per_service_names: false,
             },
             jwt: JwtConfig {
                 issuer: v.raw("JWT_ISSUER").unwrap_or_else(|| "shopmesh".into()),

@@ -256,36 +256,26 @@ where
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
             error.type = tracing::field::Empty,
-            service = %self.service,
         );
-        let _ = span.set_parent(crate::telemetry::extract(request.headers()));
+        let service = self.service.binary();
+        let _ = span.set_parent(crate::telemetry::with_service(
+            crate::telemetry::extract(request.headers()),
+            service,
+        ));
+        let (rpc_service, rpc_method) = (rpc_service.to_string(), rpc_method.to_string());
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(
             async move {
                 let result = future.await;
                 if let Ok(response) = &result {
-                    // Errors come back as trailers-only responses, so the
-                    // status is in the headers; a missing one means OK so far.
-                    let code = response
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .map(Code::from_i32)
-                        .unwrap_or(Code::Ok);
-                    let span = tracing::Span::current();
-                    span.record("rpc.grpc.status_code", code as i64);
-                    if is_server_fault(code) {
-                        let message = response
-                            .headers()
-                            .get("grpc-message")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default();
-                        span.record("otel.status_code", "ERROR");
-                        span.record("otel.status_description", message);
-                        span.record("error.type", code_name(code));
-                    }
+                    let code = response_code(response.headers());
+                    record_status(&tracing::Span::current(), code, response.headers());
+                    crate::metrics::observe(
+                        &crate::metrics::RPC_SERVER_DURATION,
+                        &[service, &rpc_service, &rpc_method, code_name(code)],
+                        started.elapsed(),
+                    );
                     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
                     match ErrorKind::from_grpc_code(code) {
                         _ if code == Code::Ok => tracing::debug!(elapsed_ms, "rpc ok"),
@@ -298,6 +288,31 @@ where
             .instrument(span),
         )
     }
+}
+
+/// Records a call's status on its span: the numeric code, and ERROR with
+/// the message and `error.type` when the code is a server fault.
+fn record_status(span: &tracing::Span, code: Code, headers: &http::HeaderMap) {
+    span.record("rpc.grpc.status_code", code as i64);
+    if is_server_fault(code) {
+        let message = headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        crate::telemetry::record_error(span, code_name(code), &message);
+    }
+}
+
+/// The status of a gRPC response from its headers: errors come back as
+/// trailers-only responses, so a missing `grpc-status` means OK so far
+/// (the final status of a success travels in the trailers).
+fn response_code(headers: &http::HeaderMap) -> Code {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32)
+        .unwrap_or(Code::Ok)
 }
 
 /// Whether `code` answered by a server is the server's fault, so its span
@@ -355,13 +370,21 @@ pub fn channel(peer: &PeerAddr, settings: &GrpcSettings) -> anyhow::Result<GrpcC
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
+    let host_port = {
+        let uri = endpoint.uri();
+        let port = uri.port_u16().unwrap_or(80);
+        Arc::new((uri.host().unwrap_or_default().to_string(), port))
+    };
     Ok(TraceContext {
         inner: Breaker::new(endpoint.connect_lazy(), settings.breaker, peer.uri()),
         default_timeout: settings.client_timeout,
+        peer: host_port,
     })
 }
 
-/// Adds `traceparent` / `tracestate` of the current span to each request,
+/// The client side of every call: a CLIENT span (continuing the caller's
+/// trace, its context sent as `traceparent` / `tracestate`, so the server's
+/// span is its child), the call's duration in `rpc_client_duration_seconds`,
 /// and the channel's deadline as `grpc-timeout` when the caller set none,
 /// so the server knows when its caller gives up (the channel's own timeout
 /// is enforced here but not sent).
@@ -369,6 +392,8 @@ pub fn channel(peer: &PeerAddr, settings: &GrpcSettings) -> anyhow::Result<GrpcC
 pub struct TraceContext<S> {
     inner: S,
     default_timeout: Duration,
+    /// `host` and `port` of the peer (`server.address`, `server.port`).
+    peer: Arc<(String, u16)>,
 }
 
 impl<S> TraceContext<Breaker<S>> {
@@ -378,27 +403,86 @@ impl<S> TraceContext<Breaker<S>> {
     }
 }
 
-impl<S, B> tower::Service<http::Request<B>> for TraceContext<S>
+impl<S, B, RB> tower::Service<http::Request<B>> for TraceContext<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        crate::telemetry::inject(&crate::telemetry::current_context(), request.headers_mut());
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let path = request.uri().path().trim_start_matches('/').to_string();
+        let (rpc_service, rpc_method) = path.split_once('/').unwrap_or((&path, ""));
+        let span = tracing::info_span!(
+            "grpc.client",
+            otel.name = %path,
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = %rpc_service,
+            rpc.method = %rpc_method,
+            server.address = %self.peer.0,
+            server.port = self.peer.1 as i64,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        crate::telemetry::inject(&span.context(), request.headers_mut());
         if !request.headers().contains_key("grpc-timeout") {
             let millis = self.default_timeout.as_millis().clamp(1, 99_999_999);
             if let Ok(value) = http::HeaderValue::from_str(&format!("{millis}m")) {
                 request.headers_mut().insert("grpc-timeout", value);
             }
         }
-        self.inner.call(request)
+        let caller = crate::telemetry::current_service();
+        let (rpc_service, rpc_method) = (rpc_service.to_string(), rpc_method.to_string());
+        let started = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(
+            async move {
+                let result = future.await;
+                let span = tracing::Span::current();
+                let code = match &result {
+                    Ok(response) => {
+                        let code = response_code(response.headers());
+                        record_status(&span, code, response.headers());
+                        code
+                    }
+                    Err(_) => {
+                        // No answer at all (connect failure, deadline): the
+                        // caller sees UNAVAILABLE or DEADLINE_EXCEEDED.
+                        let code = Code::Unavailable;
+                        span.record("rpc.grpc.status_code", code as i64);
+                        crate::telemetry::record_error(
+                            &span,
+                            "transport",
+                            &"no answer from the peer",
+                        );
+                        code
+                    }
+                };
+                crate::metrics::observe(
+                    &crate::metrics::RPC_CLIENT_DURATION,
+                    &[
+                        caller.as_deref().unwrap_or("unknown"),
+                        &rpc_service,
+                        &rpc_method,
+                        code_name(code),
+                    ],
+                    started.elapsed(),
+                );
+                result
+            }
+            .instrument(span),
+        )
     }
 }
 

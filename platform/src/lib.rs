@@ -10,6 +10,7 @@ pub mod deadline;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod metrics;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;

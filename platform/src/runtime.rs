@@ -142,8 +142,19 @@ where
         Err(code) => return code,
     };
     run_main(program, &config, |config| async move {
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(bind(addr).await.map_err(|e| e.context("METRICS_ADDR"))?),
+            None => None,
+        };
         let running = build(config).await?;
         tracing::info!(service = %service, addr = %running.addr(), grpc = service.grpc_service(), "serving");
+        if let Some(listener) = metrics_listener {
+            tracing::info!(addr = ?listener.local_addr().ok(), "serving /metrics");
+            let cancel = running.cancel_token();
+            running.spawn(async move {
+                let _ = crate::metrics::serve(listener, cancel).await;
+            });
+        }
         tokio::select! {
             () = shutdown_signal() => {}
             () = running.cancelled() => tracing::warn!("a task stopped the service"),

@@ -12,13 +12,15 @@
 //! [`inject`] over HTTP headers and gRPC metadata.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
+use opentelemetry::KeyValue;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
@@ -35,6 +37,17 @@ use crate::config::{LogFormat, TelemetryConfig};
 #[must_use = "dropping the guard stops trace export"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Exports every finished span now (tests, and before a planned exit).
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider {
+            if let Err(err) = provider.force_flush() {
+                tracing::debug!(error = %err, "trace flush failed");
+            }
+        }
+    }
 }
 
 impl Drop for TelemetryGuard {
@@ -65,6 +78,9 @@ fn propagator() -> &'static TraceContextPropagator {
 /// guard that does nothing.
 pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // The sampler is the SDK's default, which follows OTEL_TRACES_SAMPLER
+    // and OTEL_TRACES_SAMPLER_ARG (default parentbased_always_on: a caller's
+    // W3C sampled flag decides, new traces are sampled).
     let mut builder = SdkTracerProvider::builder().with_resource(
         opentelemetry_sdk::Resource::builder()
             .with_service_name(config.service_name.clone())
@@ -72,13 +88,27 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     );
     let exporting = config.otlp_endpoint.is_some();
     if let Some(endpoint) = &config.otlp_endpoint {
-        use opentelemetry_otlp::WithExportConfig;
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .build()
-            .with_context(|| format!("building the OTLP exporter for {endpoint}"))?;
-        builder = builder.with_batch_exporter(exporter);
+        let exporter = otlp_exporter(endpoint)?;
+        if config.per_service_names {
+            let mut services = vec![GATEWAY_SERVICE.to_string()];
+            services.extend(
+                crate::ServiceId::ALL
+                    .iter()
+                    .map(|id| id.binary().to_string()),
+            );
+            let mut exporters = std::collections::HashMap::new();
+            for service in services {
+                exporters.insert(service, otlp_exporter(endpoint)?);
+            }
+            builder = builder
+                .with_span_processor(ServiceTagger)
+                .with_batch_exporter(ServiceRouter {
+                    default: exporter,
+                    exporters,
+                });
+        } else {
+            builder = builder.with_batch_exporter(exporter);
+        }
     }
     let provider = builder.build();
     let tracer = provider.tracer(config.service_name.clone());
@@ -95,6 +125,133 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     } else {
         let _ = provider.shutdown();
         Ok(TelemetryGuard { provider: None })
+    }
+}
+
+fn otlp_exporter(endpoint: &str) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+    use opentelemetry_otlp::WithExportConfig;
+    opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.to_string())
+        .build()
+        .with_context(|| format!("building the OTLP exporter for {endpoint}"))
+}
+
+/// `service.name` of the gateway's spans.
+pub const GATEWAY_SERVICE: &str = "gateway";
+
+/// The service a span belongs to, carried in the OpenTelemetry context so
+/// every span below a service's entry point (server, consumer, producer
+/// span) inherits it.
+#[derive(Clone, Debug)]
+struct ServiceName(Arc<str>);
+
+/// `cx` marked as belonging to `service`: spans parented on it (and their
+/// descendants) belong to that service.
+pub fn with_service(cx: opentelemetry::Context, service: &str) -> opentelemetry::Context {
+    cx.with_value(ServiceName(service.into()))
+}
+
+/// The service of the current span, as [`with_service`] set it upstream.
+pub fn current_service() -> Option<Arc<str>> {
+    current_context().get::<ServiceName>().map(|s| s.0.clone())
+}
+
+/// Span attribute naming the span's service until export.
+const SERVICE_ATTRIBUTE: &str = "service.name";
+
+/// Stamps each span, as it starts, with the service its parent context
+/// belongs to.
+#[derive(Debug)]
+struct ServiceTagger;
+
+impl SpanProcessor for ServiceTagger {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        use opentelemetry::trace::Span as _;
+        if let Some(ServiceName(name)) = cx.get::<ServiceName>() {
+            span.set_attribute(KeyValue::new(SERVICE_ATTRIBUTE, name.to_string()));
+        }
+    }
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: std::time::Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Exports each span with the resource (`service.name`) of its service:
+/// one OTLP exporter per service, so the all-in-one process shows in
+/// Jaeger as the mesh it is. Spans of no service go out under the
+/// process's own name.
+#[derive(Debug)]
+struct ServiceRouter {
+    default: opentelemetry_otlp::SpanExporter,
+    exporters: std::collections::HashMap<String, opentelemetry_otlp::SpanExporter>,
+}
+
+impl SpanExporter for ServiceRouter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let mut groups: std::collections::HashMap<Option<String>, Vec<SpanData>> =
+            std::collections::HashMap::new();
+        for mut span in batch {
+            let service = span
+                .attributes
+                .iter()
+                .position(|kv| kv.key.as_str() == SERVICE_ATTRIBUTE)
+                .map(|at| span.attributes.swap_remove(at).value.to_string())
+                .filter(|name| self.exporters.contains_key(name));
+            groups.entry(service).or_default().push(span);
+        }
+        let mut outcome = Ok(());
+        for (service, spans) in groups {
+            let exporter = service
+                .and_then(|name| self.exporters.get(&name))
+                .unwrap_or(&self.default);
+            if let Err(err) = exporter.export(spans).await {
+                outcome = Err(err);
+            }
+        }
+        outcome
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        let mut outcome = self.default.shutdown_with_timeout(timeout);
+        for exporter in self.exporters.values() {
+            if let Err(err) = exporter.shutdown_with_timeout(timeout) {
+                outcome = Err(err);
+            }
+        }
+        outcome
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        let mut outcome = self.default.force_flush();
+        for exporter in self.exporters.values() {
+            if let Err(err) = exporter.force_flush() {
+                outcome = Err(err);
+            }
+        }
+        outcome
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.default.set_resource(resource);
+        for (service, exporter) in &mut self.exporters {
+            let attributes = resource
+                .iter()
+                .filter(|(key, _)| key.as_str() != SERVICE_ATTRIBUTE)
+                .map(|(key, value)| KeyValue::new(key.clone(), value.clone()));
+            let resource = opentelemetry_sdk::Resource::builder_empty()
+                .with_attributes(attributes)
+                .with_service_name(service.clone())
+                .build();
+            exporter.set_resource(&resource);
+        }
     }
 }
 
@@ -135,6 +292,7 @@ pub fn init_for_tests() {
             log_format: LogFormat::Pretty,
             log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             trace_filter: "info".into(),
+            per_service_names: false,
         };
         if std::env::var_os("TEST_LOG").is_some() {
             std::mem::forget(init(&config));
@@ -148,6 +306,30 @@ pub fn init_for_tests() {
             opentelemetry::global::set_tracer_provider(provider);
         }
     });
+}
+
+/// Marks `span` as failed: ERROR status with `message`, and `error.type`.
+/// The span must declare `otel.status_code`, `otel.status_description` and
+/// `error.type` (as `tracing::field::Empty`).
+pub fn record_error(span: &tracing::Span, error_type: &str, message: &dyn fmt::Display) {
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", message.to_string());
+    span.record("error.type", error_type);
+}
+
+/// A CLIENT span for one Redis call (`db.operation.name`: `GET`, `SET`,
+/// `EVALSHA`…); mark it with [`record_error`] when Redis fails.
+pub fn redis_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "redis",
+        otel.name = operation,
+        otel.kind = "client",
+        db.system.name = "redis",
+        db.operation.name = operation,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// Reads W3C trace context from HTTP headers (and so from gRPC metadata,
@@ -350,6 +532,7 @@ mod tests {
             log_format: LogFormat::Pretty,
             log_filter: log.into(),
             trace_filter: trace.into(),
+            per_service_names: false,
         };
         let traced = |config: TelemetryConfig| {
             let provider = SdkTracerProvider::builder().build();

@@ -582,6 +582,7 @@ impl ProductService for ProductApi {
         }
         let lines = crate::inventory::merge_lines(&r.lines)?;
         let reservation = self.reserve(&r.order_id, lines).await?;
+        platform::metrics::count(&platform::metrics::RESERVATIONS, &["held"]);
         Ok(Response::new(ReserveStockResponse {
             reservation: Some(reservation_to_proto(&r.order_id, &reservation)),
         }))
@@ -593,6 +594,7 @@ impl ProductService for ProductApi {
     ) -> Result<Response<ReleaseStockResponse>, Status> {
         let order_id = request.into_inner().order_id;
         let reservation = self.release(&order_id).await?;
+        platform::metrics::count(&platform::metrics::RESERVATIONS, &["released"]);
         Ok(Response::new(ReleaseStockResponse {
             reservation: Some(reservation_to_proto(&order_id, &reservation)),
         }))
@@ -604,6 +606,7 @@ impl ProductService for ProductApi {
     ) -> Result<Response<CommitStockResponse>, Status> {
         let order_id = request.into_inner().order_id;
         let reservation = self.commit(&order_id).await?;
+        platform::metrics::count(&platform::metrics::RESERVATIONS, &["committed"]);
         Ok(Response::new(CommitStockResponse {
             reservation: Some(reservation_to_proto(&order_id, &reservation)),
         }))

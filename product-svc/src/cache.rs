@@ -107,14 +107,25 @@ impl Cache {
         self.conn.read().expect("cache lock").clone()
     }
 
-    async fn bounded<T>(op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
-        match tokio::time::timeout(Duration::from_millis(300), op).await {
+    /// Runs one Redis call in its span, for at most 300 ms; a failure is
+    /// a miss, never an error for the caller.
+    async fn bounded<T>(
+        operation: &'static str,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        use tracing::Instrument as _;
+        let span = platform::telemetry::redis_span(operation);
+        match tokio::time::timeout(Duration::from_millis(300), op.instrument(span.clone())).await {
             Ok(Ok(value)) => Some(value),
             Ok(Err(err)) => {
+                platform::telemetry::record_error(&span, "redis", &err);
                 tracing::debug!(error = %err, "cache unavailable");
                 None
             }
-            Err(_) => None,
+            Err(_) => {
+                platform::telemetry::record_error(&span, "timeout", &"no answer within 300 ms");
+                None
+            }
         }
     }
 
@@ -124,6 +135,7 @@ impl Cache {
         let gen_key = self.key(namespace, "gen");
         let value_key = self.key(namespace, key);
         let (generation, value): (String, Option<Vec<u8>>) = Self::bounded(
+            "EVALSHA",
             redis::Script::new(GET_SCRIPT)
                 .key(gen_key)
                 .key(value_key)
@@ -139,6 +151,7 @@ impl Cache {
         let value_key = self.key(namespace, &format!("{key}:{generation}"));
         let ttl = self.ttl.as_millis() as u64;
         let _: Option<()> = Self::bounded(
+            "SET",
             redis::cmd("SET")
                 .arg(value_key)
                 .arg(value)
@@ -156,7 +169,7 @@ impl Cache {
         for ns in namespaces {
             pipe.incr(self.key(ns, "gen"), 1).ignore();
         }
-        let done: Option<()> = Self::bounded(pipe.query_async(&mut conn)).await;
+        let done: Option<()> = Self::bounded("INCR", pipe.query_async(&mut conn)).await;
         if done.is_none() {
             tracing::warn!(
                 ?namespaces,

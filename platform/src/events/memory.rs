@@ -144,6 +144,9 @@ impl InProcessBus {
                 );
             }
         }
+        crate::metrics::CONSUMER_PENDING
+            .with_label_values(&[name, name])
+            .set(consumer.pending.len() as i64);
         let mut wake: Option<Instant> = None;
         for (&index, pending) in consumer.pending.iter_mut() {
             let due = match pending.leased_until {
@@ -225,7 +228,7 @@ impl InProcessBus {
                                 consumer: config.name.clone(),
                                 headers: stored.headers.clone(),
                             };
-                            super::process(handler.as_ref(), &config, delivery).await
+                            super::process(handler.as_ref(), &config, "memory", delivery).await
                         }
                         Err(err) => Outcome::DeadLetter(format!("undecodable envelope: {err}")),
                     };
@@ -250,16 +253,21 @@ impl InProcessBus {
 #[async_trait::async_trait]
 impl EventBus for InProcessBus {
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        let payload = super::encode(envelope)?;
-        let headers = super::publish_headers(envelope).into_iter().collect();
-        let message = Stored {
-            subject: subject(&self.prefix, &envelope.r#type),
-            payload,
-            headers,
-        };
-        let mut state = self.inner.state.lock().expect("bus lock");
-        self.append(&mut state, &envelope.id, message);
-        Ok(())
+        let span = super::producer_span(envelope, self.name(), &self.prefix);
+        let result = span.in_scope(|| {
+            let payload = super::encode(envelope)?;
+            let headers = super::publish_headers(envelope).into_iter().collect();
+            let message = Stored {
+                subject: subject(&self.prefix, &envelope.r#type),
+                payload,
+                headers,
+            };
+            let mut state = self.inner.state.lock().expect("bus lock");
+            self.append(&mut state, &envelope.id, message);
+            Ok(())
+        });
+        super::published(&span, envelope, &result);
+        result
     }
 
     async fn subscribe(

@@ -25,11 +25,17 @@ use futures::StreamExt as _;
 use prost::Message as _;
 use proto::events::Envelope;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::{
     BusError, ConsumerConfig, DLQ_ATTEMPTS_HEADER, DLQ_ERROR_HEADER, DLQ_SUBJECT_HEADER, Delivery,
     EventBus, Handler, Outcome, Subscription, dlq_subject, subject,
 };
+
+/// How often a consumer's lag is read from JetStream, and how long the
+/// read may take.
+const LAG_EVERY: Duration = Duration::from_secs(10);
+const LAG_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Stream and timing settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,7 +267,7 @@ impl NatsBus {
                     consumer: config.name.clone(),
                     headers,
                 };
-                super::process(handler, config, delivery).await
+                super::process(handler, config, "nats", delivery).await
             }
             Err(err) => Outcome::DeadLetter(format!("undecodable envelope: {err}")),
         };
@@ -284,6 +290,25 @@ impl NatsBus {
         };
         if let Err(err) = acked {
             tracing::warn!(error = %err, "ack failed; the event will be redelivered after ack_wait");
+        }
+    }
+
+    /// Keeps `messaging_consumer_pending` of one durable consumer current:
+    /// events not yet delivered plus those delivered and not acked.
+    async fn report_lag(self, consumer: String, durable: String, cancel: CancellationToken) {
+        let gauge = crate::metrics::CONSUMER_PENDING.with_label_values(&[&consumer, &durable]);
+        loop {
+            let info = async {
+                let stream = self.js.get_stream(&self.settings.stream).await.ok()?;
+                stream.consumer_info(&durable).await.ok()
+            };
+            if let Ok(Some(info)) = tokio::time::timeout(LAG_TIMEOUT, info).await {
+                gauge.set((info.num_pending + info.num_ack_pending as u64) as i64);
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(LAG_EVERY) => {}
+            }
         }
     }
 
@@ -337,20 +362,27 @@ impl NatsBus {
 #[async_trait::async_trait]
 impl EventBus for NatsBus {
     async fn publish(&self, envelope: &Envelope) -> Result<(), BusError> {
-        let payload = super::encode(envelope)?;
-        let mut headers = HeaderMap::new();
-        for (k, v) in super::publish_headers(envelope) {
-            if k != super::MSG_ID_HEADER {
-                headers.insert(k.as_str(), v.as_str());
+        let span = super::producer_span(envelope, self.name(), &self.settings.prefix);
+        let result = async {
+            let payload = super::encode(envelope)?;
+            let mut headers = HeaderMap::new();
+            for (k, v) in super::publish_headers(envelope) {
+                if k != super::MSG_ID_HEADER {
+                    headers.insert(k.as_str(), v.as_str());
+                }
             }
+            self.publish_raw(
+                subject(&self.settings.prefix, &envelope.r#type),
+                &envelope.id,
+                headers,
+                payload,
+            )
+            .await
         }
-        self.publish_raw(
-            subject(&self.settings.prefix, &envelope.r#type),
-            &envelope.id,
-            headers,
-            payload,
-        )
-        .await
+        .instrument(span.clone())
+        .await;
+        super::published(&span, envelope, &result);
+        result
     }
 
     async fn subscribe(
@@ -363,6 +395,11 @@ impl EventBus for NatsBus {
         let mut tasks = Vec::new();
         for event_type in &config.event_types {
             let consumer = self.consumer(&config, event_type).await?;
+            tasks.push(tokio::spawn(self.clone().report_lag(
+                config.name.clone(),
+                consumer.cached_info().name.clone(),
+                cancel.clone(),
+            )));
             tasks.push(tokio::spawn(self.clone().run(
                 consumer,
                 config.clone(),

@@ -155,16 +155,43 @@ where
             .limit(100);
         let mut published = 0;
         let mut cursor = None;
+        let (mut pending, mut oldest) = (0usize, None::<i64>);
         loop {
             let page = self.collection.find(&query.clone().after(cursor)).await?;
             for doc in &page.items {
+                let events = &doc.value.outbox().events;
+                pending += events.len();
+                for event in events {
+                    let occurred = STANDARD
+                        .decode(&event.envelope)
+                        .ok()
+                        .and_then(|bytes| Envelope::decode(bytes.as_slice()).ok())
+                        .and_then(|envelope| envelope.occurred_at)
+                        .map(|at| at.seconds);
+                    if let Some(at) = occurred {
+                        oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                    }
+                }
                 published += self.flush(&doc.id).await?;
             }
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
-                None => return Ok(published),
+                None => break,
             }
         }
+        // What this sweep found waiting: a backlog that stays, or grows
+        // old, means events are not getting out.
+        let collection = &self.collection.spec().name;
+        crate::metrics::OUTBOX_PENDING
+            .with_label_values(&[collection])
+            .set(pending as i64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        crate::metrics::OUTBOX_OLDEST_AGE
+            .with_label_values(&[collection])
+            .set(oldest.map_or(0, |at| (now - at).max(0)));
+        Ok(published)
     }
 
     /// Sweeps now and then every `interval` until `cancel`; failures are

@@ -20,6 +20,7 @@ pub mod cursor;
 pub mod memory;
 pub mod mongo;
 pub mod postgres;
+mod traced;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -578,7 +579,7 @@ impl Store {
                 Arc::new(mongo::MongoBackend::connect(url, namespace, settings).await?)
             }
         };
-        Ok(Self::with_backend(backend))
+        Ok(Self::named(backend, namespace))
     }
 
     /// Connects as `config` says (`DATABASE_URL`, pool settings, cursor key).
@@ -600,8 +601,13 @@ impl Store {
     }
 
     pub fn with_backend(backend: Arc<dyn Backend>) -> Store {
+        Self::named(backend, "default")
+    }
+
+    /// Every operation on `backend` traced and timed under `namespace`.
+    fn named(backend: Arc<dyn Backend>, namespace: &str) -> Store {
         Store {
-            backend,
+            backend: Arc::new(traced::Traced::new(backend, namespace)),
             cursors: Arc::new(cursor::CursorCodec::default()),
         }
     }
