@@ -55,6 +55,16 @@ impl Metrics {
     /// The gateway's own families and the process's (every service's
     /// RED, store, bus and business metrics: all of them in the all-in-one
     /// binary).
+    /// Names of the gateway's own families.
+    pub fn family_names(&self) -> Vec<String> {
+        use prometheus::core::Collector as _;
+        [self.requests.desc(), self.latency.desc()]
+            .into_iter()
+            .flatten()
+            .map(|d| d.fq_name.clone())
+            .collect()
+    }
+
     pub fn render(&self) -> String {
         platform::metrics::render(Some(&self.registry))
     }

@@ -175,23 +175,40 @@ pub static IDEMPOTENCY_REPLAYS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-/// Creates every family now, so a scrape lists them (with no series yet)
-/// before the first event of each kind.
+/// Every family of this module, created (registered) now.
+fn collectors() -> [&'static dyn prometheus::core::Collector; 14] {
+    [
+        &*RPC_SERVER_DURATION,
+        &*RPC_CLIENT_DURATION,
+        &*BREAKER_OPEN,
+        &*DB_DURATION,
+        &*PUBLISHED,
+        &*CONSUMED,
+        &*CONSUMER_PENDING,
+        &*OUTBOX_PENDING,
+        &*OUTBOX_OLDEST_AGE,
+        &*RESERVATIONS,
+        &*PAYMENTS,
+        &*ORDERS,
+        &*DELIVERIES,
+        &*IDEMPOTENCY_REPLAYS,
+    ]
+}
+
+/// Creates every family now, so a scrape lists the ones that have series
+/// from the first scrape on.
 pub fn register_all() {
-    LazyLock::force(&RPC_SERVER_DURATION);
-    LazyLock::force(&RPC_CLIENT_DURATION);
-    LazyLock::force(&BREAKER_OPEN);
-    LazyLock::force(&DB_DURATION);
-    LazyLock::force(&PUBLISHED);
-    LazyLock::force(&CONSUMED);
-    LazyLock::force(&CONSUMER_PENDING);
-    LazyLock::force(&OUTBOX_PENDING);
-    LazyLock::force(&OUTBOX_OLDEST_AGE);
-    LazyLock::force(&RESERVATIONS);
-    LazyLock::force(&PAYMENTS);
-    LazyLock::force(&ORDERS);
-    LazyLock::force(&DELIVERIES);
-    LazyLock::force(&IDEMPOTENCY_REPLAYS);
+    collectors();
+}
+
+/// Names of the families of this module (dashboards and alert rules may
+/// use only these, and the gateway's own).
+pub fn family_names() -> Vec<String> {
+    collectors()
+        .iter()
+        .flat_map(|c| c.desc())
+        .map(|d| d.fq_name.clone())
+        .collect()
 }
 
 /// Records one duration on `histogram`.
