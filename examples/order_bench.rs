@@ -1,5 +1,8 @@
 //! Order benchmark through the gateway: create-order/s and create+pay/s
-//! with p50/p99 latency, on the embedded backends and on Postgres + NATS.
+//! with p50/p99 latency, on the embedded backends and on Postgres + NATS;
+//! on Postgres also the insert ceiling of the same server (pgbench-style
+//! single-row commits), 16 and 64 connections on one hot product and on 16
+//! products, Postgres commits per order, and memory.
 //!
 //! ```sh
 //! cargo run --release --example order_bench
@@ -32,6 +35,7 @@ async fn start(vars: &[(&str, String)]) -> Run {
     map.insert("ADMIN_EMAIL".into(), "bench@example.com".into());
     map.insert("ADMIN_PASSWORD".into(), "bench-password".into());
     map.insert("RUST_LOG".into(), "error".into());
+    map.insert("ORDER_MAX_UNPAID_PER_CUSTOMER".into(), "1000".into());
     let config = Config::from_source("order-bench", &map).expect("config");
     let mesh = Mesh::start(config, &MeshAddrs::ephemeral())
         .await
@@ -140,59 +144,267 @@ async fn auth(name: &str, run: Arc<Run>) {
     );
 }
 
-async fn bench(name: &str, run: Run) {
-    let admin = run.token("bench@example.com", "bench-password").await;
-    let sku = format!("BENCH-{}", uuid::Uuid::now_v7().simple());
-    let (_, product) = run
-        .post("/api/v1/products", Some(&admin), json!({"sku": sku, "name": "Bench", "category": "bench", "price": {"amount": 500, "currency": "USD"}, "stock": 1_000_000}))
+/// A buyer per connection, so no customer's unpaid-order limit is in play.
+async fn buyers(run: &Run, n: usize) -> Vec<String> {
+    let mut tokens = Vec::with_capacity(n);
+    for _ in 0..n {
+        let email = format!("buyer-{}@example.com", uuid::Uuid::now_v7().simple());
+        run.post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": email, "password": "bench-password", "name": "Buyer"}),
+        )
         .await;
-    let product_id = product["id"].as_str().expect("product").to_string();
-    let email = format!("buyer-{}@example.com", uuid::Uuid::now_v7().simple());
-    run.post(
-        "/api/v1/auth/register",
-        None,
-        json!({"email": email, "password": "bench-password", "name": "Buyer"}),
-    )
-    .await;
-    let token = run.token(&email, "bench-password").await;
-    let order_body = json!({"items": [{"product_id": product_id, "quantity": 1}],
-        "shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}});
-    let run = Arc::new(run);
-    auth(name, run.clone()).await;
+        tokens.push(run.token(&email, "bench-password").await);
+    }
+    tokens
+}
 
-    let (r, t, b) = (run.clone(), token.clone(), order_body.clone());
-    let (create_rate, c50, c99) = measure(400, move || {
-        let (r, t, b) = (r.clone(), t.clone(), b.clone());
-        async move {
-            let (status, _) = r.post("/api/v1/orders", Some(&t), b).await;
-            assert_eq!(status, 201);
+async fn products(run: &Run, admin: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let sku = format!("BENCH-{}", uuid::Uuid::now_v7().simple());
+        let (_, product) = run
+            .post("/api/v1/products", Some(admin), json!({"sku": sku, "name": "Bench", "category": "bench", "price": {"amount": 500, "currency": "USD"}, "stock": 10_000_000}))
+            .await;
+        ids.push(product["id"].as_str().expect("product").to_string());
+    }
+    ids
+}
+
+/// What one measured run did.
+struct Outcome {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Answers other than the expected one, by status.
+    failures: std::collections::BTreeMap<u16, usize>,
+}
+
+impl Outcome {
+    fn failures(&self) -> String {
+        if self.failures.is_empty() {
+            "none".into()
+        } else {
+            self.failures
+                .iter()
+                .map(|(status, n)| format!("{n}x{status}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         }
-    })
-    .await;
-    let (r, t, b) = (run.clone(), token.clone(), order_body.clone());
-    let (pay_rate, p50, p99) = measure(200, move || {
-        let (r, t, b) = (r.clone(), t.clone(), b.clone());
-        async move {
-            let (_, order) = r.post("/api/v1/orders", Some(&t), b).await;
-            let id = order["id"].as_str().expect("order").to_string();
-            let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
-            let (status, payment) = r.post(&format!("/api/v1/orders/{id}/payment"), Some(&t), card).await;
-            assert_eq!((status, payment["status"].as_str()), (201, Some("SUCCEEDED")));
-        }
-    })
-    .await;
+    }
+}
+
+/// `total` orders (and payments with `pay`) from `connections` buyers at
+/// once, each on product `products[worker % len]`.
+async fn orders(
+    run: &Arc<Run>,
+    tokens: &[String],
+    products: &[String],
+    connections: usize,
+    total: usize,
+    pay: bool,
+) -> Outcome {
+    let failures = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..connections {
+        let (run, failures, latencies) = (run.clone(), failures.clone(), latencies.clone());
+        let token = tokens[w].clone();
+        let body = json!({"items": [{"product_id": products[w % products.len()], "quantity": 1}],
+            "shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}});
+        tasks.spawn(async move {
+            let mut i = w;
+            while i < total {
+                let t = Instant::now();
+                let (status, order) = run.post("/api/v1/orders", Some(&token), body.clone()).await;
+                let mut ok = status == 201;
+                if ok && pay {
+                    let id = order["id"].as_str().expect("order");
+                    let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+                    let (status, payment) = run
+                        .post(&format!("/api/v1/orders/{id}/payment"), Some(&token), card)
+                        .await;
+                    ok = status == 201 && payment["status"] == "SUCCEEDED";
+                    if !ok {
+                        *failures.lock().unwrap().entry(status).or_insert(0) += 1;
+                    }
+                } else if !ok {
+                    *failures.lock().unwrap().entry(status).or_insert(0) += 1;
+                }
+                if ok {
+                    latencies.lock().unwrap().push(t.elapsed());
+                }
+                i += connections;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort();
+    let zero = Duration::ZERO;
+    Outcome {
+        rate: l.len() as f64 / elapsed,
+        p50: if l.is_empty() { zero } else { pct(&l, 0.5) },
+        p99: if l.is_empty() { zero } else { pct(&l, 0.99) },
+        failures: std::mem::take(&mut *failures.lock().unwrap()),
+    }
+}
+
+/// Committed transactions of the whole database so far.
+async fn commits(pg: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pg)
+    .await
+    .expect("pg_stat_database")
+}
+
+/// pgbench-style ceiling: single-row autocommit INSERTs per second from
+/// `connections` connections for `secs` seconds, on the same Postgres.
+async fn insert_ceiling(url: &str, schema: &str, connections: usize, secs: u64) -> f64 {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections as u32)
+        .connect(url)
+        .await
+        .expect("postgres");
+    let table = format!("{schema}_ceiling");
+    sqlx::query(&format!(
+        "CREATE UNLOGGED TABLE IF NOT EXISTS {table} (id bigint, body jsonb)"
+    ))
+    .execute(&pool)
+    .await
+    .expect("table");
+    // Logged like the store's tables: commit cost is what is measured.
+    sqlx::query(&format!("ALTER TABLE {table} SET LOGGED"))
+        .execute(&pool)
+        .await
+        .expect("logged");
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..connections {
+        let (pool, count, table) = (pool.clone(), count.clone(), table.clone());
+        tasks.spawn(async move {
+            let sql = format!("INSERT INTO {table} (id, body) VALUES ($1, '{{\"k\": 1}}')");
+            let mut i = w as i64;
+            while Instant::now() < until {
+                sqlx::query(&sql)
+                    .bind(i)
+                    .execute(&pool)
+                    .await
+                    .expect("insert");
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                i += connections as i64;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let _ = sqlx::query(&format!("DROP TABLE {table}"))
+        .execute(&pool)
+        .await;
+    count.load(std::sync::atomic::Ordering::Relaxed) as f64 / secs as f64
+}
+
+/// Resident and peak resident memory of this process (the whole mesh and
+/// the driver), in MiB.
+fn rss() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The embedded figures: logins, reads, orders at 16 connections.
+async fn embedded(run: Run) {
+    let admin = run.token("bench@example.com", "bench-password").await;
+    let run = Arc::new(run);
+    auth("embedded", run.clone()).await;
+    let tokens = buyers(&run, CONCURRENCY).await;
+    let hot = products(&run, &admin, 1).await;
+    let create = orders(&run, &tokens, &hot, CONCURRENCY, 1000, false).await;
+    let pay = orders(&run, &tokens, &hot, CONCURRENCY, 500, true).await;
     println!(
-        "{name:>16}: create-order {create_rate:>6.0}/s (p50 {c50:.1?}, p99 {c99:.1?}) | create+pay {pay_rate:>6.0}/s (p50 {p50:.1?}, p99 {p99:.1?})  [{CONCURRENCY} concurrent clients]"
+        "{:>16}: create-order {:>6.0}/s (p50 {:.1?}, p99 {:.1?}) | create+pay {:>6.0}/s (p50 {:.1?}, p99 {:.1?})  [{CONCURRENCY} connections, one product; failures {} / {}]",
+        "embedded",
+        create.rate,
+        create.p50,
+        create.p99,
+        pay.rate,
+        pay.p50,
+        pay.p99,
+        create.failures(),
+        pay.failures()
     );
-    match Arc::try_unwrap(run) {
-        Ok(run) => run.mesh.shutdown().await,
-        Err(_) => {}
+    if let Ok(run) = Arc::try_unwrap(run) {
+        run.mesh.shutdown().await;
+    }
+}
+
+/// The Postgres + NATS matrix: the insert ceiling, then orders and
+/// order+pay at 16 and 64 connections on one hot product and on 16
+/// products, with commits per order and memory.
+async fn postgres(run: Run, db: &str, schema: &str) {
+    let pg = sqlx::PgPool::connect(db).await.expect("postgres");
+    for connections in [16, 64] {
+        let tps = insert_ceiling(db, schema, connections, 5).await;
+        println!("postgres ceiling: {tps:>6.0} single-row inserts/s at {connections} connections");
+    }
+    let admin = run.token("bench@example.com", "bench-password").await;
+    let run = Arc::new(run);
+    auth("postgres + nats", run.clone()).await;
+    let tokens = buyers(&run, 64).await;
+    let hot = products(&run, &admin, 1).await;
+    let spread = products(&run, &admin, 16).await;
+    // Warm the pools and caches.
+    orders(&run, &tokens, &spread, 16, 200, true).await;
+    let (idle, _) = rss();
+    println!(
+        "{:>16} {:>6} {:>11} {:>9} {:>9} {:>9} {:>14}  {}",
+        "", "conns", "products", "per s", "p50", "p99", "commits/order", "failures"
+    );
+    for connections in [16, 64] {
+        for (label, products) in [("1 (hot)", &hot), ("16", &spread)] {
+            for pay in [false, true] {
+                let total = if pay { 600 } else { 1200 };
+                let before = commits(&pg).await;
+                let o = orders(&run, &tokens, products, connections, total, pay).await;
+                let per_order = (commits(&pg).await - before) as f64 / total as f64;
+                println!(
+                    "{:>16} {connections:>6} {label:>11} {:>9.0} {:>9.1?} {:>9.1?} {per_order:>14.1}  {}",
+                    if pay { "order+pay" } else { "order" },
+                    o.rate,
+                    o.p50,
+                    o.p99,
+                    o.failures()
+                );
+            }
+        }
+    }
+    let (now, peak) = rss();
+    println!(
+        "memory (mesh and driver in one process): {idle:.0} MiB before the matrix, {now:.0} MiB after, {peak:.0} MiB peak"
+    );
+    if let Ok(run) = Arc::try_unwrap(run) {
+        run.mesh.shutdown().await;
     }
 }
 
 #[tokio::main]
 async fn main() {
-    bench("embedded", start(&[("SEED_DEMO", "false".into())]).await).await;
+    embedded(start(&[("SEED_DEMO", "false".into())]).await).await;
 
     let db = platform::testing::postgres_url();
     let nats = std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
@@ -211,7 +423,7 @@ async fn main() {
         ("NATS_STREAM", format!("B{tag}")),
         ("NATS_SUBJECT_PREFIX", format!("b{tag}")),
     ];
-    bench("postgres + nats", start(&vars).await).await;
+    postgres(start(&vars).await, &db, &prefix).await;
     for id in platform::ServiceId::ALL {
         if let Ok(pg) = platform::store::postgres::PostgresBackend::connect(
             &db,

@@ -233,10 +233,23 @@ pub async fn build(config: Config) -> anyhow::Result<Running> {
 /// down; in-flight requests get up to 10 s to finish.
 pub async fn serve(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(platform::runtime::bind(addr).await?),
+        None => None,
+    };
     let state = AppState::connect_with_backends(&config).await?;
+    let registry = state.metrics().registry().clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let running = Running::new("gateway", addr);
     let cancel = running.cancel_token();
+    if let Some(listener) = metrics_listener {
+        // `/metrics` apart from the public port, for scrapers: the ingress
+        // never routes it.
+        let cancel = cancel.clone();
+        running.spawn(async move {
+            let _ = platform::metrics::serve(listener, cancel, Some(registry)).await;
+        });
+    }
     running.spawn(async move {
         let shutdown = cancel.clone().cancelled_owned();
         let server = axum::serve(nodelay(listener), app).with_graceful_shutdown(shutdown);

@@ -55,6 +55,11 @@ impl Metrics {
     /// The gateway's own families and the process's (every service's
     /// RED, store, bus and business metrics: all of them in the all-in-one
     /// binary).
+    /// The gateway's own families.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Names of the gateway's own families.
     pub fn family_names(&self) -> Vec<String> {
         use prometheus::core::Collector as _;

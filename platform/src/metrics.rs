@@ -242,12 +242,13 @@ pub fn render(extra: Option<&prometheus::Registry>) -> String {
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serves `GET /metrics` (every other path is 404) on `listener` until
-/// `cancel`: the metrics endpoint of a single-service binary
-/// (`METRICS_ADDR`), apart from its gRPC port so it is never exposed with
-/// it.
+/// `cancel`: the process's families plus `extra`'s. The metrics endpoint of
+/// `METRICS_ADDR`, apart from the service's own port so it is never exposed
+/// with it.
 pub fn serve(
     listener: tokio::net::TcpListener,
     cancel: tokio_util::sync::CancellationToken,
+    extra: Option<prometheus::Registry>,
 ) -> tokio::task::JoinHandle<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     tokio::spawn(async move {
@@ -263,6 +264,7 @@ pub fn serve(
                 },
             };
             let _ = stream.set_nodelay(true);
+            let extra = extra.clone();
             tokio::spawn(async move {
                 // One request per connection: read the head (bounded), answer, close.
                 let mut head = Vec::with_capacity(1024);
@@ -285,7 +287,9 @@ pub fn serve(
                 let (method, path) = (parts.next(), parts.next());
                 let path = path.map(|p| p.split(|&b| b == b'?').next().unwrap_or(p));
                 let (status, content_type, body) = match (method, path) {
-                    (Some(b"GET"), Some(b"/metrics")) => ("200 OK", CONTENT_TYPE, render(None)),
+                    (Some(b"GET"), Some(b"/metrics")) => {
+                        ("200 OK", CONTENT_TYPE, render(extra.as_ref()))
+                    }
                     (Some(b"GET"), Some(_)) => {
                         ("404 Not Found", "text/plain", "not found\n".to_string())
                     }
@@ -317,7 +321,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cancel = tokio_util::sync::CancellationToken::new();
-        let task = serve(listener, cancel.clone());
+        let task = serve(listener, cancel.clone(), None);
         let get = |path: &'static str| async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream

@@ -141,6 +141,9 @@ where
         Ok(config) => config,
         Err(code) => return code,
     };
+    if std::env::args().nth(1).as_deref() == Some("health") {
+        return health_check(service, &config);
+    }
     run_main(program, &config, |config| async move {
         let metrics_listener = match config.metrics_addr {
             Some(addr) => Some(bind(addr).await.map_err(|e| e.context("METRICS_ADDR"))?),
@@ -152,7 +155,7 @@ where
             tracing::info!(addr = ?listener.local_addr().ok(), "serving /metrics");
             let cancel = running.cancel_token();
             running.spawn(async move {
-                let _ = crate::metrics::serve(listener, cancel).await;
+                let _ = crate::metrics::serve(listener, cancel, None).await;
             });
         }
         tokio::select! {
@@ -162,6 +165,52 @@ where
         running.shutdown().await;
         Ok(())
     })
+}
+
+/// `<binary> health`: asks the service listening on `GRPC_ADDR` (on this
+/// host) for the readiness of its own gRPC service name over
+/// `grpc.health.v1`; exit status 0 when SERVING, 1 otherwise. The
+/// container image has no probe tools: compose's healthchecks run this.
+fn health_check(service: ServiceId, config: &Config) -> ExitCode {
+    let mut addr = config.grpc_listen_addr(service);
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .timeout(std::time::Duration::from_secs(2))
+            .connect()
+            .await?;
+        let reply = tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.grpc_service().to_string(),
+            })
+            .await?;
+        anyhow::Ok(reply.into_inner().status)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match runtime.map(|rt| rt.block_on(check)) {
+        Ok(Ok(status))
+            if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 =>
+        {
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(status)) => {
+            eprintln!("{}: not serving (status {status})", service.binary());
+            ExitCode::FAILURE
+        }
+        Ok(Err(err)) => {
+            eprintln!("{}: health check failed: {err:#}", service.binary());
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("{}: {err}", service.binary());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Builds the runtime, starts telemetry and runs `body` to completion,

@@ -1,0 +1,128 @@
+//! Every environment variable the deployment files set for shopmesh is one
+//! the code reads: a misspelt or renamed variable in `.env.example`,
+//! compose or the Kubernetes manifests is silently ignored otherwise.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn files_under(dir: &Path, ext: &[&str], out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, ext, out);
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| ext.iter().any(|e| n.ends_with(e)))
+        {
+            out.push(path);
+        }
+    }
+}
+
+/// Whether `s` looks like an environment variable name.
+fn is_var(s: &str) -> bool {
+    s.len() > 1
+        && s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Variables a deployment file sets: `NAME=` (dotenv, commented or not),
+/// `NAME: value` (compose environment, ConfigMap and Secret data), and
+/// `- name: NAME` (a container's env).
+fn variables(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let line = line.trim_start().trim_start_matches('#').trim_start();
+        let candidate = if let Some(rest) = line.strip_prefix("- name:") {
+            rest.trim()
+        } else if let Some((key, _)) = line.split_once('=') {
+            key.trim()
+        } else if let Some((key, _)) = line.split_once(':') {
+            key.trim()
+        } else {
+            continue;
+        };
+        if is_var(candidate) {
+            out.insert(candidate.to_string());
+        }
+    }
+    out
+}
+
+/// Read by something other than shopmesh's code, each with its reader.
+const EXTERNAL: &[&str] = &[
+    // compose: image tag, the Dockerfile's build argument, and the
+    // postgres image's own settings.
+    "TAG",
+    "BIN",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_DB",
+    "PGDATA",
+    // Jaeger all-in-one, Grafana.
+    "COLLECTOR_OTLP_ENABLED",
+    "GF_AUTH_ANONYMOUS_ENABLED",
+    "GF_AUTH_ANONYMOUS_ORG_ROLE",
+    "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH",
+    // The OpenTelemetry SDK reads the resource attributes itself; the pod's
+    // name and namespace only feed them.
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "POD_NAME",
+    "POD_NAMESPACE",
+];
+
+#[test]
+fn every_variable_the_deployment_sets_is_read_by_the_code() {
+    let mut deploy_files = Vec::new();
+    files_under(
+        &root().join("deploy"),
+        &[".yaml", ".yml"],
+        &mut deploy_files,
+    );
+    deploy_files.push(root().join("deploy/.env.example"));
+    let mut set = BTreeSet::new();
+    for file in &deploy_files {
+        let text = std::fs::read_to_string(file).unwrap();
+        // Only files that configure shopmesh's processes.
+        if file.ends_with(".env.example")
+            || text.contains("shopmesh-config")
+            || text.contains("x-common-env")
+            || text.contains("kind: Secret")
+        {
+            set.extend(variables(&text));
+        }
+    }
+    assert!(
+        set.contains("DATABASE_URL") && set.contains("STORE_CURSOR_KEY"),
+        "the files were read: {set:?}"
+    );
+
+    let mut sources = Vec::new();
+    for dir in std::fs::read_dir(root()).unwrap().flatten() {
+        let src = dir.path().join("src");
+        if src.is_dir() {
+            files_under(&src, &[".rs"], &mut sources);
+        }
+    }
+    files_under(&root().join("src"), &[".rs"], &mut sources);
+    let code: String = sources
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+
+    let unread: Vec<&String> = set
+        .iter()
+        .filter(|v| !EXTERNAL.contains(&v.as_str()))
+        .filter(|v| !code.contains(&format!("\"{v}\"")))
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "set in deploy/ but read nowhere in the code: {unread:?}"
+    );
+}
