@@ -51,6 +51,8 @@ pub struct CommonErrors;
 
 impl Modify for CommonErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let problem = |description: &str| {
             ResponseBuilder::new()
@@ -61,6 +63,16 @@ impl Modify for CommonErrors {
                         .schema(Some(Ref::from_schema_name("Problem")))
                         .build(),
                 )
+                .build()
+        };
+        let retry_after = || {
+            HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                )
+                .description(Some("Seconds to wait before trying again"))
                 .build()
         };
         for (path, item) in openapi.paths.paths.iter_mut() {
@@ -76,11 +88,20 @@ impl Modify for CommonErrors {
             ];
             for operation in operations.into_iter().flatten() {
                 let mut add = |status: &str, description: &str| {
-                    operation
+                    let response = operation
                         .responses
                         .responses
                         .entry(status.to_string())
                         .or_insert_with(|| problem(description).into());
+                    // Documented by the route or here: these always say when to retry.
+                    if let (true, utoipa::openapi::RefOr::T(response)) =
+                        (matches!(status, "429" | "503"), response)
+                    {
+                        response
+                            .headers
+                            .entry("Retry-After".to_string())
+                            .or_insert_with(retry_after);
+                    }
                 };
                 if operation.request_body.is_some() {
                     add("400", "Malformed body");

@@ -138,6 +138,14 @@ fn every_api_operation_documents_the_errors_the_gateway_can_answer() {
                     "{method} {path} does not document {code}"
                 );
             }
+            for code in ["429", "503"] {
+                if responses[code].get("$ref").is_none() {
+                    assert!(
+                        responses[code]["headers"]["Retry-After"].is_object(),
+                        "{method} {path} {code} does not declare Retry-After"
+                    );
+                }
+            }
             checked += 1;
         }
     }
