@@ -210,6 +210,13 @@ async fn an_order_and_its_payment_are_one_trace_across_the_mesh_and_every_servic
                 s.is(SpanKind::Consumer)
                     && s.str("messaging.destination.name") == Some("shop.payment.processed")
             })
+            && spans.iter().any(|s| s.name.ends_with("/CommitStock"))
+            // Steps after the payment (committing stock, consumers) run
+            // after its answer: wait for every span they hang from too.
+            && spans
+                .iter()
+                .filter(|s| s.is(SpanKind::Consumer) || s.str("rpc.system") == Some("grpc"))
+                .all(|s| spans.iter().any(|p| p.span_id == s.parent))
     })
     .await;
     let spans = in_trace(&spans);
