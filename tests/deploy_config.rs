@@ -126,3 +126,65 @@ fn every_variable_the_deployment_sets_is_read_by_the_code() {
         "set in deploy/ but read nowhere in the code: {unread:?}"
     );
 }
+
+/// The program to run, from `$VAR` or the PATH, if it can be run.
+fn tool(var: &str, name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(name));
+    std::process::Command::new(&path)
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()
+        .map(|_| path)
+}
+
+#[test]
+fn every_overlay_renders_and_validates_strictly() {
+    let (Some(kubectl), Some(validate)) = (
+        tool("KUBECTL", "kubectl"),
+        tool("KUBERNETES_VALIDATE", "kubernetes-validate"),
+    ) else {
+        eprintln!(
+            "kubectl (for kustomize) or kubernetes-validate (pip install kubernetes-validate) is missing; skipping"
+        );
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("shopmesh-k8s-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for overlay in ["dev", "prod"] {
+        let rendered = std::process::Command::new(&kubectl)
+            .arg("kustomize")
+            .arg(root().join("deploy/k8s/overlays").join(overlay))
+            .output()
+            .unwrap();
+        assert!(
+            rendered.status.success(),
+            "{overlay} does not render: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        let text = String::from_utf8(rendered.stdout).unwrap();
+        assert!(
+            text.contains("kind: Deployment"),
+            "{overlay} renders workloads"
+        );
+        let file = dir.join(format!("{overlay}.yaml"));
+        std::fs::write(&file, &text).unwrap();
+        for version in ["1.31.0", "1.33.0"] {
+            let checked = std::process::Command::new(&validate)
+                .args(["--strict", "--quiet", "-k", version])
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                checked.status.success(),
+                "{overlay} against Kubernetes {version}: {}{}",
+                String::from_utf8_lossy(&checked.stdout),
+                String::from_utf8_lossy(&checked.stderr)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
