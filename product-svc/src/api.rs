@@ -6,7 +6,7 @@ use platform::auth::Caller;
 use platform::error::invalid_fields;
 use platform::error::parse_optional;
 use platform::events::outbox::OutboxRelay;
-use platform::store::{Collection, Query, StoreError, Versioned};
+use platform::store::{Coalescer, Collection, Query, StoreError, Versioned};
 use prost::Message as _;
 use proto::events::envelope::Payload;
 use proto::events::{InventoryLow, ReviewCreated};
@@ -25,6 +25,9 @@ use crate::domain::{self, FieldError, Money, Product, Reservation, ReservationSt
 #[derive(Clone, Debug)]
 pub struct ProductApi {
     pub(crate) products: Collection<Product>,
+    /// Stock moves of reservations, written in batches per product so a
+    /// best-seller's concurrent orders do not fight over its document.
+    pub(crate) stock_writes: Coalescer<Product>,
     pub(crate) reservations: Collection<Reservation>,
     pub(crate) reviews: Collection<Review>,
     pub(crate) product_relay: OutboxRelay<Product>,
@@ -39,6 +42,26 @@ pub struct ProductApi {
 
 fn now() -> i64 {
     platform::auth::unix_now() as i64
+}
+
+/// Stages `inventory.low` in `product`'s outbox when this change took its
+/// available stock below `threshold` (from `before`).
+pub(crate) fn stage_low_stock(threshold: i64, id: &str, product: &mut Product, before: i64) {
+    if domain::crosses_low_stock(before, product.stock_available, threshold) {
+        let event = platform::events::envelope(
+            "inventory.low",
+            id,
+            "product-svc",
+            Payload::InventoryLow(InventoryLow {
+                product_id: id.to_string(),
+                sku: product.sku.clone(),
+                name: product.name.clone(),
+                stock_available: product.stock_available.max(0) as u32,
+                threshold: threshold as u32,
+            }),
+        );
+        product.outbox.stage(&event);
+    }
 }
 
 fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
@@ -143,21 +166,7 @@ impl ProductApi {
     }
 
     pub(crate) fn stage_low_stock(&self, id: &str, product: &mut Product, before: i64) {
-        if domain::crosses_low_stock(before, product.stock_available, self.low_stock_threshold) {
-            let event = platform::events::envelope(
-                "inventory.low",
-                id,
-                "product-svc",
-                Payload::InventoryLow(InventoryLow {
-                    product_id: id.to_string(),
-                    sku: product.sku.clone(),
-                    name: product.name.clone(),
-                    stock_available: product.stock_available.max(0) as u32,
-                    threshold: self.low_stock_threshold as u32,
-                }),
-            );
-            product.outbox.stage(&event);
-        }
+        stage_low_stock(self.low_stock_threshold, id, product, before)
     }
 
     async fn get_product(&self, id: &str) -> Result<Versioned<Product>, Status> {

@@ -122,9 +122,11 @@ impl ProductApi {
         quantity: i64,
         work: Work,
     ) -> Result<(), Status> {
+        let order_id = order_id.to_string();
         let changed = self
-            .products
-            .update(product_id, |p| {
+            .stock_writes
+            .update(product_id, move |p| {
+                let order_id = order_id.as_str();
                 let changed = match work {
                     Work::Release => p.release(order_id),
                     Work::Commit => p.commit(order_id),
@@ -233,13 +235,19 @@ impl ProductApi {
         }
         let mut failure = None;
         for (reached, (product_id, quantity)) in lines.iter().enumerate() {
+            let (order, quantity, threshold, id) = (
+                order_id.to_string(),
+                *quantity,
+                self.low_stock_threshold,
+                product_id.clone(),
+            );
             let outcome = self
-                .products
-                .update(product_id, |p| {
+                .stock_writes
+                .update(product_id, move |p| {
                     let before = p.stock_available;
-                    if p.reserve(order_id, *quantity)? {
+                    if p.reserve(&order, quantity)? {
                         p.updated_at = now();
-                        self.stage_low_stock(product_id, p, before);
+                        crate::api::stage_low_stock(threshold, &id, p, before);
                     }
                     Ok(())
                 })

@@ -57,6 +57,7 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<api::ProductApi
     };
     Ok(api::ProductApi {
         product_relay: OutboxRelay::new(products.clone(), deps.bus.clone()),
+        stock_writes: platform::store::Coalescer::new(products.clone()),
         review_relay: OutboxRelay::new(reviews.clone(), deps.bus.clone()),
         products,
         reservations,

@@ -16,6 +16,7 @@
 //! expression indexes, in a schema per service) and [`mongo`] (native
 //! collections and indexes, in a database per service).
 
+pub mod coalesce;
 pub mod cursor;
 pub mod memory;
 pub mod mongo;
@@ -30,6 +31,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+pub use coalesce::Coalescer;
 
 use crate::config::DatabaseUrl;
 use crate::error::ErrorKind;
