@@ -401,8 +401,8 @@ async fn postgres(run: Run, db: &str, schema: &str) {
     orders(&run, &tokens, &spread, 16, 200, true).await;
     let (idle, _) = rss();
     println!(
-        "{:>16} {:>6} {:>11} {:>9} {:>9} {:>9} {:>14}  {}",
-        "", "conns", "products", "per s", "p50", "p99", "commits/order", "failures"
+        "{:>16} {:>6} {:>11} {:>9} {:>9} {:>9} {:>14}  failures",
+        "", "conns", "products", "per s", "p50", "p99", "commits/order"
     );
     for connections in [16, 64] {
         for (label, products) in [("1 (hot)", &hot), ("16", &spread)] {

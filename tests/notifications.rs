@@ -83,10 +83,7 @@ async fn events_reach_the_right_feed_and_the_live_stream() {
     while !received.contains("Order received") {
         let remaining = deadline.saturating_duration_since(Instant::now());
         assert!(!remaining.is_zero(), "no live event; got {received:?}");
-        if let Ok(Ok(Some(chunk))) = tokio::time::timeout(remaining, live.chunk())
-            .await
-            .map(|r| r)
-        {
+        if let Ok(Ok(Some(chunk))) = tokio::time::timeout(remaining, live.chunk()).await {
             received.push_str(&String::from_utf8_lossy(&chunk));
         }
     }

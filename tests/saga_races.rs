@@ -329,7 +329,7 @@ where
     A: std::future::Future<Output = RA>,
     B: std::future::Future<Output = RB>,
 {
-    let (delay_a, delay_b) = if trial % 2 == 0 {
+    let (delay_a, delay_b) = if trial.is_multiple_of(2) {
         (Duration::ZERO, jitter(max_ms))
     } else {
         (jitter(max_ms), Duration::ZERO)
@@ -347,7 +347,7 @@ where
 }
 
 fn who_first(trial: usize, a: &str, b: &str) -> String {
-    if trial % 2 == 0 {
+    if trial.is_multiple_of(2) {
         format!("{a} first")
     } else {
         format!("{b} first")

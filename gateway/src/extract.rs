@@ -250,10 +250,10 @@ pub(crate) fn client_addr(
     extensions: &axum::http::Extensions,
 ) -> String {
     let hops = extensions.get::<TrustedProxyHops>().map_or(0, |t| t.0);
-    if hops > 0 {
-        if let Some(addr) = forwarded_client(parts, hops) {
-            return addr;
-        }
+    if hops > 0
+        && let Some(addr) = forwarded_client(parts, hops)
+    {
+        return addr;
     }
     extensions
         .get::<ConnectInfo<SocketAddr>>()

@@ -189,11 +189,10 @@ pub async fn trace_request(
         } else {
             tracing::info!(target: "access", %method, route, status = status.as_u16(), duration_ms, "request");
         }
-        if let Some(traceparent) = platform::telemetry::current_traceparent() {
-            if let Ok(value) = HeaderValue::from_str(&traceparent) {
+        if let Some(traceparent) = platform::telemetry::current_traceparent()
+            && let Ok(value) = HeaderValue::from_str(&traceparent) {
                 response.headers_mut().insert("traceparent", value);
             }
-        }
         response
     }
     .instrument(span)

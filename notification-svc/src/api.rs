@@ -302,7 +302,7 @@ impl NotificationService for NotificationApi {
                 "must be an uncompressed P-256 public key, base64url".to_string(),
             ));
         }
-        if !b64url_decode(&keys.auth).is_some_and(|a| a.len() == 16) {
+        if b64url_decode(&keys.auth).is_none_or(|a| a.len() != 16) {
             errors.push(("keys.auth", "must be 16 bytes, base64url".to_string()));
         }
         if !errors.is_empty() {
@@ -392,11 +392,12 @@ impl NotificationService for NotificationApi {
             return Ok(Response::new(MarkReadResponse { updated }));
         }
         for id in r.notification_ids.iter().take(100) {
-            if let Ok(Some(n)) = self.feed.find_by_id(id).await {
-                if recipients(&caller).contains(&n.value.user_id) && n.value.state != "read" {
-                    self.feed.modify(id, |n| n.state = "read".into()).await?;
-                    updated += 1;
-                }
+            if let Ok(Some(n)) = self.feed.find_by_id(id).await
+                && recipients(&caller).contains(&n.value.user_id)
+                && n.value.state != "read"
+            {
+                self.feed.modify(id, |n| n.state = "read".into()).await?;
+                updated += 1;
             }
         }
         Ok(Response::new(MarkReadResponse { updated }))

@@ -397,10 +397,10 @@ impl Order {
         event: OrderEvent,
         event_id: Option<&str>,
     ) -> Result<bool, TransitionError> {
-        if let Some(id) = event_id {
-            if self.applied_events.iter().any(|e| e == id) {
-                return Ok(false);
-            }
+        if let Some(id) = event_id
+            && self.applied_events.iter().any(|e| e == id)
+        {
+            return Ok(false);
         }
         self.status = transition(self.status, event)?;
         if let Some(id) = event_id {

@@ -178,10 +178,10 @@ impl Keys {
 
     /// Lets go of a key whose request failed, so a retry runs again.
     pub async fn release(&self, record_id: &str) {
-        if let Err(err) = self.records.delete(record_id, None).await {
-            if err != StoreError::NotFound {
-                tracing::warn!(error = %err, "could not release an idempotency key");
-            }
+        if let Err(err) = self.records.delete(record_id, None).await
+            && err != StoreError::NotFound
+        {
+            tracing::warn!(error = %err, "could not release an idempotency key");
         }
     }
 

@@ -601,10 +601,10 @@ impl OrderApi {
                 }
                 if delivered {
                     changed |= o.apply(OrderEvent::Delivered, event_id).is_ok();
-                } else if let Some(e) = event_id {
-                    if !o.applied_events.iter().any(|x| x == e) {
-                        o.applied_events.push(e.to_string());
-                    }
+                } else if let Some(e) = event_id
+                    && !o.applied_events.iter().any(|x| x == e)
+                {
+                    o.applied_events.push(e.to_string());
                 }
                 if !changed {
                     return Err(());

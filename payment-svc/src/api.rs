@@ -399,13 +399,13 @@ impl PaymentService for PaymentApi {
             r.idempotency_key
         };
         let current = self.payments.get(&id).await.map_err(lookup_err)?;
-        if let Some(m) = &r.amount {
-            if !m.currency.eq_ignore_ascii_case(&current.value.currency) {
-                return Err(invalid_fields([(
-                    "amount.currency",
-                    format!("must be {}", current.value.currency),
-                )]));
-            }
+        if let Some(m) = &r.amount
+            && !m.currency.eq_ignore_ascii_case(&current.value.currency)
+        {
+            return Err(invalid_fields([(
+                "amount.currency",
+                format!("must be {}", current.value.currency),
+            )]));
         }
         // Stage (or find) the refund, reserving its amount.
         let staged = self

@@ -42,20 +42,20 @@ pub struct TelemetryGuard {
 impl TelemetryGuard {
     /// Exports every finished span now (tests, and before a planned exit).
     pub fn flush(&self) {
-        if let Some(provider) = &self.provider {
-            if let Err(err) = provider.force_flush() {
-                tracing::debug!(error = %err, "trace flush failed");
-            }
+        if let Some(provider) = &self.provider
+            && let Err(err) = provider.force_flush()
+        {
+            tracing::debug!(error = %err, "trace flush failed");
         }
     }
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(err) = provider.shutdown() {
-                eprintln!("telemetry: exporter shutdown failed: {err}");
-            }
+        if let Some(provider) = self.provider.take()
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("telemetry: exporter shutdown failed: {err}");
         }
     }
 }
@@ -457,14 +457,12 @@ where
             }
             line.insert("span".into(), span.name().into());
             let extensions = span.extensions();
-            if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                if let Ok(serde_json::Value::Object(map)) =
+            if let Some(fields) = extensions.get::<FormattedFields<N>>()
+                && let Ok(serde_json::Value::Object(map)) =
                     serde_json::from_str::<serde_json::Value>(fields)
-                {
-                    if !map.is_empty() {
-                        line.insert("span_fields".into(), map.into());
-                    }
-                }
+                && !map.is_empty()
+            {
+                line.insert("span_fields".into(), map.into());
             }
         }
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;

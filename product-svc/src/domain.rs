@@ -43,7 +43,7 @@ impl Money {
         if amount < 1 {
             return Err(err("price.amount", "must be at least 1 minor unit"));
         }
-        if amount > 100_000_000_00 {
+        if amount > 10_000_000_000 {
             return Err(err(
                 "price.amount",
                 "must be at most 10,000,000,000 minor units",

@@ -692,23 +692,24 @@ async fn low_stock_and_reviews_publish_events_once() {
         seen.lock().unwrap().len() >= 3
     })
     .await;
-    let seen = seen.lock().unwrap();
-    let low: Vec<u32> = seen
-        .iter()
-        .filter_map(|d| match &d.envelope.payload {
-            Some(proto::events::envelope::Payload::InventoryLow(e)) => Some(e.stock_available),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(low, [2, 0]);
-    assert_eq!(
-        seen.iter()
-            .filter(|d| d.envelope.r#type == "review.created")
-            .count(),
-        1,
-        "an updated review is not new"
-    );
-    drop(seen);
+    {
+        let seen = seen.lock().unwrap();
+        let low: Vec<u32> = seen
+            .iter()
+            .filter_map(|d| match &d.envelope.payload {
+                Some(proto::events::envelope::Payload::InventoryLow(e)) => Some(e.stock_available),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(low, [2, 0]);
+        assert_eq!(
+            seen.iter()
+                .filter(|d| d.envelope.r#type == "review.created")
+                .count(),
+            1,
+            "an updated review is not new"
+        );
+    }
     h.stop().await;
 }
 

@@ -131,7 +131,7 @@ impl RecStore {
         change: impl FnMut(&mut Profile) + Send,
     ) -> Result<Profile, StoreError> {
         upsert(&self.profiles, user_id, change).await?;
-        Ok(self.profile(user_id).await?)
+        self.profile(user_id).await
     }
 
     pub async fn profile(&self, user_id: &str) -> Result<Profile, StoreError> {

@@ -42,15 +42,14 @@ impl Serving {
 
     /// Serves `current` unless a later version is already served.
     pub fn install(&self, current: Current) {
-        if let Ok(mut slot) = self.current.write() {
-            if slot
+        if let Ok(mut slot) = self.current.write()
+            && slot
                 .as_ref()
                 .is_none_or(|c| c.meta.version < current.meta.version)
-            {
-                tracing::info!(version = %current.meta.version, algorithm = %current.meta.algorithm,
+        {
+            tracing::info!(version = %current.meta.version, algorithm = %current.meta.algorithm,
                     products = current.meta.products, "serving model");
-                *slot = Some(Arc::new(current));
-            }
+            *slot = Some(Arc::new(current));
         }
     }
 

@@ -38,14 +38,16 @@ async fn the_http_carrier_sends_an_idempotent_label_request() {
         ),
         ("acme", "ground", "ACME123")
     );
-    let seen = seen.lock().unwrap();
-    let (headers, body) = &seen[0];
-    assert_eq!(headers["idempotency-key"], "ship-1");
-    assert_eq!(headers["authorization"], "Bearer carrier-key");
-    assert_eq!(
-        body,
-        &serde_json::json!({"reference": "ship-1", "country": "US", "weight_grams": 1200})
-    );
+    {
+        let seen = seen.lock().unwrap();
+        let (headers, body) = &seen[0];
+        assert_eq!(headers["idempotency-key"], "ship-1");
+        assert_eq!(headers["authorization"], "Bearer carrier-key");
+        assert_eq!(
+            body,
+            &serde_json::json!({"reference": "ship-1", "country": "US", "weight_grams": 1200})
+        );
+    }
 
     let down = HttpCarrier::new("http://127.0.0.1:1", None).unwrap();
     assert!(

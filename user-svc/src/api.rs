@@ -317,15 +317,15 @@ impl UserService for UserApi {
         if !check.matches {
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         }
-        if check.needs_rehash {
-            if let Ok(fresh) = self.hasher.hash(&r.password).await {
-                let updated = self
-                    .users
-                    .modify(&user.id, |u| u.password_hash = fresh.clone())
-                    .await;
-                if let Err(err) = updated {
-                    tracing::warn!(error = %err, "password rehash not stored");
-                }
+        if check.needs_rehash
+            && let Ok(fresh) = self.hasher.hash(&r.password).await
+        {
+            let updated = self
+                .users
+                .modify(&user.id, |u| u.password_hash = fresh.clone())
+                .await;
+            if let Err(err) = updated {
+                tracing::warn!(error = %err, "password rehash not stored");
             }
         }
         let (access, refresh) = self.issue_tokens(&user.id, user.value.role, None).await?;

@@ -206,12 +206,12 @@ impl CollectionSpec {
                 )));
             }
         }
-        if let Some(text) = &self.text_field {
-            if !plain(text, true) {
-                return Err(StoreError::Invalid(format!(
-                    "text field {text:?} must be [a-z0-9_.]"
-                )));
-            }
+        if let Some(text) = &self.text_field
+            && !plain(text, true)
+        {
+            return Err(StoreError::Invalid(format!(
+                "text field {text:?} must be [a-z0-9_.]"
+            )));
         }
         Ok(())
     }
