@@ -479,15 +479,7 @@ async fn openapi_docs_and_metrics_are_served() {
     );
 
     t.get("/api/v1/users/me", None).await;
-    let metrics = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.text("/metrics").await;
     assert!(
         metrics
             .contains(r#"http_requests_total{method="GET",route="/api/v1/users/me",status="401"}"#),

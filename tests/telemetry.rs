@@ -368,15 +368,7 @@ async fn an_order_and_its_payment_are_one_trace_across_the_mesh_and_every_servic
     );
 
     // Every service's RED series on the gateway's /metrics.
-    let page = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = t.text("/metrics").await;
     let series = |prefix: &str| -> Vec<String> {
         page.lines()
             .filter(|l| l.starts_with(prefix))

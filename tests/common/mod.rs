@@ -103,6 +103,12 @@ impl TestMesh {
             .await
     }
 
+    /// The body of `GET path` as text (`/metrics`, `/docs`).
+    pub async fn text(&self, path: &str) -> String {
+        let response = self.http.get(self.url(path)).send().await;
+        response.expect("gateway answers").text().await.expect("body")
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.send(reqwest::Method::GET, path, token, None).await
     }
