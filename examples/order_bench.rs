@@ -422,6 +422,19 @@ async fn postgres(run: Run, db: &str, schema: &str) {
             }
         }
     }
+    // Where the writes went: rows written per table over the whole run.
+    let tables: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT schemaname::text, relname::text, (n_tup_ins + n_tup_upd + n_tup_del)::bigint AS writes
+         FROM pg_stat_user_tables WHERE schemaname LIKE $1 ORDER BY writes DESC LIMIT 12",
+    )
+    .bind(format!("{schema}%"))
+    .fetch_all(&pg)
+    .await
+    .unwrap_or_default();
+    println!("rows written per table over the run (inserts + updates + deletes):");
+    for (schema, table, writes) in tables {
+        println!("  {writes:>8}  {schema}.{table}");
+    }
     let (now, peak) = rss();
     println!(
         "memory (mesh and driver in one process): {idle:.0} MiB before the matrix, {now:.0} MiB after, {peak:.0} MiB peak"
