@@ -106,7 +106,11 @@ impl TestMesh {
     /// The body of `GET path` as text (`/metrics`, `/docs`).
     pub async fn text(&self, path: &str) -> String {
         let response = self.http.get(self.url(path)).send().await;
-        response.expect("gateway answers").text().await.expect("body")
+        response
+            .expect("gateway answers")
+            .text()
+            .await
+            .expect("body")
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
