@@ -39,6 +39,10 @@ pub async fn build(config: Config) -> anyhow::Result<Running> {
 }
 
 pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<(api::OrderApi, Store)> {
+    // Orders created and cancelled are what these events state, once each.
+    use platform::metrics::{ORDERS, count_when_published};
+    count_when_published("order.created", &ORDERS, "created");
+    count_when_published("order.cancelled", &ORDERS, "cancelled");
     let store = Store::from_config(config, SERVICE.name())
         .await
         .context("opening the order store")?;

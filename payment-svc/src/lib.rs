@@ -50,6 +50,11 @@ pub async fn api(
     deps: &Deps,
     provider: Arc<dyn provider::PaymentProvider>,
 ) -> anyhow::Result<api::PaymentApi> {
+    // Payment outcomes are what these events state, once each.
+    use platform::metrics::{PAYMENTS, count_when_published};
+    count_when_published("payment.processed", &PAYMENTS, "succeeded");
+    count_when_published("payment.failed", &PAYMENTS, "failed");
+    count_when_published("payment.refunded", &PAYMENTS, "refunded");
     let store = Store::from_config(config, SERVICE.name())
         .await
         .context("opening the payment store")?;

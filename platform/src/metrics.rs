@@ -175,6 +175,33 @@ pub static IDEMPOTENCY_REPLAYS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Business counters an event states exactly, declared by the service
+/// that owns the event type ([`count_when_published`]).
+static ON_PUBLISH: LazyLock<
+    std::sync::RwLock<std::collections::HashMap<String, (&'static IntCounterVec, &'static str)>>,
+> = LazyLock::new(Default::default);
+
+/// Counts `label` on `counter` each time an event of `event_type` is
+/// published (e.g. order-svc: `order.created` is an order created).
+pub fn count_when_published(
+    event_type: &str,
+    counter: &'static IntCounterVec,
+    label: &'static str,
+) {
+    ON_PUBLISH
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(event_type.to_string(), (counter, label));
+}
+
+/// Counts what [`count_when_published`] declared for `event_type`.
+pub(crate) fn count_published(event_type: &str) {
+    let declared = ON_PUBLISH.read().unwrap_or_else(|e| e.into_inner());
+    if let Some((counter, label)) = declared.get(event_type) {
+        counter.with_label_values(&[label]).inc();
+    }
+}
+
 /// Every family of this module, created (registered) now.
 fn collectors() -> [&'static dyn prometheus::core::Collector; 14] {
     [

@@ -436,17 +436,11 @@ pub(crate) fn producer_span(
 pub(crate) fn published(span: &tracing::Span, envelope: &Envelope, result: &Result<(), BusError>) {
     match result {
         Ok(()) => {
-            use crate::metrics::{ORDERS, PAYMENTS, PUBLISHED, count};
-            count(&PUBLISHED, &[&envelope.source, &envelope.r#type]);
-            // Business counters that an event states exactly.
-            match envelope.r#type.as_str() {
-                "order.created" => count(&ORDERS, &["created"]),
-                "order.cancelled" => count(&ORDERS, &["cancelled"]),
-                "payment.processed" => count(&PAYMENTS, &["succeeded"]),
-                "payment.failed" => count(&PAYMENTS, &["failed"]),
-                "payment.refunded" => count(&PAYMENTS, &["refunded"]),
-                _ => {}
-            }
+            crate::metrics::count(
+                &crate::metrics::PUBLISHED,
+                &[&envelope.source, &envelope.r#type],
+            );
+            crate::metrics::count_published(&envelope.r#type);
         }
         Err(err) => {
             let kind = match err {
