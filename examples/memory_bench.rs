@@ -9,6 +9,9 @@
 //! on free loopback ports with the embedded backends (or `DATABASE_URL` …
 //! passed through), and reads `VmRSS` / `VmHWM` from `/proc`. Linux only.
 
+#[path = "support/proc_status.rs"]
+mod proc_status;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,16 +37,7 @@ fn binary() -> std::path::PathBuf {
 
 /// `VmRSS` and `VmHWM` (peak) of `pid`, in MiB.
 fn memory(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    proc_status::memory(&pid.to_string())
 }
 
 fn free_port() -> u16 {

@@ -13,6 +13,9 @@
 #[global_allocator]
 static ALLOCATOR: platform::Allocator = platform::Allocator;
 
+#[path = "support/proc_status.rs"]
+mod proc_status;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -345,15 +348,7 @@ async fn insert_ceiling(url: &str, schema: &str, connections: usize, secs: u64) 
 /// Resident and peak resident memory of this process (the whole mesh and
 /// the driver), in MiB.
 fn rss() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    proc_status::memory("self")
 }
 
 /// The embedded figures: logins, reads, orders at 16 connections.

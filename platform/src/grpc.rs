@@ -244,7 +244,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         let path = request.uri().path().trim_start_matches('/');
-        let (rpc_service, rpc_method) = path.split_once('/').unwrap_or((path, ""));
+        let (rpc_service, rpc_method) = rpc_names(path);
         let span = tracing::info_span!(
             "grpc.server",
             otel.name = %path,
@@ -288,6 +288,12 @@ where
             .instrument(span),
         )
     }
+}
+
+/// `rpc.service` and `rpc.method` of a gRPC path
+/// (`shop.order.v1.OrderService/CreateOrder`, leading `/` removed).
+fn rpc_names(path: &str) -> (&str, &str) {
+    path.split_once('/').unwrap_or((path, ""))
 }
 
 /// Records a call's status on its span: the numeric code, and ERROR with
@@ -420,7 +426,7 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         let path = request.uri().path().trim_start_matches('/').to_string();
-        let (rpc_service, rpc_method) = path.split_once('/').unwrap_or((&path, ""));
+        let (rpc_service, rpc_method) = rpc_names(&path);
         let span = tracing::info_span!(
             "grpc.client",
             otel.name = %path,
