@@ -277,62 +277,17 @@ pub fn serve(
     cancel: tokio_util::sync::CancellationToken,
     extra: Option<prometheus::Registry>,
 ) -> tokio::task::JoinHandle<()> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let page = move || {
+        let body = render(extra.as_ref());
+        async move { ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], body) }
+    };
+    let app = axum::Router::new().route("/metrics", axum::routing::get(page));
     tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = tokio::select! {
-                () = cancel.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::debug!(error = %err, "metrics listener accept failed");
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let extra = extra.clone();
-            tokio::spawn(async move {
-                // One request per connection: read the head (bounded), answer, close.
-                let mut head = Vec::with_capacity(1024);
-                let mut buf = [0u8; 1024];
-                let read = tokio::time::timeout(Duration::from_secs(5), async {
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return false,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    true
-                })
-                .await;
-                if !matches!(read, Ok(true)) {
-                    return;
-                }
-                let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-                let mut parts = line.split(|&b| b == b' ');
-                let (method, path) = (parts.next(), parts.next());
-                let path = path.map(|p| p.split(|&b| b == b'?').next().unwrap_or(p));
-                let (status, content_type, body) = match (method, path) {
-                    (Some(b"GET"), Some(b"/metrics")) => {
-                        ("200 OK", CONTENT_TYPE, render(extra.as_ref()))
-                    }
-                    (Some(b"GET"), Some(_)) => {
-                        ("404 Not Found", "text/plain", "not found\n".to_string())
-                    }
-                    _ => (
-                        "405 Method Not Allowed",
-                        "text/plain",
-                        "only GET /metrics\n".to_string(),
-                    ),
-                };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::warn!(error = %err, "the metrics endpoint stopped");
         }
     })
 }
@@ -345,6 +300,12 @@ mod tests {
     async fn the_metrics_endpoint_serves_the_process_registry() {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         count(&ORDERS, &["created"]);
+        // A family is listed once it has a series.
+        observe(
+            &RPC_SERVER_DURATION,
+            &["test-svc", "shop.test.v1.Test", "Call", "OK"],
+            Duration::from_millis(1),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cancel = tokio_util::sync::CancellationToken::new();
@@ -352,7 +313,10 @@ mod tests {
         let get = |path: &'static str| async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream
-                .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+                .write_all(
+                    format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
                 .await
                 .unwrap();
             let mut out = String::new();
