@@ -65,6 +65,8 @@ impl MeshAddrs {
 #[derive(Debug)]
 pub struct Mesh {
     config: Config,
+    /// Each component's `MESH_KEY`.
+    mesh_keys: Vec<(String, Secret)>,
     deps: Deps,
     services: Vec<Running>,
     service_addrs: HashMap<ServiceId, SocketAddr>,
@@ -108,12 +110,27 @@ impl Mesh {
             .await
             .context("gateway (set HTTP_ADDR to move it)")?;
 
+        // Each part gets a key of its own, known only in this process; all
+        // of them trust the others' public keys.
+        let mut names: Vec<&str> = ServiceId::ALL.iter().map(|id| id.binary()).collect();
+        names.push(gateway::GATEWAY);
+        let (mesh_keys, public_keys) = platform::auth::generate_mesh(&names);
+        config.mesh.public_keys = public_keys;
+        let config_of = |name: &str| {
+            let mut config = config.clone();
+            config.mesh.key = mesh_keys
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, key)| key.clone());
+            config
+        };
+
         // One bus for the whole process: with the in-process backend the
         // services must share it to see each other's events.
         let deps = Deps::connect(&config).await?;
         let mut services = Vec::new();
         for (id, listener) in listeners {
-            match serve_fn(id)(config.clone(), listener, deps.clone()).await {
+            match serve_fn(id)(config_of(id.binary()), listener, deps.clone()).await {
                 Ok(running) => services.push(running),
                 Err(err) => {
                     for running in services {
@@ -123,7 +140,7 @@ impl Mesh {
                 }
             }
         }
-        let gateway = match gateway::serve(config.clone(), gateway_listener).await {
+        let gateway = match gateway::serve(config_of(gateway::GATEWAY), gateway_listener).await {
             Ok(gateway) => gateway,
             Err(err) => {
                 for running in services {
@@ -134,11 +151,28 @@ impl Mesh {
         };
         Ok(Mesh {
             config,
+            mesh_keys,
             deps,
             services,
             service_addrs,
             gateway,
         })
+    }
+
+    /// Component `name` of this mesh (`order-svc`…, `gateway`), signing
+    /// with its key: for tests that call a service as another one would.
+    pub fn component(&self, name: &str) -> anyhow::Result<platform::auth::MeshAuth> {
+        let mut config = self.config.clone();
+        config.mesh.key = self
+            .mesh_keys
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, key)| key.clone());
+        anyhow::ensure!(
+            config.mesh.key.is_some(),
+            "no component {name} in this mesh"
+        );
+        platform::auth::MeshAuth::from_config(name, &config)
     }
 
     /// The configuration the parts run with, peers pointing at the bound addresses.

@@ -115,20 +115,44 @@ async fn training_asks_who_is_calling() {
         .await
         .unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
+    let (_, token, _) = t.customer().await;
     let customer = client
-        .train_model(platform::auth::Caller::request_as(
-            proto::recommendation::TrainModelRequest::default(),
-            "someone",
-            "customer",
-        ))
+        .train_model(t.as_user(proto::recommendation::TrainModelRequest::default(), &token))
         .await
         .unwrap_err();
     assert_eq!(customer.code(), Code::PermissionDenied);
+    // Claiming a role in metadata, as the gateway once did, proves nothing.
+    let mut forged = tonic::Request::new(proto::recommendation::TrainModelRequest::default());
+    forged
+        .metadata_mut()
+        .insert("x-user-id", "admin-1".parse().unwrap());
+    forged
+        .metadata_mut()
+        .insert("x-user-roles", "admin".parse().unwrap());
+    assert_eq!(
+        client.train_model(forged).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    // Nor does a service token signed by a key the mesh does not know.
+    let stranger = platform::auth::MeshAuth::new(
+        "order-svc",
+        Some(platform::auth::generate_mesh_key().0.expose()),
+        &Default::default(),
+        platform::auth::UserKeys::fixed(&Default::default(), "", ""),
+    )
+    .unwrap();
+    assert_eq!(
+        client
+            .train_model(stranger.request(proto::recommendation::TrainModelRequest::default()))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
     let started = client
-        .train_model(platform::auth::Caller::request_as(
+        .train_model(t.as_service(
             proto::recommendation::TrainModelRequest::default(),
-            "svc:test",
-            "service",
+            "order-svc",
         ))
         .await
         .unwrap()

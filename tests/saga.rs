@@ -280,29 +280,49 @@ async fn a_cancel_for_an_order_shipping_never_saw_wins_over_its_creation() {
         t.channel(platform::ServiceId::Shipping),
     );
     let order_id = uuid::Uuid::now_v7().to_string();
-    let mut request = tonic::Request::new(proto::shipping::VoidShipmentRequest {
-        order_id: order_id.clone(),
-        reason: "order cancelled".into(),
-    });
-    platform::auth::Caller::service("order-svc").apply(&mut request);
+    let request = t.as_service(
+        proto::shipping::VoidShipmentRequest {
+            order_id: order_id.clone(),
+            reason: "order cancelled".into(),
+        },
+        "order-svc",
+    );
     let voided = shipping.void_shipment(request).await.unwrap().into_inner();
     assert_eq!(
         voided.shipment.unwrap().status,
         proto::shipping::ShipmentStatus::Cancelled as i32
     );
     // A void by a customer is refused.
+    let (_, token, _) = t.customer().await;
+    let by_customer = t.as_user(
+        proto::shipping::VoidShipmentRequest {
+            order_id: order_id.clone(),
+            reason: String::new(),
+        },
+        &token,
+    );
+    assert_eq!(
+        shipping
+            .void_shipment(by_customer)
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::PermissionDenied
+    );
+    // And so is one that only claims to be order-svc or an admin.
     let mut forged = tonic::Request::new(proto::shipping::VoidShipmentRequest {
         order_id,
         reason: String::new(),
     });
-    platform::auth::Caller {
-        user_id: "someone".into(),
-        roles: vec!["customer".into()],
-    }
-    .apply(&mut forged);
+    forged
+        .metadata_mut()
+        .insert("x-user-id", "svc:order-svc".parse().unwrap());
+    forged
+        .metadata_mut()
+        .insert("x-user-roles", "service,admin".parse().unwrap());
     assert_eq!(
         shipping.void_shipment(forged).await.unwrap_err().code(),
-        tonic::Code::PermissionDenied
+        tonic::Code::Unauthenticated
     );
     t.shutdown().await;
 }

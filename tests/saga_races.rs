@@ -614,22 +614,18 @@ where
     }
 }
 
-/// A request as order-svc sends it.
-fn call<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    platform::auth::Caller::service("order-svc").apply(&mut request);
-    request
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_and_release_of_one_reservation() {
     use proto::product::product_service_client::ProductServiceClient;
     use proto::product::{CommitStockRequest, ReleaseStockRequest, ReserveStockRequest, StockLine};
     let race_ = Race::start("commit/release", &[]).await;
     let client = ProductServiceClient::new(race_.t.channel(platform::ServiceId::Product));
+    // Requests as order-svc sends them.
+    let order_svc = race_.t.mesh.component("order-svc").unwrap();
     let failures = race_
         .run(TRIALS, |r, i| {
             let client = client.clone();
+            let order_svc = order_svc.clone();
             async move {
                 // A reservation owned by no order: the test is the order.
                 let order = uuid::Uuid::now_v7().to_string();
@@ -642,7 +638,7 @@ async fn commit_and_release_of_one_reservation() {
                 };
                 grpc_retry(|| {
                     let mut c = client.clone();
-                    let r = call(reserve.clone());
+                    let r = order_svc.request(reserve.clone());
                     async move { c.reserve_stock(r).await }
                 })
                 .await
@@ -657,12 +653,12 @@ async fn commit_and_release_of_one_reservation() {
                     i,
                     grpc_retry(|| {
                         let mut c = client.clone();
-                        let r = call(commit_request.clone());
+                        let r = order_svc.request(commit_request.clone());
                         async move { c.commit_stock(r).await }
                     }),
                     grpc_retry(|| {
                         let mut c = client.clone();
-                        let r = call(release_request.clone());
+                        let r = order_svc.request(release_request.clone());
                         async move { c.release_stock(r).await }
                     }),
                 )
@@ -686,7 +682,7 @@ async fn commit_and_release_of_one_reservation() {
                 // must leave every unit back on sale, once.
                 grpc_retry(|| {
                     let mut c = client.clone();
-                    let r = call(release_request.clone());
+                    let r = order_svc.request(release_request.clone());
                     async move { c.release_stock(r).await }
                 })
                 .await

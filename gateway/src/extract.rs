@@ -163,14 +163,13 @@ where
 
 /// The verified caller (401 without a valid access token).
 #[derive(Debug, Clone)]
-pub struct AuthUser(pub Claims);
+pub struct AuthUser(pub Claims, pub std::sync::Arc<str>);
 
 impl AuthUser {
+    /// The user, whose access token is forwarded to the services so they
+    /// verify it themselves.
     pub fn caller(&self) -> Caller {
-        Caller {
-            user_id: self.0.sub.clone(),
-            roles: vec![self.0.role.clone()],
-        }
+        Caller::user(&self.0, &self.1)
     }
 
     pub fn is_admin(&self) -> bool {
@@ -192,7 +191,8 @@ impl AuthUser {
 /// What the authentication middleware found, kept in request extensions.
 #[derive(Debug, Clone)]
 pub(crate) enum Authentication {
-    Valid(Claims),
+    /// Verified claims and the token itself.
+    Valid(Claims, std::sync::Arc<str>),
     Invalid(&'static str),
     /// The keys to check it could not be fetched.
     Unavailable,
@@ -203,7 +203,9 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Authentication>() {
-            Some(Authentication::Valid(claims)) => Ok(AuthUser(claims.clone())),
+            Some(Authentication::Valid(claims, token)) => {
+                Ok(AuthUser(claims.clone(), token.clone()))
+            }
             Some(Authentication::Invalid(why)) => {
                 Err(Problem::new(ErrorKind::Unauthenticated, *why).bearer_challenge())
             }

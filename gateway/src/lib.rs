@@ -30,7 +30,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use state::AppState;
+pub use state::{AppState, GATEWAY};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -172,7 +172,7 @@ async fn ratelimit_middleware(
         return next.run(request).await;
     }
     let key = match request.extensions().get::<extract::Authentication>() {
-        Some(extract::Authentication::Valid(claims)) => format!("general:user:{}", claims.sub),
+        Some(extract::Authentication::Valid(claims, _)) => format!("general:user:{}", claims.sub),
         _ => format!(
             "general:addr:{}",
             extract::client_addr(request.headers(), request.extensions())

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use platform::grpc::GrpcChannel;
 use platform::{Config, ServiceId};
 
-use crate::auth::Jwks;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
+use platform::auth::{MeshAuth, UserKeys};
+
+/// The gateway's name in the mesh (`MESH_PUBLIC_KEYS`).
+pub const GATEWAY: &str = "gateway";
 
 /// Cheap to clone; built once per gateway.
 #[derive(Clone, Debug)]
@@ -22,7 +25,8 @@ struct Inner {
     /// Plain channels for health checks: they bypass the circuit breaker,
     /// so a dashboard's probes neither trip it nor use up its trial call.
     probes: Vec<(ServiceId, tonic::transport::Channel)>,
-    jwks: Jwks,
+    /// The gateway's identity in the mesh, and the users' keys.
+    mesh: MeshAuth,
     limiter: Limiter,
     metrics: Metrics,
     config: Config,
@@ -73,9 +77,13 @@ impl AppState {
                 Ok((id, endpoint.connect_lazy()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let users = match &config.mesh.user_jwks {
+            Some(set) => UserKeys::fixed(set, &config.jwt.issuer, &config.jwt.audience),
+            None => UserKeys::fetched(user_channel, &config.jwt.issuer, &config.jwt.audience),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
-                jwks: Jwks::new(user_channel, &config.jwt.issuer, &config.jwt.audience),
+                mesh: MeshAuth::with_users(GATEWAY, config, users)?,
                 upstreams,
                 probes,
                 limiter,
@@ -104,8 +112,14 @@ impl AppState {
             .expect("AppState holds a channel for every service")
     }
 
-    pub fn jwks(&self) -> &Jwks {
-        &self.inner.jwks
+    /// The users' key set (fetched from user-svc).
+    pub fn jwks(&self) -> &UserKeys {
+        self.inner.mesh.users()
+    }
+
+    /// The gateway as a component of the mesh.
+    pub fn mesh(&self) -> &MeshAuth {
+        &self.inner.mesh
     }
 
     pub fn limiter(&self) -> &Limiter {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use platform::auth::Caller;
 use platform::events::memory::InProcessBus;
 use platform::runtime::Deps;
 use platform::{Config, PeerAddr};
@@ -28,7 +27,7 @@ const SENDS: usize = 2000;
 const CONCURRENCY: usize = 32;
 
 fn with_caller<T>(message: T, user_id: &str, role: &str) -> tonic::Request<T> {
-    Caller::request_as(message, user_id, role)
+    platform::testing::identity().as_user(message, user_id, role)
 }
 
 #[tokio::main]
@@ -54,7 +53,9 @@ async fn main() {
         HashMap::new()
     };
     let bus = Arc::new(InProcessBus::new("shop"));
-    let base = Config::from_source("delivery-bench", &vars).expect("config");
+    let identity = platform::testing::identity();
+    let mut base = Config::from_source("delivery-bench", &vars).expect("config");
+    identity.configure(&mut base, "user-svc");
     let user_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let user_addr = user_listener.local_addr().unwrap();
     let users_running = user_svc::serve(base.clone(), user_listener, Deps { bus: bus.clone() })
@@ -68,7 +69,8 @@ async fn main() {
         ("TWILIO_FROM".to_string(), "+15005550006".to_string()),
         ("RUST_LOG".to_string(), "warn".to_string()),
     ]);
-    let config = Config::from_source("delivery-bench", &vars).expect("config");
+    let mut config = Config::from_source("delivery-bench", &vars).expect("config");
+    identity.configure(&mut config, "notification-svc");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let running = notification_svc::serve(config.clone(), listener, Deps { bus })

@@ -59,6 +59,8 @@ pub struct NotificationApi {
     pub(crate) deliveries: Deliveries,
     /// `PUSH_ALLOW_HTTP`: accept plain-http push endpoints (development).
     pub(crate) allow_http_endpoints: bool,
+    /// Verifies who calls.
+    pub(crate) mesh: platform::auth::MeshAuth,
 }
 
 pub(crate) fn to_proto(id: &str, n: &Item) -> proto::notification::Notification {
@@ -143,7 +145,7 @@ impl NotificationService for NotificationApi {
         &self,
         request: Request<ListNotificationsRequest>,
     ) -> Result<Response<ListNotificationsResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         // Admins read two feeds; a merged page keeps it simple: their own
         // feed, then the admins' one, each newest first.
@@ -189,7 +191,7 @@ impl NotificationService for NotificationApi {
         &self,
         request: Request<SendNotificationRequest>,
     ) -> Result<Response<SendNotificationResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         caller.require_admin_or_service()?;
         let r = request.into_inner();
         let mut errors = Vec::new();
@@ -256,7 +258,7 @@ impl NotificationService for NotificationApi {
         &self,
         request: Request<StreamNotificationsRequest>,
     ) -> Result<Response<LiveStream>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let wanted = Arc::new(recipients(&caller));
         let receiver = self.live.subscribe();
         let stream = futures::stream::unfold(receiver, move |mut receiver| {
@@ -286,7 +288,7 @@ impl NotificationService for NotificationApi {
         &self,
         request: Request<RegisterPushSubscriptionRequest>,
     ) -> Result<Response<RegisterPushSubscriptionResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         let keys = r.keys.unwrap_or_default();
         let mut errors = Vec::new();
@@ -364,7 +366,7 @@ impl NotificationService for NotificationApi {
         &self,
         request: Request<MarkReadRequest>,
     ) -> Result<Response<MarkReadResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         let mut updated = 0;
         if r.all {
@@ -407,7 +409,7 @@ impl NotificationService for NotificationApi {
         &self,
         request: Request<ListDeliveriesRequest>,
     ) -> Result<Response<ListDeliveriesResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         caller.require_admin()?;
         let r = request.into_inner();
         if r.user_id.trim().is_empty() {

@@ -18,7 +18,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::auth::Caller;
 use platform::grpc::GrpcChannel;
 use platform::store::{Bound, Collection, CollectionSpec, FieldType, IndexSpec, Query, StoreError};
 use proto::user::GetUserRequest;
@@ -146,21 +145,22 @@ pub struct Contact {
 #[derive(Debug, Clone)]
 pub struct Directory {
     users: UserServiceClient<GrpcChannel>,
+    mesh: platform::auth::MeshAuth,
 }
 
 impl Directory {
-    pub fn new(channel: GrpcChannel) -> Directory {
+    pub fn new(channel: GrpcChannel, mesh: platform::auth::MeshAuth) -> Directory {
         Directory {
             users: UserServiceClient::new(channel),
+            mesh,
         }
     }
 
     /// The user's contact details; None if there is no such user.
     pub async fn contact(&self, user_id: &str) -> Result<Option<Contact>, Status> {
-        let mut request = tonic::Request::new(GetUserRequest {
+        let request = self.mesh.request(GetUserRequest {
             user_id: user_id.to_string(),
         });
-        Caller::service("notification-svc").apply(&mut request);
         match self.users.clone().get_user(request).await {
             Ok(response) => Ok(response.into_inner().user.map(|u| Contact {
                 email: u.email,
@@ -577,7 +577,10 @@ mod tests {
                 .await
                 .unwrap(),
             Channels::default(),
-            Directory::new(nowhere),
+            Directory::new(
+                nowhere,
+                platform::auth::MeshAuth::keyless("notification-svc"),
+            ),
             RetryPolicy {
                 base: Duration::from_secs(1),
                 max_attempts: 3,

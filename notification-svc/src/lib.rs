@@ -77,11 +77,12 @@ pub async fn serve_with(
     );
     let records = store.collection(deliveries::spec()).await?;
     let users = platform::grpc::channel(config.peers.get(ServiceId::User), &config.grpc)?;
+    let mesh = platform::auth::MeshAuth::from_config(SERVICE.binary(), &config)?;
     let deliveries = deliveries::Deliveries::new(
         records,
         subscriptions.clone(),
         channels,
-        deliveries::Directory::new(users),
+        deliveries::Directory::new(users, mesh.clone()),
         deliveries::RetryPolicy {
             base: config.integrations.delivery_retry_base,
             max_attempts: config.integrations.delivery_max_attempts,
@@ -100,6 +101,7 @@ pub async fn serve_with(
         bus: deps.bus.clone(),
         deliveries: deliveries.clone(),
         allow_http_endpoints: config.integrations.push_allow_http,
+        mesh,
     };
     let handler = Arc::new(events::NotificationEvents {
         api: api.clone(),

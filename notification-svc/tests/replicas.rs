@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::auth::Caller;
 use platform::events::EventBus;
 use platform::events::nats::{NatsBus, NatsSettings};
 use platform::runtime::Deps;
@@ -33,7 +32,8 @@ async fn a_stream_on_one_replica_hears_notifications_created_on_another() {
         .expect("NATS reachable (TEST_NATS_URL)");
     let schemas = platform::testing::SchemaPrefix::new();
     let mut vars: HashMap<String, String> = schemas.vars().into_iter().collect();
-    let base = Config::from_source("replicas-test", &vars).unwrap();
+    let mut base = Config::from_source("replicas-test", &vars).unwrap();
+    platform::testing::identity().configure(&mut base, "user-svc");
 
     // Each process has its own connection to NATS.
     let connect = || async {
@@ -50,7 +50,8 @@ async fn a_stream_on_one_replica_hears_notifications_created_on_another() {
         .await
         .unwrap();
     vars.insert("USER_ADDR".into(), user_addr.to_string());
-    let config = Config::from_source("replicas-test", &vars).unwrap();
+    let mut config = Config::from_source("replicas-test", &vars).unwrap();
+    platform::testing::identity().configure(&mut config, "notification-svc");
     let mut replicas: Vec<(
         Running,
         NotificationServiceClient<platform::grpc::GrpcChannel>,
@@ -82,7 +83,7 @@ async fn a_stream_on_one_replica_hears_notifications_created_on_another() {
     let mut stream = replicas[0]
         .1
         .clone()
-        .stream_notifications(Caller::request_as(
+        .stream_notifications(platform::testing::identity().as_user(
             StreamNotificationsRequest {},
             &user.id,
             "customer",
@@ -95,7 +96,7 @@ async fn a_stream_on_one_replica_hears_notifications_created_on_another() {
     let sent = replicas[1]
         .1
         .clone()
-        .send_notification(Caller::request_as(
+        .send_notification(platform::testing::identity().as_user(
             SendNotificationRequest {
                 user_id: user.id.clone(),
                 kind: "promo".into(),

@@ -8,7 +8,6 @@ mod support;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use platform::auth::Caller;
 use platform::events::memory::InProcessBus;
 use platform::events::{
     BusError, ConsumerConfig, Delivery, EventBus, Handler, HandlerError, Subscription, envelope,
@@ -93,8 +92,14 @@ struct Harness {
 
 const ADMIN: &str = "admin-1";
 
+/// A user's request, or with role `service` one from component
+/// `svc:<name>` on its own behalf.
 fn as_caller<T>(message: T, user_id: &str, role: &str) -> tonic::Request<T> {
-    Caller::request_as(message, user_id, role)
+    let identity = platform::testing::identity();
+    match user_id.strip_prefix("svc:") {
+        Some(component) if role == "service" => identity.as_service(message, component),
+        _ => identity.as_user(message, user_id, role),
+    }
 }
 
 impl Harness {
@@ -105,7 +110,9 @@ impl Harness {
             inner: InProcessBus::new("shop"),
             handled: handled.clone(),
         });
-        let base = Config::from_source("notification-test", &HashMap::<&str, &str>::new()).unwrap();
+        let mut base =
+            Config::from_source("notification-test", &HashMap::<&str, &str>::new()).unwrap();
+        platform::testing::identity().configure(&mut base, "user-svc");
         let user_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let user_addr = user_listener.local_addr().unwrap();
         let users_running = user_svc::serve(base.clone(), user_listener, Deps { bus: bus.clone() })
@@ -114,7 +121,8 @@ impl Harness {
         let user_addr_s = user_addr.to_string();
         let mut all: HashMap<&str, &str> = vars.iter().copied().collect();
         all.insert("USER_ADDR", &user_addr_s);
-        let config = Config::from_source("notification-test", &all).unwrap();
+        let mut config = Config::from_source("notification-test", &all).unwrap();
+        platform::testing::identity().configure(&mut config, "notification-svc");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let running = notification_svc::serve(config.clone(), listener, Deps { bus: bus.clone() })

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use platform::auth::Caller;
+use platform::auth::{Caller, MeshAuth};
 use platform::config::SagaSettings;
 use platform::deadline::Budget;
 use platform::events::outbox::OutboxRelay;
@@ -19,11 +19,6 @@ use tonic::{Request, Response, Status};
 use crate::domain::{Order, OrderStatus as S};
 use crate::idempotency::{self, Claim, Keys};
 
-/// Identity of order-svc on calls it makes for itself.
-pub fn service_caller() -> Caller {
-    Caller::service("order-svc")
-}
-
 #[derive(Clone, Debug)]
 pub struct OrderApi {
     pub(crate) orders: Collection<Order>,
@@ -33,6 +28,8 @@ pub struct OrderApi {
     pub(crate) payments: PaymentServiceClient<GrpcChannel>,
     pub(crate) shipping: ShippingServiceClient<GrpcChannel>,
     pub(crate) retry: Retry,
+    /// Verifies who calls and signs order-svc's own calls.
+    pub(crate) mesh: MeshAuth,
     pub(crate) saga: SagaSettings,
     /// Longest this server works on one request (`GRPC_SERVER_TIMEOUT_MS`):
     /// the cap of every request's budget.
@@ -141,7 +138,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let budget = self.budget(&request);
         let r = request.into_inner();
         if r.idempotency_key.is_empty() {
@@ -214,7 +211,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<ProcessPaymentRequest>,
     ) -> Result<Response<ProcessPaymentResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let budget = self.budget(&request);
         let r = request.into_inner();
         let order = self.load_for(&caller, &r.order_id).await?;
@@ -234,7 +231,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<GetOrderStatusRequest>,
     ) -> Result<Response<GetOrderStatusResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         let order = if r.abandon_if_missing && caller.is_service() {
             self.abandon_if_missing(&r.order_id).await?
@@ -252,7 +249,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<GetOrderResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let id = request.into_inner().order_id;
         let order = self.load_for(&caller, &id).await?;
         Ok(Response::new(GetOrderResponse {
@@ -264,7 +261,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<ListOrdersRequest>,
     ) -> Result<Response<ListOrdersResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         let user = if caller.is_admin() {
             Some(r.user_id.clone()).filter(|u| !u.is_empty())
@@ -300,7 +297,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<CancelOrderRequest>,
     ) -> Result<Response<CancelOrderResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         let order = self.load_for(&caller, &r.order_id).await?;
         let current = self.cancel(&caller, &order).await?;

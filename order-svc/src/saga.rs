@@ -33,7 +33,7 @@ use proto::events::envelope::Payload;
 use proto::order::CreateOrderRequest;
 use tonic::{Code, Status};
 
-use crate::api::{OrderApi, lines_of, money, service_caller, status_to_proto, to_proto};
+use crate::api::{OrderApi, lines_of, money, status_to_proto, to_proto};
 use crate::domain::{
     self, CancelPlan, CancelRefusal, Item, Order, OrderEvent, OrderStatus as S, PayRefusal,
     PendingStep, Step, reason,
@@ -53,17 +53,20 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-fn step_request<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(STEP_CALL_TIMEOUT);
-    service_caller().apply(&mut request);
-    request
-}
+impl OrderApi {
+    /// A call order-svc makes on its own behalf, in the background.
+    fn step_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = self.mesh.request(message);
+        request.set_timeout(STEP_CALL_TIMEOUT);
+        request
+    }
 
-fn budget_request<T>(budget: &Budget, message: T, caller: &Caller) -> tonic::Request<T> {
-    let mut request = budget.request(message);
-    caller.apply(&mut request);
-    request
+    /// A call made for `caller` within `budget`.
+    fn budget_request<T>(&self, budget: &Budget, message: T, caller: &Caller) -> tonic::Request<T> {
+        let mut request = budget.request(message);
+        self.mesh.apply(caller, &mut request);
+        request
+    }
 }
 
 /// Whether a failed call may have done its work anyway (no answer came).
@@ -201,12 +204,12 @@ impl OrderApi {
             .retry
             .run(|| {
                 let mut products = self.products.clone();
-                let request = budget_request(
+                let request = self.budget_request(
                     budget,
                     proto::product::ValidateProductsRequest {
                         product_ids: ids.clone(),
                     },
-                    &service_caller(),
+                    &self.mesh.own_caller(),
                 );
                 async move { products.validate_products(request).await }
             })
@@ -234,13 +237,13 @@ impl OrderApi {
             .retry
             .run(|| {
                 let mut products = self.products.clone();
-                let request = budget_request(
+                let request = self.budget_request(
                     budget,
                     proto::product::ReserveStockRequest {
                         order_id: order_id.to_string(),
                         lines: stock_lines.clone(),
                     },
-                    &service_caller(),
+                    &self.mesh.own_caller(),
                 );
                 async move { products.reserve_stock(request).await }
             })
@@ -339,7 +342,7 @@ impl OrderApi {
     /// Releases `order_id`'s stock now, best effort (a fresh short deadline:
     /// the request's own may be spent).
     async fn release_now(&self, order_id: &str) {
-        let request = step_request(proto::product::ReleaseStockRequest {
+        let request = self.step_request(proto::product::ReleaseStockRequest {
             order_id: order_id.to_string(),
         });
         if let Err(status) = self.products.clone().release_stock(request).await {
@@ -386,7 +389,7 @@ impl OrderApi {
                 ),
             });
         }
-        let request = budget_request(
+        let request = self.budget_request(
             budget,
             proto::payment::CreatePaymentRequest {
                 order_id: id.clone(),
@@ -715,23 +718,19 @@ impl OrderApi {
             Step::CommitStock => self
                 .products
                 .clone()
-                .commit_stock(step_request(proto::product::CommitStockRequest {
-                    order_id,
-                }))
+                .commit_stock(self.step_request(proto::product::CommitStockRequest { order_id }))
                 .await
                 .map(|_| ()),
             Step::ReleaseStock => self
                 .products
                 .clone()
-                .release_stock(step_request(proto::product::ReleaseStockRequest {
-                    order_id,
-                }))
+                .release_stock(self.step_request(proto::product::ReleaseStockRequest { order_id }))
                 .await
                 .map(|_| ()),
             Step::Refund { payment_id, key } => self
                 .payments
                 .clone()
-                .process_refund(step_request(proto::payment::ProcessRefundRequest {
+                .process_refund(self.step_request(proto::payment::ProcessRefundRequest {
                     payment_id: payment_id.clone(),
                     amount: None,
                     reason: if order.compensated.contains(payment_id) {
@@ -746,7 +745,7 @@ impl OrderApi {
             Step::CancelPaid { .. } | Step::VoidShipment => self
                 .shipping
                 .clone()
-                .void_shipment(step_request(proto::shipping::VoidShipmentRequest {
+                .void_shipment(self.step_request(proto::shipping::VoidShipmentRequest {
                     order_id,
                     reason: "order cancelled".into(),
                 }))

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::auth::Caller;
+use platform::auth::{Caller, MeshAuth};
 use platform::error::invalid_fields;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Collection, Query, StoreError, Versioned};
@@ -22,6 +22,8 @@ pub struct PaymentApi {
     pub(crate) payments: Collection<domain::Payment>,
     pub(crate) relay: OutboxRelay<domain::Payment>,
     pub(crate) provider: Arc<dyn PaymentProvider>,
+    /// Verifies who calls.
+    pub(crate) mesh: MeshAuth,
     /// Pending payments older than this are reconciled with the provider.
     pub(crate) reconcile_after: Duration,
 }
@@ -228,6 +230,12 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<CreatePaymentRequest>,
     ) -> Result<Response<CreatePaymentResponse>, Status> {
+        // Only the order saga charges: it decided the amount from the order,
+        // and it records the attempt before the provider is called.
+        self.mesh
+            .caller(request.metadata())
+            .await?
+            .require_from(&["order-svc"])?;
         let r = request.into_inner();
         let amount = r.amount.clone().unwrap_or_default();
         if r.order_id.is_empty() || r.user_id.is_empty() {
@@ -369,7 +377,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<GetPaymentStatusRequest>,
     ) -> Result<Response<GetPaymentStatusResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let id = request.into_inner().payment_id;
         let payment = self.payments.get(&id).await.map_err(lookup_err)?;
         if !Self::may_read(&caller, &payment.value) {
@@ -385,8 +393,9 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<ProcessRefundRequest>,
     ) -> Result<Response<ProcessRefundResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
-        if !caller.is_admin() && !caller.is_service() {
+        let caller = self.mesh.caller(request.metadata()).await?;
+        // Admins, and order-svc settling what a cancel or a late payment owes.
+        if !caller.is_admin() && !(caller.is_service() && caller.is_from("order-svc")) {
             return Err(Status::permission_denied("refunds are for admins"));
         }
         let r = request.into_inner();
@@ -529,7 +538,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<ListPaymentsRequest>,
     ) -> Result<Response<ListPaymentsResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         let privileged = caller.is_admin() || caller.is_service();
         let user = if r.user_id.is_empty() {

@@ -66,6 +66,7 @@ pub async fn api(
         relay: OutboxRelay::new(payments.clone(), deps.bus.clone()),
         payments,
         provider,
+        mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), config)?,
         reconcile_after: Duration::from_secs(30),
     })
 }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use payment_svc::provider::{
     ChargeOutcome, ChargeRequest, PaymentProvider, SimulatedProvider, StripeProvider,
 };
-use platform::auth::Caller;
 use platform::events::memory::InProcessBus;
 use platform::runtime::Deps;
 use platform::{Config, PeerAddr, Running};
@@ -25,7 +24,8 @@ async fn start(
 ) -> (Running, Client, InProcessBus) {
     platform::telemetry::init_for_tests();
     let map: HashMap<&str, &str> = vars.iter().copied().collect();
-    let config = Config::from_source("payment-test", &map).unwrap();
+    let mut config = Config::from_source("payment-test", &map).unwrap();
+    platform::testing::identity().configure(&mut config, "payment-svc");
     let bus = InProcessBus::new("shop");
     let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
         .await
@@ -71,13 +71,62 @@ fn create(order: &str, key: &str, number: &str) -> CreatePaymentRequest {
 }
 
 fn admin<T>(message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    Caller {
-        user_id: "admin".into(),
-        roles: vec!["admin".into()],
+    platform::testing::identity().as_user(message, "admin", "admin")
+}
+
+/// A request as the order saga (order-svc) sends it.
+fn saga<T>(message: T) -> tonic::Request<T> {
+    platform::testing::identity().as_service(message, "order-svc")
+}
+
+#[tokio::test]
+async fn only_the_order_saga_may_charge() {
+    let (running, mut client, _bus) = start(&[], None).await;
+    let identity = platform::testing::identity();
+    let attempts = [
+        (
+            "anonymous",
+            tonic::Request::new(create("o", "k", "4242424242424242")),
+            tonic::Code::Unauthenticated,
+        ),
+        (
+            "a customer",
+            identity.as_user(create("o", "k", "4242424242424242"), "user-1", "customer"),
+            tonic::Code::PermissionDenied,
+        ),
+        (
+            "an admin",
+            admin(create("o", "k", "4242424242424242")),
+            tonic::Code::PermissionDenied,
+        ),
+        (
+            "another service",
+            identity.as_service(create("o", "k", "4242424242424242"), "shipping-svc"),
+            tonic::Code::PermissionDenied,
+        ),
+    ];
+    for (who, request, code) in attempts {
+        let status = client.create_payment(request).await.unwrap_err();
+        assert_eq!(status.code(), code, "{who}: {status:?}");
     }
-    .apply(&mut r);
-    r
+    let mut forged = tonic::Request::new(create("o", "k", "4242424242424242"));
+    forged
+        .metadata_mut()
+        .insert("x-user-id", "svc:order-svc".parse().unwrap());
+    forged
+        .metadata_mut()
+        .insert("x-user-roles", "service".parse().unwrap());
+    assert_eq!(
+        client.create_payment(forged).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    let paid = client
+        .create_payment(saga(create("o", "k", "4242424242424242")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(paid.payment.is_some());
+    running.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +135,7 @@ async fn a_lost_provider_answer_is_reconciled_without_a_second_charge() {
     let (running, mut client, bus) = start(&[], Some(provider.clone())).await;
     provider.lose_responses(1);
     let status = client
-        .create_payment(create("order-1", "key-1", "4242424242424242"))
+        .create_payment(saga(create("order-1", "key-1", "4242424242424242")))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
@@ -113,7 +162,7 @@ async fn a_lost_provider_answer_is_reconciled_without_a_second_charge() {
     };
     // The client retries with its key: the same payment, no new charge.
     let retried = client
-        .create_payment(create("order-1", "key-1", "4242424242424242"))
+        .create_payment(saga(create("order-1", "key-1", "4242424242424242")))
         .await
         .unwrap()
         .into_inner()
@@ -139,7 +188,11 @@ async fn concurrent_payments_of_one_order_charge_once() {
         let mut client = client.clone();
         tasks.spawn(async move {
             client
-                .create_payment(create("order-2", &format!("key-{n}"), "4242424242424242"))
+                .create_payment(saga(create(
+                    "order-2",
+                    &format!("key-{n}"),
+                    "4242424242424242",
+                )))
                 .await
         });
     }
@@ -168,7 +221,7 @@ async fn concurrent_payments_of_one_order_charge_once() {
 async fn card_numbers_are_never_stored() {
     let (running, mut client, _) = start(&[], None).await;
     let payment = client
-        .create_payment(create("order-3", "k", "4242 4242 4242 4242"))
+        .create_payment(saga(create("order-3", "k", "4242 4242 4242 4242")))
         .await
         .unwrap()
         .into_inner()
@@ -179,14 +232,18 @@ async fn card_numbers_are_never_stored() {
         ("visa", "4242")
     );
     let bad = client
-        .create_payment(create("order-3b", "k", "4242424242424241"))
+        .create_payment(saga(create("order-3b", "k", "4242424242424241")))
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     let mut expired = create("order-3c", "k", "4242424242424242");
     expired.card.as_mut().unwrap().exp_year = 2020;
     assert_eq!(
-        client.create_payment(expired).await.unwrap_err().code(),
+        client
+            .create_payment(saga(expired))
+            .await
+            .unwrap_err()
+            .code(),
         Code::InvalidArgument
     );
     running.shutdown().await;
@@ -344,7 +401,7 @@ async fn the_service_uses_stripe_when_configured() {
     )
     .await;
     let payment = client
-        .create_payment(create("order-4", "k", "4242424242424242"))
+        .create_payment(saga(create("order-4", "k", "4242424242424242")))
         .await
         .unwrap()
         .into_inner()

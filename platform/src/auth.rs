@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 mod caller;
+mod mesh;
 pub use caller::*;
+pub use mesh::*;
 
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY: Duration = Duration::from_secs(30);
@@ -26,7 +28,8 @@ pub const LEEWAY: Duration = Duration::from_secs(30);
 /// Roles a user can have.
 pub const ROLE_CUSTOMER: &str = "customer";
 pub const ROLE_ADMIN: &str = "admin";
-/// Role of the mesh's own services calling each other (never in a token).
+/// Role of the mesh's own components calling each other: only in service
+/// tokens, never accepted from a user's access token.
 pub const ROLE_SERVICE: &str = "service";
 
 /// Why a token was refused.
@@ -199,6 +202,27 @@ impl SigningKey {
             .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
             .map(|pem| pem.to_string())
             .expect("an Ed25519 key always encodes")
+    }
+
+    /// From the base64url encoding of its 32-byte secret (a `MESH_KEY`).
+    pub fn from_seed(seed: &str) -> Result<Self, TokenError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(seed.trim())
+            .map_err(|e| TokenError::Key(format!("expected base64url: {e}")))?;
+        let secret = <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| TokenError::Key("expected a 32-byte Ed25519 secret".into()))?;
+        Ok(Self::from_secret(secret))
+    }
+
+    /// The base64url encoding of its 32-byte secret.
+    pub fn seed(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.key.to_bytes())
+    }
+
+    /// The same key under another `kid`.
+    pub fn with_kid(mut self, kid: &str) -> Self {
+        self.kid = kid.to_string();
+        self
     }
 
     pub fn kid(&self) -> &str {

@@ -500,6 +500,42 @@ pub struct JwtConfig {
     pub refresh_ttl: Duration,
 }
 
+/// Identity inside the mesh (`MESH_*`): see [`crate::auth::MeshAuth`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeshConfig {
+    /// `MESH_KEY`: this component's Ed25519 key (base64url of its 32-byte
+    /// secret) that signs its service tokens. Unset: its calls carry no
+    /// service token, so peers refuse what needs one.
+    pub key: Option<Secret>,
+    /// `MESH_PUBLIC_KEYS`: `name=<base64url public key>,…` for every
+    /// component whose service tokens are accepted.
+    pub public_keys: crate::auth::MeshKeys,
+    /// The users' access-token keys, when given directly (tests, embedders);
+    /// unset, they are fetched from user-svc.
+    pub user_jwks: Option<crate::auth::JwkSet>,
+}
+
+fn parse_mesh_public_keys(value: &str) -> Result<crate::auth::MeshKeys, String> {
+    let mut keys = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, key) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("expected name=<public key>, got {entry:?}"))?;
+        let bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            key.trim(),
+        )
+        .map_err(|_| format!("the key of {name} is not base64url"))?;
+        if bytes.len() != 32 || name.trim().is_empty() {
+            return Err(format!(
+                "the key of {name} is not a 32-byte Ed25519 public key"
+            ));
+        }
+        keys.push((name.trim().to_string(), key.trim().to_string()));
+    }
+    Ok(crate::auth::MeshKeys(keys))
+}
+
 /// Outgoing integrations; each is off while its variables are unset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Integrations {
@@ -581,6 +617,7 @@ pub struct Config {
     pub grpc: GrpcSettings,
     pub telemetry: TelemetryConfig,
     pub jwt: JwtConfig,
+    pub mesh: MeshConfig,
     pub integrations: Integrations,
     /// `ADMIN_EMAIL` / `ADMIN_PASSWORD`: bootstrap admin account.
     pub admin_email: Option<String>,
@@ -775,6 +812,21 @@ impl Config {
                 private_key_pem: v.raw("JWT_PRIVATE_KEY_PEM").map(Secret),
                 access_ttl: secs("JWT_ACCESS_TTL_SECS", 900)?,
                 refresh_ttl: secs("JWT_REFRESH_TTL_SECS", 30 * 24 * 3600)?,
+            },
+            mesh: MeshConfig {
+                key: match v.raw("MESH_KEY") {
+                    None => None,
+                    Some(seed) => {
+                        crate::auth::SigningKey::from_seed(&seed).map_err(|e| {
+                            ConfigError::new("MESH_KEY", "<redacted>", e.to_string())
+                        })?;
+                        Some(Secret(seed))
+                    }
+                },
+                public_keys: v
+                    .parse_with("MESH_PUBLIC_KEYS", parse_mesh_public_keys)?
+                    .unwrap_or_default(),
+                user_jwks: None,
             },
             integrations: Integrations {
                 smtp_url: v.url("SMTP_URL", &["smtp", "smtps"])?,

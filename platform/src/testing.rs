@@ -295,3 +295,106 @@ impl SchemaPrefix {
         }
     }
 }
+
+/// Credentials for tests that call services directly: a user key that signs
+/// access tokens and a key for every component of the mesh, the same for
+/// every test of a process. [`TestIdentity::configure`] makes a service
+/// trust them.
+pub struct TestIdentity {
+    user_key: crate::auth::SigningKey,
+    components: Vec<(String, crate::config::Secret)>,
+    public: crate::auth::MeshKeys,
+}
+
+/// Components a test may speak as.
+pub const TEST_COMPONENTS: [&str; 8] = [
+    "gateway",
+    "user-svc",
+    "product-svc",
+    "order-svc",
+    "payment-svc",
+    "shipping-svc",
+    "notification-svc",
+    "recommendation-svc",
+];
+
+/// The process's test identity.
+pub fn identity() -> &'static TestIdentity {
+    static IDENTITY: std::sync::OnceLock<TestIdentity> = std::sync::OnceLock::new();
+    IDENTITY.get_or_init(|| {
+        let (components, public) = crate::auth::generate_mesh(&TEST_COMPONENTS);
+        TestIdentity {
+            user_key: crate::auth::SigningKey::generate(),
+            components,
+            public,
+        }
+    })
+}
+
+impl TestIdentity {
+    /// Makes a service configured by `config` run as `component`, trust the
+    /// test components' keys and verify users' tokens with the test user key
+    /// (user-svc signs with it).
+    pub fn configure(&self, config: &mut crate::Config, component: &str) {
+        config.mesh.key = self
+            .components
+            .iter()
+            .find(|(name, _)| name == component)
+            .map(|(_, key)| key.clone());
+        config.mesh.public_keys = self.public.clone();
+        config.mesh.user_jwks = Some(crate::auth::JwkSet {
+            keys: vec![self.user_key.jwk()],
+        });
+        config.jwt.private_key_pem = Some(crate::config::Secret(self.user_key.to_pem()));
+        config.jwt.issuer = "shopmesh".into();
+        config.jwt.audience = "shopmesh-api".into();
+    }
+
+    /// An access token of `user_id` with `role`, as user-svc would issue.
+    pub fn token(&self, user_id: &str, role: &str) -> String {
+        self.user_key.sign(&crate::auth::Claims::new(
+            user_id,
+            role,
+            "shopmesh",
+            "shopmesh-api",
+            std::time::Duration::from_secs(900),
+        ))
+    }
+
+    /// A request of `user_id` with `role`, as the gateway forwards it.
+    pub fn as_user<T>(&self, message: T, user_id: &str, role: &str) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {}", self.token(user_id, role))
+            .parse()
+            .expect("a token is ASCII");
+        request.metadata_mut().insert("authorization", value);
+        request
+    }
+
+    /// Component `name` of the mesh, signing with its test key.
+    pub fn component(&self, name: &str) -> crate::auth::MeshAuth {
+        let key = self
+            .components
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, key)| key.expose());
+        crate::auth::MeshAuth::new(
+            name,
+            key,
+            &self.public,
+            crate::auth::UserKeys::fixed(
+                &crate::auth::JwkSet {
+                    keys: vec![self.user_key.jwk()],
+                },
+                "shopmesh",
+                "shopmesh-api",
+            ),
+        )
+        .expect("test keys are valid")
+    }
+
+    /// A request from component `name` on its own behalf.
+    pub fn as_service<T>(&self, message: T, name: &str) -> tonic::Request<T> {
+        self.component(name).request(message)
+    }
+}

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use platform::auth::Caller;
 use platform::events::memory::InProcessBus;
 use platform::runtime::Deps;
 use platform::{Config, PeerAddr};
@@ -28,7 +27,8 @@ async fn start(vars: &[(&str, String)]) -> (platform::Running, Client, Config) {
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    let config = Config::from_source("product-bench", &map).expect("config");
+    let mut config = Config::from_source("product-bench", &map).expect("config");
+    platform::testing::identity().configure(&mut config, "product-svc");
     let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -85,7 +85,7 @@ async fn details_rps(client: &Client, ids: Arc<Vec<String>>) -> f64 {
 }
 
 async fn create(client: &mut Client, sku: &str, stock: u32) -> String {
-    let mut request = tonic::Request::new(CreateProductRequest {
+    let request = tonic::Request::new(CreateProductRequest {
         sku: sku.into(),
         name: sku.into(),
         description: "bench".into(),
@@ -98,11 +98,7 @@ async fn create(client: &mut Client, sku: &str, stock: u32) -> String {
         image_urls: vec![],
         weight_grams: 1,
     });
-    Caller {
-        user_id: "bench".into(),
-        roles: vec!["admin".into()],
-    }
-    .apply(&mut request);
+    let request = platform::testing::identity().as_user(request.into_inner(), "bench", "admin");
     client
         .create_product(request)
         .await
@@ -150,6 +146,7 @@ async fn main() {
                         quantity: 1,
                     }],
                 };
+                let request = platform::testing::identity().as_service(request, "order-svc");
                 client.reserve_stock(request).await.expect("reserve");
             }
         })

@@ -37,6 +37,8 @@ pub struct ProductApi {
     pub(crate) low_stock_threshold: i64,
     /// Asked what became of an order whose reservation outlived it.
     pub(crate) orders: OrderServiceClient<GrpcChannel>,
+    /// Verifies who calls and signs product-svc's own calls.
+    pub(crate) mesh: platform::auth::MeshAuth,
     pub(crate) saga: SagaSettings,
 }
 
@@ -270,10 +272,24 @@ impl ProductApi {
     }
 }
 
-fn require_admin(request_metadata: &tonic::metadata::MetadataMap) -> Result<Caller, Status> {
-    let caller = Caller::from_metadata(request_metadata)?;
-    caller.require_admin()?;
-    Ok(caller)
+impl ProductApi {
+    async fn require_admin(
+        &self,
+        request_metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Caller, Status> {
+        let caller = self.mesh.caller(request_metadata).await?;
+        caller.require_admin()?;
+        Ok(caller)
+    }
+
+    /// Reservations are moved by the order saga only.
+    async fn require_order_saga(
+        &self,
+        request_metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(), Status> {
+        let caller = self.mesh.caller(request_metadata).await?;
+        caller.require_from(&["order-svc"])
+    }
 }
 
 #[tonic::async_trait]
@@ -373,7 +389,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<UpdateStockRequest>,
     ) -> Result<Response<UpdateStockResponse>, Status> {
-        require_admin(request.metadata())?;
+        self.require_admin(request.metadata()).await?;
         let r = request.into_inner();
         let (absolute, delta) = match r.change {
             Some(update_stock_request::Change::Stock(s)) => (Some(i64::from(s)), None),
@@ -408,7 +424,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<CreateProductRequest>,
     ) -> Result<Response<CreateProductResponse>, Status> {
-        require_admin(request.metadata())?;
+        self.require_admin(request.metadata()).await?;
         let product = self.create(request.into_inner()).await?;
         Ok(Response::new(CreateProductResponse {
             product: Some(product),
@@ -419,7 +435,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<UpdateProductRequest>,
     ) -> Result<Response<UpdateProductResponse>, Status> {
-        require_admin(request.metadata())?;
+        self.require_admin(request.metadata()).await?;
         let r = request.into_inner();
         let mut errors = Vec::new();
         let sku = parse_optional(r.sku.as_deref(), domain::parse_sku, &mut errors);
@@ -499,7 +515,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<DeleteProductRequest>,
     ) -> Result<Response<DeleteProductResponse>, Status> {
-        require_admin(request.metadata())?;
+        self.require_admin(request.metadata()).await?;
         let id = request.into_inner().product_id;
         let current = self.get_product(&id).await?;
         if current.value.stock_reserved > 0 {
@@ -521,7 +537,7 @@ impl ProductService for ProductApi {
     ) -> Result<Response<ListProductsResponse>, Status> {
         let include_inactive = request.get_ref().include_inactive;
         if include_inactive {
-            require_admin(request.metadata())?;
+            self.require_admin(request.metadata()).await?;
         }
         let r = request.into_inner();
         let mut query = Query::new().sort_by_id(true).page(r.page.as_ref());
@@ -585,6 +601,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<ReserveStockRequest>,
     ) -> Result<Response<ReserveStockResponse>, Status> {
+        self.require_order_saga(request.metadata()).await?;
         let r = request.into_inner();
         if r.order_id.trim().is_empty() || r.order_id.len() > 128 {
             return Err(invalid_fields([("order_id", "is required".to_string())]));
@@ -601,6 +618,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<ReleaseStockRequest>,
     ) -> Result<Response<ReleaseStockResponse>, Status> {
+        self.require_order_saga(request.metadata()).await?;
         let order_id = request.into_inner().order_id;
         let reservation = self.release(&order_id).await?;
         platform::metrics::count(&platform::metrics::RESERVATIONS, &["released"]);
@@ -613,6 +631,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<CommitStockRequest>,
     ) -> Result<Response<CommitStockResponse>, Status> {
+        self.require_order_saga(request.metadata()).await?;
         let order_id = request.into_inner().order_id;
         let reservation = self.commit(&order_id).await?;
         platform::metrics::count(&platform::metrics::RESERVATIONS, &["committed"]);
@@ -625,7 +644,7 @@ impl ProductService for ProductApi {
         &self,
         request: Request<AddReviewRequest>,
     ) -> Result<Response<AddReviewResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         let mut errors = Vec::new();
         let rating = domain::parse_rating(r.rating)

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use platform::auth::Caller;
 use platform::error::invalid_fields;
 use platform::store::{Bound, Query, StoreError, Versioned};
 use proto::order::OrderStatus;
@@ -355,12 +354,11 @@ impl ProductApi {
     async fn owner_verdict(&self, order_id: &str) -> Result<Option<Command>, Status> {
         // An order that does not exist is recorded as abandoned in the same
         // call, so it cannot be placed after its stock was given back.
-        let mut request = tonic::Request::new(proto::order::GetOrderStatusRequest {
+        let mut request = self.mesh.request(proto::order::GetOrderStatusRequest {
             order_id: order_id.to_string(),
             abandon_if_missing: true,
         });
         request.set_timeout(std::time::Duration::from_secs(2));
-        Caller::service("product-svc").apply(&mut request);
         match self.orders.clone().get_order_status(request).await {
             Ok(reply) => {
                 let status = OrderStatus::try_from(reply.into_inner().status)

@@ -67,6 +67,7 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<api::ProductApi
         orders: proto::order::order_service_client::OrderServiceClient::new(
             platform::grpc::channel(config.peers.get(ServiceId::Order), &config.grpc)?,
         ),
+        mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), config)?,
         saga: config.saga.clone(),
     })
 }

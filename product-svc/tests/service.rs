@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use platform::auth::Caller;
 use platform::events::memory::InProcessBus;
 use platform::events::{ConsumerConfig, Delivery, HandlerError, handler_fn};
 use platform::runtime::Deps;
@@ -36,7 +35,8 @@ impl Harness {
             vars.push((k.to_string(), v.to_string()));
         }
         let map: std::collections::HashMap<String, String> = vars.into_iter().collect();
-        let config = Config::from_source("product-test", &map).unwrap();
+        let mut config = Config::from_source("product-test", &map).unwrap();
+        platform::testing::identity().configure(&mut config, "product-svc");
         let bus = InProcessBus::new("shop");
         let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
             .await
@@ -76,23 +76,16 @@ impl Harness {
 }
 
 fn admin<T>(message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    Caller {
-        user_id: "admin-1".into(),
-        roles: vec!["admin".into()],
-    }
-    .apply(&mut r);
-    r
+    platform::testing::identity().as_user(message, "admin-1", "admin")
 }
 
 fn user<T>(id: &str, message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    Caller {
-        user_id: id.into(),
-        roles: vec!["customer".into()],
-    }
-    .apply(&mut r);
-    r
+    platform::testing::identity().as_user(message, id, "customer")
+}
+
+/// A request as the order saga (order-svc) sends it.
+fn saga<T>(message: T) -> tonic::Request<T> {
+    platform::testing::identity().as_service(message, "order-svc")
 }
 
 fn new_product(sku: &str, stock: u32) -> CreateProductRequest {
@@ -133,8 +126,8 @@ async fn details(client: &mut Client, id: &str) -> Product {
         .unwrap()
 }
 
-fn reserve(order: &str, lines: &[(&str, u32)]) -> ReserveStockRequest {
-    ReserveStockRequest {
+fn reserve(order: &str, lines: &[(&str, u32)]) -> tonic::Request<ReserveStockRequest> {
+    saga(ReserveStockRequest {
         order_id: order.into(),
         lines: lines
             .iter()
@@ -143,7 +136,7 @@ fn reserve(order: &str, lines: &[(&str, u32)]) -> ReserveStockRequest {
                 quantity: *q,
             })
             .collect(),
-    }
+    })
 }
 
 macro_rules! on_both_stores {
@@ -275,9 +268,9 @@ async fn release_commit_and_refund_restock_are_idempotent(postgres: bool) {
         .await
         .unwrap();
     for _ in 0..2 {
-        c.release_stock(ReleaseStockRequest {
+        c.release_stock(saga(ReleaseStockRequest {
             order_id: "o-release".into(),
-        })
+        }))
         .await
         .unwrap();
     }
@@ -289,9 +282,9 @@ async fn release_commit_and_refund_restock_are_idempotent(postgres: bool) {
         .unwrap();
     for _ in 0..2 {
         let r = c
-            .commit_stock(CommitStockRequest {
+            .commit_stock(saga(CommitStockRequest {
                 order_id: "o-paid".into(),
-            })
+            }))
             .await
             .unwrap()
             .into_inner();
@@ -307,9 +300,9 @@ async fn release_commit_and_refund_restock_are_idempotent(postgres: bool) {
         "sold"
     );
     assert_eq!(
-        c.commit_stock(CommitStockRequest {
+        c.commit_stock(saga(CommitStockRequest {
             order_id: "o-release".into()
-        })
+        }))
         .await
         .unwrap_err()
         .code(),
@@ -317,9 +310,9 @@ async fn release_commit_and_refund_restock_are_idempotent(postgres: bool) {
         "a released reservation cannot be committed"
     );
     for _ in 0..2 {
-        c.release_stock(ReleaseStockRequest {
+        c.release_stock(saga(ReleaseStockRequest {
             order_id: "o-paid".into(),
-        })
+        }))
         .await
         .unwrap();
     }
@@ -332,9 +325,9 @@ async fn release_commit_and_refund_restock_are_idempotent(postgres: bool) {
     // remembered: a reserve still on its way for it is refused, so a
     // release that overtakes its reserve wins.
     let released = c
-        .release_stock(ReleaseStockRequest {
+        .release_stock(saga(ReleaseStockRequest {
             order_id: "nope".into(),
-        })
+        }))
         .await
         .unwrap()
         .into_inner()

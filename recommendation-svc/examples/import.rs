@@ -15,7 +15,6 @@
 
 use std::io::BufReader;
 
-use platform::auth::Caller;
 use platform::config::PeerAddr;
 use proto::recommendation::recommendation_service_client::RecommendationServiceClient;
 use proto::recommendation::{Interaction, interaction};
@@ -25,17 +24,24 @@ use recommendation_svc::dataset;
 async fn main() -> anyhow::Result<()> {
     let mut data = None;
     let mut addr = "http://127.0.0.1:50054".to_string();
+    let mut token = std::env::var("SHOPMESH_TOKEN").ok();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--data" => data = args.next(),
             "--addr" => addr = args.next().unwrap_or(addr),
-            other => {
-                anyhow::bail!("unknown argument {other}; usage: --data <csv[.gz]> [--addr <url>]")
-            }
+            "--token" => token = args.next(),
+            other => anyhow::bail!(
+                "unknown argument {other}; usage: --data <csv[.gz]> [--addr <url>] [--token <admin access token>]"
+            ),
         }
     }
     let data = data.ok_or_else(|| anyhow::anyhow!("--data <online_retail.csv.gz> is required"))?;
+    // The service verifies who imports: an admin's access token, as
+    // POST /api/v1/auth/login on the gateway returns it.
+    let token = token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        anyhow::anyhow!("an admin access token is required: --token or SHOPMESH_TOKEN")
+    })?;
     let peer: PeerAddr = addr.parse().map_err(|e| anyhow::anyhow!("--addr: {e}"))?;
     let channel = platform::grpc::channel(&peer, &platform::config::GrpcSettings::default())?;
     let mut client = RecommendationServiceClient::new(channel);
@@ -66,10 +72,14 @@ async fn main() -> anyhow::Result<()> {
     });
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
-    let summary = client
-        .import_interactions(Caller::request_as(stream, "importer", "admin"))
-        .await?
-        .into_inner();
+    let mut request = tonic::Request::new(stream);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?,
+    );
+    let summary = client.import_interactions(request).await?.into_inner();
     let parsed = reader.await??;
     println!(
         "rows {}  sent {}  skipped (not purchases) {}  malformed {}",

@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use platform::auth::Caller;
 use platform::config::PeerAddr;
 use platform::{Config, ServiceId};
 use proto::recommendation::recommendation_service_client::RecommendationServiceClient;
@@ -23,7 +22,7 @@ use proto::recommendation::{Interaction, interaction};
 type Client = RecommendationServiceClient<platform::grpc::GrpcChannel>;
 
 fn admin<T>(m: T) -> tonic::Request<T> {
-    Caller::request_as(m, "bench-admin", "admin")
+    platform::testing::identity().as_user(m, "bench-admin", "admin")
 }
 
 async fn load(client: &Client, users: usize, requests: usize) -> (Vec<Duration>, usize) {
@@ -38,7 +37,7 @@ async fn load(client: &Client, users: usize, requests: usize) -> (Vec<Duration>,
                     let user = format!("u{}", (w * 7919 + n * 104_729) % users);
                     let started = Instant::now();
                     let r = c
-                        .get_recommendations(Caller::request_as(
+                        .get_recommendations(platform::testing::identity().as_user(
                             proto::recommendation::GetRecommendationsRequest {
                                 user_id: user.clone(),
                                 limit: 10,
@@ -100,6 +99,7 @@ async fn run() -> anyhow::Result<()> {
         .unwrap_or(20_000);
     let map: HashMap<&str, &str> = [("GRPC_CONCURRENCY_LIMIT", "1024")].into();
     let mut config = Config::from_source("recommend-bench", &map)?;
+    platform::testing::identity().configure(&mut config, "recommendation-svc");
     let deps = platform::runtime::Deps::connect(&config).await?;
     let products = platform::grpc::bind("127.0.0.1:0".parse()?).await?;
     config.peers.set(

@@ -34,6 +34,8 @@ pub struct RecommendationApi {
     pub catalog: Catalog,
     pub serving: Serving,
     pub trainer: Trainer,
+    /// Verifies who calls.
+    pub mesh: platform::auth::MeshAuth,
 }
 
 fn invalid(err: InvalidRequest) -> Status {
@@ -241,7 +243,7 @@ impl RecommendationService for RecommendationApi {
         &self,
         request: Request<GetRecommendationsRequest>,
     ) -> Result<Response<GetRecommendationsResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         let user_id = domain::id("user_id", &r.user_id).map_err(invalid)?;
         may_act_for(&caller, &user_id)?;
@@ -396,7 +398,10 @@ impl RecommendationService for RecommendationApi {
         &self,
         request: Request<TrainModelRequest>,
     ) -> Result<Response<TrainModelResponse>, Status> {
-        Caller::from_metadata(request.metadata())?.require_admin_or_service()?;
+        self.mesh
+            .caller(request.metadata())
+            .await?
+            .require_admin_or_service()?;
         let started = self.trainer.start().await?;
         Ok(Response::new(TrainModelResponse {
             model_version: started.version,
@@ -410,7 +415,10 @@ impl RecommendationService for RecommendationApi {
         &self,
         request: Request<GetModelStatusRequest>,
     ) -> Result<Response<GetModelStatusResponse>, Status> {
-        Caller::from_metadata(request.metadata())?.require_admin_or_service()?;
+        self.mesh
+            .caller(request.metadata())
+            .await?
+            .require_admin_or_service()?;
         // A model another replica just trained is served here too.
         if let Err(err) = self.serving.refresh(&self.store).await {
             tracing::warn!(error = %err, "loading the current model failed");
@@ -426,7 +434,7 @@ impl RecommendationService for RecommendationApi {
         &self,
         request: Request<UpdateUserPreferencesRequest>,
     ) -> Result<Response<UpdateUserPreferencesResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         let user_id = domain::id("user_id", &r.user_id).map_err(invalid)?;
         may_act_for(&caller, &user_id)?;
@@ -444,7 +452,10 @@ impl RecommendationService for RecommendationApi {
         &self,
         request: Request<Streaming<Interaction>>,
     ) -> Result<Response<ImportSummary>, Status> {
-        Caller::from_metadata(request.metadata())?.require_admin()?;
+        self.mesh
+            .caller(request.metadata())
+            .await?
+            .require_admin()?;
         let mut stream = request.into_inner();
         let mut summary = ImportSummary::default();
         let mut batch: HashMap<String, Vec<Interaction>> = HashMap::new();

@@ -88,6 +88,7 @@ pub async fn serve_with(
         catalog,
         serving: serving.clone(),
         trainer: trainer.clone(),
+        mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), &config)?,
     };
     let mut consumer = ConsumerConfig::new("recommendation-svc", events::EVENT_TYPES);
     consumer.backoff = vec![

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use platform::auth::Caller;
 use platform::config::PeerAddr;
 use platform::events::envelope;
 use platform::testing::SchemaPrefix;
@@ -28,7 +27,7 @@ struct TestApp {
 }
 
 fn admin<T>(message: T) -> tonic::Request<T> {
-    Caller::request_as(message, "admin-1", "admin")
+    platform::testing::identity().as_user(message, "admin-1", "admin")
 }
 
 impl TestApp {
@@ -39,6 +38,7 @@ impl TestApp {
         vars.push(("SEED_DEMO".into(), "false".into()));
         let map: HashMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut config = Config::from_source("rec-test", &map).unwrap();
+        platform::testing::identity().configure(&mut config, "recommendation-svc");
         let deps = platform::runtime::Deps::connect(&config).await.unwrap();
         let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
             .await
@@ -223,7 +223,7 @@ async fn recommend(
 ) -> proto::recommendation::GetRecommendationsResponse {
     client
         .clone()
-        .get_recommendations(Caller::request_as(
+        .get_recommendations(platform::testing::identity().as_user(
             proto::recommendation::GetRecommendationsRequest {
                 user_id: user.into(),
                 limit: 5,
@@ -439,7 +439,7 @@ async fn imports_store_valid_rows_and_report_bad_ones_by_line() {
     ];
     let denied = client
         .clone()
-        .import_interactions(Caller::request_as(
+        .import_interactions(platform::testing::identity().as_user(
             tokio_stream::iter(rows.clone()),
             "c1",
             "customer",
@@ -476,7 +476,7 @@ async fn imports_store_valid_rows_and_report_bad_ones_by_line() {
     assert_eq!(limit.code(), tonic::Code::InvalidArgument);
     let other = client
         .clone()
-        .get_recommendations(Caller::request_as(
+        .get_recommendations(platform::testing::identity().as_user(
             proto::recommendation::GetRecommendationsRequest {
                 user_id: "c1".into(),
                 limit: 5,

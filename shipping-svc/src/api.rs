@@ -19,6 +19,8 @@ pub struct ShippingApi {
     pub(crate) shipments: Collection<Shipment>,
     pub(crate) relay: OutboxRelay<Shipment>,
     pub(crate) carrier: Arc<dyn Carrier>,
+    /// Verifies who calls.
+    pub(crate) mesh: platform::auth::MeshAuth,
 }
 
 fn now() -> i64 {
@@ -363,7 +365,7 @@ impl ShippingService for ShippingApi {
         &self,
         request: Request<GetShipmentRequest>,
     ) -> Result<Response<GetShipmentResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let shipment = match request.into_inner().lookup {
             Some(get_shipment_request::Lookup::ShipmentId(id)) => {
                 self.lookup(Some(&id), None, None).await?
@@ -385,7 +387,7 @@ impl ShippingService for ShippingApi {
         &self,
         request: Request<TrackShipmentRequest>,
     ) -> Result<Response<TrackShipmentResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let s = match request.into_inner().lookup {
             Some(track_shipment_request::Lookup::ShipmentId(id)) => {
                 self.lookup(Some(&id), None, None).await?
@@ -423,7 +425,7 @@ impl ShippingService for ShippingApi {
         &self,
         request: Request<UpdateShipmentStatusRequest>,
     ) -> Result<Response<UpdateShipmentStatusResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         caller.require_admin_or_service()?;
         let r = request.into_inner();
         let next = status_from_proto(r.status)
@@ -486,7 +488,7 @@ impl ShippingService for ShippingApi {
         &self,
         request: Request<VoidShipmentRequest>,
     ) -> Result<Response<VoidShipmentResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         caller.require_admin_or_service()?;
         let r = request.into_inner();
         let shipment = self.void(&r.order_id, r.reason.trim()).await?;

@@ -66,6 +66,7 @@ pub async fn serve(
         relay: OutboxRelay::new(shipments.clone(), deps.bus.clone()),
         shipments,
         carrier: carrier(&config)?,
+        mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), &config)?,
     };
     let mut consumer = ConsumerConfig::new("shipping-svc", events::EVENT_TYPES);
     consumer.backoff = vec![

@@ -52,6 +52,25 @@ impl TestMesh {
         .expect("valid address")
     }
 
+    /// A request from component `name` of this mesh (`order-svc`…) on its
+    /// own behalf, with that component's service token.
+    pub fn as_service<T>(&self, message: T, name: &str) -> tonic::Request<T> {
+        self.mesh
+            .component(name)
+            .expect("a component of the mesh")
+            .request(message)
+    }
+
+    /// A request carrying a user's access token, as the gateway forwards it.
+    pub fn as_user<T>(&self, message: T, token: &str) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ASCII token"),
+        );
+        request
+    }
+
     pub async fn shutdown(self) {
         self.mesh.shutdown().await;
     }

@@ -40,6 +40,8 @@ pub struct UserApi {
     pub(crate) relay: OutboxRelay<User>,
     pub(crate) hasher: Hasher,
     pub(crate) keys: Arc<KeyRing>,
+    /// Verifies who calls (users' tokens against this service's own keys).
+    pub(crate) mesh: platform::auth::MeshAuth,
     pub(crate) settings: TokenSettings,
 }
 
@@ -411,7 +413,7 @@ impl UserService for UserApi {
         &self,
         request: Request<LogoutRequest>,
     ) -> Result<Response<LogoutResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let token = request.into_inner().refresh_token;
         if let Ok(stored) = self.tokens.get(&token_hash(&token)).await {
             // Only the owner can end a session; anything else is a no-op.
@@ -426,7 +428,7 @@ impl UserService for UserApi {
         &self,
         request: Request<GetProfileRequest>,
     ) -> Result<Response<GetProfileResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let user = self.caller_user(&caller).await?;
         Ok(Response::new(GetProfileResponse {
             user: Some(to_proto(&user.id, &user.value)),
@@ -437,7 +439,7 @@ impl UserService for UserApi {
         &self,
         request: Request<UpdateProfileRequest>,
     ) -> Result<Response<UpdateProfileResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
         let mut errors = Vec::new();
         let name = parse_optional(r.name.as_deref(), domain::parse_name, &mut errors);
@@ -501,7 +503,7 @@ impl UserService for UserApi {
         &self,
         request: Request<UpdatePreferencesRequest>,
     ) -> Result<Response<UpdatePreferencesResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let categories = domain::parse_categories(&request.into_inner().categories)
             .map_err(|e| invalid(vec![e]))?;
         let updated = self
@@ -528,7 +530,7 @@ impl UserService for UserApi {
         &self,
         request: Request<GetPreferencesRequest>,
     ) -> Result<Response<GetPreferencesResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let user = self.caller_user(&caller).await?;
         Ok(Response::new(GetPreferencesResponse {
             preferences: Some(Preferences {
@@ -542,7 +544,7 @@ impl UserService for UserApi {
         &self,
         request: Request<GetUserRequest>,
     ) -> Result<Response<GetUserResponse>, Status> {
-        let caller = Caller::from_metadata(request.metadata())?;
+        let caller = self.mesh.caller(request.metadata()).await?;
         let user_id = request.into_inner().user_id;
         // Services read contact details (notification-svc: email, phone).
         if user_id != caller.user_id {

@@ -57,7 +57,13 @@ pub async fn api(
     let keys = keys::KeyRing::load(pems.as_deref(), &store)
         .await
         .context("loading signing keys")?;
+    let mesh = platform::auth::MeshAuth::with_users(
+        SERVICE.binary(),
+        config,
+        platform::auth::UserKeys::fixed(&keys.jwks, &config.jwt.issuer, &config.jwt.audience),
+    )?;
     Ok(api::UserApi {
+        mesh,
         relay: OutboxRelay::new(users.clone(), deps.bus.clone()),
         users,
         tokens,

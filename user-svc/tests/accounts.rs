@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use platform::auth::{Caller, JwkSet, TokenVerifier};
+use platform::auth::{JwkSet, TokenVerifier};
 use platform::events::memory::InProcessBus;
 use platform::runtime::Deps;
 use platform::{Config, PeerAddr, Running};
@@ -30,7 +30,8 @@ async fn start(postgres: bool) -> Harness {
         vars.extend(schemas.vars());
         schema = Some(schemas);
     }
-    let config = Config::from_source("user-test", &vars).unwrap();
+    let mut config = Config::from_source("user-test", &vars).unwrap();
+    platform::testing::identity().configure(&mut config, "user-svc");
     let bus = InProcessBus::new("shop");
     let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
         .await
@@ -64,13 +65,7 @@ impl Harness {
 }
 
 fn as_user<T>(id: &str, role: &str, message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    Caller {
-        user_id: id.into(),
-        roles: vec![role.into()],
-    }
-    .apply(&mut r);
-    r
+    platform::testing::identity().as_user(message, id, role)
 }
 
 fn register(email: &str) -> RegisterRequest {

@@ -10,11 +10,13 @@ pub mod users;
 
 use platform::auth::Caller;
 
-/// A gRPC request carrying the caller's identity (if any).
+/// A gRPC request carrying the caller's access token (if any): the
+/// services verify it themselves. The gateway does not add a service token
+/// of its own here, so an anonymous request stays anonymous inside.
 pub(crate) fn grpc<T>(message: T, caller: Option<&Caller>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(caller) = caller {
-        caller.apply(&mut request);
+        caller.forward(&mut request);
     }
     request
 }

@@ -1,59 +1,76 @@
-//! Who is calling an internal service, as the gateway (or a service) states
-//! it in the call's metadata.
+//! Who is calling an internal service, once [`MeshAuth`](super::MeshAuth)
+//! has verified the call's credentials.
+
+use std::sync::Arc;
 
 use super::*;
-
-/// Metadata keys carrying the caller's identity on internal calls (set by
-/// the gateway after it verified the access token).
-pub const USER_ID_METADATA: &str = "x-user-id";
-pub const USER_ROLES_METADATA: &str = "x-user-roles";
 
 /// Who is calling an internal service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// The user, or `svc:<component>` for a component on its own behalf.
     pub user_id: String,
     pub roles: Vec<String>,
+    /// The component of the mesh that made the call, when it proved it
+    /// with its service token.
+    pub service: Option<String>,
+    /// The user's access token, forwarded on calls made for them.
+    bearer: Option<Arc<str>>,
 }
 
 impl Caller {
-    /// The caller named in `metadata`, or `UNAUTHENTICATED`.
-    pub fn from_metadata(metadata: &tonic::metadata::MetadataMap) -> Result<Caller, tonic::Status> {
-        let user_id = metadata
-            .get(USER_ID_METADATA)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| tonic::Status::unauthenticated("no caller identity (x-user-id)"))?;
-        let roles = metadata
-            .get(USER_ROLES_METADATA)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(',')
-                    .map(|r| r.trim().to_string())
-                    .filter(|r| !r.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Caller {
-            user_id: user_id.to_string(),
-            roles,
-        })
+    /// The user of verified access-token `claims`; `token` is forwarded on
+    /// calls made for them.
+    pub fn user(claims: &Claims, token: &str) -> Caller {
+        Caller {
+            user_id: claims.sub.clone(),
+            roles: vec![claims.role.clone()],
+            service: None,
+            bearer: Some(token.into()),
+        }
+    }
+
+    /// The same user, reached through the component `service`.
+    pub fn via(mut self, service: Option<String>) -> Caller {
+        self.service = service;
+        self
+    }
+
+    /// A component of the mesh, calling on its own behalf.
+    pub fn service(name: &str) -> Caller {
+        Caller {
+            user_id: format!("svc:{name}"),
+            roles: vec![ROLE_SERVICE.to_string()],
+            service: Some(name.to_string()),
+            bearer: None,
+        }
     }
 
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r == ROLE_ADMIN)
     }
 
-    /// Another service of the mesh, calling on its own behalf.
-    pub fn service(name: &str) -> Caller {
-        Caller {
-            user_id: format!("svc:{name}"),
-            roles: vec![ROLE_SERVICE.to_string()],
-        }
-    }
-
+    /// A component calling on its own behalf (not for a user).
     pub fn is_service(&self) -> bool {
         self.roles.iter().any(|r| r == ROLE_SERVICE)
+    }
+
+    /// Whether the call came from component `name` (on its own behalf or
+    /// for a user).
+    pub fn is_from(&self, name: &str) -> bool {
+        self.service.as_deref() == Some(name)
+    }
+
+    /// `PERMISSION_DENIED` unless the call came from one of `components`.
+    pub fn require_from(&self, components: &[&str]) -> Result<(), tonic::Status> {
+        if components.iter().any(|c| self.is_from(c)) {
+            Ok(())
+        } else {
+            Err(tonic::Status::permission_denied(format!(
+                "only {} may call this",
+                components.join(", ")
+            )))
+        }
     }
 
     /// `PERMISSION_DENIED` unless the caller is an admin or a service.
@@ -76,25 +93,13 @@ impl Caller {
         }
     }
 
-    /// A request carrying `message` on behalf of `user_id` with one `role`.
-    pub fn request_as<T>(message: T, user_id: &str, role: &str) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        Caller {
-            user_id: user_id.to_string(),
-            roles: vec![role.to_string()],
-        }
-        .apply(&mut request);
-        request
-    }
-
-    /// Writes this identity into outgoing request metadata.
-    pub fn apply<T>(&self, request: &mut tonic::Request<T>) {
-        let metadata = request.metadata_mut();
-        if let Ok(v) = self.user_id.parse() {
-            metadata.insert(USER_ID_METADATA, v);
-        }
-        if let Ok(v) = self.roles.join(",").parse() {
-            metadata.insert(USER_ROLES_METADATA, v);
+    /// Puts the user's access token (if this caller is a user) on an
+    /// outgoing request, so the next service can verify who it is for.
+    pub fn forward<T>(&self, request: &mut tonic::Request<T>) {
+        if let Some(token) = &self.bearer
+            && let Ok(value) = format!("Bearer {token}").parse()
+        {
+            request.metadata_mut().insert("authorization", value);
         }
     }
 }
