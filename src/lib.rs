@@ -249,14 +249,35 @@ pub fn main() -> ExitCode {
     match args.as_slice() {
         [] => all_in_one(),
         [serve, component] if serve == "serve" => serve_one(component),
+        [keys] if keys == "mesh-keys" => {
+            print!("{}", mesh_keys_env());
+            ExitCode::SUCCESS
+        }
         _ => {
             eprintln!(
-                "usage: shopmesh [serve <gateway|{}>]",
+                "usage: shopmesh [serve <gateway|{}> | mesh-keys]",
                 component_names().join("|")
             );
             ExitCode::from(2)
         }
     }
+}
+
+/// A fresh key set for a deployment, as environment lines: the shared
+/// `MESH_PUBLIC_KEYS` and each component's `MESH_KEY` (under
+/// `<COMPONENT>_MESH_KEY`; give each component only its own).
+pub fn mesh_keys_env() -> String {
+    let mut names: Vec<&str> = ServiceId::ALL.iter().map(|id| id.binary()).collect();
+    names.push(gateway::GATEWAY);
+    let (keys, public) = platform::auth::generate_mesh(&names);
+    let mut out = String::from("# Every component: the keys whose service tokens it accepts.\n");
+    out.push_str(&format!("MESH_PUBLIC_KEYS={}\n", public.to_env()));
+    out.push_str("# Each component's own MESH_KEY (a secret: give each only its own).\n");
+    for (name, key) in keys {
+        let var = name.to_uppercase().replace('-', "_");
+        out.push_str(&format!("{var}_MESH_KEY={}\n", key.expose()));
+    }
+    out
 }
 
 fn component_names() -> Vec<&'static str> {

@@ -568,6 +568,15 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
     for (id, port) in &ports {
         env.push((id.addr_var().to_string(), format!("127.0.0.1:{port}")));
     }
+    // Each process signs its calls with a key of its own, as deployed.
+    let mut names: Vec<&str> = ServiceId::ALL.iter().map(|id| id.binary()).collect();
+    names.push(GATEWAY);
+    let (mesh_keys, public_keys) = platform::auth::generate_mesh(&names);
+    env.push(("MESH_PUBLIC_KEYS".into(), public_keys.to_env()));
+    let mesh_key = |name: &str| {
+        let key = &mesh_keys.iter().find(|(n, _)| n == name).expect("a key").1;
+        ("MESH_KEY".to_string(), key.expose().to_string())
+    };
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_shopmesh"));
     let component = |name: &str, port: u16, extra: Vec<(String, String)>| {
         let env = env.clone();
@@ -596,11 +605,17 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
             component(
                 id.name(),
                 port,
-                vec![("GRPC_ADDR".into(), format!("127.0.0.1:{port}"))],
+                vec![
+                    ("GRPC_ADDR".into(), format!("127.0.0.1:{port}")),
+                    mesh_key(id.binary()),
+                ],
             ),
         );
     }
-    procs.insert(GATEWAY.into(), component(GATEWAY, http_port, vec![]));
+    procs.insert(
+        GATEWAY.into(),
+        component(GATEWAY, http_port, vec![mesh_key(GATEWAY)]),
+    );
     for p in procs.values_mut() {
         p.spawn();
     }

@@ -500,6 +500,16 @@ pub struct JwtConfig {
     pub refresh_ttl: Duration,
 }
 
+/// NATS credentials of this component.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// None, or whatever `NATS_URL` carries (`nats://user:password@host`).
+    #[default]
+    None,
+    /// `NATS_USER` and `NATS_PASSWORD`.
+    UserPassword { user: String, password: Secret },
+}
+
 /// Identity inside the mesh (`MESH_*`): see [`crate::auth::MeshAuth`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeshConfig {
@@ -606,6 +616,9 @@ pub struct Config {
     /// `shop`): the JetStream stream and the subjects it holds (`<prefix>.>`).
     pub nats_stream: String,
     pub nats_prefix: String,
+    /// How this component proves itself to NATS: `NATS_USER` and
+    /// `NATS_PASSWORD`, or credentials in `NATS_URL`.
+    pub nats_auth: NatsAuth,
     /// `REDIS_URL`; unset = no cache, in-memory rate limits.
     pub redis_url: Option<String>,
     /// `REDIS_KEY_PREFIX`: first part of every Redis key (cache, rate
@@ -784,6 +797,27 @@ impl Config {
             nats_url: v.url("NATS_URL", &["nats", "tls", "ws", "wss"])?,
             redis_url: v.url("REDIS_URL", &["redis", "rediss"])?,
             redis_key_prefix: String::new(),
+            nats_auth: match (v.raw("NATS_USER"), v.raw("NATS_PASSWORD")) {
+                (Some(user), Some(password)) => NatsAuth::UserPassword {
+                    user,
+                    password: Secret(password),
+                },
+                (Some(user), None) => {
+                    return Err(ConfigError::new(
+                        "NATS_PASSWORD",
+                        "",
+                        format!("NATS_USER={user} needs NATS_PASSWORD"),
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::new(
+                        "NATS_USER",
+                        "",
+                        "NATS_PASSWORD is set without NATS_USER",
+                    ));
+                }
+                (None, None) => NatsAuth::None,
+            },
             nats_stream: v
                 .parse_with("NATS_STREAM", name_token)?
                 .unwrap_or_else(|| "SHOP".into()),

@@ -534,6 +534,7 @@ pub async fn connect(config: &crate::Config) -> Result<Arc<dyn EventBus>, BusErr
             let settings = nats::NatsSettings {
                 stream: config.nats_stream.clone(),
                 prefix: config.nats_prefix.clone(),
+                auth: config.nats_auth.clone(),
                 ..Default::default()
             };
             Ok(Arc::new(nats::NatsBus::connect(url, settings).await?))

@@ -50,6 +50,8 @@ pub struct NatsSettings {
     pub connect_timeout: Duration,
     /// How long events are kept.
     pub max_age: Duration,
+    /// Credentials of this connection.
+    pub auth: crate::config::NatsAuth,
 }
 
 impl Default for NatsSettings {
@@ -60,6 +62,7 @@ impl Default for NatsSettings {
             publish_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
             max_age: Duration::from_secs(7 * 24 * 3600),
+            auth: crate::config::NatsAuth::None,
         }
     }
 }
@@ -71,6 +74,42 @@ pub struct NatsBus {
     settings: NatsSettings,
 }
 
+/// `nats://user:password@host:port` as the URL without its user part and
+/// the (percent-decoded) user and password.
+fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let decode = |s: &str| percent_decode(s).unwrap_or_else(|| s.to_string());
+    (
+        format!("{scheme}://{host}"),
+        Some((decode(user), decode(password))),
+    )
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn unavailable(err: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(err.to_string())
 }
@@ -78,7 +117,23 @@ fn unavailable(err: impl std::fmt::Display) -> BusError {
 impl NatsBus {
     /// Connects and creates (or updates) the stream.
     pub async fn connect(url: &str, settings: NatsSettings) -> Result<Self, BusError> {
-        let client = async_nats::ConnectOptions::new()
+        // async-nats does not read credentials from the URL: take them out
+        // (so no message ever shows the password) and pass them on.
+        let (url, in_url) = split_credentials(url);
+        let url = url.as_str();
+        let options = match (&settings.auth, in_url) {
+            (crate::config::NatsAuth::UserPassword { user, password }, _) => {
+                async_nats::ConnectOptions::with_user_and_password(
+                    user.clone(),
+                    password.expose().to_string(),
+                )
+            }
+            (crate::config::NatsAuth::None, Some((user, password))) => {
+                async_nats::ConnectOptions::with_user_and_password(user, password)
+            }
+            (crate::config::NatsAuth::None, None) => async_nats::ConnectOptions::new(),
+        };
+        let client = options
             .name("shopmesh")
             .connection_timeout(settings.connect_timeout)
             .request_timeout(Some(settings.publish_timeout))
@@ -439,5 +494,29 @@ impl EventBus for NatsBus {
 
     fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_credentials;
+
+    #[test]
+    fn credentials_are_taken_out_of_the_url() {
+        assert_eq!(
+            split_credentials("nats://order-svc:p%40ss@nats:4222"),
+            (
+                "nats://nats:4222".to_string(),
+                Some(("order-svc".to_string(), "p@ss".to_string()))
+            )
+        );
+        assert_eq!(
+            split_credentials("nats://127.0.0.1:4222"),
+            ("nats://127.0.0.1:4222".to_string(), None)
+        );
+        assert_eq!(
+            split_credentials("tls://u:p@a:1,b:2"),
+            ("tls://a:1,b:2".to_string(), Some(("u".into(), "p".into())))
+        );
     }
 }
