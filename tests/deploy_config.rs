@@ -179,6 +179,7 @@ fn every_overlay_renders_and_validates_strictly() {
             text.contains("kind: Deployment"),
             "{overlay} renders workloads"
         );
+        hpa_targets_name_no_replicas(overlay, &text);
         let file = dir.join(format!("{overlay}.yaml"));
         std::fs::write(&file, &text).unwrap();
         for version in ["1.31.0", "1.33.0"] {
@@ -196,4 +197,37 @@ fn every_overlay_renders_and_validates_strictly() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Deployment that an HPA scales must not name `replicas`: every apply
+/// would reset the count the HPA chose.
+fn hpa_targets_name_no_replicas(overlay: &str, rendered: &str) {
+    let documents: Vec<&str> = rendered.split("\n---\n").collect();
+    let field = |doc: &str, key: &str| {
+        doc.lines()
+            .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string()))
+    };
+    let mut targets = Vec::new();
+    for doc in &documents {
+        if doc.contains("kind: HorizontalPodAutoscaler") {
+            let target = doc.split("scaleTargetRef:").nth(1).expect("a scale target");
+            targets.push(field(target, "name:").expect("a target name"));
+        }
+    }
+    for target in &targets {
+        let deployment = documents
+            .iter()
+            .find(|doc| {
+                doc.contains("kind: Deployment")
+                    && doc.contains(&format!("\n  name: {target}\n"))
+            })
+            .unwrap_or_else(|| panic!("{overlay}: the HPA's Deployment {target} exists"));
+        assert!(
+            !deployment.contains("\n  replicas:"),
+            "{overlay}: {target} is scaled by an HPA and must not set replicas"
+        );
+    }
+    if overlay == "prod" {
+        assert!(!targets.is_empty(), "prod scales with HPAs");
+    }
 }
