@@ -74,3 +74,58 @@ mod tests {
         );
     }
 }
+
+/// The type of each event, from its payload: one exhaustive match, so a new
+/// payload cannot be published or subscribed to under a made-up name.
+impl events::envelope::Payload {
+    pub fn event_type(&self) -> &'static str {
+        use events::envelope::Payload::*;
+        match self {
+            UserRegistered(_) => "user.registered",
+            OrderCreated(_) => "order.created",
+            OrderCancelled(_) => "order.cancelled",
+            PaymentProcessed(_) => "payment.processed",
+            PaymentFailed(_) => "payment.failed",
+            PaymentRefunded(_) => "payment.refunded",
+            ShippingUpdated(_) => "shipping.updated",
+            InventoryLow(_) => "inventory.low",
+            ReviewCreated(_) => "review.created",
+        }
+    }
+
+    /// Every event type there is.
+    pub const ALL_TYPES: [&'static str; 9] = [
+        "user.registered",
+        "order.created",
+        "order.cancelled",
+        "payment.processed",
+        "payment.failed",
+        "payment.refunded",
+        "shipping.updated",
+        "inventory.low",
+        "review.created",
+    ];
+}
+
+#[cfg(test)]
+mod event_type_tests {
+    use super::events::envelope::Payload;
+    use super::events::*;
+
+    #[test]
+    fn every_payload_has_its_own_listed_type() {
+        let payloads = [
+            Payload::UserRegistered(UserRegistered::default()),
+            Payload::OrderCreated(OrderCreated::default()),
+            Payload::OrderCancelled(OrderCancelled::default()),
+            Payload::PaymentProcessed(PaymentProcessed::default()),
+            Payload::PaymentFailed(PaymentFailed::default()),
+            Payload::PaymentRefunded(PaymentRefunded::default()),
+            Payload::ShippingUpdated(ShippingUpdated::default()),
+            Payload::InventoryLow(InventoryLow::default()),
+            Payload::ReviewCreated(ReviewCreated::default()),
+        ];
+        let types: Vec<&str> = payloads.iter().map(Payload::event_type).collect();
+        assert_eq!(types, Payload::ALL_TYPES);
+    }
+}

@@ -314,13 +314,29 @@ pub fn dlq_subject(prefix: &str, consumer: &str) -> String {
     format!("{prefix}.dlq.{consumer}")
 }
 
+/// A new envelope of `payload`, typed by it: UUIDv7 id, now, and the
+/// current trace context.
+pub fn event(
+    aggregate_id: &str,
+    source: &str,
+    payload: proto::events::envelope::Payload,
+) -> Envelope {
+    envelope(payload.event_type(), aggregate_id, source, payload)
+}
+
 /// A new envelope: UUIDv7 id, now, and the current trace context.
+/// `event_type` must be the payload's own ([`event`] derives it).
 pub fn envelope(
     event_type: &str,
     aggregate_id: &str,
     source: &str,
     payload: proto::events::envelope::Payload,
 ) -> Envelope {
+    debug_assert_eq!(
+        event_type,
+        payload.event_type(),
+        "an event's type is its payload's"
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
