@@ -202,6 +202,12 @@ struct StripeRefund {
     status: String,
 }
 
+/// Reads a Stripe answer; one we cannot read counts as no answer.
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProviderError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}")))
+}
+
 fn intent_outcome(intent: Intent) -> ChargeOutcome {
     if intent.status == "succeeded" {
         ChargeOutcome::Succeeded {
@@ -291,13 +297,9 @@ impl PaymentProvider for StripeProvider {
             )
             .await?;
         match status {
-            200 => serde_json::from_slice::<Intent>(&body)
-                .map(intent_outcome)
-                .map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}"))),
+            200 => decode::<Intent>(&body).map(intent_outcome),
             402 => {
-                let error = serde_json::from_slice::<StripeError>(&body)
-                    .map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}")))?
-                    .error;
+                let error = decode::<StripeError>(&body)?.error;
                 Ok(ChargeOutcome::Declined {
                     code: error
                         .decline_code
@@ -337,8 +339,7 @@ impl PaymentProvider for StripeProvider {
                 "search answered HTTP {status}"
             )));
         }
-        let search: Search = serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}")))?;
+        let search: Search = decode(&body)?;
         Ok(search.data.into_iter().next().map(intent_outcome))
     }
 
@@ -366,8 +367,7 @@ impl PaymentProvider for StripeProvider {
                 "refund answered HTTP {status}"
             )));
         }
-        let refund: StripeRefund = serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}")))?;
+        let refund: StripeRefund = decode(&body)?;
         if refund.status == "failed" {
             return Err(ProviderError::Rejected(
                 "the provider failed the refund".into(),

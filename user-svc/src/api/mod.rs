@@ -1,27 +1,26 @@
 //! gRPC surface of `UserService`: proto <-> domain.
+//!
+//! The tonic methods check who calls and delegate: `accounts` (register,
+//! profile, preferences), `tokens` (login, refresh, logout, JWKS), `admin`
+//! (bootstrap of the admin account).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::auth::{Caller, Claims};
-use platform::error::{invalid_fields, parse_optional};
+use platform::error::invalid_fields;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Collection, Query, StoreError};
-use proto::events::UserRegistered;
-use proto::events::envelope::Payload;
 use proto::user::user_service_server::UserService;
 use proto::user::*;
-use sha2::Digest;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{
-    self, AddressExt, Email, FieldError, Password, RefreshDecision, RefreshToken, Role,
-    TokenStatus, User,
-};
+use crate::domain::{Email, FieldError, RefreshToken, Role, User};
 use crate::keys::KeyRing;
 use crate::passwords::Hasher;
 
-const BAD_CREDENTIALS: &str = "invalid email or password";
+mod accounts;
+mod admin;
+mod tokens;
 
 /// Token lifetimes and claims.
 #[derive(Debug, Clone)]
@@ -60,11 +59,12 @@ fn invalid(errors: Vec<FieldError>) -> Status {
     invalid_fields(errors.into_iter().map(|e| (e.field, e.message)))
 }
 
-fn token_hash(token: &str) -> String {
-    sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// A user that is not there is NotFound; other store errors pass through.
+fn missing_user(err: StoreError) -> Status {
+    match err {
+        StoreError::NotFound => Status::not_found("user not found"),
+        other => other.into(),
+    }
 }
 
 pub(crate) fn to_proto(id: &str, user: &User) -> proto::user::User {
@@ -84,53 +84,6 @@ pub(crate) fn to_proto(id: &str, user: &User) -> proto::user::User {
 }
 
 impl UserApi {
-    /// Creates a user (staging `user.registered` in the same write) and
-    /// publishes the event.
-    pub(crate) async fn create_user(
-        &self,
-        email: Email,
-        password: &Password,
-        name: String,
-        role: Role,
-    ) -> Result<(String, User), Status> {
-        let password_hash = self.hasher.hash(password.expose()).await?;
-        let id = uuid::Uuid::now_v7().to_string();
-        let now = now();
-        let mut user = User {
-            email: email.as_str().to_string(),
-            name,
-            role,
-            password_hash,
-            phone: None,
-            address: None,
-            categories: Vec::new(),
-            created_at: now,
-            updated_at: now,
-            preferences_updated_at: 0,
-            outbox: Default::default(),
-        };
-        let event = platform::events::envelope(
-            "user.registered",
-            &id,
-            "user-svc",
-            Payload::UserRegistered(UserRegistered {
-                user_id: id.clone(),
-                role: role.as_str().to_string(),
-            }),
-        );
-        user.outbox.stage(&event);
-        match self.users.insert(&id, user).await {
-            Ok(stored) => {
-                self.flush(&id).await;
-                Ok((id, stored.value))
-            }
-            Err(StoreError::AlreadyExists { .. }) => {
-                Err(Status::already_exists("email is already registered"))
-            }
-            Err(err) => Err(err.into()),
-        }
-    }
-
     /// Publishes staged events now; on failure the sweeper retries.
     async fn flush(&self, id: &str) {
         if let Err(err) = self.relay.flush(id).await {
@@ -147,130 +100,6 @@ impl UserApi {
             .find_one(Query::new().eq("email", email.as_str()))
             .await?)
     }
-
-    async fn issue_tokens(
-        &self,
-        user_id: &str,
-        role: Role,
-        family: Option<String>,
-    ) -> Result<(String, String), Status> {
-        let claims = Claims::new(
-            user_id,
-            role.as_str(),
-            &self.settings.issuer,
-            &self.settings.audience,
-            self.settings.access_ttl,
-        );
-        let access = self.keys.signing.sign(&claims);
-        let mut secret = [0u8; 32];
-        rand::fill(&mut secret);
-        use base64::Engine as _;
-        let refresh = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
-        let record = RefreshToken {
-            user_id: user_id.to_string(),
-            family_id: family.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-            status: TokenStatus::Active,
-            expires_at: now() + self.settings.refresh_ttl.as_secs() as i64,
-            created_at: now(),
-        };
-        self.tokens.insert(&token_hash(&refresh), record).await?;
-        Ok((access, refresh))
-    }
-
-    async fn revoke_family(&self, family_id: &str) -> Result<(), Status> {
-        let query = Query::new().eq("family_id", family_id).limit(100);
-        let mut cursor = None;
-        loop {
-            let page = self.tokens.find(&query.clone().after(cursor)).await?;
-            for token in &page.items {
-                if token.value.status != TokenStatus::Revoked {
-                    let revoked = self
-                        .tokens
-                        .modify(&token.id, |t| t.status = TokenStatus::Revoked)
-                        .await;
-                    match revoked {
-                        Ok(_) | Err(StoreError::NotFound) => {}
-                        Err(err) => return Err(err.into()),
-                    }
-                }
-            }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(()),
-            }
-        }
-    }
-
-    fn token_pair(&self, access: String, refresh: String) -> (String, String, String, u32, u32) {
-        (
-            access,
-            refresh,
-            "Bearer".into(),
-            self.settings.access_ttl.as_secs() as u32,
-            self.settings.refresh_ttl.as_secs() as u32,
-        )
-    }
-
-    async fn caller_user(
-        &self,
-        caller: &Caller,
-    ) -> Result<platform::store::Versioned<User>, Status> {
-        match self.users.get(&caller.user_id).await {
-            Ok(user) => Ok(user),
-            Err(StoreError::NotFound) => Err(Status::not_found("user not found")),
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    /// Makes sure `email` is an admin with `password` (bootstrap).
-    pub async fn ensure_admin(&self, email: &str, password: &str) -> anyhow::Result<()> {
-        let email =
-            Email::parse(email).map_err(|e| anyhow::anyhow!("ADMIN_EMAIL {}", e.message))?;
-        let password = Password::parse(password)
-            .map_err(|e| anyhow::anyhow!("ADMIN_PASSWORD {}", e.message))?;
-        match self
-            .find_by_email(&email)
-            .await
-            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        {
-            None => {
-                self.create_user(
-                    email.clone(),
-                    &password,
-                    "Administrator".into(),
-                    Role::Admin,
-                )
-                .await
-                .map_err(|s| anyhow::anyhow!("creating the admin: {}", s.message()))?;
-                tracing::info!(email = email.as_str(), "admin account created");
-            }
-            Some(existing) => {
-                let matches = self
-                    .hasher
-                    .verify(password.expose(), &existing.value.password_hash)
-                    .await?
-                    .matches;
-                let hash = if matches {
-                    None
-                } else {
-                    Some(self.hasher.hash(password.expose()).await?)
-                };
-                if existing.value.role != Role::Admin || hash.is_some() {
-                    self.users
-                        .modify(&existing.id, |u| {
-                            u.role = Role::Admin;
-                            if let Some(h) = &hash {
-                                u.password_hash = h.clone();
-                            }
-                            u.updated_at = now();
-                        })
-                        .await?;
-                    tracing::info!(email = email.as_str(), "admin account updated");
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 #[tonic::async_trait]
@@ -280,22 +109,9 @@ impl UserService for UserApi {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let r = request.into_inner();
-        let mut errors = Vec::new();
-        let email = Email::parse(&r.email).map_err(|e| errors.push(e)).ok();
-        let password = Password::parse(&r.password)
-            .map_err(|e| errors.push(e))
-            .ok();
-        let name = domain::parse_name(&r.name).map_err(|e| errors.push(e)).ok();
-        let (Some(email), Some(password), Some(name)) = (email, password, name) else {
-            return Err(invalid(errors));
-        };
-        let (id, user) = self
-            .create_user(email, &password, name, Role::Customer)
-            .await?;
-        Ok(Response::new(RegisterResponse {
-            user: Some(to_proto(&id, &user)),
-        }))
+        self.register_customer(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     #[tracing::instrument(skip_all)]
@@ -303,43 +119,7 @@ impl UserService for UserApi {
         &self,
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
-        let r = request.into_inner();
-        let Ok(email) = Email::parse(&r.email) else {
-            self.hasher.verify_dummy(&r.password).await?;
-            return Err(Status::unauthenticated(BAD_CREDENTIALS));
-        };
-        let Some(user) = self.find_by_email(&email).await? else {
-            self.hasher.verify_dummy(&r.password).await?;
-            return Err(Status::unauthenticated(BAD_CREDENTIALS));
-        };
-        let check = self
-            .hasher
-            .verify(&r.password, &user.value.password_hash)
-            .await?;
-        if !check.matches {
-            return Err(Status::unauthenticated(BAD_CREDENTIALS));
-        }
-        if check.needs_rehash
-            && let Ok(fresh) = self.hasher.hash(&r.password).await
-        {
-            let updated = self
-                .users
-                .modify(&user.id, |u| u.password_hash = fresh.clone())
-                .await;
-            if let Err(err) = updated {
-                tracing::warn!(error = %err, "password rehash not stored");
-            }
-        }
-        let (access, refresh) = self.issue_tokens(&user.id, user.value.role, None).await?;
-        let (access_token, refresh_token, token_type, expires_in, refresh_expires_in) =
-            self.token_pair(access, refresh);
-        Ok(Response::new(LoginResponse {
-            access_token,
-            refresh_token,
-            token_type,
-            expires_in,
-            refresh_expires_in,
-        }))
+        self.log_in(request.into_inner()).await.map(Response::new)
     }
 
     #[tracing::instrument(skip_all)]
@@ -348,64 +128,7 @@ impl UserService for UserApi {
         request: Request<RefreshTokenRequest>,
     ) -> Result<Response<RefreshTokenResponse>, Status> {
         let token = request.into_inner().refresh_token;
-        let rejected = || Status::unauthenticated("invalid or expired refresh token");
-        if token.is_empty() || token.len() > 200 {
-            return Err(rejected());
-        }
-        let id = token_hash(&token);
-        let stored = match self.tokens.get(&id).await {
-            Ok(stored) => stored,
-            Err(StoreError::NotFound) => return Err(rejected()),
-            Err(err) => return Err(err.into()),
-        };
-        match stored.value.decide(now()) {
-            RefreshDecision::Reject => return Err(rejected()),
-            RefreshDecision::ReuseDetected => {
-                tracing::warn!(family = %stored.value.family_id, "refresh token reuse: revoking the family");
-                self.revoke_family(&stored.value.family_id).await?;
-                return Err(rejected());
-            }
-            RefreshDecision::Rotate => {}
-        }
-        // Rotate with CAS: of two concurrent uses, one wins and the other
-        // counts as reuse.
-        let rotated = self
-            .tokens
-            .update(&id, |t| match t.decide(now()) {
-                RefreshDecision::Rotate => {
-                    t.status = TokenStatus::Rotated;
-                    Ok(())
-                }
-                other => Err(other),
-            })
-            .await?;
-        if let Err(decision) = rotated {
-            if decision == RefreshDecision::ReuseDetected {
-                self.revoke_family(&stored.value.family_id).await?;
-            }
-            return Err(rejected());
-        }
-        let user = match self.users.get(&stored.value.user_id).await {
-            Ok(user) => user,
-            Err(StoreError::NotFound) => return Err(rejected()),
-            Err(err) => return Err(err.into()),
-        };
-        let (access, refresh) = self
-            .issue_tokens(
-                &user.id,
-                user.value.role,
-                Some(stored.value.family_id.clone()),
-            )
-            .await?;
-        let (access_token, refresh_token, token_type, expires_in, refresh_expires_in) =
-            self.token_pair(access, refresh);
-        Ok(Response::new(RefreshTokenResponse {
-            access_token,
-            refresh_token,
-            token_type,
-            expires_in,
-            refresh_expires_in,
-        }))
+        self.rotate(token).await.map(Response::new)
     }
 
     #[tracing::instrument(skip_all)]
@@ -415,13 +138,7 @@ impl UserService for UserApi {
     ) -> Result<Response<LogoutResponse>, Status> {
         let caller = self.mesh.caller(request.metadata()).await?;
         let token = request.into_inner().refresh_token;
-        if let Ok(stored) = self.tokens.get(&token_hash(&token)).await {
-            // Only the owner can end a session; anything else is a no-op.
-            if stored.value.user_id == caller.user_id {
-                self.revoke_family(&stored.value.family_id).await?;
-            }
-        }
-        Ok(Response::new(LogoutResponse {}))
+        self.log_out(&caller, token).await.map(Response::new)
     }
 
     async fn get_profile(
@@ -429,10 +146,7 @@ impl UserService for UserApi {
         request: Request<GetProfileRequest>,
     ) -> Result<Response<GetProfileResponse>, Status> {
         let caller = self.mesh.caller(request.metadata()).await?;
-        let user = self.caller_user(&caller).await?;
-        Ok(Response::new(GetProfileResponse {
-            user: Some(to_proto(&user.id, &user.value)),
-        }))
+        self.profile(&caller).await.map(Response::new)
     }
 
     async fn update_profile(
@@ -440,63 +154,16 @@ impl UserService for UserApi {
         request: Request<UpdateProfileRequest>,
     ) -> Result<Response<UpdateProfileResponse>, Status> {
         let caller = self.mesh.caller(request.metadata()).await?;
-        let r = request.into_inner();
-        let mut errors = Vec::new();
-        let name = parse_optional(r.name.as_deref(), domain::parse_name, &mut errors);
-        // An empty phone removes it.
-        let phone = match r.phone.as_deref().map(str::trim) {
-            None => None,
-            Some("") => Some(None),
-            Some(p) => domain::parse_phone(p)
-                .map(|p| Some(Some(p)))
-                .map_err(|e| errors.push(e))
-                .ok()
-                .flatten(),
-        };
-        let address = match r.address {
-            None => None,
-            Some(a) => domain::Address::from(a)
-                .parse()
-                .map_err(|e| errors.extend(e))
-                .ok(),
-        };
-        if !errors.is_empty() {
-            return Err(invalid(errors));
-        }
-        let updated = self
-            .users
-            .modify(&caller.user_id, |u| {
-                if let Some(name) = &name {
-                    u.name = name.clone();
-                }
-                if let Some(phone) = &phone {
-                    u.phone = phone.clone();
-                }
-                if r.clear_address {
-                    u.address = None;
-                }
-                if let Some(address) = &address {
-                    u.address = Some(address.clone());
-                }
-                u.updated_at = now();
-            })
-            .await;
-        let user = match updated {
-            Ok(user) => user,
-            Err(StoreError::NotFound) => return Err(Status::not_found("user not found")),
-            Err(err) => return Err(err.into()),
-        };
-        Ok(Response::new(UpdateProfileResponse {
-            user: Some(to_proto(&user.id, &user.value)),
-        }))
+        self.update_own_profile(&caller, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn get_jwks(
         &self,
         _: Request<GetJwksRequest>,
     ) -> Result<Response<GetJwksResponse>, Status> {
-        let keys = self.keys.jwks.keys.iter().map(Jwk::from).collect();
-        Ok(Response::new(GetJwksResponse { keys }))
+        Ok(Response::new(self.jwks()))
     }
 
     async fn update_preferences(
@@ -504,26 +171,9 @@ impl UserService for UserApi {
         request: Request<UpdatePreferencesRequest>,
     ) -> Result<Response<UpdatePreferencesResponse>, Status> {
         let caller = self.mesh.caller(request.metadata()).await?;
-        let categories = domain::parse_categories(&request.into_inner().categories)
-            .map_err(|e| invalid(vec![e]))?;
-        let updated = self
-            .users
-            .modify(&caller.user_id, |u| {
-                u.categories = categories.clone();
-                u.preferences_updated_at = now();
-            })
-            .await;
-        let user = match updated {
-            Ok(user) => user,
-            Err(StoreError::NotFound) => return Err(Status::not_found("user not found")),
-            Err(err) => return Err(err.into()),
-        };
-        Ok(Response::new(UpdatePreferencesResponse {
-            preferences: Some(Preferences {
-                categories: user.value.categories,
-                updated_at: timestamp(user.value.preferences_updated_at),
-            }),
-        }))
+        self.update_own_preferences(&caller, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn get_preferences(
@@ -531,13 +181,7 @@ impl UserService for UserApi {
         request: Request<GetPreferencesRequest>,
     ) -> Result<Response<GetPreferencesResponse>, Status> {
         let caller = self.mesh.caller(request.metadata()).await?;
-        let user = self.caller_user(&caller).await?;
-        Ok(Response::new(GetPreferencesResponse {
-            preferences: Some(Preferences {
-                categories: user.value.categories,
-                updated_at: timestamp(user.value.preferences_updated_at),
-            }),
-        }))
+        self.own_preferences(&caller).await.map(Response::new)
     }
 
     async fn get_user(
@@ -550,14 +194,6 @@ impl UserService for UserApi {
         if user_id != caller.user_id {
             caller.require_admin_or_service()?;
         }
-        match self.users.get(&user_id).await {
-            Ok(user) => Ok(Response::new(GetUserResponse {
-                user: Some(to_proto(&user.id, &user.value)),
-            })),
-            Err(StoreError::NotFound) | Err(StoreError::Invalid(_)) => {
-                Err(Status::not_found("user not found"))
-            }
-            Err(err) => Err(err.into()),
-        }
+        self.user(&user_id).await.map(Response::new)
     }
 }

@@ -1,0 +1,123 @@
+//! Shipments and labels: a shipment is prepared when the order is created
+//! and gets its label from the carrier once the order is paid.
+
+use platform::store::StoreError;
+use tonic::Status;
+
+use super::{ShippingApi, now, record};
+use crate::domain::{self, Shipment, Status as St, TrackingEvent, Update};
+
+fn decide_ok(current: St, next: St) -> bool {
+    domain::decide(current, next) == Update::Advance
+}
+
+impl ShippingApi {
+    /// `order.created`: prepare the shipment (once per order).
+    pub async fn prepare(&self, order: &proto::events::OrderCreated) -> Result<(), Status> {
+        let a = order.shipping_address.clone().unwrap_or_default();
+        let shipment = Shipment {
+            order_id: order.order_id.clone(),
+            user_id: order.user_id.clone(),
+            status: St::Pending,
+            carrier: String::new(),
+            service: String::new(),
+            tracking_number: None,
+            address: domain::Address::from(a),
+            weight_grams: order
+                .items
+                .iter()
+                .map(|i| i.weight_grams * i.quantity)
+                .sum(),
+            events: vec![TrackingEvent {
+                status: St::Pending,
+                at: now(),
+                location: String::new(),
+                description: "awaiting payment".into(),
+            }],
+            created_at: now(),
+            updated_at: now(),
+            label_pending_since: None,
+            flagged_updates: Vec::new(),
+            outbox: Default::default(),
+        };
+        // One shipment per order (unique index): a redelivery, or an order
+        // voided before its creation was seen, leaves the existing one.
+        match self
+            .shipments
+            .insert(&uuid::Uuid::now_v7().to_string(), shipment)
+            .await
+        {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// `payment.processed`: buy the label (once; the carrier call is keyed
+    /// by the shipment id). NotFound while `order.created` is on its way.
+    /// The purchase is announced on the shipment first, so a void waits for
+    /// it instead of racing it: no label is bought for a voided shipment.
+    pub async fn label(&self, order_id: &str) -> Result<(), Status> {
+        let shipment = self
+            .by_order(order_id)
+            .await?
+            .ok_or_else(|| Status::not_found("no shipment for this order yet"))?;
+        let id = shipment.id.clone();
+        let claimed = self
+            .shipments
+            .update(&id, |s| {
+                if s.status != St::Pending {
+                    return Err(false);
+                }
+                let at = now();
+                if s.label_pending_since
+                    .is_some_and(|t| at - t < domain::LABEL_PURCHASE_SECS)
+                {
+                    return Err(true);
+                }
+                s.label_pending_since = Some(at);
+                Ok(())
+            })
+            .await?;
+        let shipment = match claimed {
+            Ok(claimed) => claimed,
+            // Voided, or labelled already.
+            Err(false) => return Ok(()),
+            Err(true) => {
+                return Err(Status::unavailable(
+                    "a label is being bought for this shipment",
+                ));
+            }
+        };
+        let label = self
+            .carrier
+            .create_label(
+                &shipment.id,
+                &shipment.value.address.country,
+                shipment.value.weight_grams,
+            )
+            .await;
+        let label = match label {
+            Ok(label) => label,
+            Err(e) => {
+                let _ = self
+                    .shipments
+                    .modify(&id, |s| s.label_pending_since = None)
+                    .await;
+                return Err(Status::unavailable(e.to_string()));
+            }
+        };
+        self.shipments
+            .modify(&id, |s| {
+                s.label_pending_since = None;
+                if decide_ok(s.status, St::LabelCreated) {
+                    s.carrier = label.carrier.clone();
+                    s.service = label.service.clone();
+                    s.tracking_number = Some(label.tracking_number.clone());
+                    record(&id, s, St::LabelCreated, now(), "", "label created");
+                }
+            })
+            .await?;
+        self.flush(&id).await;
+        Ok(())
+    }
+}
