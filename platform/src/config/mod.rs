@@ -112,6 +112,9 @@ pub struct Config {
     /// gateway append to `X-Forwarded-For`; the client address is the entry
     /// that many from the right (0: the socket peer).
     pub trusted_proxy_hops: usize,
+    /// `OUTBOX_SWEEP_INTERVAL_MS` (default 5000): how often each service
+    /// republishes events a crash or a bus outage left in its outbox.
+    pub outbox_sweep_interval: Duration,
     /// Payment timeout, caps and sweeper timing of the order saga.
     pub saga: SagaSettings,
 }
@@ -215,6 +218,8 @@ impl Config {
                 .unwrap_or_default(),
             request_timeout: v.positive_millis("REQUEST_TIMEOUT_MS", Duration::from_secs(30))?,
             trusted_proxy_hops: trusted_proxy_hops(&v)?,
+            outbox_sweep_interval: v
+                .positive_millis("OUTBOX_SWEEP_INTERVAL_MS", Duration::from_secs(5))?,
             saga: SagaSettings::from_vars(&v)?,
             low_stock_threshold: v
                 .number("LOW_STOCK_THRESHOLD", "a whole number of units")?

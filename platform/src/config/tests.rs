@@ -14,6 +14,7 @@ fn defaults_run_embedded() {
     let c = load(&[]).unwrap();
     assert_eq!(c.database_url, DatabaseUrl::Memory);
     assert_eq!(c.nats_url, None);
+    assert_eq!(c.outbox_sweep_interval, Duration::from_secs(5));
     assert_eq!(c.redis_url, None);
     assert_eq!(c.telemetry.otlp_endpoint, None);
     assert_eq!(c.telemetry.service_name, "test-svc");

@@ -116,6 +116,19 @@ where
         Self { collection, bus }
     }
 
+    /// After a write that staged events: publishes them now, or leaves them
+    /// to the sweeper (which retries) when the bus or store fails, saying so.
+    pub async fn flush_or_defer(&self, id: &str) {
+        if let Err(err) = self.flush(id).await {
+            tracing::warn!(
+                error = %err,
+                collection = self.collection.name(),
+                document = id,
+                "event publish deferred to the outbox sweeper"
+            );
+        }
+    }
+
     /// Publishes the staged events of document `id` in order, then removes
     /// them from it. Returns how many were published.
     pub async fn flush(&self, id: &str) -> Result<usize, RelayError> {

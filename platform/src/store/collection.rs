@@ -32,6 +32,11 @@ impl<T> Collection<T> {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
 }
 
 impl<T> fmt::Debug for Collection<T> {
