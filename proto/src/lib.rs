@@ -14,6 +14,8 @@ include!(concat!(env!("OUT_DIR"), "/shop.rs"));
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/shop_descriptor.bin"));
 
+pub mod ext;
+
 pub use shop::common::v1 as common;
 pub use shop::events::v1 as events;
 pub use shop::notification::v1 as notification;
