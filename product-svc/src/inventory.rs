@@ -1,9 +1,9 @@
 //! Reservations: reserve, commit and release an order's stock, and the
 //! sweeper that settles what a crash or a lost call left open.
 //!
-//! Every move of a reservation goes through [`reservation::plan`] and a CAS
-//! from the state it was planned in, so commit and release of one order are
-//! decided once whatever their timing (see `domain/reservation.rs`).
+//! Every move of a reservation goes through [`reservation::next`] and a CAS
+//! from the state it was decided in, so reserve, commit and release of one
+//! order are decided once whatever their timing (see `domain/reservation.rs`).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ use proto::order::OrderStatus;
 use tonic::Status;
 
 use crate::api::ProductApi;
-use crate::domain::reservation::{self, Command, Plan, Refusal, Work};
+use crate::domain::reservation::{self, Command, Refusal, Transition, Work};
 use crate::domain::{Reservation, ReservationState as S, StockError};
 
 /// A reservation caught between two states is looked at again after this
@@ -159,9 +159,14 @@ impl ProductApi {
                 .get(order_id)
                 .await
                 .map_err(Self::lookup_reservation)?;
-            let (marker, work, done) = match reservation::plan(current.value.state, command) {
-                Ok(Plan::Done) => return Ok(current),
-                Ok(Plan::Run { marker, work, done }) => (marker, work, done),
+            let (marker, work, done) = match reservation::next(current.value.state, command) {
+                Ok(Transition::Done) => return Ok(current),
+                Ok(Transition::Run { marker, work, done }) => (marker, work, done),
+                Ok(other) => {
+                    return Err(Status::internal(format!(
+                        "{command:?} does not settle a reservation ({other:?})"
+                    )));
+                }
                 Err(r) => return Err(refusal(r)),
             };
             if current.value.state != marker {
@@ -209,8 +214,8 @@ impl ProductApi {
             expires_at: at + (self.saga.payment_timeout + self.saga.orphan_grace).as_secs() as i64,
             settle_at: Some(at + STUCK_AFTER_SECS),
         };
-        match self.reservations.insert(order_id, intent).await {
-            Ok(_) => {}
+        let existing = match self.reservations.insert(order_id, intent).await {
+            Ok(created) => created,
             Err(StoreError::AlreadyExists { .. }) => {
                 let existing = self.reservations.get(order_id).await?;
                 if existing.value.lines != lines {
@@ -222,16 +227,18 @@ impl ProductApi {
                         )
                     });
                 }
-                match existing.value.state {
-                    // A retry of a reserve still under way (or cut short):
-                    // the per-product changes are idempotent, go on.
-                    S::Reserving => {}
-                    S::Active | S::Committing | S::Committed => return Ok(existing.value),
-                    _ => return Err(released()),
-                }
+                existing
             }
             Err(err) => return Err(err.into()),
-        }
+        };
+        let from = existing.value.state;
+        let (done, failed) = match reservation::next(from, Command::Reserve) {
+            // New, or a retry of a reserve still under way (or cut short):
+            // the per-product changes are idempotent, go on.
+            Ok(Transition::Take { done, failed }) => (done, failed),
+            Ok(_) => return Ok(existing.value),
+            Err(_) => return Err(released()),
+        };
         let mut failure = None;
         for (reached, (product_id, quantity)) in lines.iter().enumerate() {
             let (order, quantity, threshold, id) = (
@@ -280,7 +287,7 @@ impl ProductApi {
                     .await?;
             }
             if self
-                .move_reservation(order_id, S::Reserving, S::Released)
+                .move_reservation(order_id, from, failed)
                 .await?
                 .is_err()
             {
@@ -292,24 +299,21 @@ impl ProductApi {
             return Err(status);
         }
         let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
-        match self
-            .move_reservation(order_id, S::Reserving, S::Active)
-            .await?
-        {
+        match self.move_reservation(order_id, from, done).await? {
             Ok(active) => {
                 self.after_write(&ids).await;
                 Ok(active.value)
             }
-            Err(S::Active | S::Committing | S::Committed) => {
+            Err(moved) => match reservation::next(moved, Command::Reserve) {
                 // A concurrent retry of this reserve finished first.
-                Ok(self.reservations.get(order_id).await?.value)
-            }
-            Err(_) => {
-                // Released while the lines were being taken: the release
-                // may have run before some of them, so give them back again.
-                self.settle_reservation(order_id, Command::Release).await?;
-                Err(released())
-            }
+                Ok(Transition::Done) => Ok(self.reservations.get(order_id).await?.value),
+                _ => {
+                    // Released while the lines were being taken: the release
+                    // may have run before some of them, so give them back again.
+                    self.settle_reservation(order_id, Command::Release).await?;
+                    Err(released())
+                }
+            },
         }
     }
 
@@ -393,18 +397,17 @@ impl ProductApi {
         let mut moved = 0;
         for doc in due.items {
             let id = doc.id.as_str();
-            let command = match doc.value.state {
+            let command = match reservation::next(doc.value.state, Command::Sweep) {
                 // Cut short mid-way: finish what was started.
-                S::Reserving | S::Releasing | S::Restocking => Some(Command::Release),
-                S::Committing => Some(Command::Commit),
-                S::Active => match self.owner_verdict(id).await {
+                Ok(Transition::Settle(command)) => Some(command),
+                Ok(Transition::AskOwner) => match self.owner_verdict(id).await {
                     Ok(verdict) => verdict,
                     Err(status) => {
                         tracing::warn!(order = id, code = ?status.code(), "cannot ask order-svc about a reservation; will retry");
                         None
                     }
                 },
-                S::Committed | S::Released | S::Restocked => None,
+                _ => None,
             };
             let result = match command {
                 Some(command) => self.settle_reservation(id, command).await.map(|_| ()),

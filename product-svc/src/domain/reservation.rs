@@ -1,5 +1,5 @@
 //! An order's reservation across products, and the one function that says
-//! what commit and release do to it in each state.
+//! what reserve, commit, release and the sweeper do to it in each state.
 //!
 //! A reservation is an intent record (its lines, written before any product
 //! changes) with a state. Commit and release first move it, by CAS, into a
@@ -22,6 +22,12 @@
 //! remember orders released before their reservation reached them
 //! ([`super::Product::release`]), so a reserve still in flight cannot hold
 //! stock for a released order.
+//!
+//! A reserve takes its lines while the reservation is `RESERVING` and then
+//! moves it, by CAS from there only, to `ACTIVE` (or, when a line cannot be
+//! taken, to `RELEASED`); a retry finds it further on and reports it. The
+//! sweeper finishes what a crash left between two states and asks the owner
+//! order about an `ACTIVE` reservation that outlived it.
 
 use serde::{Deserialize, Serialize};
 
@@ -72,10 +78,17 @@ impl ReservationState {
 /// What is asked of a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
+    /// ReserveStock for an order whose reservation exists: a retry, or the
+    /// reserve itself once it took every line and asks to become active.
+    Reserve,
     /// The order was paid: the held units become a sale.
     Commit,
     /// The order will not be paid, or was refunded: give the units back.
     Release,
+    /// The sweeper's look once the reservation's `settle_at` has passed: a
+    /// move cut short (a crash, a lost call), or an expiry or orphan that
+    /// the owner order decides.
+    Sweep,
 }
 
 /// What to do to the products.
@@ -91,15 +104,27 @@ pub enum Work {
 
 /// How a command proceeds from a state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plan {
+pub enum Transition {
     /// CAS into `marker`, do `work` on every line, then CAS from `marker` to `done`.
     Run {
         marker: ReservationState,
         work: Work,
         done: ReservationState,
     },
+    /// Take every line (each take idempotent per order), then CAS to `done`;
+    /// if a line cannot be taken, give back those taken and CAS to `failed`.
+    /// A CAS that finds the reservation moved meanwhile settles it with a
+    /// release.
+    Take {
+        done: ReservationState,
+        failed: ReservationState,
+    },
     /// Already done: nothing changes.
     Done,
+    /// Finish what was started by running `command` to its end.
+    Settle(Command),
+    /// Ask the owner order whether the stock was sold or is to be given back.
+    AskOwner,
 }
 
 /// Why a command cannot proceed.
@@ -107,19 +132,27 @@ pub enum Plan {
 pub enum Refusal {
     /// Commit of a reservation still being made.
     NotComplete,
-    /// Commit of a reservation that was given back.
+    /// Commit of (or reserve for) a reservation that was given back.
     Released,
 }
 
 /// The reservation state machine: what `command` does in state `from`.
-pub fn plan(from: ReservationState, command: Command) -> Result<Plan, Refusal> {
+pub fn next(from: ReservationState, command: Command) -> Result<Transition, Refusal> {
     use ReservationState as S;
-    let run = |marker, work, done| Ok(Plan::Run { marker, work, done });
+    let run = |marker, work, done| Ok(Transition::Run { marker, work, done });
     match (command, from) {
+        (Command::Reserve, S::Reserving) => Ok(Transition::Take {
+            done: S::Active,
+            failed: S::Released,
+        }),
+        (Command::Reserve, S::Active | S::Committing | S::Committed) => Ok(Transition::Done),
+        (Command::Reserve, S::Releasing | S::Released | S::Restocking | S::Restocked) => {
+            Err(Refusal::Released)
+        }
         (Command::Commit, S::Active | S::Committing) => {
             run(S::Committing, Work::Commit, S::Committed)
         }
-        (Command::Commit, S::Committed) => Ok(Plan::Done),
+        (Command::Commit, S::Committed) => Ok(Transition::Done),
         (Command::Commit, S::Reserving) => Err(Refusal::NotComplete),
         (Command::Commit, S::Releasing | S::Released | S::Restocking | S::Restocked) => {
             Err(Refusal::Released)
@@ -130,7 +163,15 @@ pub fn plan(from: ReservationState, command: Command) -> Result<Plan, Refusal> {
         (Command::Release, S::Committing | S::Committed | S::Restocking) => {
             run(S::Restocking, Work::Restock, S::Restocked)
         }
-        (Command::Release, S::Released | S::Restocked) => Ok(Plan::Done),
+        (Command::Release, S::Released | S::Restocked) => Ok(Transition::Done),
+        // Cut short mid-way: finish what was started.
+        (Command::Sweep, S::Reserving | S::Releasing | S::Restocking) => {
+            Ok(Transition::Settle(Command::Release))
+        }
+        (Command::Sweep, S::Committing) => Ok(Transition::Settle(Command::Commit)),
+        // Expired or orphaned: its order says what became of it.
+        (Command::Sweep, S::Active) => Ok(Transition::AskOwner),
+        (Command::Sweep, S::Committed | S::Released | S::Restocked) => Ok(Transition::Done),
     }
 }
 
@@ -170,122 +211,4 @@ impl Reservation {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::ReservationState as S;
-    use super::*;
-
-    #[test]
-    fn the_reservation_table() {
-        let table = [
-            (Command::Commit, S::Reserving, Err(Refusal::NotComplete)),
-            (
-                Command::Commit,
-                S::Active,
-                Ok(Plan::Run {
-                    marker: S::Committing,
-                    work: Work::Commit,
-                    done: S::Committed,
-                }),
-            ),
-            (
-                Command::Commit,
-                S::Committing,
-                Ok(Plan::Run {
-                    marker: S::Committing,
-                    work: Work::Commit,
-                    done: S::Committed,
-                }),
-            ),
-            (Command::Commit, S::Committed, Ok(Plan::Done)),
-            (Command::Commit, S::Releasing, Err(Refusal::Released)),
-            (Command::Commit, S::Released, Err(Refusal::Released)),
-            (Command::Commit, S::Restocking, Err(Refusal::Released)),
-            (Command::Commit, S::Restocked, Err(Refusal::Released)),
-        ];
-        let release = Ok(Plan::Run {
-            marker: S::Releasing,
-            work: Work::Release,
-            done: S::Released,
-        });
-        let restock = Ok(Plan::Run {
-            marker: S::Restocking,
-            work: Work::Restock,
-            done: S::Restocked,
-        });
-        let release_table = [
-            (Command::Release, S::Reserving, release),
-            (Command::Release, S::Active, release),
-            (Command::Release, S::Releasing, release),
-            (Command::Release, S::Released, Ok(Plan::Done)),
-            (Command::Release, S::Committing, restock),
-            (Command::Release, S::Committed, restock),
-            (Command::Release, S::Restocking, restock),
-            (Command::Release, S::Restocked, Ok(Plan::Done)),
-        ];
-        let mut seen = 0;
-        for (command, from, expected) in table.into_iter().chain(release_table) {
-            assert_eq!(plan(from, command), expected, "{command:?} from {from:?}");
-            seen += 1;
-        }
-        assert_eq!(
-            seen,
-            2 * S::ALL.len(),
-            "every state and command is in the table"
-        );
-    }
-
-    #[test]
-    fn a_command_never_moves_a_final_state_somewhere_else() {
-        for from in S::ALL.into_iter().filter(|s| s.is_final()) {
-            for command in [Command::Commit, Command::Release] {
-                match plan(from, command) {
-                    Ok(Plan::Run { marker, .. }) => {
-                        // Only a release of a sale may reopen it, as a restock.
-                        assert_eq!(
-                            (from, command, marker),
-                            (S::Committed, Command::Release, S::Restocking)
-                        );
-                    }
-                    Ok(Plan::Done) | Err(_) => {}
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn each_marker_is_recognised_by_the_other_command() {
-        // Whatever marker one command left (a crash, or a race), the other
-        // command still has a defined way forward.
-        for marker in [S::Committing, S::Releasing, S::Restocking] {
-            assert!(plan(marker, Command::Release).is_ok(), "{marker:?}");
-        }
-        assert_eq!(plan(S::Releasing, Command::Commit), Err(Refusal::Released));
-    }
-
-    #[test]
-    fn only_a_reserving_reservation_may_activate() {
-        for s in S::ALL {
-            assert_eq!(may_activate(s), s == S::Reserving, "{s:?}");
-        }
-    }
-
-    #[test]
-    fn final_states_are_not_rechecked() {
-        let mut r = Reservation {
-            lines: vec![("p".into(), 1)],
-            state: S::Reserving,
-            created_at: 0,
-            updated_at: 0,
-            expires_at: 0,
-            settle_at: None,
-        };
-        r.enter(S::Active, 10, 60);
-        assert_eq!(r.settle_at, Some(70));
-        r.enter(S::Committed, 20, 60);
-        assert_eq!(
-            (r.state, r.settle_at, r.updated_at),
-            (S::Committed, None, 20)
-        );
-        assert!(S::Active.holds_stock() && !S::Committed.holds_stock());
-    }
-}
+mod tests;
