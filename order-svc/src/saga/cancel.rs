@@ -1,0 +1,179 @@
+//! Cancelling an order: at once while unpaid, through a voided shipment
+//! and a refund once paid; expiry of unpaid orders; and a full refund made
+//! by other means, which cancels a paid order.
+
+use platform::auth::Caller;
+use platform::store::Versioned;
+use proto::events::envelope::Payload;
+use tonic::Status;
+
+use super::{new_id, now_ms};
+use crate::api::{OrderApi, lines_of, status_to_proto};
+use crate::domain::{CancelPlan, CancelRefusal, Order, OrderEvent, OrderStatus as S, Step, reason};
+
+/// Stages `order.cancelled` in the order's outbox (same write as the change).
+pub(super) fn stage_cancelled(id: &str, order: &mut Order, previous: S) {
+    let event = platform::events::envelope(
+        "order.cancelled",
+        id,
+        "order-svc",
+        Payload::OrderCancelled(proto::events::OrderCancelled {
+            order_id: id.to_string(),
+            user_id: order.user_id.clone(),
+            previous_status: status_to_proto(previous) as i32,
+            status: status_to_proto(order.status) as i32,
+            reason: order.cancel_reason.clone(),
+            payment_id: order.payment_id.clone(),
+            items: lines_of(order),
+        }),
+    );
+    order.outbox.stage(&event);
+}
+
+/// Cancels an unpaid order for `why`, in one write: CANCELLED, the release
+/// of its stock owed, `order.cancelled` staged.
+fn cancel_unpaid(id: &str, order: &mut Order, why: &str, now: i64) -> bool {
+    let previous = order.status;
+    if order.apply(OrderEvent::Cancel, None).is_err() {
+        return false;
+    }
+    order.cancel_reason = why.to_string();
+    order.close();
+    order.steps.add(Step::ReleaseStock, new_id(), now);
+    stage_cancelled(id, order, previous);
+    true
+}
+
+impl OrderApi {
+    /// CancelOrder. Unpaid orders are CANCELLED at once; paid ones once
+    /// shipping-svc has voided the shipment (REFUNDED); shipped ones not.
+    pub(crate) async fn cancel(
+        &self,
+        caller: &Caller,
+        order: &Versioned<Order>,
+    ) -> Result<Versioned<Order>, Status> {
+        let id = order.id.as_str();
+        let why = if caller.user_id != order.value.user_id && caller.is_admin() {
+            reason::ADMIN
+        } else {
+            reason::CUSTOMER
+        };
+        let mut plan = CancelPlan::Nothing;
+        let decided = self
+            .change::<Option<CancelRefusal>>(id, |o| {
+                let now = now_ms();
+                plan = o.plan_cancel(now).map_err(Some)?;
+                match plan {
+                    CancelPlan::Cancel => {
+                        cancel_unpaid(id, o, why, now);
+                        o.updated_at = now;
+                    }
+                    CancelPlan::VoidThenRefund => o.steps.add(
+                        Step::CancelPaid {
+                            reason: why.to_string(),
+                        },
+                        new_id(),
+                        now,
+                    ),
+                    // Nothing to write.
+                    CancelPlan::Nothing => return Err(None),
+                }
+                Ok(())
+            })
+            .await?;
+        match decided {
+            Err(Some(CancelRefusal::PaymentInProgress)) => {
+                return Err(Status::aborted(
+                    "a payment for this order is in progress; retry shortly",
+                ));
+            }
+            Err(Some(CancelRefusal::Shipped)) => {
+                return Err(Status::failed_precondition(
+                    "the order has shipped and can no longer be cancelled",
+                ));
+            }
+            Ok(_) | Err(None) => {}
+        }
+        if plan != CancelPlan::Nothing {
+            self.after_write(id).await;
+        } else {
+            self.run_steps(id).await;
+        }
+        let current = self.orders.get(id).await?;
+        match current.value.status {
+            S::Cancelled | S::Refunded => Ok(current),
+            S::Shipped | S::Delivered => Err(Status::failed_precondition(
+                "the order has shipped and can no longer be cancelled",
+            )),
+            S::Paid if current.value.steps.cancelling() => Err(Status::unavailable(
+                "the cancellation is under way and will complete; retry to see it",
+            )),
+            S::Paid => Err(Status::failed_precondition(
+                "the carrier has the parcel; the order can no longer be cancelled",
+            )),
+            _ => Ok(current),
+        }
+    }
+
+    /// Expires the order if its time to pay has run out.
+    pub(super) async fn expire(&self, id: &str) -> Result<bool, Status> {
+        let changed = self
+            .change::<()>(id, |o| {
+                let now = now_ms();
+                if !o.is_expired(now) || !cancel_unpaid(id, o, reason::PAYMENT_TIMEOUT, now) {
+                    return Err(());
+                }
+                o.updated_at = now;
+                Ok(())
+            })
+            .await?;
+        if changed.is_ok() {
+            tracing::info!(order = id, "unpaid order cancelled: payment timeout");
+            self.after_write(id).await;
+        }
+        Ok(changed.is_ok())
+    }
+
+    /// `payment.refunded` in full. After a cancel the order is REFUNDED
+    /// already; a refund made by other means (an admin) refunds a paid
+    /// order: its shipment is voided and its stock put back.
+    pub(crate) async fn on_refunded(
+        &self,
+        order_id: &str,
+        payment_id: &str,
+        event_id: Option<&str>,
+    ) -> Result<(), Status> {
+        let changed = self
+            .change::<()>(order_id, |o| {
+                if o.payment_id != payment_id {
+                    return Err(());
+                }
+                match o.status {
+                    S::Paid if !o.steps.cancelling() => {
+                        o.apply(OrderEvent::Refunded, event_id).map_err(|_| ())?;
+                        let now = now_ms();
+                        o.cancel_reason = reason::ADMIN.to_string();
+                        o.steps.add(Step::VoidShipment, new_id(), now);
+                        o.steps.add(Step::ReleaseStock, new_id(), now);
+                        stage_cancelled(order_id, o, S::Paid);
+                        o.updated_at = now;
+                        Ok(())
+                    }
+                    S::Shipped | S::Delivered
+                        if !o.attention.iter().any(|a| a.contains(payment_id)) =>
+                    {
+                        o.attention.push(format!(
+                            "payment {payment_id} refunded after the order shipped"
+                        ));
+                        Ok(())
+                    }
+                    _ => Err(()),
+                }
+            })
+            .await?;
+        if changed.is_ok() {
+            self.after_write(order_id).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,282 @@
+//! Placing an order: the request validated, prices from the catalog,
+//! stock reserved under the order id (given back when the outcome is
+//! unclear), the order stored PENDING_PAYMENT with `order.created`; and the
+//! tombstone that keeps an id whose creation was given up from being placed.
+
+use platform::auth::Caller;
+use platform::deadline::Budget;
+use platform::error::invalid_fields;
+use platform::store::{Query, StoreError, Versioned};
+use proto::events::envelope::Payload;
+use proto::order::CreateOrderRequest;
+use tonic::{Code, Status};
+
+use super::{ambiguous, now_ms};
+use crate::api::{OrderApi, lines_of, money, to_proto};
+use crate::domain::{self, Item, Order};
+
+/// How a creation failed, and whether its key may be used again at once.
+pub(crate) struct CreateFailure {
+    pub status: Status,
+    /// The outcome is unknown (the order may exist): keep the key in
+    /// progress so the retry takes it over and finds out.
+    pub keep_key: bool,
+}
+
+impl From<Status> for CreateFailure {
+    fn from(status: Status) -> Self {
+        CreateFailure {
+            status,
+            keep_key: false,
+        }
+    }
+}
+
+impl From<StoreError> for CreateFailure {
+    fn from(err: StoreError) -> Self {
+        Status::from(err).into()
+    }
+}
+
+impl OrderApi {
+    /// Places an order under `order_id` (the same id on a retry of the
+    /// same Idempotency-Key).
+    pub(crate) async fn create(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+        r: &CreateOrderRequest,
+        budget: &Budget,
+    ) -> Result<proto::order::Order, CreateFailure> {
+        let lines: Vec<(String, u32)> = r
+            .items
+            .iter()
+            .map(|i| (i.product_id.clone(), i.quantity))
+            .collect();
+        let address = r.shipping_address.clone().map(domain::Address::from);
+        let address = domain::validate_request(
+            &lines,
+            address.as_ref(),
+            &r.notes,
+            self.saga.max_units_per_line,
+        )
+        .map_err(|errors| {
+            invalid_fields(errors.iter().map(|e| (e.field.as_str(), e.message.clone())))
+        })?;
+        if let Some(existing) = self.orders.find_by_id(order_id).await? {
+            if existing.value.abandoned || existing.value.user_id != caller.user_id {
+                return Err(
+                    Status::aborted("the order could not be placed; place it again").into(),
+                );
+            }
+            return Ok(to_proto(order_id, &existing.value));
+        }
+        self.check_unpaid_cap(&caller.user_id).await?;
+
+        // Prices and availability from the catalog, never from the client.
+        let ids: Vec<String> = lines.iter().map(|(p, _)| p.clone()).collect();
+        let validation = self
+            .retry
+            .run(|| {
+                let mut products = self.products.clone();
+                let request = self.budget_request(
+                    budget,
+                    proto::product::ValidateProductsRequest {
+                        product_ids: ids.clone(),
+                    },
+                    &self.mesh.own_caller(),
+                );
+                async move { products.validate_products(request).await }
+            })
+            .await?
+            .into_inner()
+            .products;
+        let (items, currency) = priced_items(&lines, &validation)?;
+        let total: i64 = items.iter().map(|i| i.line_total).sum();
+        if total <= 0 {
+            return Err(invalid_fields([(
+                "items",
+                "an order must have something to pay".to_string(),
+            )])
+            .into());
+        }
+
+        let stock_lines: Vec<proto::product::StockLine> = items
+            .iter()
+            .map(|i| proto::product::StockLine {
+                product_id: i.product_id.clone(),
+                quantity: i.quantity as u32,
+            })
+            .collect();
+        let reserved = self
+            .retry
+            .run(|| {
+                let mut products = self.products.clone();
+                let request = self.budget_request(
+                    budget,
+                    proto::product::ReserveStockRequest {
+                        order_id: order_id.to_string(),
+                        lines: stock_lines.clone(),
+                    },
+                    &self.mesh.own_caller(),
+                );
+                async move { products.reserve_stock(request).await }
+            })
+            .await;
+        if let Err(status) = reserved {
+            if ambiguous(&status) {
+                // The reserve may have happened: give it back (a release
+                // also refuses the reserve if it is still on its way). If
+                // this fails too, product-svc's sweeper finds the
+                // reservation without an order and releases it.
+                self.release_now(order_id).await;
+            }
+            return Err(match status.code() {
+                Code::NotFound => invalid_fields([("items", status.message().to_string())]),
+                _ => status,
+            }
+            .into());
+        }
+
+        let now = now_ms();
+        let mut order = Order {
+            user_id: caller.user_id.clone(),
+            items,
+            currency: currency.clone(),
+            total,
+            shipping_address: address,
+            notes: r.notes.trim().to_string(),
+            created_at: now,
+            updated_at: now,
+            expires_at: Some(now + self.saga.payment_timeout.as_millis() as i64),
+            ..Order::default()
+        };
+        order.outbox.stage(&platform::events::envelope(
+            "order.created",
+            order_id,
+            "order-svc",
+            Payload::OrderCreated(proto::events::OrderCreated {
+                order_id: order_id.to_string(),
+                user_id: order.user_id.clone(),
+                items: lines_of(&order),
+                total: money(total, &currency),
+                shipping_address: Some(proto::common::Address::from(&order.shipping_address)),
+            }),
+        ));
+        match self.orders.insert(order_id, order).await {
+            Ok(stored) => {
+                self.after_write(order_id).await;
+                Ok(to_proto(order_id, &stored.value))
+            }
+            Err(StoreError::AlreadyExists { .. }) => {
+                let existing = self.orders.get(order_id).await?;
+                if existing.value.abandoned {
+                    return Err(
+                        Status::aborted("the order could not be placed; place it again").into(),
+                    );
+                }
+                Ok(to_proto(order_id, &existing.value))
+            }
+            Err(err) => {
+                // The write may have landed: leave the stock held and the
+                // key in progress; the retry (or product-svc's sweeper,
+                // asking this service) settles it.
+                Err(CreateFailure {
+                    status: err.into(),
+                    keep_key: true,
+                })
+            }
+        }
+    }
+
+    /// Refuses a new order when the customer already holds the most unpaid ones.
+    async fn check_unpaid_cap(&self, user_id: &str) -> Result<(), Status> {
+        let cap = self.saga.max_unpaid_per_customer as usize;
+        let mut open = 0;
+        for status in ["PENDING_PAYMENT", "PAYMENT_FAILED"] {
+            open += self
+                .orders
+                .find(
+                    &Query::new()
+                        .eq("user_id", user_id)
+                        .eq("status", status)
+                        .limit((cap + 1).min(platform::store::MAX_PAGE)),
+                )
+                .await?
+                .items
+                .len();
+        }
+        if open >= cap {
+            return Err(Status::failed_precondition(format!(
+                "at most {cap} orders may await payment at once; pay or cancel one first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Releases `order_id`'s stock now, best effort (a fresh short deadline:
+    /// the request's own may be spent).
+    async fn release_now(&self, order_id: &str) {
+        let request = self.step_request(proto::product::ReleaseStockRequest {
+            order_id: order_id.to_string(),
+        });
+        if let Err(status) = self.products.clone().release_stock(request).await {
+            tracing::warn!(order = order_id, code = ?status.code(), "stock not released after a failed creation; the reservation sweeper will");
+        }
+    }
+
+    /// GetOrderStatus with `abandon_if_missing`: records an unknown id as
+    /// never placed, atomically, so a creation still under way for it
+    /// cannot complete after its stock was released.
+    pub(crate) async fn abandon_if_missing(&self, id: &str) -> Result<Versioned<Order>, Status> {
+        let tombstone = Order::tombstone(now_ms());
+        match self.orders.insert(id, tombstone).await {
+            Ok(stored) => Ok(stored),
+            Err(StoreError::AlreadyExists { .. }) => Ok(self.orders.get(id).await?),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// Lines priced from the catalog, and their one currency.
+fn priced_items(
+    lines: &[(String, u32)],
+    validation: &[proto::product::ProductValidation],
+) -> Result<(Vec<Item>, String), Status> {
+    let mut items = Vec::new();
+    let mut currencies = Vec::new();
+    let mut errors = Vec::new();
+    for (i, (product_id, quantity)) in lines.iter().enumerate() {
+        let Some(v) = validation.get(i).filter(|v| v.found && v.active) else {
+            errors.push((
+                format!("items[{i}].product_id"),
+                format!("unknown product {product_id}"),
+            ));
+            continue;
+        };
+        let price = v.price.clone().unwrap_or_default();
+        currencies.push(price.currency.clone());
+        items.push(Item {
+            product_id: product_id.clone(),
+            sku: v.sku.clone(),
+            name: v.name.clone(),
+            unit_price: price.amount,
+            quantity: i64::from(*quantity),
+            line_total: price.amount * i64::from(*quantity),
+            weight_grams: v.weight_grams,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(invalid_fields(
+            errors.iter().map(|(f, m)| (f.as_str(), m.clone())),
+        ));
+    }
+    let currency = currencies.first().cloned().unwrap_or_default();
+    if currencies.iter().any(|c| *c != currency) {
+        return Err(invalid_fields([(
+            "items",
+            "all items must be priced in one currency".to_string(),
+        )]));
+    }
+    Ok((items, currency))
+}

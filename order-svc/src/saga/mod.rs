@@ -1,0 +1,102 @@
+//! The order saga: placing, paying, cancelling and expiring orders, and the
+//! steps each of those owes other services.
+//!
+//! Conflicting commands on one order (pay, cancel, expire, carrier and
+//! payment news) are decided by the order document's CAS. A payment attempt
+//! is recorded on the order before the provider is called, so a cancel or
+//! an expiry that comes while it is under way waits for it; a success that
+//! arrives for an order that no longer takes it is refunded. What the saga
+//! owes other services (commit, release, refund, void) is written as a
+//! [`Step`] in the same write as the state change, tried at once and
+//! retried by the sweeper until the peer confirms.
+//!
+//! Timings, chosen together:
+//! - the gateway gives each call 5 s (`GRPC_CLIENT_TIMEOUT_MS`) and the
+//!   budget travels on (`grpc-timeout`), so nothing here works for a caller
+//!   that gave up;
+//! - a duplicate of a create still running waits at most 1 s, then gets
+//!   409 with `Retry-After: 1`; a key whose first request died is taken over
+//!   after 10 s (two budgets), so a careful client's retry succeeds within
+//!   about 10 s of a crash;
+//! - a payment attempt keeps cancel and expiry away for 15 s
+//!   ([`domain::ATTEMPT_LIVE_MS`]);
+//! - product-svc asks about a reservation whose order it cannot see after
+//!   60 s (`RESERVATION_ORPHAN_GRACE_MS`), longer than any creation runs.
+
+mod cancel;
+mod create;
+mod delivery;
+mod pay;
+mod steps;
+
+use std::time::Duration;
+
+use platform::auth::Caller;
+use platform::deadline::Budget;
+use platform::store::{StoreError, Versioned};
+use tonic::{Code, Status};
+
+use crate::api::OrderApi;
+use crate::domain::Order;
+
+pub(crate) use create::CreateFailure;
+
+/// Deadline of the calls a step makes in the background.
+const STEP_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+impl OrderApi {
+    /// A call order-svc makes on its own behalf, in the background.
+    fn step_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = self.mesh.request(message);
+        request.set_timeout(STEP_CALL_TIMEOUT);
+        request
+    }
+
+    /// A call made for `caller` within `budget`.
+    fn budget_request<T>(&self, budget: &Budget, message: T, caller: &Caller) -> tonic::Request<T> {
+        let mut request = budget.request(message);
+        self.mesh.apply(caller, &mut request);
+        request
+    }
+}
+
+/// Whether a failed call may have done its work anyway (no answer came).
+fn ambiguous(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+    )
+}
+
+impl OrderApi {
+    /// Applies `change` to the order with CAS; NOT_FOUND for an unknown id.
+    pub(crate) async fn change<E: Send>(
+        &self,
+        id: &str,
+        change: impl FnMut(&mut Order) -> Result<(), E> + Send,
+    ) -> Result<Result<Versioned<Order>, E>, Status> {
+        self.orders.update(id, change).await.map_err(|e| match e {
+            StoreError::NotFound => Status::not_found("order not found"),
+            other => other.into(),
+        })
+    }
+
+    /// After a write: publish what it staged, then do what it owes.
+    pub(crate) async fn after_write(&self, id: &str) {
+        if let Err(err) = self.relay.flush(id).await {
+            tracing::warn!(error = %err, order = id, "event publish deferred to the outbox sweeper");
+        }
+        self.run_steps(id).await;
+    }
+}

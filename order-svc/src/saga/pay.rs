@@ -1,0 +1,209 @@
+//! Paying an order: the attempt recorded before payment-svc is called,
+//! then the outcome settled on the order (PAID with its stock committed, or
+//! PAYMENT_FAILED and payable again); a success for an order that no longer
+//! takes it is refunded.
+
+use platform::auth::Caller;
+use platform::deadline::Budget;
+use platform::store::Versioned;
+use tonic::{Code, Status};
+
+use super::{ambiguous, new_id, now_ms};
+use crate::api::{OrderApi, money, status_to_proto};
+use crate::domain::{Order, OrderEvent, OrderStatus as S, PayRefusal, Step};
+
+impl OrderApi {
+    /// ProcessPayment: the attempt is recorded, then the payment made.
+    pub(crate) async fn pay(
+        &self,
+        caller: &Caller,
+        order: Versioned<Order>,
+        key: String,
+        card: Option<proto::payment::Card>,
+        budget: &Budget,
+    ) -> Result<(proto::payment::Payment, S), Status> {
+        let id = order.id.clone();
+        // A retry of an attempt that ended gets its answer again, whatever
+        // happened to the order since: the payment service replays it for
+        // the same key and card (and refuses another card under that key).
+        let replay = order.value.finished_attempt(&key).is_some();
+        let started = if replay {
+            Ok(order.clone())
+        } else {
+            self.change(&id, |o| o.begin_payment(&key, now_ms()))
+                .await?
+        };
+        if let Err(refusal) = started {
+            return Err(match refusal {
+                PayRefusal::NotPayable(S::Paid | S::Shipped | S::Delivered) => {
+                    Status::failed_precondition("the order is already paid")
+                }
+                PayRefusal::NotPayable(status) => Status::failed_precondition(format!(
+                    "the order is {} and cannot be paid",
+                    status_to_proto(status)
+                        .as_str_name()
+                        .trim_start_matches("ORDER_STATUS_")
+                )),
+                PayRefusal::InProgress => {
+                    Status::aborted("a payment for this order is in progress; retry shortly")
+                }
+                PayRefusal::Expired => Status::failed_precondition(
+                    "the time to pay this order has run out; it is being cancelled",
+                ),
+            });
+        }
+        let request = self.budget_request(
+            budget,
+            proto::payment::CreatePaymentRequest {
+                order_id: id.clone(),
+                user_id: order.value.user_id.clone(),
+                amount: money(order.value.total, &order.value.currency),
+                idempotency_key: key.clone(),
+                card,
+            },
+            caller,
+        );
+        let reply = self.payments.clone().create_payment(request).await;
+        let payment = match reply {
+            Ok(reply) => reply.into_inner().payment.ok_or_else(|| {
+                Status::internal("the payment service answered without a payment")
+            })?,
+            Err(status) => {
+                if !ambiguous(&status) && status.code() != Code::Aborted {
+                    // Nothing was charged (a bad card, a reused key): the
+                    // attempt is over.
+                    let _ = self
+                        .change::<std::convert::Infallible>(&id, |o| {
+                            if o.payment_attempt.as_ref().is_some_and(|a| a.key == key) {
+                                o.payment_attempt = None;
+                            }
+                            Ok(())
+                        })
+                        .await;
+                }
+                // Otherwise the attempt stays: a retry with the same key
+                // gets the same payment from the payment service.
+                return Err(status);
+            }
+        };
+        use proto::payment::PaymentStatus as P;
+        match P::try_from(payment.status) {
+            Ok(P::Succeeded | P::PartiallyRefunded | P::Refunded) => {
+                let amount = payment.amount.clone().unwrap_or_default();
+                self.on_paid(&id, &payment.id, &amount, Some(&key), None)
+                    .await?
+            }
+            Ok(P::Failed) => {
+                self.on_payment_failed(&id, Some((&key, &payment.id)), None)
+                    .await?
+            }
+            _ => {
+                return Err(Status::unavailable(
+                    "the payment provider has not answered yet; retry with the same Idempotency-Key",
+                ));
+            }
+        }
+        // The payment as it was made (SUCCEEDED or FAILED), even if a cancel
+        // refunded it a moment later: the order's status says where it stands.
+        let status = self.orders.get(&id).await?.value.status;
+        Ok((payment, status))
+    }
+
+    /// A payment succeeded (answer of the payment call, or
+    /// `payment.processed`): the order is PAID and its stock committed,
+    /// or, if it no longer takes payment, the payment is refunded.
+    pub(crate) async fn on_paid(
+        &self,
+        order_id: &str,
+        payment_id: &str,
+        amount: &proto::common::Money,
+        key: Option<&str>,
+        event_id: Option<&str>,
+    ) -> Result<(), Status> {
+        let changed = self
+            .change::<()>(order_id, |o| {
+                if event_id.is_some_and(|e| o.applied_events.iter().any(|x| x == e))
+                    || o.payment_id == payment_id
+                    || o.compensated.iter().any(|p| p == payment_id)
+                {
+                    return Err(());
+                }
+                let now = now_ms();
+                let attempt_key = key
+                    .map(str::to_string)
+                    .or_else(|| o.payment_attempt.as_ref().map(|a| a.key.clone()))
+                    .unwrap_or_default();
+                let matches =
+                    amount.amount == o.total && amount.currency.eq_ignore_ascii_case(&o.currency);
+                if o.is_open() && matches {
+                    o.apply(OrderEvent::PaymentSucceeded, event_id)
+                        .map_err(|_| ())?;
+                    o.payment_id = payment_id.to_string();
+                    o.end_payment(&attempt_key, payment_id);
+                    o.close();
+                    o.steps.add(Step::CommitStock, new_id(), now);
+                } else {
+                    // Not what the order was waiting for: cancelled or
+                    // expired meanwhile, paid already, or the wrong amount.
+                    if o.is_open() {
+                        o.attention.push(format!(
+                            "payment {payment_id} captured {} {} for a total of {} {}; refunded",
+                            amount.amount, amount.currency, o.total, o.currency
+                        ));
+                        let _ = o.apply(OrderEvent::PaymentFailed, None);
+                    }
+                    o.end_payment(&attempt_key, payment_id);
+                    o.compensated.push(payment_id.to_string());
+                    o.steps.add(
+                        Step::Refund {
+                            payment_id: payment_id.to_string(),
+                            key: format!("compensate:{payment_id}"),
+                        },
+                        new_id(),
+                        now,
+                    );
+                    if let Some(e) = event_id {
+                        o.applied_events.push(e.to_string());
+                    }
+                    tracing::warn!(order = %order_id, payment = %payment_id, "a payment arrived for an order that no longer takes it; refunding it");
+                }
+                o.updated_at = now;
+                Ok(())
+            })
+            .await?;
+        if let Ok(order) = &changed {
+            if order.value.payment_id == payment_id {
+                platform::metrics::count(&platform::metrics::ORDERS, &["paid"]);
+            }
+            self.after_write(order_id).await;
+        }
+        Ok(())
+    }
+
+    /// A payment failed: the order may be paid again. `attempt` is the
+    /// (key, payment) of the call that learnt it; an event alone leaves an
+    /// attempt under way alone.
+    pub(crate) async fn on_payment_failed(
+        &self,
+        order_id: &str,
+        attempt: Option<(&str, &str)>,
+        event_id: Option<&str>,
+    ) -> Result<(), Status> {
+        let _ = self
+            .change::<()>(order_id, |o| {
+                let now = now_ms();
+                match attempt {
+                    Some((key, payment_id)) => o.end_payment(key, payment_id),
+                    None if o.live_attempt(now).is_some() => return Err(()),
+                    None => {}
+                }
+                // A failure after a success (or a cancel) changes nothing.
+                if o.apply(OrderEvent::PaymentFailed, event_id).is_ok() {
+                    o.updated_at = now;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+}
