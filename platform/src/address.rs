@@ -1,6 +1,19 @@
-//! A postal address as services store it, with its proto conversions.
+//! A postal address as services store it, its one set of rules, and its
+//! proto conversions.
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::FieldError;
+
+/// Longest value of each field, in characters.
+pub const LIMITS: [(&str, usize); 6] = [
+    ("name", 100),
+    ("line1", 200),
+    ("line2", 200),
+    ("city", 100),
+    ("region", 100),
+    ("postal_code", 20),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Address {
@@ -14,6 +27,47 @@ pub struct Address {
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, upper case once validated.
     pub country: String,
+}
+
+impl Address {
+    /// Checks an address given as field `prefix` (`shipping_address`,
+    /// `address`): name, line1, city and postal code required, every field
+    /// within [`LIMITS`], the country a two-letter ISO 3166-1 code
+    /// (upper-cased here). Every problem is reported at once.
+    pub fn parse(mut self, prefix: &str) -> Result<Address, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let values = [
+            &self.name,
+            &self.line1,
+            &self.line2,
+            &self.city,
+            &self.region,
+            &self.postal_code,
+        ];
+        for ((field, max), value) in LIMITS.iter().zip(values) {
+            let required = !matches!(*field, "line2" | "region");
+            if required && value.trim().is_empty() {
+                errors.push(FieldError::new(format!("{prefix}.{field}"), "is required"));
+            } else if value.chars().count() > *max {
+                errors.push(FieldError::new(
+                    format!("{prefix}.{field}"),
+                    format!("must be at most {max} characters"),
+                ));
+            }
+        }
+        self.country = self.country.trim().to_ascii_uppercase();
+        if self.country.len() != 2 || !self.country.chars().all(|c| c.is_ascii_uppercase()) {
+            errors.push(FieldError::new(
+                format!("{prefix}.country"),
+                "must be a two-letter ISO 3166-1 country code",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(errors)
+        }
+    }
 }
 
 impl From<proto::common::Address> for Address {
@@ -41,5 +95,62 @@ impl From<&Address> for proto::common::Address {
             postal_code: a.postal_code.clone(),
             country: a.country.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paris() -> Address {
+        Address {
+            name: "Ada".into(),
+            line1: "1 Main St".into(),
+            city: "Paris".into(),
+            postal_code: "75001".into(),
+            country: " fr ".into(),
+            ..Address::default()
+        }
+    }
+
+    #[test]
+    fn a_complete_address_is_normalised() {
+        assert_eq!(paris().parse("address").unwrap().country, "FR");
+    }
+
+    #[test]
+    fn every_problem_is_named_under_its_prefix() {
+        let bad = Address {
+            name: String::new(),
+            line2: "x".repeat(201),
+            postal_code: "1".repeat(21),
+            country: "France".into(),
+            ..paris()
+        };
+        let fields: Vec<String> = bad
+            .parse("shipping_address")
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "shipping_address.name",
+                "shipping_address.line2",
+                "shipping_address.postal_code",
+                "shipping_address.country"
+            ]
+        );
+    }
+
+    #[test]
+    fn optional_fields_may_be_empty_but_not_too_long() {
+        assert!(paris().parse("a").is_ok());
+        let long_region = Address {
+            region: "r".repeat(101),
+            ..paris()
+        };
+        assert_eq!(long_region.parse("a").unwrap_err()[0].field, "a.region");
     }
 }

@@ -434,6 +434,29 @@ pub fn parse_optional<I, T, E>(
     }
 }
 
+/// One invalid input field: the vocabulary every service's validation
+/// speaks (`items[0].quantity`, `shipping_address.city`…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `INVALID_ARGUMENT` listing `errors` (see [`invalid_fields`]).
+pub fn invalid(errors: impl IntoIterator<Item = FieldError>) -> tonic::Status {
+    let errors: Vec<FieldError> = errors.into_iter().collect();
+    invalid_fields(errors.iter().map(|e| (e.field.as_str(), e.message.clone())))
+}
+
 /// `INVALID_ARGUMENT` carrying a `google.rpc.BadRequest` with one violation
 /// per field, so the gateway can answer 422 with field errors.
 pub fn invalid_fields<'a>(
