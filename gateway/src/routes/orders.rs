@@ -22,6 +22,7 @@ pub struct OrderLineIn {
     pub product_id: String,
     /// At most `ORDER_MAX_UNITS_PER_LINE` (default 100).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "super::products::integer")]
     pub quantity: u32,
 }
 
@@ -124,7 +125,9 @@ impl From<proto::order::Order> for OrderOut {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CardIn {
     pub number: String,
+    #[serde(deserialize_with = "super::products::integer")]
     pub exp_month: u32,
+    #[serde(deserialize_with = "super::products::integer")]
     pub exp_year: u32,
     pub cvc: String,
 }

@@ -15,10 +15,42 @@ use crate::extract::{AdminUser, ApiJson, AuthUser};
 use crate::problem::{FieldError, Problem};
 use crate::state::AppState;
 
+/// An integer member, written `4` or `4.0`: JSON Schema's `integer` is any
+/// number without a fractional part, so clients (and the document) may
+/// send either.
+pub(crate) fn integer<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    let value = match value.as_f64() {
+        // Integral floats of the i64 range convert exactly.
+        Some(f) if value.is_f64() && f.fract() == 0.0 && (-9.2e18..9.2e18).contains(&f) => {
+            serde_json::Value::from(f as i64)
+        }
+        _ => value,
+    };
+    T::deserialize(value).map_err(serde::de::Error::custom)
+}
+
+/// [`integer`] for a member that may be absent or null.
+pub(crate) fn optional_integer<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(value) => integer(value).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 /// An amount of money in integer minor units.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct Money {
     /// Minor units (cents).
+    #[serde(deserialize_with = "integer")]
     pub amount: i64,
     /// ISO 4217 code, e.g. `USD`.
     pub currency: String,
@@ -135,11 +167,11 @@ pub struct ProductCreate {
     pub category: String,
     pub price: Money,
     /// Units on hand.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer")]
     pub stock: u32,
     #[serde(default)]
     pub image_urls: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer")]
     pub weight_grams: u32,
 }
 
@@ -152,6 +184,7 @@ pub struct ProductUpdate {
     pub category: Option<String>,
     pub price: Option<Money>,
     pub image_urls: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "optional_integer")]
     pub weight_grams: Option<u32>,
     /// Inactive products are hidden and cannot be ordered.
     pub active: Option<bool>,
@@ -160,13 +193,16 @@ pub struct ProductUpdate {
 /// Exactly one of `stock` (units on hand) or `delta` (change of the available units).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct StockUpdate {
+    #[serde(default, deserialize_with = "optional_integer")]
     pub stock: Option<u32>,
+    #[serde(default, deserialize_with = "optional_integer")]
     pub delta: Option<i32>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReviewCreate {
     #[schema(minimum = 1, maximum = 5)]
+    #[serde(deserialize_with = "integer")]
     pub rating: u32,
     #[serde(default)]
     #[schema(max_length = 2000)]
