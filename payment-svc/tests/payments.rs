@@ -79,6 +79,17 @@ fn saga<T>(message: T) -> tonic::Request<T> {
     platform::testing::identity().as_service(message, "order-svc")
 }
 
+/// Charges `request` as the order saga and returns the payment it answers.
+async fn charged(client: &mut Client, request: CreatePaymentRequest) -> Payment {
+    client
+        .create_payment(saga(request))
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap()
+}
+
 #[tokio::test]
 async fn only_the_order_saga_may_charge() {
     let (running, mut client, _bus) = start(&[], None).await;
@@ -161,13 +172,7 @@ async fn a_lost_provider_answer_is_reconciled_without_a_second_charge() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // The client retries with its key: the same payment, no new charge.
-    let retried = client
-        .create_payment(saga(create("order-1", "key-1", "4242424242424242")))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+    let retried = charged(&mut client, create("order-1", "key-1", "4242424242424242")).await;
     assert_eq!(retried.id, payment.id);
     assert_eq!(provider.charges(), 1, "charged exactly once");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -220,13 +225,7 @@ async fn concurrent_payments_of_one_order_charge_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn card_numbers_are_never_stored() {
     let (running, mut client, _) = start(&[], None).await;
-    let payment = client
-        .create_payment(saga(create("order-3", "k", "4242 4242 4242 4242")))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+    let payment = charged(&mut client, create("order-3", "k", "4242 4242 4242 4242")).await;
     assert_eq!(
         (payment.card_brand.as_str(), payment.card_last4.as_str()),
         ("visa", "4242")
@@ -400,13 +399,7 @@ async fn the_service_uses_stripe_when_configured() {
         None,
     )
     .await;
-    let payment = client
-        .create_payment(saga(create("order-4", "k", "4242424242424242")))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+    let payment = charged(&mut client, create("order-4", "k", "4242424242424242")).await;
     assert_eq!(
         (payment.provider.as_str(), payment.provider_ref.as_str()),
         ("stripe", "pi_123")

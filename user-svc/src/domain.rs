@@ -332,8 +332,8 @@ mod tests {
             country: "fr".into(),
             ..Default::default()
         };
-        assert_eq!(ok.clone().parse().unwrap().country, "FR");
-        let errors = Address::default().parse().unwrap_err();
+        assert_eq!(AddressExt::parse(ok.clone()).unwrap().country, "FR");
+        let errors = AddressExt::parse(Address::default()).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
@@ -346,11 +346,10 @@ mod tests {
             ]
         );
         assert!(
-            Address {
+            AddressExt::parse(Address {
                 country: "FRA".into(),
                 ..ok
-            }
-            .parse()
+            })
             .is_err()
         );
     }

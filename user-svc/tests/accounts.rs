@@ -76,6 +76,36 @@ fn register(email: &str) -> RegisterRequest {
     }
 }
 
+/// Registers `email` (see `register`) and returns the new account.
+async fn registered(c: &mut Client, email: &str) -> User {
+    c.register(register(email))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+}
+
+/// Logs `email` in with the password `register` gives.
+async fn logged_in(c: &mut Client, email: &str) -> LoginResponse {
+    c.login(LoginRequest {
+        email: email.into(),
+        password: "correct horse".into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// Presents `token` to `RefreshToken`.
+async fn refresh(c: &mut Client, token: &str) -> Result<RefreshTokenResponse, tonic::Status> {
+    c.refresh_token(RefreshTokenRequest {
+        refresh_token: token.into(),
+    })
+    .await
+    .map(tonic::Response::into_inner)
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -96,21 +126,8 @@ on_both_stores!(
 async fn session_lifecycle_with_rotation_reuse_and_logout(postgres: bool) {
     let h = start(postgres).await;
     let mut c = h.client.clone();
-    let user = c
-        .register(register("ada@example.com"))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
-    let login = c
-        .login(LoginRequest {
-            email: "ADA@example.com".into(),
-            password: "correct horse".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let user = registered(&mut c, "ada@example.com").await;
+    let login = logged_in(&mut c, "ADA@example.com").await;
     assert_eq!(login.expires_in, 900);
     let wrong = c
         .login(LoginRequest {
@@ -121,40 +138,20 @@ async fn session_lifecycle_with_rotation_reuse_and_logout(postgres: bool) {
         .unwrap_err();
     assert_eq!(wrong.code(), Code::Unauthenticated);
 
-    let second = c
-        .refresh_token(RefreshTokenRequest {
-            refresh_token: login.refresh_token.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let second = refresh(&mut c, &login.refresh_token).await.unwrap();
     assert_ne!(second.refresh_token, login.refresh_token);
     // Reuse of the rotated token: refused, and the whole family goes.
-    let reuse = c
-        .refresh_token(RefreshTokenRequest {
-            refresh_token: login.refresh_token.clone(),
-        })
-        .await
-        .unwrap_err();
+    let reuse = refresh(&mut c, &login.refresh_token).await.unwrap_err();
     assert_eq!(reuse.code(), Code::Unauthenticated);
     assert_eq!(
-        c.refresh_token(RefreshTokenRequest {
-            refresh_token: second.refresh_token
-        })
-        .await
-        .unwrap_err()
-        .code(),
+        refresh(&mut c, &second.refresh_token)
+            .await
+            .unwrap_err()
+            .code(),
         Code::Unauthenticated
     );
 
-    let fresh = c
-        .login(LoginRequest {
-            email: "ada@example.com".into(),
-            password: "correct horse".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let fresh = logged_in(&mut c, "ada@example.com").await;
     c.logout(as_user(
         &user.id,
         "customer",
@@ -165,12 +162,10 @@ async fn session_lifecycle_with_rotation_reuse_and_logout(postgres: bool) {
     .await
     .unwrap();
     assert_eq!(
-        c.refresh_token(RefreshTokenRequest {
-            refresh_token: fresh.refresh_token
-        })
-        .await
-        .unwrap_err()
-        .code(),
+        refresh(&mut c, &fresh.refresh_token)
+            .await
+            .unwrap_err()
+            .code(),
         Code::Unauthenticated
     );
 
@@ -188,13 +183,7 @@ async fn session_lifecycle_with_rotation_reuse_and_logout(postgres: bool) {
 async fn accounts_are_unique_and_validated(postgres: bool) {
     let h = start(postgres).await;
     let mut c = h.client.clone();
-    let user = c
-        .register(register("grace@example.com"))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let user = registered(&mut c, "grace@example.com").await;
     assert_eq!(
         c.register(register("Grace@Example.com"))
             .await
@@ -270,21 +259,8 @@ async fn accounts_are_unique_and_validated(postgres: bool) {
 async fn tokens_carry_verifiable_claims(postgres: bool) {
     let h = start(postgres).await;
     let mut c = h.client.clone();
-    let user = c
-        .register(register("alan@example.com"))
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
-    let login = c
-        .login(LoginRequest {
-            email: "alan@example.com".into(),
-            password: "correct horse".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let user = registered(&mut c, "alan@example.com").await;
+    let login = logged_in(&mut c, "alan@example.com").await;
     let jwks = c.get_jwks(GetJwksRequest {}).await.unwrap().into_inner();
     let set = JwkSet::from_proto(jwks.keys);
     let claims = TokenVerifier::new("shopmesh", "shopmesh-api")

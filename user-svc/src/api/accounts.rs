@@ -119,10 +119,11 @@ impl UserApi {
                 .ok()
                 .flatten(),
         };
+        // The account's own address rules (`AddressExt`), named explicitly:
+        // platform's `Address::parse(prefix)` has the same name.
         let address = match r.address {
             None => None,
-            Some(a) => domain::Address::from(a)
-                .parse()
+            Some(a) => AddressExt::parse(domain::Address::from(a))
                 .map_err(|e| errors.extend(e))
                 .ok(),
         };
