@@ -1,32 +1,34 @@
 //! gRPC surface of `OrderService`: the order saga.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use platform::auth::{Caller, MeshAuth};
 use platform::config::SagaSettings;
 use platform::deadline::Budget;
 use platform::events::outbox::OutboxRelay;
-use platform::grpc::{GrpcChannel, Retry};
+use platform::grpc::Retry;
 use platform::store::{Collection, Query, StoreError, Versioned};
 use prost::Message as _;
 use proto::order::order_service_server::OrderService;
 use proto::order::*;
-use proto::payment::payment_service_client::PaymentServiceClient;
-use proto::product::product_service_client::ProductServiceClient;
-use proto::shipping::shipping_service_client::ShippingServiceClient;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{Order, OrderStatus as S};
 use crate::idempotency::{self, Claim, Keys};
+use crate::peers::{Catalog, Payments, Shipments};
 
 #[derive(Clone, Debug)]
 pub struct OrderApi {
     pub(crate) orders: Collection<Order>,
     pub(crate) keys: Keys,
     pub(crate) relay: OutboxRelay<Order>,
-    pub(crate) products: ProductServiceClient<GrpcChannel>,
-    pub(crate) payments: PaymentServiceClient<GrpcChannel>,
-    pub(crate) shipping: ShippingServiceClient<GrpcChannel>,
+    /// product-svc: prices, stock reservations.
+    pub(crate) products: Arc<dyn Catalog>,
+    /// payment-svc: charges and refunds.
+    pub(crate) payments: Arc<dyn Payments>,
+    /// shipping-svc: voids shipments of cancelled orders.
+    pub(crate) shipping: Arc<dyn Shipments>,
     pub(crate) retry: Retry,
     /// Verifies who calls and signs order-svc's own calls.
     pub(crate) mesh: MeshAuth,

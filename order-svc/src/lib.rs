@@ -10,6 +10,7 @@ pub mod api;
 pub mod domain;
 pub mod events;
 pub mod idempotency;
+pub mod peers;
 pub mod saga;
 pub mod store;
 
@@ -24,9 +25,8 @@ use platform::runtime::Deps;
 use platform::store::Store;
 use platform::{Config, Running, ServiceId};
 use proto::order::order_service_server::OrderServiceServer;
-use proto::payment::payment_service_client::PaymentServiceClient;
-use proto::product::product_service_client::ProductServiceClient;
-use proto::shipping::shipping_service_client::ShippingServiceClient;
+
+use crate::peers::Peers;
 
 /// Which service this crate is.
 pub const SERVICE: ServiceId = ServiceId::Order;
@@ -38,7 +38,17 @@ pub async fn build(config: Config) -> anyhow::Result<Running> {
     serve(config, listener, deps).await
 }
 
+/// The service's API on the peers `config` names (tonic clients).
 pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<(api::OrderApi, Store)> {
+    api_with(config, deps, Peers::connect(config)?).await
+}
+
+/// The service's API calling `peers`.
+pub async fn api_with(
+    config: &Config,
+    deps: &Deps,
+    peers: Peers,
+) -> anyhow::Result<(api::OrderApi, Store)> {
     // Orders created and cancelled are what these events state, once each.
     use platform::metrics::{ORDERS, count_when_published};
     count_when_published("order.created", &ORDERS, "created");
@@ -54,17 +64,14 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<(api::OrderApi,
         .collection(idempotency::spec())
         .await
         .context("declaring idempotency keys")?;
-    let products = platform::grpc::channel(config.peers.get(ServiceId::Product), &config.grpc)?;
-    let payments = platform::grpc::channel(config.peers.get(ServiceId::Payment), &config.grpc)?;
-    let shipping = platform::grpc::channel(config.peers.get(ServiceId::Shipping), &config.grpc)?;
     Ok((
         api::OrderApi {
             relay: OutboxRelay::new(orders.clone(), deps.bus.clone()),
             orders,
             keys: idempotency::Keys::new(keys),
-            products: ProductServiceClient::new(products),
-            payments: PaymentServiceClient::new(payments),
-            shipping: ShippingServiceClient::new(shipping),
+            products: peers.catalog,
+            payments: peers.payments,
+            shipping: peers.shipments,
             retry: Retry::from_settings(&config.grpc),
             mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), config)?,
             saga: config.saga.clone(),
@@ -80,7 +87,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     deps: Deps,
 ) -> anyhow::Result<Running> {
-    let (api, store) = api(&config, &deps).await?;
+    let peers = Peers::connect(&config)?;
+    serve_with(config, listener, deps, peers).await
+}
+
+/// [`serve`], calling `peers` instead of the services `config` names.
+pub async fn serve_with(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    deps: Deps,
+    peers: Peers,
+) -> anyhow::Result<Running> {
+    let (api, store) = api_with(&config, &deps, peers).await?;
     let handler = Idempotent::new(
         &store,
         std::sync::Arc::new(events::OrderEvents { api: api.clone() }),

@@ -78,7 +78,7 @@ impl OrderApi {
         let validation = self
             .retry
             .run(|| {
-                let mut products = self.products.clone();
+                let products = self.products.clone();
                 let request = self.budget_request(
                     budget,
                     proto::product::ValidateProductsRequest {
@@ -89,7 +89,6 @@ impl OrderApi {
                 async move { products.validate_products(request).await }
             })
             .await?
-            .into_inner()
             .products;
         let (items, currency) = priced_items(&lines, &validation)?;
         let total: i64 = items.iter().map(|i| i.line_total).sum();
@@ -111,7 +110,7 @@ impl OrderApi {
         let reserved = self
             .retry
             .run(|| {
-                let mut products = self.products.clone();
+                let products = self.products.clone();
                 let request = self.budget_request(
                     budget,
                     proto::product::ReserveStockRequest {
@@ -220,7 +219,7 @@ impl OrderApi {
         let request = self.step_request(proto::product::ReleaseStockRequest {
             order_id: order_id.to_string(),
         });
-        if let Err(status) = self.products.clone().release_stock(request).await {
+        if let Err(status) = self.products.release_stock(request).await {
             tracing::warn!(order = order_id, code = ?status.code(), "stock not released after a failed creation; the reservation sweeper will");
         }
     }

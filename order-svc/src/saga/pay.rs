@@ -63,9 +63,9 @@ impl OrderApi {
             },
             caller,
         );
-        let reply = self.payments.clone().create_payment(request).await;
+        let reply = self.payments.create_payment(request).await;
         let payment = match reply {
-            Ok(reply) => reply.into_inner().payment.ok_or_else(|| {
+            Ok(reply) => reply.payment.ok_or_else(|| {
                 Status::internal("the payment service answered without a payment")
             })?,
             Err(status) => {

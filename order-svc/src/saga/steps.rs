@@ -50,19 +50,16 @@ impl OrderApi {
         let result = match &pending.step {
             Step::CommitStock => self
                 .products
-                .clone()
                 .commit_stock(self.step_request(proto::product::CommitStockRequest { order_id }))
                 .await
                 .map(|_| ()),
             Step::ReleaseStock => self
                 .products
-                .clone()
                 .release_stock(self.step_request(proto::product::ReleaseStockRequest { order_id }))
                 .await
                 .map(|_| ()),
             Step::Refund { payment_id, key } => self
                 .payments
-                .clone()
                 .process_refund(self.step_request(proto::payment::ProcessRefundRequest {
                     payment_id: payment_id.clone(),
                     amount: None,
@@ -77,7 +74,6 @@ impl OrderApi {
                 .map(|_| ()),
             Step::CancelPaid { .. } | Step::VoidShipment => self
                 .shipping
-                .clone()
                 .void_shipment(self.step_request(proto::shipping::VoidShipmentRequest {
                     order_id,
                     reason: "order cancelled".into(),
