@@ -15,18 +15,10 @@ use platform::events::outbox::{HasOutbox, Outbox};
 pub mod reservation;
 pub use reservation::{Reservation, ReservationState};
 
-/// One invalid field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: String,
-}
+pub use platform::error::FieldError;
 
 fn err(field: &'static str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field,
-        message: message.into(),
-    }
+    FieldError::new(field, message)
 }
 
 /// Integer minor units and an ISO 4217 code.

@@ -123,10 +123,7 @@ impl ProductApi {
                 .map_err(|e| errors.push(e))
                 .ok(),
             None => {
-                errors.push(FieldError {
-                    field: "price",
-                    message: "is required".into(),
-                });
+                errors.push(FieldError::new("price", "is required"));
                 None
             }
         };
@@ -134,10 +131,7 @@ impl ProductApi {
             .map_err(|e| errors.push(e))
             .ok();
         if i64::from(r.stock) > domain::MAX_STOCK {
-            errors.push(FieldError {
-                field: "stock",
-                message: "is too large".into(),
-            });
+            errors.push(FieldError::new("stock", "is too large"));
         }
         let (
             Some(sku),

@@ -5,7 +5,6 @@
 //! reservations), `reviews`.
 
 use platform::auth::Caller;
-use platform::error::invalid_fields;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Coalescer, Collection, StoreError, Versioned};
 use proto::events::InventoryLow;
@@ -78,7 +77,7 @@ fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
 }
 
 fn invalid(errors: Vec<FieldError>) -> Status {
-    invalid_fields(errors.into_iter().map(|e| (e.field, e.message)))
+    platform::error::invalid(errors)
 }
 
 fn not_found() -> Status {
