@@ -218,8 +218,7 @@ fn hpa_targets_name_no_replicas(overlay: &str, rendered: &str) {
         let deployment = documents
             .iter()
             .find(|doc| {
-                doc.contains("kind: Deployment")
-                    && doc.contains(&format!("\n  name: {target}\n"))
+                doc.contains("kind: Deployment") && doc.contains(&format!("\n  name: {target}\n"))
             })
             .unwrap_or_else(|| panic!("{overlay}: the HPA's Deployment {target} exists"));
         assert!(

@@ -197,29 +197,27 @@ fn input_rules(doc: &mut Value, (year, month): (u64, u64)) {
     // Request members whose rules responses do not follow (a stored order
     // address may be longer than a profile's; amounts may be 0 once
     // refunded): schemas of their own.
-    let address = |max: &[(&str, u64)]| {
-        let mut properties = serde_json::Map::new();
-        for (name, max) in max {
-            properties.insert(
-                name.to_string(),
-                json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": NON_BLANK}),
-            );
-        }
-        properties.insert("line2".into(), json!({"type": "string", "maxLength": 200}));
-        properties.insert("region".into(), json!({"type": "string", "maxLength": 100}));
-        properties.insert(
-            "country".into(),
-            json!({"type": "string", "pattern": "^[A-Za-z]{2}$", "description": "ISO 3166-1 alpha-2."}),
-        );
-        properties
-    };
+    // The rules are platform::address's, which every service applies.
+    let mut address = serde_json::Map::new();
+    for (name, max) in platform::address::LIMITS {
+        let rule = if matches!(name, "line2" | "region") {
+            json!({"type": "string", "maxLength": max})
+        } else {
+            json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": NON_BLANK})
+        };
+        address.insert(name.to_string(), rule);
+    }
+    address.insert(
+        "country".into(),
+        json!({"type": "string", "pattern": "^[A-Za-z]{2}$", "description": "ISO 3166-1 alpha-2."}),
+    );
     schemas.insert(
         "AddressIn".into(),
         json!({
             "type": "object",
             "description": "A postal address, as profiles and orders take it.",
             "required": ["name", "line1", "city", "postal_code", "country"],
-            "properties": address(&[("name", 100), ("line1", 200), ("city", 100), ("postal_code", 20)]),
+            "properties": address,
         }),
     );
     let currency = json!({"type": "string", "pattern": "^[A-Za-z]{3}$", "description": "ISO 4217 code, e.g. `USD`."});
