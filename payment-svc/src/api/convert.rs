@@ -5,17 +5,11 @@ use proto::payment::{Payment, PaymentStatus};
 use crate::domain::{self, PaymentState, RefundState};
 
 pub(super) fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: secs,
-        nanos: 0,
-    })
+    Some(proto::ext::from_secs(secs))
 }
 
 pub(super) fn money(amount: i64, currency: &str) -> Option<proto::common::Money> {
-    Some(proto::common::Money {
-        amount,
-        currency: currency.to_string(),
-    })
+    Some(proto::common::Money::new(amount, currency))
 }
 
 pub(crate) fn to_proto(id: &str, p: &domain::Payment) -> Payment {

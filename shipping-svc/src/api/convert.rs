@@ -5,10 +5,7 @@ use proto::shipping::{ShipmentEvent, ShipmentStatus};
 use crate::domain::{Shipment, Status as St, TrackingEvent};
 
 pub(super) fn ts(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: secs,
-        nanos: 0,
-    })
+    Some(proto::ext::from_secs(secs))
 }
 
 pub fn status_to_proto(s: St) -> ShipmentStatus {

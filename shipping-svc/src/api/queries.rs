@@ -133,10 +133,7 @@ impl ShippingApi {
             .map(|(carrier, service, cents, days)| Rate {
                 carrier: carrier.into(),
                 service: service.into(),
-                amount: Some(proto::common::Money {
-                    amount: cents,
-                    currency: currency.clone(),
-                }),
+                amount: Some(proto::common::Money::new(cents, &currency)),
                 estimated_days: days,
             })
             .collect();

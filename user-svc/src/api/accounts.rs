@@ -9,7 +9,8 @@ use proto::events::envelope::Payload;
 use proto::user::*;
 use tonic::Status;
 
-use super::{UserApi, invalid, missing_user, now, timestamp, to_proto};
+use super::convert::{timestamp, to_proto};
+use super::{UserApi, invalid, missing_user, now};
 use crate::domain::{self, AddressExt, Email, Password, Role, User};
 
 fn preferences(user: User) -> Preferences {

@@ -2,7 +2,7 @@
 //!
 //! The tonic methods check who calls and delegate: `accounts` (register,
 //! profile, preferences), `tokens` (login, refresh, logout, JWKS), `admin`
-//! (bootstrap of the admin account).
+//! (bootstrap of the admin account); `convert` maps to proto.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +14,13 @@ use proto::user::user_service_server::UserService;
 use proto::user::*;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{Email, FieldError, RefreshToken, Role, User};
+use crate::domain::{Email, FieldError, RefreshToken, User};
 use crate::keys::KeyRing;
 use crate::passwords::Hasher;
 
 mod accounts;
 mod admin;
+mod convert;
 mod tokens;
 
 /// Token lifetimes and claims.
@@ -48,13 +49,6 @@ fn now() -> i64 {
     platform::auth::unix_now() as i64
 }
 
-fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: secs,
-        nanos: 0,
-    })
-}
-
 fn invalid(errors: Vec<FieldError>) -> Status {
     invalid_fields(errors.into_iter().map(|e| (e.field, e.message)))
 }
@@ -64,22 +58,6 @@ fn missing_user(err: StoreError) -> Status {
     match err {
         StoreError::NotFound => Status::not_found("user not found"),
         other => other.into(),
-    }
-}
-
-pub(crate) fn to_proto(id: &str, user: &User) -> proto::user::User {
-    proto::user::User {
-        id: id.to_string(),
-        email: user.email.clone(),
-        name: user.name.clone(),
-        role: match user.role {
-            Role::Customer => proto::user::Role::Customer as i32,
-            Role::Admin => proto::user::Role::Admin as i32,
-        },
-        phone: user.phone.clone(),
-        address: user.address.as_ref().map(proto::common::Address::from),
-        created_at: timestamp(user.created_at),
-        updated_at: timestamp(user.updated_at),
     }
 }
 
