@@ -57,17 +57,17 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(routes::products::stock))
         .routes(routes!(
-            routes::products::add_review,
-            routes::products::reviews
+            routes::reviews::add_review,
+            routes::reviews::reviews
         ))
         .routes(routes!(routes::products::similar))
         .routes(routes!(routes::orders::create, routes::orders::list))
         .routes(routes!(routes::orders::get))
         .routes(routes!(routes::orders::cancel))
         .routes(routes!(routes::orders::pay))
-        .routes(routes!(routes::orders::list_payments))
-        .routes(routes!(routes::orders::get_payment))
-        .routes(routes!(routes::orders::refund))
+        .routes(routes!(routes::payments::list_payments))
+        .routes(routes!(routes::payments::get_payment))
+        .routes(routes!(routes::payments::refund))
         .routes(routes!(routes::shipping::shipment))
         .routes(routes!(routes::shipping::webhook))
         .routes(routes!(routes::notifications::list))

@@ -1,10 +1,13 @@
 //! REST handlers, one module per area of the API.
 
 pub mod auth;
+pub mod common;
 pub mod notifications;
 pub mod orders;
+pub mod payments;
 pub mod products;
 pub mod recommendations;
+pub mod reviews;
 pub mod shipping;
 pub mod users;
 

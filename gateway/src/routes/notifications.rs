@@ -15,8 +15,8 @@ use proto::notification::notification_service_client::NotificationServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::common::{ApiQuery, PageParams, page};
 use super::grpc;
-use super::products::{ApiQuery, PageParams, page};
 use crate::extract::{ApiJson, AuthUser};
 use crate::problem::Problem;
 use crate::state::AppState;

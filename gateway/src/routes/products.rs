@@ -1,78 +1,21 @@
-//! `/api/v1/products*`: catalog, stock and reviews.
+//! `/api/v1/products*`: catalog, stock and similar items (reviews are in
+//! `reviews`).
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use platform::{ErrorKind, ServiceId};
 use proto::product::product_service_client::ProductServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+pub use super::common::{ApiQuery, Money};
+use super::common::{cursor, integer, optional_integer, page, rfc3339};
 use super::grpc;
-use crate::extract::{AdminUser, ApiJson, AuthUser};
+use crate::extract::{AdminUser, ApiJson};
 use crate::problem::{FieldError, Problem};
 use crate::state::AppState;
-
-/// An integer member, written `4` or `4.0`: JSON Schema's `integer` is any
-/// number without a fractional part, so clients (and the document) may
-/// send either.
-pub(crate) fn integer<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    let value = serde_json::Value::deserialize(deserializer)?;
-    let value = match value.as_f64() {
-        // Integral floats of the i64 range convert exactly.
-        Some(f) if value.is_f64() && f.fract() == 0.0 && (-9.2e18..9.2e18).contains(&f) => {
-            serde_json::Value::from(f as i64)
-        }
-        _ => value,
-    };
-    T::deserialize(value).map_err(serde::de::Error::custom)
-}
-
-/// [`integer`] for a member that may be absent or null.
-pub(crate) fn optional_integer<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    match Option::<serde_json::Value>::deserialize(deserializer)? {
-        None => Ok(None),
-        Some(value) => integer(value).map(Some).map_err(serde::de::Error::custom),
-    }
-}
-
-/// An amount of money in integer minor units.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-pub struct Money {
-    /// Minor units (cents).
-    #[serde(deserialize_with = "integer")]
-    pub amount: i64,
-    /// ISO 4217 code, e.g. `USD`.
-    pub currency: String,
-}
-
-impl From<proto::common::Money> for Money {
-    fn from(m: proto::common::Money) -> Self {
-        Self {
-            amount: m.amount,
-            currency: m.currency,
-        }
-    }
-}
-
-impl From<Money> for proto::common::Money {
-    fn from(m: Money) -> Self {
-        Self {
-            amount: m.amount,
-            currency: m.currency,
-        }
-    }
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProductOut {
@@ -92,10 +35,6 @@ pub struct ProductOut {
     /// RFC 3339.
     pub created_at: String,
     pub updated_at: String,
-}
-
-fn rfc3339(ts: Option<prost_types::Timestamp>) -> String {
-    platform::auth::rfc3339(ts.map(|t| t.seconds).unwrap_or_default())
 }
 
 impl From<proto::product::Product> for ProductOut {
@@ -126,35 +65,6 @@ impl From<proto::product::Product> for ProductOut {
 pub struct ProductList {
     pub items: Vec<ProductOut>,
     /// Pass as `cursor` for the next page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReviewOut {
-    pub id: String,
-    pub product_id: String,
-    pub user_id: String,
-    pub rating: u32,
-    pub comment: String,
-    pub created_at: String,
-}
-
-impl From<proto::product::Review> for ReviewOut {
-    fn from(r: proto::product::Review) -> Self {
-        Self {
-            id: r.id,
-            product_id: r.product_id,
-            user_id: r.user_id,
-            rating: r.rating,
-            comment: r.comment,
-            created_at: rfc3339(r.created_at),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReviewList {
-    pub items: Vec<ReviewOut>,
     pub next_cursor: Option<String>,
 }
 
@@ -199,16 +109,6 @@ pub struct StockUpdate {
     pub delta: Option<i32>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ReviewCreate {
-    #[schema(minimum = 1, maximum = 5)]
-    #[serde(deserialize_with = "integer")]
-    pub rating: u32,
-    #[serde(default)]
-    #[schema(max_length = 2000)]
-    pub comment: String,
-}
-
 /// Paging (and search) parameters.
 #[derive(Debug, Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
@@ -223,59 +123,12 @@ pub struct ListParams {
     pub cursor: Option<String>,
 }
 
-/// Query parameters whose errors are problem documents (422).
-pub struct ApiQuery<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        crate::extract::refuse_control_characters(query.as_bytes())?;
-        serde_urlencoded::from_str(query)
-            .map(ApiQuery)
-            .map_err(|e| {
-                Problem::new(ErrorKind::InvalidArgument, "invalid query parameters").with_errors(
-                    vec![FieldError {
-                        field: String::new(),
-                        message: e.to_string(),
-                    }],
-                )
-            })
-    }
-}
-
-pub(crate) fn page(
-    limit: Option<u32>,
-    cursor: Option<String>,
-) -> Result<proto::common::PageRequest, Problem> {
-    let limit = limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Problem::new(
-            ErrorKind::InvalidArgument,
-            "limit must be between 1 and 100",
-        )
-        .with_errors(vec![FieldError {
-            field: "limit".into(),
-            message: "must be between 1 and 100".into(),
-        }]));
-    }
-    Ok(proto::common::PageRequest {
-        limit,
-        cursor: cursor.unwrap_or_default(),
-    })
-}
-
-fn products(state: &AppState) -> ProductServiceClient<platform::grpc::GrpcChannel> {
+pub(super) fn products(state: &AppState) -> ProductServiceClient<platform::grpc::GrpcChannel> {
     ProductServiceClient::new(state.channel(ServiceId::Product))
 }
 
-fn cursor(next: String) -> Option<String> {
-    Some(next).filter(|c| !c.is_empty())
-}
-
 /// Ids are UUIDs; anything else cannot exist.
-fn product_id(id: &str) -> Result<String, Problem> {
+pub(super) fn product_id(id: &str) -> Result<String, Problem> {
     uuid::Uuid::parse_str(id)
         .map(|_| id.to_string())
         .map_err(|_| Problem::new(ErrorKind::NotFound, "product not found"))
@@ -464,74 +317,6 @@ pub async fn stock(
         .await?
         .into_inner();
     Ok(Json(ProductOut::from(r.product.unwrap_or_default())))
-}
-
-/// Review a product; a second review by the same user replaces the first.
-#[utoipa::path(post, path = "/api/v1/products/{id}/reviews", tag = "products", security(("bearer" = [])), request_body = ReviewCreate,
-    params(("id" = String, Path, description = "Product id")),
-    responses(
-        (status = 201, description = "Stored", body = ReviewOut),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Rating outside 1..5 or comment too long", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn add_review(
-    State(state): State<AppState>,
-    user: AuthUser,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ReviewCreate>,
-) -> Result<Response, Problem> {
-    let request = proto::product::AddReviewRequest {
-        product_id: product_id(&id)?,
-        rating: body.rating,
-        comment: body.comment,
-    };
-    let r = products(&state)
-        .add_review(grpc(request, Some(&user.caller())))
-        .await?
-        .into_inner();
-    Ok((
-        StatusCode::CREATED,
-        Json(ReviewOut::from(r.review.unwrap_or_default())),
-    )
-        .into_response())
-}
-
-/// Paging parameters.
-#[derive(Debug, Deserialize, IntoParams, Default)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Page size, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    pub cursor: Option<String>,
-}
-
-/// Reviews of a product, newest first.
-#[utoipa::path(get, path = "/api/v1/products/{id}/reviews", tag = "products",
-    params(("id" = String, Path, description = "Product id"), PageParams),
-    responses(
-        (status = 200, description = "A page of reviews", body = ReviewList),
-        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn reviews(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    ApiQuery(params): ApiQuery<PageParams>,
-) -> Result<Json<ReviewList>, Problem> {
-    let request = proto::product::ListReviewsRequest {
-        product_id: product_id(&id)?,
-        page: Some(page(params.limit, params.cursor)?),
-    };
-    let r = products(&state)
-        .list_reviews(grpc(request, None))
-        .await?
-        .into_inner();
-    Ok(Json(ReviewList {
-        items: r.reviews.into_iter().map(ReviewOut::from).collect(),
-        next_cursor: cursor(r.next_cursor),
-    }))
 }
 
 /// Products bought together with this one (from the recommendation

@@ -26,7 +26,7 @@ pub(crate) fn recommendations(
 
 /// `?limit=` of the recommendation routes: 1 to 100, default 10.
 pub(crate) fn limit(limit: Option<u32>) -> Result<u32, Problem> {
-    Ok(super::products::page(Some(limit.unwrap_or(10)), None)?.limit)
+    Ok(super::common::page(Some(limit.unwrap_or(10)), None)?.limit)
 }
 
 /// The products behind recommended ids, in the order given (ids the
