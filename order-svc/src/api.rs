@@ -24,11 +24,11 @@ pub struct OrderApi {
     pub(crate) keys: Keys,
     pub(crate) relay: OutboxRelay<Order>,
     /// product-svc: prices, stock reservations.
-    pub(crate) products: Arc<dyn Catalog>,
+    pub(crate) catalog: Arc<dyn Catalog>,
     /// payment-svc: charges and refunds.
     pub(crate) payments: Arc<dyn Payments>,
     /// shipping-svc: voids shipments of cancelled orders.
-    pub(crate) shipping: Arc<dyn Shipments>,
+    pub(crate) shipments: Arc<dyn Shipments>,
     pub(crate) retry: Retry,
     /// Verifies who calls and signs order-svc's own calls.
     pub(crate) mesh: MeshAuth,

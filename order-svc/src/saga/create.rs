@@ -78,7 +78,7 @@ impl OrderApi {
         let validation = self
             .retry
             .run(|| {
-                let products = self.products.clone();
+                let catalog = self.catalog.clone();
                 let request = self.budget_request(
                     budget,
                     proto::product::ValidateProductsRequest {
@@ -86,7 +86,7 @@ impl OrderApi {
                     },
                     &self.mesh.own_caller(),
                 );
-                async move { products.validate_products(request).await }
+                async move { catalog.validate_products(request).await }
             })
             .await?
             .products;
@@ -110,7 +110,7 @@ impl OrderApi {
         let reserved = self
             .retry
             .run(|| {
-                let products = self.products.clone();
+                let catalog = self.catalog.clone();
                 let request = self.budget_request(
                     budget,
                     proto::product::ReserveStockRequest {
@@ -119,7 +119,7 @@ impl OrderApi {
                     },
                     &self.mesh.own_caller(),
                 );
-                async move { products.reserve_stock(request).await }
+                async move { catalog.reserve_stock(request).await }
             })
             .await;
         if let Err(status) = reserved {
@@ -219,7 +219,7 @@ impl OrderApi {
         let request = self.step_request(proto::product::ReleaseStockRequest {
             order_id: order_id.to_string(),
         });
-        if let Err(status) = self.products.release_stock(request).await {
+        if let Err(status) = self.catalog.release_stock(request).await {
             tracing::warn!(order = order_id, code = ?status.code(), "stock not released after a failed creation; the reservation sweeper will");
         }
     }

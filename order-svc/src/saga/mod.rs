@@ -7,8 +7,8 @@
 //! an expiry that comes while it is under way waits for it; a success that
 //! arrives for an order that no longer takes it is refunded. What the saga
 //! owes other services (commit, release, refund, void) is written as a
-//! [`Step`] in the same write as the state change, tried at once and
-//! retried by the sweeper until the peer confirms.
+//! [`Step`](crate::domain::Step) in the same write as the state change,
+//! tried at once and retried by the sweeper until the peer confirms.
 //!
 //! Timings, chosen together:
 //! - the gateway gives each call 5 s (`GRPC_CLIENT_TIMEOUT_MS`) and the
@@ -19,7 +19,7 @@
 //!   after 10 s (two budgets), so a careful client's retry succeeds within
 //!   about 10 s of a crash;
 //! - a payment attempt keeps cancel and expiry away for 15 s
-//!   ([`domain::ATTEMPT_LIVE_MS`]);
+//!   ([`domain::ATTEMPT_LIVE_MS`](crate::domain::ATTEMPT_LIVE_MS));
 //! - product-svc asks about a reservation whose order it cannot see after
 //!   60 s (`RESERVATION_ORPHAN_GRACE_MS`), longer than any creation runs.
 

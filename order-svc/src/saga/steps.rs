@@ -49,12 +49,12 @@ impl OrderApi {
         let order_id = id.to_string();
         let result = match &pending.step {
             Step::CommitStock => self
-                .products
+                .catalog
                 .commit_stock(self.step_request(proto::product::CommitStockRequest { order_id }))
                 .await
                 .map(|_| ()),
             Step::ReleaseStock => self
-                .products
+                .catalog
                 .release_stock(self.step_request(proto::product::ReleaseStockRequest { order_id }))
                 .await
                 .map(|_| ()),
@@ -73,7 +73,7 @@ impl OrderApi {
                 .await
                 .map(|_| ()),
             Step::CancelPaid { .. } | Step::VoidShipment => self
-                .shipping
+                .shipments
                 .void_shipment(self.step_request(proto::shipping::VoidShipmentRequest {
                     order_id,
                     reason: "order cancelled".into(),
