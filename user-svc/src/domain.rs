@@ -4,21 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use platform::events::outbox::{HasOutbox, Outbox};
 
-/// One invalid input field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: String,
-}
-
-impl FieldError {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
-    }
-}
+pub use platform::error::FieldError;
 
 /// An email address, trimmed and lower-cased (so uniqueness is
 /// case-insensitive).
@@ -111,48 +97,6 @@ pub fn parse_phone(raw: &str) -> Result<String, FieldError> {
 }
 
 pub use platform::address::Address;
-
-/// Validation of a profile address.
-pub trait AddressExt: Sized {
-    /// Checks required fields and normalises the country code.
-    fn parse(self) -> Result<Address, Vec<FieldError>>;
-}
-
-impl AddressExt for Address {
-    fn parse(mut self) -> Result<Address, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        for (field, value, max) in [
-            ("address.name", &self.name, 100),
-            ("address.line1", &self.line1, 200),
-            ("address.city", &self.city, 100),
-            ("address.postal_code", &self.postal_code, 20),
-        ] {
-            if value.trim().is_empty() {
-                errors.push(FieldError::new(field, "is required"));
-            } else if value.chars().count() > max {
-                errors.push(FieldError::new(
-                    field,
-                    format!("must be at most {max} characters"),
-                ));
-            }
-        }
-        if self.line2.chars().count() > 200 || self.region.chars().count() > 100 {
-            errors.push(FieldError::new("address.line2", "is too long"));
-        }
-        self.country = self.country.trim().to_ascii_uppercase();
-        if self.country.len() != 2 || !self.country.chars().all(|c| c.is_ascii_uppercase()) {
-            errors.push(FieldError::new(
-                "address.country",
-                "must be a two-letter ISO 3166-1 country code",
-            ));
-        }
-        if errors.is_empty() {
-            Ok(self)
-        } else {
-            Err(errors)
-        }
-    }
-}
 
 /// Preferred product categories: up to 20, each 1..=50 characters,
 /// lower-cased and de-duplicated.
@@ -332,9 +276,9 @@ mod tests {
             country: "fr".into(),
             ..Default::default()
         };
-        assert_eq!(AddressExt::parse(ok.clone()).unwrap().country, "FR");
-        let errors = AddressExt::parse(Address::default()).unwrap_err();
-        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(ok.clone().parse("address").unwrap().country, "FR");
+        let errors = Address::default().parse("address").unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
             [
@@ -346,10 +290,11 @@ mod tests {
             ]
         );
         assert!(
-            AddressExt::parse(Address {
+            Address {
                 country: "FRA".into(),
                 ..ok
-            })
+            }
+            .parse("address")
             .is_err()
         );
     }

@@ -13,7 +13,6 @@ pub mod passwords;
 pub mod store;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use platform::events::outbox::OutboxRelay;
@@ -98,7 +97,7 @@ pub async fn serve(
             .readiness(ready)
             .serve(routes, listener)
             .await?;
-    let sweeper = relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token());
+    let sweeper = relay.spawn_sweeper(config.outbox_sweep_interval, running.cancel_token());
     running.spawn(async move {
         let _ = sweeper.await;
     });

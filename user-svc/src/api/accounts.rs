@@ -11,7 +11,7 @@ use tonic::Status;
 
 use super::convert::{timestamp, to_proto};
 use super::{UserApi, invalid, missing_user, now};
-use crate::domain::{self, AddressExt, Email, Password, Role, User};
+use crate::domain::{self, Email, Password, Role, User};
 
 fn preferences(user: User) -> Preferences {
     Preferences {
@@ -46,8 +46,7 @@ impl UserApi {
             preferences_updated_at: 0,
             outbox: Default::default(),
         };
-        let event = platform::events::envelope(
-            "user.registered",
+        let event = platform::events::event(
             &id,
             "user-svc",
             Payload::UserRegistered(UserRegistered {
@@ -58,7 +57,7 @@ impl UserApi {
         user.outbox.stage(&event);
         match self.users.insert(&id, user).await {
             Ok(stored) => {
-                self.flush(&id).await;
+                self.relay.flush_or_defer(&id).await;
                 Ok((id, stored.value))
             }
             Err(StoreError::AlreadyExists { .. }) => {
@@ -120,11 +119,10 @@ impl UserApi {
                 .ok()
                 .flatten(),
         };
-        // The account's own address rules (`AddressExt`), named explicitly:
-        // platform's `Address::parse(prefix)` has the same name.
         let address = match r.address {
             None => None,
-            Some(a) => AddressExt::parse(domain::Address::from(a))
+            Some(a) => domain::Address::from(a)
+                .parse("address")
                 .map_err(|e| errors.extend(e))
                 .ok(),
         };

@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::error::invalid_fields;
+use platform::error::invalid;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Collection, Query, StoreError};
 use proto::user::user_service_server::UserService;
 use proto::user::*;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{Email, FieldError, RefreshToken, User};
+use crate::domain::{Email, RefreshToken, User};
 use crate::keys::KeyRing;
 use crate::passwords::Hasher;
 
@@ -49,10 +49,6 @@ fn now() -> i64 {
     platform::auth::unix_now() as i64
 }
 
-fn invalid(errors: Vec<FieldError>) -> Status {
-    invalid_fields(errors.into_iter().map(|e| (e.field, e.message)))
-}
-
 /// A user that is not there is NotFound; other store errors pass through.
 fn missing_user(err: StoreError) -> Status {
     match err {
@@ -62,13 +58,6 @@ fn missing_user(err: StoreError) -> Status {
 }
 
 impl UserApi {
-    /// Publishes staged events now; on failure the sweeper retries.
-    async fn flush(&self, id: &str) {
-        if let Err(err) = self.relay.flush(id).await {
-            tracing::warn!(error = %err, user = id, "event publish deferred to the outbox sweeper");
-        }
-    }
-
     pub(crate) async fn find_by_email(
         &self,
         email: &Email,
