@@ -20,18 +20,10 @@ impl std::fmt::Debug for Card {
     }
 }
 
-/// One invalid field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: String,
-}
+pub use platform::error::FieldError;
 
 fn err(field: &'static str, message: &str) -> FieldError {
-    FieldError {
-        field,
-        message: message.into(),
-    }
+    FieldError::new(field, message)
 }
 
 /// Luhn checksum over the digits of `number`.
@@ -268,7 +260,7 @@ mod tests {
             "the number never reaches Debug"
         );
         let errors = Card::parse("4242424242424241", 13, 2030, "12", 2026, 11).unwrap_err();
-        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["card.number", "card.exp_month", "card.cvc"]);
         assert!(
             Card::parse("4242424242424242", 10, 2026, "123", 2026, 11).is_err(),

@@ -111,7 +111,7 @@ pub async fn serve_with(
             .await?;
     let sweeper = background
         .relay
-        .spawn_sweeper(Duration::from_secs(5), running.cancel_token());
+        .spawn_sweeper(config.outbox_sweep_interval, running.cancel_token());
     let cancel = running.cancel_token();
     running.spawn(async move {
         loop {

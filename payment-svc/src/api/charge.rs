@@ -1,7 +1,7 @@
 //! Charging: a payment is created pending, the provider is asked, and its
 //! decision is settled once; payments whose answer was lost are reconciled.
 
-use platform::error::invalid_fields;
+use platform::error::{invalid, invalid_fields};
 use platform::store::{Query, StoreError, Versioned};
 use proto::events::envelope::Payload;
 use proto::payment::{CreatePaymentRequest, CreatePaymentResponse};
@@ -70,7 +70,7 @@ impl PaymentApi {
             year,
             month,
         )
-        .map_err(|errors| invalid_fields(errors.into_iter().map(|e| (e.field, e.message))))?;
+        .map_err(invalid)?;
         let key = if r.idempotency_key.is_empty() {
             uuid::Uuid::now_v7().to_string()
         } else {
@@ -204,20 +204,14 @@ impl PaymentApi {
                         })
                     }
                 };
-                let kind = if matches!(outcome, ChargeOutcome::Succeeded { .. }) {
-                    "payment.processed"
-                } else {
-                    "payment.failed"
-                };
-                p.outbox.stage(&platform::events::envelope(
-                    kind,
+                p.outbox.stage(&platform::events::event(
                     &p.order_id,
                     "payment-svc",
                     payload,
                 ));
             })
             .await?;
-        self.flush(id).await;
+        self.relay.flush_or_defer(id).await;
         Ok(settled)
     }
 

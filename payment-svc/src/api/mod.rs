@@ -44,14 +44,6 @@ fn lookup_err(err: StoreError) -> Status {
     }
 }
 
-impl PaymentApi {
-    async fn flush(&self, id: &str) {
-        if let Err(err) = self.relay.flush(id).await {
-            tracing::warn!(error = %err, payment = id, "event publish deferred to the outbox sweeper");
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl PaymentService for PaymentApi {
     #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]

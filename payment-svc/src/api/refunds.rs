@@ -118,8 +118,7 @@ impl PaymentApi {
                             (x.id.clone(), x.amount, x.reason.clone());
                         p.settle_state();
                         let total = p.refunded_settled();
-                        p.outbox.stage(&platform::events::envelope(
-                            "payment.refunded",
+                        p.outbox.stage(&platform::events::event(
                             &p.order_id,
                             "payment-svc",
                             Payload::PaymentRefunded(proto::events::PaymentRefunded {
@@ -142,7 +141,7 @@ impl PaymentApi {
                 p.updated_at = now();
             })
             .await?;
-        self.flush(&id).await;
+        self.relay.flush_or_defer(&id).await;
         if let Err(err) = result {
             return Err(Status::unavailable(format!(
                 "the refund did not go through ({err}); retry with the same idempotency key"
