@@ -38,18 +38,8 @@ pub struct OrderApi {
     pub(crate) server_timeout: Duration,
 }
 
-fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    })
-}
-
 pub(crate) fn money(amount: i64, currency: &str) -> Option<proto::common::Money> {
-    Some(proto::common::Money {
-        amount,
-        currency: currency.to_string(),
-    })
+    Some(proto::common::Money::new(amount, currency))
 }
 
 pub(crate) fn status_to_proto(s: S) -> OrderStatus {
@@ -86,8 +76,8 @@ pub(crate) fn to_proto(id: &str, o: &Order) -> proto::order::Order {
         notes: o.notes.clone(),
         payment_id: o.payment_id.clone(),
         cancel_reason: o.cancel_reason.clone(),
-        created_at: timestamp(o.created_at),
-        updated_at: timestamp(o.updated_at),
+        created_at: Some(proto::ext::from_millis(o.created_at)),
+        updated_at: Some(proto::ext::from_millis(o.updated_at)),
     }
 }
 
@@ -243,7 +233,7 @@ impl OrderService for OrderApi {
         Ok(Response::new(GetOrderStatusResponse {
             order_id: r.order_id,
             status: status_to_proto(order.value.status) as i32,
-            updated_at: timestamp(order.value.updated_at),
+            updated_at: Some(proto::ext::from_millis(order.value.updated_at)),
         }))
     }
 

@@ -124,7 +124,7 @@ pub async fn serve_with(
             ))
             .serve(routes, listener)
             .await?;
-    let sweeper = relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token());
+    let sweeper = relay.spawn_sweeper(config.outbox_sweep_interval, running.cancel_token());
     // Retries pending saga steps and expires unpaid orders.
     let saga_sweeper = platform::runtime::spawn_every(
         "saga sweep",

@@ -226,4 +226,16 @@ fn requests_are_validated() {
         ]
     );
     assert!(validate_request(&vec![("p".to_string(), 1); 51], Some(&address), "", 1000).is_err());
+    let long_name = Address {
+        name: "n".repeat(101),
+        ..address
+    };
+    let errors = validate_request(&[("p".into(), 1)], Some(&long_name), "", 1000).unwrap_err();
+    assert_eq!(
+        errors,
+        [FieldError::new(
+            "shipping_address.name",
+            "must be at most 100 characters"
+        )]
+    );
 }

@@ -13,8 +13,7 @@ use crate::domain::{CancelPlan, CancelRefusal, Order, OrderEvent, OrderStatus as
 
 /// Stages `order.cancelled` in the order's outbox (same write as the change).
 pub(super) fn stage_cancelled(id: &str, order: &mut Order, previous: S) {
-    let event = platform::events::envelope(
-        "order.cancelled",
+    let event = platform::events::event(
         id,
         "order-svc",
         Payload::OrderCancelled(proto::events::OrderCancelled {

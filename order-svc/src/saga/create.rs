@@ -5,7 +5,7 @@
 
 use platform::auth::Caller;
 use platform::deadline::Budget;
-use platform::error::invalid_fields;
+use platform::error::{invalid, invalid_fields};
 use platform::store::{Query, StoreError, Versioned};
 use proto::events::envelope::Payload;
 use proto::order::CreateOrderRequest;
@@ -60,9 +60,7 @@ impl OrderApi {
             &r.notes,
             self.saga.max_units_per_line,
         )
-        .map_err(|errors| {
-            invalid_fields(errors.iter().map(|e| (e.field.as_str(), e.message.clone())))
-        })?;
+        .map_err(invalid)?;
         if let Some(existing) = self.orders.find_by_id(order_id).await? {
             if existing.value.abandoned || existing.value.user_id != caller.user_id {
                 return Err(
@@ -150,8 +148,7 @@ impl OrderApi {
             expires_at: Some(now + self.saga.payment_timeout.as_millis() as i64),
             ..Order::default()
         };
-        order.outbox.stage(&platform::events::envelope(
-            "order.created",
+        order.outbox.stage(&platform::events::event(
             order_id,
             "order-svc",
             Payload::OrderCreated(proto::events::OrderCreated {

@@ -94,9 +94,7 @@ impl OrderApi {
 
     /// After a write: publish what it staged, then do what it owes.
     pub(crate) async fn after_write(&self, id: &str) {
-        if let Err(err) = self.relay.flush(id).await {
-            tracing::warn!(error = %err, order = id, "event publish deferred to the outbox sweeper");
-        }
+        self.relay.flush_or_defer(id).await;
         self.run_steps(id).await;
     }
 }

@@ -6,6 +6,7 @@
 use platform::auth::Caller;
 use platform::deadline::Budget;
 use platform::store::Versioned;
+use proto::ext::ShortName;
 use tonic::{Code, Status};
 
 use super::{ambiguous, new_id, now_ms};
@@ -40,9 +41,7 @@ impl OrderApi {
                 }
                 PayRefusal::NotPayable(status) => Status::failed_precondition(format!(
                     "the order is {} and cannot be paid",
-                    status_to_proto(status)
-                        .as_str_name()
-                        .trim_start_matches("ORDER_STATUS_")
+                    status_to_proto(status).short_name()
                 )),
                 PayRefusal::InProgress => {
                     Status::aborted("a payment for this order is in progress; retry shortly")
