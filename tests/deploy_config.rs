@@ -230,3 +230,76 @@ fn hpa_targets_name_no_replicas(overlay: &str, rendered: &str) {
         assert!(!targets.is_empty(), "prod scales with HPAs");
     }
 }
+
+/// The services each component calls, read from its code: every peer it
+/// names (`ServiceId::…` other than its own), and user-svc for anyone
+/// that verifies access tokens against its JWKS (`MeshAuth::from_config`).
+fn calls_in_code() -> Vec<(String, String)> {
+    let services = [
+        ("Product", "product-svc"),
+        ("Order", "order-svc"),
+        ("Payment", "payment-svc"),
+        ("Recommendation", "recommendation-svc"),
+        ("User", "user-svc"),
+        ("Shipping", "shipping-svc"),
+        ("Notification", "notification-svc"),
+    ];
+    let mut edges = Vec::new();
+    for (_, caller) in services {
+        let mut sources = Vec::new();
+        files_under(&root().join(caller).join("src"), &[".rs"], &mut sources);
+        let code: String = sources
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .lines()
+            .filter(|l| !l.contains("pub const SERVICE"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (variant, callee) in services {
+            let named = code.contains(&format!("ServiceId::{variant})"))
+                || code.contains(&format!("ServiceId::{variant},"));
+            let verifies_tokens = callee == "user-svc" && code.contains("MeshAuth::from_config");
+            if callee != caller && (named || verifies_tokens) {
+                edges.push((caller.to_string(), callee.to_string()));
+            }
+        }
+    }
+    for (_, callee) in services {
+        edges.push(("gateway".to_string(), callee.to_string()));
+    }
+    edges
+}
+
+#[test]
+fn network_policies_let_every_call_the_code_makes_through() {
+    let policies =
+        std::fs::read_to_string(root().join("deploy/k8s/base/networkpolicies.yaml")).unwrap();
+    let allowed_callers = |callee: &str| -> Vec<String> {
+        let doc = policies
+            .split("\n---\n")
+            .find(|d| d.contains(&format!("name: allow-{callee}-grpc")))
+            .unwrap_or_else(|| panic!("a policy for {callee}"));
+        let from = &doc[doc.find("- from:").expect("ingress from")..];
+        from.lines()
+            .filter_map(|l| l.trim().strip_prefix("app.kubernetes.io/name:"))
+            .map(|n| n.trim().to_string())
+            .collect()
+    };
+    let edges = calls_in_code();
+    assert!(
+        edges.contains(&("order-svc".into(), "payment-svc".into()))
+            && edges.contains(&("product-svc".into(), "user-svc".into())),
+        "the code's calls were found: {edges:?}"
+    );
+    let blocked: Vec<String> = edges
+        .iter()
+        .filter(|(caller, callee)| !allowed_callers(callee).contains(caller))
+        .map(|(caller, callee)| format!("{caller} -> {callee}"))
+        .collect();
+    assert!(
+        blocked.is_empty(),
+        "calls the NetworkPolicies block: {blocked:?}"
+    );
+}
