@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use platform::{ErrorKind, ServiceId};
+use proto::ext::Required as _;
 use proto::user::user_service_client::UserServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -95,7 +96,7 @@ pub async fn register(
         .await?
         .into_inner()
         .user
-        .unwrap_or_default();
+        .required("user")?;
     Ok((StatusCode::CREATED, Json(UserOut::from(user))).into_response())
 }
 

@@ -115,7 +115,8 @@ pub(crate) fn cursor(next: String) -> Option<String> {
     Some(next).filter(|c| !c.is_empty())
 }
 
-/// RFC 3339 of a time a service answered (Unix epoch when absent).
+/// RFC 3339 of a time a service answered, in whole seconds (Unix epoch
+/// when absent): every time in a response is formatted here.
 pub(crate) fn rfc3339(ts: Option<prost_types::Timestamp>) -> String {
     platform::auth::rfc3339(ts.map(|t| t.seconds).unwrap_or_default())
 }

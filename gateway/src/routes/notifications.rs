@@ -11,11 +11,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use platform::ServiceId;
+use proto::ext::{Required as _, ShortName as _};
 use proto::notification::notification_service_client::NotificationServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{ApiQuery, PageParams, page};
+use super::common::{ApiQuery, PageParams, page, rfc3339};
 use super::grpc;
 use crate::extract::{ApiJson, AuthUser};
 use crate::problem::Problem;
@@ -36,11 +37,7 @@ pub struct NotificationOut {
 impl From<proto::notification::Notification> for NotificationOut {
     fn from(n: proto::notification::Notification) -> Self {
         let channel = proto::notification::Channel::try_from(n.channel)
-            .map(|c| {
-                c.as_str_name()
-                    .trim_start_matches("CHANNEL_")
-                    .to_ascii_lowercase()
-            })
+            .map(|c| c.short_name().to_ascii_lowercase())
             .unwrap_or_else(|_| "in_app".into());
         Self {
             id: n.id,
@@ -48,9 +45,7 @@ impl From<proto::notification::Notification> for NotificationOut {
             title: n.title,
             body: n.body,
             channel,
-            created_at: platform::auth::rfc3339(
-                n.created_at.map(|t| t.seconds).unwrap_or_default(),
-            ),
+            created_at: rfc3339(n.created_at),
             read: n.read,
         }
     }
@@ -172,7 +167,7 @@ pub async fn subscribe_push(
         .register_push_subscription(grpc(request, Some(&user.caller())))
         .await?
         .into_inner();
-    let s = r.subscription.unwrap_or_default();
+    let s = r.subscription.required("subscription")?;
     Ok((
         StatusCode::CREATED,
         Json(PushSubscriptionOut {

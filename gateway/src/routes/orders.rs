@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use platform::{ErrorKind, ServiceId};
+use proto::ext::{Required as _, ShortName as _};
 use proto::order::order_service_client::OrderServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -82,11 +83,7 @@ use super::common::rfc3339;
 
 fn order_status(status: i32) -> String {
     proto::order::OrderStatus::try_from(status)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("ORDER_STATUS_")
-                .to_string()
-        })
+        .map(|s| s.short_name().to_string())
         .unwrap_or_else(|_| "UNKNOWN".into())
 }
 
@@ -207,7 +204,7 @@ pub async fn create(
         .into_inner();
     Ok((
         StatusCode::CREATED,
-        Json(OrderOut::from(r.order.unwrap_or_default())),
+        Json(OrderOut::from(r.order.required("order")?)),
     )
         .into_response())
 }
@@ -258,7 +255,7 @@ pub async fn get(
         .get_order(grpc(request, Some(&user.caller())))
         .await?
         .into_inner();
-    Ok(Json(OrderOut::from(r.order.unwrap_or_default())))
+    Ok(Json(OrderOut::from(r.order.required("order")?)))
 }
 
 /// Cancel an order: CANCELLED before payment, REFUNDED after; 409 once shipped.
@@ -283,7 +280,7 @@ pub async fn cancel(
         .cancel_order(grpc(request, Some(&user.caller())))
         .await?
         .into_inner();
-    Ok(Json(OrderOut::from(r.order.unwrap_or_default())))
+    Ok(Json(OrderOut::from(r.order.required("order")?)))
 }
 
 /// Pay an order by card. A FAILED payment leaves the order PAYMENT_FAILED
@@ -321,7 +318,7 @@ pub async fn pay(
         .into_inner();
     Ok((
         StatusCode::CREATED,
-        Json(PaymentOut::from(r.payment.unwrap_or_default())),
+        Json(PaymentOut::from(r.payment.required("payment")?)),
     )
         .into_response())
 }

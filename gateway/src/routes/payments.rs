@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use platform::ServiceId;
+use proto::ext::{Required as _, ShortName as _};
 use proto::payment::payment_service_client::PaymentServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -57,11 +58,7 @@ impl From<proto::payment::Payment> for PaymentOut {
             id: p.id,
             order_id: p.order_id,
             status: proto::payment::PaymentStatus::try_from(p.status)
-                .map(|s| {
-                    s.as_str_name()
-                        .trim_start_matches("PAYMENT_STATUS_")
-                        .to_string()
-                })
+                .map(|s| s.short_name().to_string())
                 .unwrap_or_else(|_| "UNKNOWN".into()),
             amount: money(p.amount),
             refunded_amount: money(p.refunded_amount),
@@ -146,7 +143,7 @@ pub async fn get_payment(
         .get_payment_status(grpc(request, Some(&user.caller())))
         .await?
         .into_inner();
-    Ok(Json(PaymentOut::from(r.payment.unwrap_or_default())))
+    Ok(Json(PaymentOut::from(r.payment.required("payment")?)))
 }
 
 /// Refund a payment, fully or partly (admin); 409 beyond what was captured.
@@ -177,18 +174,14 @@ pub async fn refund(
         .process_refund(grpc(request, Some(&admin.caller())))
         .await?
         .into_inner();
-    let refund = r.refund.unwrap_or_default();
+    let refund = r.refund.required("refund")?;
     let out = RefundOut {
         id: refund.id,
         payment_id: refund.payment_id,
         order_id: refund.order_id,
         amount: money(refund.amount),
         status: proto::payment::RefundStatus::try_from(refund.status)
-            .map(|s| {
-                s.as_str_name()
-                    .trim_start_matches("REFUND_STATUS_")
-                    .to_string()
-            })
+            .map(|s| s.short_name().to_string())
             .unwrap_or_else(|_| "UNKNOWN".into()),
         reason: refund.reason,
         created_at: rfc3339(refund.created_at),

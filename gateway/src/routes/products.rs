@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use platform::{ErrorKind, ServiceId};
+use proto::ext::Required as _;
 use proto::product::product_service_client::ProductServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -190,7 +191,7 @@ pub async fn create(
         .into_inner();
     Ok((
         StatusCode::CREATED,
-        Json(ProductOut::from(r.product.unwrap_or_default())),
+        Json(ProductOut::from(r.product.required("product")?)),
     )
         .into_response())
 }
@@ -212,7 +213,7 @@ pub async fn get(
         .get_product_details(grpc(request, None))
         .await?
         .into_inner();
-    Ok(Json(ProductOut::from(r.product.unwrap_or_default())))
+    Ok(Json(ProductOut::from(r.product.required("product")?)))
 }
 
 /// Change a product (admin).
@@ -249,7 +250,7 @@ pub async fn update(
         .update_product(grpc(request, Some(&admin.caller())))
         .await?
         .into_inner();
-    Ok(Json(ProductOut::from(r.product.unwrap_or_default())))
+    Ok(Json(ProductOut::from(r.product.required("product")?)))
 }
 
 /// Remove a product (admin).
@@ -316,7 +317,7 @@ pub async fn stock(
         .update_stock(grpc(request, Some(&admin.caller())))
         .await?
         .into_inner();
-    Ok(Json(ProductOut::from(r.product.unwrap_or_default())))
+    Ok(Json(ProductOut::from(r.product.required("product")?)))
 }
 
 /// Products bought together with this one (from the recommendation

@@ -244,9 +244,7 @@ pub async fn model(
     Ok(Json(ModelOut {
         model_version: current.model_version,
         algorithm: current.algorithm,
-        trained_at: platform::auth::rfc3339(
-            current.trained_at.map(|t| t.seconds).unwrap_or_default(),
-        ),
+        trained_at: super::common::rfc3339(current.trained_at),
         interactions: current.interaction_count,
         products: current.product_count,
         users: current.user_count,

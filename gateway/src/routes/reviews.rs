@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use proto::ext::Required as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -79,7 +80,7 @@ pub async fn add_review(
         .into_inner();
     Ok((
         StatusCode::CREATED,
-        Json(ReviewOut::from(r.review.unwrap_or_default())),
+        Json(ReviewOut::from(r.review.required("review")?)),
     )
         .into_response())
 }

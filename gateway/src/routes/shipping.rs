@@ -3,10 +3,12 @@
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use platform::{ErrorKind, ServiceId};
+use proto::ext::{Required as _, ShortName as _};
 use proto::shipping::shipping_service_client::ShippingServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::common::rfc3339;
 use super::grpc;
 use crate::extract::{AuthUser, body_bytes, parse_json};
 use crate::problem::Problem;
@@ -33,11 +35,7 @@ pub struct ShipmentOut {
 
 fn status_name(s: i32) -> String {
     proto::shipping::ShipmentStatus::try_from(s)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("SHIPMENT_STATUS_")
-                .to_string()
-        })
+        .map(|s| s.short_name().to_string())
         .unwrap_or_else(|_| "UNKNOWN".into())
 }
 
@@ -54,7 +52,7 @@ impl From<proto::shipping::Shipment> for ShipmentOut {
                 .into_iter()
                 .map(|e| TrackingEventOut {
                     status: status_name(e.status),
-                    at: platform::auth::rfc3339(e.at.map(|t| t.seconds).unwrap_or_default()),
+                    at: rfc3339(e.at),
                     location: Some(e.location).filter(|l| !l.is_empty()),
                 })
                 .collect(),
@@ -98,7 +96,7 @@ pub async fn shipment(
         .get_shipment(grpc(request, Some(&user.caller())))
         .await?
         .into_inner();
-    Ok(Json(ShipmentOut::from(r.shipment.unwrap_or_default())))
+    Ok(Json(ShipmentOut::from(r.shipment.required("shipment")?)))
 }
 
 fn hex_decode(hex: &str) -> Option<Vec<u8>> {
@@ -215,7 +213,7 @@ pub async fn webhook(
         .update_shipment_status(state.mesh().request(request))
         .await?
         .into_inner();
-    Ok(Json(ShipmentOut::from(r.shipment.unwrap_or_default())))
+    Ok(Json(ShipmentOut::from(r.shipment.required("shipment")?)))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use platform::ServiceId;
+use proto::ext::Required as _;
 use proto::user::user_service_client::UserServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -127,7 +128,7 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Us
         ))
         .await?
         .into_inner();
-    Ok(Json(UserOut::from(r.user.unwrap_or_default())))
+    Ok(Json(UserOut::from(r.user.required("user")?)))
 }
 
 /// Update the caller's name, phone or address.
@@ -157,7 +158,7 @@ pub async fn update_me(
         .update_profile(grpc(request, Some(&user.caller())))
         .await?
         .into_inner();
-    Ok(Json(UserOut::from(r.user.unwrap_or_default())))
+    Ok(Json(UserOut::from(r.user.required("user")?)))
 }
 
 /// Replace the caller's preferred categories (used for recommendations).
@@ -179,7 +180,7 @@ pub async fn update_preferences(
         .update_preferences(grpc(request, Some(&user.caller())))
         .await?
         .into_inner();
-    let categories = r.preferences.map(|p| p.categories).unwrap_or_default();
+    let categories = r.preferences.required("preferences")?.categories;
     // Recommendations boost these categories. PUT is safe to repeat, so a
     // failure here is answered and the client retries the whole update.
     let forwarded = proto::recommendation::UpdateUserPreferencesRequest {
