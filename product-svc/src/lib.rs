@@ -13,8 +13,6 @@ pub mod inventory;
 pub mod seed;
 pub mod store;
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use platform::events::outbox::OutboxRelay;
 use platform::runtime::Deps;
@@ -95,8 +93,8 @@ pub async fn serve(
             .serve(routes, listener)
             .await?;
     let sweepers = [
-        product_relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token()),
-        review_relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token()),
+        product_relay.spawn_sweeper(config.outbox_sweep_interval, running.cancel_token()),
+        review_relay.spawn_sweeper(config.outbox_sweep_interval, running.cancel_token()),
         // Settles reservations that a crash or a lost call left open.
         platform::runtime::spawn_every(
             "reservation sweep",

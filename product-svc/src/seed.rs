@@ -234,10 +234,7 @@ pub async fn seed_demo(api: &ProductApi) -> anyhow::Result<usize> {
             name: name.to_string(),
             description: description.to_string(),
             category: category.to_string(),
-            price: Some(proto::common::Money {
-                amount: *cents,
-                currency: "USD".into(),
-            }),
+            price: Some(proto::common::Money::new(*cents, "USD")),
             stock: *stock,
             image_urls: vec![format!(
                 "https://images.shopmesh.dev/{}.jpg",

@@ -94,10 +94,7 @@ fn new_product(sku: &str, stock: u32) -> CreateProductRequest {
         name: format!("Product {sku}"),
         description: "A thing".into(),
         category: "things".into(),
-        price: Some(proto::common::Money {
-            amount: 1000,
-            currency: "USD".into(),
-        }),
+        price: Some(proto::common::Money::new(1000, "USD")),
         stock,
         image_urls: vec![],
         weight_grams: 100,
@@ -478,10 +475,7 @@ async fn catalog_crud_search_and_paging(postgres: bool) {
         "SKUs are unique, case-insensitively"
     );
     let mut negative = new_product("NEG", 1);
-    negative.price = Some(proto::common::Money {
-        amount: -5,
-        currency: "USD".into(),
-    });
+    negative.price = Some(proto::common::Money::new(-5, "USD"));
     assert_eq!(
         c.create_product(admin(negative)).await.unwrap_err().code(),
         Code::InvalidArgument
@@ -807,10 +801,7 @@ async fn cached_details_never_outlive_an_update() {
 
     let change = UpdateProductRequest {
         product_id: p.id.clone(),
-        price: Some(proto::common::Money {
-            amount: 1500,
-            currency: "USD".into(),
-        }),
+        price: Some(proto::common::Money::new(1500, "USD")),
         ..Default::default()
     };
     c.update_product(admin(change)).await.unwrap();

@@ -36,10 +36,10 @@ impl ProductApi {
                     active: p.value.is_active(),
                     name: p.value.name.clone(),
                     sku: p.value.sku.clone(),
-                    price: Some(proto::common::Money {
-                        amount: p.value.price.amount,
-                        currency: p.value.price.currency.clone(),
-                    }),
+                    price: Some(proto::common::Money::new(
+                        p.value.price.amount,
+                        &p.value.price.currency,
+                    )),
                     stock_available: p.value.stock_available.max(0) as u32,
                     weight_grams: p.value.weight_grams,
                 },

@@ -6,7 +6,7 @@ use platform::error::invalid_fields;
 use proto::product::*;
 use tonic::Status;
 
-use super::{ProductApi, lookup_err, now, timestamp, to_proto};
+use super::{ProductApi, lookup_err, now, to_proto};
 use crate::domain::{Reservation, ReservationState};
 
 fn reservation_to_proto(order_id: &str, r: &Reservation) -> proto::product::Reservation {
@@ -27,8 +27,8 @@ fn reservation_to_proto(order_id: &str, r: &Reservation) -> proto::product::Rese
             })
             .collect(),
         status: status as i32,
-        created_at: timestamp(r.created_at),
-        updated_at: timestamp(r.updated_at),
+        created_at: Some(proto::ext::from_secs(r.created_at)),
+        updated_at: Some(proto::ext::from_secs(r.updated_at)),
     }
 }
 

@@ -53,8 +53,7 @@ fn now() -> i64 {
 /// available stock below `threshold` (from `before`).
 pub(crate) fn stage_low_stock(threshold: i64, id: &str, product: &mut Product, before: i64) {
     if domain::crosses_low_stock(before, product.stock_available, threshold) {
-        let event = platform::events::envelope(
-            "inventory.low",
+        let event = platform::events::event(
             id,
             "product-svc",
             Payload::InventoryLow(InventoryLow {
@@ -67,13 +66,6 @@ pub(crate) fn stage_low_stock(threshold: i64, id: &str, product: &mut Product, b
         );
         product.outbox.stage(&event);
     }
-}
-
-fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: secs,
-        nanos: 0,
-    })
 }
 
 fn invalid(errors: Vec<FieldError>) -> Status {
@@ -99,10 +91,7 @@ pub(crate) fn to_proto(id: &str, p: &Product) -> proto::product::Product {
         name: p.name.clone(),
         description: p.description.clone(),
         category: p.category.clone(),
-        price: Some(proto::common::Money {
-            amount: p.price.amount,
-            currency: p.price.currency.clone(),
-        }),
+        price: Some(proto::common::Money::new(p.price.amount, &p.price.currency)),
         image_urls: p.image_urls.clone(),
         stock_available: p.stock_available.max(0) as u32,
         stock_reserved: p.stock_reserved.max(0) as u32,
@@ -110,8 +99,8 @@ pub(crate) fn to_proto(id: &str, p: &Product) -> proto::product::Product {
         rating_count: p.rating_count.max(0) as u32,
         weight_grams: p.weight_grams,
         active: p.is_active(),
-        created_at: timestamp(p.created_at),
-        updated_at: timestamp(p.updated_at),
+        created_at: Some(proto::ext::from_secs(p.created_at)),
+        updated_at: Some(proto::ext::from_secs(p.updated_at)),
     }
 }
 
@@ -123,9 +112,7 @@ impl ProductApi {
     /// After a write: publish staged events, make cached copies stale.
     pub(crate) async fn after_write(&self, ids: &[&str]) {
         for id in ids {
-            if let Err(err) = self.product_relay.flush(id).await {
-                tracing::warn!(error = %err, product = id, "event publish deferred to the outbox sweeper");
-            }
+            self.product_relay.flush_or_defer(id).await;
         }
         let namespaces: Vec<String> = ids
             .iter()

@@ -8,7 +8,7 @@ use proto::events::envelope::Payload;
 use proto::product::*;
 use tonic::Status;
 
-use super::{ProductApi, invalid, lookup_err, now, timestamp};
+use super::{ProductApi, invalid, lookup_err, now};
 use crate::domain::{self, Review};
 
 fn review_to_proto(id: &str, r: &Review) -> proto::product::Review {
@@ -18,7 +18,7 @@ fn review_to_proto(id: &str, r: &Review) -> proto::product::Review {
         user_id: r.user_id.clone(),
         rating: r.rating as u32,
         comment: r.comment.clone(),
-        created_at: timestamp(r.created_at),
+        created_at: Some(proto::ext::from_secs(r.created_at)),
     }
 }
 
@@ -62,8 +62,7 @@ impl ProductApi {
                     updated_at: now(),
                     outbox: Default::default(),
                 };
-                review.outbox.stage(&platform::events::envelope(
-                    "review.created",
+                review.outbox.stage(&platform::events::event(
                     &review_id,
                     "product-svc",
                     Payload::ReviewCreated(ReviewCreated {
@@ -89,9 +88,7 @@ impl ProductApi {
                 }
             }
         };
-        if let Err(err) = self.review_relay.flush(&review_id).await {
-            tracing::warn!(error = %err, "review event deferred to the outbox sweeper");
-        }
+        self.review_relay.flush_or_defer(&review_id).await;
         self.recompute_rating(&product_id).await?;
         self.after_write(&[&product_id]).await;
         Ok(AddReviewResponse {
