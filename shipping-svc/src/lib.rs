@@ -95,7 +95,7 @@ pub async fn serve(
             ))
             .serve(routes, listener)
             .await?;
-    let sweeper = relay.spawn_sweeper(Duration::from_secs(5), running.cancel_token());
+    let sweeper = relay.spawn_sweeper(config.outbox_sweep_interval, running.cancel_token());
     let cancel = running.cancel_token();
     running.spawn(async move {
         cancel.cancelled().await;

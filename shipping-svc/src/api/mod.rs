@@ -47,8 +47,7 @@ fn record(id: &str, s: &mut Shipment, status: St, at: i64, location: &str, descr
         description: description.to_string(),
     });
     s.updated_at = now();
-    let event = platform::events::envelope(
-        "shipping.updated",
+    let event = platform::events::event(
         &s.order_id,
         "shipping-svc",
         Payload::ShippingUpdated(proto::events::ShippingUpdated {
@@ -66,12 +65,6 @@ fn record(id: &str, s: &mut Shipment, status: St, at: i64, location: &str, descr
 }
 
 impl ShippingApi {
-    async fn flush(&self, id: &str) {
-        if let Err(err) = self.relay.flush(id).await {
-            tracing::warn!(error = %err, shipment = id, "event publish deferred to the outbox sweeper");
-        }
-    }
-
     async fn by_order(&self, order_id: &str) -> Result<Option<Versioned<Shipment>>, Status> {
         Ok(self
             .shipments

@@ -117,7 +117,7 @@ impl ShippingApi {
                 }
             })
             .await?;
-        self.flush(&id).await;
+        self.relay.flush_or_defer(&id).await;
         Ok(())
     }
 }

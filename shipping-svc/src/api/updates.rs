@@ -69,7 +69,7 @@ impl ShippingApi {
                 ))),
             })
             .await??;
-        self.flush(&id).await;
+        self.relay.flush_or_defer(&id).await;
         Ok(UpdateShipmentStatusResponse {
             shipment: Some(to_proto(&id, &updated.value)),
         })
@@ -142,7 +142,7 @@ impl ShippingApi {
                 }
             })
             .await??;
-        self.flush(&id).await;
+        self.relay.flush_or_defer(&id).await;
         Ok(voided)
     }
 
