@@ -71,10 +71,7 @@ pub(crate) fn to_proto(id: &str, n: &Item) -> proto::notification::Notification 
         title: n.title.clone(),
         body: n.body.clone(),
         channel: Channel::InApp as i32,
-        created_at: Some(prost_types::Timestamp {
-            seconds: n.created_at / 1000,
-            nanos: ((n.created_at % 1000) * 1_000_000) as i32,
-        }),
+        created_at: Some(proto::ext::from_millis(n.created_at)),
         read: n.state == "read",
     }
 }
@@ -354,10 +351,7 @@ impl NotificationService for NotificationApi {
                 id,
                 user_id: caller.user_id,
                 endpoint: r.endpoint,
-                created_at: Some(prost_types::Timestamp {
-                    seconds: subscription.created_at / 1000,
-                    nanos: 0,
-                }),
+                created_at: Some(proto::ext::from_secs(subscription.created_at / 1000)),
             }),
         }))
     }

@@ -9,17 +9,8 @@ use crate::deliveries::Outgoing;
 use crate::domain::{Via, channels_for};
 use crate::templates::{Templates, money};
 
-pub const EVENT_TYPES: &[&str] = &[
-    "user.registered",
-    "order.created",
-    "order.cancelled",
-    "payment.processed",
-    "payment.failed",
-    "payment.refunded",
-    "shipping.updated",
-    "inventory.low",
-    "review.created",
-];
+/// Every event there is: each one notifies someone.
+pub const EVENT_TYPES: &[&str] = &Payload::ALL_TYPES;
 
 pub struct NotificationEvents {
     pub api: NotificationApi,
@@ -108,17 +99,17 @@ impl Handler for NotificationEvents {
         let Some(payload) = &delivery.envelope.payload else {
             return Err(HandlerError::Permanent("event without payload".into()));
         };
-        let kind = delivery.envelope.r#type.clone();
-        let Some((recipient, context, vias)) = Self::address(payload, &kind) else {
+        let kind = payload.event_type();
+        let Some((recipient, context, vias)) = Self::address(payload, kind) else {
             return Ok(());
         };
         let (title, body) = self
             .templates
-            .render(&kind, context)
+            .render(kind, context)
             .map_err(|e| HandlerError::Permanent(format!("template {kind}: {e}")))?;
         let key = format!("{}:{recipient}", delivery.envelope.id);
         self.api
-            .deliver(&key, &recipient, &kind, title.clone(), body.clone())
+            .deliver(&key, &recipient, kind, title.clone(), body.clone())
             .await
             .map_err(|s| HandlerError::Retryable(s.message().to_string()))?;
         // Written after the feed item and idempotent too, so a redelivery
@@ -126,7 +117,7 @@ impl Handler for NotificationEvents {
         let out = Outgoing {
             key: &key,
             user_id: &recipient,
-            kind: &kind,
+            kind,
             title: &title,
             body: &body,
         };

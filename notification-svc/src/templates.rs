@@ -118,10 +118,7 @@ mod tests {
             assert!(t.render(kind, minijinja::context! {}).is_ok(), "{kind}");
         }
         assert_eq!(
-            money(&Some(proto::common::Money {
-                amount: 1205,
-                currency: "USD".into()
-            })),
+            money(&Some(proto::common::Money::new(1205, "USD"))),
             "12.05 USD"
         );
     }

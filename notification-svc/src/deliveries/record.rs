@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use platform::store::{CollectionSpec, FieldType, IndexSpec};
+use proto::ext::from_millis;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{State, Via};
@@ -56,13 +57,6 @@ pub(crate) fn id_of(key: &str) -> String {
         .collect()
 }
 
-fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
 impl Record {
     pub fn to_proto(&self, id: &str) -> proto::notification::Delivery {
         let state = State::parse(&self.state);
@@ -75,9 +69,9 @@ impl Record {
             state: state.proto() as i32,
             attempts: self.attempts,
             last_error: self.last_error.clone().unwrap_or_default(),
-            created_at: Some(timestamp(self.created_at)),
-            updated_at: Some(timestamp(self.updated_at)),
-            next_attempt_at: (state == State::Pending).then(|| timestamp(self.next_attempt_at)),
+            created_at: Some(from_millis(self.created_at)),
+            updated_at: Some(from_millis(self.updated_at)),
+            next_attempt_at: (state == State::Pending).then(|| from_millis(self.next_attempt_at)),
         }
     }
 
@@ -90,7 +84,7 @@ impl Record {
             title: self.title.clone(),
             body: self.body.clone(),
             channel: Via::parse(&self.channel).map_or(0, |v| v.proto() as i32),
-            created_at: Some(timestamp(self.created_at)),
+            created_at: Some(from_millis(self.created_at)),
             read: false,
         }
     }
