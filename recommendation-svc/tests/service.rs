@@ -102,10 +102,7 @@ impl TestApp {
                 name: format!("Product {sku}"),
                 description: "d".into(),
                 category: category.into(),
-                price: Some(proto::common::Money {
-                    amount: 1000,
-                    currency: "USD".into(),
-                }),
+                price: Some(proto::common::Money::new(1000, "USD")),
                 stock: 100,
                 image_urls: vec![],
                 weight_grams: 0,
@@ -415,10 +412,7 @@ async fn two_replicas_on_one_store_serve_the_same_model_after_one_trains() {
 async fn imports_store_valid_rows_and_report_bad_ones_by_line() {
     let mut app = TestApp::start().await;
     let client = app.replica().await;
-    let at = Some(prost_types::Timestamp {
-        seconds: 1_300_000_000,
-        nanos: 0,
-    });
+    let at = Some(proto::ext::from_secs(1_300_000_000));
     let row =
         |line: u64, user: &str, product: &str, quantity: u32| proto::recommendation::Interaction {
             user_id: user.into(),

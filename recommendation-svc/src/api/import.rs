@@ -143,10 +143,7 @@ mod tests {
             kind: interaction::Kind::Purchase as i32,
             quantity: 2,
             rating: 0,
-            occurred_at: Some(prost_types::Timestamp {
-                seconds: 1_300_000_000,
-                nanos: 0,
-            }),
+            occurred_at: Some(proto::ext::from_secs(1_300_000_000)),
             category: "Gifts".into(),
             line: 7,
         }
@@ -170,12 +167,7 @@ mod tests {
             ),
             (|i| i.occurred_at = None, "occurred_at"),
             (
-                |i| {
-                    i.occurred_at = Some(prost_types::Timestamp {
-                        seconds: 99_999_999_999,
-                        nanos: 0,
-                    })
-                },
+                |i| i.occurred_at = Some(proto::ext::from_secs(99_999_999_999)),
                 "occurred_at",
             ),
         ];

@@ -49,18 +49,11 @@ fn may_act_for(caller: &Caller, user_id: &str) -> Result<(), Status> {
     }
 }
 
-fn timestamp(millis: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: millis.div_euclid(1000),
-        nanos: (millis.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
 fn model_info(meta: &ModelMeta) -> ModelInfo {
     ModelInfo {
         model_version: meta.version.clone(),
         algorithm: meta.algorithm.clone(),
-        trained_at: Some(timestamp(meta.trained_at)),
+        trained_at: Some(proto::ext::from_millis(meta.trained_at)),
         interaction_count: meta.interactions,
         product_count: meta.products,
         user_count: meta.users,
