@@ -71,146 +71,60 @@ pub struct Mapping {
     pub retryable: bool,
 }
 
-/// The table. For a code or HTTP status that several kinds share, the first
-/// row wins when mapping back.
+/// The order in which [`ErrorKind::from_grpc_code`] and
+/// [`ErrorKind::from_http_status`] look for a kind: for a code or HTTP status
+/// that several kinds share, the first row wins when mapping back. The rows
+/// themselves come from [`ErrorKind::mapping`].
 pub const TABLE: &[Mapping] = &[
-    row(
-        ErrorKind::InvalidArgument,
-        Code::InvalidArgument,
-        422,
-        "Invalid request",
-        false,
-    ),
-    row(
-        ErrorKind::Malformed,
-        Code::InvalidArgument,
-        400,
-        "Malformed request",
-        false,
-    ),
-    row(
-        ErrorKind::Unauthenticated,
-        Code::Unauthenticated,
-        401,
-        "Unauthenticated",
-        false,
-    ),
-    row(
-        ErrorKind::PermissionDenied,
-        Code::PermissionDenied,
-        403,
-        "Forbidden",
-        false,
-    ),
-    row(ErrorKind::NotFound, Code::NotFound, 404, "Not found", false),
-    row(
-        ErrorKind::AlreadyExists,
-        Code::AlreadyExists,
-        409,
-        "Already exists",
-        false,
-    ),
-    row(
-        ErrorKind::FailedPrecondition,
-        Code::FailedPrecondition,
-        409,
-        "Conflict",
-        false,
-    ),
-    row(ErrorKind::Aborted, Code::Aborted, 409, "Conflict", true),
-    row(
-        ErrorKind::OutOfRange,
-        Code::OutOfRange,
-        409,
-        "Out of range",
-        false,
-    ),
-    row(
-        ErrorKind::RateLimited,
-        Code::ResourceExhausted,
-        429,
-        "Too many requests",
-        true,
-    ),
-    row(
-        ErrorKind::PayloadTooLarge,
-        Code::ResourceExhausted,
-        413,
-        "Payload too large",
-        false,
-    ),
-    row(
-        ErrorKind::UnsupportedMediaType,
-        Code::InvalidArgument,
-        415,
-        "Unsupported media type",
-        false,
-    ),
-    row(
-        ErrorKind::MethodNotAllowed,
-        Code::Unimplemented,
-        405,
-        "Method not allowed",
-        false,
-    ),
-    row(
-        ErrorKind::Unimplemented,
-        Code::Unimplemented,
-        501,
-        "Not implemented",
-        false,
-    ),
-    row(
-        ErrorKind::Unavailable,
-        Code::Unavailable,
-        503,
-        "Service unavailable",
-        true,
-    ),
-    row(
-        ErrorKind::DeadlineExceeded,
-        Code::DeadlineExceeded,
-        504,
-        "Gateway timeout",
-        true,
-    ),
-    row(
-        ErrorKind::Cancelled,
-        Code::Cancelled,
-        504,
-        "Gateway timeout",
-        true,
-    ),
-    row(
-        ErrorKind::BadGateway,
-        Code::Unknown,
-        502,
-        "Bad gateway",
-        true,
-    ),
-    row(
-        ErrorKind::Internal,
-        Code::Internal,
-        500,
-        "Internal error",
-        false,
-    ),
+    *ErrorKind::InvalidArgument.mapping(),
+    *ErrorKind::Malformed.mapping(),
+    *ErrorKind::Unauthenticated.mapping(),
+    *ErrorKind::PermissionDenied.mapping(),
+    *ErrorKind::NotFound.mapping(),
+    *ErrorKind::AlreadyExists.mapping(),
+    *ErrorKind::FailedPrecondition.mapping(),
+    *ErrorKind::Aborted.mapping(),
+    *ErrorKind::OutOfRange.mapping(),
+    *ErrorKind::RateLimited.mapping(),
+    *ErrorKind::PayloadTooLarge.mapping(),
+    *ErrorKind::UnsupportedMediaType.mapping(),
+    *ErrorKind::MethodNotAllowed.mapping(),
+    *ErrorKind::Unimplemented.mapping(),
+    *ErrorKind::Unavailable.mapping(),
+    *ErrorKind::DeadlineExceeded.mapping(),
+    *ErrorKind::Cancelled.mapping(),
+    *ErrorKind::BadGateway.mapping(),
+    *ErrorKind::Internal.mapping(),
 ];
 
-const fn row(
-    kind: ErrorKind,
-    code: Code,
-    http: u16,
-    title: &'static str,
-    retryable: bool,
-) -> Mapping {
-    Mapping {
-        kind,
-        code,
-        http,
-        title,
-        retryable,
+// Each kind appears once in the table, so lookups by kind and back agree.
+const _: () = {
+    let mut i = 0;
+    while i < TABLE.len() {
+        let mut j = i + 1;
+        while j < TABLE.len() {
+            assert!(
+                TABLE[i].kind as usize != TABLE[j].kind as usize,
+                "a kind appears twice in TABLE"
+            );
+            j += 1;
+        }
+        i += 1;
     }
+};
+
+/// One row of the mapping, as a `&'static` constant.
+macro_rules! row {
+    ($kind:ident, $code:ident, $http:literal, $title:literal, $retryable:literal) => {{
+        const ROW: Mapping = Mapping {
+            kind: ErrorKind::$kind,
+            code: Code::$code,
+            http: $http,
+            title: $title,
+            retryable: $retryable,
+        };
+        &ROW
+    }};
 }
 
 impl ErrorKind {
@@ -219,11 +133,104 @@ impl ErrorKind {
         TABLE.iter().map(|m| m.kind)
     }
 
-    pub fn mapping(self) -> &'static Mapping {
-        TABLE
-            .iter()
-            .find(|m| m.kind == self)
-            .expect("every ErrorKind has a row in TABLE")
+    /// The kind's gRPC code, HTTP status, title and retryability. The match
+    /// is exhaustive: a new kind does not compile until it has its row.
+    pub const fn mapping(self) -> &'static Mapping {
+        match self {
+            ErrorKind::InvalidArgument => {
+                row!(
+                    InvalidArgument,
+                    InvalidArgument,
+                    422,
+                    "Invalid request",
+                    false
+                )
+            }
+            ErrorKind::Malformed => {
+                row!(Malformed, InvalidArgument, 400, "Malformed request", false)
+            }
+            ErrorKind::Unauthenticated => {
+                row!(
+                    Unauthenticated,
+                    Unauthenticated,
+                    401,
+                    "Unauthenticated",
+                    false
+                )
+            }
+            ErrorKind::PermissionDenied => {
+                row!(PermissionDenied, PermissionDenied, 403, "Forbidden", false)
+            }
+            ErrorKind::NotFound => row!(NotFound, NotFound, 404, "Not found", false),
+            ErrorKind::AlreadyExists => {
+                row!(AlreadyExists, AlreadyExists, 409, "Already exists", false)
+            }
+            ErrorKind::FailedPrecondition => {
+                row!(
+                    FailedPrecondition,
+                    FailedPrecondition,
+                    409,
+                    "Conflict",
+                    false
+                )
+            }
+            ErrorKind::Aborted => row!(Aborted, Aborted, 409, "Conflict", true),
+            ErrorKind::OutOfRange => row!(OutOfRange, OutOfRange, 409, "Out of range", false),
+            ErrorKind::RateLimited => {
+                row!(
+                    RateLimited,
+                    ResourceExhausted,
+                    429,
+                    "Too many requests",
+                    true
+                )
+            }
+            ErrorKind::PayloadTooLarge => {
+                row!(
+                    PayloadTooLarge,
+                    ResourceExhausted,
+                    413,
+                    "Payload too large",
+                    false
+                )
+            }
+            ErrorKind::UnsupportedMediaType => {
+                row!(
+                    UnsupportedMediaType,
+                    InvalidArgument,
+                    415,
+                    "Unsupported media type",
+                    false
+                )
+            }
+            ErrorKind::MethodNotAllowed => {
+                row!(
+                    MethodNotAllowed,
+                    Unimplemented,
+                    405,
+                    "Method not allowed",
+                    false
+                )
+            }
+            ErrorKind::Unimplemented => {
+                row!(Unimplemented, Unimplemented, 501, "Not implemented", false)
+            }
+            ErrorKind::Unavailable => {
+                row!(Unavailable, Unavailable, 503, "Service unavailable", true)
+            }
+            ErrorKind::DeadlineExceeded => {
+                row!(
+                    DeadlineExceeded,
+                    DeadlineExceeded,
+                    504,
+                    "Gateway timeout",
+                    true
+                )
+            }
+            ErrorKind::Cancelled => row!(Cancelled, Cancelled, 504, "Gateway timeout", true),
+            ErrorKind::BadGateway => row!(BadGateway, Unknown, 502, "Bad gateway", true),
+            ErrorKind::Internal => row!(Internal, Internal, 500, "Internal error", false),
+        }
     }
 
     pub fn grpc_code(self) -> Code {
@@ -324,6 +331,9 @@ mod tests {
             }
         }
         assert_eq!(TABLE.len(), 19);
+        for kind in ErrorKind::all() {
+            assert_eq!(kind.mapping().kind, kind);
+        }
     }
 
     #[test]

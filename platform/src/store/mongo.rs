@@ -24,7 +24,7 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde_json::Value;
 
 use super::{
-    Backend, Bound, CollectionSpec, FieldType, IndexSpec, PlannedQuery, RawDocument, Result,
+    Backend, Bound, Cause, CollectionSpec, FieldType, IndexSpec, PlannedQuery, RawDocument, Result,
     StoreError, StoreSettings, WriteAcknowledgment,
 };
 
@@ -180,16 +180,18 @@ fn map_err(spec: &CollectionSpec, err: mongodb::error::Error) -> StoreError {
         MongoErrorKind::ServerSelection { .. }
         | MongoErrorKind::Io(_)
         | MongoErrorKind::ConnectionPoolCleared { .. }
-        | MongoErrorKind::DnsResolve { .. } => return StoreError::Unavailable(err.to_string()),
+        | MongoErrorKind::DnsResolve { .. } => {
+            return StoreError::Unavailable(Cause::with_source("MongoDB unreachable", err));
+        }
         _ => {}
     }
     let transient = server_code(&err).is_some_and(|code| TRANSIENT_CODES.contains(&code))
         || err.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
         || err.contains_label("TransientTransactionError");
     if transient {
-        StoreError::Unavailable(err.to_string())
+        StoreError::Unavailable(Cause::with_source("transient MongoDB failure", err))
     } else {
-        StoreError::Backend(err.to_string())
+        StoreError::Backend(Cause::chain(&err))
     }
 }
 
@@ -720,6 +722,9 @@ mod tests {
         ] {
             let err = map_err(&spec, command_error(code, name, "not now"));
             assert!(matches!(err, StoreError::Unavailable(_)), "{name}: {err:?}");
+            // The driver's error stays attached for the log at the edge.
+            let chain = Cause::chain(&err);
+            assert!(chain.contains("not now"), "{name}: {chain}");
         }
         let err = map_err(&spec, command_error(2, "BadValue", "bad"));
         assert!(matches!(err, StoreError::Backend(_)), "{err:?}");

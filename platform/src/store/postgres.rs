@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
 use super::{
-    Backend, Bound, CollectionSpec, FieldType, IndexSpec, PlannedQuery, RawDocument, Result,
+    Backend, Bound, Cause, CollectionSpec, FieldType, IndexSpec, PlannedQuery, RawDocument, Result,
     StoreError, StoreSettings,
 };
 
@@ -52,7 +52,9 @@ fn index_name(collection: &str, index: &IndexSpec) -> String {
 /// Maps a driver error: connection trouble is `Unavailable`, unique
 /// violations name the index, everything else is ours.
 fn map_err(spec: &CollectionSpec, err: sqlx::Error) -> StoreError {
-    match err {
+    let unavailable =
+        |message: &str, err: sqlx::Error| StoreError::Unavailable(Cause::with_source(message, err));
+    match &err {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             if code == "23505" {
@@ -73,25 +75,23 @@ fn map_err(spec: &CollectionSpec, err: sqlx::Error) -> StoreError {
                 };
                 StoreError::AlreadyExists { index }
             } else if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") {
-                StoreError::Unavailable(db.message().to_string())
+                unavailable(&format!("database unavailable (SQLSTATE {code})"), err)
             } else if code == "57014" {
-                StoreError::Unavailable("statement timed out".into())
+                unavailable("statement timed out", err)
             } else {
-                StoreError::Backend(format!("{code}: {}", db.message()))
+                StoreError::Backend(format!("SQLSTATE {code}: {}", Cause::chain(&err)))
             }
         }
         sqlx::Error::PoolTimedOut => {
-            StoreError::Unavailable("timed out waiting for a database connection".into())
+            unavailable("timed out waiting for a database connection", err)
         }
-        sqlx::Error::Io(e) => StoreError::Unavailable(format!("database connection failed: {e}")),
+        sqlx::Error::Io(_) => unavailable("database connection failed", err),
         sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-            StoreError::Unavailable("database pool closed".into())
+            unavailable("database pool closed", err)
         }
-        sqlx::Error::Tls(e) => StoreError::Unavailable(format!("database TLS failed: {e}")),
-        sqlx::Error::Protocol(e) => {
-            StoreError::Unavailable(format!("database protocol error: {e}"))
-        }
-        other => StoreError::Backend(other.to_string()),
+        sqlx::Error::Tls(_) => unavailable("database TLS failed", err),
+        sqlx::Error::Protocol(_) => unavailable("database protocol error", err),
+        _ => StoreError::Backend(Cause::chain(&err)),
     }
 }
 
@@ -416,5 +416,41 @@ impl Backend for PostgresBackend {
 
     fn name(&self) -> &'static str {
         "postgres"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn connection_failures_keep_the_driver_error_as_their_source() {
+        let spec = CollectionSpec::new("things");
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by peer");
+        let err = map_err(&spec, sqlx::Error::Io(io));
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "store unavailable: database connection failed"
+        );
+        assert!(err.source().is_some());
+        let chain = Cause::chain(&err);
+        assert!(chain.contains("refused by peer"), "{chain}");
+        assert_eq!(chain.matches("refused by peer").count(), 1, "{chain}");
+
+        let err = map_err(&spec, sqlx::Error::PoolTimedOut);
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(err.source().is_some());
+    }
+
+    #[test]
+    fn other_failures_are_ours_with_the_whole_chain() {
+        let spec = CollectionSpec::new("things");
+        let err = map_err(&spec, sqlx::Error::RowNotFound);
+        assert!(
+            matches!(&err, StoreError::Backend(m) if m.contains("no rows")),
+            "{err:?}"
+        );
     }
 }
