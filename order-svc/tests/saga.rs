@@ -94,10 +94,7 @@ impl Catalog for FakeCatalog {
                     active: true,
                     name: format!("product {id}"),
                     sku: format!("SKU-{id}"),
-                    price: Some(Money {
-                        amount: *price,
-                        currency: "USD".into(),
-                    }),
+                    price: Some(Money::new(*price, "USD")),
                     stock_available: *units,
                     weight_grams: 100,
                 },
@@ -500,18 +497,14 @@ async fn a_payment_that_succeeds_for_a_cancelled_order_is_refunded() {
     // payment-svc reports a success that was under way when the order was
     // cancelled.
     let payment_id = uuid::Uuid::now_v7().to_string();
-    let event = platform::events::envelope(
-        "payment.processed",
+    let event = platform::events::event(
         &payment_id,
         "payment-svc",
         proto::events::envelope::Payload::PaymentProcessed(proto::events::PaymentProcessed {
             payment_id: payment_id.clone(),
             order_id: order.id.clone(),
             user_id: USER.into(),
-            amount: Some(Money {
-                amount: 1000,
-                currency: "USD".into(),
-            }),
+            amount: Some(Money::new(1000, "USD")),
             card_brand: "visa".into(),
             card_last4: "4242".into(),
             provider: "simulated".into(),
