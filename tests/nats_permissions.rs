@@ -15,15 +15,10 @@ use platform::events::nats::{NatsBus, NatsSettings};
 use platform::events::{ConsumerConfig, EventBus, envelope, handler_fn};
 use proto::events::envelope::Payload;
 
-const SERVICES: [&str; 7] = [
-    "user-svc",
-    "product-svc",
-    "order-svc",
-    "payment-svc",
-    "shipping-svc",
-    "notification-svc",
-    "recommendation-svc",
-];
+/// Every service's name, which is also its NATS user.
+fn services() -> impl Iterator<Item = &'static str> {
+    platform::ServiceId::ALL.iter().map(|id| id.binary())
+}
 
 fn password(service: &str) -> String {
     format!("pw-{service}")
@@ -79,7 +74,7 @@ async fn start(binary: &Path) -> Server {
         .arg(&dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for service in SERVICES {
+    for service in services() {
         let var = format!("NATS_PASSWORD_{}", service.to_uppercase().replace('-', "_"));
         command.env(var, password(service));
     }
@@ -251,7 +246,7 @@ fn the_dev_overlay_ships_the_same_nats_config() {
     let overlay = std::fs::read_to_string(root.join("deploy/k8s/overlays/dev/nats.conf"))
         .expect("the dev overlay has a copy (kustomize reads files below it only)");
     assert_eq!(shipped, overlay);
-    for service in SERVICES {
+    for service in services() {
         assert!(
             shipped.contains(&format!("user: {service}")),
             "{service} has a NATS user"

@@ -42,16 +42,16 @@ impl ProductApi {
         let product_id = r.product_id;
         self.get_product(&product_id).await?;
         let review_id = format!("{product_id}:{}", caller.user_id);
+        // A second review by the same user replaces the first.
+        let replace = || {
+            self.reviews.modify(&review_id, |rv| {
+                rv.rating = rating;
+                rv.comment = comment.clone();
+                rv.updated_at = now();
+            })
+        };
         let review = match self.reviews.find_by_id(&review_id).await? {
-            Some(_) => {
-                self.reviews
-                    .modify(&review_id, |rv| {
-                        rv.rating = rating;
-                        rv.comment = comment.clone();
-                        rv.updated_at = now();
-                    })
-                    .await?
-            }
+            Some(_) => replace().await?,
             None => {
                 let mut review = Review {
                     product_id: product_id.clone(),
@@ -75,15 +75,7 @@ impl ProductApi {
                 match self.reviews.insert(&review_id, review).await {
                     Ok(stored) => stored,
                     // Two first reviews at once: the other won; apply ours on top.
-                    Err(StoreError::AlreadyExists { .. }) => {
-                        self.reviews
-                            .modify(&review_id, |rv| {
-                                rv.rating = rating;
-                                rv.comment = comment.clone();
-                                rv.updated_at = now();
-                            })
-                            .await?
-                    }
+                    Err(StoreError::AlreadyExists { .. }) => replace().await?,
                     Err(err) => return Err(err.into()),
                 }
             }
