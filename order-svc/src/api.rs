@@ -137,7 +137,7 @@ impl OrderService for OrderApi {
             let id = uuid::Uuid::now_v7().to_string();
             let order = budget
                 .run(async {
-                    self.create(&caller, &id, &r, &budget)
+                    self.create(&caller, &id, true, &r, &budget)
                         .await
                         .map_err(|f| f.status)
                 })
@@ -157,20 +157,18 @@ impl OrderService for OrderApi {
                 &budget,
             )
             .await?;
-        let (record_id, resource_id) = match claim {
+        let (record, fresh) = match claim {
             Claim::Replay(bytes) => {
                 let replay = CreateOrderResponse::decode(bytes.as_slice())
                     .map_err(|_| Status::internal("stored response unreadable"))?;
                 return Ok(Response::new(replay));
             }
-            Claim::Proceed {
-                record_id,
-                resource_id,
-            } => (record_id, resource_id),
+            Claim::Proceed { record, fresh } => (record, fresh),
         };
+        let resource_id = record.value.resource_id.clone();
         let created = match tokio::time::timeout(
             budget.remaining(),
-            self.create(&caller, &resource_id, &r, &budget),
+            self.create(&caller, &resource_id, fresh, &r, &budget),
         )
         .await
         {
@@ -185,13 +183,13 @@ impl OrderService for OrderApi {
             Ok(order) => {
                 let response = CreateOrderResponse { order: Some(order) };
                 self.keys
-                    .complete(&record_id, &response.encode_to_vec())
+                    .complete(record, &response.encode_to_vec())
                     .await?;
                 Ok(Response::new(response))
             }
             Err(failure) => {
                 if !failure.keep_key {
-                    self.keys.release(&record_id).await;
+                    self.keys.release(&record.id).await;
                 }
                 Err(failure.status)
             }

@@ -1,11 +1,13 @@
 //! What order-svc consumes: payment and shipping outcomes move orders
-//! through their states. Each event applies once (its id is recorded on the
-//! order, and processed ids are kept by the idempotent wrapper).
+//! through their states. Each event applies once: its id (or the payment
+//! it names) is recorded on the order in the write that applies it, and a
+//! handler that finds it there writes nothing.
 
 use platform::events::{Delivery, Handler, HandlerError};
 use proto::events::envelope::Payload;
 
 use crate::api::OrderApi;
+use crate::saga::Paid;
 
 /// Event types the order service subscribes to.
 pub const EVENT_TYPES: &[&str] = &[
@@ -37,17 +39,22 @@ impl Handler for OrderEvents {
                 .api
                 .on_paid(
                     &e.order_id,
-                    &e.payment_id,
-                    &e.amount.clone().unwrap_or_default(),
                     None,
-                    id,
+                    Paid {
+                        payment_id: &e.payment_id,
+                        amount: &e.amount.clone().unwrap_or_default(),
+                        key: None,
+                        event_id: id,
+                    },
                 )
                 .await
+                .map(drop)
                 .map_err(retry),
             Some(Payload::PaymentFailed(e)) => self
                 .api
-                .on_payment_failed(&e.order_id, None, id)
+                .on_payment_failed(&e.order_id, None, None, id)
                 .await
+                .map(drop)
                 .map_err(retry),
             Some(Payload::PaymentRefunded(e)) if e.fully_refunded => self
                 .api

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use platform::store::{Bound, Collection, CollectionSpec, FieldType, IndexSpec, Query, StoreError};
+use platform::store::{
+    Bound, Collection, CollectionSpec, FieldType, IndexSpec, Query, StoreError, Versioned,
+};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tonic::Status;
@@ -42,10 +44,13 @@ pub fn spec() -> CollectionSpec {
 }
 
 pub enum Claim {
-    /// First time: do the work for `resource_id`, then [`Keys::complete`].
+    /// First time: do the work for the record's `resource_id`, then
+    /// [`Keys::complete`] (or [`Keys::release`]) the record.
     Proceed {
-        record_id: String,
-        resource_id: String,
+        record: Versioned<Record>,
+        /// Whether this is the key's first request (not a take-over of
+        /// one that died), so nothing can exist yet under `resource_id`.
+        fresh: bool,
     },
     /// Done before: answer with this response.
     Replay(Vec<u8>),
@@ -100,11 +105,11 @@ impl Keys {
             resource_id: uuid::Uuid::now_v7().to_string(),
             created_at: now_ms(),
         };
-        match self.records.insert(&record_id, fresh.clone()).await {
-            Ok(_) => {
+        match self.records.insert(&record_id, fresh).await {
+            Ok(record) => {
                 return Ok(Claim::Proceed {
-                    record_id,
-                    resource_id: fresh.resource_id,
+                    record,
+                    fresh: true,
                 });
             }
             Err(StoreError::AlreadyExists { .. }) => {}
@@ -137,7 +142,7 @@ impl Keys {
                 let stale = existing.value.created_at;
                 let taken = self
                     .records
-                    .update(&record_id, |r| {
+                    .update_from(existing, |r| {
                         if r.done || r.created_at != stale {
                             return Err(());
                         }
@@ -146,10 +151,10 @@ impl Keys {
                     })
                     .await;
                 match taken {
-                    Ok(Ok(_)) => {
+                    Ok(Ok(record)) => {
                         return Ok(Claim::Proceed {
-                            record_id,
-                            resource_id: existing.value.resource_id,
+                            record,
+                            fresh: false,
                         });
                     }
                     Ok(Err(())) | Err(StoreError::NotFound) => continue,
@@ -165,10 +170,12 @@ impl Keys {
         }
     }
 
-    pub async fn complete(&self, record_id: &str, response: &[u8]) -> Result<(), Status> {
+    /// Stores the response of the request that claimed `record` (one CAS
+    /// from the claim's own version when nothing raced it).
+    pub async fn complete(&self, record: Versioned<Record>, response: &[u8]) -> Result<(), Status> {
         let encoded = STANDARD.encode(response);
         self.records
-            .modify(record_id, |r| {
+            .modify_from(record, |r| {
                 r.done = true;
                 r.response = encoded.clone();
             })

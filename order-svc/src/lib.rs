@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use platform::events::ConsumerConfig;
-use platform::events::idempotent::Idempotent;
 use platform::events::outbox::OutboxRelay;
 use platform::grpc::Retry;
 use platform::runtime::Deps;
@@ -99,11 +98,11 @@ pub async fn serve_with(
     peers: Peers,
 ) -> anyhow::Result<Running> {
     let (api, store) = api_with(&config, &deps, peers).await?;
-    let handler = Idempotent::new(
-        &store,
-        std::sync::Arc::new(events::OrderEvents { api: api.clone() }),
-    )
-    .await?;
+    // No processed-event records of its own: every handler checks and
+    // records the event on the order it changes, in the same CAS write
+    // (`Order::applied_events`, the payment id, the state machine), so the
+    // order document is the record and a redelivery writes nothing.
+    let handler = std::sync::Arc::new(events::OrderEvents { api: api.clone() });
     let subscription = deps
         .bus
         .subscribe(

@@ -14,7 +14,7 @@ use tonic::Status;
 
 use crate::api::ProductApi;
 use crate::domain::reservation::{self, Command, Refusal, Transition, Work};
-use crate::domain::{Reservation, ReservationState as S, StockError};
+use crate::domain::{Product, Reservation, ReservationState as S, StockError};
 
 /// A reservation caught between two states is looked at again after this
 /// long (seconds): longer than any single call that could still be moving it.
@@ -86,16 +86,18 @@ impl ProductApi {
         }
     }
 
-    /// Moves the reservation from `from` to `to`, only if it is still in `from`.
+    /// Moves the reservation from `from` to `to`, only if it is still in
+    /// `from`; from `known` (the reservation as last read or written) when
+    /// the caller holds it, so the common case is one write and no read.
     async fn move_reservation(
         &self,
-        order_id: &str,
+        known: Versioned<Reservation>,
         from: S,
         to: S,
     ) -> Result<Result<Versioned<Reservation>, S>, Status> {
         let recheck = self.recheck_secs(to);
         self.reservations
-            .update(order_id, |r| {
+            .update_from(known, |r| {
                 if r.state != from {
                     return Err(r.state);
                 }
@@ -120,7 +122,7 @@ impl ProductApi {
         product_id: &str,
         quantity: i64,
         work: Work,
-    ) -> Result<(), Status> {
+    ) -> Result<Option<Versioned<Product>>, Status> {
         let order_id = order_id.to_string();
         let changed = self
             .stock_writes
@@ -142,7 +144,8 @@ impl ProductApi {
             })
             .await;
         match changed {
-            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Ok(Ok(written)) => Ok(Some(written)),
+            Ok(Err(())) | Err(StoreError::NotFound) => Ok(None),
             Err(err) => Err(err.into()),
         }
     }
@@ -169,28 +172,27 @@ impl ProductApi {
                 }
                 Err(r) => return Err(refusal(r)),
             };
-            if current.value.state != marker {
-                match self
-                    .move_reservation(order_id, current.value.state, marker)
-                    .await?
-                {
-                    Ok(_) => {}
+            let lines = current.value.lines.clone();
+            let marked = if current.value.state != marker {
+                let state = current.value.state;
+                match self.move_reservation(current, state, marker).await? {
+                    Ok(marked) => marked,
                     // Someone else moved it first: plan again from there.
                     Err(_) => continue,
                 }
+            } else {
+                current
+            };
+            let mut written = Vec::new();
+            for (product_id, quantity) in &lines {
+                written.extend(
+                    self.apply_line(order_id, product_id, *quantity, work)
+                        .await?,
+                );
             }
-            for (product_id, quantity) in &current.value.lines {
-                self.apply_line(order_id, product_id, *quantity, work)
-                    .await?;
-            }
-            let ids: Vec<&str> = current
-                .value
-                .lines
-                .iter()
-                .map(|(p, _)| p.as_str())
-                .collect();
-            self.after_write(&ids).await;
-            match self.move_reservation(order_id, marker, done).await? {
+            let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
+            self.after_stock_writes(written, &ids).await;
+            match self.move_reservation(marked, marker, done).await? {
                 Ok(finished) => return Ok(finished),
                 // The other command overtook this one; it finishes the job.
                 // Plan again to report where it stands.
@@ -240,6 +242,7 @@ impl ProductApi {
             Err(_) => return Err(released()),
         };
         let mut failure = None;
+        let mut written = Vec::new();
         for (reached, (product_id, quantity)) in lines.iter().enumerate() {
             let (order, quantity, threshold, id) = (
                 order_id.to_string(),
@@ -259,7 +262,7 @@ impl ProductApi {
                 })
                 .await;
             match outcome {
-                Ok(Ok(_)) => {}
+                Ok(Ok(doc)) => written.push(doc),
                 Ok(Err(stock)) => {
                     failure = Some((stock_error(product_id, stock), reached));
                     break;
@@ -283,11 +286,13 @@ impl ProductApi {
             // fails too, the sweeper finds the reservation still RESERVING
             // and finishes the job.
             for (product_id, quantity) in &lines[..reached] {
-                self.apply_line(order_id, product_id, *quantity, Work::Release)
-                    .await?;
+                written.extend(
+                    self.apply_line(order_id, product_id, *quantity, Work::Release)
+                        .await?,
+                );
             }
             if self
-                .move_reservation(order_id, from, failed)
+                .move_reservation(existing, from, failed)
                 .await?
                 .is_err()
             {
@@ -295,13 +300,13 @@ impl ProductApi {
                 self.settle_reservation(order_id, Command::Release).await?;
             }
             let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
-            self.after_write(&ids).await;
+            self.after_stock_writes(written, &ids).await;
             return Err(status);
         }
         let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
-        match self.move_reservation(order_id, from, done).await? {
+        match self.move_reservation(existing, from, done).await? {
             Ok(active) => {
-                self.after_write(&ids).await;
+                self.after_stock_writes(written, &ids).await;
                 Ok(active.value)
             }
             Err(moved) => match reservation::next(moved, Command::Reserve) {

@@ -4,8 +4,8 @@
 //!
 //! Each event folds into one document with CAS (the order's record, or
 //! the reviewer's profile) by rules that give the same result in any
-//! order and any number of times; [`platform::events::idempotent`] skips
-//! redeliveries on top of that.
+//! order and any number of times, so a redelivery needs no record of its
+//! own.
 
 use platform::events::{Delivery, Handler, HandlerError};
 use proto::events::envelope::Payload;

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use platform::events::ConsumerConfig;
-use platform::events::idempotent::Idempotent;
 use platform::runtime::Deps;
 use platform::store::Store;
 use platform::{Config, Running, ServiceId};
@@ -97,13 +96,12 @@ pub async fn serve_with(
         Duration::from_secs(5),
     ];
     consumer.max_deliver = 10;
-    let handler = Idempotent::new(
-        &base,
-        Arc::new(events::RecommendationEvents {
-            store: store.clone(),
-        }),
-    )
-    .await?;
+    // No processed-event records: each event folds into one document by
+    // rules that give the same result however often it comes (see
+    // `events`), so the document is the record.
+    let handler = Arc::new(events::RecommendationEvents {
+        store: store.clone(),
+    });
     let subscription = deps
         .bus
         .subscribe(consumer, handler)

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use platform::events::ConsumerConfig;
-use platform::events::idempotent::Idempotent;
 use platform::events::outbox::OutboxRelay;
 use platform::runtime::Deps;
 use platform::store::Store;
@@ -75,11 +74,11 @@ pub async fn serve(
         Duration::from_secs(5),
     ];
     consumer.max_deliver = 10;
-    let handler = Idempotent::new(
-        &store,
-        Arc::new(events::ShippingEvents { api: api.clone() }),
-    )
-    .await?;
+    // No processed-event records: each handler is decided by the
+    // shipment's own state (one shipment per order by a unique index; a
+    // label only from PENDING; a void of a void changes nothing), so a
+    // redelivered event finds its work done and buys nothing twice.
+    let handler = Arc::new(events::ShippingEvents { api: api.clone() });
     let subscription = deps
         .bus
         .subscribe(consumer, handler)

@@ -59,7 +59,7 @@ impl OrderApi {
         };
         let mut plan = CancelPlan::Nothing;
         let decided = self
-            .change::<Option<CancelRefusal>>(id, |o| {
+            .change_from::<Option<CancelRefusal>>(order.clone(), |o| {
                 let now = now_ms();
                 plan = o.plan_cancel(now).map_err(Some)?;
                 match plan {
@@ -80,7 +80,7 @@ impl OrderApi {
                 Ok(())
             })
             .await?;
-        match decided {
+        let written = match decided {
             Err(Some(CancelRefusal::PaymentInProgress)) => {
                 return Err(Status::aborted(
                     "a payment for this order is in progress; retry shortly",
@@ -91,14 +91,19 @@ impl OrderApi {
                     "the order has shipped and can no longer be cancelled",
                 ));
             }
-            Ok(_) | Err(None) => {}
-        }
-        if plan != CancelPlan::Nothing {
-            self.after_write(id).await;
-        } else {
-            self.run_steps(id).await;
-        }
-        let current = self.orders.get(id).await?;
+            Ok(written) => self.after_write(written).await,
+            Err(None) => {
+                self.run_steps(id).await;
+                None
+            }
+        };
+        let current = match written {
+            // Cancelled at once: what is left to do (the release) does not
+            // change the status, so the order as written answers.
+            Some(order) if plan == CancelPlan::Cancel => order,
+            // A paid order moves on when its shipment is void: read it.
+            _ => self.orders.get(id).await?,
+        };
         match current.value.status {
             S::Cancelled | S::Refunded => Ok(current),
             S::Shipped | S::Delivered => Err(Status::failed_precondition(
@@ -126,11 +131,12 @@ impl OrderApi {
                 Ok(())
             })
             .await?;
-        if changed.is_ok() {
+        let expired = changed.is_ok();
+        if let Ok(written) = changed {
             tracing::info!(order = id, "unpaid order cancelled: payment timeout");
-            self.after_write(id).await;
+            self.after_write(written).await;
         }
-        Ok(changed.is_ok())
+        Ok(expired)
     }
 
     /// `payment.refunded` in full. After a cancel the order is REFUNDED
@@ -170,8 +176,8 @@ impl OrderApi {
                 }
             })
             .await?;
-        if changed.is_ok() {
-            self.after_write(order_id).await;
+        if let Ok(written) = changed {
+            self.after_write(written).await;
         }
         Ok(())
     }

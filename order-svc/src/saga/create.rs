@@ -40,11 +40,13 @@ impl From<StoreError> for CreateFailure {
 
 impl OrderApi {
     /// Places an order under `order_id` (the same id on a retry of the
-    /// same Idempotency-Key).
+    /// same Idempotency-Key). `fresh`: no earlier attempt used this id, so
+    /// there is no order under it to look for.
     pub(crate) async fn create(
         &self,
         caller: &Caller,
         order_id: &str,
+        fresh: bool,
         r: &CreateOrderRequest,
         budget: &Budget,
     ) -> Result<proto::order::Order, CreateFailure> {
@@ -61,7 +63,12 @@ impl OrderApi {
             self.saga.max_units_per_line,
         )
         .map_err(invalid)?;
-        if let Some(existing) = self.orders.find_by_id(order_id).await? {
+        let earlier = if fresh {
+            None
+        } else {
+            self.orders.find_by_id(order_id).await?
+        };
+        if let Some(existing) = earlier {
             if existing.value.abandoned || existing.value.user_id != caller.user_id {
                 return Err(
                     Status::aborted("the order could not be placed; place it again").into(),
@@ -161,8 +168,9 @@ impl OrderApi {
         ));
         match self.orders.insert(order_id, order).await {
             Ok(stored) => {
-                self.after_write(order_id).await;
-                Ok(to_proto(order_id, &stored.value))
+                let order = to_proto(order_id, &stored.value);
+                self.after_write(stored).await;
+                Ok(order)
             }
             Err(StoreError::AlreadyExists { .. }) => {
                 let existing = self.orders.get(order_id).await?;

@@ -40,6 +40,7 @@ use crate::api::OrderApi;
 use crate::domain::Order;
 
 pub(crate) use create::CreateFailure;
+pub(crate) use pay::Paid;
 
 /// Deadline of the calls a step makes in the background.
 const STEP_CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -86,15 +87,39 @@ impl OrderApi {
         id: &str,
         change: impl FnMut(&mut Order) -> Result<(), E> + Send,
     ) -> Result<Result<Versioned<Order>, E>, Status> {
-        self.orders.update(id, change).await.map_err(|e| match e {
-            StoreError::NotFound => Status::not_found("order not found"),
-            other => other.into(),
-        })
+        self.orders.update(id, change).await.map_err(not_found)
+    }
+
+    /// [`OrderApi::change`] from a copy of the order the caller holds (one it
+    /// just read or wrote): one CAS write, and a read only if another write
+    /// came in between.
+    pub(crate) async fn change_from<E: Send>(
+        &self,
+        known: Versioned<Order>,
+        change: impl FnMut(&mut Order) -> Result<(), E> + Send,
+    ) -> Result<Result<Versioned<Order>, E>, Status> {
+        self.orders
+            .update_from(known, change)
+            .await
+            .map_err(not_found)
     }
 
     /// After a write: publish what it staged, then do what it owes.
-    pub(crate) async fn after_write(&self, id: &str) {
-        self.relay.flush_or_defer(id).await;
-        self.run_steps(id).await;
+    /// `written` is the document the write returned, so neither starts with
+    /// a read. Returns the order as it stood after its events went out
+    /// (before any step ran), `None` if it is gone.
+    pub(crate) async fn after_write(&self, written: Versioned<Order>) -> Option<Versioned<Order>> {
+        let order = self.relay.flush_or_defer_written(written).await?;
+        if !order.value.steps.items.is_empty() {
+            self.run_steps_of(order.clone()).await;
+        }
+        Some(order)
+    }
+}
+
+fn not_found(err: StoreError) -> Status {
+    match err {
+        StoreError::NotFound => Status::not_found("order not found"),
+        other => other.into(),
     }
 }

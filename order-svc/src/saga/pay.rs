@@ -31,26 +31,29 @@ impl OrderApi {
         let started = if replay {
             Ok(order.clone())
         } else {
-            self.change(&id, |o| o.begin_payment(&key, now_ms()))
+            self.change_from(order.clone(), |o| o.begin_payment(&key, now_ms()))
                 .await?
         };
-        if let Err(refusal) = started {
-            return Err(match refusal {
-                PayRefusal::NotPayable(S::Paid | S::Shipped | S::Delivered) => {
-                    Status::failed_precondition("the order is already paid")
-                }
-                PayRefusal::NotPayable(status) => Status::failed_precondition(format!(
-                    "the order is {} and cannot be paid",
-                    status_to_proto(status).short_name()
-                )),
-                PayRefusal::InProgress => {
-                    Status::aborted("a payment for this order is in progress; retry shortly")
-                }
-                PayRefusal::Expired => Status::failed_precondition(
-                    "the time to pay this order has run out; it is being cancelled",
-                ),
-            });
-        }
+        let started = match started {
+            Ok(started) => started,
+            Err(refusal) => {
+                return Err(match refusal {
+                    PayRefusal::NotPayable(S::Paid | S::Shipped | S::Delivered) => {
+                        Status::failed_precondition("the order is already paid")
+                    }
+                    PayRefusal::NotPayable(status) => Status::failed_precondition(format!(
+                        "the order is {} and cannot be paid",
+                        status_to_proto(status).short_name()
+                    )),
+                    PayRefusal::InProgress => {
+                        Status::aborted("a payment for this order is in progress; retry shortly")
+                    }
+                    PayRefusal::Expired => Status::failed_precondition(
+                        "the time to pay this order has run out; it is being cancelled",
+                    ),
+                });
+            }
+        };
         let request = self.budget_request(
             budget,
             proto::payment::CreatePaymentRequest {
@@ -72,7 +75,7 @@ impl OrderApi {
                     // Nothing was charged (a bad card, a reused key): the
                     // attempt is over.
                     let _ = self
-                        .change::<std::convert::Infallible>(&id, |o| {
+                        .change_from::<std::convert::Infallible>(started, |o| {
                             if o.payment_attempt.as_ref().is_some_and(|a| a.key == key) {
                                 o.payment_attempt = None;
                             }
@@ -86,14 +89,19 @@ impl OrderApi {
             }
         };
         use proto::payment::PaymentStatus as P;
-        match P::try_from(payment.status) {
+        let settled = match P::try_from(payment.status) {
             Ok(P::Succeeded | P::PartiallyRefunded | P::Refunded) => {
                 let amount = payment.amount.clone().unwrap_or_default();
-                self.on_paid(&id, &payment.id, &amount, Some(&key), None)
-                    .await?
+                let paid = Paid {
+                    payment_id: &payment.id,
+                    amount: &amount,
+                    key: Some(&key),
+                    event_id: None,
+                };
+                self.on_paid(&id, Some(started), paid).await?
             }
             Ok(P::Failed) => {
-                self.on_payment_failed(&id, Some((&key, &payment.id)), None)
+                self.on_payment_failed(&id, Some(started), Some((&key, &payment.id)), None)
                     .await?
             }
             _ => {
@@ -101,82 +109,96 @@ impl OrderApi {
                     "the payment provider has not answered yet; retry with the same Idempotency-Key",
                 ));
             }
-        }
+        };
         // The payment as it was made (SUCCEEDED or FAILED), even if a cancel
-        // refunded it a moment later: the order's status says where it stands.
-        let status = self.orders.get(&id).await?.value.status;
+        // refunded it a moment later: the order's status says where it stands
+        // (as this call's own write left it, when it wrote).
+        let status = match settled {
+            Some(order) => order.value.status,
+            None => self.orders.get(&id).await?.value.status,
+        };
         Ok((payment, status))
     }
 
     /// A payment succeeded (answer of the payment call, or
     /// `payment.processed`): the order is PAID and its stock committed,
     /// or, if it no longer takes payment, the payment is refunded.
+    /// `known` is the order as the caller last wrote it, if it holds it.
+    /// Returns the order as this call left it, if it wrote it.
     pub(crate) async fn on_paid(
         &self,
         order_id: &str,
-        payment_id: &str,
-        amount: &proto::common::Money,
-        key: Option<&str>,
-        event_id: Option<&str>,
-    ) -> Result<(), Status> {
-        let changed = self
-            .change::<()>(order_id, |o| {
-                if event_id.is_some_and(|e| o.applied_events.iter().any(|x| x == e))
-                    || o.payment_id == payment_id
-                    || o.compensated.iter().any(|p| p == payment_id)
-                {
-                    return Err(());
-                }
-                let now = now_ms();
-                let attempt_key = key
-                    .map(str::to_string)
-                    .or_else(|| o.payment_attempt.as_ref().map(|a| a.key.clone()))
-                    .unwrap_or_default();
-                let matches =
-                    amount.amount == o.total && amount.currency.eq_ignore_ascii_case(&o.currency);
-                if o.is_open() && matches {
-                    o.apply(OrderEvent::PaymentSucceeded, event_id)
-                        .map_err(|_| ())?;
-                    o.payment_id = payment_id.to_string();
-                    o.end_payment(&attempt_key, payment_id);
-                    o.close();
-                    o.steps.add(Step::CommitStock, new_id(), now);
-                } else {
-                    // Not what the order was waiting for: cancelled or
-                    // expired meanwhile, paid already, or the wrong amount.
-                    if o.is_open() {
-                        o.attention.push(format!(
-                            "payment {payment_id} captured {} {} for a total of {} {}; refunded",
-                            amount.amount, amount.currency, o.total, o.currency
-                        ));
-                        let _ = o.apply(OrderEvent::PaymentFailed, None);
-                    }
-                    o.end_payment(&attempt_key, payment_id);
-                    o.compensated.push(payment_id.to_string());
-                    o.steps.add(
-                        Step::Refund {
-                            payment_id: payment_id.to_string(),
-                            key: format!("compensate:{payment_id}"),
-                        },
-                        new_id(),
-                        now,
-                    );
-                    if let Some(e) = event_id {
-                        o.applied_events.push(e.to_string());
-                    }
-                    tracing::warn!(order = %order_id, payment = %payment_id, "a payment arrived for an order that no longer takes it; refunding it");
-                }
-                o.updated_at = now;
-                Ok(())
-            })
-            .await?;
-        if let Ok(order) = &changed {
-            if order.value.payment_id == payment_id {
-                platform::metrics::count(&platform::metrics::ORDERS, &["paid"]);
+        known: Option<Versioned<Order>>,
+        paid: Paid<'_>,
+    ) -> Result<Option<Versioned<Order>>, Status> {
+        let Paid {
+            payment_id,
+            amount,
+            key,
+            event_id,
+        } = paid;
+        let change = |o: &mut Order| {
+            if event_id.is_some_and(|e| o.applied_events.iter().any(|x| x == e))
+                || o.payment_id == payment_id
+                || o.compensated.iter().any(|p| p == payment_id)
+            {
+                return Err(());
             }
-            self.after_write(order_id).await;
+            let now = now_ms();
+            let attempt_key = key
+                .map(str::to_string)
+                .or_else(|| o.payment_attempt.as_ref().map(|a| a.key.clone()))
+                .unwrap_or_default();
+            let matches =
+                amount.amount == o.total && amount.currency.eq_ignore_ascii_case(&o.currency);
+            if o.is_open() && matches {
+                o.apply(OrderEvent::PaymentSucceeded, event_id)
+                    .map_err(|_| ())?;
+                o.payment_id = payment_id.to_string();
+                o.end_payment(&attempt_key, payment_id);
+                o.close();
+                o.steps.add(Step::CommitStock, new_id(), now);
+            } else {
+                // Not what the order was waiting for: cancelled or
+                // expired meanwhile, paid already, or the wrong amount.
+                if o.is_open() {
+                    o.attention.push(format!(
+                        "payment {payment_id} captured {} {} for a total of {} {}; refunded",
+                        amount.amount, amount.currency, o.total, o.currency
+                    ));
+                    let _ = o.apply(OrderEvent::PaymentFailed, None);
+                }
+                o.end_payment(&attempt_key, payment_id);
+                o.compensated.push(payment_id.to_string());
+                o.steps.add(
+                    Step::Refund {
+                        payment_id: payment_id.to_string(),
+                        key: format!("compensate:{payment_id}"),
+                    },
+                    new_id(),
+                    now,
+                );
+                if let Some(e) = event_id {
+                    o.applied_events.push(e.to_string());
+                }
+                tracing::warn!(order = %order_id, payment = %payment_id, "a payment arrived for an order that no longer takes it; refunding it");
+            }
+            o.updated_at = now;
+            Ok(())
+        };
+        let changed = match known {
+            Some(known) => self.change_from::<()>(known, change).await?,
+            None => self.change::<()>(order_id, change).await?,
+        };
+        match changed {
+            Ok(order) => {
+                if order.value.payment_id == payment_id {
+                    platform::metrics::count(&platform::metrics::ORDERS, &["paid"]);
+                }
+                Ok(self.after_write(order).await)
+            }
+            Err(()) => Ok(None),
         }
-        Ok(())
     }
 
     /// A payment failed: the order may be paid again. `attempt` is the
@@ -185,24 +207,46 @@ impl OrderApi {
     pub(crate) async fn on_payment_failed(
         &self,
         order_id: &str,
+        known: Option<Versioned<Order>>,
         attempt: Option<(&str, &str)>,
         event_id: Option<&str>,
-    ) -> Result<(), Status> {
-        let _ = self
-            .change::<()>(order_id, |o| {
-                let now = now_ms();
-                match attempt {
-                    Some((key, payment_id)) => o.end_payment(key, payment_id),
-                    None if o.live_attempt(now).is_some() => return Err(()),
-                    None => {}
+    ) -> Result<Option<Versioned<Order>>, Status> {
+        let change = |o: &mut Order| {
+            let now = now_ms();
+            let mut changed = match attempt {
+                Some((key, payment_id)) => {
+                    o.end_payment(key, payment_id);
+                    true
                 }
-                // A failure after a success (or a cancel) changes nothing.
-                if o.apply(OrderEvent::PaymentFailed, event_id).is_ok() {
-                    o.updated_at = now;
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(())
+                None if o.live_attempt(now).is_some() => return Err(()),
+                None => false,
+            };
+            // A failure after a success (or a cancel), or one applied
+            // before, changes nothing.
+            if matches!(o.apply(OrderEvent::PaymentFailed, event_id), Ok(true)) {
+                o.updated_at = now;
+                changed = true;
+            }
+            if !changed {
+                return Err(());
+            }
+            Ok(())
+        };
+        let changed = match known {
+            Some(known) => self.change_from::<()>(known, change).await?,
+            None => self.change::<()>(order_id, change).await?,
+        };
+        Ok(changed.ok())
     }
+}
+
+/// A payment that succeeded, as the payment call or `payment.processed`
+/// reported it.
+pub(crate) struct Paid<'a> {
+    pub payment_id: &'a str,
+    pub amount: &'a proto::common::Money,
+    /// The Idempotency-Key of the attempt, when the call itself learnt it.
+    pub key: Option<&'a str>,
+    /// The event that told it, when an event did.
+    pub event_id: Option<&'a str>,
 }

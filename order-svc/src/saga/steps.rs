@@ -3,7 +3,7 @@
 //! by the sweeper until the peer confirms. The sweeper also expires unpaid
 //! orders.
 
-use platform::store::{Bound, Query, StoreError};
+use platform::store::{Bound, Query, StoreError, Versioned};
 use tonic::{Code, Status};
 
 use super::cancel::stage_cancelled;
@@ -25,23 +25,31 @@ impl OrderApi {
     /// Does the order's pending steps, each until its peer confirms; what
     /// fails stays for the sweeper.
     pub(crate) async fn run_steps(&self, id: &str) {
-        let order = match self.orders.find_by_id(id).await {
-            Ok(Some(order)) => order,
-            Ok(None) => return,
+        match self.orders.find_by_id(id).await {
+            Ok(Some(order)) => self.run_steps_of(order).await,
+            Ok(None) => {}
             Err(err) => {
                 tracing::warn!(error = %err, order = id, "pending steps deferred to the sweeper");
-                return;
             }
-        };
+        }
+    }
+
+    /// [`OrderApi::run_steps`] of an order the caller holds: each step's
+    /// removal is a CAS from the version the last write left.
+    pub(crate) async fn run_steps_of(&self, order: Versioned<Order>) {
+        let id = order.id.clone();
+        let mut known = Some(order.clone());
         for pending in order.value.steps.items.clone() {
-            let outcome = self.execute(id, &order.value, &pending).await;
-            match outcome {
-                Outcome::Done => self.finish_step(id, &pending, None).await,
-                Outcome::Refused(why) => self.finish_step(id, &pending, Some(why)).await,
+            let outcome = self.execute(&id, &order.value, &pending).await;
+            let refused = match outcome {
+                Outcome::Done => None,
+                Outcome::Refused(why) => Some(why),
                 Outcome::Later(status) => {
-                    tracing::warn!(order = id, step = ?pending.step, code = ?status.code(), message = status.message(), "saga step deferred; will retry");
+                    tracing::warn!(order = %id, step = ?pending.step, code = ?status.code(), message = status.message(), "saga step deferred; will retry");
+                    continue;
                 }
-            }
+            };
+            known = self.finish_step(&id, known.take(), &pending, refused).await;
         }
     }
 
@@ -112,57 +120,70 @@ impl OrderApi {
         }
     }
 
-    /// Removes a done (or refused) step, with what follows from it, in one write.
-    async fn finish_step(&self, id: &str, pending: &PendingStep, refused: Option<String>) {
-        let result = self
-            .change::<()>(id, |o| {
-                if !o.steps.remove(&pending.id) {
-                    return Err(());
+    /// Removes a done (or refused) step, with what follows from it, in one
+    /// write (from `known` when the caller holds the order). Returns the
+    /// order as written, if this wrote it and did nothing after.
+    async fn finish_step(
+        &self,
+        id: &str,
+        known: Option<Versioned<Order>>,
+        pending: &PendingStep,
+        refused: Option<String>,
+    ) -> Option<Versioned<Order>> {
+        let change = |o: &mut Order| {
+            if !o.steps.remove(&pending.id) {
+                return Err(());
+            }
+            let now = now_ms();
+            match (&pending.step, &refused) {
+                (Step::CancelPaid { reason }, None) if o.status == S::Paid => {
+                    // The shipment is void: refund and restock.
+                    let _ = o.apply(OrderEvent::Refunded, None);
+                    o.cancel_reason = reason.clone();
+                    o.steps.add(
+                        Step::Refund {
+                            payment_id: o.payment_id.clone(),
+                            key: format!("cancel:{id}"),
+                        },
+                        new_id(),
+                        now,
+                    );
+                    o.steps.add(Step::ReleaseStock, new_id(), now);
+                    stage_cancelled(id, o, S::Paid);
                 }
-                let now = now_ms();
-                match (&pending.step, &refused) {
-                    (Step::CancelPaid { reason }, None) if o.status == S::Paid => {
-                        // The shipment is void: refund and restock.
-                        let _ = o.apply(OrderEvent::Refunded, None);
-                        o.cancel_reason = reason.clone();
-                        o.steps.add(
-                            Step::Refund {
-                                payment_id: o.payment_id.clone(),
-                                key: format!("cancel:{id}"),
-                            },
-                            new_id(),
-                            now,
-                        );
-                        o.steps.add(Step::ReleaseStock, new_id(), now);
-                        stage_cancelled(id, o, S::Paid);
-                    }
-                    (Step::CancelPaid { .. }, None) => {
-                        o.attention.push(format!(
-                            "shipment voided while the order was {:?}",
-                            o.status
-                        ));
-                    }
-                    (Step::CancelPaid { .. }, Some(_)) => {}
-                    (_, Some(why)) => o.attention.push(why.clone()),
-                    (_, None) => {}
+                (Step::CancelPaid { .. }, None) => {
+                    o.attention.push(format!(
+                        "shipment voided while the order was {:?}",
+                        o.status
+                    ));
                 }
-                o.updated_at = now;
-                Ok(())
-            })
-            .await;
+                (Step::CancelPaid { .. }, Some(_)) => {}
+                (_, Some(why)) => o.attention.push(why.clone()),
+                (_, None) => {}
+            }
+            o.updated_at = now;
+            Ok(())
+        };
+        let result = match known {
+            Some(known) => self.change_from::<()>(known, change).await,
+            None => self.change::<()>(id, change).await,
+        };
         match result {
-            Ok(Ok(_)) => {
+            Ok(Ok(written)) => {
                 if let Some(why) = &refused {
                     tracing::warn!(order = id, step = ?pending.step, why, "saga step refused by its peer");
                 }
                 if matches!(pending.step, Step::CancelPaid { .. }) && refused.is_none() {
                     // New steps were written with the change: do them now.
-                    Box::pin(self.after_write(id)).await;
+                    Box::pin(self.after_write(written)).await;
+                    return None;
                 }
+                Some(written)
             }
-            Ok(Err(())) => {}
+            Ok(Err(())) => None,
             Err(status) => {
                 tracing::warn!(order = id, code = ?status.code(), "finishing a saga step deferred");
+                None
             }
         }
     }
@@ -209,7 +230,7 @@ impl OrderApi {
                 .iter()
                 .any(|s| now - s.created_at >= 1000)
             {
-                self.run_steps(&order.id).await;
+                self.run_steps_of(order.clone()).await;
                 looked += 1;
             }
         }

@@ -110,8 +110,8 @@ impl PaymentApi {
             updated_at: now(),
             outbox: Default::default(),
         };
-        match self.payments.insert(&id, payment).await {
-            Ok(_) => {}
+        let inserted = match self.payments.insert(&id, payment).await {
+            Ok(inserted) => inserted,
             Err(StoreError::AlreadyExists { index }) if index == "idempotency" => {
                 let existing = self
                     .payments
@@ -133,7 +133,7 @@ impl PaymentApi {
                 });
             }
             Err(err) => return Err(err.into()),
-        }
+        };
         let charge = ChargeRequest {
             key: &id,
             amount: amount.amount,
@@ -157,20 +157,24 @@ impl PaymentApi {
                 outcome
             }
         };
-        let settled = self.settle(&id, &outcome).await?;
+        let settled = self.settle(inserted, &outcome).await?;
         Ok(created(&id, &settled.value))
     }
 
     /// Records the provider's decision on a pending payment (once), staging
-    /// `payment.processed` or `payment.failed`.
+    /// `payment.processed` or `payment.failed`. `known` is the payment as
+    /// last read or written: the write starts from it (no read unless
+    /// another write came in between).
     async fn settle(
         &self,
-        id: &str,
+        known: Versioned<domain::Payment>,
         outcome: &ChargeOutcome,
     ) -> Result<Versioned<domain::Payment>, Status> {
+        let id = known.id.clone();
+        let id = id.as_str();
         let settled = self
             .payments
-            .modify(id, |p| {
+            .modify_from(known, |p| {
                 if p.state != PaymentState::Pending {
                     return;
                 }
@@ -211,8 +215,11 @@ impl PaymentApi {
                 ));
             })
             .await?;
-        self.relay.flush_or_defer(id).await;
-        Ok(settled)
+        Ok(self
+            .relay
+            .flush_or_defer_written(settled.clone())
+            .await
+            .unwrap_or(settled))
     }
 
     /// Asks the provider about payments left pending (their answer was
@@ -241,7 +248,7 @@ impl PaymentApi {
                     continue;
                 }
             };
-            self.settle(&payment.id, &outcome).await?;
+            self.settle(payment.clone(), &outcome).await?;
             settled += 1;
         }
         Ok(settled)

@@ -49,7 +49,7 @@ impl PaymentApi {
         // Stage (or find) the refund, reserving its amount.
         let staged = self
             .payments
-            .update(&id, |p| {
+            .update_from(current, |p| {
                 if let Some(existing) = p.refunds.iter_mut().find(|x| x.key == key) {
                     if requested.is_some_and(|a| a != existing.amount) {
                         return Err(Status::already_exists(
@@ -103,7 +103,7 @@ impl PaymentApi {
             .await;
         let settled = self
             .payments
-            .modify(&id, |p| {
+            .modify_from(staged, |p| {
                 let Some(x) = p.refunds.iter_mut().find(|x| x.key == key) else {
                     return;
                 };
@@ -141,7 +141,11 @@ impl PaymentApi {
                 p.updated_at = now();
             })
             .await?;
-        self.relay.flush_or_defer(&id).await;
+        let settled = self
+            .relay
+            .flush_or_defer_written(settled.clone())
+            .await
+            .unwrap_or(settled);
         if let Err(err) = result {
             return Err(Status::unavailable(format!(
                 "the refund did not go through ({err}); retry with the same idempotency key"

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{BusError, EventBus};
-use crate::store::{Bound, Collection, FieldType, IndexSpec, Query, StoreError};
+use crate::store::{Bound, Collection, FieldType, IndexSpec, Query, StoreError, Versioned};
 
 /// Events staged in a document, waiting to be published.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +110,7 @@ impl<T> Clone for OutboxRelay<T> {
 
 impl<T> OutboxRelay<T>
 where
-    T: HasOutbox + Serialize + DeserializeOwned + Send + Sync + 'static,
+    T: HasOutbox + Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     pub fn new(collection: Collection<T>, bus: Arc<dyn EventBus>) -> Self {
         Self { collection, bus }
@@ -120,13 +120,32 @@ where
     /// to the sweeper (which retries) when the bus or store fails, saying so.
     pub async fn flush_or_defer(&self, id: &str) {
         if let Err(err) = self.flush(id).await {
-            tracing::warn!(
-                error = %err,
-                collection = self.collection.name(),
-                document = id,
-                "event publish deferred to the outbox sweeper"
-            );
+            self.deferred(id, &err);
         }
+    }
+
+    /// [`OutboxRelay::flush_or_defer`] for the document a write just
+    /// returned: no read first. Returns the document as this process last
+    /// knows it (after the clear, or as given when publishing was
+    /// deferred); `None` if it was deleted meanwhile.
+    pub async fn flush_or_defer_written(&self, doc: Versioned<T>) -> Option<Versioned<T>> {
+        let id = doc.id.clone();
+        match self.flush_written(doc).await {
+            Ok((_, doc)) => doc,
+            Err((err, doc)) => {
+                self.deferred(&id, &err);
+                Some(doc)
+            }
+        }
+    }
+
+    fn deferred(&self, id: &str, err: &RelayError) {
+        tracing::warn!(
+            error = %err,
+            collection = self.collection.name(),
+            document = id,
+            "event publish deferred to the outbox sweeper"
+        );
     }
 
     /// Publishes the staged events of document `id` in order, then removes
@@ -137,26 +156,48 @@ where
             Err(StoreError::NotFound) => return Ok(0),
             Err(err) => return Err(err.into()),
         };
+        self.flush_written(doc)
+            .await
+            .map(|(published, _)| published)
+            .map_err(|(err, _)| err)
+    }
+
+    /// Publishes the staged events of `doc` (a copy the caller holds), then
+    /// removes them with a CAS from that copy's version, reading again only
+    /// when another write came first. Returns how many were published and
+    /// the document after the clear (`None` if it was deleted); on failure,
+    /// the error and the document as given.
+    async fn flush_written(
+        &self,
+        doc: Versioned<T>,
+    ) -> Result<(usize, Option<Versioned<T>>), (RelayError, Versioned<T>)> {
         let staged = doc.value.outbox().events.clone();
         if staged.is_empty() {
-            return Ok(0);
+            return Ok((0, Some(doc)));
         }
         for event in &staged {
-            let bytes = STANDARD
+            let envelope = match STANDARD
                 .decode(&event.envelope)
-                .map_err(|_| RelayError::Corrupt(event.id.clone()))?;
-            let envelope = Envelope::decode(bytes.as_slice())
-                .map_err(|_| RelayError::Corrupt(event.id.clone()))?;
-            self.bus.publish(&envelope).await?;
+                .ok()
+                .and_then(|bytes| Envelope::decode(bytes.as_slice()).ok())
+            {
+                Some(envelope) => envelope,
+                None => return Err((RelayError::Corrupt(event.id.clone()), doc)),
+            };
+            if let Err(err) = self.bus.publish(&envelope).await {
+                return Err((err.into(), doc));
+            }
         }
         let ids: Vec<String> = staged.iter().map(|e| e.id.clone()).collect();
+        let kept = doc.clone();
         match self
             .collection
-            .modify(id, |doc| doc.outbox_mut().remove(&ids))
+            .modify_from(doc, |doc| doc.outbox_mut().remove(&ids))
             .await
         {
-            Ok(_) | Err(StoreError::NotFound) => Ok(staged.len()),
-            Err(err) => Err(err.into()),
+            Ok(cleared) => Ok((staged.len(), Some(cleared))),
+            Err(StoreError::NotFound) => Ok((staged.len(), None)),
+            Err(err) => Err((err.into(), kept)),
         }
     }
 
@@ -171,7 +212,7 @@ where
         let (mut pending, mut oldest) = (0usize, None::<i64>);
         loop {
             let page = self.collection.find(&query.clone().after(cursor)).await?;
-            for doc in &page.items {
+            for doc in page.items {
                 let events = &doc.value.outbox().events;
                 pending += events.len();
                 for event in events {
@@ -185,7 +226,7 @@ where
                         oldest = Some(oldest.map_or(at, |o| o.min(at)));
                     }
                 }
-                published += self.flush(&doc.id).await?;
+                published += self.flush_written(doc).await.map_err(|(err, _)| err)?.0;
             }
             match page.next_cursor {
                 Some(next) => cursor = Some(next),

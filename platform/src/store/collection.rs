@@ -128,13 +128,45 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Collection<T> {
     /// Read, apply `change`, write back with CAS; on a conflict, read again
     /// and re-apply. `change` must be a pure function of the document (it
     /// may run several times). An `Err` from it stops without writing.
-    pub async fn update<E, F>(&self, id: &str, mut change: F) -> Result<Result<Versioned<T>, E>>
+    pub async fn update<E, F>(&self, id: &str, change: F) -> Result<Result<Versioned<T>, E>>
+    where
+        F: FnMut(&mut T) -> Result<(), E> + Send,
+        E: Send,
+    {
+        self.update_seeded(id, None, change).await
+    }
+
+    /// [`Collection::update`] starting from a copy of the document the
+    /// caller already holds (e.g. the one its last write returned), so the
+    /// common case is one CAS write and no read; a conflict reads again.
+    pub async fn update_from<E, F>(
+        &self,
+        current: Versioned<T>,
+        change: F,
+    ) -> Result<Result<Versioned<T>, E>>
+    where
+        F: FnMut(&mut T) -> Result<(), E> + Send,
+        E: Send,
+    {
+        let id = current.id.clone();
+        self.update_seeded(&id, Some(current), change).await
+    }
+
+    async fn update_seeded<E, F>(
+        &self,
+        id: &str,
+        mut seed: Option<Versioned<T>>,
+        mut change: F,
+    ) -> Result<Result<Versioned<T>, E>>
     where
         F: FnMut(&mut T) -> Result<(), E> + Send,
         E: Send,
     {
         for attempt in 0..MAX_UPDATE_ATTEMPTS {
-            let mut current = self.get(id).await?;
+            let mut current = match seed.take() {
+                Some(known) => known,
+                None => self.get(id).await?,
+            };
             if let Err(err) = change(&mut current.value) {
                 return Ok(Err(err));
             }
@@ -162,6 +194,24 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Collection<T> {
     {
         match self
             .update::<std::convert::Infallible, _>(id, |doc| {
+                change(doc);
+                Ok(())
+            })
+            .await?
+        {
+            Ok(updated) => Ok(updated),
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Collection::modify`] starting from a document the caller holds
+    /// (see [`Collection::update_from`]).
+    pub async fn modify_from<F>(&self, current: Versioned<T>, mut change: F) -> Result<Versioned<T>>
+    where
+        F: FnMut(&mut T) + Send,
+    {
+        match self
+            .update_from::<std::convert::Infallible, _>(current, |doc| {
                 change(doc);
                 Ok(())
             })

@@ -114,6 +114,33 @@ impl ProductApi {
         for id in ids {
             self.product_relay.flush_or_defer(id).await;
         }
+        self.invalidate(ids).await;
+    }
+
+    /// [`ProductApi::after_write`] for stock moves whose stored documents
+    /// the caller holds (`written`, in the order written; `ids`, every
+    /// product touched): only a document that staged an event is published
+    /// and cleared, from its latest copy, with no read first.
+    pub(crate) async fn after_stock_writes(&self, written: Vec<Versioned<Product>>, ids: &[&str]) {
+        let mut latest: std::collections::BTreeMap<String, Versioned<Product>> =
+            std::collections::BTreeMap::new();
+        for doc in written {
+            match latest.get(&doc.id) {
+                Some(seen) if seen.version >= doc.version => {}
+                _ => {
+                    latest.insert(doc.id.clone(), doc);
+                }
+            }
+        }
+        for doc in latest.into_values() {
+            if !doc.value.outbox.is_empty() {
+                self.product_relay.flush_or_defer_written(doc).await;
+            }
+        }
+        self.invalidate(ids).await;
+    }
+
+    async fn invalidate(&self, ids: &[&str]) {
         let namespaces: Vec<String> = ids
             .iter()
             .flat_map(|id| Self::cache_namespaces(id))

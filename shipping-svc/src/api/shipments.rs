@@ -64,7 +64,7 @@ impl ShippingApi {
         let id = shipment.id.clone();
         let claimed = self
             .shipments
-            .update(&id, |s| {
+            .update_from(shipment, |s| {
                 if s.status != St::Pending {
                     return Err(false);
                 }
@@ -101,13 +101,14 @@ impl ShippingApi {
             Err(e) => {
                 let _ = self
                     .shipments
-                    .modify(&id, |s| s.label_pending_since = None)
+                    .modify_from(shipment, |s| s.label_pending_since = None)
                     .await;
                 return Err(Status::unavailable(e.to_string()));
             }
         };
-        self.shipments
-            .modify(&id, |s| {
+        let labelled = self
+            .shipments
+            .modify_from(shipment, |s| {
                 s.label_pending_since = None;
                 if decide_ok(s.status, St::LabelCreated) {
                     s.carrier = label.carrier.clone();
@@ -117,7 +118,7 @@ impl ShippingApi {
                 }
             })
             .await?;
-        self.relay.flush_or_defer(&id).await;
+        self.relay.flush_or_defer_written(labelled).await;
         Ok(())
     }
 }

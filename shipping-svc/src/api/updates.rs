@@ -125,7 +125,7 @@ impl ShippingApi {
         let id = existing.id.clone();
         let voided = self
             .shipments
-            .update(&id, |s| {
+            .update_from(existing, |s| {
                 match domain::decide_void(s.status, s.label_pending_since, now()) {
                     Void::Cancel => {
                         s.label_pending_since = None;
@@ -142,8 +142,11 @@ impl ShippingApi {
                 }
             })
             .await??;
-        self.relay.flush_or_defer(&id).await;
-        Ok(voided)
+        Ok(self
+            .relay
+            .flush_or_defer_written(voided.clone())
+            .await
+            .unwrap_or(voided))
     }
 
     /// `order.cancelled`: a shipment not yet moving is voided.
