@@ -119,6 +119,7 @@ mod store {
                     optional_unique_fields_do_not_collide_when_missing,
                     cas_rejects_stale_version,
                     cas_under_50_concurrent_writers_loses_no_update,
+                    update_from_a_stale_copy_reads_again_and_loses_no_write,
                     paging_visits_every_document_once_despite_concurrent_inserts,
                     cursor_tampering_is_rejected,
                     sort_order_is_typed_and_ties_break_by_id,

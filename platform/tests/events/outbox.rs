@@ -153,6 +153,48 @@ async fn flush_publishes_staged_events_in_order_and_clears_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushing_the_written_copy_clears_only_its_events_even_after_a_later_write() {
+    platform::telemetry::init_for_tests();
+    let pg = postgres().await;
+    let bus = InProcessBus::new("shop");
+    let c = orders(&pg).await;
+    let first = order_created("o-4-a");
+    let mut order = Order {
+        status: "PENDING_PAYMENT".into(),
+        outbox: Outbox::default(),
+    };
+    order.outbox.stage(&first);
+    let written = c.insert("o-4", order).await.unwrap();
+    // Another write lands before the relay clears: its own staged event and
+    // status must survive the clear made from the older copy.
+    let second = order_created("o-4-b");
+    c.modify("o-4", |o| {
+        o.status = "PAID".into();
+        o.outbox.stage(&second);
+    })
+    .await
+    .unwrap();
+    let relay = OutboxRelay::new(c.clone(), Arc::new(bus.clone()) as Arc<dyn EventBus>);
+    let after = relay
+        .flush_or_defer_written(written)
+        .await
+        .expect("the order is still there");
+    assert_eq!(bus.count("shop.order.created"), 1, "only the copy's event");
+    let stored = c.get("o-4").await.unwrap();
+    assert_eq!(stored.version, after.version);
+    assert_eq!(stored.value.status, "PAID");
+    let left: Vec<&str> = stored
+        .value
+        .outbox
+        .events
+        .iter()
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(left, vec![second.id.as_str()]);
+    pg.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeper_task_republishes_leftovers_and_stops_on_cancel() {
     platform::telemetry::init_for_tests();
     let pg = postgres().await;

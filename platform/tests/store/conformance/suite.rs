@@ -194,6 +194,38 @@ pub async fn cas_under_50_concurrent_writers_loses_no_update(store: Store) {
     assert_eq!(last.version, 51);
 }
 
+pub async fn update_from_a_stale_copy_reads_again_and_loses_no_write(store: Store) {
+    let c = items(&store).await;
+    let first = c
+        .insert("counter", item("SKU-1", "books", 0, "x"))
+        .await
+        .unwrap();
+    // From the copy the insert returned: one write, from that version.
+    let second = c
+        .modify_from(first.clone(), |doc| doc.counter += 1)
+        .await
+        .unwrap();
+    assert_eq!((second.version, second.value.counter), (2, 1));
+    // The first copy is stale now: the change is applied to what is stored.
+    let third = c.modify_from(first, |doc| doc.counter += 10).await.unwrap();
+    assert_eq!((third.version, third.value.counter), (3, 11));
+    // From a stale copy a change that would pass is tried, conflicts, and
+    // is decided again on what is stored: refused there, nothing written.
+    let refused = c
+        .update_from(second, |doc| {
+            if doc.counter > 5 {
+                return Err(doc.counter);
+            }
+            doc.counter = 0;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.err(), Some(11));
+    let last = c.get("counter").await.unwrap();
+    assert_eq!((last.version, last.value.counter), (3, 11));
+}
+
 pub async fn paging_visits_every_document_once_despite_concurrent_inserts(store: Store) {
     let c = items(&store).await;
     // Prices repeat, so ties are broken by id across page boundaries.
