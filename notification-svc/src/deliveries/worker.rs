@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use platform::store::{Bound, Query, StoreError};
+use platform::store::{Bound, Query, StoreError, Versioned};
 
 use super::{
     BATCH, Deliveries, LEASE, PRUNE_BATCH, PRUNE_EVERY, RETENTION, Record, id_of, now_ms, slot,
@@ -111,16 +111,16 @@ impl Deliveries {
                 record.attempts += 1;
                 record.next_attempt_at = now + LEASE.as_millis() as i64;
                 record.updated_at = now;
-                match self
+                let claimed_copy = match self
                     .records
                     .replace(&item.id, item.version, record.clone())
                     .await
                 {
-                    Ok(_) => {}
+                    Ok(claimed_copy) => claimed_copy,
                     // Another dispatcher took it.
                     Err(StoreError::VersionConflict) | Err(StoreError::NotFound) => continue,
                     Err(err) => return Err(err),
-                }
+                };
                 claimed += 1;
                 let this = self.clone();
                 tokio::spawn(async move {
@@ -130,7 +130,7 @@ impl Deliveries {
                         tokio::time::timeout(LEASE / 2, this.attempt(&item.id, via, &record))
                             .await
                             .unwrap_or_else(|_| Outcome::Retryable("the attempt timed out".into()));
-                    this.finish(&item.id, record.attempts, outcome).await;
+                    this.finish(claimed_copy, outcome).await;
                     drop(permit);
                     // A slot is free: more may go out now.
                     this.wake.notify_one();
@@ -209,7 +209,12 @@ impl Deliveries {
         }
     }
 
-    async fn finish(&self, id: &str, attempts: u32, outcome: Outcome) {
+    /// Records the outcome of the attempt that claimed `claimed` (the copy
+    /// its claim wrote, so the usual case is one write and no read).
+    async fn finish(&self, claimed: Versioned<Record>, outcome: Outcome) {
+        let id = claimed.id.clone();
+        let id = id.as_str();
+        let attempts = claimed.value.attempts;
         let state = domain::after_attempt(&outcome, attempts, self.retry.max_attempts);
         let jitter =
             f64::from(u8::from_str_radix(&id_of(&format!("{id}{attempts}"))[..2], 16).unwrap_or(0))
@@ -236,7 +241,7 @@ impl Deliveries {
         }
         let result = self
             .records
-            .update(id, |r| {
+            .update_from(claimed, |r| {
                 // A newer claim (after our lease expired) owns the record now.
                 if r.attempts != attempts || r.state != State::Pending.name() {
                     return Err(());
