@@ -186,8 +186,12 @@ where
                     Err(err) => return Err(err),
                 }
             }
-            Some(_) => {
-                return collection.modify(id, &mut change).await.map(|_| ());
+            // From the copy just read: one write unless another came first.
+            Some(existing) => {
+                return collection
+                    .modify_from(existing, &mut change)
+                    .await
+                    .map(|_| ());
             }
         }
     }
