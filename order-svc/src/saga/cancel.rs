@@ -59,7 +59,7 @@ impl OrderApi {
         };
         let mut plan = CancelPlan::Nothing;
         let decided = self
-            .change_from::<Option<CancelRefusal>>(order.clone(), |o| {
+            .change_from::<Option<CancelRefusal>>(id, Some(order.clone()), |o| {
                 let now = now_ms();
                 plan = o.plan_cancel(now).map_err(Some)?;
                 match plan {
@@ -91,7 +91,7 @@ impl OrderApi {
                     "the order has shipped and can no longer be cancelled",
                 ));
             }
-            Ok(written) => self.after_write(written).await,
+            Ok(written) => Some(self.after_write(written).await),
             Err(None) => {
                 self.run_steps(id).await;
                 None

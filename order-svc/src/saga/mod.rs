@@ -90,30 +90,32 @@ impl OrderApi {
         self.orders.update(id, change).await.map_err(not_found)
     }
 
-    /// [`OrderApi::change`] from a copy of the order the caller holds (one it
-    /// just read or wrote): one CAS write, and a read only if another write
-    /// came in between.
+    /// [`OrderApi::change`] from a copy of order `id` the caller holds (one
+    /// it just read or wrote), if it holds one: one CAS write, and a read
+    /// only if another write came in between.
     pub(crate) async fn change_from<E: Send>(
         &self,
-        known: Versioned<Order>,
+        id: &str,
+        known: Option<Versioned<Order>>,
         change: impl FnMut(&mut Order) -> Result<(), E> + Send,
     ) -> Result<Result<Versioned<Order>, E>, Status> {
-        self.orders
-            .update_from(known, change)
-            .await
-            .map_err(not_found)
+        match known {
+            Some(known) => self.orders.update_from(known, change).await,
+            None => self.orders.update(id, change).await,
+        }
+        .map_err(not_found)
     }
 
     /// After a write: publish what it staged, then do what it owes.
     /// `written` is the document the write returned, so neither starts with
     /// a read. Returns the order as it stood after its events went out
-    /// (before any step ran), `None` if it is gone.
-    pub(crate) async fn after_write(&self, written: Versioned<Order>) -> Option<Versioned<Order>> {
-        let order = self.relay.flush_or_defer_written(written).await?;
+    /// (before any step ran).
+    pub(crate) async fn after_write(&self, written: Versioned<Order>) -> Versioned<Order> {
+        let order = self.relay.flush_or_defer_written(written).await;
         if !order.value.steps.items.is_empty() {
             self.run_steps_of(order.clone()).await;
         }
-        Some(order)
+        order
     }
 }
 

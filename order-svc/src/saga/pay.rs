@@ -31,8 +31,10 @@ impl OrderApi {
         let started = if replay {
             Ok(order.clone())
         } else {
-            self.change_from(order.clone(), |o| o.begin_payment(&key, now_ms()))
-                .await?
+            self.change_from(&id, Some(order.clone()), |o| {
+                o.begin_payment(&key, now_ms())
+            })
+            .await?
         };
         let started = match started {
             Ok(started) => started,
@@ -75,7 +77,7 @@ impl OrderApi {
                     // Nothing was charged (a bad card, a reused key): the
                     // attempt is over.
                     let _ = self
-                        .change_from::<std::convert::Infallible>(started, |o| {
+                        .change_from::<std::convert::Infallible>(&id, Some(started), |o| {
                             if o.payment_attempt.as_ref().is_some_and(|a| a.key == key) {
                                 o.payment_attempt = None;
                             }
@@ -186,16 +188,13 @@ impl OrderApi {
             o.updated_at = now;
             Ok(())
         };
-        let changed = match known {
-            Some(known) => self.change_from::<()>(known, change).await?,
-            None => self.change::<()>(order_id, change).await?,
-        };
+        let changed = self.change_from::<()>(order_id, known, change).await?;
         match changed {
             Ok(order) => {
                 if order.value.payment_id == payment_id {
                     platform::metrics::count(&platform::metrics::ORDERS, &["paid"]);
                 }
-                Ok(self.after_write(order).await)
+                Ok(Some(self.after_write(order).await))
             }
             Err(()) => Ok(None),
         }
@@ -232,10 +231,7 @@ impl OrderApi {
             }
             Ok(())
         };
-        let changed = match known {
-            Some(known) => self.change_from::<()>(known, change).await?,
-            None => self.change::<()>(order_id, change).await?,
-        };
+        let changed = self.change_from::<()>(order_id, known, change).await?;
         Ok(changed.ok())
     }
 }

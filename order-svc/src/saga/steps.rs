@@ -164,10 +164,7 @@ impl OrderApi {
             o.updated_at = now;
             Ok(())
         };
-        let result = match known {
-            Some(known) => self.change_from::<()>(known, change).await,
-            None => self.change::<()>(id, change).await,
-        };
+        let result = self.change_from::<()>(id, known, change).await;
         match result {
             Ok(Ok(written)) => {
                 if let Some(why) = &refused {

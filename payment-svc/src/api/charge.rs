@@ -215,11 +215,7 @@ impl PaymentApi {
                 ));
             })
             .await?;
-        Ok(self
-            .relay
-            .flush_or_defer_written(settled.clone())
-            .await
-            .unwrap_or(settled))
+        Ok(self.relay.flush_or_defer_written(settled).await)
     }
 
     /// Asks the provider about payments left pending (their answer was

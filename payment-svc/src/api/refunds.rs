@@ -141,11 +141,7 @@ impl PaymentApi {
                 p.updated_at = now();
             })
             .await?;
-        let settled = self
-            .relay
-            .flush_or_defer_written(settled.clone())
-            .await
-            .unwrap_or(settled);
+        let settled = self.relay.flush_or_defer_written(settled).await;
         if let Err(err) = result {
             return Err(Status::unavailable(format!(
                 "the refund did not go through ({err}); retry with the same idempotency key"

@@ -125,16 +125,16 @@ where
     }
 
     /// [`OutboxRelay::flush_or_defer`] for the document a write just
-    /// returned: no read first. Returns the document as this process last
-    /// knows it (after the clear, or as given when publishing was
-    /// deferred); `None` if it was deleted meanwhile.
-    pub async fn flush_or_defer_written(&self, doc: Versioned<T>) -> Option<Versioned<T>> {
+    /// returned: no read first. Returns the latest copy this process holds:
+    /// the document after the clear, or as given when publishing was
+    /// deferred (or the document was deleted meanwhile).
+    pub async fn flush_or_defer_written(&self, doc: Versioned<T>) -> Versioned<T> {
         let id = doc.id.clone();
         match self.flush_written(doc).await {
-            Ok((_, doc)) => doc,
+            Ok((_, latest)) => latest,
             Err((err, doc)) => {
                 self.deferred(&id, &err);
-                Some(doc)
+                doc
             }
         }
     }
@@ -165,15 +165,15 @@ where
     /// Publishes the staged events of `doc` (a copy the caller holds), then
     /// removes them with a CAS from that copy's version, reading again only
     /// when another write came first. Returns how many were published and
-    /// the document after the clear (`None` if it was deleted); on failure,
-    /// the error and the document as given.
+    /// the latest copy (after the clear; the copy given if the document was
+    /// deleted); on failure, the error and the copy given.
     async fn flush_written(
         &self,
         doc: Versioned<T>,
-    ) -> Result<(usize, Option<Versioned<T>>), (RelayError, Versioned<T>)> {
+    ) -> Result<(usize, Versioned<T>), (RelayError, Versioned<T>)> {
         let staged = doc.value.outbox().events.clone();
         if staged.is_empty() {
-            return Ok((0, Some(doc)));
+            return Ok((0, doc));
         }
         for event in &staged {
             let envelope = match STANDARD
@@ -189,15 +189,15 @@ where
             }
         }
         let ids: Vec<String> = staged.iter().map(|e| e.id.clone()).collect();
-        let kept = doc.clone();
+        let given = doc.clone();
         match self
             .collection
             .modify_from(doc, |doc| doc.outbox_mut().remove(&ids))
             .await
         {
-            Ok(cleared) => Ok((staged.len(), Some(cleared))),
-            Err(StoreError::NotFound) => Ok((staged.len(), None)),
-            Err(err) => Err((err.into(), kept)),
+            Ok(cleared) => Ok((staged.len(), cleared)),
+            Err(StoreError::NotFound) => Ok((staged.len(), given)),
+            Err(err) => Err((err.into(), given)),
         }
     }
 

@@ -188,35 +188,37 @@ impl<T: Serialize + DeserializeOwned + Send + Sync> Collection<T> {
     }
 
     /// [`Collection::update`] for a change that cannot fail.
-    pub async fn modify<F>(&self, id: &str, mut change: F) -> Result<Versioned<T>>
+    pub async fn modify<F>(&self, id: &str, change: F) -> Result<Versioned<T>>
     where
         F: FnMut(&mut T) + Send,
     {
-        match self
-            .update::<std::convert::Infallible, _>(id, |doc| {
-                change(doc);
-                Ok(())
-            })
-            .await?
-        {
-            Ok(updated) => Ok(updated),
-            Err(never) => match never {},
-        }
+        self.modify_seeded(id, None, change).await
     }
 
     /// [`Collection::modify`] starting from a document the caller holds
     /// (see [`Collection::update_from`]).
-    pub async fn modify_from<F>(&self, current: Versioned<T>, mut change: F) -> Result<Versioned<T>>
+    pub async fn modify_from<F>(&self, current: Versioned<T>, change: F) -> Result<Versioned<T>>
     where
         F: FnMut(&mut T) + Send,
     {
-        match self
-            .update_from::<std::convert::Infallible, _>(current, |doc| {
-                change(doc);
-                Ok(())
-            })
-            .await?
-        {
+        let id = current.id.clone();
+        self.modify_seeded(&id, Some(current), change).await
+    }
+
+    async fn modify_seeded<F>(
+        &self,
+        id: &str,
+        seed: Option<Versioned<T>>,
+        mut change: F,
+    ) -> Result<Versioned<T>>
+    where
+        F: FnMut(&mut T) + Send,
+    {
+        let infallible = |doc: &mut T| -> std::result::Result<(), std::convert::Infallible> {
+            change(doc);
+            Ok(())
+        };
+        match self.update_seeded(id, seed, infallible).await? {
             Ok(updated) => Ok(updated),
             Err(never) => match never {},
         }

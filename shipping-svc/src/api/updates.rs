@@ -142,11 +142,7 @@ impl ShippingApi {
                 }
             })
             .await??;
-        Ok(self
-            .relay
-            .flush_or_defer_written(voided.clone())
-            .await
-            .unwrap_or(voided))
+        Ok(self.relay.flush_or_defer_written(voided).await)
     }
 
     /// `order.cancelled`: a shipment not yet moving is voided.
