@@ -144,9 +144,27 @@ async fn one_customer_cannot_hold_the_catalogue() {
             .unwrap()
             .contains("await payment")
     );
-    // Paying one frees a place; other customers were never limited.
+    // Paying one frees a place, and so does cancelling one; other
+    // customers were never limited.
     let paid = t.pay(&token, &first, "4242424242424242").await;
     assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
+    let second = t.order(&token, &json!(mug), 1).await;
+    let full = t
+        .post(
+            "/api/v1/orders",
+            Some(&token),
+            json!({"items": [{"product_id": mug, "quantity": 1}], "shipping_address": address()}),
+        )
+        .await;
+    assert_problem(&full, 409);
+    let cancelled = t
+        .post(
+            &format!("/api/v1/orders/{second}/cancel"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     t.order(&token, &json!(mug), 1).await;
     let (_, other, _) = t.customer().await;
     t.order(&other, &json!(mug), 1).await;

@@ -124,6 +124,7 @@ mod store {
                     cursor_tampering_is_rejected,
                     sort_order_is_typed_and_ties_break_by_id,
                     equality_and_range_filters_combine,
+                    a_range_on_an_optional_field_leaves_out_documents_without_it,
                     text_match_is_case_insensitive_and_literal,
                     large_documents_round_trip_and_oversize_is_rejected,
                     unicode_round_trips,

@@ -6,7 +6,7 @@
 use platform::auth::Caller;
 use platform::deadline::Budget;
 use platform::error::{invalid, invalid_fields};
-use platform::store::{Query, StoreError, Versioned};
+use platform::store::{Bound, Query, StoreError, Versioned};
 use proto::events::envelope::Payload;
 use proto::order::CreateOrderRequest;
 use tonic::{Code, Status};
@@ -193,23 +193,24 @@ impl OrderApi {
         }
     }
 
-    /// Refuses a new order when the customer already holds the most unpaid ones.
+    /// Refuses a new order when the customer already holds the most unpaid
+    /// ones. One query: an order carries `expires_at` exactly while it
+    /// awaits payment (PENDING_PAYMENT or PAYMENT_FAILED; `Order::close`
+    /// removes it on the way out), so the open orders are the customer's
+    /// orders that have one, due or not.
     async fn check_unpaid_cap(&self, user_id: &str) -> Result<(), Status> {
         let cap = self.saga.max_unpaid_per_customer as usize;
-        let mut open = 0;
-        for status in ["PENDING_PAYMENT", "PAYMENT_FAILED"] {
-            open += self
-                .orders
-                .find(
-                    &Query::new()
-                        .eq("user_id", user_id)
-                        .eq("status", status)
-                        .limit((cap + 1).min(platform::store::MAX_PAGE)),
-                )
-                .await?
-                .items
-                .len();
-        }
+        let open = self
+            .orders
+            .find(
+                &Query::new()
+                    .eq("user_id", user_id)
+                    .range("expires_at", Some(Bound::Inclusive(i64::MIN.into())), None)
+                    .limit((cap + 1).min(platform::store::MAX_PAGE)),
+            )
+            .await?
+            .items
+            .len();
         if open >= cap {
             return Err(Status::failed_precondition(format!(
                 "at most {cap} orders may await payment at once; pay or cancel one first"

@@ -82,13 +82,6 @@ impl PaymentApi {
             p.amount == amount.amount && p.card_last4 == card.last4() && p.card_exp == card_exp
         };
 
-        if let Some(existing) = self
-            .payments
-            .find_one(Query::new().eq("idempotency", idempotency.as_str()))
-            .await?
-        {
-            return replay(&existing, same_request);
-        }
         let id = uuid::Uuid::now_v7().to_string();
         let payment = domain::Payment {
             order_id: r.order_id.clone(),
@@ -112,15 +105,21 @@ impl PaymentApi {
         };
         let inserted = match self.payments.insert(&id, payment).await {
             Ok(inserted) => inserted,
-            Err(StoreError::AlreadyExists { index }) if index == "idempotency" => {
-                let existing = self
+            // Taken: by this attempt before (same key: replay its outcome),
+            // or by another attempt that holds the order's charge. The
+            // insert comes first because a first attempt is the usual case;
+            // the key is looked up only when it collides.
+            Err(StoreError::AlreadyExists { index }) => {
+                if let Some(existing) = self
                     .payments
                     .find_one(Query::new().eq("idempotency", idempotency.as_str()))
                     .await?
-                    .ok_or_else(|| Status::aborted("retry"))?;
-                return replay(&existing, same_request);
-            }
-            Err(StoreError::AlreadyExists { .. }) => {
+                {
+                    return replay(&existing, same_request);
+                }
+                if index == "idempotency" {
+                    return Err(Status::aborted("retry"));
+                }
                 let holder = self
                     .payments
                     .find_one(Query::new().eq("charge_lock", r.order_id.as_str()))

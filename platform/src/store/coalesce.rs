@@ -10,6 +10,13 @@
 //! the guarantees are those of [`Collection::update`]: each change is a
 //! pure function of the document, applied exactly once to the version that
 //! is stored, or refused by its own `Err` without effect on the others.
+//!
+//! The writer keeps the copy each write returned (for a bounded number of
+//! documents), and the next batch starts from it: on a document this
+//! process writes most, that is one CAS write and no read. The copy is
+//! only a guess: a batch decided on it counts only if its CAS succeeds.
+//! A conflict, a refusal or a batch that changes nothing is decided again
+//! on a fresh read, so no decision ever rests on a copy that may be stale.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,10 +37,16 @@ struct Queue<T> {
     pending: Vec<Pending<T>>,
 }
 
+/// How many documents' last written copies a coalescer keeps.
+const HELD_COPIES: usize = 1024;
+
 /// Batches the updates of each document of a collection (see the module).
 pub struct Coalescer<T> {
     collection: Collection<T>,
     queues: Arc<Mutex<HashMap<String, Queue<T>>>>,
+    /// The copy of each recently written document as its last write
+    /// returned it: where the next batch starts.
+    held: Arc<Mutex<HashMap<String, Versioned<T>>>>,
 }
 
 impl<T> Clone for Coalescer<T> {
@@ -41,6 +54,7 @@ impl<T> Clone for Coalescer<T> {
         Self {
             collection: self.collection.clone(),
             queues: self.queues.clone(),
+            held: self.held.clone(),
         }
     }
 }
@@ -61,7 +75,25 @@ where
         Self {
             collection,
             queues: Arc::new(Mutex::new(HashMap::new())),
+            held: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    fn take_held(&self, id: &str) -> Option<Versioned<T>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+    }
+
+    fn hold(&self, copy: &Versioned<T>) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.len() >= HELD_COPIES && !held.contains_key(&copy.id) {
+            // Bounded: start over rather than track recency; a document
+            // without a copy is simply read.
+            held.clear();
+        }
+        held.insert(copy.id.clone(), copy.clone());
     }
 
     /// [`Collection::update`], written together with the other changes to
@@ -149,26 +181,42 @@ where
         }
     }
 
-    /// One read, every change of `batch` applied in order (a refused one
-    /// undone), one CAS write; again from a fresh read after a conflict.
+    /// Every change of `batch` applied in order (a refused one undone) to
+    /// the held copy or a read, one CAS write; again from a fresh read
+    /// after a conflict, or when the held copy refused or changed nothing.
     async fn write(&self, id: &str, batch: &mut [Pending<T>]) -> Result<Versioned<T>> {
+        let mut held = self.take_held(id);
         for attempt in 0..MAX_UPDATE_ATTEMPTS {
-            let current = self.collection.get(id).await?;
+            let guessed = held.is_some();
+            let current = match held.take() {
+                Some(copy) => copy,
+                None => self.collection.get(id).await?,
+            };
             let mut doc = current.value.clone();
-            let mut changed = false;
+            let (mut changed, mut refused) = (false, false);
             for pending in batch.iter_mut() {
                 let before = doc.clone();
                 if (pending.change)(&mut doc) {
                     changed = true;
                 } else {
+                    refused = true;
                     doc = before;
                 }
             }
+            if guessed && (refused || !changed) {
+                // Decided on a copy that may be stale, with no CAS to
+                // prove it current: decide again on what is stored.
+                continue;
+            }
             if !changed {
+                self.hold(&current);
                 return Ok(current);
             }
             match self.collection.replace(id, current.version, doc).await {
-                Ok(stored) => return Ok(stored),
+                Ok(stored) => {
+                    self.hold(&stored);
+                    return Ok(stored);
+                }
                 Err(StoreError::VersionConflict) => {
                     if attempt > 2 {
                         tokio::time::sleep(std::time::Duration::from_micros(
@@ -292,5 +340,51 @@ mod tests {
             counter.collection.get("c").await.unwrap().value.value,
             50 + 50 * 1000
         );
+    }
+
+    #[tokio::test]
+    async fn a_held_copy_made_stale_elsewhere_never_decides() {
+        let counter = counter().await;
+        let other = counter.collection.clone();
+        let add = |n: i64| {
+            move |c: &mut Counter| -> std::result::Result<(), i64> {
+                c.value += n;
+                Ok(())
+            }
+        };
+        counter.update("c", add(1)).await.unwrap().unwrap();
+        // Another replica writes: the copy this coalescer holds is stale.
+        other.modify("c", |c| c.value = 10).await.unwrap();
+        // Passes on the held copy (1) and on the stored one (10): the CAS
+        // from the held copy conflicts and it is applied to what is stored.
+        let stored = counter.update("c", add(5)).await.unwrap().unwrap();
+        assert_eq!(stored.value.value, 15);
+        other.modify("c", |c| c.value = 100).await.unwrap();
+        // Refused on the held copy (15), allowed on the stored one (100):
+        // the refusal is not trusted, the change is decided on what is stored.
+        let outcome = counter
+            .update("c", |c| {
+                if c.value < 50 {
+                    return Err(c.value);
+                }
+                c.value -= 50;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome.map(|s| s.value.value), Ok(50));
+        other.modify("c", |c| c.value = 7).await.unwrap();
+        // No change on the held copy (50), a change on the stored one (7).
+        let outcome = counter
+            .update("c", |c| {
+                if c.value < 10 {
+                    c.value = 10;
+                }
+                Ok::<(), ()>(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome.map(|s| s.value.value), Ok(10));
+        assert_eq!(counter.collection.get("c").await.unwrap().value.value, 10);
     }
 }

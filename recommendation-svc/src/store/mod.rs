@@ -105,9 +105,12 @@ impl RecStore {
         })
     }
 
-    /// Folds an order fact into its record (creating it if needed).
+    /// Folds an order fact into its record (creating it if needed). An
+    /// order's first fact is nearly always its creation, which tries the
+    /// insert first: one write and no read.
     pub async fn apply_order(&self, order_id: &str, fact: &OrderFact) -> Result<(), StoreError> {
-        upsert(&self.orders, order_id, |r| {
+        let likely_new = matches!(fact, OrderFact::Created { .. });
+        upsert(&self.orders, order_id, likely_new, |r| {
             r.apply(fact);
         })
         .await
@@ -119,7 +122,7 @@ impl RecStore {
         user_id: &str,
         change: impl FnMut(&mut Profile) + Send,
     ) -> Result<Profile, StoreError> {
-        upsert(&self.profiles, user_id, change).await?;
+        upsert(&self.profiles, user_id, false, change).await?;
         self.profile(user_id).await
     }
 
@@ -166,15 +169,25 @@ impl RecStore {
 }
 
 /// Reads, changes and writes back a document with CAS, creating it from
-/// the default when missing.
+/// the default when missing; `likely_new`: try the insert before reading.
 async fn upsert<T>(
     collection: &Collection<T>,
     id: &str,
+    likely_new: bool,
     mut change: impl FnMut(&mut T) + Send,
 ) -> Result<(), StoreError>
 where
     T: Default + Serialize + serde::de::DeserializeOwned + Send + Sync,
 {
+    if likely_new {
+        let mut fresh = T::default();
+        change(&mut fresh);
+        match collection.insert(id, fresh).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(err) => return Err(err),
+        }
+    }
     loop {
         match collection.find_by_id(id).await? {
             None => {

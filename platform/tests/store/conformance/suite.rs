@@ -409,6 +409,52 @@ pub async fn equality_and_range_filters_combine(store: Store) {
     assert_eq!(found.value.category, "toys");
 }
 
+/// A document that has an optional indexed field only in some states.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deadline {
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<i64>,
+}
+
+pub async fn a_range_on_an_optional_field_leaves_out_documents_without_it(store: Store) {
+    let c = store
+        .collection::<Deadline>(
+            CollectionSpec::new("deadlines")
+                .index(IndexSpec::new("owner", FieldType::String))
+                .index(IndexSpec::new("due", FieldType::Int).optional()),
+        )
+        .await
+        .unwrap();
+    for (id, owner, due) in [
+        ("a", "ann", Some(-5)),
+        ("b", "ann", None),
+        ("c", "ann", Some(1_700_000_000_000)),
+        ("d", "bob", Some(7)),
+        ("e", "ann", Some(0)),
+    ] {
+        c.insert(
+            id,
+            Deadline {
+                owner: owner.into(),
+                due,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let ids = |page: platform::store::Page<platform::store::Versioned<Deadline>>| {
+        page.items.into_iter().map(|d| d.id).collect::<Vec<_>>()
+    };
+    let any =
+        Query::new()
+            .eq("owner", "ann")
+            .range("due", Some(Bound::Inclusive(i64::MIN.into())), None);
+    assert_eq!(ids(c.find(&any).await.unwrap()), ["a", "c", "e"]);
+    let due_by = Query::new().range("due", None, Some(Bound::Inclusive(7.into())));
+    assert_eq!(ids(c.find(&due_by).await.unwrap()), ["a", "d", "e"]);
+}
+
 pub async fn text_match_is_case_insensitive_and_literal(store: Store) {
     let c = items(&store).await;
     c.insert("a", item("S1", "k", 1, "Mechanical Keyboard"))
