@@ -1,8 +1,16 @@
 //! order-svc: orders and the order saga.
 //!
-//! CreateOrder prices lines from the catalog (ValidateProducts), reserves
-//! stock keyed by the order id, and stores the order PENDING_PAYMENT with
-//! `order.created` in the same write. ProcessPayment charges through
+//! CreateOrder reserves stock keyed by the order id and prices the lines
+//! from the catalog's answer to that reserve (the product versions that
+//! took the units), then stores the order PENDING_PAYMENT with
+//! `order.created` in the same write. DESIGN.md draws ValidateProducts
+//! before ReserveStock; one call does both here, because a separate
+//! validation was a second hop and a second read of every product on every
+//! order and could price from a version the reserve no longer saw.
+//! ValidateProducts still answers a refused reserve, so a request the
+//! catalog rejects as a whole (unknown or withdrawn product, mixed
+//! currencies) gets the same 422 whatever the stock, and it prices a repeat
+//! of a reserve that took nothing. ProcessPayment charges through
 //! payment-svc; payment and shipping events move the order on. Keys in
 //! `Idempotency-Key` make creation and payment safe to retry.
 

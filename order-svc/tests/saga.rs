@@ -47,6 +47,8 @@ struct CatalogState {
     committed: HashSet<String>,
     /// Reservations made, but answered as if the connection dropped.
     lose_reserve_answers: bool,
+    /// ValidateProducts calls answered.
+    validations: usize,
 }
 
 impl FakeCatalog {
@@ -74,6 +76,24 @@ impl FakeCatalog {
     fn committed(&self, order: &str) -> bool {
         self.state.lock().unwrap().committed.contains(order)
     }
+
+    fn validations(&self) -> usize {
+        self.state.lock().unwrap().validations
+    }
+}
+
+/// What the catalog says of product `id` priced `price` with `units` left.
+fn validation(id: &str, price: i64, units: u32) -> ProductValidation {
+    ProductValidation {
+        product_id: id.to_string(),
+        found: true,
+        active: true,
+        name: format!("product {id}"),
+        sku: format!("SKU-{id}"),
+        price: Some(Money::new(price, "USD")),
+        stock_available: units,
+        weight_grams: 100,
+    }
 }
 
 #[tonic::async_trait]
@@ -82,22 +102,14 @@ impl Catalog for FakeCatalog {
         &self,
         request: Request<ValidateProductsRequest>,
     ) -> Result<ValidateProductsResponse, Status> {
-        let state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
+        state.validations += 1;
         let products = request
             .into_inner()
             .product_ids
             .into_iter()
             .map(|id| match state.products.get(&id) {
-                Some((price, units)) => ProductValidation {
-                    product_id: id.clone(),
-                    found: true,
-                    active: true,
-                    name: format!("product {id}"),
-                    sku: format!("SKU-{id}"),
-                    price: Some(Money::new(*price, "USD")),
-                    stock_available: *units,
-                    weight_grams: 100,
-                },
+                Some((price, units)) => validation(&id, *price, *units),
                 None => ProductValidation {
                     product_id: id,
                     ..Default::default()
@@ -113,10 +125,16 @@ impl Catalog for FakeCatalog {
     ) -> Result<ReserveStockResponse, Status> {
         let r = request.into_inner();
         let mut state = self.state.lock().unwrap();
+        let mut products = Vec::new();
         if !state.reserved.contains_key(&r.order_id) {
             for line in &r.lines {
-                let available = state.products.get(&line.product_id).map(|p| p.1);
-                if available.unwrap_or(0) < line.quantity {
+                let Some(available) = state.products.get(&line.product_id).map(|p| p.1) else {
+                    return Err(Status::not_found(format!(
+                        "product {} not found",
+                        line.product_id
+                    )));
+                };
+                if available < line.quantity {
                     return Err(Status::failed_precondition(format!(
                         "insufficient stock for {}",
                         line.product_id
@@ -132,11 +150,24 @@ impl Catalog for FakeCatalog {
                 .map(|l| (l.product_id.clone(), l.quantity))
                 .collect();
             state.reserved.insert(r.order_id.clone(), held);
+            // Like product-svc: each product as the write that took its
+            // units left it.
+            products = r
+                .lines
+                .iter()
+                .map(|l| {
+                    let (price, units) = state.products[&l.product_id];
+                    validation(&l.product_id, price, units)
+                })
+                .collect();
         }
         if state.lose_reserve_answers {
             return Err(Status::unavailable("connection reset"));
         }
-        Ok(ReserveStockResponse::default())
+        Ok(ReserveStockResponse {
+            reservation: None,
+            products,
+        })
     }
 
     async fn release_stock(
@@ -400,6 +431,56 @@ async fn a_reservation_refused_for_one_line_holds_nothing_and_places_no_order() 
     assert_eq!(app.catalog.available("a"), 10);
     assert_eq!(app.catalog.available("b"), 1);
     assert_eq!(app.catalog.held_orders(), 0);
+    assert!(app.list().await.is_empty(), "no order was placed");
+    app.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_priced_from_what_its_reserve_took_with_no_other_catalog_call() {
+    let app = TestApp::start(FakeCatalog::with(&[("a", 500, 10), ("b", 700, 5)])).await;
+
+    let order = app.create(&[("a", 2), ("b", 1)]).await.unwrap();
+
+    assert_eq!(order.total.as_ref().map(|t| t.amount), Some(1700));
+    assert_eq!(order.items[0].name, "product a");
+    assert_eq!(app.catalog.validations(), 0, "the reserve answer priced it");
+    assert_eq!(app.catalog.available("a"), 8);
+    app.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_product_is_refused_on_its_line_and_holds_nothing() {
+    let app = TestApp::start(FakeCatalog::with(&[("a", 500, 10)])).await;
+
+    let status = app.create(&[("a", 2), ("nope", 1)]).await.unwrap_err();
+
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        platform::error::field_violations(&status),
+        [(
+            "items[1].product_id".to_string(),
+            "unknown product nope".to_string()
+        )]
+    );
+    assert_eq!(app.catalog.available("a"), 10);
+    assert_eq!(app.catalog.held_orders(), 0);
+    assert!(app.list().await.is_empty(), "no order was placed");
+    app.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_order_is_refused_and_its_units_are_given_back() {
+    let app = TestApp::start(FakeCatalog::with(&[("free", 0, 10)])).await;
+
+    let status = app.create(&[("free", 2)]).await.unwrap_err();
+
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        app.catalog.held_orders(),
+        0,
+        "what was reserved is released"
+    );
+    assert_eq!(app.catalog.available("free"), 10);
     assert!(app.list().await.is_empty(), "no order was placed");
     app.running.shutdown().await;
 }

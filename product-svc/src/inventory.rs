@@ -201,12 +201,14 @@ impl ProductApi {
         }
     }
 
-    /// ReserveStock: all lines or none, once per order.
+    /// ReserveStock: all lines or none, once per order. With the
+    /// reservation, each product as the write that took its units left it
+    /// (none when this call took nothing: a repeat of a finished reserve).
     pub(crate) async fn reserve(
         &self,
         order_id: &str,
         lines: Vec<(String, i64)>,
-    ) -> Result<Reservation, Status> {
+    ) -> Result<(Reservation, Vec<proto::product::ProductValidation>), Status> {
         let at = now();
         let intent = Reservation {
             lines: lines.clone(),
@@ -238,7 +240,7 @@ impl ProductApi {
             // New, or a retry of a reserve still under way (or cut short):
             // the per-product changes are idempotent, go on.
             Ok(Transition::Take { done, failed }) => (done, failed),
-            Ok(_) => return Ok(existing.value),
+            Ok(_) => return Ok((existing.value, Vec::new())),
             Err(_) => return Err(released()),
         };
         let mut failure = None;
@@ -306,12 +308,18 @@ impl ProductApi {
         let ids: Vec<&str> = lines.iter().map(|(p, _)| p.as_str()).collect();
         match self.move_reservation(existing, from, done).await? {
             Ok(active) => {
+                let products = written
+                    .iter()
+                    .map(|p| crate::api::validation_of(p.id.clone(), &p.value))
+                    .collect();
                 self.after_stock_writes(written, &ids).await;
-                Ok(active.value)
+                Ok((active.value, products))
             }
             Err(moved) => match reservation::next(moved, Command::Reserve) {
                 // A concurrent retry of this reserve finished first.
-                Ok(Transition::Done) => Ok(self.reservations.get(order_id).await?.value),
+                Ok(Transition::Done) => {
+                    Ok((self.reservations.get(order_id).await?.value, Vec::new()))
+                }
                 _ => {
                     // Released while the lines were being taken: the release
                     // may have run before some of them, so give them back again.

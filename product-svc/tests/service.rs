@@ -211,6 +211,42 @@ async fn retried_reservations_reserve_once(postgres: bool) {
     }
     let after = details(&mut h.client(), &product.id).await;
     assert_eq!((after.stock_available, after.stock_reserved), (7, 3));
+    // The reserve that takes units answers each product as that write left
+    // it (what the order is priced from); a repeat took nothing and says so.
+    let taken = h
+        .client()
+        .reserve_stock(reserve("order-priced", &[(&product.id, 2)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .products;
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        (
+            taken[0].product_id.as_str(),
+            taken[0].found,
+            taken[0].active,
+            taken[0].sku.as_str(),
+            taken[0].price.clone(),
+            taken[0].stock_available,
+        ),
+        (
+            product.id.as_str(),
+            true,
+            true,
+            "RETRY-1",
+            product.price.clone(),
+            5
+        )
+    );
+    let repeat = h
+        .client()
+        .reserve_stock(reserve("order-priced", &[(&product.id, 2)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .products;
+    assert!(repeat.is_empty(), "{repeat:?}");
     let other = h
         .client()
         .reserve_stock(reserve("order-retry", &[(&product.id, 4)]))

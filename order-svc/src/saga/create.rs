@@ -78,38 +78,16 @@ impl OrderApi {
         }
         self.check_unpaid_cap(&caller.user_id).await?;
 
-        // Prices and availability from the catalog, never from the client.
-        let ids: Vec<String> = lines.iter().map(|(p, _)| p.clone()).collect();
-        let validation = self
-            .retry
-            .run(|| {
-                let catalog = self.catalog.clone();
-                let request = self.budget_request(
-                    budget,
-                    proto::product::ValidateProductsRequest {
-                        product_ids: ids.clone(),
-                    },
-                    &self.mesh.own_caller(),
-                );
-                async move { catalog.validate_products(request).await }
-            })
-            .await?
-            .products;
-        let (items, currency) = priced_items(&lines, &validation)?;
-        let total: i64 = items.iter().map(|i| i.line_total).sum();
-        if total <= 0 {
-            return Err(invalid_fields([(
-                "items",
-                "an order must have something to pay".to_string(),
-            )])
-            .into());
-        }
-
-        let stock_lines: Vec<proto::product::StockLine> = items
+        // Stock first, and the prices from the product versions that took
+        // it (never from the client): one call to the catalog. A refused
+        // reserve asks ValidateProducts, so a request the catalog rejects as
+        // a whole (an unknown or withdrawn product, mixed currencies) gets
+        // the same 422 whatever the stock.
+        let stock_lines: Vec<proto::product::StockLine> = lines
             .iter()
-            .map(|i| proto::product::StockLine {
-                product_id: i.product_id.clone(),
-                quantity: i.quantity as u32,
+            .map(|(product_id, quantity)| proto::product::StockLine {
+                product_id: product_id.clone(),
+                quantity: *quantity,
             })
             .collect();
         let reserved = self
@@ -127,20 +105,39 @@ impl OrderApi {
                 async move { catalog.reserve_stock(request).await }
             })
             .await;
-        if let Err(status) = reserved {
-            if ambiguous(&status) {
-                // The reserve may have happened: give it back (a release
-                // also refuses the reserve if it is still on its way). If
-                // this fails too, product-svc's sweeper finds the
-                // reservation without an order and releases it.
-                self.release_now(order_id).await;
+        let products = match reserved {
+            Ok(reply) => reply.products,
+            Err(status) => {
+                if ambiguous(&status) {
+                    // The reserve may have happened: give it back (a release
+                    // also refuses the reserve if it is still on its way). If
+                    // this fails too, product-svc's sweeper finds the
+                    // reservation without an order and releases it.
+                    self.release_now(order_id).await;
+                } else if let Ok(validation) = self.catalog_prices(budget, &lines).await {
+                    priced_items(&lines, &validation)?;
+                }
+                return Err(match status.code() {
+                    Code::NotFound => invalid_fields([("items", status.message().to_string())]),
+                    _ => status,
+                }
+                .into());
             }
-            return Err(match status.code() {
-                Code::NotFound => invalid_fields([("items", status.message().to_string())]),
-                _ => status,
-            }
-            .into());
+        };
+        let priced = if products.is_empty() {
+            // A repeat of a reserve that was made before: it took nothing now.
+            self.catalog_prices(budget, &lines).await
+        } else {
+            Ok(products)
         }
+        .and_then(|validation| priced_items(&lines, &validation));
+        let (items, currency, total) = match priced {
+            Ok(priced) => priced,
+            Err(status) => {
+                self.release_now(order_id).await;
+                return Err(status.into());
+            }
+        };
 
         let now = now_ms();
         let mut order = Order {
@@ -219,6 +216,30 @@ impl OrderApi {
         Ok(())
     }
 
+    /// What the catalog says of each line's product, in line order.
+    async fn catalog_prices(
+        &self,
+        budget: &Budget,
+        lines: &[(String, u32)],
+    ) -> Result<Vec<proto::product::ProductValidation>, Status> {
+        let ids: Vec<String> = lines.iter().map(|(p, _)| p.clone()).collect();
+        Ok(self
+            .retry
+            .run(|| {
+                let catalog = self.catalog.clone();
+                let request = self.budget_request(
+                    budget,
+                    proto::product::ValidateProductsRequest {
+                        product_ids: ids.clone(),
+                    },
+                    &self.mesh.own_caller(),
+                );
+                async move { catalog.validate_products(request).await }
+            })
+            .await?
+            .products)
+    }
+
     /// Releases `order_id`'s stock now, best effort (a fresh short deadline:
     /// the request's own may be spent).
     async fn release_now(&self, order_id: &str) {
@@ -243,16 +264,21 @@ impl OrderApi {
     }
 }
 
-/// Lines priced from the catalog, and their one currency.
+/// Lines priced from what the catalog said of their products (found by
+/// id, in any order), their one currency and the total.
 fn priced_items(
     lines: &[(String, u32)],
     validation: &[proto::product::ProductValidation],
-) -> Result<(Vec<Item>, String), Status> {
+) -> Result<(Vec<Item>, String, i64), Status> {
     let mut items = Vec::new();
     let mut currencies = Vec::new();
     let mut errors = Vec::new();
     for (i, (product_id, quantity)) in lines.iter().enumerate() {
-        let Some(v) = validation.get(i).filter(|v| v.found && v.active) else {
+        let Some(v) = validation
+            .iter()
+            .find(|v| v.product_id == *product_id)
+            .filter(|v| v.found && v.active)
+        else {
             errors.push((
                 format!("items[{i}].product_id"),
                 format!("unknown product {product_id}"),
@@ -283,5 +309,12 @@ fn priced_items(
             "all items must be priced in one currency".to_string(),
         )]));
     }
-    Ok((items, currency))
+    let total: i64 = items.iter().map(|i| i.line_total).sum();
+    if total <= 0 {
+        return Err(invalid_fields([(
+            "items",
+            "an order must have something to pay".to_string(),
+        )]));
+    }
+    Ok((items, currency, total))
 }

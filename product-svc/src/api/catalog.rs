@@ -12,6 +12,20 @@ use tonic::Status;
 use super::{ProductApi, invalid, lookup_err, now, to_proto};
 use crate::domain::{self, FieldError, Money, Product};
 
+/// What ValidateProducts (and ReserveStock) say of a product.
+pub(crate) fn validation_of(id: String, p: &Product) -> ProductValidation {
+    ProductValidation {
+        product_id: id,
+        found: true,
+        active: p.is_active(),
+        name: p.name.clone(),
+        sku: p.sku.clone(),
+        price: Some(proto::common::Money::new(p.price.amount, &p.price.currency)),
+        stock_available: p.stock_available.max(0) as u32,
+        weight_grams: p.weight_grams,
+    }
+}
+
 impl ProductApi {
     /// ValidateProducts.
     pub(super) async fn validate(
@@ -30,19 +44,7 @@ impl ProductApi {
                 Err(err) => return Err(err.into()),
             };
             products.push(match found {
-                Some(p) => ProductValidation {
-                    product_id: id,
-                    found: true,
-                    active: p.value.is_active(),
-                    name: p.value.name.clone(),
-                    sku: p.value.sku.clone(),
-                    price: Some(proto::common::Money::new(
-                        p.value.price.amount,
-                        &p.value.price.currency,
-                    )),
-                    stock_available: p.value.stock_available.max(0) as u32,
-                    weight_grams: p.value.weight_grams,
-                },
+                Some(p) => validation_of(id, &p.value),
                 None => ProductValidation {
                     product_id: id,
                     found: false,

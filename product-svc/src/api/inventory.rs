@@ -88,9 +88,10 @@ impl ProductApi {
             return Err(invalid_fields([("order_id", "is required".to_string())]));
         }
         let lines = crate::inventory::merge_lines(&r.lines)?;
-        let reservation = self.reserve(&r.order_id, lines).await?;
+        let (reservation, products) = self.reserve(&r.order_id, lines).await?;
         Ok(ReserveStockResponse {
             reservation: moved(&r.order_id, &reservation, "held"),
+            products,
         })
     }
 

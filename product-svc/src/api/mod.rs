@@ -21,6 +21,7 @@ use crate::cache::Cache;
 use crate::domain::{self, FieldError, Product, Reservation, Review};
 
 mod catalog;
+pub(crate) use catalog::validation_of;
 mod inventory;
 mod reviews;
 
