@@ -213,13 +213,15 @@ async fn retried_reservations_reserve_once(postgres: bool) {
     assert_eq!((after.stock_available, after.stock_reserved), (7, 3));
     // The reserve that takes units answers each product as that write left
     // it (what the order is priced from); a repeat took nothing and says so.
-    let taken = h
-        .client()
-        .reserve_stock(reserve("order-priced", &[(&product.id, 2)]))
-        .await
-        .unwrap()
-        .into_inner()
-        .products;
+    let priced = || async {
+        h.client()
+            .reserve_stock(reserve("order-priced", &[(&product.id, 2)]))
+            .await
+            .unwrap()
+            .into_inner()
+            .products
+    };
+    let taken = priced().await;
     assert_eq!(taken.len(), 1);
     assert_eq!(
         (
@@ -239,13 +241,7 @@ async fn retried_reservations_reserve_once(postgres: bool) {
             5
         )
     );
-    let repeat = h
-        .client()
-        .reserve_stock(reserve("order-priced", &[(&product.id, 2)]))
-        .await
-        .unwrap()
-        .into_inner()
-        .products;
+    let repeat = priced().await;
     assert!(repeat.is_empty(), "{repeat:?}");
     let other = h
         .client()
