@@ -21,6 +21,8 @@ pub struct PostgresBackend {
     pool: PgPool,
     schema: String,
     timeout: Duration,
+    /// Inserts waiting to go together (see `insert_batch`).
+    batcher: super::insert_batch::Batcher,
 }
 
 fn quote(ident: &str) -> String {
@@ -140,6 +142,7 @@ impl PostgresBackend {
             pool,
             schema: namespace.to_string(),
             timeout: settings.timeout,
+            batcher: Default::default(),
         };
         let ddl = format!("CREATE SCHEMA IF NOT EXISTS {}", quote(namespace));
         let spec = CollectionSpec::new(namespace);
@@ -182,12 +185,36 @@ impl PostgresBackend {
         self.pool.close().await;
     }
 
+    pub(super) fn batcher(&self) -> &super::insert_batch::InsertBatcher {
+        &self.batcher
+    }
+
+    /// One plain insert.
+    pub(super) async fn insert_one(
+        &self,
+        table: &str,
+        spec: &CollectionSpec,
+        id: &str,
+        body: &Value,
+    ) -> Result<()> {
+        let sql = format!("INSERT INTO {table} (id, version, doc) VALUES ($1, 1, $2)");
+        self.bounded(
+            spec,
+            sqlx::query(&sql)
+                .bind(id)
+                .bind(sqlx::types::Json(body))
+                .execute(&self.pool),
+        )
+        .await
+        .map(|_| ())
+    }
+
     fn table(&self, spec: &CollectionSpec) -> String {
         format!("{}.{}", quote(&self.schema), quote(&spec.name))
     }
 
     /// Runs `op` within the configured timeout, mapping errors.
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         spec: &CollectionSpec,
         op: impl Future<Output = Result<T, sqlx::Error>>,
@@ -243,19 +270,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn insert(&self, spec: &CollectionSpec, id: &str, body: &Value) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO {} (id, version, doc) VALUES ($1, 1, $2)",
-            self.table(spec)
-        );
-        self.bounded(
-            spec,
-            sqlx::query(&sql)
-                .bind(id)
-                .bind(sqlx::types::Json(body))
-                .execute(&self.pool),
-        )
-        .await
-        .map(|_| ())
+        super::insert_batch::InsertBatcher::insert(self, self.table(spec), spec, id, body).await
     }
 
     async fn get(&self, spec: &CollectionSpec, id: &str) -> Result<Option<RawDocument>> {

@@ -141,6 +141,53 @@ pub async fn optional_unique_fields_do_not_collide_when_missing(store: Store) {
     );
 }
 
+pub async fn concurrent_inserts_each_get_their_own_outcome(store: Store) {
+    let c = items(&store).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut attempt = |id: String, sku: String| {
+        let c = c.clone();
+        tasks.spawn(async move {
+            let outcome = c.insert(&id, item(&sku, "batch", 1, "x")).await;
+            (id, sku, outcome.map(|_| ()))
+        });
+    };
+    for n in 0..20 {
+        // The same id twice (other skus): one of the two is stored.
+        attempt(format!("twice-{n}"), format!("T-{n}-a"));
+        attempt(format!("twice-{n}"), format!("T-{n}-b"));
+        // Ten skus taken by two ids each: one of the two is stored.
+        attempt(format!("sku-{n}"), format!("S-{}", n % 10));
+        attempt(format!("plain-{n}"), format!("P-{n}"));
+    }
+    let mut stored = std::collections::HashMap::new();
+    let (mut by_id, mut by_sku) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        let (id, sku, outcome) = joined.unwrap();
+        match outcome {
+            Ok(()) => assert!(
+                stored.insert(id.clone(), sku).is_none(),
+                "{id} stored twice"
+            ),
+            Err(StoreError::AlreadyExists { index }) if index == "id" => by_id += 1,
+            Err(StoreError::AlreadyExists { index }) if index == "sku" => by_sku += 1,
+            Err(other) => panic!("{id}: {other:?}"),
+        }
+    }
+    assert_eq!((stored.len(), by_id, by_sku), (50, 20, 10));
+    for (id, sku) in &stored {
+        assert_eq!(
+            &c.get(id).await.unwrap().value.sku,
+            sku,
+            "{id} holds what it was told"
+        );
+    }
+    let page = c
+        .find(&Query::new().eq("category", "batch").limit(100))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 50, "nothing stored that was refused");
+}
+
 pub async fn cas_rejects_stale_version(store: Store) {
     let c = items(&store).await;
     c.insert("a", item("SKU-1", "books", 1, "x")).await.unwrap();
