@@ -118,6 +118,7 @@ mod store {
                     unique_index_violation_names_the_index,
                     optional_unique_fields_do_not_collide_when_missing,
                     concurrent_inserts_each_get_their_own_outcome,
+                    concurrent_replaces_each_get_their_own_outcome,
                     cas_rejects_stale_version,
                     cas_under_50_concurrent_writers_loses_no_update,
                     update_from_a_stale_copy_reads_again_and_loses_no_write,

@@ -18,11 +18,11 @@
 
 pub mod coalesce;
 pub mod cursor;
-mod insert_batch;
 pub mod memory;
 pub mod mongo;
 pub mod postgres;
 mod traced;
+mod write_batch;
 
 mod collection;
 mod error;

@@ -11,6 +11,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
+use super::write_batch::{Op, WriteBatcher};
 use super::{
     Backend, Bound, Cause, CollectionSpec, FieldType, IndexSpec, PlannedQuery, RawDocument, Result,
     StoreError, StoreSettings,
@@ -21,8 +22,8 @@ pub struct PostgresBackend {
     pool: PgPool,
     schema: String,
     timeout: Duration,
-    /// Inserts waiting to go together (see `insert_batch`).
-    batcher: super::insert_batch::Batcher,
+    /// Inserts waiting to go together (see `write_batch`).
+    batcher: super::write_batch::Batcher,
 }
 
 fn quote(ident: &str) -> String {
@@ -185,7 +186,7 @@ impl PostgresBackend {
         self.pool.close().await;
     }
 
-    pub(super) fn batcher(&self) -> &super::insert_batch::InsertBatcher {
+    pub(super) fn batcher(&self) -> &super::write_batch::WriteBatcher {
         &self.batcher
     }
 
@@ -207,6 +208,39 @@ impl PostgresBackend {
         )
         .await
         .map(|_| ())
+    }
+
+    /// One plain CAS replace.
+    pub(super) async fn replace_one(
+        &self,
+        table: &str,
+        spec: &CollectionSpec,
+        id: &str,
+        expected: u64,
+        body: &Value,
+    ) -> Result<()> {
+        // One round trip: the update, and whether the row exists at all.
+        let sql = format!(
+            "WITH updated AS (UPDATE {table} SET version = version + 1, doc = $3 WHERE id = $1 AND version = $2 RETURNING 1) \
+             SELECT (SELECT count(*) FROM updated) AS updated, EXISTS (SELECT 1 FROM {table} WHERE id = $1) AS present"
+        );
+        let row = self
+            .bounded(
+                spec,
+                sqlx::query(&sql)
+                    .bind(id)
+                    .bind(expected as i64)
+                    .bind(sqlx::types::Json(body))
+                    .fetch_one(&self.pool),
+            )
+            .await?;
+        let updated: i64 = row.try_get("updated").map_err(|e| map_err(spec, e))?;
+        let present: bool = row.try_get("present").map_err(|e| map_err(spec, e))?;
+        match (updated, present) {
+            (1, _) => Ok(()),
+            (_, true) => Err(StoreError::VersionConflict),
+            (_, false) => Err(StoreError::NotFound),
+        }
     }
 
     fn table(&self, spec: &CollectionSpec) -> String {
@@ -270,7 +304,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn insert(&self, spec: &CollectionSpec, id: &str, body: &Value) -> Result<()> {
-        super::insert_batch::InsertBatcher::insert(self, self.table(spec), spec, id, body).await
+        WriteBatcher::write(self, &self.table(spec), spec, id, Op::Insert, body).await
     }
 
     async fn get(&self, spec: &CollectionSpec, id: &str) -> Result<Option<RawDocument>> {
@@ -293,28 +327,7 @@ impl Backend for PostgresBackend {
         body: &Value,
     ) -> Result<()> {
         let table = self.table(spec);
-        // One round trip: the update, and whether the row exists at all.
-        let sql = format!(
-            "WITH updated AS (UPDATE {table} SET version = version + 1, doc = $3 WHERE id = $1 AND version = $2 RETURNING 1) \
-             SELECT (SELECT count(*) FROM updated) AS updated, EXISTS (SELECT 1 FROM {table} WHERE id = $1) AS present"
-        );
-        let row = self
-            .bounded(
-                spec,
-                sqlx::query(&sql)
-                    .bind(id)
-                    .bind(expected as i64)
-                    .bind(sqlx::types::Json(body))
-                    .fetch_one(&self.pool),
-            )
-            .await?;
-        let updated: i64 = row.try_get("updated").map_err(|e| map_err(spec, e))?;
-        let present: bool = row.try_get("present").map_err(|e| map_err(spec, e))?;
-        match (updated, present) {
-            (1, _) => Ok(()),
-            (_, true) => Err(StoreError::VersionConflict),
-            (_, false) => Err(StoreError::NotFound),
-        }
+        WriteBatcher::write(self, &table, spec, id, Op::Replace { expected }, body).await
     }
 
     async fn delete(&self, spec: &CollectionSpec, id: &str, expected: Option<u64>) -> Result<()> {

@@ -188,6 +188,64 @@ pub async fn concurrent_inserts_each_get_their_own_outcome(store: Store) {
     assert_eq!(page.items.len(), 50, "nothing stored that was refused");
 }
 
+pub async fn concurrent_replaces_each_get_their_own_outcome(store: Store) {
+    let c = items(&store).await;
+    for n in 0..40 {
+        c.insert(&id(n), item(&format!("R-{n}"), "cas", 0, "x"))
+            .await
+            .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut attempt = |n: usize, expected: u64, price: i64| {
+        let c = c.clone();
+        tasks.spawn(async move {
+            let outcome = c
+                .replace(&id(n), expected, item(&format!("R-{n}"), "cas", price, "x"))
+                .await;
+            (n, price, outcome.map(|stored| stored.version))
+        });
+    };
+    for n in 0..20 {
+        // Two writers from version 1: one of them is stored.
+        attempt(n, 1, 1);
+        attempt(n, 1, 2);
+    }
+    for n in 20..40 {
+        // A version the document never had, and one it has.
+        attempt(n, 7, 3);
+        attempt(n, 1, 4);
+    }
+    for n in 40..50 {
+        attempt(n, 1, 5); // no such document
+    }
+    let mut stored = std::collections::HashMap::new();
+    let (mut conflicts, mut missing) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        let (n, price, outcome) = joined.unwrap();
+        match outcome {
+            Ok(version) => {
+                assert_eq!(version, 2, "{n}");
+                assert!(stored.insert(n, price).is_none(), "{n} written twice");
+            }
+            Err(StoreError::VersionConflict) => conflicts += 1,
+            Err(StoreError::NotFound) => missing += 1,
+            Err(other) => panic!("{n}: {other:?}"),
+        }
+    }
+    assert_eq!((stored.len(), conflicts, missing), (40, 40, 10));
+    for (n, price) in &stored {
+        let doc = c.get(&id(*n)).await.unwrap();
+        assert_eq!(
+            (doc.version, doc.value.price),
+            (2, *price),
+            "{n} holds what it was told"
+        );
+        if *n >= 20 {
+            assert_eq!(*price, 4, "only the current version's write lands");
+        }
+    }
+}
+
 pub async fn cas_rejects_stale_version(store: Store) {
     let c = items(&store).await;
     c.insert("a", item("SKU-1", "books", 1, "x")).await.unwrap();
