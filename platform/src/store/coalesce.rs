@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::lanes::Lanes;
 use super::{Collection, MAX_UPDATE_ATTEMPTS, Result, StoreError, Versioned};
 
 type Change<T> = Box<dyn FnMut(&mut T) -> bool + Send>;
@@ -33,17 +34,13 @@ struct Pending<T> {
     done: tokio::sync::oneshot::Sender<Result<Versioned<T>>>,
 }
 
-struct Queue<T> {
-    pending: Vec<Pending<T>>,
-}
-
 /// How many documents' last written copies a coalescer keeps.
 const HELD_COPIES: usize = 1024;
 
 /// Batches the updates of each document of a collection (see the module).
 pub struct Coalescer<T> {
     collection: Collection<T>,
-    queues: Arc<Mutex<HashMap<String, Queue<T>>>>,
+    queues: Arc<Lanes<Pending<T>>>,
     /// The copy of each recently written document as its last write
     /// returned it: where the next batch starts.
     held: Arc<Mutex<HashMap<String, Versioned<T>>>>,
@@ -74,7 +71,7 @@ where
     pub fn new(collection: Collection<T>) -> Self {
         Self {
             collection,
-            queues: Arc::new(Mutex::new(HashMap::new())),
+            queues: Arc::new(Lanes::default()),
             held: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -123,26 +120,9 @@ where
             }
         });
         let (done, answer) = tokio::sync::oneshot::channel();
-        let lead = {
-            let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-            match queues.get_mut(id) {
-                // A writer is at work on this document: it takes this change
-                // in its next batch.
-                Some(queue) => {
-                    queue.pending.push(Pending { change, done });
-                    false
-                }
-                None => {
-                    queues.insert(
-                        id.to_string(),
-                        Queue {
-                            pending: vec![Pending { change, done }],
-                        },
-                    );
-                    true
-                }
-            }
-        };
+        // A writer at work on this document takes the change in its next
+        // batch.
+        let lead = self.queues.push(id, Pending { change, done });
         if lead {
             // Its own task: a caller that gives up must not strand the
             // changes queued behind its own.
@@ -162,18 +142,7 @@ where
     /// Writes batches for `id` until no change waits, then lets the next
     /// caller lead.
     async fn write_until_empty(&self, id: &str) {
-        loop {
-            let mut batch = {
-                let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(queue) = queues.get_mut(id) else {
-                    return;
-                };
-                if queue.pending.is_empty() {
-                    queues.remove(id);
-                    return;
-                }
-                std::mem::take(&mut queue.pending)
-            };
+        while let Some(mut batch) = self.queues.next(id, usize::MAX) {
             let outcome = self.write(id, &mut batch).await;
             for pending in batch {
                 let _ = pending.done.send(outcome.clone());

@@ -18,6 +18,7 @@
 
 pub mod coalesce;
 pub mod cursor;
+mod lanes;
 pub mod memory;
 pub mod mongo;
 pub mod postgres;

@@ -19,12 +19,13 @@
 //! documents being written together, and each one's outcome is its own
 //! compare-and-swap or insert.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::lanes::Lanes;
 use super::postgres::PostgresBackend;
 use super::{CollectionSpec, Result, StoreError};
 
@@ -52,7 +53,7 @@ struct Pending {
 /// Queued writes per table and kind (see the module).
 #[derive(Default)]
 pub(super) struct WriteBatcher {
-    queues: Mutex<HashMap<String, Vec<Pending>>>,
+    lanes: Lanes<Pending>,
 }
 
 impl std::fmt::Debug for WriteBatcher {
@@ -85,23 +86,7 @@ impl WriteBatcher {
             Op::Replace { .. } => format!("replace {table}"),
         };
         let table = table.to_string();
-        let lead = {
-            let mut queues = backend
-                .batcher()
-                .queues
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            match queues.get_mut(&queue) {
-                Some(waiting) => {
-                    waiting.push(pending);
-                    false
-                }
-                None => {
-                    queues.insert(queue.clone(), vec![pending]);
-                    true
-                }
-            }
-        };
+        let lead = backend.batcher().lanes.push(&queue, pending);
         if lead {
             // Its own task: a caller that gives up must not strand the
             // writes queued behind its own.
@@ -117,23 +102,7 @@ impl WriteBatcher {
 /// Writes the batches of `queue` (into `table`) until none waits, then
 /// lets the next write lead.
 async fn write_until_empty(backend: &PostgresBackend, queue: &str, table: &str) {
-    loop {
-        let batch = {
-            let mut queues = backend
-                .batcher()
-                .queues
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let Some(waiting) = queues.get_mut(queue) else {
-                return;
-            };
-            if waiting.is_empty() {
-                queues.remove(queue);
-                return;
-            }
-            let take = waiting.len().min(MAX_ROWS);
-            waiting.drain(..take).collect::<Vec<_>>()
-        };
+    while let Some(batch) = backend.batcher().lanes.next(queue, MAX_ROWS) {
         write(backend, table, batch).await;
     }
 }
