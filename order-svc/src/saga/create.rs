@@ -124,15 +124,17 @@ impl OrderApi {
                 .into());
             }
         };
-        let priced = if products.is_empty() {
-            // A repeat of a reserve that was made before: it took nothing now.
-            self.catalog_prices(budget, &lines).await
+        let validation = if products.is_empty() {
+            // A repeat of a reserve that was made before: it took nothing
+            // now. If asking fails, the units stay held for the retry (or
+            // for product-svc's sweeper, when no retry comes).
+            self.catalog_prices(budget, &lines).await?
         } else {
-            Ok(products)
-        }
-        .and_then(|validation| priced_items(&lines, &validation));
-        let (items, currency, total) = match priced {
+            products
+        };
+        let (items, currency, total) = match priced_items(&lines, &validation) {
             Ok(priced) => priced,
+            // Not an order the catalog takes: give the units back.
             Err(status) => {
                 self.release_now(order_id).await;
                 return Err(status.into());
