@@ -111,7 +111,7 @@ impl Handler for NotificationEvents {
         self.api
             .deliver(&key, &recipient, kind, title.clone(), body.clone())
             .await
-            .map_err(|s| HandlerError::Retryable(s.message().to_string()))?;
+            .map_err(|s| HandlerError::from_status(&s))?;
         // Written after the feed item and idempotent too, so a redelivery
         // after a crash in between completes what is missing.
         let out = Outgoing {
@@ -125,7 +125,7 @@ impl Handler for NotificationEvents {
             .deliveries
             .enqueue(&out, vias)
             .await
-            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
+            .map_err(|e| HandlerError::from_store(&e))?;
         Ok(())
     }
 }

@@ -21,12 +21,15 @@ pub struct OrderEvents {
     pub api: OrderApi,
 }
 
+/// An unknown order is dead-lettered; a store or peer that is down is
+/// waited out, however long (the event may be an order's only news of a
+/// refund); anything else is retried a bounded number of times.
 fn retry(status: tonic::Status) -> HandlerError {
     match status.code() {
         tonic::Code::NotFound => {
             HandlerError::Permanent(format!("unknown order: {}", status.message()))
         }
-        _ => HandlerError::Retryable(status.message().to_string()),
+        _ => HandlerError::from_status(&status),
     }
 }
 

@@ -111,12 +111,19 @@ pub async fn serve_with(
     // (`Order::applied_events`, the payment id, the state machine), so the
     // order document is the record and a redelivery writes nothing.
     let handler = std::sync::Arc::new(events::OrderEvents { api: api.clone() });
+    // These events move money-bearing state (a refund made by an admin
+    // reaches the order only this way): retried soon after an outage ends,
+    // and a store or peer that is down is waited out, never dead-lettered.
+    let mut consumer = ConsumerConfig::new("order-svc", events::EVENT_TYPES);
+    consumer.backoff = vec![
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(5),
+    ];
+    consumer.max_deliver = 10;
     let subscription = deps
         .bus
-        .subscribe(
-            ConsumerConfig::new("order-svc", events::EVENT_TYPES),
-            handler,
-        )
+        .subscribe(consumer, handler)
         .await
         .context("subscribing to payment and shipping events")?;
     let relay = api.relay.clone();

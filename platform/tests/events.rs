@@ -65,6 +65,7 @@ mod events {
                     at_least_once_after_a_crash_before_ack,
                     redelivers_after_nak_with_backoff,
                     dead_letter_after_max_deliver_failures,
+                    an_unavailable_dependency_is_waited_out_past_max_deliver,
                     permanent_failure_goes_straight_to_dead_letter,
                     duplicate_publish_is_delivered_once,
                     ordering_per_subject,

@@ -37,7 +37,7 @@ fn seconds(delivery: &Delivery) -> i64 {
 #[async_trait::async_trait]
 impl Handler for RecommendationEvents {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
-        let retry = |e: platform::store::StoreError| HandlerError::Retryable(e.to_string());
+        let retry = |e: platform::store::StoreError| HandlerError::from_store(&e);
         let permanent = |what: &str| HandlerError::Permanent(format!("{what} without an id"));
         let (order_id, fact) = match &delivery.envelope.payload {
             Some(Payload::OrderCreated(e)) => (

@@ -16,8 +16,9 @@ pub struct ShippingEvents {
 impl Handler for ShippingEvents {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
         // A payment may overtake its order.created (different subjects):
-        // NotFound is retried with backoff like any other transient failure.
-        let retry = |s: tonic::Status| HandlerError::Retryable(s.message().to_string());
+        // NotFound is retried with backoff like any other transient failure;
+        // a carrier or store that is down is waited out, never dead-lettered.
+        let retry = |s: tonic::Status| HandlerError::from_status(&s);
         match &delivery.envelope.payload {
             Some(Payload::OrderCreated(e)) => self.api.prepare(e).await.map_err(retry),
             Some(Payload::PaymentProcessed(e)) => self.api.label(&e.order_id).await.map_err(retry),

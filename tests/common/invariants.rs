@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use platform::events::nats::{Backlog, NatsBus, NatsSettings};
 use platform::store::{Collection, CollectionSpec, FieldType, IndexSpec, Query, Store};
 use platform::{Config, ServiceId};
 use serde_json::Value;
@@ -53,6 +54,9 @@ pub struct Stores {
     payments: Collection<Value>,
     shipments: Collection<Value>,
     notifications: Collection<Value>,
+    /// The mesh's JetStream, when it runs on NATS: its consumers' backlog
+    /// and dead letters.
+    bus: Option<NatsBus>,
 }
 
 impl Stores {
@@ -63,7 +67,20 @@ impl Stores {
         let payment = Store::from_config(config, ServiceId::Payment.name()).await?;
         let shipping = Store::from_config(config, ServiceId::Shipping.name()).await?;
         let notification = Store::from_config(config, ServiceId::Notification.name()).await?;
+        let bus = match &config.nats_url {
+            Some(url) => {
+                let settings = NatsSettings {
+                    stream: config.nats_stream.clone(),
+                    prefix: config.nats_prefix.clone(),
+                    auth: config.nats_auth.clone(),
+                    ..Default::default()
+                };
+                Some(NatsBus::connect(url, settings).await?)
+            }
+            None => None,
+        };
         Ok(Stores {
+            bus,
             orders: order.collection(order_svc::store::orders()).await?,
             keys: order.collection(order_svc::idempotency::spec()).await?,
             products: product.collection(product_svc::store::products()).await?,
@@ -95,6 +112,10 @@ impl Stores {
             payments: all(&self.payments).await?,
             shipments: all(&self.shipments).await?,
             notifications: all(&self.notifications).await?,
+            bus: match &self.bus {
+                Some(bus) => Some(bus.backlog().await?),
+                None => None,
+            },
         })
     }
 
@@ -269,6 +290,8 @@ pub struct Snapshot {
     pub payments: Vec<(String, Value)>,
     pub shipments: Vec<(String, Value)>,
     pub notifications: Vec<(String, Value)>,
+    /// What the bus's consumers have not handled yet, and dead letters.
+    pub bus: Option<Backlog>,
 }
 
 fn text<'a>(doc: &'a Value, field: &str) -> &'a str {
@@ -385,6 +408,7 @@ impl Snapshot {
     /// Every violation of every invariant in this snapshot.
     pub fn check(&self, expect: &Expect) -> Vec<Violation> {
         let mut out = Vec::new();
+        self.check_events(&mut out);
         self.check_in_flight(expect, &mut out);
         self.check_keys(expect, &mut out);
         self.check_money(&mut out);
@@ -396,6 +420,26 @@ impl Snapshot {
         }
         out.sort();
         out
+    }
+
+    /// Every event is handled once per consumer: none waits (a delivery
+    /// backing off counts as waiting), none was given up on.
+    fn check_events(&self, out: &mut Vec<Violation>) {
+        let Some(bus) = &self.bus else { return };
+        for (consumer, n) in &bus.unhandled {
+            out.push(Violation {
+                rule: "every event handled",
+                detail: format!("consumer {consumer} has {n} event(s) not handled yet"),
+                in_flight: true,
+            });
+        }
+        for (subject, n) in &bus.dead_lettered {
+            out.push(Violation {
+                rule: "every event handled",
+                detail: format!("{n} event(s) dead-lettered on {subject}"),
+                in_flight: false,
+            });
+        }
     }
 
     fn check_in_flight(&self, expect: &Expect, out: &mut Vec<Violation>) {

@@ -45,7 +45,12 @@ fn now_millis() -> i64 {
 }
 
 fn retryable(err: StoreError) -> HandlerError {
-    HandlerError::Retryable(format!("recording processed events: {err}"))
+    match HandlerError::from_store(&err) {
+        HandlerError::Unavailable(_) => {
+            HandlerError::Unavailable(format!("recording processed events: {err}"))
+        }
+        _ => HandlerError::Retryable(format!("recording processed events: {err}")),
+    }
 }
 
 /// A handler that skips events it has already processed.

@@ -14,6 +14,9 @@
 //!   negatively acked and redelivered after a backoff; after `max_deliver`
 //!   attempts (or at once for a permanent error) it is moved to
 //!   `<prefix>.dlq.<consumer>` with the error in the `Shop-Dlq-Error` header.
+//!   A handler whose store or peer is down says so
+//!   ([`HandlerError::Unavailable`]): its event waits out the outage with
+//!   the same backoff and is never dead-lettered for it.
 //!   A consumer that dies before acking gets the event again after
 //!   `ack_wait`.
 //! * W3C trace context travels in the message headers; the consumer's span
@@ -74,12 +77,49 @@ impl BusError {
 /// Why a handler did not process a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
-    /// Try again later (a dependency is down, a conflict…).
+    /// The handler failed on this event; try again later, at most
+    /// `max_deliver` times in all, then dead-letter it.
     #[error("retryable: {0}")]
     Retryable(String),
+    /// What the handler needs (its store, a peer) could not be reached, or
+    /// not in time. The event is not at fault: it is redelivered with the
+    /// backoff for as long as the outage lasts and never dead-lettered, so
+    /// an outage longer than the retries cannot drop a step the saga owes
+    /// (an order's refund, a paid order's label). The consumer's backlog
+    /// (`messaging_consumer_pending`) shows the wait.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Will never succeed (undecodable, violates an invariant): dead-letter now.
     #[error("permanent: {0}")]
     Permanent(String),
+}
+
+impl HandlerError {
+    /// A failed gRPC call (or a service's own operation answered as a
+    /// status): a peer or store that is down, overloaded, too slow or
+    /// contended is [`HandlerError::Unavailable`]; anything else
+    /// [`HandlerError::Retryable`].
+    pub fn from_status(status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let message = status.message().to_string();
+        match status.code() {
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Cancelled => HandlerError::Unavailable(message),
+            _ => HandlerError::Retryable(message),
+        }
+    }
+
+    /// A failed store operation: [`HandlerError::Unavailable`] when the
+    /// backend could not be reached, else [`HandlerError::Retryable`].
+    pub fn from_store(err: &crate::store::StoreError) -> Self {
+        match err {
+            crate::store::StoreError::Unavailable(_) => HandlerError::Unavailable(err.to_string()),
+            other => HandlerError::Retryable(other.to_string()),
+        }
+    }
 }
 
 /// One delivery of an event to a consumer.
@@ -517,6 +557,11 @@ pub(crate) async fn process(
             Err(HandlerError::Retryable(reason)) if attempt < config.max_deliver => {
                 tracing::warn!(%reason, attempt, "event handling failed; will retry");
                 crate::telemetry::record_error(&tracing::Span::current(), "retryable", &reason);
+                Outcome::Retry(config.backoff_after(attempt))
+            }
+            Err(HandlerError::Unavailable(reason)) => {
+                tracing::warn!(%reason, attempt, "a dependency of the handler is unavailable; will retry");
+                crate::telemetry::record_error(&tracing::Span::current(), "unavailable", &reason);
                 Outcome::Retry(config.backoff_after(attempt))
             }
             Err(err) => {

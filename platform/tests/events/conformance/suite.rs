@@ -312,6 +312,43 @@ pub async fn dead_letter_after_max_deliver_failures(bus: Arc<dyn EventBus>) {
     dlq_sub.stop().await;
 }
 
+pub async fn an_unavailable_dependency_is_waited_out_past_max_deliver(bus: Arc<dyn EventBus>) {
+    // The handler's store is down for five deliveries, then back.
+    let r = Recorder::failing(|d| {
+        if d.attempt <= 5 {
+            Err(HandlerError::Unavailable("database restarting".into()))
+        } else {
+            Ok(())
+        }
+    });
+    let mut config = fast("patient", &["order.created"]);
+    config.max_deliver = 2;
+    config.backoff = vec![Duration::from_millis(20)];
+    let sub = bus.subscribe(config, r.handler()).await.unwrap();
+    let dlq = Recorder::default();
+    let dlq_sub = bus
+        .subscribe(fast("dlq-reader-patient", &["dlq.patient"]), dlq.handler())
+        .await
+        .unwrap();
+    bus.publish(&order_created("o-patient")).await.unwrap();
+    // A dead letter after max_deliver would end the deliveries at two.
+    r.wait_for("the delivery after the outage", |s| {
+        s.iter().any(|(d, _, _)| d.attempt == 6)
+    })
+    .await;
+    let attempts: Vec<u32> = r
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(d, _, _)| d.attempt)
+        .collect();
+    assert_eq!(attempts, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(dlq.count(), 0, "nothing dead-lettered for an outage");
+    sub.stop().await;
+    dlq_sub.stop().await;
+}
+
 pub async fn permanent_failure_goes_straight_to_dead_letter(bus: Arc<dyn EventBus>) {
     let r = Recorder::failing(|_| Err(HandlerError::Permanent("unknown order".into())));
     let sub = bus
