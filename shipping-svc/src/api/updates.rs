@@ -122,6 +122,16 @@ impl ShippingApi {
                 }
             }
         };
+        // A void of a void (`order.cancelled` after the cancel's own void)
+        // answers the shipment as it is, without a write.
+        if domain::decide_void(
+            existing.value.status,
+            existing.value.label_pending_since,
+            now(),
+        ) == Void::AlreadyVoid
+        {
+            return Ok(existing);
+        }
         let id = existing.id.clone();
         let voided = self
             .shipments
