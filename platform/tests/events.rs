@@ -96,6 +96,11 @@ mod events {
             async fn nats_down_at_publish_is_unavailable_then_recovers() {
                 super::suite::nats_down_at_publish_is_unavailable_then_recovers().await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nats_backlog_shows_unhandled_events_and_dead_letters() {
+                super::suite::nats_backlog_shows_unhandled_events_and_dead_letters().await;
+            }
         }
     }
 

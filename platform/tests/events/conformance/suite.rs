@@ -614,3 +614,78 @@ pub async fn broadcast_reaches_every_listener_and_no_consumer(bus: Arc<dyn Event
     assert_eq!(r.seen.lock().unwrap()[0].0.envelope.aggregate_id, "o-after");
     sub.stop().await;
 }
+
+/// `NatsBus::backlog`: what a consumer has not handled yet (a delivery
+/// waiting out its backoff included), and what was dead-lettered.
+pub async fn nats_backlog_shows_unhandled_events_and_dead_letters() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use platform::events::nats::NatsBus;
+    platform::telemetry::init_for_tests();
+    let settings = super::nats_settings();
+    let prefix = settings.prefix.clone();
+    let bus = NatsBus::connect(&super::nats_url(), settings)
+        .await
+        .unwrap();
+    let dyn_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
+    assert_eq!(bus.backlog().await.unwrap(), Default::default());
+
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    let slow = Recorder::failing(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(HandlerError::Unavailable("store down".into()))
+        }
+    });
+    let mut config = fast("slow", &["order.created"]);
+    config.backoff = vec![Duration::from_millis(50)];
+    let slow_sub = dyn_bus.subscribe(config, slow.handler()).await.unwrap();
+    let strict = Recorder::failing(|_| Err(HandlerError::Permanent("unknown order".into())));
+    let strict_sub = dyn_bus
+        .subscribe(fast("strict", &["order.created"]), strict.handler())
+        .await
+        .unwrap();
+    dyn_bus.publish(&order_created("o-backlog")).await.unwrap();
+
+    let dlq = format!("{prefix}.dlq.strict");
+    let deadline = Instant::now() + DEADLINE;
+    let waiting = loop {
+        let backlog = bus.backlog().await.unwrap();
+        if backlog.dead_lettered.get(&dlq) == Some(&1) && slow.count() >= 2 {
+            break backlog;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backlog never showed both: {backlog:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        waiting.unhandled.get("slow__order_created"),
+        Some(&1),
+        "the event the slow consumer keeps retrying: {waiting:?}"
+    );
+    assert!(
+        !waiting.unhandled.contains_key("strict__order_created"),
+        "a dead letter is not pending: {waiting:?}"
+    );
+
+    up.store(true, Ordering::SeqCst);
+    loop {
+        let backlog = bus.backlog().await.unwrap();
+        if backlog.unhandled.is_empty() {
+            assert_eq!(backlog.dead_lettered.len(), 1, "{backlog:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backlog never drained: {backlog:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    slow_sub.stop().await;
+    strict_sub.stop().await;
+    bus.delete_stream().await.unwrap();
+}
