@@ -253,9 +253,19 @@ pub fn main() -> ExitCode {
             print!("{}", mesh_keys_env());
             ExitCode::SUCCESS
         }
+        [keys, names @ ..] if keys == "mesh-keys" => match mesh_key_rotation(names) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("shopmesh: {err}");
+                ExitCode::from(2)
+            }
+        },
         _ => {
             eprintln!(
-                "usage: shopmesh [serve <gateway|{}> | mesh-keys]",
+                "usage: shopmesh [serve <gateway|{}> | mesh-keys [component…]]",
                 component_names().join("|")
             );
             ExitCode::from(2)
@@ -278,6 +288,39 @@ pub fn mesh_keys_env() -> String {
         out.push_str(&format!("{var}_MESH_KEY={}\n", key.expose()));
     }
     out
+}
+
+/// New keys for `names` (components as their binaries are named:
+/// `order-svc`, `gateway`…), with the steps that rotate them without a
+/// refused call.
+pub fn mesh_key_rotation(names: &[String]) -> Result<String, String> {
+    let mut known: Vec<&str> = ServiceId::ALL.iter().map(|id| id.binary()).collect();
+    known.push(gateway::GATEWAY);
+    let mut chosen = Vec::new();
+    for name in names {
+        let name = known
+            .iter()
+            .find(|k| **k == name.as_str())
+            .ok_or_else(|| format!("unknown component {name:?}; one of {}", known.join(", ")))?;
+        if !chosen.contains(name) {
+            chosen.push(*name);
+        }
+    }
+    let (keys, public) = platform::auth::generate_mesh(&chosen);
+    let mut out = String::from(
+        "# 1. Add these to MESH_PUBLIC_KEYS beside the current entries (a component may\n\
+         #    be listed twice) and roll out every component.\n",
+    );
+    for (name, x) in &public.0 {
+        out.push_str(&format!("{name}={x}\n"));
+    }
+    out.push_str("# 2. Give each its new MESH_KEY (a secret) and roll it out.\n");
+    for (name, key) in keys {
+        let var = name.to_uppercase().replace('-', "_");
+        out.push_str(&format!("{var}_MESH_KEY={}\n", key.expose()));
+    }
+    out.push_str("# 3. Remove their old entries from MESH_PUBLIC_KEYS and roll out again.\n");
+    Ok(out)
 }
 
 fn component_names() -> Vec<&'static str> {

@@ -228,3 +228,50 @@ fn a_port_already_taken_exits_non_zero_naming_the_component() {
     assert_one_clear_line(&stderr, "PAYMENT_ADDR");
     assert!(stderr.contains(&addr), "{stderr}");
 }
+
+#[test]
+fn mesh_keys_for_a_rotation_print_a_new_key_and_the_steps() {
+    let output = Command::new(env!("CARGO_BIN_EXE_shopmesh"))
+        .args(["mesh-keys", "order-svc"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let value = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in {stdout}"))
+            .to_string()
+    };
+    let public = value("order-svc=");
+    let seed = value("ORDER_SVC_MESH_KEY=");
+    assert_eq!(
+        platform::auth::SigningKey::from_seed(&seed)
+            .unwrap()
+            .jwk()
+            .x,
+        public,
+        "the public key to add is the new key's"
+    );
+    assert!(
+        !stdout.contains("PAYMENT_SVC_MESH_KEY"),
+        "only the named component: {stdout}"
+    );
+    // Listed beside the current key, the configuration takes both.
+    let (_, current) = platform::auth::generate_mesh(&["order-svc"]);
+    let both = format!("{},order-svc={public}", current.to_env());
+    let config = platform::Config::from_source(
+        "rotation",
+        &std::collections::HashMap::from([("MESH_PUBLIC_KEYS", both.as_str())]),
+    )
+    .unwrap();
+    assert_eq!(config.mesh.public_keys.0.len(), 2);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_shopmesh"))
+        .args(["mesh-keys", "no-such-svc"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_clear_line(&String::from_utf8_lossy(&output.stderr), "no-such-svc");
+}

@@ -11,6 +11,13 @@
 //!   public key configured for that name (`MESH_PUBLIC_KEYS`), so one
 //!   component cannot speak as another.
 //!
+//! A component may have several public keys in `MESH_PUBLIC_KEYS` (its
+//! name listed twice), and a token signed by any of them is accepted. That
+//! is how a key is rotated without refusing a single call: add the new
+//! public key beside the old one everywhere and roll out; give the
+//! component its new `MESH_KEY` and roll it out; then drop the old public
+//! key (`shopmesh mesh-keys <component>` prints a new key and says so).
+//!
 //! Metadata such as `x-user-roles` is never read: a process that reaches a
 //! service port without a valid token is anonymous, whatever it claims.
 //! Keys are per component, so a service that checks *which* component
@@ -144,21 +151,28 @@ impl UserKeys {
 pub struct MeshKeys(pub Vec<(String, String)>);
 
 impl MeshKeys {
-    fn jwks(&self) -> JwkSet {
-        JwkSet {
-            keys: self
-                .0
-                .iter()
-                .map(|(name, x)| Jwk {
-                    kty: "OKP".into(),
-                    crv: "Ed25519".into(),
-                    kid: name.clone(),
-                    alg: "EdDSA".into(),
-                    use_: "sig".into(),
-                    x: x.clone(),
-                })
-                .collect(),
+    /// The keys as key sets with at most one key per component (its `kid`
+    /// is the component's name): the first set holds each component's
+    /// first key, the second each one's second key (while it rotates), …
+    fn key_sets(&self) -> Vec<JwkSet> {
+        let mut sets: Vec<JwkSet> = Vec::new();
+        let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+        for (name, x) in &self.0 {
+            let n = seen.entry(name.as_str()).or_default();
+            if sets.len() <= *n {
+                sets.push(JwkSet::default());
+            }
+            sets[*n].keys.push(Jwk {
+                kty: "OKP".into(),
+                crv: "Ed25519".into(),
+                kid: name.clone(),
+                alg: "EdDSA".into(),
+                use_: "sig".into(),
+                x: x.clone(),
+            });
+            *n += 1;
         }
+        sets
     }
 
     /// `name=<key>` pairs, comma-separated (the `MESH_PUBLIC_KEYS` format).
@@ -181,7 +195,9 @@ pub struct MeshAuth {
 struct Inner {
     name: String,
     key: Option<SigningKey>,
-    peers: TokenVerifier,
+    /// One verifier per key set (see [`MeshKeys::key_sets`]); a service
+    /// token is good if one of them accepts it.
+    peers: Vec<TokenVerifier>,
     users: UserKeys,
     token: Mutex<Option<(Arc<str>, Instant)>>,
     verified: Verified,
@@ -243,7 +259,11 @@ impl MeshAuth {
             inner: Arc::new(Inner {
                 name: name.to_string(),
                 key,
-                peers: TokenVerifier::new(MESH_ISSUER, MESH_ISSUER).with_jwks(&peers.jwks()),
+                peers: peers
+                    .key_sets()
+                    .iter()
+                    .map(|set| TokenVerifier::new(MESH_ISSUER, MESH_ISSUER).with_jwks(set))
+                    .collect(),
                 users,
                 token: Mutex::new(None),
                 verified: Verified::default(),
@@ -439,10 +459,23 @@ impl MeshAuth {
         if let Some(claims) = self.inner.verified.get(&cache_key) {
             return Ok(claims.sub);
         }
-        let claims =
-            self.inner.peers.verify(token).map_err(|e| {
-                tonic::Status::unauthenticated(format!("service token refused: {e}"))
-            })?;
+        let mut refusal = TokenError::UnknownKey;
+        let mut accepted = None;
+        for peers in &self.inner.peers {
+            match peers.verify(token) {
+                Ok(claims) => {
+                    accepted = Some(claims);
+                    break;
+                }
+                // A key of another set may still take it; the most telling
+                // refusal is kept (an unknown key tells the least).
+                Err(TokenError::UnknownKey) => {}
+                Err(err) => refusal = err,
+            }
+        }
+        let claims = accepted.ok_or_else(|| {
+            tonic::Status::unauthenticated(format!("service token refused: {refusal}"))
+        })?;
         // The key is chosen by `kid`, the component's name: a token is only
         // good for the component whose key signed it.
         if TokenVerifier::kid_of(token).as_deref() != Some(claims.sub.as_str())
@@ -576,6 +609,58 @@ mod tests {
             target.caller(request.metadata()).await.unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
+    }
+
+    /// Whom `to` takes a call from `from` to be (None: refused).
+    async fn seen_as(from: &MeshAuth, to: &MeshAuth) -> Option<String> {
+        let request = from.request(());
+        match to.caller(request.metadata()).await {
+            Ok(caller) => caller.service,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unauthenticated);
+                None
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_rotates_without_a_refused_call() {
+        let (private, public, user) = mesh(&["order-svc", "payment-svc"]);
+        let (new_key, new_public) = generate_mesh_key();
+        let renewed = [("order-svc".to_string(), new_key)];
+        // First every component learns the new public key beside the old.
+        let mut both = public.clone();
+        both.0.push(("order-svc".into(), new_public.clone()));
+        let payment = auth("payment-svc", &private, &both, &user);
+        let old_order = auth("order-svc", &private, &both, &user);
+        let new_order = auth("order-svc", &renewed, &both, &user);
+        assert_eq!(
+            seen_as(&old_order, &payment).await.as_deref(),
+            Some("order-svc")
+        );
+        assert_eq!(
+            seen_as(&new_order, &payment).await.as_deref(),
+            Some("order-svc")
+        );
+        // The new key speaks only for its own component.
+        let impostor = auth("payment-svc", &renewed, &both, &user);
+        assert_eq!(seen_as(&impostor, &old_order).await, None);
+        // Once every order-svc signs with the new key, the old one goes.
+        let rotated = MeshKeys(
+            public
+                .0
+                .iter()
+                .filter(|(name, _)| name != "order-svc")
+                .cloned()
+                .chain([("order-svc".to_string(), new_public)])
+                .collect(),
+        );
+        let payment = auth("payment-svc", &private, &rotated, &user);
+        assert_eq!(
+            seen_as(&new_order, &payment).await.as_deref(),
+            Some("order-svc")
+        );
+        assert_eq!(seen_as(&old_order, &payment).await, None);
     }
 
     #[tokio::test]
