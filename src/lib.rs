@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
 
+mod dead_letters;
+
 use anyhow::Context as _;
 use platform::config::{ConfigError, PeerAddr, Secret};
 use platform::runtime::Deps;
@@ -243,7 +245,8 @@ fn ensure_admin_credentials(config: &mut Config) -> Option<String> {
 /// and the gateway in one process; `serve <component>` runs one of them
 /// alone, exactly as its own binary does (`serve gateway`, `serve order`,
 /// `serve product-svc`, ...), for running the mesh as separate processes
-/// from this one executable.
+/// from this one executable; `mesh-keys` prints service-token keys and
+/// `dead-letters` lists or replays what consumers gave up on.
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
@@ -253,6 +256,7 @@ pub fn main() -> ExitCode {
             print!("{}", mesh_keys_env());
             ExitCode::SUCCESS
         }
+        [command, rest @ ..] if command == "dead-letters" => dead_letters::main(rest),
         [keys, names @ ..] if keys == "mesh-keys" => match mesh_key_rotation(names) {
             Ok(out) => {
                 print!("{out}");
@@ -265,7 +269,7 @@ pub fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: shopmesh [serve <gateway|{}> | mesh-keys [component…]]",
+                "usage: shopmesh [serve <gateway|{}> | mesh-keys [component…] | dead-letters [replay] [consumer]]",
                 component_names().join("|")
             );
             ExitCode::from(2)

@@ -275,3 +275,99 @@ fn mesh_keys_for_a_rotation_print_a_new_key_and_the_steps() {
     assert_eq!(output.status.code(), Some(2));
     assert_one_clear_line(&String::from_utf8_lossy(&output.stderr), "no-such-svc");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_from_the_command_line() {
+    use platform::events::nats::{NatsBus, NatsSettings};
+    use platform::events::{ConsumerConfig, EventBus as _, HandlerError, handler_fn};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let (stream, prefix) = (format!("T{tag}"), format!("t{tag}"));
+    let settings = NatsSettings {
+        stream: stream.clone(),
+        prefix: prefix.clone(),
+        ..Default::default()
+    };
+    let bus = NatsBus::connect(&common::backends::nats_url(), settings)
+        .await
+        .expect("NATS reachable (TEST_NATS_URL)");
+    // A consumer that refuses its first delivery of each event for good.
+    let deliveries = Arc::new(AtomicUsize::new(0));
+    let seen = deliveries.clone();
+    let subscription = bus
+        .subscribe(
+            ConsumerConfig::new("labels", &["payment.processed"]),
+            handler_fn(move |_| {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        Err(HandlerError::Permanent("carrier account closed".into()))
+                    } else {
+                        Ok(())
+                    }
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    let event = platform::events::event(
+        "order-1",
+        "payment-svc",
+        proto::events::envelope::Payload::PaymentProcessed(proto::events::PaymentProcessed {
+            order_id: "order-1".into(),
+            payment_id: "payment-1".into(),
+            ..Default::default()
+        }),
+    );
+    bus.publish(&event).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while bus.backlog().await.unwrap().dead_lettered.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_shopmesh"))
+            .arg("dead-letters")
+            .args(args)
+            .env("NATS_URL", common::backends::nats_url())
+            .env("NATS_STREAM", &stream)
+            .env("NATS_SUBJECT_PREFIX", &prefix)
+            .output()
+            .expect("the binary runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, listed) = run(&[]);
+    assert_eq!(code, Some(0), "{listed}");
+    assert!(
+        listed.contains(&event.id)
+            && listed.contains("labels")
+            && listed.contains("payment.processed")
+            && listed.contains("carrier account closed")
+            && listed.contains("1 dead letter(s)"),
+        "{listed}"
+    );
+    let (code, replayed) = run(&["replay", "labels"]);
+    assert_eq!(code, Some(0), "{replayed}");
+    assert!(
+        replayed.contains("1 dead letter(s) of labels"),
+        "{replayed}"
+    );
+    while deliveries.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replay never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (code, listed) = run(&["labels"]);
+    assert_eq!((code, listed.trim()), (Some(0), "0 dead letter(s)"));
+    assert_eq!(run(&["replay"]).0, Some(2), "a replay names its consumer");
+    subscription.stop().await;
+    bus.delete_stream().await.unwrap();
+}

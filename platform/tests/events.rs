@@ -101,6 +101,11 @@ mod events {
             async fn nats_backlog_shows_unhandled_events_and_dead_letters() {
                 super::suite::nats_backlog_shows_unhandled_events_and_dead_letters().await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nats_dead_letters_are_listed_and_replayed() {
+                super::suite::nats_dead_letters_are_listed_and_replayed().await;
+            }
         }
     }
 

@@ -12,7 +12,7 @@
 //!   `max_deliver` attempts the event is published to
 //!   `<prefix>.dlq.<consumer>` and then acked.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,11 +21,14 @@ use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::jetstream::{self, AckKind};
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
 use prost::Message as _;
 use proto::events::Envelope;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
+
+mod ops;
+pub use ops::{Backlog, DeadLetter};
 
 use super::{
     BusError, ConsumerConfig, DLQ_ATTEMPTS_HEADER, DLQ_ERROR_HEADER, DLQ_SUBJECT_HEADER, Delivery,
@@ -65,17 +68,6 @@ impl Default for NatsSettings {
             auth: crate::config::NatsAuth::None,
         }
     }
-}
-
-/// See [`NatsBus::backlog`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Backlog {
-    /// Durable consumer → events not yet delivered to it, plus those
-    /// delivered and not acknowledged (being handled, or waiting out a
-    /// retry's backoff).
-    pub unhandled: BTreeMap<String, u64>,
-    /// Dead-letter subject → events on it.
-    pub dead_lettered: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -357,36 +349,6 @@ impl NatsBus {
         if let Err(err) = acked {
             tracing::warn!(error = %err, "ack failed; the event will be redelivered after ack_wait");
         }
-    }
-
-    /// What the stream's consumers have not finished, and what they gave
-    /// up on. An operator's view of the bus (and the test of "every event
-    /// is handled once per consumer"): a backlog that does not drain, or
-    /// anything dead-lettered, needs a person.
-    pub async fn backlog(&self) -> Result<Backlog, BusError> {
-        let stream = self
-            .js
-            .get_stream(&self.settings.stream)
-            .await
-            .map_err(unavailable)?;
-        let mut backlog = Backlog::default();
-        let mut consumers = stream.consumers();
-        while let Some(info) = consumers.try_next().await.map_err(unavailable)? {
-            let unhandled = info.num_pending + info.num_ack_pending as u64;
-            if unhandled > 0 {
-                backlog.unhandled.insert(info.name.clone(), unhandled);
-            }
-        }
-        let mut subjects = stream
-            .info_with_subjects(dlq_subject(&self.settings.prefix, ">"))
-            .await
-            .map_err(unavailable)?;
-        while let Some((subject, count)) = subjects.try_next().await.map_err(unavailable)? {
-            if count > 0 {
-                backlog.dead_lettered.insert(subject, count as u64);
-            }
-        }
-        Ok(backlog)
     }
 
     /// Keeps `messaging_consumer_pending` of one durable consumer current:

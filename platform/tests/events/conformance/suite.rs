@@ -689,3 +689,91 @@ pub async fn nats_backlog_shows_unhandled_events_and_dead_letters() {
     strict_sub.stop().await;
     bus.delete_stream().await.unwrap();
 }
+
+/// Dead letters are listed with why they died, and once the cause is fixed
+/// a replay sends them round again and clears them.
+pub async fn nats_dead_letters_are_listed_and_replayed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use platform::events::BusError;
+    use platform::events::nats::NatsBus;
+    platform::telemetry::init_for_tests();
+    let settings = super::nats_settings();
+    let prefix = settings.prefix.clone();
+    let bus = NatsBus::connect(&super::nats_url(), settings)
+        .await
+        .unwrap();
+    let dyn_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
+    let fixed = Arc::new(AtomicBool::new(false));
+    let flag = fixed.clone();
+    let picky = Recorder::failing(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(HandlerError::Permanent("template missing".into()))
+        }
+    });
+    let picky_sub = dyn_bus
+        .subscribe(fast("picky", &["order.created"]), picky.handler())
+        .await
+        .unwrap();
+    let sent = [order_created("o-dead-1"), order_created("o-dead-2")];
+    for event in &sent {
+        dyn_bus.publish(event).await.unwrap();
+    }
+    let dlq = format!("{prefix}.dlq.picky");
+    let deadline = Instant::now() + DEADLINE;
+    while bus.backlog().await.unwrap().dead_lettered.get(&dlq) != Some(&2) {
+        assert!(
+            Instant::now() < deadline,
+            "the two events were never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let letters = bus.dead_letters(Some("picky")).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    for (letter, event) in letters.iter().zip(&sent) {
+        assert_eq!(letter.consumer, "picky");
+        assert_eq!(letter.subject, format!("{prefix}.order.created"));
+        assert!(letter.error.contains("template missing"), "{letter:?}");
+        assert_eq!(letter.attempts, 1);
+        assert_eq!(letter.envelope.as_ref(), Some(event));
+    }
+    assert_eq!(bus.dead_letters(None).await.unwrap().len(), 2);
+    assert!(bus.dead_letters(Some("nobody")).await.unwrap().is_empty());
+    assert!(matches!(
+        bus.replay_dead_letters("picky.>").await,
+        Err(BusError::Invalid(_))
+    ));
+
+    // The cause is fixed: a replay hands both over again, same events.
+    fixed.store(true, Ordering::SeqCst);
+    assert_eq!(bus.replay_dead_letters("picky").await.unwrap(), 2);
+    picky
+        .wait_for("both events again", |seen| {
+            sent.iter().all(|e| {
+                seen.iter()
+                    .filter(|(d, _, _)| d.envelope.id == e.id)
+                    .count()
+                    == 2
+            })
+        })
+        .await;
+    loop {
+        let backlog = bus.backlog().await.unwrap();
+        if backlog.unhandled.is_empty() {
+            assert!(backlog.dead_lettered.is_empty(), "cleared: {backlog:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replay was not handled: {backlog:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(bus.dead_letters(Some("picky")).await.unwrap().is_empty());
+    assert_eq!(bus.replay_dead_letters("picky").await.unwrap(), 0);
+    picky_sub.stop().await;
+    bus.delete_stream().await.unwrap();
+}
