@@ -46,11 +46,19 @@ pub fn main(args: &[String]) -> ExitCode {
         ..Default::default()
     };
     let outcome = runtime.block_on(async {
-        let bus = NatsBus::connect(&url, settings).await?;
+        // The deployment's stream as it is: a tool changes nothing of it.
+        let bus = NatsBus::attach(&url, settings).await?;
         match (replay, consumer) {
             (true, Some(consumer)) => {
-                let n = bus.replay_dead_letters(consumer).await?;
-                println!("{n} dead letter(s) of {consumer} published again");
+                let replay = bus.replay_dead_letters(consumer).await?;
+                for (letter, why) in &replay.skipped {
+                    println!("skipped #{letter}: {why}");
+                }
+                println!(
+                    "{} dead letter(s) of {consumer} published again, {} skipped",
+                    replay.replayed,
+                    replay.skipped.len()
+                );
             }
             _ => {
                 let letters = bus.dead_letters(consumer).await?;

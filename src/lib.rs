@@ -269,7 +269,7 @@ pub fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: shopmesh [serve <gateway|{}> | mesh-keys [component…] | dead-letters [replay] [consumer]]",
+                "usage: shopmesh [serve <gateway|{}> | mesh-keys [component…] | dead-letters [<consumer>] | dead-letters replay <consumer>]",
                 component_names().join("|")
             );
             ExitCode::from(2)

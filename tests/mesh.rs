@@ -355,7 +355,7 @@ async fn dead_letters_are_listed_and_replayed_from_the_command_line() {
     let (code, replayed) = run(&["replay", "labels"]);
     assert_eq!(code, Some(0), "{replayed}");
     assert!(
-        replayed.contains("1 dead letter(s) of labels"),
+        replayed.contains("1 dead letter(s) of labels published again, 0 skipped"),
         "{replayed}"
     );
     while deliveries.load(Ordering::SeqCst) < 2 {

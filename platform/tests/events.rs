@@ -66,6 +66,7 @@ mod events {
                     redelivers_after_nak_with_backoff,
                     dead_letter_after_max_deliver_failures,
                     an_unavailable_dependency_is_waited_out_past_max_deliver,
+                    an_outage_does_not_spend_the_retry_budget,
                     permanent_failure_goes_straight_to_dead_letter,
                     duplicate_publish_is_delivered_once,
                     ordering_per_subject,

@@ -14,9 +14,18 @@ pub struct Label {
     pub tracking_number: String,
 }
 
+/// Why the carrier gave no label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("carrier unavailable: {0}")]
-pub struct CarrierError(pub String);
+pub enum CarrierError {
+    /// Not reachable, too slow, overloaded or failing (a transport error,
+    /// 408, 429, 5xx): the same request may succeed later.
+    #[error("carrier unavailable: {0}")]
+    Unavailable(String),
+    /// It refused the request or answered something we cannot read (any
+    /// other 4xx, a malformed body): asking again will not help.
+    #[error("carrier refused the label: {0}")]
+    Refused(String),
+}
 
 #[async_trait::async_trait]
 pub trait Carrier: Send + Sync + std::fmt::Debug {
@@ -99,14 +108,25 @@ impl Carrier for HttpCarrier {
         let response = request
             .send()
             .await
-            .map_err(|e| CarrierError(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(CarrierError(format!("HTTP {}", response.status())));
+            .map_err(|e| CarrierError::Unavailable(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let message = format!("HTTP {status}");
+            return Err(
+                if status.is_server_error()
+                    || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status == reqwest::StatusCode::REQUEST_TIMEOUT
+                {
+                    CarrierError::Unavailable(message)
+                } else {
+                    CarrierError::Refused(message)
+                },
+            );
         }
         let body: LabelBody = response
             .json()
             .await
-            .map_err(|e| CarrierError(format!("unreadable answer: {e}")))?;
+            .map_err(|e| CarrierError::Refused(format!("unreadable answer: {e}")))?;
         Ok(Label {
             carrier: body.carrier,
             service: body.service,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use shipping_svc::carrier::{Carrier, HttpCarrier, SimulatedCarrier};
+use shipping_svc::carrier::{Carrier, CarrierError, HttpCarrier, SimulatedCarrier};
 
 #[tokio::test]
 async fn the_http_carrier_sends_an_idempotent_label_request() {
@@ -51,9 +51,50 @@ async fn the_http_carrier_sends_an_idempotent_label_request() {
 
     let down = HttpCarrier::new("http://127.0.0.1:1", None).unwrap();
     assert!(
-        down.create_label("ship-2", "US", 1).await.is_err(),
-        "an unreachable carrier is an error, not a label"
+        matches!(
+            down.create_label("ship-2", "US", 1).await,
+            Err(CarrierError::Unavailable(_))
+        ),
+        "an unreachable carrier is an outage, not a label"
     );
+}
+
+#[tokio::test]
+async fn carrier_failures_are_told_apart_outage_from_refusal() {
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    let app = Router::new()
+        .route(
+            "/busy/labels",
+            post(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+        )
+        .route(
+            "/slow-down/labels",
+            post(|| async { StatusCode::TOO_MANY_REQUESTS }),
+        )
+        .route(
+            "/refuse/labels",
+            post(|| async { StatusCode::UNPROCESSABLE_ENTITY }),
+        )
+        .route("/garbled/labels", post(|| async { "not json" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    for (path, outage) in [
+        ("busy", true),
+        ("slow-down", true),
+        ("refuse", false),
+        ("garbled", false),
+    ] {
+        let carrier = HttpCarrier::new(&format!("{url}/{path}"), None).unwrap();
+        let failure = carrier.create_label("ship-3", "US", 1).await.unwrap_err();
+        assert_eq!(
+            matches!(failure, CarrierError::Unavailable(_)),
+            outage,
+            "{path}: {failure:?}"
+        );
+    }
 }
 
 #[tokio::test]

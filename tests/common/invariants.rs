@@ -54,9 +54,10 @@ pub struct Stores {
     payments: Collection<Value>,
     shipments: Collection<Value>,
     notifications: Collection<Value>,
-    /// The mesh's JetStream, when it runs on NATS: its consumers' backlog
-    /// and dead letters.
-    bus: Option<NatsBus>,
+    /// The mesh's JetStream, when it runs on NATS (its consumers' backlog
+    /// and dead letters): where it is, and the connection once made.
+    nats: Option<(String, NatsSettings)>,
+    bus: tokio::sync::Mutex<Option<NatsBus>>,
 }
 
 impl Stores {
@@ -67,20 +68,19 @@ impl Stores {
         let payment = Store::from_config(config, ServiceId::Payment.name()).await?;
         let shipping = Store::from_config(config, ServiceId::Shipping.name()).await?;
         let notification = Store::from_config(config, ServiceId::Notification.name()).await?;
-        let bus = match &config.nats_url {
-            Some(url) => {
-                let settings = NatsSettings {
-                    stream: config.nats_stream.clone(),
-                    prefix: config.nats_prefix.clone(),
-                    auth: config.nats_auth.clone(),
-                    ..Default::default()
-                };
-                Some(NatsBus::connect(url, settings).await?)
-            }
-            None => None,
-        };
+        // Connected when first read: NATS may still be coming back.
+        let nats = config.nats_url.as_ref().map(|url| {
+            let settings = NatsSettings {
+                stream: config.nats_stream.clone(),
+                prefix: config.nats_prefix.clone(),
+                auth: config.nats_auth.clone(),
+                ..Default::default()
+            };
+            (url.clone(), settings)
+        });
         Ok(Stores {
-            bus,
+            nats,
+            bus: Default::default(),
             orders: order.collection(order_svc::store::orders()).await?,
             keys: order.collection(order_svc::idempotency::spec()).await?,
             products: product.collection(product_svc::store::products()).await?,
@@ -104,6 +104,9 @@ impl Stores {
 
     /// Every document of every collection, now.
     pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        // The bus first: an event handled after this read shows in the
+        // stores read below, never the other way round.
+        let bus = self.backlog().await?;
         Ok(Snapshot {
             orders: all(&self.orders).await?.into_iter().collect(),
             keys: all(&self.keys).await?,
@@ -112,11 +115,20 @@ impl Stores {
             payments: all(&self.payments).await?,
             shipments: all(&self.shipments).await?,
             notifications: all(&self.notifications).await?,
-            bus: match &self.bus {
-                Some(bus) => Some(bus.backlog().await?),
-                None => None,
-            },
+            bus,
         })
+    }
+
+    async fn backlog(&self) -> anyhow::Result<Option<Backlog>> {
+        let Some((url, settings)) = &self.nats else {
+            return Ok(None);
+        };
+        let mut bus = self.bus.lock().await;
+        if bus.is_none() {
+            *bus = Some(NatsBus::attach(url, settings.clone()).await?);
+        }
+        let backlog = bus.as_ref().expect("connected above").backlog().await?;
+        Ok(Some(backlog))
     }
 
     /// Initial stock per product: what the conservation law starts from.

@@ -467,9 +467,16 @@ impl MeshAuth {
                     accepted = Some(claims);
                     break;
                 }
-                // A key of another set may still take it; the most telling
-                // refusal is kept (an unknown key tells the least).
+                // A key of another set may still take it. The most telling
+                // refusal is kept: one about the token itself (expired, for
+                // another audience…) over a signature that this set's key
+                // does not match, over a key this set does not have.
                 Err(TokenError::UnknownKey) => {}
+                Err(TokenError::Signature) => {
+                    if refusal == TokenError::UnknownKey {
+                        refusal = TokenError::Signature;
+                    }
+                }
                 Err(err) => refusal = err,
             }
         }
@@ -661,6 +668,28 @@ mod tests {
             Some("order-svc")
         );
         assert_eq!(seen_as(&old_order, &payment).await, None);
+
+        // While both keys are listed, an expired token is refused as
+        // expired, not as a signature the other key does not match.
+        let payment = auth("payment-svc", &private, &both, &user);
+        let old_key = SigningKey::from_seed(private[0].1.expose())
+            .unwrap()
+            .with_kid("order-svc");
+        let mut claims = Claims::new(
+            "order-svc",
+            ROLE_SERVICE,
+            MESH_ISSUER,
+            MESH_ISSUER,
+            SERVICE_TOKEN_TTL,
+        );
+        claims.exp = claims.iat.saturating_sub(60);
+        let mut request = tonic::Request::new(());
+        request.metadata_mut().insert(
+            SERVICE_TOKEN_METADATA,
+            old_key.sign(&claims).parse().unwrap(),
+        );
+        let status = payment.caller(request.metadata()).await.unwrap_err();
+        assert!(status.message().contains("expired"), "{status:?}");
     }
 
     #[tokio::test]

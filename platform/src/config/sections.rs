@@ -124,7 +124,15 @@ pub(super) fn parse_mesh_public_keys(value: &str) -> Result<crate::auth::MeshKey
                 "the key of {name} is not a 32-byte Ed25519 public key"
             ));
         }
-        keys.push((name.trim().to_string(), key.trim().to_string()));
+        let (name, key) = (name.trim().to_string(), key.trim().to_string());
+        // One key under two names would let one component sign as the
+        // other (an easy slip while a key rotates).
+        if let Some((other, _)) = keys.iter().find(|(n, k)| *k == key && *n != name) {
+            return Err(format!("{name} and {other} are given the same public key"));
+        }
+        if !keys.contains(&(name.clone(), key.clone())) {
+            keys.push((name, key));
+        }
     }
     Ok(crate::auth::MeshKeys(keys))
 }

@@ -250,3 +250,28 @@ fn secrets_do_not_reach_debug_output() {
     .unwrap();
     assert!(!format!("{c:?}").contains("hunter2"));
 }
+
+#[test]
+fn mesh_public_keys_may_list_a_component_twice_but_not_one_key_for_two() {
+    const A: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    const B: &str = "22qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    let err = load(&[(
+        "MESH_PUBLIC_KEYS",
+        "order-svc=11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo,payment-svc=22qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo,order-svc=22qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+    )])
+    .unwrap_err();
+    assert!(err.to_string().contains("same public key"), "{err}");
+    let c = load(&[(
+        "MESH_PUBLIC_KEYS",
+        "order-svc=11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo,order-svc=22qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo,order-svc=11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+    )])
+    .unwrap();
+    assert_eq!(
+        c.mesh.public_keys.0,
+        [
+            ("order-svc".to_string(), A.to_string()),
+            ("order-svc".to_string(), B.to_string())
+        ],
+        "both keys of a rotating component, each once"
+    );
+}

@@ -32,6 +32,8 @@ struct Stored {
 #[derive(Debug)]
 struct Pending {
     attempts: u32,
+    /// Deliveries that ended in [`Outcome::Wait`].
+    waits: u32,
     not_before: Instant,
     leased_until: Option<Instant>,
 }
@@ -119,7 +121,7 @@ impl InProcessBus {
         &self,
         name: &str,
         ack_wait: Duration,
-    ) -> Result<(usize, Stored, u32), Option<Instant>> {
+    ) -> Result<(usize, Stored, u32, u32), Option<Instant>> {
         let mut state = self.inner.state.lock().expect("bus lock");
         let State { log, consumers, .. } = &mut *state;
         let consumer = consumers
@@ -138,6 +140,7 @@ impl InProcessBus {
                     index,
                     Pending {
                         attempts: 0,
+                        waits: 0,
                         not_before: now,
                         leased_until: None,
                     },
@@ -156,7 +159,7 @@ impl InProcessBus {
             if due <= now {
                 pending.attempts += 1;
                 pending.leased_until = Some(now + ack_wait);
-                return Ok((index, log[index].clone(), pending.attempts));
+                return Ok((index, log[index].clone(), pending.attempts, pending.waits));
             }
             wake = Some(wake.map_or(due, |w: Instant| w.min(due)));
         }
@@ -178,8 +181,11 @@ impl InProcessBus {
             Outcome::Ack => {
                 consumer.pending.remove(&index);
             }
-            Outcome::Retry(delay) => {
+            Outcome::Retry(delay) | Outcome::Wait(delay) => {
                 let pending = consumer.pending.get_mut(&index).expect("checked above");
+                if matches!(outcome, Outcome::Wait(_)) {
+                    pending.waits += 1;
+                }
                 pending.leased_until = None;
                 pending.not_before = Instant::now() + delay;
                 self.inner.notify.notify_waiters();
@@ -218,13 +224,14 @@ impl InProcessBus {
             tokio::pin!(notified);
             notified.as_mut().enable();
             match self.next_due(&config.name, config.ack_wait) {
-                Ok((index, stored, attempt)) => {
+                Ok((index, stored, attempt, waits)) => {
                     let outcome = match Envelope::decode(stored.payload.as_slice()) {
                         Ok(envelope) => {
                             let delivery = Delivery {
                                 envelope,
                                 subject: stored.subject.clone(),
                                 attempt,
+                                waits,
                                 consumer: config.name.clone(),
                                 headers: stored.headers.clone(),
                             };

@@ -49,6 +49,10 @@ pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 pub const DLQ_ERROR_HEADER: &str = "Shop-Dlq-Error";
 pub const DLQ_SUBJECT_HEADER: &str = "Shop-Dlq-Subject";
 pub const DLQ_ATTEMPTS_HEADER: &str = "Shop-Dlq-Attempts";
+/// The stream sequence of the event a dead letter stands for (NATS): a
+/// replay republishes that stored original, never the letter's own copy,
+/// which a service could have written.
+pub const DLQ_SEQUENCE_HEADER: &str = "Shop-Dlq-Sequence";
 
 /// What can go wrong talking to the bus.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,10 +87,11 @@ pub enum HandlerError {
     Retryable(String),
     /// What the handler needs (its store, a peer) could not be reached, or
     /// not in time. The event is not at fault: it is redelivered with the
-    /// backoff for as long as the outage lasts and never dead-lettered, so
-    /// an outage longer than the retries cannot drop a step the saga owes
-    /// (an order's refund, a paid order's label). The consumer's backlog
-    /// (`messaging_consumer_pending`) shows the wait.
+    /// backoff for as long as the outage lasts, never dead-lettered, and
+    /// such deliveries do not count against `max_deliver`, so an outage
+    /// cannot drop a step the saga owes (an order's refund, a paid order's
+    /// label) nor use up the retries of a later real failure. The
+    /// consumer's backlog (`messaging_consumer_pending`) shows the wait.
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// Will never succeed (undecodable, violates an invariant): dead-letter now.
@@ -96,18 +101,15 @@ pub enum HandlerError {
 
 impl HandlerError {
     /// A failed gRPC call (or a service's own operation answered as a
-    /// status): a peer or store that is down, overloaded, too slow or
-    /// contended is [`HandlerError::Unavailable`]; anything else
-    /// [`HandlerError::Retryable`].
+    /// status): a peer or store that is down or did not answer in time
+    /// (UNAVAILABLE, DEADLINE_EXCEEDED) is [`HandlerError::Unavailable`];
+    /// anything else, a conflict or a refusal included, is
+    /// [`HandlerError::Retryable`], so it cannot be retried for ever.
     pub fn from_status(status: &tonic::Status) -> Self {
         use tonic::Code;
         let message = status.message().to_string();
         match status.code() {
-            Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Aborted
-            | Code::Cancelled => HandlerError::Unavailable(message),
+            Code::Unavailable | Code::DeadlineExceeded => HandlerError::Unavailable(message),
             _ => HandlerError::Retryable(message),
         }
     }
@@ -129,6 +131,11 @@ pub struct Delivery {
     pub subject: String,
     /// 1 on first delivery.
     pub attempt: u32,
+    /// How many earlier deliveries ended with the handler's dependencies
+    /// unavailable ([`HandlerError::Unavailable`]): they do not count
+    /// against `max_deliver`, so an outage leaves the retries of a real
+    /// failure intact.
+    pub waits: u32,
     pub consumer: String,
     pub headers: HashMap<String, String>,
 }
@@ -511,6 +518,9 @@ pub(crate) fn published(span: &tracing::Span, envelope: &Envelope, result: &Resu
 pub(crate) enum Outcome {
     Ack,
     Retry(Duration),
+    /// Redeliver after the delay without spending an attempt: the
+    /// handler's store or peer was unavailable.
+    Wait(Duration),
     DeadLetter(String),
 }
 
@@ -551,10 +561,13 @@ pub(crate) async fn process(
         &config.name,
     ));
     let attempt = delivery.attempt;
+    // Attempts spent by the handler itself; deliveries that met an outage
+    // are not among them.
+    let spent = attempt.saturating_sub(delivery.waits).max(1);
     let outcome = async {
         match handler.handle(&delivery).await {
             Ok(()) => Outcome::Ack,
-            Err(HandlerError::Retryable(reason)) if attempt < config.max_deliver => {
+            Err(HandlerError::Retryable(reason)) if spent < config.max_deliver => {
                 tracing::warn!(%reason, attempt, "event handling failed; will retry");
                 crate::telemetry::record_error(&tracing::Span::current(), "retryable", &reason);
                 Outcome::Retry(config.backoff_after(attempt))
@@ -562,7 +575,7 @@ pub(crate) async fn process(
             Err(HandlerError::Unavailable(reason)) => {
                 tracing::warn!(%reason, attempt, "a dependency of the handler is unavailable; will retry");
                 crate::telemetry::record_error(&tracing::Span::current(), "unavailable", &reason);
-                Outcome::Retry(config.backoff_after(attempt))
+                Outcome::Wait(config.backoff_after(attempt))
             }
             Err(err) => {
                 tracing::error!(error = %err, attempt, "event dead-lettered");
@@ -575,7 +588,7 @@ pub(crate) async fn process(
     .await;
     let label = match &outcome {
         Outcome::Ack => "ack",
-        Outcome::Retry(_) => "retry",
+        Outcome::Retry(_) | Outcome::Wait(_) => "retry",
         Outcome::DeadLetter(_) => "dead_letter",
     };
     crate::metrics::count(

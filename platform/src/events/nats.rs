@@ -10,7 +10,11 @@
 //! * Explicit acks; a retryable failure is NAKed with the consumer's
 //!   backoff as delay; redeliveries are counted by the server, and after
 //!   `max_deliver` attempts the event is published to
-//!   `<prefix>.dlq.<consumer>` and then acked.
+//!   `<prefix>.dlq.<consumer>` (with its stream sequence, so a replay can
+//!   republish the original) and then acked. A handler whose store or
+//!   peer is unavailable gets the event again after the backoff, never a
+//!   dead letter, and those deliveries are not counted as attempts.
+//! * `ops`: the backlog and dead letters as an operator sees them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,17 +32,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 mod ops;
-pub use ops::{Backlog, DeadLetter};
+pub use ops::{Backlog, DeadLetter, Replay};
 
 use super::{
-    BusError, ConsumerConfig, DLQ_ATTEMPTS_HEADER, DLQ_ERROR_HEADER, DLQ_SUBJECT_HEADER, Delivery,
-    EventBus, Handler, Outcome, Subscription, dlq_subject, subject,
+    BusError, ConsumerConfig, DLQ_ATTEMPTS_HEADER, DLQ_ERROR_HEADER, DLQ_SEQUENCE_HEADER,
+    DLQ_SUBJECT_HEADER, Delivery, EventBus, Handler, Outcome, Subscription, dlq_subject, subject,
 };
 
 /// How often a consumer's lag is read from JetStream, and how long the
 /// read may take.
 const LAG_EVERY: Duration = Duration::from_secs(10);
 const LAG_TIMEOUT: Duration = Duration::from_secs(2);
+/// Events of one consumer whose outage deliveries are tracked at once.
+const MAX_TRACKED_WAITS: usize = 10_000;
 
 /// Stream and timing settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +126,23 @@ fn unavailable(err: impl std::fmt::Display) -> BusError {
 impl NatsBus {
     /// Connects and creates (or updates) the stream.
     pub async fn connect(url: &str, settings: NatsSettings) -> Result<Self, BusError> {
+        let bus = Self::attach_unchecked(url, settings).await?;
+        bus.ensure_stream().await?;
+        Ok(bus)
+    }
+
+    /// Connects to a stream that must already exist, changing nothing
+    /// about it: for tools that look at a running deployment.
+    pub async fn attach(url: &str, settings: NatsSettings) -> Result<Self, BusError> {
+        let bus = Self::attach_unchecked(url, settings).await?;
+        bus.js
+            .get_stream(&bus.settings.stream)
+            .await
+            .map_err(|e| unavailable(format!("no stream {}: {e}", bus.settings.stream)))?;
+        Ok(bus)
+    }
+
+    async fn attach_unchecked(url: &str, settings: NatsSettings) -> Result<Self, BusError> {
         // async-nats does not read credentials from the URL: take them out
         // (so no message ever shows the password) and pass them on.
         let (url, in_url) = split_credentials(url);
@@ -149,13 +172,11 @@ impl NatsBus {
             .map_err(|e| unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(settings.publish_timeout);
-        let bus = Self {
+        Ok(Self {
             client,
             js,
             settings,
-        };
-        bus.ensure_stream().await?;
-        Ok(bus)
+        })
     }
 
     async fn ensure_stream(&self) -> Result<(), BusError> {
@@ -286,6 +307,9 @@ impl NatsBus {
         headers.insert(DLQ_ERROR_HEADER, error.replace(['\r', '\n'], " "));
         headers.insert(DLQ_SUBJECT_HEADER, message.subject.as_str());
         headers.insert(DLQ_ATTEMPTS_HEADER, attempt.to_string());
+        if let Ok(info) = message.info() {
+            headers.insert(DLQ_SEQUENCE_HEADER, info.stream_sequence.to_string());
+        }
         let subject = dlq_subject(&self.settings.prefix, consumer);
         self.publish_raw(
             subject,
@@ -296,16 +320,20 @@ impl NatsBus {
         .await
     }
 
+    /// One delivery. `waits` counts, per stream sequence, the deliveries of
+    /// this consumer that met an outage (kept by this process only: after
+    /// a restart an outage's deliveries count as attempts again).
     async fn handle_message(
         &self,
         config: &ConsumerConfig,
         handler: &dyn Handler,
         message: jetstream::Message,
+        waits: &mut HashMap<u64, u32>,
     ) {
-        let attempt = message
+        let (attempt, sequence) = message
             .info()
-            .map(|i| i.delivered.max(1) as u32)
-            .unwrap_or(1);
+            .map(|i| (i.delivered.max(1) as u32, i.stream_sequence))
+            .unwrap_or((1, 0));
         let headers: HashMap<String, String> = message
             .headers
             .iter()
@@ -322,6 +350,7 @@ impl NatsBus {
                     envelope,
                     subject: message.subject.to_string(),
                     attempt,
+                    waits: waits.get(&sequence).copied().unwrap_or(0),
                     consumer: config.name.clone(),
                     headers,
                 };
@@ -329,9 +358,19 @@ impl NatsBus {
             }
             Err(err) => Outcome::DeadLetter(format!("undecodable envelope: {err}")),
         };
+        if matches!(outcome, Outcome::Wait(_)) {
+            if waits.len() >= MAX_TRACKED_WAITS {
+                waits.clear();
+            }
+            *waits.entry(sequence).or_default() += 1;
+        } else if !matches!(outcome, Outcome::Retry(_)) {
+            waits.remove(&sequence);
+        }
         let acked = match outcome {
             Outcome::Ack => message.ack().await,
-            Outcome::Retry(delay) => message.ack_with(AckKind::Nak(Some(delay))).await,
+            Outcome::Retry(delay) | Outcome::Wait(delay) => {
+                message.ack_with(AckKind::Nak(Some(delay))).await
+            }
             Outcome::DeadLetter(error) => match self
                 .dead_letter(&config.name, &message, &error, attempt)
                 .await
@@ -377,6 +416,7 @@ impl NatsBus {
         handler: Arc<dyn Handler>,
         cancel: CancellationToken,
     ) {
+        let mut waits = HashMap::new();
         loop {
             let messages = tokio::select! {
                 () = cancel.cancelled() => return,
@@ -399,7 +439,7 @@ impl NatsBus {
                 };
                 match next {
                     Some(Ok(message)) => {
-                        self.handle_message(&config, handler.as_ref(), message)
+                        self.handle_message(&config, handler.as_ref(), message, &mut waits)
                             .await
                     }
                     Some(Err(err)) => {

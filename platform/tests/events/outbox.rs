@@ -232,6 +232,7 @@ fn delivery(consumer: &str, envelope: &proto::events::Envelope, attempt: u32) ->
         envelope: envelope.clone(),
         subject: "shop.order.created".into(),
         attempt,
+        waits: 0,
         consumer: consumer.into(),
         headers: Default::default(),
     }

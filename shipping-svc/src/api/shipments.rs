@@ -5,6 +5,7 @@ use platform::store::StoreError;
 use tonic::Status;
 
 use super::{ShippingApi, now, record};
+use crate::carrier::CarrierError;
 use crate::domain::{self, Shipment, Status as St, TrackingEvent, Update};
 
 fn decide_ok(current: St, next: St) -> bool {
@@ -103,7 +104,12 @@ impl ShippingApi {
                     .shipments
                     .modify_from(shipment, |s| s.label_pending_since = None)
                     .await;
-                return Err(Status::unavailable(e.to_string()));
+                // An outage is waited out; a refusal is retried a few
+                // times, then dead-lettered for a person to look at.
+                return Err(match e {
+                    CarrierError::Unavailable(_) => Status::unavailable(e.to_string()),
+                    CarrierError::Refused(_) => Status::failed_precondition(e.to_string()),
+                });
             }
         };
         let labelled = self

@@ -123,14 +123,15 @@ impl ShippingApi {
             }
         };
         // A void of a void (`order.cancelled` after the cancel's own void)
-        // answers the shipment as it is, without a write.
+        // answers the shipment as it is, without a write (publishing what
+        // an earlier write may have left staged).
         if domain::decide_void(
             existing.value.status,
             existing.value.label_pending_since,
             now(),
         ) == Void::AlreadyVoid
         {
-            return Ok(existing);
+            return Ok(self.relay.flush_or_defer_written(existing).await);
         }
         let id = existing.id.clone();
         let voided = self

@@ -13,7 +13,8 @@ use proto::events::Envelope;
 
 use super::{NatsBus, unavailable};
 use crate::events::{
-    BusError, DLQ_ATTEMPTS_HEADER, DLQ_ERROR_HEADER, DLQ_SUBJECT_HEADER, MSG_ID_HEADER, dlq_subject,
+    BusError, DLQ_ATTEMPTS_HEADER, DLQ_ERROR_HEADER, DLQ_SEQUENCE_HEADER, DLQ_SUBJECT_HEADER,
+    MSG_ID_HEADER, dlq_subject,
 };
 
 /// See [`NatsBus::backlog`].
@@ -30,19 +31,41 @@ pub struct Backlog {
 /// An event a consumer gave up on, as kept on `<prefix>.dlq.<consumer>`.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    /// Where it is in the stream.
+    /// Where the letter is in the stream.
     pub sequence: u64,
     /// The consumer that gave up on it.
     pub consumer: String,
-    /// The subject it was first published on, where a replay sends it.
+    /// The subject the event was first published on.
     pub subject: String,
     /// Why the consumer gave up, and after how many deliveries.
     pub error: String,
     pub attempts: u32,
-    /// The event (None if it does not decode).
+    /// Where the original event is in the stream (what a replay sends).
+    pub original: Option<u64>,
+    /// The event as the letter carries it (None if it does not decode).
     pub envelope: Option<Envelope>,
-    headers: HeaderMap,
-    payload: Vec<u8>,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// Letters whose original event was published again (and removed).
+    pub replayed: usize,
+    /// Letters left where they are, with why.
+    pub skipped: Vec<(u64, String)>,
+}
+
+fn valid_consumer(consumer: &str) -> Result<(), BusError> {
+    if consumer.is_empty()
+        || !consumer
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(BusError::Invalid(format!(
+            "consumer {consumer:?} must be [A-Za-z0-9_-]"
+        )));
+    }
+    Ok(())
 }
 
 /// How long reading dead letters waits for the next batch.
@@ -62,6 +85,10 @@ impl NatsBus {
         let mut backlog = Backlog::default();
         let mut consumers = stream.consumers();
         while let Some(info) = consumers.try_next().await.map_err(unavailable)? {
+            // Readers of tools (ephemeral) are nobody's backlog.
+            if info.config.durable_name.is_none() {
+                continue;
+            }
             let unhandled = info.num_pending + info.num_ack_pending as u64;
             if unhandled > 0 {
                 backlog.unhandled.insert(info.name.clone(), unhandled);
@@ -82,6 +109,9 @@ impl NatsBus {
     /// The dead letters of `consumer` (every consumer's when None), oldest
     /// first. Reading takes nothing away.
     pub async fn dead_letters(&self, consumer: Option<&str>) -> Result<Vec<DeadLetter>, BusError> {
+        if let Some(consumer) = consumer {
+            valid_consumer(consumer)?;
+        }
         let stream = self
             .js
             .get_stream(&self.settings.stream)
@@ -99,6 +129,18 @@ impl NatsBus {
             })
             .await
             .map_err(|e| unavailable(format!("cannot read {filter}: {e}")))?;
+        let letters = self.read_letters(&mut reader).await;
+        let name = reader.cached_info().name.clone();
+        if let Err(err) = stream.delete_consumer(&name).await {
+            tracing::debug!(error = %err, "reader left to expire");
+        }
+        letters
+    }
+
+    async fn read_letters(
+        &self,
+        reader: &mut async_nats::jetstream::consumer::Consumer<pull::Config>,
+    ) -> Result<Vec<DeadLetter>, BusError> {
         let total = reader.info().await.map_err(unavailable)?.num_pending as usize;
         let dlq_prefix = dlq_subject(&self.settings.prefix, "");
         let mut letters = Vec::with_capacity(total);
@@ -113,10 +155,11 @@ impl NatsBus {
             let before = letters.len();
             while let Some(message) = batch.next().await {
                 let message = message.map_err(unavailable)?;
-                let headers = message.headers.clone().unwrap_or_default();
                 let header = |name: &str| {
-                    headers
-                        .get(name)
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
                         .map(|v| v.as_str().to_string())
                         .unwrap_or_default()
                 };
@@ -131,9 +174,8 @@ impl NatsBus {
                     subject: header(DLQ_SUBJECT_HEADER),
                     error: header(DLQ_ERROR_HEADER),
                     attempts: header(DLQ_ATTEMPTS_HEADER).parse().unwrap_or(0),
+                    original: header(DLQ_SEQUENCE_HEADER).parse().ok(),
                     envelope: Envelope::decode(message.payload.as_ref()).ok(),
-                    headers,
-                    payload: message.payload.to_vec(),
                 });
             }
             if letters.len() == before {
@@ -143,71 +185,77 @@ impl NatsBus {
         Ok(letters)
     }
 
-    /// Publishes the dead letters of `consumer` again on the subjects they
-    /// were first published on, then removes them from its dead-letter
-    /// subject; returns how many went round again. Every consumer of those
-    /// subjects gets them again; consumers are idempotent per event id, so
-    /// those that handled an event the first time change nothing. A letter
-    /// that arrives while this runs stays for the next replay.
-    pub async fn replay_dead_letters(&self, consumer: &str) -> Result<usize, BusError> {
-        if consumer.is_empty()
-            || !consumer
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(BusError::Invalid(format!(
-                "consumer {consumer:?} must be [A-Za-z0-9_-]"
-            )));
-        }
+    /// Publishes the events behind the dead letters of `consumer` again,
+    /// on the subjects they were first published on, and removes each
+    /// letter once its event is out. What goes out is the original as the
+    /// stream stored it (the letter only points at it: a letter's own copy
+    /// could have been written by any service allowed to dead-letter).
+    /// Every consumer of those subjects gets the events again; consumers
+    /// are idempotent per event id, so those that handled an event the
+    /// first time change nothing. A letter whose original is gone (past the
+    /// stream's age limit), is not an event of this mesh or does not decode
+    /// stays, and is reported as skipped.
+    pub async fn replay_dead_letters(&self, consumer: &str) -> Result<Replay, BusError> {
         let letters = self.dead_letters(Some(consumer)).await?;
-        let Some(last) = letters.iter().map(|l| l.sequence).max() else {
-            return Ok(0);
-        };
-        for letter in &letters {
-            if letter.subject.is_empty() {
-                return Err(BusError::Invalid(format!(
-                    "dead letter {} does not say where it was published",
-                    letter.sequence
-                )));
-            }
-            let mut headers = HeaderMap::new();
-            for (name, values) in letter.headers.iter() {
-                let name = name.to_string();
-                if [
-                    DLQ_ERROR_HEADER,
-                    DLQ_SUBJECT_HEADER,
-                    DLQ_ATTEMPTS_HEADER,
-                    MSG_ID_HEADER,
-                ]
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(&name))
-                {
-                    continue;
-                }
-                if let Some(value) = values.first() {
-                    headers.insert(name.as_str(), value.as_str());
-                }
-            }
-            // A message id of its own: the stream would drop the event's
-            // first id as a duplicate within its window.
-            let id = match &letter.envelope {
-                Some(envelope) => format!("{}:replay:{}", envelope.id, letter.sequence),
-                None => format!("replay:{}", letter.sequence),
-            };
-            self.publish_raw(letter.subject.clone(), &id, headers, letter.payload.clone())
-                .await?;
-        }
         let stream = self
             .js
             .get_stream(&self.settings.stream)
             .await
             .map_err(unavailable)?;
-        stream
-            .purge()
-            .filter(dlq_subject(&self.settings.prefix, consumer))
-            .sequence(last + 1)
-            .await
-            .map_err(|e| unavailable(format!("replayed, but not removed: {e}")))?;
-        Ok(letters.len())
+        let events = format!("{}.", self.settings.prefix);
+        let dead = dlq_subject(&self.settings.prefix, "");
+        let mut replay = Replay::default();
+        for letter in &letters {
+            let Some(original) = letter.original else {
+                replay
+                    .skipped
+                    .push((letter.sequence, "it does not say where its event is".into()));
+                continue;
+            };
+            let stored = match stream.get_raw_message(original).await {
+                Ok(stored) => stored,
+                Err(err) => {
+                    replay.skipped.push((
+                        letter.sequence,
+                        format!("its event #{original} is gone: {err}"),
+                    ));
+                    continue;
+                }
+            };
+            let subject = stored.subject.to_string();
+            if !subject.starts_with(&events) || subject.starts_with(&dead) {
+                replay.skipped.push((
+                    letter.sequence,
+                    format!("#{original} on {subject} is not an event"),
+                ));
+                continue;
+            }
+            let Ok(envelope) = Envelope::decode(stored.payload.as_ref()) else {
+                replay
+                    .skipped
+                    .push((letter.sequence, format!("#{original} does not decode")));
+                continue;
+            };
+            let mut headers = HeaderMap::new();
+            for (name, values) in stored.headers.iter() {
+                if name.to_string().eq_ignore_ascii_case(MSG_ID_HEADER) {
+                    continue;
+                }
+                for value in values {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+            // A message id of its own: the stream would drop the event's
+            // first id as a duplicate within its window.
+            let id = format!("{}:replay:{}", envelope.id, letter.sequence);
+            self.publish_raw(subject, &id, headers, stored.payload.to_vec())
+                .await?;
+            stream
+                .delete_message(letter.sequence)
+                .await
+                .map_err(|e| unavailable(format!("replayed, but the letter stays: {e}")))?;
+            replay.replayed += 1;
+        }
+        Ok(replay)
     }
 }

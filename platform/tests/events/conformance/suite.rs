@@ -349,6 +349,44 @@ pub async fn an_unavailable_dependency_is_waited_out_past_max_deliver(bus: Arc<d
     dlq_sub.stop().await;
 }
 
+pub async fn an_outage_does_not_spend_the_retry_budget(bus: Arc<dyn EventBus>) {
+    // Three deliveries meet an outage, then the handler fails on its own:
+    // it still gets its max_deliver attempts before the dead letter.
+    let calls = Arc::new(Mutex::new(0u32));
+    let counter = calls.clone();
+    let r = Recorder::failing(move |_| {
+        let mut n = counter.lock().unwrap();
+        *n += 1;
+        if *n <= 3 {
+            Err(HandlerError::Unavailable("database restarting".into()))
+        } else {
+            Err(HandlerError::Retryable("no such template".into()))
+        }
+    });
+    let mut config = fast("budget", &["order.created"]);
+    config.max_deliver = 2;
+    config.backoff = vec![Duration::from_millis(20)];
+    let sub = bus.subscribe(config, r.handler()).await.unwrap();
+    let dlq = Recorder::default();
+    let dlq_sub = bus
+        .subscribe(fast("dlq-reader-budget", &["dlq.budget"]), dlq.handler())
+        .await
+        .unwrap();
+    bus.publish(&order_created("o-budget")).await.unwrap();
+    dlq.wait_for("the dead letter", |s| !s.is_empty()).await;
+    assert_eq!(
+        r.count(),
+        5,
+        "three outage deliveries, then max_deliver attempts"
+    );
+    assert_eq!(
+        dlq.seen.lock().unwrap()[0].0.headers[DLQ_ATTEMPTS_HEADER],
+        "5"
+    );
+    sub.stop().await;
+    dlq_sub.stop().await;
+}
+
 pub async fn permanent_failure_goes_straight_to_dead_letter(bus: Arc<dyn EventBus>) {
     let r = Recorder::failing(|_| Err(HandlerError::Permanent("unknown order".into())));
     let sub = bus
@@ -697,6 +735,7 @@ pub async fn nats_dead_letters_are_listed_and_replayed() {
 
     use platform::events::BusError;
     use platform::events::nats::NatsBus;
+    use prost::Message as _;
     platform::telemetry::init_for_tests();
     let settings = super::nats_settings();
     let prefix = settings.prefix.clone();
@@ -746,10 +785,19 @@ pub async fn nats_dead_letters_are_listed_and_replayed() {
         bus.replay_dead_letters("picky.>").await,
         Err(BusError::Invalid(_))
     ));
+    assert!(matches!(
+        bus.dead_letters(Some("picky.*")).await,
+        Err(BusError::Invalid(_))
+    ));
 
     // The cause is fixed: a replay hands both over again, same events.
     fixed.store(true, Ordering::SeqCst);
-    assert_eq!(bus.replay_dead_letters("picky").await.unwrap(), 2);
+    let replay = bus.replay_dead_letters("picky").await.unwrap();
+    assert_eq!(
+        (replay.replayed, replay.skipped.len()),
+        (2, 0),
+        "{replay:?}"
+    );
     picky
         .wait_for("both events again", |seen| {
             sent.iter().all(|e| {
@@ -773,7 +821,48 @@ pub async fn nats_dead_letters_are_listed_and_replayed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(bus.dead_letters(Some("picky")).await.unwrap().is_empty());
-    assert_eq!(bus.replay_dead_letters("picky").await.unwrap(), 0);
+    assert_eq!(
+        bus.replay_dead_letters("picky").await.unwrap(),
+        Default::default()
+    );
+
+    // A letter any service could write (each may publish its dead letters)
+    // is never replayed from its own copy: without a stored original to
+    // point at, or pointing at one that is not there, it stays.
+    let forged = order_created("o-forged");
+    for sequence in [None, Some("999999")] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            DLQ_SUBJECT_HEADER,
+            format!("{prefix}.order.created").as_str(),
+        );
+        if let Some(sequence) = sequence {
+            headers.insert(platform::events::DLQ_SEQUENCE_HEADER, sequence);
+        }
+        bus.client()
+            .publish_with_headers(dlq.clone(), headers, forged.encode_to_vec().into())
+            .await
+            .unwrap();
+    }
+    bus.client().flush().await.unwrap();
+    while bus.dead_letters(Some("picky")).await.unwrap().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the forged letters never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let replay = bus.replay_dead_letters("picky").await.unwrap();
+    assert_eq!(
+        (replay.replayed, replay.skipped.len()),
+        (0, 2),
+        "{replay:?}"
+    );
+    assert_eq!(bus.dead_letters(Some("picky")).await.unwrap().len(), 2);
+    assert!(
+        !picky.ids().contains(&forged.id),
+        "the forged event reached no consumer"
+    );
     picky_sub.stop().await;
     bus.delete_stream().await.unwrap();
 }
