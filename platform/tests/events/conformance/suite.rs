@@ -1,5 +1,6 @@
 //! The bus conformance suite: each function gets a fresh bus.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -653,30 +654,39 @@ pub async fn broadcast_reaches_every_listener_and_no_consumer(bus: Arc<dyn Event
     sub.stop().await;
 }
 
-/// `NatsBus::backlog`: what a consumer has not handled yet (a delivery
-/// waiting out its backoff included), and what was dead-lettered.
-pub async fn nats_backlog_shows_unhandled_events_and_dead_letters() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use platform::events::nats::NatsBus;
+/// A NATS bus on a stream of its own, the same bus as `dyn EventBus`, and
+/// its subject prefix.
+async fn own_nats() -> (platform::events::nats::NatsBus, Arc<dyn EventBus>, String) {
     platform::telemetry::init_for_tests();
     let settings = super::nats_settings();
     let prefix = settings.prefix.clone();
-    let bus = NatsBus::connect(&super::nats_url(), settings)
+    let bus = platform::events::nats::NatsBus::connect(&super::nats_url(), settings)
         .await
         .unwrap();
-    let dyn_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
-    assert_eq!(bus.backlog().await.unwrap(), Default::default());
+    (bus.clone(), Arc::new(bus), prefix)
+}
 
-    let up = Arc::new(AtomicBool::new(false));
-    let flag = up.clone();
-    let slow = Recorder::failing(move |_| {
-        if flag.load(Ordering::SeqCst) {
+/// A recorder that fails with `failure` until the switch it returns is on.
+fn failing_until(failure: HandlerError) -> (Recorder, Arc<AtomicBool>) {
+    let on = Arc::new(AtomicBool::new(false));
+    let switch = on.clone();
+    let r = Recorder::failing(move |_| {
+        if switch.load(Ordering::SeqCst) {
             Ok(())
         } else {
-            Err(HandlerError::Unavailable("store down".into()))
+            Err(failure.clone())
         }
     });
+    (r, on)
+}
+
+/// `NatsBus::backlog`: what a consumer has not handled yet (a delivery
+/// waiting out its backoff included), and what was dead-lettered.
+pub async fn nats_backlog_shows_unhandled_events_and_dead_letters() {
+    let (bus, dyn_bus, prefix) = own_nats().await;
+    assert_eq!(bus.backlog().await.unwrap(), Default::default());
+
+    let (slow, up) = failing_until(HandlerError::Unavailable("store down".into()));
     let mut config = fast("slow", &["order.created"]);
     config.backoff = vec![Duration::from_millis(50)];
     let slow_sub = dyn_bus.subscribe(config, slow.handler()).await.unwrap();
@@ -731,27 +741,10 @@ pub async fn nats_backlog_shows_unhandled_events_and_dead_letters() {
 /// Dead letters are listed with why they died, and once the cause is fixed
 /// a replay sends them round again and clears them.
 pub async fn nats_dead_letters_are_listed_and_replayed() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
     use platform::events::BusError;
-    use platform::events::nats::NatsBus;
     use prost::Message as _;
-    platform::telemetry::init_for_tests();
-    let settings = super::nats_settings();
-    let prefix = settings.prefix.clone();
-    let bus = NatsBus::connect(&super::nats_url(), settings)
-        .await
-        .unwrap();
-    let dyn_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
-    let fixed = Arc::new(AtomicBool::new(false));
-    let flag = fixed.clone();
-    let picky = Recorder::failing(move |_| {
-        if flag.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err(HandlerError::Permanent("template missing".into()))
-        }
-    });
+    let (bus, dyn_bus, prefix) = own_nats().await;
+    let (picky, fixed) = failing_until(HandlerError::Permanent("template missing".into()));
     let picky_sub = dyn_bus
         .subscribe(fast("picky", &["order.created"]), picky.handler())
         .await
