@@ -39,12 +39,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let settings = NatsSettings {
-        stream: config.nats_stream.clone(),
-        prefix: config.nats_prefix.clone(),
-        auth: config.nats_auth.clone(),
-        ..Default::default()
-    };
+    let settings = NatsSettings::from_config(&config);
     let outcome = runtime.block_on(async {
         // The deployment's stream as it is: a tool changes nothing of it.
         let bus = NatsBus::attach(&url, settings).await?;

@@ -281,16 +281,11 @@ pub fn main() -> ExitCode {
 /// `MESH_PUBLIC_KEYS` and each component's `MESH_KEY` (under
 /// `<COMPONENT>_MESH_KEY`; give each component only its own).
 pub fn mesh_keys_env() -> String {
-    let mut names: Vec<&str> = ServiceId::ALL.iter().map(|id| id.binary()).collect();
-    names.push(gateway::GATEWAY);
-    let (keys, public) = platform::auth::generate_mesh(&names);
+    let (keys, public) = platform::auth::generate_mesh(&mesh_components());
     let mut out = String::from("# Every component: the keys whose service tokens it accepts.\n");
     out.push_str(&format!("MESH_PUBLIC_KEYS={}\n", public.to_env()));
     out.push_str("# Each component's own MESH_KEY (a secret: give each only its own).\n");
-    for (name, key) in keys {
-        let var = name.to_uppercase().replace('-', "_");
-        out.push_str(&format!("{var}_MESH_KEY={}\n", key.expose()));
-    }
+    out.push_str(&mesh_key_lines(keys));
     out
 }
 
@@ -298,8 +293,7 @@ pub fn mesh_keys_env() -> String {
 /// `order-svc`, `gateway`…), with the steps that rotate them without a
 /// refused call.
 pub fn mesh_key_rotation(names: &[String]) -> Result<String, String> {
-    let mut known: Vec<&str> = ServiceId::ALL.iter().map(|id| id.binary()).collect();
-    known.push(gateway::GATEWAY);
+    let known = mesh_components();
     let mut chosen = Vec::new();
     for name in names {
         let name = known
@@ -319,12 +313,26 @@ pub fn mesh_key_rotation(names: &[String]) -> Result<String, String> {
         out.push_str(&format!("{name}={x}\n"));
     }
     out.push_str("# 2. Give each its new MESH_KEY (a secret) and roll it out.\n");
-    for (name, key) in keys {
-        let var = name.to_uppercase().replace('-', "_");
-        out.push_str(&format!("{var}_MESH_KEY={}\n", key.expose()));
-    }
+    out.push_str(&mesh_key_lines(keys));
     out.push_str("# 3. Remove their old entries from MESH_PUBLIC_KEYS and roll out again.\n");
     Ok(out)
+}
+
+/// Every component that signs service tokens, by its binary's name.
+fn mesh_components() -> Vec<&'static str> {
+    let mut names: Vec<&str> = ServiceId::ALL.iter().map(|id| id.binary()).collect();
+    names.push(gateway::GATEWAY);
+    names
+}
+
+/// `<COMPONENT>_MESH_KEY=<secret>` lines.
+fn mesh_key_lines(keys: Vec<(String, Secret)>) -> String {
+    keys.into_iter()
+        .map(|(name, key)| {
+            let var = name.to_uppercase().replace('-', "_");
+            format!("{var}_MESH_KEY={}\n", key.expose())
+        })
+        .collect()
 }
 
 fn component_names() -> Vec<&'static str> {

@@ -69,15 +69,10 @@ impl Stores {
         let shipping = Store::from_config(config, ServiceId::Shipping.name()).await?;
         let notification = Store::from_config(config, ServiceId::Notification.name()).await?;
         // Connected when first read: NATS may still be coming back.
-        let nats = config.nats_url.as_ref().map(|url| {
-            let settings = NatsSettings {
-                stream: config.nats_stream.clone(),
-                prefix: config.nats_prefix.clone(),
-                auth: config.nats_auth.clone(),
-                ..Default::default()
-            };
-            (url.clone(), settings)
-        });
+        let nats = config
+            .nats_url
+            .as_ref()
+            .map(|url| (url.clone(), NatsSettings::from_config(config)));
         Ok(Stores {
             nats,
             bus: Default::default(),

@@ -45,12 +45,7 @@ fn now_millis() -> i64 {
 }
 
 fn retryable(err: StoreError) -> HandlerError {
-    match HandlerError::from_store(&err) {
-        HandlerError::Unavailable(_) => {
-            HandlerError::Unavailable(format!("recording processed events: {err}"))
-        }
-        _ => HandlerError::Retryable(format!("recording processed events: {err}")),
-    }
+    HandlerError::from_store(&err).context("recording processed events")
 }
 
 /// A handler that skips events it has already processed.

@@ -122,6 +122,15 @@ impl HandlerError {
             other => HandlerError::Retryable(other.to_string()),
         }
     }
+
+    /// The same failure, its message prefixed with what was being done.
+    pub fn context(self, doing: &str) -> Self {
+        match self {
+            HandlerError::Retryable(m) => HandlerError::Retryable(format!("{doing}: {m}")),
+            HandlerError::Unavailable(m) => HandlerError::Unavailable(format!("{doing}: {m}")),
+            HandlerError::Permanent(m) => HandlerError::Permanent(format!("{doing}: {m}")),
+        }
+    }
 }
 
 /// One delivery of an event to a consumer.
@@ -209,18 +218,7 @@ impl ConsumerConfig {
     }
 
     fn validate(&self) -> Result<(), BusError> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !name_ok {
-            return Err(BusError::Invalid(format!(
-                "consumer name {:?} must be [A-Za-z0-9_-]",
-                self.name
-            )));
-        }
+        validate_consumer_name(&self.name)?;
         if self.event_types.is_empty() {
             return Err(BusError::Invalid(
                 "a consumer needs at least one event type".into(),
@@ -233,6 +231,23 @@ impl ConsumerConfig {
             return Err(BusError::Invalid("max_deliver must be at least 1".into()));
         }
         Ok(())
+    }
+}
+
+/// A durable consumer's name: 1 to 64 of `[A-Za-z0-9_-]` (it is also a
+/// subject token of its dead letters).
+pub(crate) fn validate_consumer_name(name: &str) -> Result<(), BusError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(BusError::Invalid(format!(
+            "consumer name {name:?} must be [A-Za-z0-9_-]"
+        )))
     }
 }
 
@@ -602,12 +617,7 @@ pub(crate) async fn process(
 pub async fn connect(config: &crate::Config) -> Result<Arc<dyn EventBus>, BusError> {
     match &config.nats_url {
         Some(url) => {
-            let settings = nats::NatsSettings {
-                stream: config.nats_stream.clone(),
-                prefix: config.nats_prefix.clone(),
-                auth: config.nats_auth.clone(),
-                ..Default::default()
-            };
+            let settings = nats::NatsSettings::from_config(config);
             Ok(Arc::new(nats::NatsBus::connect(url, settings).await?))
         }
         None => Ok(Arc::new(memory::InProcessBus::new(&config.nats_prefix))),

@@ -63,6 +63,18 @@ pub struct NatsSettings {
     pub auth: crate::config::NatsAuth,
 }
 
+impl NatsSettings {
+    /// The stream, subject prefix and credentials `config` names.
+    pub fn from_config(config: &crate::Config) -> Self {
+        Self {
+            stream: config.nats_stream.clone(),
+            prefix: config.nats_prefix.clone(),
+            auth: config.nats_auth.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for NatsSettings {
     fn default() -> Self {
         Self {

@@ -22,8 +22,20 @@ pub struct PostgresBackend {
     pool: PgPool,
     schema: String,
     timeout: Duration,
-    /// Inserts waiting to go together (see `write_batch`).
+    /// Inserts and CAS replaces waiting to go together (see `write_batch`).
     batcher: super::write_batch::Batcher,
+}
+
+/// The outcome of a versioned write that answers how many rows it changed
+/// (in column `changed`) and whether the row is there at all (`present`).
+fn cas_outcome(spec: &CollectionSpec, row: &PgRow, changed: &str) -> Result<()> {
+    let changed: i64 = row.try_get(changed).map_err(|e| map_err(spec, e))?;
+    let present: bool = row.try_get("present").map_err(|e| map_err(spec, e))?;
+    match (changed, present) {
+        (1, _) => Ok(()),
+        (_, true) => Err(StoreError::VersionConflict),
+        (_, false) => Err(StoreError::NotFound),
+    }
 }
 
 fn quote(ident: &str) -> String {
@@ -234,13 +246,7 @@ impl PostgresBackend {
                     .fetch_one(&self.pool),
             )
             .await?;
-        let updated: i64 = row.try_get("updated").map_err(|e| map_err(spec, e))?;
-        let present: bool = row.try_get("present").map_err(|e| map_err(spec, e))?;
-        match (updated, present) {
-            (1, _) => Ok(()),
-            (_, true) => Err(StoreError::VersionConflict),
-            (_, false) => Err(StoreError::NotFound),
-        }
+        cas_outcome(spec, &row, "updated")
     }
 
     fn table(&self, spec: &CollectionSpec) -> String {
@@ -345,13 +351,7 @@ impl Backend for PostgresBackend {
                     .fetch_one(&self.pool),
             )
             .await?;
-        let deleted: i64 = row.try_get("deleted").map_err(|e| map_err(spec, e))?;
-        let present: bool = row.try_get("present").map_err(|e| map_err(spec, e))?;
-        match (deleted, present) {
-            (1, _) => Ok(()),
-            (_, true) => Err(StoreError::VersionConflict),
-            (_, false) => Err(StoreError::NotFound),
-        }
+        cas_outcome(spec, &row, "deleted")
     }
 
     async fn find(&self, spec: &CollectionSpec, query: &PlannedQuery) -> Result<Vec<RawDocument>> {

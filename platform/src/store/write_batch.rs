@@ -28,6 +28,9 @@ use tokio::sync::oneshot;
 use super::lanes::Lanes;
 use super::postgres::PostgresBackend;
 use super::{CollectionSpec, Result, StoreError};
+use sqlx::Postgres;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
 
 /// Most rows in one statement.
 const MAX_ROWS: usize = 100;
@@ -181,16 +184,8 @@ impl PostgresBackend {
              SELECT u.id, 1, u.doc::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(id, doc) \
              ON CONFLICT DO NOTHING RETURNING id"
         );
-        let rows: Vec<(String,)> = self
-            .bounded(
-                spec,
-                sqlx::query_as(&sql)
-                    .bind(&ids)
-                    .bind(&docs)
-                    .fetch_all(self.pool()),
-            )
-            .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        self.written_ids(spec, sqlx::query_as(&sql).bind(&ids).bind(&docs))
+            .await
     }
 
     /// The CAS replaces of `batch` in one statement, each on its own
@@ -211,16 +206,20 @@ impl PostgresBackend {
              FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS u(id, expected, doc) \
              WHERE t.id = u.id AND t.version = u.expected RETURNING t.id"
         );
-        let rows: Vec<(String,)> = self
-            .bounded(
-                spec,
-                sqlx::query_as(&sql)
-                    .bind(&ids)
-                    .bind(&expected)
-                    .bind(&docs)
-                    .fetch_all(self.pool()),
-            )
-            .await?;
+        self.written_ids(
+            spec,
+            sqlx::query_as(&sql).bind(&ids).bind(&expected).bind(&docs),
+        )
+        .await
+    }
+
+    /// Runs a statement that returns the id of each row it wrote.
+    async fn written_ids<'q>(
+        &self,
+        spec: &CollectionSpec,
+        statement: QueryAs<'q, Postgres, (String,), PgArguments>,
+    ) -> Result<HashSet<String>> {
+        let rows = self.bounded(spec, statement.fetch_all(self.pool())).await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 }

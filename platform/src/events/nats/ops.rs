@@ -14,7 +14,7 @@ use proto::events::Envelope;
 use super::{NatsBus, unavailable};
 use crate::events::{
     BusError, DLQ_ATTEMPTS_HEADER, DLQ_ERROR_HEADER, DLQ_SEQUENCE_HEADER, DLQ_SUBJECT_HEADER,
-    MSG_ID_HEADER, dlq_subject,
+    MSG_ID_HEADER, dlq_subject, validate_consumer_name,
 };
 
 /// See [`NatsBus::backlog`].
@@ -53,19 +53,6 @@ pub struct Replay {
     pub replayed: usize,
     /// Letters left where they are, with why.
     pub skipped: Vec<(u64, String)>,
-}
-
-fn valid_consumer(consumer: &str) -> Result<(), BusError> {
-    if consumer.is_empty()
-        || !consumer
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(BusError::Invalid(format!(
-            "consumer {consumer:?} must be [A-Za-z0-9_-]"
-        )));
-    }
-    Ok(())
 }
 
 /// How long reading dead letters waits for the next batch.
@@ -110,7 +97,7 @@ impl NatsBus {
     /// first. Reading takes nothing away.
     pub async fn dead_letters(&self, consumer: Option<&str>) -> Result<Vec<DeadLetter>, BusError> {
         if let Some(consumer) = consumer {
-            valid_consumer(consumer)?;
+            validate_consumer_name(consumer)?;
         }
         let stream = self
             .js
