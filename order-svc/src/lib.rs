@@ -114,13 +114,7 @@ pub async fn serve_with(
     // These events move money-bearing state (a refund made by an admin
     // reaches the order only this way): retried soon after an outage ends,
     // and a store or peer that is down is waited out, never dead-lettered.
-    let mut consumer = ConsumerConfig::new("order-svc", events::EVENT_TYPES);
-    consumer.backoff = vec![
-        std::time::Duration::from_millis(200),
-        std::time::Duration::from_secs(1),
-        std::time::Duration::from_secs(5),
-    ];
-    consumer.max_deliver = 10;
+    let consumer = ConsumerConfig::prompt("order-svc", events::EVENT_TYPES);
     let subscription = deps
         .bus
         .subscribe(consumer, handler)

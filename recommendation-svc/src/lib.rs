@@ -23,7 +23,6 @@ pub mod store;
 pub mod training;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use platform::events::ConsumerConfig;
@@ -89,13 +88,7 @@ pub async fn serve_with(
         trainer: trainer.clone(),
         mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), &config)?,
     };
-    let mut consumer = ConsumerConfig::new("recommendation-svc", events::EVENT_TYPES);
-    consumer.backoff = vec![
-        Duration::from_millis(200),
-        Duration::from_secs(1),
-        Duration::from_secs(5),
-    ];
-    consumer.max_deliver = 10;
+    let consumer = ConsumerConfig::prompt("recommendation-svc", events::EVENT_TYPES);
     // No processed-event records: each event folds into one document by
     // rules that give the same result however often it comes (see
     // `events`), so the document is the record.

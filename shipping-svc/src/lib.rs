@@ -12,7 +12,6 @@ pub mod events;
 pub mod store;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use platform::events::ConsumerConfig;
@@ -67,13 +66,7 @@ pub async fn serve(
         carrier: carrier(&config)?,
         mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), &config)?,
     };
-    let mut consumer = ConsumerConfig::new("shipping-svc", events::EVENT_TYPES);
-    consumer.backoff = vec![
-        Duration::from_millis(200),
-        Duration::from_secs(1),
-        Duration::from_secs(5),
-    ];
-    consumer.max_deliver = 10;
+    let consumer = ConsumerConfig::prompt("shipping-svc", events::EVENT_TYPES);
     // No processed-event records: each handler is decided by the
     // shipment's own state (one shipment per order by a unique index; a
     // label only from PENDING; a void of a void changes nothing), so a

@@ -209,6 +209,22 @@ impl ConsumerConfig {
         }
     }
 
+    /// A consumer whose events move the saga along (an order's payment or
+    /// refund, a paid order's label, the facts recommendations learn
+    /// from): retried soon after a failure (0.2, 1, then every 5 s), up to
+    /// 10 attempts of its own.
+    pub fn prompt(name: &str, event_types: &[&str]) -> Self {
+        Self {
+            max_deliver: 10,
+            backoff: vec![
+                Duration::from_millis(200),
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+            ],
+            ..Self::new(name, event_types)
+        }
+    }
+
     pub fn backoff_after(&self, attempt: u32) -> Duration {
         let i = (attempt.max(1) as usize - 1).min(self.backoff.len().saturating_sub(1));
         self.backoff
