@@ -56,7 +56,7 @@ impl AppState {
             .map(|&id| {
                 Ok((
                     id,
-                    platform::grpc::channel(config.peers.get(id), &config.grpc)?,
+                    platform::grpc::channel_for(id, config.peers.get(id), &config.grpc)?,
                 ))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

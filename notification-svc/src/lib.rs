@@ -76,7 +76,11 @@ pub async fn serve_with(
         "outside notification channels"
     );
     let records = store.collection(deliveries::spec()).await?;
-    let users = platform::grpc::channel(config.peers.get(ServiceId::User), &config.grpc)?;
+    let users = platform::grpc::channel_for(
+        ServiceId::User,
+        config.peers.get(ServiceId::User),
+        &config.grpc,
+    )?;
     let mesh = platform::auth::MeshAuth::from_config(SERVICE.binary(), &config)?;
     let deliveries = deliveries::Deliveries::new(
         records,

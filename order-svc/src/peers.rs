@@ -92,7 +92,7 @@ impl Peers {
     /// The tonic clients of the peers `config` names (`<SVC>_ADDR`).
     pub fn connect(config: &Config) -> anyhow::Result<Peers> {
         let channel = |peer: ServiceId| {
-            platform::grpc::channel(config.peers.get(peer), &config.grpc)
+            platform::grpc::channel_for(peer, config.peers.get(peer), &config.grpc)
                 .with_context(|| format!("a channel to {}", peer.name()))
         };
         Ok(Peers {

@@ -7,6 +7,7 @@
 //! client channel with a deadline, a concurrency limit and trace-context
 //! injection; [`Retry`] retries idempotent calls within a budget.
 
+use crate::balance::PeerChannel;
 use crate::breaker::Breaker;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tonic::Code;
 use tonic::service::Routes;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic_health::ServingStatus;
 use tower::retry::budget::{Budget, TpsBudget};
 use tracing::Instrument;
@@ -165,6 +166,8 @@ impl GrpcServer {
             .concurrency_limit_per_connection(self.settings.concurrency_limit_per_connection)
             .load_shed(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .max_connection_age(self.settings.max_connection_age)
+            .max_connection_age_grace(self.settings.max_connection_age_grace)
             .layer(GrpcTraceLayer {
                 service: self.service,
             })
@@ -173,15 +176,25 @@ impl GrpcServer {
         let shutdown = {
             let cancel = cancel.clone();
             let health = health.clone();
+            let drain_delay = self.settings.drain_delay;
             async move {
                 cancel.cancelled().await;
-                // Tell load balancers first, then drain.
+                // Tell load balancers first, keep serving while they leave,
+                // then stop accepting and drain.
                 health
                     .set_service_status(grpc_service, ServingStatus::NotServing)
                     .await;
                 health
                     .set_service_status("", ServingStatus::NotServing)
                     .await;
+                if !drain_delay.is_zero() {
+                    tracing::info!(
+                        service = grpc_service,
+                        ?drain_delay,
+                        "draining: answering NOT_SERVING before stopping"
+                    );
+                    tokio::time::sleep(drain_delay).await;
+                }
             }
         };
         running.spawn(async move {
@@ -361,28 +374,55 @@ pub fn code_name(code: Code) -> &'static str {
 }
 
 /// The client channel type every service client is built on.
-pub type GrpcChannel = TraceContext<Breaker<Channel>>;
+pub type GrpcChannel = TraceContext<Breaker<PeerChannel>>;
 
 /// Builds a channel to `peer` that connects on first use (so services can
 /// start in any order), with the configured deadline, connect timeout,
 /// in-flight limit and circuit breaker, and that carries the caller's trace
-/// context.
+/// context. A peer named by host name is balanced over every replica
+/// ([`crate::balance`]); health checks ask for the server as a whole.
 pub fn channel(peer: &PeerAddr, settings: &GrpcSettings) -> anyhow::Result<GrpcChannel> {
-    let endpoint = Endpoint::from_shared(peer.uri().to_string())
-        .with_context(|| format!("invalid peer address {}", peer.uri()))?
-        .connect_timeout(settings.connect_timeout)
-        .timeout(settings.client_timeout)
-        .concurrency_limit(settings.client_concurrency_limit)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    let host_port = {
-        let uri = endpoint.uri();
-        let port = uri.port_u16().unwrap_or(80);
-        Arc::new((uri.host().unwrap_or_default().to_string(), port))
+    build_channel(peer, settings, "")
+}
+
+/// As [`channel`], to a peer that is service `id`: a replica whose own
+/// readiness fails (its store unreachable) or that is draining leaves the
+/// balanced set.
+pub fn channel_for(
+    id: ServiceId,
+    peer: &PeerAddr,
+    settings: &GrpcSettings,
+) -> anyhow::Result<GrpcChannel> {
+    build_channel(peer, settings, id.grpc_service())
+}
+
+fn build_channel(
+    peer: &PeerAddr,
+    settings: &GrpcSettings,
+    health_service: &'static str,
+) -> anyhow::Result<GrpcChannel> {
+    let uri: http::Uri = peer
+        .uri()
+        .parse()
+        .with_context(|| format!("invalid peer address {}", peer.uri()))?;
+    let host_port = Arc::new((
+        uri.host().unwrap_or_default().to_string(),
+        uri.port_u16().unwrap_or(80),
+    ));
+    let endpoint_settings = settings.clone();
+    let make = move |uri: &str| -> anyhow::Result<Endpoint> {
+        Ok(Endpoint::from_shared(uri.to_string())
+            .with_context(|| format!("invalid peer address {uri}"))?
+            .connect_timeout(endpoint_settings.connect_timeout)
+            .timeout(endpoint_settings.client_timeout)
+            .concurrency_limit(endpoint_settings.client_concurrency_limit)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true))
     };
+    let peer_channel = crate::balance::peer_channel(&uri, settings, health_service, make)?;
     Ok(TraceContext {
-        inner: Breaker::new(endpoint.connect_lazy(), settings.breaker, peer.uri()),
+        inner: Breaker::new(peer_channel, settings.breaker, peer.uri()),
         default_timeout: settings.client_timeout,
         peer: host_port,
     })
@@ -523,6 +563,17 @@ impl Retry {
         )
     }
 
+    /// Whether an idempotent call that failed with `status` may be sent
+    /// again: a retryable code, or a connection that broke mid-call (a
+    /// replica killed or cut off: UNKNOWN with the transport's error as
+    /// its source), which another replica can answer.
+    pub fn may_retry(status: &tonic::Status) -> bool {
+        Self::is_retryable(status.code())
+            || (status.code() == Code::Unknown
+                && std::error::Error::source(status)
+                    .is_some_and(|e| e.is::<tonic::transport::Error>()))
+    }
+
     /// Runs `call` until it succeeds, fails with a non-retryable code, runs
     /// out of attempts, or the budget says no. Only for idempotent calls.
     pub async fn run<T, F, Fut>(&self, mut call: F) -> Result<T, tonic::Status>
@@ -537,7 +588,7 @@ impl Retry {
                 Ok(value) => return Ok(value),
                 Err(status)
                     if attempt < self.max_retries
-                        && Self::is_retryable(status.code())
+                        && Self::may_retry(&status)
                         && self.budget.withdraw() =>
                 {
                     attempt += 1;

@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod auth;
+pub mod balance;
 pub mod breaker;
 pub mod config;
 pub mod deadline;

@@ -63,7 +63,11 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<api::ProductApi
         cache,
         low_stock_threshold: i64::from(config.low_stock_threshold),
         orders: proto::order::order_service_client::OrderServiceClient::new(
-            platform::grpc::channel(config.peers.get(ServiceId::Order), &config.grpc)?,
+            platform::grpc::channel_for(
+                ServiceId::Order,
+                config.peers.get(ServiceId::Order),
+                &config.grpc,
+            )?,
         ),
         mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), config)?,
         saga: config.saga.clone(),

@@ -67,7 +67,11 @@ pub async fn serve_with(
     let store = store::RecStore::open(&base)
         .await
         .context("declaring the recommendation collections")?;
-    let products = platform::grpc::channel(config.peers.get(ServiceId::Product), &config.grpc)?;
+    let products = platform::grpc::channel_for(
+        ServiceId::Product,
+        config.peers.get(ServiceId::Product),
+        &config.grpc,
+    )?;
     let catalog = catalog::Catalog::new(products, settings.catalog_ttl);
     let serving = training::Serving::default();
     if let Err(err) = serving.refresh(&store).await {

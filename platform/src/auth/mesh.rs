@@ -289,7 +289,8 @@ impl MeshAuth {
         let users = match &config.mesh.user_jwks {
             Some(set) => UserKeys::fixed(set, &config.jwt.issuer, &config.jwt.audience),
             None => UserKeys::fetched(
-                crate::grpc::channel(
+                crate::grpc::channel_for(
+                    crate::config::ServiceId::User,
                     config.peers.get(crate::config::ServiceId::User),
                     &config.grpc,
                 )?,

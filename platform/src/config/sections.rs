@@ -24,6 +24,28 @@ pub struct GrpcSettings {
     /// Circuit breaker of outgoing channels (`GRPC_BREAKER_FAILURES`, 5
     /// consecutive failures, 0 = off; `GRPC_BREAKER_OPEN_MS`, 5000).
     pub breaker: crate::breaker::BreakerSettings,
+    /// Whether a peer named by host name is balanced over every address
+    /// the name resolves to (`GRPC_CLIENT_BALANCING`, true). Off where a
+    /// service mesh (Linkerd, Istio) balances requests itself: one
+    /// connection per peer name then.
+    pub client_balancing: bool,
+    /// How often a balanced peer's name is resolved again and each of its
+    /// addresses asked for its health (`GRPC_RESOLVE_INTERVAL_MS`, 5 s); a
+    /// call that finds no answer starts a round at once.
+    pub resolve_interval: Duration,
+    /// Longest a server keeps one connection (`GRPC_MAX_CONNECTION_AGE_SECS`,
+    /// 300 s), so clients that never resolve again (grpcurl, other
+    /// languages) still reach replicas added since; then the connection is
+    /// closed gracefully, its calls given `GRPC_MAX_CONNECTION_AGE_GRACE_SECS`
+    /// (30 s) to finish.
+    pub max_connection_age: Duration,
+    pub max_connection_age_grace: Duration,
+    /// How long a stopping server keeps serving after it answers
+    /// NOT_SERVING to health checks (`GRPC_DRAIN_DELAY_MS`, 0), so balancing
+    /// clients and Kubernetes readiness leave it before it stops accepting.
+    /// Set it above `GRPC_RESOLVE_INTERVAL_MS` and the readiness probe's
+    /// period where replicas are stopped under load.
+    pub drain_delay: Duration,
 }
 
 impl Default for GrpcSettings {
@@ -36,6 +58,11 @@ impl Default for GrpcSettings {
             client_concurrency_limit: 512,
             client_retries: 2,
             breaker: crate::breaker::BreakerSettings::default(),
+            client_balancing: true,
+            resolve_interval: Duration::from_secs(5),
+            max_connection_age: Duration::from_secs(300),
+            max_connection_age_grace: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -221,6 +248,22 @@ impl GrpcSettings {
                     .unwrap_or(defaults.breaker.failures),
                 open_for: v.positive_millis("GRPC_BREAKER_OPEN_MS", defaults.breaker.open_for)?,
             },
+            client_balancing: v
+                .bool("GRPC_CLIENT_BALANCING")?
+                .unwrap_or(defaults.client_balancing),
+            resolve_interval: v
+                .positive_millis("GRPC_RESOLVE_INTERVAL_MS", defaults.resolve_interval)?,
+            max_connection_age: v.positive_secs(
+                "GRPC_MAX_CONNECTION_AGE_SECS",
+                defaults.max_connection_age.as_secs(),
+            )?,
+            max_connection_age_grace: v.positive_secs(
+                "GRPC_MAX_CONNECTION_AGE_GRACE_SECS",
+                defaults.max_connection_age_grace.as_secs(),
+            )?,
+            drain_delay: v
+                .millis("GRPC_DRAIN_DELAY_MS")?
+                .unwrap_or(defaults.drain_delay),
         };
         for (var, value) in [
             ("GRPC_SERVER_TIMEOUT_MS", grpc.server_timeout),

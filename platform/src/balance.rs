@@ -1,0 +1,455 @@
+//! Client-side load balancing: every replica of a peer gets its share of
+//! calls.
+//!
+//! A peer named by host name (`order-svc:50052`; in Kubernetes a headless
+//! Service, whose name resolves to every ready pod) is resolved to all its
+//! addresses. Each address gets its own lazily connected HTTP/2 connection,
+//! and each call goes to the less busy of two addresses picked at random
+//! (power of two choices on in-flight requests). A resolver task resolves
+//! the name again every `GRPC_RESOLVE_INTERVAL_MS`, and at once when a call
+//! finds no answer, and asks every address for its health: an address that
+//! refuses connections, does not answer in time, or answers NOT_SERVING
+//! (draining before it stops, or its store unreachable) is left out until
+//! it answers SERVING again.
+//!
+//! If no address is healthy, all resolved addresses are kept, so a call
+//! fails fast with UNAVAILABLE as it would over one connection; if the name
+//! has never resolved, the name itself is the one endpoint. A peer given as
+//! an IP address, or every peer with `GRPC_CLIENT_BALANCING=false` (where a
+//! service mesh balances requests), gets one connection as before.
+//!
+//! [`hosts`] is an in-process hosts table consulted before DNS, so tests can
+//! put several loopback addresses behind one name.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tonic::body::Body;
+use tonic::transport::{Channel, Endpoint};
+use tower::balance::p2c::Balance;
+use tower::buffer::Buffer;
+use tower::discover::Change;
+use tower::load::{CompleteOnResponse, PendingRequests};
+use tower::util::BoxService;
+
+use crate::config::GrpcSettings;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<Body>, BoxError>> + Send + 'static>>;
+
+/// Calls waiting for a connection, at most (as tonic's own channel).
+const BUFFER: usize = 1024;
+/// Shortest gap between two rounds that failures start.
+const MIN_ROUND_GAP: Duration = Duration::from_millis(100);
+
+/// The in-process hosts table: names resolved without DNS.
+pub mod hosts {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::{LazyLock, RwLock};
+
+    static TABLE: LazyLock<RwLock<HashMap<String, Vec<IpAddr>>>> =
+        LazyLock::new(|| RwLock::new(HashMap::new()));
+
+    /// Makes `name` resolve to `ips` in this process (replacing what it
+    /// resolved to), as a line of `/etc/hosts` would.
+    pub fn set(name: &str, ips: Vec<IpAddr>) {
+        let mut table = TABLE.write().unwrap_or_else(|e| e.into_inner());
+        table.insert(name.to_ascii_lowercase(), ips);
+    }
+
+    /// Gives `name` back to DNS.
+    pub fn remove(name: &str) {
+        let mut table = TABLE.write().unwrap_or_else(|e| e.into_inner());
+        table.remove(&name.to_ascii_lowercase());
+    }
+
+    pub(super) fn get(name: &str) -> Option<Vec<IpAddr>> {
+        let table = TABLE.read().unwrap_or_else(|e| e.into_inner());
+        table.get(&name.to_ascii_lowercase()).cloned()
+    }
+}
+
+/// Every address `host` resolves to (the hosts table first, then DNS),
+/// sorted and without repeats.
+pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    let mut addrs: Vec<SocketAddr> = match hosts::get(host) {
+        Some(ips) => ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect(),
+        None => tokio::net::lookup_host((host, port)).await?.collect(),
+    };
+    addrs.sort();
+    addrs.dedup();
+    Ok(addrs)
+}
+
+/// The connection(s) behind a client channel: one, or one per replica.
+#[derive(Clone)]
+pub enum PeerChannel {
+    /// One connection to the peer's address (an IP address, or balancing off).
+    Single(Channel),
+    /// Calls spread over the peer's healthy addresses.
+    Balanced {
+        calls: Buffer<http::Request<Body>, ResponseFuture>,
+        /// Starts a resolver round at once (a call found no answer).
+        wake: Arc<Notify>,
+        /// Longest a call without a `grpc-timeout` waits in all (for an
+        /// address to be ready, then for the answer).
+        timeout: Duration,
+    },
+}
+
+impl std::fmt::Debug for PeerChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Single(_) => f.write_str("PeerChannel::Single"),
+            Self::Balanced { .. } => f.write_str("PeerChannel::Balanced"),
+        }
+    }
+}
+
+/// A target of the balancer: one address, or the peer's name while it has
+/// resolved to none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Target {
+    Addr(SocketAddr),
+    Name,
+}
+
+type Member = PendingRequests<Ejecting, CompleteOnResponse>;
+
+/// One address's connection, which leaves the balancer as soon as a call
+/// over it finds no answer (refused, reset, timed out): its next readiness
+/// check fails, and the balancer evicts it. The last address standing is
+/// never ejected, so calls keep failing fast rather than wait. The resolver
+/// puts it back once it answers SERVING.
+struct Ejecting {
+    inner: Channel,
+    ejected: Arc<AtomicBool>,
+    /// Addresses in the balancer not ejected.
+    live: Arc<AtomicUsize>,
+    wake: Arc<Notify>,
+}
+
+impl tower::Service<http::Request<Body>> for Ejecting {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.ejected.load(Ordering::SeqCst) {
+            return Poll::Ready(Err("peer address ejected after a failed call".into()));
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let call = self.inner.call(request);
+        let (ejected, live, wake) = (self.ejected.clone(), self.live.clone(), self.wake.clone());
+        Box::pin(async move {
+            let result = call.await;
+            if result.is_err() {
+                if !ejected.load(Ordering::SeqCst)
+                    && live
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                            (n > 1).then(|| n - 1)
+                        })
+                        .is_ok()
+                {
+                    ejected.store(true, Ordering::SeqCst);
+                }
+                wake.notify_one();
+            }
+            result.map_err(Into::into)
+        })
+    }
+}
+
+/// The balancer's view of the resolver's changes.
+struct Changes(mpsc::Receiver<Change<Target, Member>>);
+
+impl futures::Stream for Changes {
+    type Item = Result<Change<Target, Member>, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.0.poll_recv(cx) {
+            Poll::Ready(Some(change)) => Poll::Ready(Some(Ok(change))),
+            // The resolver only stops once the balancer is gone; an ended
+            // stream would fail every call, so it is never reported.
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Builds the channel to `uri` (`http://host:port`), configured by `make`
+/// for each target: balanced when the host is a name and `settings` allow
+/// it, a single connection otherwise. `health_service` is the name asked
+/// for in health checks (`""`: the server as a whole).
+pub fn peer_channel(
+    uri: &http::Uri,
+    settings: &GrpcSettings,
+    health_service: &'static str,
+    make: impl Fn(&str) -> anyhow::Result<Endpoint> + Send + Sync + 'static,
+) -> anyhow::Result<PeerChannel> {
+    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let runtime = tokio::runtime::Handle::try_current();
+    if is_ip || !settings.client_balancing || runtime.is_err() {
+        return Ok(PeerChannel::Single(make(&uri.to_string())?.connect_lazy()));
+    }
+    let scheme = uri.scheme_str().unwrap_or("http").to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    // Checked once here, so the resolver's own calls cannot fail on it.
+    make(&uri.to_string())?;
+    let (tx, rx) = mpsc::channel(64);
+    let balance: Balance<Changes, http::Request<Body>> = Balance::new(Changes(rx));
+    let calls = Buffer::new(BoxService::new(balance), BUFFER);
+    let wake = Arc::new(Notify::new());
+    let resolver = Resolver {
+        host: host.to_string(),
+        port,
+        scheme,
+        name_uri: uri.to_string(),
+        health_service,
+        every: settings.resolve_interval,
+        probe_timeout: settings.connect_timeout.min(Duration::from_secs(2)),
+        make: Box::new(make),
+        changes: tx,
+        wake: wake.clone(),
+        live: Arc::new(AtomicUsize::new(0)),
+    };
+    tokio::spawn(resolver.run());
+    Ok(PeerChannel::Balanced {
+        calls,
+        wake,
+        timeout: settings.client_timeout,
+    })
+}
+
+impl tower::Service<http::Request<Body>> for PeerChannel {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Self::Single(channel) => channel.poll_ready(cx).map_err(Into::into),
+            Self::Balanced { calls, .. } => calls.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match self {
+            Self::Single(channel) => {
+                let call = channel.call(request);
+                Box::pin(async move { call.await.map_err(Into::into) })
+            }
+            Self::Balanced {
+                calls,
+                wake,
+                timeout,
+            } => {
+                let limit = grpc_timeout(request.headers()).unwrap_or(*timeout);
+                let call = calls.call(request);
+                let wake = wake.clone();
+                Box::pin(async move {
+                    let result = match tokio::time::timeout(limit, call).await {
+                        Ok(result) => result,
+                        Err(_) => Err(tonic::TimeoutExpired(()).into()),
+                    };
+                    let unanswered = match &result {
+                        Err(_) => true,
+                        Ok(response) => response
+                            .headers()
+                            .get("grpc-status")
+                            .is_some_and(|code| code == "14"),
+                    };
+                    if unanswered {
+                        wake.notify_one();
+                    }
+                    result
+                })
+            }
+        }
+    }
+}
+
+/// The deadline a `grpc-timeout` header carries (`100m`, `5S`…).
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Keeps a balancer's set of targets in line with DNS and health.
+struct Resolver {
+    host: String,
+    port: u16,
+    scheme: String,
+    name_uri: String,
+    health_service: &'static str,
+    every: Duration,
+    probe_timeout: Duration,
+    make: Box<dyn Fn(&str) -> anyhow::Result<Endpoint> + Send + Sync>,
+    changes: mpsc::Sender<Change<Target, Member>>,
+    wake: Arc<Notify>,
+    live: Arc<AtomicUsize>,
+}
+
+impl Resolver {
+    async fn run(self) {
+        let mut known: Vec<SocketAddr> = Vec::new();
+        // What the balancer holds, each with its ejection flag.
+        let mut members: HashMap<Target, Arc<AtomicBool>> = HashMap::new();
+        let mut probes: HashMap<SocketAddr, Channel> = HashMap::new();
+        loop {
+            match resolve(&self.host, self.port).await {
+                Ok(addrs) if !addrs.is_empty() => known = addrs,
+                // An empty answer or a failed lookup keeps the last known
+                // addresses: health checks still drop the dead ones.
+                Ok(_) => tracing::debug!(host = %self.host, "resolved to no address"),
+                Err(err) => tracing::debug!(host = %self.host, error = %err, "resolving failed"),
+            }
+            probes.retain(|addr, _| known.contains(addr));
+            let this = &self;
+            let checks = known.iter().map(|&addr| {
+                let channel = probes
+                    .entry(addr)
+                    .or_insert_with(|| {
+                        Endpoint::from_shared(this.uri_of(addr))
+                            .map(|e| {
+                                e.connect_timeout(this.probe_timeout)
+                                    .tcp_nodelay(true)
+                                    .connect_lazy()
+                            })
+                            .expect("an address makes a valid URI")
+                    })
+                    .clone();
+                async move { (addr, this.is_serving(channel).await) }
+            });
+            let healthy: Vec<SocketAddr> = futures::future::join_all(checks)
+                .await
+                .into_iter()
+                .filter_map(|(addr, serving)| serving.then_some(addr))
+                .collect();
+            let wanted: HashSet<Target> = if !healthy.is_empty() {
+                healthy.into_iter().map(Target::Addr).collect()
+            } else if !known.is_empty() {
+                known.iter().copied().map(Target::Addr).collect()
+            } else {
+                HashSet::from([Target::Name])
+            };
+            if !self.apply(&mut members, wanted).await {
+                return;
+            }
+            tokio::select! {
+                () = self.changes.closed() => return,
+                () = tokio::time::sleep(self.every) => {}
+                () = self.wake.notified() => tokio::time::sleep(MIN_ROUND_GAP).await,
+            }
+        }
+    }
+
+    /// Sends the balancer what changed (an ejected address that is wanted
+    /// again goes back in); false once the balancer is gone.
+    async fn apply(
+        &self,
+        members: &mut HashMap<Target, Arc<AtomicBool>>,
+        wanted: HashSet<Target>,
+    ) -> bool {
+        let gone: Vec<Target> = members
+            .keys()
+            .filter(|t| !wanted.contains(t))
+            .copied()
+            .collect();
+        for target in gone {
+            members.remove(&target);
+            tracing::info!(host = %self.host, ?target, "peer address left the balanced set");
+            if self.changes.send(Change::Remove(target)).await.is_err() {
+                return false;
+            }
+        }
+        let new: Vec<Target> = wanted
+            .into_iter()
+            .filter(|t| members.get(t).is_none_or(|e| e.load(Ordering::SeqCst)))
+            .collect();
+        for new in new {
+            let uri = match new {
+                Target::Addr(addr) => self.uri_of(addr),
+                Target::Name => self.name_uri.clone(),
+            };
+            let endpoint = match (self.make)(&uri) {
+                Ok(endpoint) => endpoint,
+                Err(err) => {
+                    tracing::warn!(uri, error = %err, "cannot connect to a peer address");
+                    continue;
+                }
+            };
+            tracing::debug!(host = %self.host, target = ?new, "peer address joined the balanced set");
+            let ejected = Arc::new(AtomicBool::new(false));
+            let member = Ejecting {
+                inner: endpoint.connect_lazy(),
+                ejected: ejected.clone(),
+                live: self.live.clone(),
+                wake: self.wake.clone(),
+            };
+            let member = PendingRequests::new(member, CompleteOnResponse::default());
+            if self
+                .changes
+                .send(Change::Insert(new, member))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            members.insert(new, ejected);
+        }
+        let live = members
+            .values()
+            .filter(|e| !e.load(Ordering::SeqCst))
+            .count();
+        self.live.store(live, Ordering::SeqCst);
+        true
+    }
+
+    fn uri_of(&self, addr: SocketAddr) -> String {
+        format!("{}://{addr}", self.scheme)
+    }
+
+    /// Whether the server at `channel` answers SERVING for the service.
+    async fn is_serving(&self, channel: Channel) -> bool {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::health_client::HealthClient;
+        let mut client = HealthClient::new(channel);
+        let check = client.check(HealthCheckRequest {
+            service: self.health_service.to_string(),
+        });
+        matches!(
+            tokio::time::timeout(self.probe_timeout, check).await,
+            Ok(Ok(reply)) if reply.get_ref().status == ServingStatus::Serving as i32
+        )
+    }
+}
