@@ -188,10 +188,10 @@ async fn run_calls(
                     let failed_attempts = failed_attempts.clone();
                     async move {
                         let result = client.list_products(ListProductsRequest::default()).await;
-                        if let Err(status) = &result {
-                            if failed_attempts.fetch_add(1, Ordering::SeqCst) < 3 {
-                                println!("a failed attempt: {status:?}");
-                            }
+                        if let Err(status) = &result
+                            && failed_attempts.fetch_add(1, Ordering::SeqCst) < 3
+                        {
+                            println!("a failed attempt: {status:?}");
                         }
                         result
                     }

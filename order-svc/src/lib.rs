@@ -134,8 +134,9 @@ pub async fn serve_with(
             .await?;
     let sweeper = relay.spawn_sweeper(config.outbox_sweep_interval, running.cancel_token());
     // Retries pending saga steps and expires unpaid orders.
-    let saga_sweeper = platform::runtime::spawn_every(
-        "saga sweep",
+    let saga_sweeper = platform::runtime::spawn_leased(
+        "saga-sweep",
+        store.clone(),
         config.saga.sweep_interval,
         running.cancel_token(),
         move || {

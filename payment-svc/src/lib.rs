@@ -112,21 +112,28 @@ pub async fn serve_with(
     let sweeper = background
         .relay
         .spawn_sweeper(config.outbox_sweep_interval, running.cancel_token());
-    let cancel = running.cancel_token();
-    running.spawn(async move {
-        loop {
-            match background.reconcile().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(settled = n, "reconciled pending payments"),
-                Err(status) => {
-                    tracing::warn!(error = %status.message(), "reconciliation failed; will retry")
+    let store = background.payments.store().clone();
+    let reconciler = platform::runtime::spawn_leased(
+        "payment-reconcile",
+        store,
+        reconcile_every,
+        running.cancel_token(),
+        move || {
+            let background = background.clone();
+            async move {
+                let settled = background
+                    .reconcile()
+                    .await
+                    .map_err(|s| s.message().to_string())?;
+                if settled > 0 {
+                    tracing::info!(settled, "reconciled pending payments");
                 }
+                Ok::<_, String>(())
             }
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(reconcile_every) => {}
-            }
-        }
+        },
+    );
+    running.spawn(async move {
+        let _ = reconciler.await;
         let _ = sweeper.await;
     });
     Ok(running)

@@ -96,6 +96,62 @@ where
     })
 }
 
+/// As [`spawn_every`], on whichever replica holds the lease `name` in
+/// `store` ([`crate::store::Lease`]): the others skip their rounds, so N
+/// replicas scan the store about as often as one. The lease lives three
+/// intervals (at least a second); a stopping replica gives it up, a killed
+/// one loses it when it expires.
+pub fn spawn_leased<F, Fut, T, E>(
+    name: impl Into<String>,
+    store: crate::store::Store,
+    interval: std::time::Duration,
+    cancel: CancellationToken,
+    mut pass: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send,
+    E: std::fmt::Display,
+{
+    use crate::store::Lease;
+    let ttl = (interval * 3).max(std::time::Duration::from_secs(1));
+    let name: String = name.into();
+    tokio::spawn(async move {
+        let mut lease: Option<Lease> = None;
+        loop {
+            if lease.is_none() {
+                match Lease::open(&store, &name, store.instance(), ttl).await {
+                    Ok(opened) => lease = Some(opened),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "{name}: cannot open its lease; will retry")
+                    }
+                }
+            }
+            let holds = match &lease {
+                Some(lease) => lease.hold().await.unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "{name}: cannot take its lease; will retry");
+                    false
+                }),
+                None => false,
+            };
+            if holds && let Err(err) = pass().await {
+                tracing::warn!(error = %err, "{name} failed; will retry");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    if let Some(lease) = &lease
+                        && let Err(err) = lease.release().await
+                    {
+                        tracing::debug!(error = %err, "{name}: lease not released");
+                    }
+                    return;
+                }
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    })
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

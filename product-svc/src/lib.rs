@@ -89,7 +89,8 @@ pub async fn serve(
     }
     let (product_relay, review_relay) = (api.product_relay.clone(), api.review_relay.clone());
     let api_for_sweeper = api.clone();
-    let ready = platform::grpc::store_and_bus(api.products.store().clone(), deps.bus.clone());
+    let store = api.products.store().clone();
+    let ready = platform::grpc::store_and_bus(store.clone(), deps.bus.clone());
     let routes = tonic::service::Routes::new(ProductServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
@@ -100,8 +101,9 @@ pub async fn serve(
         product_relay.spawn_sweeper(config.outbox_sweep_interval, running.cancel_token()),
         review_relay.spawn_sweeper(config.outbox_sweep_interval, running.cancel_token()),
         // Settles reservations that a crash or a lost call left open.
-        platform::runtime::spawn_every(
-            "reservation sweep",
+        platform::runtime::spawn_leased(
+            "reservation-sweep",
+            store,
             config.saga.sweep_interval,
             running.cancel_token(),
             move || {

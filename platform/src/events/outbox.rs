@@ -248,28 +248,30 @@ where
         Ok(published)
     }
 
-    /// Sweeps now and then every `interval` until `cancel`; failures are
-    /// logged and retried on the next round.
+    /// Sweeps now and then every `interval` until `cancel`, on whichever
+    /// replica holds the lease `outbox.<collection>`; failures are logged
+    /// and retried on the next round.
     pub fn spawn_sweeper(
         &self,
         interval: Duration,
         cancel: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let relay = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match relay.sweep().await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(published = n, "outbox sweeper republished staged events")
+        crate::runtime::spawn_leased(
+            format!("outbox.{}", self.collection.spec().name),
+            self.collection.store().clone(),
+            interval,
+            cancel,
+            move || {
+                let relay = relay.clone();
+                async move {
+                    let published = relay.sweep().await?;
+                    if published > 0 {
+                        tracing::info!(published, "outbox sweeper republished staged events");
                     }
-                    Err(err) => tracing::warn!(error = %err, "outbox sweep failed; will retry"),
+                    Ok::<_, RelayError>(())
                 }
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(interval) => {}
-                }
-            }
-        })
+            },
+        )
     }
 }

@@ -19,6 +19,7 @@
 pub mod coalesce;
 pub mod cursor;
 mod lanes;
+mod lease;
 pub mod memory;
 pub mod mongo;
 pub mod postgres;
@@ -32,6 +33,7 @@ mod spec;
 
 pub use collection::*;
 pub use error::*;
+pub use lease::{LEASES, Lease};
 pub use query::*;
 pub use spec::*;
 
@@ -142,6 +144,9 @@ impl Default for StoreSettings {
 pub struct Store {
     backend: Arc<dyn Backend>,
     cursors: Arc<cursor::CursorCodec>,
+    /// This connection's name among the replicas sharing the data (a
+    /// [`Lease`]'s holder): unique per connect.
+    instance: Arc<str>,
 }
 
 impl Store {
@@ -191,7 +196,14 @@ impl Store {
         Store {
             backend: Arc::new(traced::Traced::new(backend, namespace)),
             cursors: Arc::new(cursor::CursorCodec::default()),
+            instance: uuid::Uuid::now_v7().to_string().into(),
         }
+    }
+
+    /// This connection's name among the replicas that share its data,
+    /// unique per connect: the holder of the leases it takes.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Replaces the key cursors are signed with (`STORE_CURSOR_KEY`), so

@@ -283,3 +283,79 @@ async fn idempotent_consumers_apply_a_redelivered_event_once() {
         "old ids are pruned"
     );
 }
+
+/// `find` calls on `collection` so far, from the store's metrics.
+fn finds_on(collection: &str) -> u64 {
+    platform::metrics::render(None)
+        .lines()
+        .filter(|l| {
+            l.starts_with("db_client_operation_duration_seconds_count")
+                && l.contains("operation=\"find\"")
+                && l.contains(&format!("collection=\"{collection}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Two replicas (two connections to one schema) each run the sweeper: every
+/// leftover event is published once, and the store sees about one sweep
+/// per interval, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sweep_as_often_as_one_and_publish_each_leftover_once() {
+    platform::telemetry::init_for_tests();
+    let pg = postgres().await;
+    let collection = |pg: PostgresBackend| async move {
+        Store::with_backend(Arc::new(pg))
+            .collection::<Order>(CollectionSpec::new("swept_orders").index(outbox_index()))
+            .await
+            .unwrap()
+    };
+    let (replica_a, replica_b) = (collection(pg.clone()).await, collection(pg.clone()).await);
+    assert_ne!(replica_a.store().instance(), replica_b.store().instance());
+    for i in 0..40 {
+        write_and_crash(&replica_a, &format!("o-{i}")).await;
+    }
+    let bus = InProcessBus::new("shop");
+    let interval = Duration::from_millis(100);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let finds_before = finds_on("swept_orders");
+    let tasks = [replica_a, replica_b].map(|c| {
+        OutboxRelay::new(c, Arc::new(bus.clone()) as Arc<dyn EventBus>)
+            .spawn_sweeper(interval, cancel.clone())
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while bus.count("shop.order.created") < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leftovers not published"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let watched = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rounds = watched.elapsed().as_secs_f64() / interval.as_secs_f64();
+    assert_eq!(bus.count("shop.order.created"), 40, "each leftover once");
+    cancel.cancel();
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("sweeper stops")
+            .unwrap();
+    }
+    // One replica sweeps each round (one find per round, the leftovers
+    // took a few more); two unleased replicas would make twice the rounds.
+    let finds = finds_on("swept_orders") - finds_before;
+    println!(
+        "{finds} sweep queries in {:.0} rounds of two replicas",
+        rounds + 1.0
+    );
+    assert!(
+        (finds as f64) <= rounds * 1.3 + 5.0,
+        "{finds} sweep queries for {rounds:.0} rounds"
+    );
+    assert!(
+        finds as f64 >= rounds * 0.5,
+        "the sweeper kept running: {finds}"
+    );
+    pg.drop_schema().await.unwrap();
+}
