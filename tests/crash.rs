@@ -47,17 +47,18 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(200),
-    )
-    .is_ok()
+fn port_open(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
 async fn wait_port(what: &str, port: u16, budget: Duration) {
+    wait_addr(what, SocketAddr::from(([127, 0, 0, 1], port)), budget).await
+}
+
+async fn wait_addr(what: &str, addr: SocketAddr, budget: Duration) {
+    let port = addr.port();
     let deadline = Instant::now() + budget;
-    while !port_open(port) {
+    while !port_open(addr) {
         assert!(
             Instant::now() < deadline,
             "{what} did not listen on {port} within {budget:?}"
@@ -210,7 +211,7 @@ impl Drop for Postgres {
 struct Process {
     name: String,
     command: Box<dyn Fn() -> Command + Send>,
-    port: u16,
+    addr: SocketAddr,
     child: Option<Child>,
 }
 
@@ -259,6 +260,9 @@ fn log_file(root: &Path, name: &str) -> Stdio {
 struct Stats {
     /// Every answer (retries included), by status; 0 = no answer.
     statuses: BTreeMap<u16, usize>,
+    /// Answers that were no answer or a dependency's failure (0, 502,
+    /// 503, 504): attempts a client had to make again.
+    failed_attempts: usize,
     /// Flows by kind and how they ended.
     flows: BTreeMap<String, usize>,
     /// Flows that never learned their outcome, with what they last saw.
@@ -299,7 +303,13 @@ impl Careful {
             key,
             body,
             REQUEST_BUDGET,
-            move |status| *stats.lock().unwrap().statuses.entry(status).or_default() += 1,
+            move |status| {
+                let mut stats = stats.lock().unwrap();
+                *stats.statuses.entry(status).or_default() += 1;
+                if matches!(status, 0 | 502 | 503 | 504) {
+                    stats.failed_attempts += 1;
+                }
+            },
         )
         .await
     }
@@ -481,15 +491,41 @@ const GATEWAY: &str = "gateway";
 const NATS: &str = "nats";
 const POSTGRES: &str = "postgres";
 
+/// Most attempts the clients may have to repeat per kill of one replica,
+/// on average, while the other replica of that service runs.
+const MAX_FAILED_PER_REPLICA_KILL: f64 = 4.0;
+
+/// One chaos run at a time: each starts a whole mesh of processes.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_process_killed_under_load_keeps_the_invariants() {
-    platform::telemetry::init_for_tests();
-    let chaos_for = Duration::from_secs(
-        std::env::var("CRASH_TEST_SECS")
+    let _one = ONE_AT_A_TIME.lock().await;
+    chaos(1, secs_from_env("CRASH_TEST_SECS", 120)).await;
+}
+
+/// Two replicas of every service on 127.0.0.1 and 127.0.0.2 behind one
+/// name each (`GRPC_HOSTS`), balanced by every caller; one replica at a
+/// time is killed (`kill -9`) and restarted. The gateway, NATS and
+/// Postgres are left alone here (the run above kills them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_replica_killed_at_a_time_costs_the_clients_little() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    chaos(2, secs_from_env("CRASH_REPLICAS_TEST_SECS", 60)).await;
+}
+
+fn secs_from_env(var: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(var)
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(120),
-    );
+            .unwrap_or(default),
+    )
+}
+
+/// The crash test with `replicas` processes of each service.
+async fn chaos(replicas: u8, chaos_for: Duration) {
+    platform::telemetry::init_for_tests();
     let started = Instant::now();
     let tag = uuid::Uuid::now_v7().simple().to_string();
     let root = std::env::temp_dir().join(format!("shopmesh-crash-{tag}"));
@@ -503,7 +539,7 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
     let nats_port = free_port();
     let mut nats = Process {
         name: NATS.into(),
-        port: nats_port,
+        addr: SocketAddr::from(([127, 0, 0, 1], nats_port)),
         command: Box::new({
             let dir = nats_dir.clone();
             let root = root.clone();
@@ -565,8 +601,21 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
             std::env::var("CRASH_LOG").unwrap_or_else(|_| "warn".into()),
         ),
     ];
-    for (id, port) in &ports {
-        env.push((id.addr_var().to_string(), format!("127.0.0.1:{port}")));
+    if replicas == 1 {
+        for (id, port) in &ports {
+            env.push((id.addr_var().to_string(), format!("127.0.0.1:{port}")));
+        }
+    } else {
+        // Each service under a name of its own, resolved to its replicas.
+        let mut hosts = Vec::new();
+        for (id, port) in &ports {
+            let name = format!("{}.crash.test", id.name());
+            let ips: Vec<String> = (1..=replicas).map(|n| format!("127.0.0.{n}")).collect();
+            hosts.push(format!("{name}={}", ips.join(",")));
+            env.push((id.addr_var().to_string(), format!("{name}:{port}")));
+        }
+        env.push(("GRPC_HOSTS".into(), hosts.join(";")));
+        env.push(("GRPC_RESOLVE_INTERVAL_MS".into(), "1000".into()));
     }
     // Each process signs its calls with a key of its own, as deployed.
     let mut names: Vec<&str> = ServiceId::ALL.iter().map(|id| id.binary()).collect();
@@ -578,21 +627,21 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
         ("MESH_KEY".to_string(), key.expose().to_string())
     };
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_shopmesh"));
-    let component = |name: &str, port: u16, extra: Vec<(String, String)>| {
+    let component = |name: &str, label: &str, addr: SocketAddr, extra: Vec<(String, String)>| {
         let env = env.clone();
         let binary = binary.clone();
         let root = root.clone();
-        let name_owned = name.to_string();
+        let (name_owned, label_owned) = (name.to_string(), label.to_string());
         Process {
-            name: name.to_string(),
-            port,
+            name: label.to_string(),
+            addr,
             command: Box::new(move || {
                 let mut c = Command::new(&binary);
                 c.args(["serve", &name_owned])
                     .envs(env.iter().cloned())
                     .envs(extra.iter().cloned())
-                    .stdout(log_file(&root, &name_owned))
-                    .stderr(log_file(&root, &name_owned));
+                    .stdout(log_file(&root, &label_owned))
+                    .stderr(log_file(&root, &label_owned));
                 c
             }),
             child: None,
@@ -600,27 +649,41 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
     };
     let mut procs: BTreeMap<String, Process> = BTreeMap::new();
     for &(id, port) in &ports {
-        procs.insert(
-            id.name().to_string(),
-            component(
-                id.name(),
-                port,
-                vec![
-                    ("GRPC_ADDR".into(), format!("127.0.0.1:{port}")),
-                    mesh_key(id.binary()),
-                ],
-            ),
-        );
+        for n in 1..=replicas {
+            let label = if replicas == 1 {
+                id.name().to_string()
+            } else {
+                format!("{}#{n}", id.name())
+            };
+            let addr = SocketAddr::from(([127, 0, 0, n], port));
+            procs.insert(
+                label.clone(),
+                component(
+                    id.name(),
+                    &label,
+                    addr,
+                    vec![
+                        ("GRPC_ADDR".into(), addr.to_string()),
+                        mesh_key(id.binary()),
+                    ],
+                ),
+            );
+        }
     }
     procs.insert(
         GATEWAY.into(),
-        component(GATEWAY, http_port, vec![mesh_key(GATEWAY)]),
+        component(
+            GATEWAY,
+            GATEWAY,
+            SocketAddr::from(([127, 0, 0, 1], http_port)),
+            vec![mesh_key(GATEWAY)],
+        ),
     );
     for p in procs.values_mut() {
         p.spawn();
     }
     for p in procs.values() {
-        wait_port(&p.name, p.port, Duration::from_secs(60)).await;
+        wait_addr(&p.name, p.addr, Duration::from_secs(60)).await;
     }
 
     let config = {
@@ -724,8 +787,15 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
     // Chaos: every target once in a random order, then random ones, one
     // kill at a time, until the time is up.
     let mut targets: Vec<String> = procs.keys().cloned().collect();
-    targets.push(NATS.into());
-    targets.push(POSTGRES.into());
+    if replicas == 1 {
+        targets.push(NATS.into());
+        targets.push(POSTGRES.into());
+    } else {
+        targets.retain(|t| t != GATEWAY);
+    }
+    // Attempts the clients had to make again, from each kill until the
+    // probe after it succeeded, by kind of target.
+    let mut failed_by_kill: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
     let all_targets = targets.clone();
     let mut order: Vec<String> = Vec::new();
     let mut kills: BTreeMap<String, usize> = BTreeMap::new();
@@ -757,6 +827,7 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
             }
         }
         let killed_at = Instant::now();
+        let failed_before = stats.lock().unwrap().failed_attempts;
         let down_for = Duration::from_millis(rand::random_range(300..1500));
         match target.as_str() {
             NATS => {
@@ -787,6 +858,16 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
                 took.as_secs_f64()
             ));
         }
+        let kind = match target.as_str() {
+            NATS => NATS,
+            POSTGRES => POSTGRES,
+            GATEWAY => GATEWAY,
+            _ => "service",
+        };
+        failed_by_kill
+            .entry(kind)
+            .or_default()
+            .push(stats.lock().unwrap().failed_attempts - failed_before);
         recovery.entry(target).or_default().push(took.as_secs_f64());
     }
     stop.store(true, Ordering::Relaxed);
@@ -813,7 +894,8 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
 
     let flows: usize = stats_now.flows.values().sum();
     println!(
-        "crash test summary ({:.0} s of chaos, {:.0} s in all):",
+        "crash test summary ({} replica(s) per service, {:.0} s of chaos, {:.0} s in all):",
+        replicas,
         chaos_for.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -831,6 +913,13 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
         "  statuses the clients saw (0 = no answer): {:?}",
         stats_now.statuses
     );
+    for (kind, counts) in &failed_by_kill {
+        let mean = counts.iter().sum::<usize>() as f64 / counts.len() as f64;
+        println!(
+            "  attempts failed (no answer, 502, 503, 504) per kill of a {kind}{}: mean {mean:.1}, {counts:?}",
+            if replicas > 1 { " replica" } else { " process" }
+        );
+    }
     println!(
         "  flows that never learned their outcome: {}",
         stats_now.unknown.len()
@@ -860,6 +949,19 @@ async fn every_process_killed_under_load_keeps_the_invariants() {
     }
     if flows == 0 {
         failures.push("no flow completed".into());
+    }
+    // With a second replica to take its calls, a replica's kill costs the
+    // clients the calls it had in flight (one process's kill costs about
+    // fifteen repeated attempts: every call until it is back).
+    if replicas > 1
+        && let Some(counts) = failed_by_kill.get("service")
+    {
+        let mean = counts.iter().sum::<usize>() as f64 / counts.len() as f64;
+        if mean > MAX_FAILED_PER_REPLICA_KILL {
+            failures.push(format!(
+                "a replica's kill cost the clients {mean:.1} repeated attempts on average (at most {MAX_FAILED_PER_REPLICA_KILL}): {counts:?}"
+            ));
+        }
     }
     drop(procs);
     drop(nats);

@@ -82,12 +82,29 @@ pub mod hosts {
 /// Every address `host` resolves to (the hosts table first, then DNS),
 /// sorted and without repeats.
 pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-    let mut addrs: Vec<SocketAddr> = match hosts::get(host) {
+    resolve_with(&[], host, port).await
+}
+
+/// As [`resolve`], with `fixed` (`GRPC_HOSTS`) before the hosts table.
+async fn resolve_with(
+    fixed: &[(String, Vec<std::net::IpAddr>)],
+    host: &str,
+    port: u16,
+) -> std::io::Result<Vec<SocketAddr>> {
+    let host = host.to_ascii_lowercase();
+    let known = fixed
+        .iter()
+        .find(|(name, _)| *name == host)
+        .map(|(_, ips)| ips.clone())
+        .or_else(|| hosts::get(&host));
+    let mut addrs: Vec<SocketAddr> = match known {
         Some(ips) => ips
             .into_iter()
             .map(|ip| SocketAddr::new(ip, port))
             .collect(),
-        None => tokio::net::lookup_host((host, port)).await?.collect(),
+        None => tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .collect(),
     };
     addrs.sort();
     addrs.dedup();
@@ -220,6 +237,7 @@ pub fn peer_channel(
     let wake = Arc::new(Notify::new());
     let resolver = Resolver {
         host: host.to_string(),
+        fixed: settings.hosts.clone(),
         port,
         scheme,
         name_uri: uri.to_string(),
@@ -306,6 +324,7 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 /// Keeps a balancer's set of targets in line with DNS and health.
 struct Resolver {
     host: String,
+    fixed: Vec<(String, Vec<std::net::IpAddr>)>,
     port: u16,
     scheme: String,
     name_uri: String,
@@ -325,7 +344,7 @@ impl Resolver {
         let mut members: HashMap<Target, Arc<AtomicBool>> = HashMap::new();
         let mut probes: HashMap<SocketAddr, Channel> = HashMap::new();
         loop {
-            match resolve(&self.host, self.port).await {
+            match resolve_with(&self.fixed, &self.host, self.port).await {
                 Ok(addrs) if !addrs.is_empty() => known = addrs,
                 // An empty answer or a failed lookup keeps the last known
                 // addresses: health checks still drop the dead ones.

@@ -46,6 +46,10 @@ pub struct GrpcSettings {
     /// Set it above `GRPC_RESOLVE_INTERVAL_MS` and the readiness probe's
     /// period where replicas are stopped under load.
     pub drain_delay: Duration,
+    /// Names resolved without DNS, as lines of `/etc/hosts` would
+    /// (`GRPC_HOSTS`: `name=ip,ip;name=ip`): fixed hosts, and tests that
+    /// put replicas on several loopback addresses behind one name.
+    pub hosts: Vec<(String, Vec<std::net::IpAddr>)>,
 }
 
 impl Default for GrpcSettings {
@@ -63,6 +67,7 @@ impl Default for GrpcSettings {
             max_connection_age: Duration::from_secs(300),
             max_connection_age_grace: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
+            hosts: Vec::new(),
         }
     }
 }
@@ -264,6 +269,7 @@ impl GrpcSettings {
             drain_delay: v
                 .millis("GRPC_DRAIN_DELAY_MS")?
                 .unwrap_or(defaults.drain_delay),
+            hosts: v.parse_with("GRPC_HOSTS", parse_hosts)?.unwrap_or_default(),
         };
         for (var, value) in [
             ("GRPC_SERVER_TIMEOUT_MS", grpc.server_timeout),
@@ -408,4 +414,30 @@ impl Integrations {
         }
         Ok(i)
     }
+}
+
+/// `name=ip,ip;name=ip` (`GRPC_HOSTS`).
+fn parse_hosts(text: &str) -> Result<Vec<(String, Vec<std::net::IpAddr>)>, String> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (name, ips) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("expected name=ip,ip in {entry:?}"))?;
+            let name = name.trim();
+            if name.is_empty() || name.parse::<std::net::IpAddr>().is_ok() {
+                return Err(format!("{name:?} is not a host name"));
+            }
+            let ips = ips
+                .split(',')
+                .map(|ip| {
+                    ip.trim()
+                        .parse::<std::net::IpAddr>()
+                        .map_err(|_| format!("{ip:?} is not an IP address"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((name.to_ascii_lowercase(), ips))
+        })
+        .collect()
 }

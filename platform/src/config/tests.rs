@@ -275,3 +275,42 @@ fn mesh_public_keys_may_list_a_component_twice_but_not_one_key_for_two() {
         "both keys of a rotating component, each once"
     );
 }
+
+#[test]
+fn balancing_settings_and_fixed_hosts() {
+    let c = load(&[]).unwrap();
+    assert!(c.grpc.client_balancing);
+    assert_eq!(c.grpc.resolve_interval, Duration::from_secs(5));
+    assert_eq!(c.grpc.drain_delay, Duration::ZERO);
+    assert!(c.grpc.hosts.is_empty());
+    let c = load(&[
+        ("GRPC_CLIENT_BALANCING", "false"),
+        ("GRPC_RESOLVE_INTERVAL_MS", "750"),
+        ("GRPC_DRAIN_DELAY_MS", "6000"),
+        ("GRPC_MAX_CONNECTION_AGE_SECS", "60"),
+        (
+            "GRPC_HOSTS",
+            "Order.Test=127.0.0.1, 127.0.0.2; user.test=::1",
+        ),
+    ])
+    .unwrap();
+    assert!(!c.grpc.client_balancing);
+    assert_eq!(c.grpc.resolve_interval, Duration::from_millis(750));
+    assert_eq!(c.grpc.drain_delay, Duration::from_secs(6));
+    assert_eq!(c.grpc.max_connection_age, Duration::from_secs(60));
+    assert_eq!(
+        c.grpc.hosts,
+        vec![
+            (
+                "order.test".to_string(),
+                vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()]
+            ),
+            ("user.test".to_string(), vec!["::1".parse().unwrap()]),
+        ]
+    );
+    for bad in ["order.test", "order.test=nope", "127.0.0.1=127.0.0.2"] {
+        let err = load(&[("GRPC_HOSTS", bad)]).unwrap_err();
+        assert!(err.to_string().contains("GRPC_HOSTS"), "{bad}: {err}");
+    }
+    assert!(load(&[("GRPC_RESOLVE_INTERVAL_MS", "0")]).is_err());
+}
