@@ -70,35 +70,10 @@ impl Running {
     }
 }
 
-/// Runs `pass` now and then every `interval` until `cancel`; a pass that
-/// fails is logged (as `what`) and tried again on the next round.
-pub fn spawn_every<F, Fut, T, E>(
-    what: &'static str,
-    interval: std::time::Duration,
-    cancel: CancellationToken,
-    mut pass: F,
-) -> tokio::task::JoinHandle<()>
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, E>> + Send,
-    E: std::fmt::Display,
-{
-    tokio::spawn(async move {
-        loop {
-            if let Err(err) = pass().await {
-                tracing::warn!(error = %err, "{what} failed; will retry");
-            }
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
-            }
-        }
-    })
-}
-
-/// As [`spawn_every`], on whichever replica holds the lease `name` in
-/// `store` ([`crate::store::Lease`]): the others skip their rounds, so N
-/// replicas scan the store about as often as one. The lease lives three
+/// Runs `pass` now and then every `interval` until `cancel`, on whichever
+/// replica holds the lease `name` in `store` ([`crate::store::Lease`]): the
+/// others skip their rounds, so N replicas scan the store about as often as
+/// one. A pass that fails is logged and tried again on the next round. The lease lives three
 /// intervals (at least a second); a stopping replica gives it up, a killed
 /// one loses it when it expires.
 pub fn spawn_leased<F, Fut, T, E>(

@@ -1,0 +1,363 @@
+//! Scale-out benchmark: the mesh as separate processes (`shopmesh serve
+//! <component>`) on Postgres + NATS, first with one process per service,
+//! then with two replicas each of order-, product- and payment-svc (on
+//! 127.0.0.1 and 127.0.0.2 behind one name, `GRPC_HOSTS`). Each run prints
+//! order+pay/s and p50/p99 through the gateway at 16 connections, and each
+//! replica's share of the calls its service served (read from its own
+//! `/metrics`).
+//!
+//! ```sh
+//! cargo build --release --bin shopmesh
+//! cargo run --release --example replicas_bench
+//! ```
+//! Postgres from `TEST_DATABASE_URL`, NATS from `TEST_NATS_URL` (local
+//! defaults); `BENCH_ORDERS` (default 1500) orders per run. Throw-away
+//! schemas and streams are removed afterwards.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use platform::ServiceId;
+use serde_json::{Value, json};
+
+const CONNECTIONS: usize = 16;
+const SCALED: [ServiceId; 3] = [ServiceId::Order, ServiceId::Product, ServiceId::Payment];
+
+fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if TcpListener::bind(("127.0.0.2", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The `shopmesh` binary beside this example's directory.
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("shopmesh");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release --bin shopmesh` first",
+        bin.display()
+    );
+    bin
+}
+
+struct Proc {
+    child: Child,
+    service: Option<ServiceId>,
+    metrics: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts the mesh with `replicas` processes of each of [`SCALED`].
+fn start(replicas: u8, db: &str, nats: &str, tag: &str) -> (Vec<Proc>, String) {
+    let key_pem = platform::auth::SigningKey::generate().to_pem();
+    let http_port = free_port();
+    let ports: Vec<(ServiceId, u16)> = ServiceId::ALL.iter().map(|&id| (id, free_port())).collect();
+    let mut names: Vec<&str> = ServiceId::ALL.iter().map(|id| id.binary()).collect();
+    names.push("gateway");
+    let (keys, public) = platform::auth::generate_mesh(&names);
+    let mut env: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), db.into()),
+        ("DATABASE_SCHEMA_PREFIX".into(), tag.into()),
+        ("DATABASE_MAX_CONNECTIONS".into(), "16".into()),
+        (
+            "STORE_CURSOR_KEY".into(),
+            platform::testing::TEST_CURSOR_KEY.into(),
+        ),
+        ("NATS_URL".into(), nats.into()),
+        ("NATS_STREAM".into(), tag.to_uppercase()),
+        ("NATS_SUBJECT_PREFIX".into(), tag.into()),
+        ("ADMIN_EMAIL".into(), "bench@example.com".into()),
+        ("ADMIN_PASSWORD".into(), "bench-password".into()),
+        ("JWT_PRIVATE_KEY_PEM".into(), key_pem),
+        ("RATE_LIMIT_RPS".into(), "0".into()),
+        ("SEED_DEMO".into(), "false".into()),
+        ("ORDER_MAX_UNPAID_PER_CUSTOMER".into(), "1000".into()),
+        ("HTTP_ADDR".into(), format!("127.0.0.1:{http_port}")),
+        ("MESH_PUBLIC_KEYS".into(), public.to_env()),
+        ("RUST_LOG".into(), "error".into()),
+    ];
+    let mut hosts = Vec::new();
+    for &(id, port) in &ports {
+        let n = if SCALED.contains(&id) { replicas } else { 1 };
+        let name = format!("{}.bench.test", id.name());
+        let ips: Vec<String> = (1..=n).map(|i| format!("127.0.0.{i}")).collect();
+        hosts.push(format!("{name}={}", ips.join(",")));
+        env.push((id.addr_var().into(), format!("{name}:{port}")));
+    }
+    env.push(("GRPC_HOSTS".into(), hosts.join(";")));
+    let key_of = |name: &str| {
+        keys.iter()
+            .find(|(n, _)| n == name)
+            .expect("key")
+            .1
+            .expose()
+            .to_string()
+    };
+    let bin = binary();
+    let mut procs = Vec::new();
+    let spawn = |component: &str, key: String, extra: Vec<(String, String)>| {
+        Command::new(&bin)
+            .args(["serve", component])
+            .envs(env.iter().cloned())
+            .env("MESH_KEY", key)
+            .envs(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("a component starts")
+    };
+    for &(id, port) in &ports {
+        let n = if SCALED.contains(&id) { replicas } else { 1 };
+        for i in 1..=n {
+            let addr = SocketAddr::from(([127, 0, 0, i], port));
+            let metrics = SocketAddr::from(([127, 0, 0, i], free_port()));
+            let child = spawn(
+                id.name(),
+                key_of(id.binary()),
+                vec![
+                    ("GRPC_ADDR".into(), addr.to_string()),
+                    ("METRICS_ADDR".into(), metrics.to_string()),
+                ],
+            );
+            procs.push(Proc {
+                child,
+                service: Some(id),
+                metrics,
+            });
+            wait_listening(addr);
+        }
+    }
+    let gateway_metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let child = spawn("gateway", key_of("gateway"), vec![]);
+    procs.push(Proc {
+        child,
+        service: None,
+        metrics: gateway_metrics,
+    });
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], http_port)));
+    (procs, format!("http://127.0.0.1:{http_port}"))
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut r = http.post(url).json(&body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    match r.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+async fn login(http: &reqwest::Client, base: &str, email: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = post(
+            http,
+            format!("{base}/api/v1/auth/login"),
+            None,
+            json!({"email": email, "password": "bench-password"}),
+        )
+        .await;
+        if status == 200 {
+            return body["access_token"].as_str().expect("token").to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "login kept failing: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// gRPC calls each replica of a service served (health checks aside).
+async fn served(http: &reqwest::Client, metrics: SocketAddr) -> u64 {
+    let Ok(response) = http.get(format!("http://{metrics}/metrics")).send().await else {
+        return 0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("rpc_server_duration_seconds_count") && !l.contains("grpc.health")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn run(replicas: u8, db: &str, nats: &str, total: usize) {
+    let tag = format!("r{}", &uuid::Uuid::now_v7().simple().to_string()[..20]);
+    let (procs, base) = start(replicas, db, nats, &tag);
+    let http = reqwest::Client::new();
+    let admin = login(&http, &base, "bench@example.com").await;
+    let mut tokens = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let email = format!("buyer-{}@example.com", uuid::Uuid::now_v7().simple());
+        post(
+            &http,
+            format!("{base}/api/v1/auth/register"),
+            None,
+            json!({"email": email, "password": "bench-password", "name": "Buyer"}),
+        )
+        .await;
+        tokens.push(login(&http, &base, &email).await);
+    }
+    let mut products = Vec::new();
+    for _ in 0..16 {
+        let sku = format!("BENCH-{}", uuid::Uuid::now_v7().simple());
+        let (_, product) = post(&http, format!("{base}/api/v1/products"), Some(&admin),
+            json!({"sku": sku, "name": "Bench", "category": "bench", "price": {"amount": 500, "currency": "USD"}, "stock": 10_000_000})).await;
+        products.push(product["id"].as_str().expect("product").to_string());
+    }
+    let order_pay = |total: usize| {
+        let (http, base, tokens, products) =
+            (http.clone(), base.clone(), tokens.clone(), products.clone());
+        async move {
+            let latencies = Arc::new(Mutex::new(Vec::new()));
+            let failures = Arc::new(Mutex::new(BTreeMap::<u16, usize>::new()));
+            let started = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for w in 0..CONNECTIONS {
+                let (http, base, token) = (http.clone(), base.clone(), tokens[w].clone());
+                let (latencies, failures) = (latencies.clone(), failures.clone());
+                let body = json!({"items": [{"product_id": products[w % products.len()], "quantity": 1}],
+                    "shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}});
+                tasks.spawn(async move {
+                    let mut i = w;
+                    while i < total {
+                        let t = Instant::now();
+                        let (status, order) = post(&http, format!("{base}/api/v1/orders"), Some(&token), body.clone()).await;
+                        let status = if status == 201 {
+                            let id = order["id"].as_str().unwrap_or_default();
+                            let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+                            post(&http, format!("{base}/api/v1/orders/{id}/payment"), Some(&token), card).await.0
+                        } else {
+                            status
+                        };
+                        if status == 201 {
+                            latencies.lock().unwrap().push(t.elapsed());
+                        } else {
+                            *failures.lock().unwrap().entry(status).or_default() += 1;
+                        }
+                        i += CONNECTIONS;
+                    }
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                r.unwrap();
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            let mut l = latencies.lock().unwrap().clone();
+            l.sort();
+            let failures = failures.lock().unwrap().clone();
+            (
+                l.len() as f64 / elapsed,
+                pct(&l, 0.5),
+                pct(&l, 0.99),
+                failures,
+            )
+        }
+    };
+    // Warm pools, caches and connections.
+    order_pay(200).await;
+    let before: Vec<u64> =
+        futures::future::join_all(procs.iter().map(|p| served(&http, p.metrics))).await;
+    let (rate, p50, p99, failures) = order_pay(total).await;
+    let after: Vec<u64> =
+        futures::future::join_all(procs.iter().map(|p| served(&http, p.metrics))).await;
+    println!(
+        "{replicas} replica(s) of order, product, payment: {rate:>6.0} order+pay/s, p50 {p50:>7.1?}, p99 {p99:>7.1?}, failures {failures:?}"
+    );
+    for id in SCALED {
+        let calls: Vec<u64> = procs
+            .iter()
+            .zip(before.iter().zip(&after))
+            .filter(|(p, _)| p.service == Some(id))
+            .map(|(_, (b, a))| a - b)
+            .collect();
+        let sum: u64 = calls.iter().sum();
+        let shares: Vec<String> = calls
+            .iter()
+            .map(|c| format!("{:.1} %", 100.0 * *c as f64 / sum.max(1) as f64))
+            .collect();
+        println!(
+            "    {:<8} calls per replica {calls:?} = {}",
+            id.name(),
+            shares.join(" / ")
+        );
+    }
+    drop(procs);
+    for id in ServiceId::ALL {
+        if let Ok(pg) = platform::store::postgres::PostgresBackend::connect(
+            db,
+            &format!("{tag}_{}", id.name()),
+            &Default::default(),
+        )
+        .await
+        {
+            let _ = pg.drop_schema().await;
+        }
+    }
+    let settings = platform::events::nats::NatsSettings {
+        stream: tag.to_uppercase(),
+        prefix: tag.clone(),
+        ..Default::default()
+    };
+    if let Ok(bus) = platform::events::nats::NatsBus::connect(nats, settings).await {
+        let _ = bus.delete_stream().await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let db = platform::testing::postgres_url();
+    let nats = std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let total = std::env::var("BENCH_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500);
+    println!(
+        "order+pay through the gateway, {CONNECTIONS} connections, {total} orders per run, 16 products"
+    );
+    for replicas in [1, 2] {
+        run(replicas, &db, &nats, total).await;
+    }
+}
