@@ -1,4 +1,4 @@
-//! The all-in-one shopmesh process: the seven gRPC services and the gateway,
+//! The all-in-one shopmesh process: every gRPC service and the gateway,
 //! talking real gRPC to each other over loopback.
 //!
 //! [`Mesh::start`] binds every listener first (port 0 is fine), points each
@@ -90,6 +90,7 @@ fn serve_fn(id: ServiceId) -> ServeFn {
         ServiceId::Shipping => |c, l, d| Box::pin(shipping_svc::serve(c, l, d)),
         ServiceId::Notification => |c, l, d| Box::pin(notification_svc::serve(c, l, d)),
         ServiceId::Recommendation => |c, l, d| Box::pin(recommendation_svc::serve(c, l, d)),
+        ServiceId::Cart => |c, l, d| Box::pin(cart_svc::serve(c, l, d)),
     }
 }
 
@@ -363,6 +364,7 @@ fn serve_one(component: &str) -> ExitCode {
         ServiceId::Shipping => run_service(id, shipping_svc::build),
         ServiceId::Notification => run_service(id, notification_svc::build),
         ServiceId::Recommendation => run_service(id, recommendation_svc::build),
+        ServiceId::Cart => run_service(id, cart_svc::build),
     }
 }
 

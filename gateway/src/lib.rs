@@ -61,6 +61,15 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::reviews::reviews
         ))
         .routes(routes!(routes::products::similar))
+        .routes(routes!(
+            routes::cart::create_guest,
+            routes::cart::get,
+            routes::cart::clear
+        ))
+        .routes(routes!(routes::cart::add_item))
+        .routes(routes!(routes::cart::set_item, routes::cart::remove_item))
+        .routes(routes!(routes::cart::merge))
+        .routes(routes!(routes::cart::checkout))
         .routes(routes!(routes::orders::create, routes::orders::list))
         .routes(routes!(routes::orders::get))
         .routes(routes!(routes::orders::cancel))
@@ -97,6 +106,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             axum::http::header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static(routes::cart::CART_TOKEN),
         ])
         .expose_headers([
             HeaderName::from_static("x-request-id"),

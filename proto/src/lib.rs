@@ -16,6 +16,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 pub mod ext;
 
+pub use shop::cart::v1 as cart;
 pub use shop::common::v1 as common;
 pub use shop::events::v1 as events;
 pub use shop::notification::v1 as notification;
@@ -35,6 +36,7 @@ pub mod service_names {
     pub const SHIPPING: &str = "shop.shipping.v1.ShippingService";
     pub const NOTIFICATION: &str = "shop.notification.v1.NotificationService";
     pub const RECOMMENDATION: &str = "shop.recommendation.v1.RecommendationService";
+    pub const CART: &str = "shop.cart.v1.CartService";
 }
 
 #[cfg(test)]

@@ -95,6 +95,16 @@ pub(super) fn examples(doc: &mut Value, (year, _): (u64, u64)) {
             json!({"items": [line], "shipping_address": address, "notes": "Leave at the door."}),
         ),
         ("CardIn", card.clone()),
+        ("CartItemIn", line.clone()),
+        ("CartQuantityIn", json!({"quantity": 3})),
+        (
+            "CartMergeIn",
+            json!({"cart_token": "0193b3c4-1a2b-7c3d-8e4f-5a6b7c8d9e09.Wq3mJ0c3pD2xR8bT5nL1vK7yH4sF9gA6eZuPiOtMwYs"}),
+        ),
+        (
+            "CheckoutIn",
+            json!({"shipping_address": address, "card": card}),
+        ),
         ("PaymentCreate", json!({"card": card})),
         ("AmountIn", json!({"amount": 500, "currency": "USD"})),
         (
@@ -143,6 +153,29 @@ pub(super) fn examples(doc: &mut Value, (year, _): (u64, u64)) {
             json!({"items": [order_out], "next_cursor": null}),
         ),
         ("PaymentOut", payment_out.clone()),
+        (
+            "GuestCartOut",
+            json!({
+                "cart_id": "0193b3c4-1a2b-7c3d-8e4f-5a6b7c8d9e09",
+                "cart_token": "0193b3c4-1a2b-7c3d-8e4f-5a6b7c8d9e09.Wq3mJ0c3pD2xR8bT5nL1vK7yH4sF9gA6eZuPiOtMwYs",
+            }),
+        ),
+        (
+            "CartOut",
+            json!({
+                "id": format!("user:{user}"),
+                "items": [{
+                    "product_id": product, "name": "Enamel mug", "unit_price": price, "quantity": 2,
+                    "line_total": {"amount": 2598, "currency": "USD"}, "available": true,
+                    "price_changed": false, "stock_available": 38,
+                }],
+                "subtotal": {"amount": 2598, "currency": "USD"}, "updated_at": time,
+            }),
+        ),
+        (
+            "CheckoutOut",
+            json!({"order": order_out, "payment": payment_out}),
+        ),
         (
             "PaymentList",
             json!({"items": [payment_out], "next_cursor": null}),

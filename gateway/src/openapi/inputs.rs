@@ -205,6 +205,27 @@ pub(super) fn input_rules(doc: &mut Value, (year, month): (u64, u64)) {
         {"type": "object", "properties": {"exp_month": {"type": "integer", "minimum": month}}},
     ]}]});
     *at(doc, &field("RefundCreate", "amount")) = nullable_ref("AmountIn");
+
+    // cart-svc
+    set(
+        doc,
+        &field("CartItemIn", "quantity"),
+        json!({"maximum": 100, "description": "At least 1; the line may hold at most `ORDER_MAX_UNITS_PER_LINE` (stated here: its default, 100)."}),
+    );
+    set(
+        doc,
+        &field("CartQuantityIn", "quantity"),
+        json!({"maximum": 100, "description": "0 removes the line; at most `ORDER_MAX_UNITS_PER_LINE` (its default, 100)."}),
+    );
+    for schema in ["CartItemIn"] {
+        set(
+            doc,
+            &field(schema, "product_id"),
+            json!({"maxLength": 64, "description": "A product of the catalog (404 otherwise)."}),
+        );
+    }
+    *at(doc, &field("CheckoutIn", "shipping_address")) = schema_ref("AddressIn");
+    *at(doc, &field("CheckoutIn", "card")) = nullable_ref("CardIn");
     set(
         doc,
         "/components/schemas/RefundCreate",

@@ -1,6 +1,7 @@
 //! REST handlers, one module per area of the API.
 
 pub mod auth;
+pub mod cart;
 pub mod common;
 pub mod notifications;
 pub mod orders;

@@ -12,7 +12,8 @@ use super::{PaymentApi, now};
 use crate::domain::{self, Card, PaymentState};
 use crate::provider::{ChargeOutcome, ChargeRequest, ProviderError};
 
-fn year_month_now() -> (u32, u32) {
+/// This month, as (year, month): what a card's expiry is checked against.
+pub fn year_month_now() -> (u32, u32) {
     let days = (platform::auth::unix_now() / 86_400) as i64;
     let date = platform::auth::rfc3339(days * 86_400);
     let year = date[0..4].parse().unwrap_or(1970);

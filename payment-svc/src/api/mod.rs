@@ -17,6 +17,7 @@ use crate::domain;
 use crate::provider::PaymentProvider;
 
 mod charge;
+pub use charge::year_month_now;
 mod convert;
 mod queries;
 mod refunds;

@@ -8,11 +8,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub mod cart;
 pub mod saga;
 mod sections;
 mod services;
 mod vars;
 
+pub use cart::CartSettings;
 pub use saga::SagaSettings;
 pub use sections::*;
 pub use services::*;
@@ -117,6 +119,8 @@ pub struct Config {
     pub outbox_sweep_interval: Duration,
     /// Payment timeout, caps and sweeper timing of the order saga.
     pub saga: SagaSettings,
+    /// Guest cart lifetime and cart caps.
+    pub cart: CartSettings,
 }
 
 impl Config {
@@ -221,6 +225,7 @@ impl Config {
             outbox_sweep_interval: v
                 .positive_millis("OUTBOX_SWEEP_INTERVAL_MS", Duration::from_secs(5))?,
             saga: SagaSettings::from_vars(&v)?,
+            cart: CartSettings::from_vars(&v)?,
             low_stock_threshold: v
                 .number("LOW_STOCK_THRESHOLD", "a whole number of units")?
                 .unwrap_or(5),

@@ -53,7 +53,8 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        other => return Err(format!("unknown unit {other:?}; use ms, s, m or h")),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
+        other => return Err(format!("unknown unit {other:?}; use ms, s, m, h or d")),
     };
     if d.is_zero() {
         return Err("must be greater than zero".into());

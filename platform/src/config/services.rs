@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use super::{ConfigError, Vars};
 
-/// The seven internal services.
+/// The internal services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceId {
     Product,
@@ -18,10 +18,11 @@ pub enum ServiceId {
     User,
     Shipping,
     Notification,
+    Cart,
 }
 
 impl ServiceId {
-    pub const ALL: [ServiceId; 7] = [
+    pub const ALL: [ServiceId; 8] = [
         ServiceId::Product,
         ServiceId::Order,
         ServiceId::Payment,
@@ -29,6 +30,7 @@ impl ServiceId {
         ServiceId::User,
         ServiceId::Shipping,
         ServiceId::Notification,
+        ServiceId::Cart,
     ];
 
     /// Short name: `product`, `order`…
@@ -41,6 +43,7 @@ impl ServiceId {
             ServiceId::User => "user",
             ServiceId::Shipping => "shipping",
             ServiceId::Notification => "notification",
+            ServiceId::Cart => "cart",
         }
     }
 
@@ -54,6 +57,7 @@ impl ServiceId {
             ServiceId::User => "user-svc",
             ServiceId::Shipping => "shipping-svc",
             ServiceId::Notification => "notification-svc",
+            ServiceId::Cart => "cart-svc",
         }
     }
 
@@ -67,6 +71,7 @@ impl ServiceId {
             ServiceId::User => "shop.user.v1.UserService",
             ServiceId::Shipping => "shop.shipping.v1.ShippingService",
             ServiceId::Notification => "shop.notification.v1.NotificationService",
+            ServiceId::Cart => "shop.cart.v1.CartService",
         }
     }
 
@@ -79,6 +84,7 @@ impl ServiceId {
             ServiceId::User => 50055,
             ServiceId::Shipping => 50056,
             ServiceId::Notification => 50057,
+            ServiceId::Cart => 50059,
         }
     }
 
@@ -92,6 +98,7 @@ impl ServiceId {
             ServiceId::User => "USER_ADDR",
             ServiceId::Shipping => "SHIPPING_ADDR",
             ServiceId::Notification => "NOTIFICATION_ADDR",
+            ServiceId::Cart => "CART_ADDR",
         }
     }
 }
