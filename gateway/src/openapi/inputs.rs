@@ -217,13 +217,11 @@ pub(super) fn input_rules(doc: &mut Value, (year, month): (u64, u64)) {
         &field("CartQuantityIn", "quantity"),
         json!({"maximum": 100, "description": "0 removes the line; at most `ORDER_MAX_UNITS_PER_LINE` (its default, 100)."}),
     );
-    for schema in ["CartItemIn"] {
-        set(
-            doc,
-            &field(schema, "product_id"),
-            json!({"maxLength": 64, "description": "A product of the catalog (404 otherwise)."}),
-        );
-    }
+    set(
+        doc,
+        &field("CartItemIn", "product_id"),
+        json!({"maxLength": 64, "description": "A product of the catalog (404 otherwise)."}),
+    );
     *at(doc, &field("CheckoutIn", "shipping_address")) = schema_ref("AddressIn");
     *at(doc, &field("CheckoutIn", "card")) = nullable_ref("CardIn");
     set(

@@ -297,6 +297,7 @@ pub async fn remove_item(
     responses(
         (status = 200, description = "The customer's cart with the guest's lines added", body = CartOut),
         (status = 401, description = "Not authenticated, or a guest cart token that is not valid (or whose cart expired)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A body without a cart token", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn merge(
     State(state): State<AppState>,
