@@ -1,8 +1,9 @@
-//! Crash test: the gateway and the seven services as separate OS processes
+//! Crash test: the gateway and every service as separate OS processes
 //! (`shopmesh serve <component>`) on a private Postgres cluster and a
 //! private NATS JetStream server, both on free ports under a temporary
 //! directory, so nothing here disturbs other tests. Careful clients run
-//! create, pay, cancel and refund flows while every component is `kill -9`ed
+//! create, pay, cancel and refund flows, and cart flows (fill, check out,
+//! pay: every line ordered once, none lost), while every component is `kill -9`ed
 //! and restarted, NATS is killed and restarted, and Postgres is stopped in
 //! immediate mode (a crash) and started again. Afterwards the stores must
 //! settle and keep every saga invariant.
@@ -268,6 +269,8 @@ struct Stats {
     /// Flows that never learned their outcome, with what they last saw.
     unknown: Vec<String>,
     creates: Vec<CreateKey>,
+    /// Cart lines lost, or ordered and still in the cart.
+    cart_violations: Vec<String>,
 }
 
 /// A careful client ([`common::careful`]) that counts what it sees.
@@ -424,9 +427,150 @@ impl Careful {
         }
     }
 
+    fn cart_violation(&self, what: String) {
+        self.stats.lock().unwrap().cart_violations.push(what);
+    }
+
+    /// Fills the user's cart (setting quantities: a retried set changes
+    /// nothing twice), checks it holds exactly that, checks it out (paying
+    /// when `pay`) and checks the ordered lines left it. The order is
+    /// recorded under the key cart-svc gives order-svc, so the invariants
+    /// hold it to one order per checkout.
+    async fn cart_flow(&self, user: &(String, String), products: &[String], pay: bool) -> String {
+        let flow = if pay { "cart+pay" } else { "cart" };
+        let token = &user.1;
+        let cleared = self
+            .send(
+                reqwest::Method::DELETE,
+                "/api/v1/cart",
+                Some(token),
+                None,
+                None,
+            )
+            .await;
+        if cleared.status != 204 {
+            self.unknown(flow, "DELETE /cart", &cleared);
+            return format!("{flow}: unknown");
+        }
+        let n = rand::random_range(1..=products.len().min(2));
+        let mut wanted: BTreeMap<String, u64> = BTreeMap::new();
+        for product in &products[..n] {
+            let quantity = rand::random_range(1..=3u64);
+            let set = self
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("/api/v1/cart/items/{product}"),
+                    Some(token),
+                    None,
+                    Some(&json!({"quantity": quantity})),
+                )
+                .await;
+            if set.status != 200 {
+                self.unknown(flow, "PUT /cart/items", &set);
+                return format!("{flow}: unknown");
+            }
+            wanted.insert(product.clone(), quantity);
+        }
+        let lines = |cart: &Value| -> BTreeMap<String, u64> {
+            cart["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| {
+                    (
+                        l["product_id"].as_str().unwrap_or_default().to_string(),
+                        l["quantity"].as_u64().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        };
+        let cart = self
+            .send(
+                reqwest::Method::GET,
+                "/api/v1/cart",
+                Some(token),
+                None,
+                None,
+            )
+            .await;
+        if cart.status != 200 {
+            self.unknown(flow, "GET /cart", &cart);
+            return format!("{flow}: unknown");
+        }
+        if lines(&cart.body) != wanted {
+            self.cart_violation(format!(
+                "user {}: the cart holds {:?} after setting {wanted:?}",
+                user.0,
+                lines(&cart.body)
+            ));
+        }
+        let key = uuid::Uuid::now_v7().to_string();
+        let mut body = json!({"shipping_address": common::address()});
+        if pay {
+            body["card"] = common::card("4242424242424242")["card"].clone();
+        }
+        let answer = self
+            .post("/api/v1/cart/checkout", token, Some(&key), body)
+            .await;
+        let id = answer.body["order"]["id"].as_str().map(str::to_string);
+        self.stats.lock().unwrap().creates.push(CreateKey {
+            user_id: user.0.clone(),
+            key: format!("cart:user:{}:{key}", user.0),
+            order_ids: id.iter().cloned().collect(),
+            outcome_known: matches!(answer.status, 201 | 409 | 422),
+        });
+        if answer.status != 201 {
+            self.unknown(flow, "POST /cart/checkout", &answer);
+            return format!("{flow}: unknown");
+        }
+        let ordered: BTreeMap<String, u64> = answer.body["order"]["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                (
+                    l["product_id"].as_str().unwrap_or_default().to_string(),
+                    l["quantity"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        if ordered != wanted {
+            self.cart_violation(format!(
+                "user {}: checkout ordered {ordered:?} from a cart of {wanted:?}",
+                user.0
+            ));
+        }
+        let after = self
+            .send(
+                reqwest::Method::GET,
+                "/api/v1/cart",
+                Some(token),
+                None,
+                None,
+            )
+            .await;
+        if after.status == 200 && !lines(&after.body).is_empty() {
+            self.cart_violation(format!(
+                "user {}: ordered lines still in the cart: {:?}",
+                user.0,
+                lines(&after.body)
+            ));
+        }
+        match (pay, answer.body["payment"]["status"].as_str()) {
+            (false, _) => format!("{flow}: ordered"),
+            (true, Some("SUCCEEDED")) => format!("{flow}: paid"),
+            (true, _) => format!("{flow}: ordered, not paid"),
+        }
+    }
+
     /// One random flow; returns its label.
     async fn run_flow(&self, user: &(String, String), admin: &str, products: &[String]) -> String {
-        let kind = rand::random_range(0..5u8);
+        let kind = rand::random_range(0..7u8);
+        if kind >= 5 {
+            let label = self.cart_flow(user, products, kind == 6).await;
+            self.flow(label.clone());
+            return label;
+        }
         let Some(order) = self.create(user, products).await else {
             return "create: unknown".into();
         };
@@ -932,6 +1076,13 @@ async fn chaos(replicas: u8, chaos_for: Duration) {
         if !kills.contains_key(target) {
             failures.push(format!("{target} was never killed"));
         }
+    }
+    if !stats_now.cart_violations.is_empty() {
+        failures.push(format!(
+            "{} cart violation(s), e.g. {}",
+            stats_now.cart_violations.len(),
+            stats_now.cart_violations[0]
+        ));
     }
     if !stats_now.unknown.is_empty() {
         failures.push(format!(

@@ -243,6 +243,7 @@ fn calls_in_code() -> Vec<(String, String)> {
         ("User", "user-svc"),
         ("Shipping", "shipping-svc"),
         ("Notification", "notification-svc"),
+        ("Cart", "cart-svc"),
     ];
     let mut edges = Vec::new();
     for (_, caller) in services {
