@@ -2,7 +2,10 @@
 //! with p50/p99 latency, on the embedded backends and on Postgres + NATS;
 //! on Postgres also the insert ceiling of the same server (pgbench-style
 //! single-row commits), 16 and 64 connections on one hot product and on 16
-//! products, Postgres commits per order, and memory.
+//! products, Postgres commits per order, and memory. Then the cart on the
+//! same mesh: cart adds/s, checkouts/s and checkout+pay/s (each shopper
+//! sets one line, then checks out), commits per checkout, beside direct
+//! order+pay/s measured right before.
 //!
 //! ```sh
 //! cargo run --release --example order_bench
@@ -287,6 +290,156 @@ async fn orders(
     }
 }
 
+/// The cart on Postgres + NATS, at 16 and 64 connections (one shopper
+/// each, 16 products): adds, checkouts and checkouts with payment, with
+/// direct order+pay measured right before each for the ratio.
+async fn cart(run: &Arc<Run>, pg: &sqlx::PgPool, tokens: &[String], products: &[String]) {
+    println!(
+        "{:>16} {:>6} {:>9} {:>9} {:>9} {:>17}  failures",
+        "cart", "conns", "per s", "p50", "p99", "commits/checkout"
+    );
+    for connections in [16, 64] {
+        let direct = orders(run, tokens, products, connections, 600, true).await;
+        println!(
+            "{:>16} {connections:>6} {:>9.0} {:>9.1?} {:>9.1?} {:>17}  {}",
+            "order+pay",
+            direct.rate,
+            direct.p50,
+            direct.p99,
+            "",
+            direct.failures()
+        );
+        for (label, total) in [("add", 2000), ("checkout", 600), ("checkout+pay", 600)] {
+            let before = commits(pg).await;
+            let o = cart_ops(run, tokens, products, connections, total, label).await;
+            let per = (commits(pg).await - before) as f64 / total as f64;
+            let per = if label == "add" {
+                String::new()
+            } else {
+                format!("{per:.1}")
+            };
+            println!(
+                "{label:>16} {connections:>6} {:>9.0} {:>9.1?} {:>9.1?} {per:>17}  {}",
+                o.rate,
+                o.p50,
+                o.p99,
+                o.failures()
+            );
+            if label == "checkout+pay" && direct.rate > 0.0 {
+                println!(
+                    "{:>16} {connections:>6} checkout+pay / direct order+pay = {:.2}",
+                    "",
+                    o.rate / direct.rate
+                );
+            }
+        }
+    }
+}
+
+/// `total` cart operations from `connections` shoppers: `add` adds one
+/// unit of a product (rotating over `products`); `checkout` sets one line
+/// and checks out (the checkout call alone is timed; the rate counts
+/// checkouts over the whole run); `checkout+pay` the same with a card.
+async fn cart_ops(
+    run: &Arc<Run>,
+    tokens: &[String],
+    products: &[String],
+    connections: usize,
+    total: usize,
+    op: &'static str,
+) -> Outcome {
+    let failures = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..connections {
+        let (run, failures, latencies) = (run.clone(), failures.clone(), latencies.clone());
+        let token = tokens[w].clone();
+        let products = products.to_vec();
+        tasks.spawn(async move {
+            let send = |method: reqwest::Method, path: String, key: Option<String>, body: Value| {
+                let (run, token) = (run.clone(), token.clone());
+                async move {
+                    let mut r = run
+                        .http
+                        .request(method, format!("{}{path}", run.base))
+                        .bearer_auth(&token)
+                        .json(&body);
+                    if let Some(key) = key {
+                        r = r.header("idempotency-key", key);
+                    }
+                    match r.send().await {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    }
+                }
+            };
+            // Each phase starts from an empty cart.
+            send(reqwest::Method::DELETE, "/api/v1/cart".into(), None, Value::Null).await;
+            let mut i = w;
+            while i < total {
+                let product = &products[i % products.len()];
+                let (status, took) = if op == "add" {
+                    let t = Instant::now();
+                    let status = send(
+                        reqwest::Method::POST,
+                        "/api/v1/cart/items".into(),
+                        None,
+                        json!({"product_id": product, "quantity": 1}),
+                    )
+                    .await;
+                    (status, t.elapsed())
+                } else {
+                    let set = send(
+                        reqwest::Method::PUT,
+                        format!("/api/v1/cart/items/{product}"),
+                        None,
+                        json!({"quantity": 1}),
+                    )
+                    .await;
+                    let mut body = json!({"shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}});
+                    if op == "checkout+pay" {
+                        body["card"] = json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+                    }
+                    let t = Instant::now();
+                    let status = if set == 200 {
+                        send(
+                            reqwest::Method::POST,
+                            "/api/v1/cart/checkout".into(),
+                            Some(uuid::Uuid::now_v7().to_string()),
+                            body,
+                        )
+                        .await
+                    } else {
+                        set
+                    };
+                    (status, t.elapsed())
+                };
+                let expected = if op == "add" { 200 } else { 201 };
+                if status == expected {
+                    latencies.lock().unwrap().push(took);
+                } else {
+                    *failures.lock().unwrap().entry(status).or_insert(0) += 1;
+                }
+                i += connections;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort();
+    let zero = Duration::ZERO;
+    Outcome {
+        rate: l.len() as f64 / elapsed,
+        p50: if l.is_empty() { zero } else { pct(&l, 0.5) },
+        p99: if l.is_empty() { zero } else { pct(&l, 0.99) },
+        failures: std::mem::take(&mut *failures.lock().unwrap()),
+    }
+}
+
 /// Committed transactions of the whole database so far.
 async fn commits(pg: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar(
@@ -417,6 +570,7 @@ async fn postgres(run: Run, db: &str, schema: &str) {
             }
         }
     }
+    cart(&run, &pg, &tokens, &spread).await;
     // Where the writes went: rows written per table over the whole run.
     let tables: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT schemaname::text, relname::text, (n_tup_ins + n_tup_upd + n_tup_del)::bigint AS writes
