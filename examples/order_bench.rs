@@ -352,9 +352,9 @@ async fn cart_ops(
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..connections {
+    for (w, token) in tokens.iter().enumerate().take(connections) {
         let (run, failures, latencies) = (run.clone(), failures.clone(), latencies.clone());
-        let token = tokens[w].clone();
+        let token = token.clone();
         let products = products.to_vec();
         tasks.spawn(async move {
             let send = |method: reqwest::Method, path: String, key: Option<String>, body: Value| {
@@ -378,7 +378,8 @@ async fn cart_ops(
             send(reqwest::Method::DELETE, "/api/v1/cart".into(), None, Value::Null).await;
             let mut i = w;
             while i < total {
-                let product = &products[i % products.len()];
+                // Each shopper goes round the products.
+                let product = &products[(i / connections) % products.len()];
                 let (status, took) = if op == "add" {
                     let t = Instant::now();
                     let status = send(

@@ -717,3 +717,66 @@ async fn cart_races_on_postgres_and_nats_lose_no_line_and_order_once() {
     mesh.shutdown().await;
     backends.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_cart_gets_one_reminder() {
+    let t = TestMesh::start_with(&vars(&[
+        ("CART_REMINDER_AFTER", "1s"),
+        ("CART_SWEEP_INTERVAL_MS", "200"),
+    ]))
+    .await;
+    let (admin, _) = t.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mug = product(&t, &admin, 1299, 50).await;
+    let (_, customer, _) = t.customer().await;
+    let (_, emptied, _) = t.customer().await;
+    for who in [&customer, &emptied] {
+        let r = send(
+            &t,
+            POST,
+            "/api/v1/cart/items",
+            Some(who),
+            None,
+            None,
+            Some(json!({"product_id": mug, "quantity": 2})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // An emptied cart is due nothing.
+    assert_eq!(
+        send(&t, DELETE, "/api/v1/cart", Some(&emptied), None, None, None)
+            .await
+            .status,
+        204
+    );
+    let reminders = |feed: &Value| {
+        feed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "cart.abandoned")
+            .count()
+    };
+    let feed = common::eventually(
+        &t,
+        "/api/v1/notifications",
+        &customer,
+        "a cart reminder",
+        |feed| reminders(feed) > 0,
+    )
+    .await;
+    assert!(
+        feed["items"][0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("2 items"),
+        "{feed}"
+    );
+    // Several more sweeps: still one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let feed = t.get("/api/v1/notifications", Some(&customer)).await.body;
+    assert_eq!(reminders(&feed), 1, "{feed}");
+    let feed = t.get("/api/v1/notifications", Some(&emptied)).await.body;
+    assert_eq!(reminders(&feed), 0, "{feed}");
+    t.shutdown().await;
+}

@@ -13,6 +13,7 @@ use prost::Message as _;
 use proto::cart::cart_service_server::CartService;
 use proto::cart::*;
 use proto::common::Money;
+use proto::notification::notification_service_client::NotificationServiceClient;
 use proto::order::order_service_client::OrderServiceClient;
 use proto::product::ProductValidation;
 use proto::product::product_service_client::ProductServiceClient;
@@ -33,8 +34,10 @@ pub struct CartApi {
     pub(crate) mesh: MeshAuth,
     pub(crate) catalog: ProductServiceClient<GrpcChannel>,
     pub(crate) orders: OrderServiceClient<GrpcChannel>,
+    pub(crate) notifications: NotificationServiceClient<GrpcChannel>,
     pub(crate) caps: Caps,
     pub(crate) guest_ttl: Duration,
+    pub(crate) reminder_after: Duration,
 }
 
 /// Which cart a call is about.
@@ -134,6 +137,7 @@ impl CartApi {
     {
         let now = now_ms();
         let ttl = self.guest_ttl.as_millis() as i64;
+        let remind_after = self.reminder_after.as_millis() as i64;
         let guest = matches!(target, Target::Guest(_));
         let mut apply = |cart: &mut Doc| -> Result<(), Status> {
             if guest {
@@ -150,6 +154,8 @@ impl CartApi {
             cart.updated_at = now;
             if guest {
                 cart.expires_at = Some(now + ttl);
+            } else {
+                cart.schedule_reminder(now, remind_after);
             }
             Ok(())
         };
@@ -486,38 +492,37 @@ impl CartApi {
             // pending, and a retry with the same key resumes it.
             Err(status) => return Err(status),
         };
+        let mut order = order;
         let mut payment = None;
-        if let (Some(card), Some(order)) = (&request.card, &order) {
+        if let (Some(card), Some(placed)) = (&request.card, order.as_mut()) {
             let mut pay = tonic::Request::new(proto::order::ProcessPaymentRequest {
-                order_id: order.id.clone(),
+                order_id: placed.id.clone(),
                 idempotency_key: order_key.clone(),
                 card: Some(card.clone()),
             });
             self.mesh.apply(caller, &mut pay);
             match self.orders.clone().process_payment(pay).await {
-                Ok(reply) => payment = reply.into_inner().payment,
+                Ok(reply) => {
+                    let reply = reply.into_inner();
+                    // The order as the payment left it (PAID or
+                    // PAYMENT_FAILED), without reading it again.
+                    if reply.order_status != 0 {
+                        placed.status = reply.order_status;
+                    }
+                    if let Some(p) = &reply.payment {
+                        placed.payment_id = p.id.clone();
+                        placed.updated_at = p.created_at;
+                    }
+                    payment = reply.payment;
+                }
                 // The order is made; the customer pays it from the order.
                 Err(status) if is_refusal(status.code()) => {
-                    tracing::info!(order_id = %order.id, reason = %status.message(),
+                    tracing::info!(order_id = %placed.id, reason = %status.message(),
                         "checkout: the order was made but not paid");
                 }
                 Err(status) => return Err(status),
             }
         }
-        // Read the order again after a payment, so it shows its new state.
-        let order = match (&payment, order) {
-            (Some(_), Some(order)) => {
-                let mut get = tonic::Request::new(proto::order::GetOrderRequest {
-                    order_id: order.id.clone(),
-                });
-                self.mesh.apply(caller, &mut get);
-                match self.orders.clone().get_order(get).await {
-                    Ok(reply) => reply.into_inner().order.or(Some(order)),
-                    Err(_) => Some(order),
-                }
-            }
-            (_, order) => order,
-        };
         let response = CheckoutResponse { order, payment };
         self.finish(
             cart_id,
@@ -542,6 +547,9 @@ impl CartApi {
             .modify(cart_id, |cart| {
                 cart.finish(pending, outcome.clone());
                 cart.updated_at = now;
+                if cart.lines.is_empty() {
+                    cart.remind_at = None;
+                }
             })
             .await
         {
@@ -754,5 +762,68 @@ impl CartApi {
             }
         }
         Ok(cart)
+    }
+}
+
+impl CartApi {
+    /// Sends the reminders due before `now`: each cart is first marked
+    /// (CAS: its reminder cleared) and only then is the customer told, so
+    /// a reminder goes out at most once, whatever crashes or runs twice.
+    pub async fn send_reminders(&self, now: i64) -> Result<usize, Status> {
+        use platform::store::{Bound, Query};
+        let due = self
+            .carts
+            .find(
+                &Query::new()
+                    .range("remind_at", None, Some(Bound::Exclusive(now.into())))
+                    .limit(100),
+            )
+            .await?;
+        let mut sent = 0;
+        for cart in due.items {
+            let marked = self
+                .carts
+                .update_from(cart, |c| {
+                    if c.remind_at.is_none_or(|at| at >= now) || c.owner.is_empty() {
+                        return Err(());
+                    }
+                    c.remind_at = None;
+                    Ok(())
+                })
+                .await;
+            let cart = match marked {
+                Ok(Ok(cart)) => cart,
+                // Changed since (touched, emptied or reminded): not due.
+                Ok(Err(())) | Err(StoreError::NotFound) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            let units: u32 = cart.value.lines.iter().map(|l| l.quantity).sum();
+            let request = proto::notification::SendNotificationRequest {
+                user_id: cart.value.owner.clone(),
+                kind: "cart.abandoned".into(),
+                title: "Your cart is waiting".into(),
+                body: format!(
+                    "You left {units} item{} in your cart. They are not reserved: check out before they sell out.",
+                    if units == 1 { "" } else { "s" }
+                ),
+                channels: vec![
+                    proto::notification::Channel::InApp as i32,
+                    proto::notification::Channel::Email as i32,
+                ],
+            };
+            match self
+                .notifications
+                .clone()
+                .send_notification(self.mesh.request(request))
+                .await
+            {
+                Ok(_) => sent += 1,
+                Err(status) => {
+                    tracing::warn!(cart = %cart.id, error = %status.message(),
+                        "a cart reminder could not be sent; it is not sent again")
+                }
+            }
+        }
+        Ok(sent)
     }
 }

@@ -80,6 +80,11 @@ pub struct Cart {
     /// repeated merge adds nothing twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged: Vec<String>,
+    /// A customer's cart with lines: when it is due a reminder (Unix
+    /// milliseconds). Set by every change, cleared when the reminder is
+    /// sent, so a reminder goes out once per abandonment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remind_at: Option<i64>,
 }
 
 /// The caps a change must keep.
@@ -272,6 +277,12 @@ impl Cart {
             let extra = self.done.len() - KEPT_CHECKOUTS;
             self.done.drain(..extra);
         }
+    }
+
+    /// After a change of a customer's cart at `now`: a reminder is due
+    /// `after` later if it holds lines, none if it is empty.
+    pub fn schedule_reminder(&mut self, now: i64, after_ms: i64) {
+        self.remind_at = (!self.lines.is_empty()).then(|| now.saturating_add(after_ms));
     }
 
     pub fn finished(&self, key: &str) -> Option<&Done> {

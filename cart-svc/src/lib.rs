@@ -4,7 +4,8 @@
 //! Each cart is one document changed by compare-and-swap (`domain` holds
 //! the rules, `api` the gRPC surface). A guest cart is reached by a signed
 //! token and expires after `CART_GUEST_TTL` untouched; a sweeper removes
-//! expired ones. A checkout is recorded on the cart before order-svc is
+//! expired ones, and reminds a customer once of a cart left untouched for
+//! `CART_REMINDER_AFTER`. A checkout is recorded on the cart before order-svc is
 //! asked for the order, under an order key derived from the client's key,
 //! so a crash at any point resumes into the same order.
 
@@ -21,9 +22,12 @@ use proto::cart::cart_service_server::CartServiceServer;
 /// Which service this crate is.
 pub const SERVICE: ServiceId = ServiceId::Cart;
 
-/// The carts collection: guest carts by expiry, for the sweeper.
+/// The carts collection: guest carts by expiry and customers' carts by
+/// when they are due a reminder, for the sweeper.
 pub fn carts() -> CollectionSpec {
-    CollectionSpec::new("carts").index(IndexSpec::new("expires_at", FieldType::Int).optional())
+    CollectionSpec::new("carts")
+        .index(IndexSpec::new("expires_at", FieldType::Int).optional())
+        .index(IndexSpec::new("remind_at", FieldType::Int).optional())
 }
 
 /// Binds `GRPC_ADDR` (default `127.0.0.1:50059`) and serves.
@@ -64,12 +68,18 @@ pub async fn serve(
         orders: proto::order::order_service_client::OrderServiceClient::new(channel(
             ServiceId::Order,
         )?),
+        notifications:
+            proto::notification::notification_service_client::NotificationServiceClient::new(
+                channel(ServiceId::Notification)?,
+            ),
         caps: domain::Caps {
             units_per_line: config.saga.max_units_per_line,
             lines: config.cart.max_lines,
         },
         guest_ttl: config.cart.guest_ttl,
+        reminder_after: config.cart.reminder_after,
     };
+    let sweeping = api.clone();
     let routes = tonic::service::Routes::new(CartServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
@@ -85,13 +95,23 @@ pub async fn serve(
         config.cart.sweep_interval,
         running.cancel_token(),
         move || {
-            let carts = carts.clone();
+            let (carts, api) = (carts.clone(), sweeping.clone());
             async move {
-                let removed = remove_expired(&carts, api::now_ms()).await?;
+                let now = api::now_ms();
+                let removed = remove_expired(&carts, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if removed > 0 {
                     tracing::info!(removed, "removed expired guest carts");
                 }
-                Ok::<_, StoreError>(())
+                let reminded = api
+                    .send_reminders(now)
+                    .await
+                    .map_err(|s| s.message().to_string())?;
+                if reminded > 0 {
+                    tracing::info!(reminded, "sent reminders of abandoned carts");
+                }
+                Ok::<_, String>(())
             }
         },
     );

@@ -15,8 +15,12 @@ pub struct CartSettings {
     /// products in one cart.
     pub max_lines: u32,
     /// `CART_SWEEP_INTERVAL_MS` (default 60000): how often expired guest
-    /// carts are removed, and checkouts a crash left half done completed.
+    /// carts are removed and due reminders sent.
     pub sweep_interval: Duration,
+    /// `CART_REMINDER_AFTER` (default 24h): a customer's cart with lines,
+    /// untouched this long, gets one reminder (feed, and email where
+    /// configured); a later change allows one more.
+    pub reminder_after: Duration,
 }
 
 impl Default for CartSettings {
@@ -25,6 +29,7 @@ impl Default for CartSettings {
             guest_ttl: Duration::from_secs(7 * 86_400),
             max_lines: 100,
             sweep_interval: Duration::from_secs(60),
+            reminder_after: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -46,6 +51,9 @@ impl CartSettings {
                 .unwrap_or(d.guest_ttl),
             max_lines,
             sweep_interval: v.positive_millis("CART_SWEEP_INTERVAL_MS", d.sweep_interval)?,
+            reminder_after: v
+                .parse_with("CART_REMINDER_AFTER", parse_duration)?
+                .unwrap_or(d.reminder_after),
         })
     }
 }

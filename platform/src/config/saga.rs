@@ -100,7 +100,8 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        for bad in ["", "0", "0s", "-1s", "1.5s", "10d", "s"] {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "0", "0s", "-1s", "1.5s", "10w", "s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }

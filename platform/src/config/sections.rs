@@ -94,7 +94,7 @@ pub struct TelemetryConfig {
     /// traces and `traceparent`).
     pub trace_filter: String,
     /// Whether spans are exported under the `service.name` of the service
-    /// that made them (the all-in-one binary, where seven services and the
+    /// that made them (the all-in-one binary, where every service and the
     /// gateway share one process) rather than all under `service_name`.
     pub per_service_names: bool,
 }

@@ -38,8 +38,8 @@ fn every_service_has_a_distinct_port_and_variable() {
     let ports: std::collections::HashSet<_> =
         ServiceId::ALL.iter().map(|s| s.default_port()).collect();
     let vars: std::collections::HashSet<_> = ServiceId::ALL.iter().map(|s| s.addr_var()).collect();
-    assert_eq!(ports.len(), 7);
-    assert_eq!(vars.len(), 7);
+    assert_eq!(ports.len(), ServiceId::ALL.len());
+    assert_eq!(vars.len(), ServiceId::ALL.len());
 }
 
 #[test]
@@ -313,4 +313,31 @@ fn balancing_settings_and_fixed_hosts() {
         assert!(err.to_string().contains("GRPC_HOSTS"), "{bad}: {err}");
     }
     assert!(load(&[("GRPC_RESOLVE_INTERVAL_MS", "0")]).is_err());
+}
+
+#[test]
+fn cart_settings_have_defaults_and_can_be_set() {
+    let c = load(&[]).unwrap();
+    assert_eq!(c.cart.guest_ttl, Duration::from_secs(7 * 86_400));
+    assert_eq!(c.cart.max_lines, 100);
+    assert_eq!(c.cart.reminder_after, Duration::from_secs(86_400));
+    let c = load(&[
+        ("CART_GUEST_TTL", "12h"),
+        ("CART_MAX_LINES", "20"),
+        ("CART_REMINDER_AFTER", "90s"),
+        ("CART_SWEEP_INTERVAL_MS", "500"),
+    ])
+    .unwrap();
+    assert_eq!(c.cart.guest_ttl, Duration::from_secs(12 * 3600));
+    assert_eq!(c.cart.max_lines, 20);
+    assert_eq!(c.cart.reminder_after, Duration::from_secs(90));
+    assert_eq!(c.cart.sweep_interval, Duration::from_millis(500));
+    for (var, bad) in [
+        ("CART_MAX_LINES", "101"),
+        ("CART_MAX_LINES", "0"),
+        ("CART_GUEST_TTL", "soon"),
+    ] {
+        let err = load(&[(var, bad)]).unwrap_err();
+        assert!(err.to_string().contains(var), "{var}={bad}: {err}");
+    }
 }
