@@ -298,13 +298,24 @@ async fn run(replicas: u8, db: &str, nats: &str, total: usize) {
     };
     // Warm pools, caches and connections.
     order_pay(200).await;
+    let pg = sqlx::PgPool::connect(db).await.expect("postgres");
+    let commits = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&pg)
+        .await
+        .unwrap_or_default()
+    };
+    let commits_before = commits().await;
     let before: Vec<u64> =
         futures::future::join_all(procs.iter().map(|p| served(&http, p.metrics))).await;
     let (rate, p50, p99, failures) = order_pay(total).await;
     let after: Vec<u64> =
         futures::future::join_all(procs.iter().map(|p| served(&http, p.metrics))).await;
+    let per_order = (commits().await - commits_before) as f64 / total as f64;
     println!(
-        "{replicas} replica(s) of order, product, payment: {rate:>6.0} order+pay/s, p50 {p50:>7.1?}, p99 {p99:>7.1?}, failures {failures:?}"
+        "{replicas} replica(s) of order, product, payment: {rate:>6.0} order+pay/s, p50 {p50:>7.1?}, p99 {p99:>7.1?}, {per_order:.1} Postgres commits per order, failures {failures:?}"
     );
     for id in SCALED {
         let calls: Vec<u64> = procs
