@@ -76,7 +76,8 @@ impl Default for Options {
     }
 }
 
-/// Mostly reads, as shops are: 80 % catalog, 20 % orders and payments.
+/// Mostly reads, as shops are: 80 % catalog, 20 % carts, orders and
+/// payments.
 pub fn default_mix() -> Vec<(Op, u32)> {
     vec![
         (Op::Browse, 20),
@@ -84,9 +85,11 @@ pub fn default_mix() -> Vec<(Op, u32)> {
         (Op::Product, 30),
         (Op::Similar, 8),
         (Op::Recommendations, 7),
-        (Op::Order, 10),
-        (Op::Pay, 7),
-        (Op::Cancel, 3),
+        (Op::Order, 6),
+        (Op::Pay, 4),
+        (Op::Cancel, 2),
+        (Op::CartAdd, 5),
+        (Op::Checkout, 3),
     ]
 }
 
@@ -567,8 +570,33 @@ impl User {
                 };
                 self.send(op, Method::POST, &path, body, true).await;
             }
+            Op::CartAdd => {
+                self.cart_add().await;
+            }
+            Op::Checkout => {
+                // A shopper fills the cart, then checks out and pays.
+                self.cart_add().await;
+                let body = json!({
+                    "shipping_address": {"name": "Load Tester", "line1": "1 Load Street", "city": "London", "postal_code": "E1 6AN", "country": "GB"},
+                    "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"},
+                });
+                self.send(op, Method::POST, "/api/v1/cart/checkout", Some(body), true)
+                    .await;
+            }
             Op::Register | Op::Login => {}
         }
+    }
+
+    async fn cart_add(&mut self) {
+        let body = json!({"product_id": self.item(), "quantity": 1});
+        self.send(
+            Op::CartAdd,
+            reqwest::Method::POST,
+            "/api/v1/cart/items",
+            Some(body),
+            true,
+        )
+        .await;
     }
 
     async fn order(&mut self) {
@@ -622,7 +650,7 @@ impl User {
                 None => return (0, Value::Null),
             }
         }
-        if method == reqwest::Method::POST && matches!(op, Op::Order | Op::Pay) {
+        if method == reqwest::Method::POST && matches!(op, Op::Order | Op::Pay | Op::Checkout) {
             request = request.header("Idempotency-Key", uuid::Uuid::now_v7().to_string());
         }
         if let Some(body) = body {

@@ -18,8 +18,9 @@ USAGE: shopmesh-load [OPTIONS]
   --duration D          length of the run: 30s, 2m, ... (default 30s)
   --ramp-up D           users start spread over this time (default 5s)
   --mix LIST            weights, e.g. browse=20,search=15,product=30,similar=8,
-                        recommendations=7,order=10,pay=7,cancel=3 (the default);
-                        operations left out are not run
+                        recommendations=7,order=6,pay=4,cancel=2,cart-add=5,
+                        checkout=3 (the default); operations left out are not
+                        run
   --seed-catalog N      first create the N most-bought products of the data
                         set through the admin API (needs ADMIN_EMAIL and
                         ADMIN_PASSWORD in the environment)

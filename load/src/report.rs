@@ -20,10 +20,12 @@ pub enum Op {
     Order,
     Pay,
     Cancel,
+    CartAdd,
+    Checkout,
 }
 
 impl Op {
-    pub const ALL: [Op; 10] = [
+    pub const ALL: [Op; 12] = [
         Op::Register,
         Op::Login,
         Op::Browse,
@@ -34,6 +36,8 @@ impl Op {
         Op::Order,
         Op::Pay,
         Op::Cancel,
+        Op::CartAdd,
+        Op::Checkout,
     ];
 
     /// Operations a mix can weigh: all but signing up and in.
@@ -51,6 +55,8 @@ impl Op {
             Op::Order => "order",
             Op::Pay => "pay",
             Op::Cancel => "cancel",
+            Op::CartAdd => "cart-add",
+            Op::Checkout => "checkout",
         }
     }
 
