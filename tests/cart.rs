@@ -71,6 +71,43 @@ const POST: reqwest::Method = reqwest::Method::POST;
 const PUT: reqwest::Method = reqwest::Method::PUT;
 const DELETE: reqwest::Method = reqwest::Method::DELETE;
 
+async fn add_item(
+    t: &TestMesh,
+    bearer: Option<&str>,
+    cart_token: Option<&str>,
+    product: &str,
+    quantity: Value,
+) -> Reply {
+    let body = json!({"product_id": product, "quantity": quantity});
+    send(
+        t,
+        POST,
+        "/api/v1/cart/items",
+        bearer,
+        cart_token,
+        None,
+        Some(body),
+    )
+    .await
+}
+
+async fn cart_of(t: &TestMesh, bearer: Option<&str>) -> Reply {
+    send(t, GET, "/api/v1/cart", bearer, None, None, None).await
+}
+
+async fn checkout(t: &TestMesh, bearer: Option<&str>, key: Option<&str>, card: bool) -> Reply {
+    send(
+        t,
+        POST,
+        "/api/v1/cart/checkout",
+        bearer,
+        None,
+        key,
+        Some(checkout_body(card)),
+    )
+    .await
+}
+
 async fn product(t: &TestMesh, admin: &str, price: i64, stock: u32) -> String {
     let sku = format!("CART-{}", uuid::Uuid::now_v7().simple());
     let r = t
@@ -238,16 +275,7 @@ async fn a_guest_fills_a_cart_signs_in_merges_and_checks_out() {
 
     // Sign in, merge: the guest cart is gone.
     let (_, customer, _) = t.customer().await;
-    let r = send(
-        &t,
-        POST,
-        "/api/v1/cart/items",
-        Some(&customer),
-        None,
-        None,
-        Some(json!({"product_id": mug, "quantity": 1})),
-    )
-    .await;
+    let r = add_item(&t, Some(&customer), None, &mug, json!(1)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = send(
         &t,
@@ -301,18 +329,9 @@ async fn a_guest_fills_a_cart_signs_in_merges_and_checks_out() {
             .unwrap()["available"],
         false
     );
-    let r = send(
-        &t,
-        POST,
-        "/api/v1/cart/checkout",
-        Some(&customer),
-        None,
-        Some("k-stock"),
-        Some(checkout_body(true)),
-    )
-    .await;
+    let r = checkout(&t, Some(&customer), Some("k-stock"), true).await;
     assert_problem(&r, 409);
-    let r = send(&t, GET, "/api/v1/cart", Some(&customer), None, None, None).await;
+    let r = cart_of(&t, Some(&customer)).await;
     assert_eq!(quantity_of(&r.body, &pen), 4, "kept: {}", r.body);
     assert!(orders_of(&t, &customer).await.is_empty());
     let r = send(
@@ -328,75 +347,24 @@ async fn a_guest_fills_a_cart_signs_in_merges_and_checks_out() {
     assert_eq!(r.status, 200, "{}", r.body);
 
     // Checkout and pay: the ordered lines leave the cart.
-    let r = send(
-        &t,
-        POST,
-        "/api/v1/cart/checkout",
-        Some(&customer),
-        None,
-        Some("k1"),
-        Some(checkout_body(true)),
-    )
-    .await;
+    let r = checkout(&t, Some(&customer), Some("k1"), true).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let order = r.body["order"]["id"].as_str().unwrap().to_string();
     assert_eq!(r.body["order"]["status"], "PAID", "{}", r.body);
     assert_eq!(r.body["payment"]["status"], "SUCCEEDED");
     assert_eq!(r.body["order"]["total"]["amount"], 4 * 1499 + 2 * 250);
-    let r = send(&t, GET, "/api/v1/cart", Some(&customer), None, None, None).await;
+    let r = cart_of(&t, Some(&customer)).await;
     assert!(quantities(&r.body).is_empty(), "{}", r.body);
     // A replay answers the first response; another key on the empty cart is 409.
-    let r = send(
-        &t,
-        POST,
-        "/api/v1/cart/checkout",
-        Some(&customer),
-        None,
-        Some("k1"),
-        Some(checkout_body(true)),
-    )
-    .await;
+    let r = checkout(&t, Some(&customer), Some("k1"), true).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["order"]["id"], order.as_str());
-    assert_problem(
-        &send(
-            &t,
-            POST,
-            "/api/v1/cart/checkout",
-            Some(&customer),
-            None,
-            Some("k2"),
-            Some(checkout_body(true)),
-        )
-        .await,
-        409,
-    );
+    assert_problem(&checkout(&t, Some(&customer), Some("k2"), true).await, 409);
     // The same key with another body is refused.
-    assert_problem(
-        &send(
-            &t,
-            POST,
-            "/api/v1/cart/checkout",
-            Some(&customer),
-            None,
-            Some("k1"),
-            Some(checkout_body(false)),
-        )
-        .await,
-        409,
-    );
+    assert_problem(&checkout(&t, Some(&customer), Some("k1"), false).await, 409);
     assert_eq!(orders_of(&t, &customer).await.len(), 1);
     // A bad card is refused before any order.
-    send(
-        &t,
-        POST,
-        "/api/v1/cart/items",
-        Some(&customer),
-        None,
-        None,
-        Some(json!({"product_id": mug, "quantity": 1})),
-    )
-    .await;
+    add_item(&t, Some(&customer), None, &mug, json!(1)).await;
     let mut bad = checkout_body(true);
     bad["card"]["number"] = json!("4242424242424241");
     assert_problem(
@@ -425,7 +393,7 @@ async fn a_guest_fills_a_cart_signs_in_merges_and_checks_out() {
     )
     .await;
     assert_eq!(r.status, 204);
-    let r = send(&t, GET, "/api/v1/cart", Some(&customer), None, None, None).await;
+    let r = cart_of(&t, Some(&customer)).await;
     assert!(quantities(&r.body).is_empty());
     t.shutdown().await;
 }
@@ -469,22 +437,14 @@ async fn cart_races_on_postgres_and_nats_lose_no_line_and_order_once() {
         let answers = futures::future::join_all((0..20).map(|_| {
             let customer = customer.clone();
             async move {
-                send(
-                    t,
-                    POST,
-                    "/api/v1/cart/items",
-                    Some(&customer),
-                    None,
-                    None,
-                    Some(json!({"product_id": hot, "quantity": each})),
-                )
-                .await
-                .status
+                add_item(t, Some(&customer), None, hot, json!(each))
+                    .await
+                    .status
             }
         }))
         .await;
         assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
-        let r = send(t, GET, "/api/v1/cart", Some(&customer), None, None, None).await;
+        let r = cart_of(t, Some(&customer)).await;
         assert_eq!(
             quantity_of(&r.body, hot),
             20 * each,
@@ -498,26 +458,15 @@ async fn cart_races_on_postgres_and_nats_lose_no_line_and_order_once() {
     // both, never lost; both orders of arrival.
     trials(|i| async move {
         let (_, customer, _) = t.customer().await;
-        send(
-            t,
-            POST,
-            "/api/v1/cart/items",
-            Some(&customer),
-            None,
-            None,
-            Some(json!({"product_id": hot, "quantity": 2})),
-        )
-        .await;
+        add_item(t, Some(&customer), None, hot, json!(2)).await;
         let checkout = async {
             if i % 2 == 1 {
                 jitter().await;
             }
-            send(
-                t,
+            t.careful(
                 POST,
                 "/api/v1/cart/checkout",
-                Some(&customer),
-                None,
+                &customer,
                 Some(&format!("add-{i}")),
                 Some(checkout_body(i % 3 == 0)),
             )
@@ -527,16 +476,7 @@ async fn cart_races_on_postgres_and_nats_lose_no_line_and_order_once() {
             if i % 2 == 0 {
                 jitter().await;
             }
-            send(
-                t,
-                POST,
-                "/api/v1/cart/items",
-                Some(&customer),
-                None,
-                None,
-                Some(json!({"product_id": other, "quantity": 3})),
-            )
-            .await
+            add_item(t, Some(&customer), None, other, json!(3)).await
         };
         let (checkout, add) = tokio::join!(checkout, add);
         assert_eq!(checkout.status, 201, "trial {i}: {}", checkout.body);
@@ -548,9 +488,7 @@ async fn cart_races_on_postgres_and_nats_lose_no_line_and_order_once() {
             .filter(|l| l["product_id"] == other.as_str())
             .map(|l| l["quantity"].as_u64().unwrap())
             .sum();
-        let cart = send(t, GET, "/api/v1/cart", Some(&customer), None, None, None)
-            .await
-            .body;
+        let cart = cart_of(t, Some(&customer)).await.body;
         assert_eq!(
             ordered + quantity_of(&cart, other),
             3,
@@ -568,80 +506,50 @@ async fn cart_races_on_postgres_and_nats_lose_no_line_and_order_once() {
     // Two checkouts at once, with one key and with two: one order.
     trials(|i| async move {
         let (_, customer, _) = t.customer().await;
-        send(
-            t,
-            POST,
-            "/api/v1/cart/items",
-            Some(&customer),
-            None,
-            None,
-            Some(json!({"product_id": hot, "quantity": 1})),
-        )
-        .await;
+        add_item(t, Some(&customer), None, hot, json!(1)).await;
         let same_key = i % 2 == 0;
         let (first_key, second_key) = if same_key {
             (format!("one-{i}"), format!("one-{i}"))
         } else {
             (format!("a-{i}"), format!("b-{i}"))
         };
-        let (a, b) = tokio::join!(
-            send(
-                t,
+        // Careful clients: an answer that says "retry" (503, 409 with
+        // Retry-After) is retried with the same key until it is final.
+        let customer_ref = customer.as_str();
+        let careful = |key: String| async move {
+            t.careful(
                 POST,
                 "/api/v1/cart/checkout",
-                Some(&customer),
-                None,
-                Some(&first_key),
-                Some(checkout_body(true))
-            ),
-            async {
-                jitter().await;
-                send(
-                    t,
-                    POST,
-                    "/api/v1/cart/checkout",
-                    Some(&customer),
-                    None,
-                    Some(&second_key),
-                    Some(checkout_body(true)),
-                )
-                .await
-            }
-        );
+                customer_ref,
+                Some(&key),
+                Some(checkout_body(true)),
+            )
+            .await
+        };
+        let (a, b) = tokio::join!(careful(first_key), async {
+            jitter().await;
+            careful(second_key).await
+        });
         let created: Vec<&Reply> = [&a, &b].into_iter().filter(|r| r.status == 201).collect();
-        assert!(
-            !created.is_empty(),
-            "trial {i}: {} {} / {} {}",
-            a.status,
-            a.body,
-            b.status,
-            b.body
-        );
-        for r in [&a, &b] {
-            assert!(
-                matches!(r.status, 201 | 409),
-                "trial {i}: {} {}",
-                r.status,
-                r.body
-            );
-        }
-        if created.len() == 2 {
-            assert!(same_key, "trial {i}: two keys, two orders answered");
+        let shown = format!("{} {} / {} {}", a.status, a.body, b.status, b.body);
+        if same_key {
+            assert_eq!(created.len(), 2, "trial {i}: {shown}");
             assert_eq!(
-                created[0].body["order"]["id"],
-                created[1].body["order"]["id"]
+                created[0].body["order"]["id"], created[1].body["order"]["id"],
+                "trial {i}: one key, one order"
             );
+        } else {
+            assert_eq!(created.len(), 1, "trial {i}: {shown}");
+            let other = if a.status == 201 { &b } else { &a };
+            assert_eq!(other.status, 409, "trial {i}: {shown}");
         }
-        // Settle any retry the 409 asked for, then count.
         let orders = orders_of(t, &customer).await;
         assert_eq!(
             orders.len(),
             1,
             "trial {i} (same key: {same_key}): {orders:?}"
         );
-        let cart = send(t, GET, "/api/v1/cart", Some(&customer), None, None, None)
-            .await
-            .body;
+        let cart = cart_of(t, Some(&customer)).await.body;
         assert!(quantities(&cart).is_empty(), "trial {i}: {cart}");
     })
     .await;
@@ -652,16 +560,7 @@ async fn cart_races_on_postgres_and_nats_lose_no_line_and_order_once() {
         let (_, customer, _) = t.customer().await;
         let r = send(t, POST, "/api/v1/cart", None, None, None, None).await;
         let token = r.body["cart_token"].as_str().unwrap().to_string();
-        send(
-            t,
-            POST,
-            "/api/v1/cart/items",
-            None,
-            Some(&token),
-            None,
-            Some(json!({"product_id": hot, "quantity": 1})),
-        )
-        .await;
+        add_item(t, None, Some(&token), hot, json!(1)).await;
         let merge = async {
             if i % 2 == 1 {
                 jitter().await;
@@ -681,16 +580,7 @@ async fn cart_races_on_postgres_and_nats_lose_no_line_and_order_once() {
             if i % 2 == 0 {
                 jitter().await;
             }
-            send(
-                t,
-                POST,
-                "/api/v1/cart/items",
-                None,
-                Some(&token),
-                None,
-                Some(json!({"product_id": other, "quantity": 2})),
-            )
-            .await
+            add_item(t, None, Some(&token), other, json!(2)).await
         };
         let (merge, add) = tokio::join!(merge, add);
         assert_eq!(merge.status, 200, "trial {i}: {}", merge.body);
@@ -700,9 +590,7 @@ async fn cart_races_on_postgres_and_nats_lose_no_line_and_order_once() {
             add.status,
             add.body
         );
-        let cart = send(t, GET, "/api/v1/cart", Some(&customer), None, None, None)
-            .await
-            .body;
+        let cart = cart_of(t, Some(&customer)).await.body;
         assert_eq!(quantity_of(&cart, hot), 1, "trial {i}: {cart}");
         let expected = if add.status == 200 { 2 } else { 0 };
         assert_eq!(
@@ -730,16 +618,7 @@ async fn an_abandoned_cart_gets_one_reminder() {
     let (_, customer, _) = t.customer().await;
     let (_, emptied, _) = t.customer().await;
     for who in [&customer, &emptied] {
-        let r = send(
-            &t,
-            POST,
-            "/api/v1/cart/items",
-            Some(who),
-            None,
-            None,
-            Some(json!({"product_id": mug, "quantity": 2})),
-        )
-        .await;
+        let r = add_item(&t, Some(who), None, &mug, json!(2)).await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
     // An emptied cart is due nothing.

@@ -427,6 +427,17 @@ impl Careful {
         }
     }
 
+    async fn get_cart(&self, token: &str) -> Reply {
+        self.send(
+            reqwest::Method::GET,
+            "/api/v1/cart",
+            Some(token),
+            None,
+            None,
+        )
+        .await
+    }
+
     fn cart_violation(&self, what: String) {
         self.stats.lock().unwrap().cart_violations.push(what);
     }
@@ -471,37 +482,16 @@ impl Careful {
             }
             wanted.insert(product.clone(), quantity);
         }
-        let lines = |cart: &Value| -> BTreeMap<String, u64> {
-            cart["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|l| {
-                    (
-                        l["product_id"].as_str().unwrap_or_default().to_string(),
-                        l["quantity"].as_u64().unwrap_or_default(),
-                    )
-                })
-                .collect()
-        };
-        let cart = self
-            .send(
-                reqwest::Method::GET,
-                "/api/v1/cart",
-                Some(token),
-                None,
-                None,
-            )
-            .await;
+        let cart = self.get_cart(token).await;
         if cart.status != 200 {
             self.unknown(flow, "GET /cart", &cart);
             return format!("{flow}: unknown");
         }
-        if lines(&cart.body) != wanted {
+        if by_product(&cart.body["items"]) != wanted {
             self.cart_violation(format!(
                 "user {}: the cart holds {:?} after setting {wanted:?}",
                 user.0,
-                lines(&cart.body)
+                by_product(&cart.body["items"])
             ));
         }
         let key = uuid::Uuid::now_v7().to_string();
@@ -523,37 +513,19 @@ impl Careful {
             self.unknown(flow, "POST /cart/checkout", &answer);
             return format!("{flow}: unknown");
         }
-        let ordered: BTreeMap<String, u64> = answer.body["order"]["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| {
-                (
-                    l["product_id"].as_str().unwrap_or_default().to_string(),
-                    l["quantity"].as_u64().unwrap_or_default(),
-                )
-            })
-            .collect();
+        let ordered = by_product(&answer.body["order"]["items"]);
         if ordered != wanted {
             self.cart_violation(format!(
                 "user {}: checkout ordered {ordered:?} from a cart of {wanted:?}",
                 user.0
             ));
         }
-        let after = self
-            .send(
-                reqwest::Method::GET,
-                "/api/v1/cart",
-                Some(token),
-                None,
-                None,
-            )
-            .await;
-        if after.status == 200 && !lines(&after.body).is_empty() {
+        let after = self.get_cart(token).await;
+        if after.status == 200 && !by_product(&after.body["items"]).is_empty() {
             self.cart_violation(format!(
                 "user {}: ordered lines still in the cart: {:?}",
                 user.0,
-                lines(&after.body)
+                by_product(&after.body["items"])
             ));
         }
         match (pay, answer.body["payment"]["status"].as_str()) {
@@ -628,6 +600,21 @@ impl Careful {
         self.flow(label.clone());
         label
     }
+}
+
+/// Units by product of a cart's or an order's `items`.
+fn by_product(items: &Value) -> BTreeMap<String, u64> {
+    items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            (
+                l["product_id"].as_str().unwrap_or_default().to_string(),
+                l["quantity"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 /// Components and the order the test kills them in; every one at least once.

@@ -107,9 +107,38 @@ fn refused(field: &'static str, message: String) -> Refused {
     Refused { field, message }
 }
 
+fn over_cap(caps: Caps) -> Refused {
+    refused(
+        "quantity",
+        format!("at most {} units per product", caps.units_per_line),
+    )
+}
+
 impl Cart {
     fn line_mut(&mut self, product_id: &str) -> Option<&mut Line> {
         self.lines.iter_mut().find(|l| l.product_id == product_id)
+    }
+
+    /// A new line, if the cart has room for one more product.
+    fn push_line(
+        &mut self,
+        product_id: &str,
+        quantity: u32,
+        seen_price: Option<Price>,
+        caps: Caps,
+    ) -> Result<(), Refused> {
+        if self.lines.len() >= caps.lines as usize {
+            return Err(refused(
+                "product_id",
+                format!("a cart holds at most {} products", caps.lines),
+            ));
+        }
+        self.lines.push(Line {
+            product_id: product_id.to_string(),
+            quantity,
+            seen_price,
+        });
+        Ok(())
     }
 
     /// Adds `quantity` units (at least 1) of a product priced `price` now.
@@ -123,7 +152,6 @@ impl Cart {
         if quantity == 0 {
             return Err(refused("quantity", "must be at least 1".into()));
         }
-        let lines = self.lines.len();
         match self.line_mut(product_id) {
             Some(line) => {
                 let total = line.quantity.saturating_add(quantity);
@@ -139,25 +167,8 @@ impl Cart {
                 line.quantity = total;
                 line.seen_price = Some(price);
             }
-            None => {
-                if quantity > caps.units_per_line {
-                    return Err(refused(
-                        "quantity",
-                        format!("at most {} units per product", caps.units_per_line),
-                    ));
-                }
-                if lines >= caps.lines as usize {
-                    return Err(refused(
-                        "product_id",
-                        format!("a cart holds at most {} products", caps.lines),
-                    ));
-                }
-                self.lines.push(Line {
-                    product_id: product_id.to_string(),
-                    quantity,
-                    seen_price: Some(price),
-                });
-            }
+            None if quantity > caps.units_per_line => return Err(over_cap(caps)),
+            None => self.push_line(product_id, quantity, Some(price), caps)?,
         }
         Ok(())
     }
@@ -176,12 +187,8 @@ impl Cart {
             return Ok(());
         }
         if quantity > caps.units_per_line {
-            return Err(refused(
-                "quantity",
-                format!("at most {} units per product", caps.units_per_line),
-            ));
+            return Err(over_cap(caps));
         }
-        let lines = self.lines.len();
         match self.line_mut(product_id) {
             Some(line) => {
                 line.quantity = quantity;
@@ -189,19 +196,7 @@ impl Cart {
                     line.seen_price = price;
                 }
             }
-            None => {
-                if lines >= caps.lines as usize {
-                    return Err(refused(
-                        "product_id",
-                        format!("a cart holds at most {} products", caps.lines),
-                    ));
-                }
-                self.lines.push(Line {
-                    product_id: product_id.to_string(),
-                    quantity,
-                    seen_price: price,
-                });
-            }
+            None => self.push_line(product_id, quantity, price, caps)?,
         }
         Ok(())
     }
