@@ -367,7 +367,10 @@ async fn an_order_and_its_payment_are_one_trace_across_the_mesh_and_every_servic
         "the gateway's request span too"
     );
 
-    // Every service's RED series on the gateway's /metrics.
+    // Every service's RED series on the gateway's /metrics (the cart is
+    // read once, so cart-svc has served a call too).
+    let cart = t.get("/api/v1/cart", Some(&token)).await;
+    assert_eq!(cart.status, 200, "{}", cart.body);
     let page = t.text("/metrics").await;
     let series = |prefix: &str| -> Vec<String> {
         page.lines()
