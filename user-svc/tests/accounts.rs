@@ -280,3 +280,41 @@ async fn tokens_carry_verifiable_claims(postgres: bool) {
     );
     h.stop().await;
 }
+
+/// Replicas start together on one database, each making sure the admin
+/// account exists: every one of them starts, and there is one account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_all_bootstrap_the_admin() {
+    platform::telemetry::init_for_tests();
+    for round in 0..5 {
+        let schemas = platform::testing::SchemaPrefix::new();
+        let mut vars: HashMap<String, String> = schemas.vars().into_iter().collect();
+        vars.insert("ADMIN_EMAIL".into(), "root@example.com".into());
+        vars.insert("ADMIN_PASSWORD".into(), "root-password-1".into());
+        let mut config = Config::from_source("user-test", &vars).unwrap();
+        platform::testing::identity().configure(&mut config, "user-svc");
+        let started = futures::future::join_all((0..3).map(|_| {
+            let config = config.clone();
+            async move {
+                let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
+                    .await
+                    .unwrap();
+                user_svc::serve(
+                    config,
+                    listener,
+                    Deps {
+                        bus: Arc::new(InProcessBus::new("shop")),
+                    },
+                )
+                .await
+            }
+        }))
+        .await;
+        for replica in started {
+            let running =
+                replica.unwrap_or_else(|e| panic!("round {round}: a replica failed: {e:#}"));
+            running.shutdown().await;
+        }
+        schemas.drop(&["user"]).await;
+    }
+}
