@@ -91,6 +91,20 @@ async fn add_item(
     .await
 }
 
+async fn merge(t: &TestMesh, bearer: &str, cart_token: &str) -> Reply {
+    let body = json!({"cart_token": cart_token});
+    send(
+        t,
+        POST,
+        "/api/v1/cart/merge",
+        Some(bearer),
+        None,
+        None,
+        Some(body),
+    )
+    .await
+}
+
 async fn cart_of(t: &TestMesh, bearer: Option<&str>) -> Reply {
     send(t, GET, "/api/v1/cart", bearer, None, None, None).await
 }
@@ -277,16 +291,7 @@ async fn a_guest_fills_a_cart_signs_in_merges_and_checks_out() {
     let (_, customer, _) = t.customer().await;
     let r = add_item(&t, Some(&customer), None, &mug, json!(1)).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = send(
-        &t,
-        POST,
-        "/api/v1/cart/merge",
-        Some(&customer),
-        None,
-        None,
-        Some(json!({"cart_token": token})),
-    )
-    .await;
+    let r = merge(&t, &customer, &token).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(quantity_of(&r.body, &mug), 4, "quantities add: {}", r.body);
     assert_eq!(quantity_of(&r.body, &pen), 2);
@@ -295,16 +300,7 @@ async fn a_guest_fills_a_cart_signs_in_merges_and_checks_out() {
         401,
     );
     // A repeated merge adds nothing twice.
-    let r = send(
-        &t,
-        POST,
-        "/api/v1/cart/merge",
-        Some(&customer),
-        None,
-        None,
-        Some(json!({"cart_token": token})),
-    )
-    .await;
+    let r = merge(&t, &customer, &token).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(quantity_of(&r.body, &mug), 4, "{}", r.body);
 
@@ -565,16 +561,7 @@ async fn cart_races_on_postgres_and_nats_lose_no_line_and_order_once() {
             if i % 2 == 1 {
                 jitter().await;
             }
-            send(
-                t,
-                POST,
-                "/api/v1/cart/merge",
-                Some(&customer),
-                None,
-                None,
-                Some(json!({"cart_token": token})),
-            )
-            .await
+            merge(t, &customer, &token).await
         };
         let add = async {
             if i % 2 == 0 {

@@ -73,20 +73,6 @@ fn refused(r: Refused) -> Status {
     platform::error::invalid_fields([(r.field, r.message)])
 }
 
-fn money(amount: i64, currency: &str) -> Money {
-    Money {
-        amount,
-        currency: currency.to_string(),
-    }
-}
-
-fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
 impl CartApi {
     /// The cart named by `cart` (a guest token) or the caller's own.
     async fn target(
@@ -235,7 +221,7 @@ impl CartApi {
             return Ok(Cart {
                 id: id.to_string(),
                 items: Vec::new(),
-                subtotal: Some(money(0, "USD")),
+                subtotal: Some(Money::new(0, "USD")),
                 updated_at: None,
             });
         };
@@ -266,7 +252,7 @@ impl CartApi {
                     name: product.map(|p| p.name.clone()).unwrap_or_default(),
                     unit_price: Some(price.clone()),
                     quantity: line.quantity,
-                    line_total: Some(money(line_total, &price.currency)),
+                    line_total: Some(Money::new(line_total, &price.currency)),
                     available,
                     price_changed,
                     stock_available: stock,
@@ -276,8 +262,8 @@ impl CartApi {
         Ok(Cart {
             id: id.to_string(),
             items,
-            subtotal: Some(money(subtotal, currency.as_deref().unwrap_or("USD"))),
-            updated_at: Some(timestamp(cart.updated_at)),
+            subtotal: Some(Money::new(subtotal, currency.as_deref().unwrap_or("USD"))),
+            updated_at: Some(proto::ext::from_millis(cart.updated_at)),
         })
     }
 
@@ -409,20 +395,15 @@ impl CartApi {
                 }
                 None => {}
             }
-            let lines: Vec<(String, u32)> = doc
-                .map(|c| {
-                    c.lines
-                        .iter()
-                        .map(|l| (l.product_id.clone(), l.quantity))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if lines.is_empty() {
-                return Err(Status::failed_precondition("the cart is empty"));
-            }
-            let Some(cart) = cart else {
+            let Some(cart) = cart.filter(|c| !c.value.lines.is_empty()) else {
                 return Err(Status::failed_precondition("the cart is empty"));
             };
+            let lines = cart
+                .value
+                .lines
+                .iter()
+                .map(|l| (l.product_id.clone(), l.quantity))
+                .collect();
             let pending = Pending {
                 key: key.clone(),
                 fingerprint: fingerprint.clone(),

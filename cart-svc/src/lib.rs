@@ -52,15 +52,16 @@ pub async fn serve(
     let secret = config
         .cursor_key
         .as_ref()
-        .map(|k| k.expose().to_string())
-        .unwrap_or_else(|| platform::testing::TEST_CURSOR_KEY.to_string());
+        .map_or(platform::store::cursor::DEFAULT_KEY, |k| {
+            k.expose().as_bytes()
+        });
     let channel = |id: ServiceId| {
         platform::grpc::channel_for(id, config.peers.get(id), &config.grpc)
             .with_context(|| format!("a channel to {}", id.name()))
     };
     let api = api::CartApi {
         carts: carts.clone(),
-        tokens: token::Tokens::new(secret.as_bytes()),
+        tokens: token::Tokens::new(secret),
         mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), &config)?,
         catalog: proto::product::product_service_client::ProductServiceClient::new(channel(
             ServiceId::Product,

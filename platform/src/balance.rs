@@ -280,7 +280,12 @@ impl tower::Service<http::Request<Body>> for PeerChannel {
                 wake,
                 timeout,
             } => {
-                let limit = grpc_timeout(request.headers()).unwrap_or(*timeout);
+                let limit = request
+                    .headers()
+                    .get("grpc-timeout")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(crate::deadline::parse_grpc_timeout)
+                    .unwrap_or(*timeout);
                 let call = calls.call(request);
                 let wake = wake.clone();
                 Box::pin(async move {
@@ -303,22 +308,6 @@ impl tower::Service<http::Request<Body>> for PeerChannel {
             }
         }
     }
-}
-
-/// The deadline a `grpc-timeout` header carries (`100m`, `5S`…).
-fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
 }
 
 /// Keeps a balancer's set of targets in line with DNS and health.

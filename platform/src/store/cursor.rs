@@ -15,7 +15,9 @@ use super::{Query, StoreError};
 
 type HmacSha256 = Hmac<Sha256>;
 
-const DEFAULT_KEY: &[u8] = b"shopmesh-store-cursor-v1";
+/// The key of the embedded default (memory store, no `STORE_CURSOR_KEY`);
+/// a real database requires a key of its own.
+pub const DEFAULT_KEY: &[u8] = b"shopmesh-store-cursor-v1";
 
 #[derive(Clone)]
 pub struct CursorCodec {
