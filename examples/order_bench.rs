@@ -240,36 +240,61 @@ async fn orders(
     total: usize,
     pay: bool,
 ) -> Outcome {
+    let products = Arc::new(products.to_vec());
+    drive(run, tokens, connections, total, move |run, token, w, _| {
+        let body = json!({"items": [{"product_id": products[w % products.len()], "quantity": 1}],
+            "shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}});
+        Box::pin(async move {
+            let t = Instant::now();
+            let (status, order) = run.post("/api/v1/orders", Some(&token), body).await;
+            if status != 201 || !pay {
+                return (status == 201, status, t.elapsed());
+            }
+            let id = order["id"].as_str().expect("order");
+            let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+            let (status, payment) = run
+                .post(&format!("/api/v1/orders/{id}/payment"), Some(&token), card)
+                .await;
+            (status == 201 && payment["status"] == "SUCCEEDED", status, t.elapsed())
+        })
+    })
+    .await
+}
+
+/// One step of a driven run: whether it succeeded, the last status, and
+/// how long its timed part took.
+type Step = std::pin::Pin<Box<dyn std::future::Future<Output = (bool, u16, Duration)> + Send>>;
+
+/// Runs `total` steps from `connections` workers at once (worker `w`
+/// uses `tokens[w]` and takes steps `w`, `w + connections`, …): the rate
+/// of successful steps over the whole run, their p50/p99, and the failed
+/// steps by status.
+async fn drive<F>(
+    run: &Arc<Run>,
+    tokens: &[String],
+    connections: usize,
+    total: usize,
+    step: F,
+) -> Outcome
+where
+    F: Fn(Arc<Run>, String, usize, usize) -> Step + Send + Sync + 'static,
+{
+    let step = Arc::new(step);
     let failures = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..connections {
+    for (w, token) in tokens.iter().enumerate().take(connections) {
         let (run, failures, latencies) = (run.clone(), failures.clone(), latencies.clone());
-        let token = tokens[w].clone();
-        let body = json!({"items": [{"product_id": products[w % products.len()], "quantity": 1}],
-            "shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}});
+        let (token, step) = (token.clone(), step.clone());
         tasks.spawn(async move {
             let mut i = w;
             while i < total {
-                let t = Instant::now();
-                let (status, order) = run.post("/api/v1/orders", Some(&token), body.clone()).await;
-                let mut ok = status == 201;
-                if ok && pay {
-                    let id = order["id"].as_str().expect("order");
-                    let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
-                    let (status, payment) = run
-                        .post(&format!("/api/v1/orders/{id}/payment"), Some(&token), card)
-                        .await;
-                    ok = status == 201 && payment["status"] == "SUCCEEDED";
-                    if !ok {
-                        *failures.lock().unwrap().entry(status).or_insert(0) += 1;
-                    }
-                } else if !ok {
-                    *failures.lock().unwrap().entry(status).or_insert(0) += 1;
-                }
+                let (ok, status, took) = step(run.clone(), token.clone(), w, i).await;
                 if ok {
-                    latencies.lock().unwrap().push(t.elapsed());
+                    latencies.lock().unwrap().push(took);
+                } else {
+                    *failures.lock().unwrap().entry(status).or_insert(0) += 1;
                 }
                 i += connections;
             }
@@ -348,96 +373,66 @@ async fn cart_ops(
     total: usize,
     op: &'static str,
 ) -> Outcome {
-    let failures = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (w, token) in tokens.iter().enumerate().take(connections) {
-        let (run, failures, latencies) = (run.clone(), failures.clone(), latencies.clone());
-        let token = token.clone();
-        let products = products.to_vec();
-        tasks.spawn(async move {
-            let send = |method: reqwest::Method, path: String, key: Option<String>, body: Value| {
-                let (run, token) = (run.clone(), token.clone());
-                async move {
-                    let mut r = run
-                        .http
-                        .request(method, format!("{}{path}", run.base))
-                        .bearer_auth(&token)
-                        .json(&body);
-                    if let Some(key) = key {
-                        r = r.header("idempotency-key", key);
-                    }
-                    match r.send().await {
-                        Ok(response) => response.status().as_u16(),
-                        Err(_) => 0,
-                    }
-                }
-            };
-            // Each phase starts from an empty cart.
-            send(reqwest::Method::DELETE, "/api/v1/cart".into(), None, Value::Null).await;
-            let mut i = w;
-            while i < total {
-                // Each shopper goes round the products.
-                let product = &products[(i / connections) % products.len()];
-                let (status, took) = if op == "add" {
-                    let t = Instant::now();
-                    let status = send(
-                        reqwest::Method::POST,
-                        "/api/v1/cart/items".into(),
-                        None,
-                        json!({"product_id": product, "quantity": 1}),
-                    )
-                    .await;
-                    (status, t.elapsed())
-                } else {
-                    let set = send(
-                        reqwest::Method::PUT,
-                        format!("/api/v1/cart/items/{product}"),
-                        None,
-                        json!({"quantity": 1}),
-                    )
-                    .await;
-                    let mut body = json!({"shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}});
-                    if op == "checkout+pay" {
-                        body["card"] = json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
-                    }
-                    let t = Instant::now();
-                    let status = if set == 200 {
-                        send(
-                            reqwest::Method::POST,
-                            "/api/v1/cart/checkout".into(),
-                            Some(uuid::Uuid::now_v7().to_string()),
-                            body,
-                        )
-                        .await
-                    } else {
-                        set
-                    };
-                    (status, t.elapsed())
-                };
-                let expected = if op == "add" { 200 } else { 201 };
-                if status == expected {
-                    latencies.lock().unwrap().push(took);
-                } else {
-                    *failures.lock().unwrap().entry(status).or_insert(0) += 1;
-                }
-                i += connections;
+    // Each phase starts from empty carts.
+    for token in tokens.iter().take(connections) {
+        cart_call(
+            run,
+            token,
+            reqwest::Method::DELETE,
+            "/api/v1/cart".into(),
+            None,
+            Value::Null,
+        )
+        .await;
+    }
+    let products = Arc::new(products.to_vec());
+    drive(run, tokens, connections, total, move |run, token, _, i| {
+        // Each shopper goes round the products.
+        let product = products[(i / connections) % products.len()].clone();
+        Box::pin(async move {
+            if op == "add" {
+                let t = Instant::now();
+                let body = json!({"product_id": product, "quantity": 1});
+                let status = cart_call(&run, &token, reqwest::Method::POST, "/api/v1/cart/items".into(), None, body).await;
+                return (status == 200, status, t.elapsed());
             }
-        });
+            let set = cart_call(&run, &token, reqwest::Method::PUT, format!("/api/v1/cart/items/{product}"), None, json!({"quantity": 1})).await;
+            if set != 200 {
+                return (false, set, Duration::ZERO);
+            }
+            let mut body = json!({"shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}});
+            if op == "checkout+pay" {
+                body["card"] = json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+            }
+            let t = Instant::now();
+            let key = Some(uuid::Uuid::now_v7().to_string());
+            let status = cart_call(&run, &token, reqwest::Method::POST, "/api/v1/cart/checkout".into(), key, body).await;
+            (status == 201, status, t.elapsed())
+        })
+    })
+    .await
+}
+
+/// One cart request as `token`'s shopper; its status (0: no answer).
+async fn cart_call(
+    run: &Run,
+    token: &str,
+    method: reqwest::Method,
+    path: String,
+    key: Option<String>,
+    body: Value,
+) -> u16 {
+    let mut r = run
+        .http
+        .request(method, format!("{}{path}", run.base))
+        .bearer_auth(token)
+        .json(&body);
+    if let Some(key) = key {
+        r = r.header("idempotency-key", key);
     }
-    while let Some(r) = tasks.join_next().await {
-        r.unwrap();
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort();
-    let zero = Duration::ZERO;
-    Outcome {
-        rate: l.len() as f64 / elapsed,
-        p50: if l.is_empty() { zero } else { pct(&l, 0.5) },
-        p99: if l.is_empty() { zero } else { pct(&l, 0.99) },
-        failures: std::mem::take(&mut *failures.lock().unwrap()),
+    match r.send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
     }
 }
 
