@@ -91,6 +91,7 @@ fn serve_fn(id: ServiceId) -> ServeFn {
         ServiceId::Notification => |c, l, d| Box::pin(notification_svc::serve(c, l, d)),
         ServiceId::Recommendation => |c, l, d| Box::pin(recommendation_svc::serve(c, l, d)),
         ServiceId::Cart => |c, l, d| Box::pin(cart_svc::serve(c, l, d)),
+        ServiceId::Media => |c, l, d| Box::pin(media_svc::serve(c, l, d)),
     }
 }
 
@@ -365,6 +366,7 @@ fn serve_one(component: &str) -> ExitCode {
         ServiceId::Notification => run_service(id, notification_svc::build),
         ServiceId::Recommendation => run_service(id, recommendation_svc::build),
         ServiceId::Cart => run_service(id, cart_svc::build),
+        ServiceId::Media => run_service(id, media_svc::build),
     }
 }
 

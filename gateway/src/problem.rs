@@ -83,7 +83,7 @@ impl Problem {
     /// A gRPC failure from an upstream. Client faults keep the upstream's
     /// message; our own faults get a generic one, the cause is logged.
     pub fn from_status(status: &tonic::Status) -> Self {
-        let kind = ErrorKind::from_grpc_code(status.code());
+        let kind = platform::error::kind_of(status);
         match kind {
             ErrorKind::Internal => {
                 tracing::error!(code = ?status.code(), message = status.message(), "upstream failed");

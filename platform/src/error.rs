@@ -503,6 +503,47 @@ pub fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The `google.rpc.ErrorInfo` domain of statuses built by [`refused`].
+const ERROR_DOMAIN: &str = "shopmesh";
+
+/// A kind whose gRPC code others share (413 and 415 travel as
+/// RESOURCE_EXHAUSTED and INVALID_ARGUMENT), and the reason naming it.
+const NAMED_KINDS: [(ErrorKind, &str); 2] = [
+    (ErrorKind::PayloadTooLarge, "PAYLOAD_TOO_LARGE"),
+    (ErrorKind::UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"),
+];
+
+/// A refusal of `kind` whose code is shared with other kinds, carrying a
+/// `google.rpc.ErrorInfo` that names it, so [`kind_of`] (the gateway) maps
+/// it back to its own HTTP status.
+pub fn refused(kind: ErrorKind, message: impl Into<String>) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    match NAMED_KINDS.iter().find(|(k, _)| *k == kind) {
+        Some((_, reason)) => tonic::Status::with_error_details(
+            kind.grpc_code(),
+            message,
+            ErrorDetails::with_error_info(*reason, ERROR_DOMAIN, std::collections::HashMap::new()),
+        ),
+        None => kind.status(message),
+    }
+}
+
+/// The kind of an upstream's status: the one its `ErrorInfo` names (see
+/// [`refused`]), else the one its code stands for.
+pub fn kind_of(status: &tonic::Status) -> ErrorKind {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .filter(|info| info.domain == ERROR_DOMAIN)
+        .and_then(|info| {
+            NAMED_KINDS
+                .iter()
+                .find(|(kind, reason)| *reason == info.reason && kind.grpc_code() == status.code())
+                .map(|(kind, _)| *kind)
+        })
+        .unwrap_or_else(|| ErrorKind::from_grpc_code(status.code()))
+}
+
 /// UNAVAILABLE from a server that is alive but shedding work it cannot take
 /// now, with a `google.rpc.RetryInfo` saying when to try again. The circuit
 /// breaker does not count it as a failure of the peer (the peer answered at
@@ -524,6 +565,21 @@ pub fn retry_after(status: &tonic::Status) -> Option<std::time::Duration> {
 
 #[cfg(test)]
 mod details_tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn refusals_keep_their_kind_across_grpc() {
+        for kind in [ErrorKind::PayloadTooLarge, ErrorKind::UnsupportedMediaType] {
+            let status = super::refused(kind, "no");
+            assert_eq!(status.code(), kind.grpc_code());
+            assert_eq!(super::kind_of(&status), kind);
+        }
+        let plain = super::refused(ErrorKind::InvalidArgument, "no");
+        assert_eq!(super::kind_of(&plain), ErrorKind::InvalidArgument);
+        let exhausted = tonic::Status::resource_exhausted("slow down");
+        assert_eq!(super::kind_of(&exhausted), ErrorKind::RateLimited);
+    }
+
     #[test]
     fn overloaded_carries_its_retry_delay() {
         let status = super::overloaded("busy", std::time::Duration::from_millis(1500));

@@ -19,6 +19,7 @@ pub mod ext;
 pub use shop::cart::v1 as cart;
 pub use shop::common::v1 as common;
 pub use shop::events::v1 as events;
+pub use shop::media::v1 as media;
 pub use shop::notification::v1 as notification;
 pub use shop::order::v1 as order;
 pub use shop::payment::v1 as payment;
@@ -37,6 +38,7 @@ pub mod service_names {
     pub const NOTIFICATION: &str = "shop.notification.v1.NotificationService";
     pub const RECOMMENDATION: &str = "shop.recommendation.v1.RecommendationService";
     pub const CART: &str = "shop.cart.v1.CartService";
+    pub const MEDIA: &str = "shop.media.v1.MediaService";
 }
 
 #[cfg(test)]
@@ -94,11 +96,13 @@ impl events::envelope::Payload {
             ShippingUpdated(_) => "shipping.updated",
             InventoryLow(_) => "inventory.low",
             ReviewCreated(_) => "review.created",
+            MediaUploaded(_) => "media.uploaded",
+            MediaDeleted(_) => "media.deleted",
         }
     }
 
     /// Every event type there is.
-    pub const ALL_TYPES: [&'static str; 9] = [
+    pub const ALL_TYPES: [&'static str; 11] = [
         "user.registered",
         "order.created",
         "order.cancelled",
@@ -108,6 +112,8 @@ impl events::envelope::Payload {
         "shipping.updated",
         "inventory.low",
         "review.created",
+        "media.uploaded",
+        "media.deleted",
     ];
 }
 
@@ -128,6 +134,8 @@ mod event_type_tests {
             Payload::ShippingUpdated(ShippingUpdated::default()),
             Payload::InventoryLow(InventoryLow::default()),
             Payload::ReviewCreated(ReviewCreated::default()),
+            Payload::MediaUploaded(MediaUploaded::default()),
+            Payload::MediaDeleted(MediaDeleted::default()),
         ];
         let types: Vec<&str> = payloads.iter().map(Payload::event_type).collect();
         assert_eq!(types, Payload::ALL_TYPES);

@@ -9,12 +9,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub mod cart;
+pub mod media;
 pub mod saga;
 mod sections;
 mod services;
 mod vars;
 
 pub use cart::CartSettings;
+pub use media::MediaSettings;
 pub use saga::SagaSettings;
 pub use sections::*;
 pub use services::*;
@@ -121,6 +123,8 @@ pub struct Config {
     pub saga: SagaSettings,
     /// Guest cart lifetime and cart caps.
     pub cart: CartSettings,
+    /// Where media bytes live and what an upload may be.
+    pub media: MediaSettings,
 }
 
 impl Config {
@@ -226,6 +230,7 @@ impl Config {
                 .positive_millis("OUTBOX_SWEEP_INTERVAL_MS", Duration::from_secs(5))?,
             saga: SagaSettings::from_vars(&v)?,
             cart: CartSettings::from_vars(&v)?,
+            media: MediaSettings::from_vars(&v)?,
             low_stock_threshold: v
                 .number("LOW_STOCK_THRESHOLD", "a whole number of units")?
                 .unwrap_or(5),

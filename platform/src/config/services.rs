@@ -19,10 +19,11 @@ pub enum ServiceId {
     Shipping,
     Notification,
     Cart,
+    Media,
 }
 
 impl ServiceId {
-    pub const ALL: [ServiceId; 8] = [
+    pub const ALL: [ServiceId; 9] = [
         ServiceId::Product,
         ServiceId::Order,
         ServiceId::Payment,
@@ -31,6 +32,7 @@ impl ServiceId {
         ServiceId::Shipping,
         ServiceId::Notification,
         ServiceId::Cart,
+        ServiceId::Media,
     ];
 
     /// Short name: `product`, `order`…
@@ -44,6 +46,7 @@ impl ServiceId {
             ServiceId::Shipping => "shipping",
             ServiceId::Notification => "notification",
             ServiceId::Cart => "cart",
+            ServiceId::Media => "media",
         }
     }
 
@@ -58,6 +61,7 @@ impl ServiceId {
             ServiceId::Shipping => "shipping-svc",
             ServiceId::Notification => "notification-svc",
             ServiceId::Cart => "cart-svc",
+            ServiceId::Media => "media-svc",
         }
     }
 
@@ -72,6 +76,7 @@ impl ServiceId {
             ServiceId::Shipping => "shop.shipping.v1.ShippingService",
             ServiceId::Notification => "shop.notification.v1.NotificationService",
             ServiceId::Cart => "shop.cart.v1.CartService",
+            ServiceId::Media => "shop.media.v1.MediaService",
         }
     }
 
@@ -85,6 +90,7 @@ impl ServiceId {
             ServiceId::Shipping => 50056,
             ServiceId::Notification => 50057,
             ServiceId::Cart => 50059,
+            ServiceId::Media => 50058,
         }
     }
 
@@ -99,6 +105,7 @@ impl ServiceId {
             ServiceId::Shipping => "SHIPPING_ADDR",
             ServiceId::Notification => "NOTIFICATION_ADDR",
             ServiceId::Cart => "CART_ADDR",
+            ServiceId::Media => "MEDIA_ADDR",
         }
     }
 }
