@@ -75,6 +75,14 @@ const EXTERNAL: &[&str] = &[
     "OTEL_RESOURCE_ATTRIBUTES",
     "POD_NAME",
     "POD_NAMESPACE",
+    // media-svc's bucket: object_store reads the AWS credentials and region
+    // (AmazonS3Builder::from_env); MinIO (compose, the dev overlay) its
+    // root user.
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "MINIO_ROOT_USER",
+    "MINIO_ROOT_PASSWORD",
 ];
 
 #[test]
@@ -244,6 +252,7 @@ fn calls_in_code() -> Vec<(String, String)> {
         ("Shipping", "shipping-svc"),
         ("Notification", "notification-svc"),
         ("Cart", "cart-svc"),
+        ("Media", "media-svc"),
     ];
     let mut edges = Vec::new();
     for (_, caller) in services {

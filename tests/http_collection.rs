@@ -1,7 +1,8 @@
 //! Runs the request collection `deploy/shopmesh.http` against a whole mesh,
 //! in order, and checks every request answers the status its `# @expect`
 //! line names. The conventions the file uses (`@name`, `@expect`, `@assert`,
-//! `@retry-until`, `@sign-hmac`, `{{$guid}}`) are described at its top.
+//! `@retry-until`, `@sign-hmac`, `{{$guid}}`, `< ./file` in a body) are
+//! described at its top.
 
 mod common;
 
@@ -402,6 +403,40 @@ fn hmac_signature(key: &str, body: &str) -> String {
     format!("sha256={hex}")
 }
 
+/// The bytes a request sends for its `body` (variables replaced): a line
+/// `< <path>` is the file at that path, relative to the collection, and a
+/// multipart body's lines end in CRLF, as editors send them.
+fn bytes_to_send(body: &str, headers: &[(String, String)]) -> Result<Vec<u8>, String> {
+    let multipart = header(headers, "content-type")
+        .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("multipart/"));
+    if !multipart && !body.lines().any(|l| l.starts_with("< ")) {
+        return Ok(body.as_bytes().to_vec());
+    }
+    let collection = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(COLLECTION);
+    let dir = collection
+        .parent()
+        .expect("the collection is in a directory");
+    let newline: &[u8] = if multipart { &b"\r\n"[..] } else { &b"\n"[..] };
+    let mut out = Vec::new();
+    for (i, line) in body.lines().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(newline);
+        }
+        match line.strip_prefix("< ") {
+            Some(file) => {
+                let path = dir.join(file.trim());
+                let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                out.extend_from_slice(&bytes);
+            }
+            None => out.extend_from_slice(line.as_bytes()),
+        }
+    }
+    if multipart {
+        out.extend_from_slice(newline);
+    }
+    Ok(out)
+}
+
 struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
@@ -413,7 +448,7 @@ async fn send(
     method: &reqwest::Method,
     url: &str,
     headers: &[(String, String)],
-    body: &str,
+    body: &[u8],
 ) -> Result<Reply, String> {
     let mut request = http
         .request(method.clone(), url)
@@ -422,7 +457,7 @@ async fn send(
         request = request.header(name, value);
     }
     if !body.is_empty() {
-        request = request.body(body.to_string());
+        request = request.body(body.to_vec());
     }
     let response = request
         .send()
@@ -488,6 +523,7 @@ async fn run(collection: &Collection, base_url: &str) -> Result<(), String> {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             headers.push((name.clone(), hmac_signature(&key, &body)));
         }
+        let payload = bytes_to_send(&body, &headers).map_err(fail)?;
         let expect = r.expect.expect("parse checks every request has @expect");
 
         let started = Instant::now();
@@ -495,7 +531,7 @@ async fn run(collection: &Collection, base_url: &str) -> Result<(), String> {
         let mut attempts = 0;
         let reply = loop {
             attempts += 1;
-            let reply = send(&http, &method, &url, &headers, &body)
+            let reply = send(&http, &method, &url, &headers, &payload)
                 .await
                 .map_err(fail)?;
             let Some(deadline) = deadline else {

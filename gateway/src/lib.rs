@@ -61,6 +61,16 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::reviews::reviews
         ))
         .routes(routes!(routes::products::similar))
+        // Uploads enforce MEDIA_MAX_UPLOAD_BYTES themselves, as they stream.
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(routes::media::upload))
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .routes(routes!(routes::media::delete))
+        .routes(routes!(routes::media::order))
+        .routes(routes!(routes::media::original))
+        .routes(routes!(routes::media::thumbnail))
         .routes(routes!(
             routes::cart::create_guest,
             routes::cart::get,

@@ -30,6 +30,8 @@ struct Inner {
     limiter: Limiter,
     metrics: Metrics,
     config: Config,
+    /// Small images, kept in memory (they never change).
+    media_cache: Arc<crate::routes::media::MediaCache>,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
                 limiter,
                 metrics: Metrics::new(),
                 config: config.clone(),
+                media_cache: crate::routes::media::new_cache(),
             }),
         })
     }
@@ -128,6 +131,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub fn media_cache(&self) -> &crate::routes::media::MediaCache {
+        &self.inner.media_cache
     }
 
     pub fn config(&self) -> &Config {

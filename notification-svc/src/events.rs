@@ -9,8 +9,18 @@ use crate::deliveries::Outgoing;
 use crate::domain::{Via, channels_for};
 use crate::templates::{Templates, money};
 
-/// Every event there is: each one notifies someone.
-pub const EVENT_TYPES: &[&str] = &Payload::ALL_TYPES;
+/// The events that notify someone (all but media changes).
+pub const EVENT_TYPES: &[&str] = &[
+    "user.registered",
+    "order.created",
+    "order.cancelled",
+    "payment.processed",
+    "payment.failed",
+    "payment.refunded",
+    "shipping.updated",
+    "inventory.low",
+    "review.created",
+];
 
 pub struct NotificationEvents {
     pub api: NotificationApi,
@@ -82,6 +92,8 @@ impl NotificationEvents {
                 context! {short_order => short(&e.order_id), reason => e.reason.clone(), refunded => !e.payment_id.is_empty()},
             ),
             Payload::OrderCancelled(_) => return None,
+            // Images changing tell nobody.
+            Payload::MediaUploaded(_) | Payload::MediaDeleted(_) => return None,
         };
         // Admin alerts stay in the admins' feed.
         let vias = if recipient == ADMINS {

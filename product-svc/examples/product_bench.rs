@@ -95,7 +95,6 @@ async fn create(client: &mut Client, sku: &str, stock: u32) -> String {
             currency: "USD".into(),
         }),
         stock,
-        image_urls: vec![],
         weight_grams: 1,
     });
     let request = platform::testing::identity().as_user(request.into_inner(), "bench", "admin");

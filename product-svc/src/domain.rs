@@ -102,25 +102,6 @@ pub fn parse_category(raw: &str) -> Result<String, FieldError> {
     }
 }
 
-pub fn parse_image_urls(raw: &[String]) -> Result<Vec<String>, FieldError> {
-    if raw.len() > 10 {
-        return Err(err("image_urls", "at most 10 images"));
-    }
-    raw.iter()
-        .map(|u| {
-            let u = u.trim();
-            let ok = (u.starts_with("https://") || u.starts_with("http://"))
-                && u.len() <= 2048
-                && !u.contains(char::is_whitespace);
-            if ok {
-                Ok(u.to_string())
-            } else {
-                Err(err("image_urls", "each must be an http(s) URL"))
-            }
-        })
-        .collect()
-}
-
 /// A review rating: 1 to 5.
 pub fn parse_rating(raw: u32) -> Result<u8, FieldError> {
     if (1..=5).contains(&raw) {
@@ -146,8 +127,13 @@ pub struct Product {
     pub description: String,
     pub category: String,
     pub price: Money,
+    /// Images from media-svc, primary first.
     #[serde(default)]
-    pub image_urls: Vec<String>,
+    pub images: Vec<Image>,
+    /// Ids of images removed (the most recent ones), so an upload event
+    /// that arrives after its deletion does not bring the image back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_images: Vec<String>,
     #[serde(default)]
     pub weight_grams: u32,
     /// `active` or `inactive` (hidden from listings, cannot be ordered).
@@ -185,6 +171,80 @@ impl HasOutbox for Product {
     }
     fn outbox_mut(&mut self) -> &mut Outbox {
         &mut self.outbox
+    }
+}
+
+/// A thumbnail of a product image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thumbnail {
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub content_type: String,
+}
+
+/// An image of a product, stored by media-svc under `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub key: String,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub alt: String,
+    pub thumbnails: Vec<Thumbnail>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// Most images a product shows.
+pub const MAX_IMAGES: usize = 20;
+const REMOVED_IMAGE_MEMORY: usize = 200;
+
+impl Product {
+    /// Shows `image` last; false (no change) when it is shown already,
+    /// was removed before, or the product shows the most it may.
+    pub fn add_image(&mut self, image: Image) -> bool {
+        if self.images.iter().any(|i| i.id == image.id)
+            || self.removed_images.contains(&image.id)
+            || self.images.len() >= MAX_IMAGES
+        {
+            return false;
+        }
+        self.images.push(image);
+        true
+    }
+
+    /// Stops showing image `id` and remembers it was removed; false when
+    /// it was removed already.
+    pub fn remove_image(&mut self, id: &str) -> bool {
+        if self.removed_images.iter().any(|r| r == id) {
+            return false;
+        }
+        self.images.retain(|i| i.id != id);
+        self.removed_images.push(id.to_string());
+        if self.removed_images.len() > REMOVED_IMAGE_MEMORY {
+            self.removed_images.remove(0);
+        }
+        true
+    }
+
+    /// Puts the images in the order of `ids`, which must name each of
+    /// them exactly once.
+    pub fn order_images(&mut self, ids: &[String]) -> Result<(), FieldError> {
+        let mut seen = std::collections::HashSet::new();
+        let same = ids.len() == self.images.len()
+            && ids.iter().all(|id| seen.insert(id) && self.images.iter().any(|i| &i.id == id));
+        if !same {
+            return Err(err(
+                "image_ids",
+                "must list each of the product's images exactly once",
+            ));
+        }
+        self.images
+            .sort_by_key(|i| ids.iter().position(|id| id == &i.id));
+        Ok(())
     }
 }
 

@@ -4,16 +4,21 @@
 //! [`build`] binds the configured address and serves
 //! `shop.product.v1.ProductService` with health and reflection; [`serve`]
 //! does the same on a listener the caller bound. `inventory.low` and
-//! `review.created` leave through the outbox.
+//! `review.created` leave through the outbox; `media.uploaded` and
+//! `media.deleted` change the images a product shows.
 
 pub mod api;
 pub mod cache;
 pub mod domain;
+pub mod events;
 pub mod inventory;
 pub mod seed;
 pub mod store;
 
 use anyhow::Context as _;
+use std::sync::Arc;
+
+use platform::events::ConsumerConfig;
 use platform::events::outbox::OutboxRelay;
 use platform::runtime::Deps;
 use platform::store::Store;
@@ -87,6 +92,14 @@ pub async fn serve(
             tracing::info!(created, "seeded the demo catalog");
         }
     }
+    let subscription = deps
+        .bus
+        .subscribe(
+            ConsumerConfig::prompt("product-svc", events::EVENT_TYPES),
+            Arc::new(events::ProductEvents { api: api.clone() }),
+        )
+        .await
+        .context("subscribing to media events")?;
     let (product_relay, review_relay) = (api.product_relay.clone(), api.review_relay.clone());
     let api_for_sweeper = api.clone();
     let store = api.products.store().clone();
@@ -117,6 +130,11 @@ pub async fn serve(
             },
         ),
     ];
+    let cancel = running.cancel_token();
+    running.spawn(async move {
+        cancel.cancelled().await;
+        subscription.stop().await;
+    });
     running.spawn(async move {
         for sweeper in sweepers {
             let _ = sweeper.await;

@@ -1,5 +1,6 @@
 //! The demo catalog the all-in-one binary starts with (`SEED_DEMO`).
 //! Seeding is idempotent: products whose SKU exists are left alone.
+//! Their pictures come from media-svc, which seeds them the same way.
 
 use proto::product::CreateProductRequest;
 
@@ -236,10 +237,6 @@ pub async fn seed_demo(api: &ProductApi) -> anyhow::Result<usize> {
             category: category.to_string(),
             price: Some(proto::common::Money::new(*cents, "USD")),
             stock: *stock,
-            image_urls: vec![format!(
-                "https://images.shopmesh.dev/{}.jpg",
-                sku.to_lowercase()
-            )],
             weight_grams: *grams,
         };
         match api.create(request).await {

@@ -96,7 +96,6 @@ fn new_product(sku: &str, stock: u32) -> CreateProductRequest {
         category: "things".into(),
         price: Some(proto::common::Money::new(1000, "USD")),
         stock,
-        image_urls: vec![],
         weight_grams: 100,
     }
 }

@@ -134,7 +134,6 @@ async fn run() -> anyhow::Result<()> {
                     currency: "USD".into(),
                 }),
                 stock: 1000,
-                image_urls: vec![],
                 weight_grams: 0,
             }))
             .await?

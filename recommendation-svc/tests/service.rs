@@ -104,7 +104,6 @@ impl TestApp {
                 category: category.into(),
                 price: Some(proto::common::Money::new(1000, "USD")),
                 stock: 100,
-                image_urls: vec![],
                 weight_grams: 0,
             }))
             .await

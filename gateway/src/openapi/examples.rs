@@ -24,10 +24,21 @@ pub(super) fn examples(doc: &mut Value, (year, _): (u64, u64)) {
     let line = json!({"product_id": product, "quantity": 2});
     let card =
         json!({"number": "4242424242424242", "exp_month": 12, "exp_year": year + 3, "cvc": "123"});
+    let key = "9f2c4e1ab7d35c08e6f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7";
+    let image_out = json!({
+        "id": "0193b3c4-1a2b-7c3d-8e4f-5a6b7c8d9e0a", "key": key, "content_type": "image/jpeg",
+        "width": 1200, "height": 900, "bytes": 184_311, "alt": "A white enamel mug",
+        "url": format!("/media/{key}"),
+        "thumbnails": [
+            {"width": 160, "height": 120, "url": format!("/media/{key}/160")},
+            {"width": 480, "height": 360, "url": format!("/media/{key}/480")},
+            {"width": 1024, "height": 768, "url": format!("/media/{key}/1024")},
+        ],
+    });
     let product_out = json!({
         "id": product, "sku": "MUG-001", "name": "Enamel mug", "description": "A 350 ml enamel mug.",
         "category": "kitchen", "price": price, "stock_available": 38, "rating_avg": 4.5, "rating_count": 2,
-        "image_urls": ["https://cdn.example.com/mug-001.jpg"], "weight_grams": 280, "active": true,
+        "images": [image_out], "weight_grams": 280, "active": true,
         "created_at": time, "updated_at": time,
     });
     let review = json!({
@@ -75,8 +86,7 @@ pub(super) fn examples(doc: &mut Value, (year, _): (u64, u64)) {
             "ProductCreate",
             json!({
                 "sku": "MUG-001", "name": "Enamel mug", "description": "A 350 ml enamel mug.",
-                "category": "kitchen", "price": price, "stock": 40,
-                "image_urls": ["https://cdn.example.com/mug-001.jpg"], "weight_grams": 280,
+                "category": "kitchen", "price": price, "stock": 40, "weight_grams": 280,
             }),
         ),
         ("PriceIn", price.clone()),
@@ -85,6 +95,11 @@ pub(super) fn examples(doc: &mut Value, (year, _): (u64, u64)) {
             json!({"price": {"amount": 1099, "currency": "USD"}, "active": true}),
         ),
         ("StockUpdate", json!({"delta": 10})),
+        (
+            "ImageOrder",
+            json!({"image_ids": ["0193b3c4-1a2b-7c3d-8e4f-5a6b7c8d9e0a", "0193b3c4-1a2b-7c3d-8e4f-5a6b7c8d9e0b"]}),
+        ),
+        ("ImageOut", image_out.clone()),
         (
             "ReviewCreate",
             json!({"rating": 5, "comment": "Keeps coffee hot."}),
@@ -222,7 +237,7 @@ pub(super) fn examples(doc: &mut Value, (year, _): (u64, u64)) {
                 "items": [{
                     "id": product, "sku": "MUG-001", "name": "Enamel mug", "description": "A 350 ml enamel mug.",
                     "category": "kitchen", "price": price, "stock_available": 38, "rating_count": 0,
-                    "image_urls": [], "weight_grams": 280, "active": true, "created_at": time, "updated_at": time,
+                    "images": [], "weight_grams": 280, "active": true, "created_at": time, "updated_at": time,
                     "reason": {"kind": "bought_with", "product_id": "0193b3c4-1a2b-7c3d-8e4f-5a6b7c8d9e08"},
                     "score": 0.82,
                 }],

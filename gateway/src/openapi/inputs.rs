@@ -128,15 +128,6 @@ pub(super) fn input_rules(doc: &mut Value, (year, month): (u64, u64)) {
             &field(schema, "category"),
             json!({"pattern": "^[A-Za-z0-9-]{1,50}$", "description": "Stored lower case."}),
         );
-        set(
-            doc,
-            &field(schema, "image_urls"),
-            json!({"maxItems": 10, "items": {
-                "type": "string",
-                "maxLength": 2048,
-                "pattern": "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][!-~]*)?$",
-            }}),
-        );
     }
     *at(doc, &field("ProductCreate", "price")) = schema_ref("PriceIn");
     *at(doc, &field("ProductUpdate", "price")) = nullable_ref("PriceIn");

@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "The caller's profile"),
         (name = "products", description = "Catalog, stock and reviews"),
+        (name = "media", description = "Stored images and their thumbnails (no /api/v1 prefix)"),
         (name = "cart", description = "Carts of guests and customers, and checkout"),
         (name = "orders", description = "Orders and paying for them"),
         (name = "payments", description = "Payments and refunds"),

@@ -30,7 +30,8 @@ pub struct ProductOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rating_avg: Option<f64>,
     pub rating_count: u32,
-    pub image_urls: Vec<String>,
+    /// Primary first.
+    pub images: Vec<ImageOut>,
     pub weight_grams: u32,
     pub active: bool,
     /// RFC 3339.
@@ -53,11 +54,62 @@ impl From<proto::product::Product> for ProductOut {
             stock_available: p.stock_available,
             rating_avg: p.rating_avg,
             rating_count: p.rating_count,
-            image_urls: p.image_urls,
+            images: p.images.into_iter().map(ImageOut::from).collect(),
             weight_grams: p.weight_grams,
             active: p.active,
             created_at: rfc3339(p.created_at),
             updated_at: rfc3339(p.updated_at),
+        }
+    }
+}
+
+/// A smaller copy of an image.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThumbnailOut {
+    pub width: u32,
+    pub height: u32,
+    /// Path of the thumbnail on this host: `/media/{key}/{width}`.
+    pub url: String,
+}
+
+/// An image of a product.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImageOut {
+    pub id: String,
+    /// SHA-256 of the stored bytes: its name under `/media` and its ETag.
+    pub key: String,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    /// Text alternative.
+    pub alt: String,
+    /// Path of the image on this host: `/media/{key}`.
+    pub url: String,
+    /// Smallest first.
+    pub thumbnails: Vec<ThumbnailOut>,
+}
+
+impl From<proto::media::Media> for ImageOut {
+    fn from(m: proto::media::Media) -> Self {
+        Self {
+            url: format!("/media/{}", m.key),
+            thumbnails: m
+                .thumbnails
+                .iter()
+                .map(|t| ThumbnailOut {
+                    width: t.width,
+                    height: t.height,
+                    url: format!("/media/{}/{}", m.key, t.width),
+                })
+                .collect(),
+            id: m.id,
+            key: m.key,
+            content_type: m.content_type,
+            width: m.width,
+            height: m.height,
+            bytes: m.bytes,
+            alt: m.alt,
         }
     }
 }
@@ -80,8 +132,6 @@ pub struct ProductCreate {
     /// Units on hand.
     #[serde(default, deserialize_with = "integer")]
     pub stock: u32,
-    #[serde(default)]
-    pub image_urls: Vec<String>,
     #[serde(default, deserialize_with = "integer")]
     pub weight_grams: u32,
 }
@@ -94,7 +144,6 @@ pub struct ProductUpdate {
     pub description: Option<String>,
     pub category: Option<String>,
     pub price: Option<Money>,
-    pub image_urls: Option<Vec<String>>,
     #[serde(default, deserialize_with = "optional_integer")]
     pub weight_grams: Option<u32>,
     /// Inactive products are hidden and cannot be ordered.
@@ -182,7 +231,6 @@ pub async fn create(
         category: body.category,
         price: Some(body.price.into()),
         stock: body.stock,
-        image_urls: body.image_urls,
         weight_grams: body.weight_grams,
     };
     let r = products(&state)
@@ -240,9 +288,6 @@ pub async fn update(
         description: body.description,
         category: body.category,
         price: body.price.map(Into::into),
-        image_urls: body
-            .image_urls
-            .map(|urls| proto::product::ImageUrls { urls }),
         weight_grams: body.weight_grams,
         active: body.active,
     };

@@ -129,9 +129,6 @@ impl ProductApi {
                 None
             }
         };
-        let images = domain::parse_image_urls(&r.image_urls)
-            .map_err(|e| errors.push(e))
-            .ok();
         if i64::from(r.stock) > domain::MAX_STOCK {
             errors.push(FieldError::new("stock", "is too large"));
         }
@@ -141,7 +138,6 @@ impl ProductApi {
             Some(description),
             Some(category),
             Some(price),
-            Some(image_urls),
             true,
         ) = (
             sku,
@@ -149,7 +145,6 @@ impl ProductApi {
             description,
             category,
             price,
-            images,
             errors.is_empty(),
         )
         else {
@@ -163,7 +158,8 @@ impl ProductApi {
             description,
             category,
             price,
-            image_urls,
+            images: Vec::new(),
+            removed_images: Vec::new(),
             weight_grams: r.weight_grams,
             status: domain::ACTIVE.into(),
             stock_available: i64::from(r.stock),
@@ -218,11 +214,6 @@ impl ProductApi {
             |m| Money::parse(m.amount, &m.currency),
             &mut errors,
         );
-        let images = parse_optional(
-            r.image_urls.as_ref(),
-            |i| domain::parse_image_urls(&i.urls),
-            &mut errors,
-        );
         if !errors.is_empty() {
             return Err(invalid(errors));
         }
@@ -244,9 +235,6 @@ impl ProductApi {
                 }
                 if let Some(v) = &price {
                     p.price = v.clone();
-                }
-                if let Some(v) = &images {
-                    p.image_urls = v.clone();
                 }
                 if let Some(w) = r.weight_grams {
                     p.weight_grams = w;

@@ -22,6 +22,7 @@ use crate::domain::{self, FieldError, Product, Reservation, Review};
 
 mod catalog;
 pub(crate) use catalog::validation_of;
+mod images;
 mod inventory;
 mod reviews;
 
@@ -93,7 +94,6 @@ pub(crate) fn to_proto(id: &str, p: &Product) -> proto::product::Product {
         description: p.description.clone(),
         category: p.category.clone(),
         price: Some(proto::common::Money::new(p.price.amount, &p.price.currency)),
-        image_urls: p.image_urls.clone(),
         stock_available: p.stock_available.max(0) as u32,
         stock_reserved: p.stock_reserved.max(0) as u32,
         rating_avg: p.rating_avg(),
@@ -102,6 +102,58 @@ pub(crate) fn to_proto(id: &str, p: &Product) -> proto::product::Product {
         active: p.is_active(),
         created_at: Some(proto::ext::from_secs(p.created_at)),
         updated_at: Some(proto::ext::from_secs(p.updated_at)),
+        images: p.images.iter().map(|i| image_to_proto(id, i)).collect(),
+    }
+}
+
+fn image_to_proto(product_id: &str, i: &domain::Image) -> proto::media::Media {
+    proto::media::Media {
+        id: i.id.clone(),
+        product_id: product_id.to_string(),
+        key: i.key.clone(),
+        content_type: i.content_type.clone(),
+        width: i.width,
+        height: i.height,
+        bytes: i.bytes,
+        alt: i.alt.clone(),
+        thumbnails: i
+            .thumbnails
+            .iter()
+            .map(|t| proto::media::Thumbnail {
+                width: t.width,
+                height: t.height,
+                bytes: t.bytes,
+                content_type: t.content_type.clone(),
+            })
+            .collect(),
+        created_at: Some(proto::ext::from_millis(i.created_at)),
+    }
+}
+
+/// The image a `media.uploaded` event announces.
+pub(crate) fn image_from_proto(m: &proto::media::Media) -> domain::Image {
+    domain::Image {
+        id: m.id.clone(),
+        key: m.key.clone(),
+        content_type: m.content_type.clone(),
+        width: m.width,
+        height: m.height,
+        bytes: m.bytes,
+        alt: m.alt.clone(),
+        thumbnails: m
+            .thumbnails
+            .iter()
+            .map(|t| domain::Thumbnail {
+                width: t.width,
+                height: t.height,
+                bytes: t.bytes,
+                content_type: t.content_type.clone(),
+            })
+            .collect(),
+        created_at: m
+            .created_at
+            .as_ref()
+            .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
     }
 }
 
@@ -224,6 +276,16 @@ impl ProductService for ProductApi {
         Ok(Response::new(CreateProductResponse {
             product: Some(product),
         }))
+    }
+
+    async fn set_image_order(
+        &self,
+        request: Request<SetImageOrderRequest>,
+    ) -> Result<Response<SetImageOrderResponse>, Status> {
+        self.require_admin(request.metadata()).await?;
+        self.set_image_order(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn update_product(

@@ -12,7 +12,8 @@ fn product(stock: i64) -> Product {
             amount: 100,
             currency: "USD".into(),
         },
-        image_urls: vec![],
+        images: vec![],
+        removed_images: vec![],
         weight_grams: 0,
         status: ACTIVE.into(),
         search_text: String::new(),
@@ -50,8 +51,6 @@ fn money_sku_and_fields_are_validated() {
     assert!(parse_name("").is_err() && parse_name(&"x".repeat(201)).is_err());
     assert_eq!(parse_category("Home-Office").unwrap(), "home-office");
     assert!(parse_category("a b").is_err());
-    assert!(parse_image_urls(&["ftp://x".into()]).is_err());
-    assert!(parse_image_urls(&["https://cdn.example.com/a.png".into()]).is_ok());
     assert!(parse_comment(&"x".repeat(2001)).is_err() && parse_comment(&"x".repeat(2000)).is_ok());
 }
 
@@ -165,4 +164,48 @@ fn rating_average() {
     p.rating_sum = 9;
     p.rating_count = 2;
     assert_eq!(p.rating_avg(), Some(4.5));
+}
+
+fn image(id: &str) -> Image {
+    Image {
+        id: id.into(),
+        key: format!("{id:0>64}"),
+        content_type: "image/jpeg".into(),
+        width: 10,
+        height: 10,
+        bytes: 100,
+        alt: String::new(),
+        thumbnails: vec![],
+        created_at: 0,
+    }
+}
+
+#[test]
+fn images_are_added_once_and_a_removal_wins_over_a_late_add() {
+    let mut p = product(1);
+    assert!(p.add_image(image("a")));
+    assert!(!p.add_image(image("a")), "a redelivered upload adds nothing");
+    assert!(p.remove_image("b"), "a delete may overtake its upload");
+    assert!(!p.add_image(image("b")), "the late upload stays removed");
+    assert!(p.remove_image("a") && !p.remove_image("a"));
+    assert!(p.images.is_empty());
+    for i in 0..MAX_IMAGES + 1 {
+        p.add_image(image(&format!("m{i}")));
+    }
+    assert_eq!(p.images.len(), MAX_IMAGES);
+}
+
+#[test]
+fn images_are_ordered_only_by_a_full_list() {
+    let mut p = product(1);
+    for id in ["a", "b", "c"] {
+        p.add_image(image(id));
+    }
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    p.order_images(&ids(&["c", "a", "b"])).unwrap();
+    let order: Vec<_> = p.images.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(order, ["c", "a", "b"]);
+    assert!(p.order_images(&ids(&["c", "a"])).is_err());
+    assert!(p.order_images(&ids(&["c", "a", "a"])).is_err());
+    assert!(p.order_images(&ids(&["c", "a", "x"])).is_err());
 }
