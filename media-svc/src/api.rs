@@ -65,8 +65,13 @@ impl MediaApi {
         }
     }
 
-    /// Receives the file, refusing it as soon as it passes the limit.
-    async fn receive(&self, stream: &mut Streaming<UploadMediaRequest>) -> Result<Vec<u8>, Status> {
+    /// Receives the file (and an alt text sent after it), refusing the
+    /// file as soon as it passes the limit.
+    async fn receive(
+        &self,
+        stream: &mut Streaming<UploadMediaRequest>,
+        alt: &mut String,
+    ) -> Result<Vec<u8>, Status> {
         let max = self.library.limits.max_bytes;
         let mut bytes = Vec::new();
         while let Some(message) = stream.message().await? {
@@ -76,6 +81,9 @@ impl MediaApi {
                         return Err(LibraryError::from(Refusal::TooLarge { limit: max }).into());
                     }
                     bytes.extend_from_slice(&chunk);
+                }
+                Some(Part::Alt(text)) => {
+                    *alt = domain::parse_alt(&text).map_err(|e| platform::error::invalid([e]))?;
                 }
                 Some(Part::Info(_)) => {
                     return Err(Status::invalid_argument("info may only be the first message"));
@@ -109,9 +117,9 @@ impl MediaService for MediaApi {
             }
         };
         valid_id("product_id", &info.product_id)?;
-        let alt = domain::parse_alt(&info.alt).map_err(|e| platform::error::invalid([e]))?;
+        let mut alt = domain::parse_alt(&info.alt).map_err(|e| platform::error::invalid([e]))?;
         self.require_product(&info.product_id).await?;
-        let bytes = self.receive(&mut stream).await?;
+        let bytes = self.receive(&mut stream, &mut alt).await?;
         tracing::info!(product_id = info.product_id, filename = info.filename, size = bytes.len(), "upload received");
         let done = self.library.process(bytes).await?;
         let (doc, created) = self.library.store(&info.product_id, &alt, done).await?;

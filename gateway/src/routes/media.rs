@@ -77,8 +77,8 @@ fn too_large(limit: u64) -> Problem {
     )
 }
 
-/// Upload form (`multipart/form-data`). Send `alt` before `file` and the
-/// file is streamed through; after it, the file is held until the form ends.
+/// Upload form (`multipart/form-data`). The file is streamed through to
+/// media-svc as it arrives; `alt` may come before or after it.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct ImageUpload {
@@ -119,13 +119,18 @@ pub async fn upload(
     })?;
     let limit = state.config().media.max_upload_bytes;
     let mut alt = String::new();
-    let mut sent = None;
+    let mut sent: Option<(tokio::sync::mpsc::Sender<UploadMediaRequest>, _)> = None;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_problem)? {
         match field.name() {
             Some("alt") => {
                 let text = field.text().await.map_err(multipart_problem)?;
                 if text.len() > 4096 {
                     return Err(Problem::new(ErrorKind::InvalidArgument, "alt is too long"));
+                }
+                if let Some((tx, _)) = &sent {
+                    // After the file: sent on, media-svc replaces the alt.
+                    let part = Some(Part::Alt(text.clone()));
+                    let _ = tx.send(UploadMediaRequest { part }).await;
                 }
                 alt = text;
             }
@@ -163,8 +168,7 @@ pub async fn upload(
                         }
                     }
                 }
-                drop(tx);
-                sent = Some(call);
+                sent = Some((tx, call));
             }
             _ => {
                 // Other parts are read and ignored.
@@ -172,13 +176,14 @@ pub async fn upload(
             }
         }
     }
-    let Some(call) = sent else {
+    let Some((tx, call)) = sent else {
         return Err(Problem::new(ErrorKind::InvalidArgument, "the form has no `file` part")
             .with_errors(vec![crate::problem::FieldError {
                 field: "file".into(),
                 message: "is required".into(),
             }]));
     };
+    drop(tx);
     let answer = call
         .await
         .map_err(|e| Problem::new(ErrorKind::Internal, format!("upload task: {e}")))??
