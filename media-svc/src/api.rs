@@ -51,13 +51,22 @@ fn valid_id(field: &str, id: &str) -> Result<(), Status> {
 }
 
 impl MediaApi {
-    /// Fails unless the product exists (NOT_FOUND) and its catalog answers.
+    /// Fails unless the product exists (NOT_FOUND), has room for another
+    /// image (FAILED_PRECONDITION) and its catalog answers.
     async fn require_product(&self, product_id: &str) -> Result<(), Status> {
         let request = self.mesh.request(proto::product::GetProductDetailsRequest {
             product_id: product_id.to_string(),
         });
         match self.catalog.clone().get_product_details(request).await {
-            Ok(_) => Ok(()),
+            Ok(found) => match found.into_inner().product {
+                Some(p) if p.images.len() >= proto::MAX_PRODUCT_IMAGES => {
+                    Err(Status::failed_precondition(format!(
+                        "the product shows {} images, the most it may; delete one first",
+                        proto::MAX_PRODUCT_IMAGES
+                    )))
+                }
+                _ => Ok(()),
+            },
             Err(status) if status.code() == tonic::Code::NotFound => {
                 Err(Status::not_found("product not found"))
             }

@@ -199,7 +199,7 @@ pub struct Image {
 }
 
 /// Most images a product shows.
-pub const MAX_IMAGES: usize = 20;
+pub const MAX_IMAGES: usize = proto::MAX_PRODUCT_IMAGES;
 const REMOVED_IMAGE_MEMORY: usize = 200;
 
 impl Product {

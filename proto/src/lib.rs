@@ -16,6 +16,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 pub mod ext;
 
+/// Most images a product shows (product-svc keeps to it; media-svc refuses
+/// an upload to a product that has them all).
+pub const MAX_PRODUCT_IMAGES: usize = 20;
+
 pub use shop::cart::v1 as cart;
 pub use shop::common::v1 as common;
 pub use shop::events::v1 as events;
