@@ -368,9 +368,12 @@ async fn an_order_and_its_payment_are_one_trace_across_the_mesh_and_every_servic
     );
 
     // Every service's RED series on the gateway's /metrics (the cart is
-    // read once, so cart-svc has served a call too).
+    // read once, and an image asked for, so cart-svc and media-svc have
+    // served a call too).
     let cart = t.get("/api/v1/cart", Some(&token)).await;
     assert_eq!(cart.status, 200, "{}", cart.body);
+    let image = t.get(&format!("/media/{}", "0".repeat(64)), None).await;
+    assert_eq!(image.status, 404, "{}", image.body);
     let page = t.text("/metrics").await;
     let series = |prefix: &str| -> Vec<String> {
         page.lines()
