@@ -3,7 +3,9 @@
 //! private NATS JetStream server, both on free ports under a temporary
 //! directory, so nothing here disturbs other tests. Careful clients run
 //! create, pay, cancel and refund flows, and cart flows (fill, check out,
-//! pay: every line ordered once, none lost), while every component is `kill -9`ed
+//! pay: every line ordered once, none lost), and image uploads and deletes
+//! (every image shown has its bytes; no bytes outlive every record), while
+//! every component is `kill -9`ed
 //! and restarted, NATS is killed and restarted, and Postgres is stopped in
 //! immediate mode (a crash) and started again. Afterwards the stores must
 //! settle and keep every saga invariant.
@@ -271,6 +273,9 @@ struct Stats {
     creates: Vec<CreateKey>,
     /// Cart lines lost, or ordered and still in the cart.
     cart_violations: Vec<String>,
+    /// Images uploaded (201) and deleted (204).
+    images_uploaded: usize,
+    images_deleted: usize,
 }
 
 /// A careful client ([`common::careful`]) that counts what it sees.
@@ -315,6 +320,70 @@ impl Careful {
             },
         )
         .await
+    }
+
+    /// Uploads a small image of its own to the first product, then
+    /// deletes it three times in four (so products stay below their image
+    /// cap). Uploads are idempotent (the same bytes
+    /// answer the same image), so they are retried like keyed requests.
+    async fn media_flow(&self, admin: &str, products: &[String]) -> String {
+        let seed = rand::random::<u64>();
+        let jpeg = media_svc::samples::jpeg(&media_svc::samples::picture(320, 200, seed), 80);
+        let (content_type, form) =
+            common::multipart(&[("alt", None, b"crash"), ("file", Some("c.jpg"), &jpeg)]);
+        let stats = self.stats.clone();
+        let count = move |status: u16| {
+            let mut stats = stats.lock().unwrap();
+            *stats.statuses.entry(status).or_default() += 1;
+            if matches!(status, 0 | 502 | 503 | 504) {
+                stats.failed_attempts += 1;
+            }
+        };
+        let product = &products[0];
+        let uploaded = common::careful::send_with(
+            &self.http,
+            reqwest::Method::POST,
+            &format!("{}/api/v1/products/{product}/images", self.base),
+            Some(admin),
+            None,
+            |r| r.header("content-type", &content_type).body(form.clone()),
+            REQUEST_BUDGET,
+            count.clone(),
+        )
+        .await;
+        match uploaded.status {
+            201 => self.stats.lock().unwrap().images_uploaded += 1,
+            // The product shows all the images it may.
+            409 => return "media: full".into(),
+            _ => {
+                self.unknown("media", "POST /images", &uploaded);
+                return "media: unknown".into();
+            }
+        }
+        if seed % 4 == 0 {
+            return "media: uploaded".into();
+        }
+        let image = uploaded.body["id"].as_str().unwrap_or_default();
+        let deleted = self
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/products/{product}/images/{image}"),
+                Some(admin),
+                None,
+                None,
+            )
+            .await;
+        match deleted.status {
+            // 404: an earlier attempt deleted it.
+            204 | 404 => {
+                self.stats.lock().unwrap().images_deleted += 1;
+                "media: uploaded+deleted".into()
+            }
+            _ => {
+                self.unknown("media", "DELETE /images", &deleted);
+                "media: unknown".into()
+            }
+        }
     }
 
     async fn post(&self, path: &str, token: &str, key: Option<&str>, body: Value) -> Reply {
@@ -537,7 +606,12 @@ impl Careful {
 
     /// One random flow; returns its label.
     async fn run_flow(&self, user: &(String, String), admin: &str, products: &[String]) -> String {
-        let kind = rand::random_range(0..7u8);
+        let kind = rand::random_range(0..8u8);
+        if kind == 7 {
+            let label = self.media_flow(admin, products).await;
+            self.flow(label.clone());
+            return label;
+        }
         if kind >= 5 {
             let label = self.cart_flow(user, products, kind == 6).await;
             self.flow(label.clone());
@@ -599,6 +673,64 @@ impl Careful {
         };
         self.flow(label.clone());
         label
+    }
+}
+
+/// The media invariants once the chaos is over: every image a product
+/// shows is one of its live records (ListMedia through the gateway's view:
+/// the product itself) with its bytes stored, and, once the sweeper has
+/// run, no stored bytes belong to no shown image. Waits up to a minute for
+/// the events and the sweeper; returns what still does not hold.
+async fn check_media(
+    client: &Careful,
+    admin: &str,
+    products: &[String],
+    dir: &Path,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut violations = Vec::new();
+        let mut shown = std::collections::BTreeSet::new();
+        for product in products {
+            let r = client
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/products/{product}"),
+                    Some(admin),
+                    None,
+                    None,
+                )
+                .await;
+            for image in r.body["images"].as_array().cloned().unwrap_or_default() {
+                let key = image["key"].as_str().unwrap_or_default().to_string();
+                let mut files = vec![dir.join(&key).join("original")];
+                for thumb in image["thumbnails"].as_array().cloned().unwrap_or_default() {
+                    files.push(dir.join(&key).join(thumb["width"].to_string()));
+                }
+                for file in files {
+                    if !file.exists() {
+                        violations.push(format!(
+                            "product {product} shows {key} but {} is gone",
+                            file.display()
+                        ));
+                    }
+                }
+                shown.insert(key);
+            }
+        }
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let key = entry.file_name().to_string_lossy().into_owned();
+            let holds_files = std::fs::read_dir(entry.path())
+                .map(|mut files| files.next().is_some())
+                .unwrap_or(false);
+            if holds_files && !shown.contains(&key) && !key.starts_with('.') {
+                violations.push(format!("bytes of {key} belong to no image shown"));
+            }
+        }
+        if violations.is_empty() || Instant::now() > deadline {
+            return violations;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -726,6 +858,13 @@ async fn chaos(replicas: u8, chaos_for: Duration) {
         ("SAGA_SWEEP_INTERVAL_MS".into(), "500".into()),
         ("STORE_CURSOR_KEY".into(), format!("cursor-{tag}")),
         ("HTTP_ADDR".into(), format!("127.0.0.1:{http_port}")),
+        // Every replica of media-svc shares one directory of bytes.
+        (
+            "MEDIA_STORE_URL".into(),
+            format!("file://{}", root.join("media").display()),
+        ),
+        ("MEDIA_GRACE".into(), "2s".into()),
+        ("MEDIA_SWEEP_INTERVAL_MS".into(), "500".into()),
         ("LOG_FORMAT".into(), "json".into()),
         (
             "RUST_LOG".into(),
@@ -1022,6 +1161,7 @@ async fn chaos(replicas: u8, chaos_for: Duration) {
         notifications: true,
     };
     let report = settle_and_check(&stores, &expect, SETTLE).await;
+    let media_violations = check_media(&client, &admin, &products, &root.join("media")).await;
 
     let flows: usize = stats_now.flows.values().sum();
     println!(
@@ -1058,6 +1198,10 @@ async fn chaos(replicas: u8, chaos_for: Duration) {
     for u in stats_now.unknown.iter().take(30) {
         println!("    {u}");
     }
+    println!(
+        "  images: {} uploaded, {} deleted; media violations: {media_violations:?}",
+        stats_now.images_uploaded, stats_now.images_deleted
+    );
     println!("  invariants: {report}");
     for target in &all_targets {
         if !kills.contains_key(target) {
@@ -1069,6 +1213,13 @@ async fn chaos(replicas: u8, chaos_for: Duration) {
             "{} cart violation(s), e.g. {}",
             stats_now.cart_violations.len(),
             stats_now.cart_violations[0]
+        ));
+    }
+    if !media_violations.is_empty() {
+        failures.push(format!(
+            "{} media violation(s), e.g. {}",
+            media_violations.len(),
+            media_violations[0]
         ));
     }
     if !stats_now.unknown.is_empty() {

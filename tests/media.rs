@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::backends::Backends;
-use common::{Reply, TestMesh, assert_problem};
+use common::{FormPart, Reply, TestMesh, assert_problem, multipart};
 use media_svc::samples;
 use serde_json::{Value, json};
 
@@ -58,39 +58,16 @@ fn vars(dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    vars.push(("MEDIA_STORE_URL".into(), format!("file://{}", dir.display())));
+    vars.push((
+        "MEDIA_STORE_URL".into(),
+        format!("file://{}", dir.display()),
+    ));
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     vars
 }
 
 fn borrowed(vars: &[(String, String)]) -> Vec<(&str, &str)> {
     vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
-/// One part of a multipart form: name, file name, bytes.
-type FormPart<'a> = (&'a str, Option<&'a str>, &'a [u8]);
-
-fn multipart(parts: &[FormPart<'_>]) -> (String, Vec<u8>) {
-    let boundary = format!("----shopmesh{}", uuid::Uuid::now_v7().simple());
-    let mut body = Vec::new();
-    for (name, filename, bytes) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match filename {
-            Some(f) => body.extend_from_slice(
-                format!(
-                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: image/jpeg\r\n\r\n"
-                )
-                .as_bytes(),
-            ),
-            None => body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-            ),
-        }
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 async fn upload(t: &TestMesh, token: Option<&str>, product: &str, parts: &[FormPart<'_>]) -> Reply {
@@ -112,7 +89,11 @@ async fn upload(t: &TestMesh, token: Option<&str>, product: &str, parts: &[FormP
 }
 
 /// GET of raw bytes with optional request headers.
-async fn fetch(t: &TestMesh, path: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+async fn fetch(
+    t: &TestMesh,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
     let mut request = t.http.get(t.url(path));
     for (k, v) in headers {
         request = request.header(*k, *v);
@@ -120,7 +101,11 @@ async fn fetch(t: &TestMesh, path: &str, headers: &[(&str, &str)]) -> (u16, reqw
     let response = request.send().await.expect("the gateway answers");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    (status, headers, response.bytes().await.unwrap_or_default().to_vec())
+    (
+        status,
+        headers,
+        response.bytes().await.unwrap_or_default().to_vec(),
+    )
 }
 
 async fn admin(t: &TestMesh) -> String {
@@ -160,7 +145,10 @@ fn image_ids(product: &Value) -> Vec<String> {
 async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !cond().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -172,7 +160,10 @@ async fn images_flow_end_to_end_on_postgres_nats_and_redis() {
     let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
     let v = vars(
         &dir,
-        &[("REDIS_URL", "redis://127.0.0.1:6379"), ("REDIS_KEY_PREFIX", &prefix)],
+        &[
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("REDIS_KEY_PREFIX", &prefix),
+        ],
     );
     let t = backends.mesh_with(&borrowed(&v)).await;
     let token = admin(&t).await;
@@ -182,7 +173,16 @@ async fn images_flow_end_to_end_on_postgres_nats_and_redis() {
     assert!(image_ids(&product(&t, &id).await).is_empty());
 
     let photo = samples::with_exif(&samples::jpeg(&samples::picture(1600, 1200, 11), 90));
-    let first = upload(&t, Some(&token), &id, &[("alt", None, b"A white mug"), ("file", Some("mug.jpg"), &photo)]).await;
+    let first = upload(
+        &t,
+        Some(&token),
+        &id,
+        &[
+            ("alt", None, b"A white mug"),
+            ("file", Some("mug.jpg"), &photo),
+        ],
+    )
+    .await;
     assert_eq!(first.status, 201, "{}", first.body);
     let key = first.body["key"].as_str().unwrap().to_string();
     let widths: Vec<u64> = first.body["thumbnails"]
@@ -193,36 +193,73 @@ async fn images_flow_end_to_end_on_postgres_nats_and_redis() {
         .collect();
     assert_eq!(widths, [160, 480, 1024]);
     assert_eq!(first.body["alt"], "A white mug");
-    assert_eq!((first.body["width"].as_u64(), first.body["height"].as_u64()), (Some(1600), Some(1200)));
+    assert_eq!(
+        (first.body["width"].as_u64(), first.body["height"].as_u64()),
+        (Some(1600), Some(1200))
+    );
 
     // The next read (the product was cached) shows the image.
     let shown = product(&t, &id).await;
     assert_eq!(image_ids(&shown), [first.body["id"].as_str().unwrap()]);
-    assert_eq!(shown["images"][0]["thumbnails"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        shown["images"][0]["thumbnails"].as_array().unwrap().len(),
+        3
+    );
     assert_eq!(shown["images"][0]["url"], format!("/media/{key}"));
 
     // The bytes: what the key names, without the metadata.
     let (status, headers, bytes) = fetch(&t, &format!("/media/{key}"), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(sha256_hex(&bytes), key);
-    assert!(!bytes.windows(samples::GPS_MARKER.len()).any(|w| w == samples::GPS_MARKER));
+    assert!(
+        !bytes
+            .windows(samples::GPS_MARKER.len())
+            .any(|w| w == samples::GPS_MARKER)
+    );
     assert_eq!(headers["content-type"], "image/jpeg");
     assert_eq!(headers["etag"], format!("\"{key}\"").as_str());
-    assert_eq!(headers["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
     let (status, _, again) = fetch(&t, &format!("/media/{key}"), &[]).await;
-    assert_eq!((status, sha256_hex(&again)), (200, key.clone()), "a cached copy is the same");
+    assert_eq!(
+        (status, sha256_hex(&again)),
+        (200, key.clone()),
+        "a cached copy is the same"
+    );
     let etag = format!("\"{key}\"");
     let (status, _, empty) = fetch(&t, &format!("/media/{key}"), &[("if-none-match", &etag)]).await;
     assert_eq!((status, empty.len()), (304, 0));
-    let (status, headers, part) = fetch(&t, &format!("/media/{key}"), &[("range", "bytes=10-109")]).await;
+    let (status, headers, part) =
+        fetch(&t, &format!("/media/{key}"), &[("range", "bytes=10-109")]).await;
     assert_eq!(status, 206);
     assert_eq!(part, bytes[10..110]);
-    assert_eq!(headers["content-range"], format!("bytes 10-109/{}", bytes.len()).as_str());
-    let (status, headers, _) = fetch(&t, &format!("/media/{key}"), &[("range", "bytes=99999999-")]).await;
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes 10-109/{}", bytes.len()).as_str()
+    );
+    let (status, headers, _) = fetch(
+        &t,
+        &format!("/media/{key}"),
+        &[("range", "bytes=99999999-")],
+    )
+    .await;
     assert_eq!(status, 416);
-    assert_eq!(headers["content-range"], format!("bytes */{}", bytes.len()).as_str());
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes */{}", bytes.len()).as_str()
+    );
     let (status, headers, thumb) = fetch(&t, &format!("/media/{key}/480"), &[]).await;
-    assert_eq!((status, &headers["content-type"]), (200, &"image/jpeg".parse::<reqwest::header::HeaderValue>().unwrap()));
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (
+            200,
+            &"image/jpeg"
+                .parse::<reqwest::header::HeaderValue>()
+                .unwrap()
+        )
+    );
     assert!(thumb.starts_with(&[0xFF, 0xD8]));
     assert_eq!(fetch(&t, &format!("/media/{key}/333"), &[]).await.0, 404);
     assert_eq!(fetch(&t, "/media/not-a-key", &[]).await.0, 404);
@@ -237,16 +274,37 @@ async fn images_flow_end_to_end_on_postgres_nats_and_redis() {
 
     // A second image (file before alt), then the order reversed.
     let png = samples::png(&samples::picture(400, 300, 5));
-    let second = upload(&t, Some(&token), &id, &[("file", Some("side.png"), &png), ("alt", None, b"Side")]).await;
+    let second = upload(
+        &t,
+        Some(&token),
+        &id,
+        &[("file", Some("side.png"), &png), ("alt", None, b"Side")],
+    )
+    .await;
     assert_eq!(second.status, 201, "{}", second.body);
     assert_eq!(second.body["content_type"], "image/png");
     assert_eq!(second.body["alt"], "Side");
-    let (a, b) = (first.body["id"].as_str().unwrap(), second.body["id"].as_str().unwrap());
+    let (a, b) = (
+        first.body["id"].as_str().unwrap(),
+        second.body["id"].as_str().unwrap(),
+    );
     assert_eq!(image_ids(&product(&t, &id).await), [a, b]);
-    let ordered = t.put(&format!("/api/v1/products/{id}/images/order"), Some(&token), json!({"image_ids": [b, a]})).await;
+    let ordered = t
+        .put(
+            &format!("/api/v1/products/{id}/images/order"),
+            Some(&token),
+            json!({"image_ids": [b, a]}),
+        )
+        .await;
     assert_eq!(ordered.status, 200, "{}", ordered.body);
     assert_eq!(image_ids(&product(&t, &id).await), [b, a]);
-    let partial = t.put(&format!("/api/v1/products/{id}/images/order"), Some(&token), json!({"image_ids": [b]})).await;
+    let partial = t
+        .put(
+            &format!("/api/v1/products/{id}/images/order"),
+            Some(&token),
+            json!({"image_ids": [b]}),
+        )
+        .await;
     assert_problem(&partial, 422);
 
     // Delete the first: gone from the product at once, its bytes after
@@ -269,15 +327,26 @@ async fn images_flow_end_to_end_on_postgres_nats_and_redis() {
         .unwrap();
     assert_eq!(again.status(), 404, "a deleted image is not found");
     until("the deleted image's bytes to be swept", async || {
-        !files_in(&dir).iter().any(|p| p.to_string_lossy().contains(&key))
+        !files_in(&dir)
+            .iter()
+            .any(|p| p.to_string_lossy().contains(&key))
     })
     .await;
     assert_eq!(fetch(&t, &format!("/media/{key}/160"), &[]).await.0, 404);
 
     // Deleting the product leaves its other image to the sweeper too.
-    let r = t.http.delete(t.url(&format!("/api/v1/products/{id}"))).bearer_auth(&token).send().await.unwrap();
+    let r = t
+        .http
+        .delete(t.url(&format!("/api/v1/products/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
-    until("the deleted product's bytes to be swept", async || files_in(&dir).is_empty()).await;
+    until("the deleted product's bytes to be swept", async || {
+        files_in(&dir).is_empty()
+    })
+    .await;
 
     t.shutdown().await;
     backends.cleanup().await;
@@ -295,7 +364,10 @@ async fn bad_uploads_are_refused_and_store_nothing() {
         .mesh
         .bus()
         .subscribe(
-            platform::events::ConsumerConfig::new("media-watch", &["media.uploaded", "media.deleted"]),
+            platform::events::ConsumerConfig::new(
+                "media-watch",
+                &["media.uploaded", "media.deleted"],
+            ),
             platform::events::handler_fn(move |d| {
                 let seen = seen.clone();
                 async move {
@@ -313,15 +385,60 @@ async fn bad_uploads_are_refused_and_store_nothing() {
     let jpeg = samples::jpeg(&samples::picture(300, 200, 3), 90);
     let big = vec![0xFFu8; 12 * 1024 * 1024];
     let cases: Vec<(&str, u16, Option<&str>, Vec<FormPart<'_>>)> = vec![
-        ("zero bytes", 422, Some(&token), vec![("file", Some("a.jpg"), b"")]),
-        ("a truncated JPEG", 422, Some(&token), vec![("file", Some("a.jpg"), &jpeg[..jpeg.len() / 2])]),
-        ("a PNG declaring 60000x60000", 422, Some(&token), vec![("file", Some("a.png"), &[])]),
-        ("a text file named .jpg", 415, Some(&token), vec![("file", Some("a.jpg"), b"just some text, honest")]),
-        ("an HTML/SVG polyglot", 415, Some(&token), vec![("file", Some("a.jpg"), samples::SVG_HTML)]),
-        ("a GIF", 415, Some(&token), vec![("file", Some("a.gif"), samples::GIF)]),
-        ("a 12 MiB file", 413, Some(&token), vec![("file", Some("a.jpg"), &big)]),
-        ("a form without file", 422, Some(&token), vec![("alt", None, b"nothing")]),
-        ("a customer", 403, Some(&customer), vec![("file", Some("a.jpg"), &jpeg)]),
+        (
+            "zero bytes",
+            422,
+            Some(&token),
+            vec![("file", Some("a.jpg"), b"")],
+        ),
+        (
+            "a truncated JPEG",
+            422,
+            Some(&token),
+            vec![("file", Some("a.jpg"), &jpeg[..jpeg.len() / 2])],
+        ),
+        (
+            "a PNG declaring 60000x60000",
+            422,
+            Some(&token),
+            vec![("file", Some("a.png"), &[])],
+        ),
+        (
+            "a text file named .jpg",
+            415,
+            Some(&token),
+            vec![("file", Some("a.jpg"), b"just some text, honest")],
+        ),
+        (
+            "an HTML/SVG polyglot",
+            415,
+            Some(&token),
+            vec![("file", Some("a.jpg"), samples::SVG_HTML)],
+        ),
+        (
+            "a GIF",
+            415,
+            Some(&token),
+            vec![("file", Some("a.gif"), samples::GIF)],
+        ),
+        (
+            "a 12 MiB file",
+            413,
+            Some(&token),
+            vec![("file", Some("a.jpg"), &big)],
+        ),
+        (
+            "a form without file",
+            422,
+            Some(&token),
+            vec![("alt", None, b"nothing")],
+        ),
+        (
+            "a customer",
+            403,
+            Some(&customer),
+            vec![("file", Some("a.jpg"), &jpeg)],
+        ),
         ("no token", 401, None, vec![("file", Some("a.jpg"), &jpeg)]),
     ];
     let bomb = samples::png_declaring(60_000, 60_000);
@@ -331,9 +448,19 @@ async fn bad_uploads_are_refused_and_store_nothing() {
         }
         let r = upload(&t, bearer, &id, &parts).await;
         assert_problem(&r, status);
-        assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{what}: {}", r.body);
+        assert!(
+            r.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{what}: {}",
+            r.body
+        );
     }
-    let unknown = upload(&t, Some(&token), &uuid::Uuid::now_v7().to_string(), &[("file", Some("a.jpg"), &jpeg)]).await;
+    let unknown = upload(
+        &t,
+        Some(&token),
+        &uuid::Uuid::now_v7().to_string(),
+        &[("file", Some("a.jpg"), &jpeg)],
+    )
+    .await;
     assert_problem(&unknown, 404);
     let not_a_form = t
         .http
@@ -348,20 +475,31 @@ async fn bad_uploads_are_refused_and_store_nothing() {
 
     // Nothing stored: no object, no record, no event, no image shown.
     assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
-    let mut media = proto::media::media_service_client::MediaServiceClient::new(t.channel(platform::ServiceId::Media));
+    let mut media = proto::media::media_service_client::MediaServiceClient::new(
+        t.channel(platform::ServiceId::Media),
+    );
     let listed = media
-        .list_media(proto::media::ListMediaRequest { product_id: id.clone() })
+        .list_media(proto::media::ListMediaRequest {
+            product_id: id.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(listed.media.is_empty());
     assert!(image_ids(&product(&t, &id).await).is_empty());
-    assert!(events.lock().unwrap().is_empty(), "{:?}", events.lock().unwrap());
+    assert!(
+        events.lock().unwrap().is_empty(),
+        "{:?}",
+        events.lock().unwrap()
+    );
 
     // And a good upload after all that is seen by the same watcher.
     let ok = upload(&t, Some(&token), &id, &[("file", Some("a.jpg"), &jpeg)]).await;
     assert_eq!(ok.status, 201, "{}", ok.body);
-    until("media.uploaded", async || events.lock().unwrap().iter().any(|e| e == "media.uploaded")).await;
+    until("media.uploaded", async || {
+        events.lock().unwrap().iter().any(|e| e == "media.uploaded")
+    })
+    .await;
     t.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -389,7 +527,12 @@ fn run_grpcurl(binary: &str, args: &[&str], stdin: &str) -> (bool, String, Strin
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("grpcurl starts");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().expect("grpcurl ends");
     (
         out.status.success(),
@@ -422,7 +565,21 @@ async fn grpcurl_uploads_and_reads_media() {
     );
     let (ok, out, err) = tokio::task::spawn_blocking({
         let (binary, addr, auth) = (binary.clone(), addr.clone(), auth.clone());
-        move || run_grpcurl(&binary, &["-plaintext", "-H", &auth, "-d", "@", &addr, "shop.media.v1.MediaService/UploadMedia"], &input)
+        move || {
+            run_grpcurl(
+                &binary,
+                &[
+                    "-plaintext",
+                    "-H",
+                    &auth,
+                    "-d",
+                    "@",
+                    &addr,
+                    "shop.media.v1.MediaService/UploadMedia",
+                ],
+                &input,
+            )
+        }
     })
     .await
     .unwrap();
@@ -434,7 +591,19 @@ async fn grpcurl_uploads_and_reads_media() {
     let read = format!("{{\"key\": \"{key}\"}}");
     let (ok, out, err) = tokio::task::spawn_blocking({
         let (binary, addr) = (binary.clone(), addr.clone());
-        move || run_grpcurl(&binary, &["-plaintext", "-d", "@", &addr, "shop.media.v1.MediaService/ReadMedia"], &read)
+        move || {
+            run_grpcurl(
+                &binary,
+                &[
+                    "-plaintext",
+                    "-d",
+                    "@",
+                    &addr,
+                    "shop.media.v1.MediaService/ReadMedia",
+                ],
+                &read,
+            )
+        }
     })
     .await
     .unwrap();
@@ -451,7 +620,17 @@ async fn grpcurl_uploads_and_reads_media() {
     // Without a token the upload is refused.
     let input = format!("{{\"info\": {{\"product_id\": \"{id}\"}}}}\n");
     let (ok, _, err) = tokio::task::spawn_blocking(move || {
-        run_grpcurl(&binary, &["-plaintext", "-d", "@", &addr, "shop.media.v1.MediaService/UploadMedia"], &input)
+        run_grpcurl(
+            &binary,
+            &[
+                "-plaintext",
+                "-d",
+                "@",
+                &addr,
+                "shop.media.v1.MediaService/UploadMedia",
+            ],
+            &input,
+        )
     })
     .await
     .unwrap();

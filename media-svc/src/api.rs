@@ -95,7 +95,9 @@ impl MediaApi {
                     *alt = domain::parse_alt(&text).map_err(|e| platform::error::invalid([e]))?;
                 }
                 Some(Part::Info(_)) => {
-                    return Err(Status::invalid_argument("info may only be the first message"));
+                    return Err(Status::invalid_argument(
+                        "info may only be the first message",
+                    ));
                 }
                 None => {}
             }
@@ -113,7 +115,10 @@ impl MediaService for MediaApi {
         &self,
         request: Request<Streaming<UploadMediaRequest>>,
     ) -> Result<Response<UploadMediaResponse>, Status> {
-        self.mesh.caller(request.metadata()).await?.require_admin()?;
+        self.mesh
+            .caller(request.metadata())
+            .await?
+            .require_admin()?;
         let mut stream = request.into_inner();
         let info = match stream.message().await? {
             Some(UploadMediaRequest {
@@ -129,7 +134,12 @@ impl MediaService for MediaApi {
         let mut alt = domain::parse_alt(&info.alt).map_err(|e| platform::error::invalid([e]))?;
         self.require_product(&info.product_id).await?;
         let bytes = self.receive(&mut stream, &mut alt).await?;
-        tracing::info!(product_id = info.product_id, filename = info.filename, size = bytes.len(), "upload received");
+        tracing::info!(
+            product_id = info.product_id,
+            filename = info.filename,
+            size = bytes.len(),
+            "upload received"
+        );
         let done = self.library.process(bytes).await?;
         let (doc, created) = self.library.store(&info.product_id, &alt, done).await?;
         Ok(Response::new(UploadMediaResponse {
@@ -174,7 +184,10 @@ impl MediaService for MediaApi {
             n => r.offset.saturating_add(n).min(total),
         };
         let mut reading = objects
-            .read(&path, (r.offset > 0 || end < total).then_some(r.offset..end))
+            .read(
+                &path,
+                (r.offset > 0 || end < total).then_some(r.offset..end),
+            )
             .await
             .map_err(LibraryError::from)?
             .ok_or_else(|| Status::not_found("no such media"))?;
@@ -185,7 +198,10 @@ impl MediaService for MediaApi {
         let content_type = if r.offset == 0 {
             sniffed(&first_chunk)
         } else {
-            let head = objects.read(&path, Some(0..16)).await.map_err(LibraryError::from)?;
+            let head = objects
+                .read(&path, Some(0..16))
+                .await
+                .map_err(LibraryError::from)?;
             let mut magic = Vec::new();
             if let Some(mut head) = head
                 && let Some(Ok(chunk)) = head.chunks.next().await
@@ -224,7 +240,10 @@ impl MediaService for MediaApi {
         &self,
         request: Request<DeleteMediaRequest>,
     ) -> Result<Response<DeleteMediaResponse>, Status> {
-        self.mesh.caller(request.metadata()).await?.require_admin()?;
+        self.mesh
+            .caller(request.metadata())
+            .await?
+            .require_admin()?;
         self.library.delete(&request.into_inner().media_id).await?;
         Ok(Response::new(DeleteMediaResponse {}))
     }

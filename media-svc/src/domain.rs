@@ -274,7 +274,7 @@ pub fn parse_alt(raw: &str) -> Result<String, platform::error::FieldError> {
             "alt",
             "must be at most 300 characters",
         ))
-    } else if alt.chars().any(char::is_control) {
+    } else if platform::text::forbidden_char(alt).is_some() {
         Err(platform::error::FieldError::new(
             "alt",
             "must not hold control characters",

@@ -40,7 +40,11 @@ pub fn media() -> CollectionSpec {
     CollectionSpec::new("media")
         .index(IndexSpec::new("product_id", FieldType::String))
         .index(IndexSpec::new("key", FieldType::String))
-        .index(IndexSpec::new("live", FieldType::String).unique().optional())
+        .index(
+            IndexSpec::new("live", FieldType::String)
+                .unique()
+                .optional(),
+        )
         .index(IndexSpec::new("deleted_at", FieldType::Int).optional())
         .index(outbox_index())
 }
@@ -124,13 +128,18 @@ pub async fn serve(
             let (library, catalog, mesh) = sweeping.clone();
             async move {
                 let gone = library
-                    .orphaned_by_products(|ids| existing_products(catalog.clone(), mesh.clone(), ids))
+                    .orphaned_by_products(|ids| {
+                        existing_products(catalog.clone(), mesh.clone(), ids)
+                    })
                     .await
                     .map_err(|e| e.to_string())?;
                 if gone > 0 {
                     tracing::info!(deleted = gone, "deleted media of deleted products");
                 }
-                let swept = library.sweep(library::now_ms()).await.map_err(|e| e.to_string())?;
+                let swept = library
+                    .sweep(library::now_ms())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if swept != Default::default() {
                     tracing::info!(records = swept.records, keys = swept.keys, "swept media");
                 }

@@ -76,7 +76,11 @@ impl Library {
     }
 
     /// The live record showing `key` on `product_id`, if any.
-    async fn live(&self, product_id: &str, key: &str) -> Result<Option<Versioned<Media>>, StoreError> {
+    async fn live(
+        &self,
+        product_id: &str,
+        key: &str,
+    ) -> Result<Option<Versioned<Media>>, StoreError> {
         self.media
             .find_one(Query::new().eq("live", Media::live_key(product_id, key)))
             .await
@@ -99,7 +103,10 @@ impl Library {
         // a sweep that found them unreferenced leaves them alone.
         for thumb in &done.thumbnails {
             self.objects
-                .put(&domain::object_path(&done.key, thumb.width), thumb.bytes.clone())
+                .put(
+                    &domain::object_path(&done.key, thumb.width),
+                    thumb.bytes.clone(),
+                )
                 .await?;
         }
         self.objects
@@ -143,10 +150,12 @@ impl Library {
                 Ok((doc, true))
             }
             // The same upload, concurrently: its twin won.
-            Err(StoreError::AlreadyExists { .. }) => match self.live(product_id, &done.key).await? {
-                Some(existing) => Ok((existing, false)),
-                None => Err(LibraryError::Store(StoreError::VersionConflict)),
-            },
+            Err(StoreError::AlreadyExists { .. }) => {
+                match self.live(product_id, &done.key).await? {
+                    Some(existing) => Ok((existing, false)),
+                    None => Err(LibraryError::Store(StoreError::VersionConflict)),
+                }
+            }
             Err(err) => Err(err.into()),
         }
     }
@@ -161,10 +170,18 @@ impl Library {
     }
 
     /// A product's live media, oldest first.
-    pub async fn of_product(&self, product_id: &str) -> Result<Vec<Versioned<Media>>, LibraryError> {
+    pub async fn of_product(
+        &self,
+        product_id: &str,
+    ) -> Result<Vec<Versioned<Media>>, LibraryError> {
         let page = self
             .media
-            .find(&Query::new().eq("product_id", product_id).sort_by_id(false).limit(200))
+            .find(
+                &Query::new()
+                    .eq("product_id", product_id)
+                    .sort_by_id(false)
+                    .limit(200),
+            )
             .await?;
         Ok(page
             .items
@@ -293,13 +310,23 @@ impl Library {
             if newest >= before {
                 continue;
             }
-            if self.media.find_one(Query::new().eq("key", key.as_str())).await?.is_some() {
+            if self
+                .media
+                .find_one(Query::new().eq("key", key.as_str()))
+                .await?
+                .is_some()
+            {
                 continue;
             }
             for path in paths {
                 // Renewed since the listing: an upload of these bytes is
                 // under way.
-                if self.objects.modified_ms(&path).await?.is_some_and(|m| m >= before) {
+                if self
+                    .objects
+                    .modified_ms(&path)
+                    .await?
+                    .is_some_and(|m| m >= before)
+                {
                     continue;
                 }
                 self.objects.delete(&path).await?;

@@ -52,7 +52,8 @@ impl Objects {
         }
         if let Some(bucket) = url.strip_prefix("s3://") {
             let bucket = bucket.trim_end_matches('/');
-            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
             if let Some(endpoint) = &settings.s3_endpoint {
                 builder = builder
                     .with_endpoint(endpoint)

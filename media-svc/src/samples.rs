@@ -11,7 +11,11 @@ use image::{ImageEncoder, Rgb, RgbImage};
 pub fn picture(width: u32, height: u32, seed: u64) -> RgbImage {
     let colour = |shift: u32| {
         let v = seed.rotate_left(shift) ^ 0x9E37_79B9_7F4A_7C15;
-        [(v & 0xFF) as f32, ((v >> 8) & 0xFF) as f32, ((v >> 16) & 0xFF) as f32]
+        [
+            (v & 0xFF) as f32,
+            ((v >> 8) & 0xFF) as f32,
+            ((v >> 16) & 0xFF) as f32,
+        ]
     };
     let (a, b) = (colour(0), colour(23));
     let (cx, cy) = (width as f32 * 0.62, height as f32 * 0.45);
@@ -150,8 +154,8 @@ pub const SVG_HTML: &[u8] = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>
 
 /// A demo product's picture, coloured by its SKU.
 pub fn demo_picture(sku: &str) -> Vec<u8> {
-    let seed = sku
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let seed = sku.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     jpeg(&picture(1200, 900, seed), 85)
 }

@@ -33,7 +33,9 @@ impl Harness {
         let map: std::collections::HashMap<String, String> = vars.into_iter().collect();
         let config = platform::Config::from_source("media-test", &map).unwrap();
         let bus = Arc::new(InProcessBus::new("shop"));
-        let library = media_svc::library(&config, &Deps { bus: bus.clone() }).await.unwrap();
+        let library = media_svc::library(&config, &Deps { bus: bus.clone() })
+            .await
+            .unwrap();
         let events: Arc<Mutex<Vec<String>>> = Arc::default();
         let seen = events.clone();
         let subscription = platform::events::EventBus::subscribe(
@@ -42,7 +44,9 @@ impl Harness {
             handler_fn(move |d| {
                 let seen = seen.clone();
                 async move {
-                    seen.lock().unwrap().push(format!("{} {}", d.envelope.r#type, d.envelope.aggregate_id));
+                    seen.lock()
+                        .unwrap()
+                        .push(format!("{} {}", d.envelope.r#type, d.envelope.aggregate_id));
                     Ok(())
                 }
             }),
@@ -76,7 +80,15 @@ impl Harness {
     }
 
     async fn object_paths(&self) -> Vec<String> {
-        let mut paths: Vec<String> = self.library.objects.list().await.unwrap().into_iter().map(|o| o.path).collect();
+        let mut paths: Vec<String> = self
+            .library
+            .objects
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.path)
+            .collect();
         paths.sort();
         paths
     }
@@ -89,7 +101,11 @@ fn processed(seed: u64) -> Processed {
         decode_memory: 256 << 20,
         thumbnail_widths: vec![160, 480],
     };
-    domain::process(&samples::jpeg(&samples::picture(600, 400, seed), 85), &limits).unwrap()
+    domain::process(
+        &samples::jpeg(&samples::picture(600, 400, seed), 85),
+        &limits,
+    )
+    .unwrap()
 }
 
 async fn concurrent_uploads_make_one_record(postgres: bool) {
@@ -116,7 +132,11 @@ async fn concurrent_uploads_make_one_record(postgres: bool) {
         assert_eq!(h.library.of_product(&product).await.unwrap().len(), 1);
     }
     let events = h.events(TRIALS).await;
-    assert_eq!(events.len(), TRIALS, "one media.uploaded per record: {events:?}");
+    assert_eq!(
+        events.len(),
+        TRIALS,
+        "one media.uploaded per record: {events:?}"
+    );
     // The bytes were written once per key (they are the same image).
     assert_eq!(h.object_paths().await.len(), 3);
     h.stop().await;
@@ -138,13 +158,32 @@ async fn a_crash_between_bytes_and_record_leaves_no_orphan_after_the_sweep() {
     // The upload that crashed: its bytes are stored, its record never was.
     let crashed = processed(2);
     for t in &crashed.thumbnails {
-        h.library.objects.put(&domain::object_path(&crashed.key, t.width), t.bytes.clone()).await.unwrap();
+        h.library
+            .objects
+            .put(&domain::object_path(&crashed.key, t.width), t.bytes.clone())
+            .await
+            .unwrap();
     }
-    h.library.objects.put(&domain::object_path(&crashed.key, 0), crashed.image.bytes.clone()).await.unwrap();
+    h.library
+        .objects
+        .put(
+            &domain::object_path(&crashed.key, 0),
+            crashed.image.bytes.clone(),
+        )
+        .await
+        .unwrap();
     // A complete one, and one deleted.
     let product = uuid::Uuid::now_v7().to_string();
-    let (kept, _) = h.library.store(&product, "kept", processed(3)).await.unwrap();
-    let (deleted, _) = h.library.store(&product, "deleted", processed(4)).await.unwrap();
+    let (kept, _) = h
+        .library
+        .store(&product, "kept", processed(3))
+        .await
+        .unwrap();
+    let (deleted, _) = h
+        .library
+        .store(&product, "deleted", processed(4))
+        .await
+        .unwrap();
     h.library.delete(&deleted.id).await.unwrap();
     h.library.delete(&deleted.id).await.unwrap();
     assert_eq!(h.object_paths().await.len(), 9);
@@ -155,25 +194,40 @@ async fn a_crash_between_bytes_and_record_leaves_no_orphan_after_the_sweep() {
     assert_eq!(h.object_paths().await.len(), 9);
 
     let swept = h.library.sweep(now_ms() + 2_000).await.unwrap();
-    assert_eq!((swept.records, swept.keys), (1, 2), "the deleted record, and two keys");
+    assert_eq!(
+        (swept.records, swept.keys),
+        (1, 2),
+        "the deleted record, and two keys"
+    );
     let left = h.object_paths().await;
     assert_eq!(left.len(), 3, "{left:?}");
     assert!(left.iter().all(|p| p.starts_with(&kept.value.key)));
     assert!(h.library.get(&deleted.id).await.is_err());
     assert_eq!(h.library.get(&kept.id).await.unwrap().id, kept.id);
     let events = h.events(3).await;
-    assert_eq!(events.len(), 3, "two uploads and one deletion, each once: {events:?}");
+    assert_eq!(
+        events.len(),
+        3,
+        "two uploads and one deletion, each once: {events:?}"
+    );
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn media_of_a_deleted_product_are_deleted_and_swept() {
     let h = Harness::start(false).await;
-    let (gone, keep) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let (gone, keep) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
     let (orphan, _) = h.library.store(&gone, "", processed(5)).await.unwrap();
     let (shown, _) = h.library.store(&keep, "", processed(6)).await.unwrap();
     // The catalog cannot answer: nothing is deleted.
-    let none = h.library.orphaned_by_products(|_| async { None }).await.unwrap();
+    let none = h
+        .library
+        .orphaned_by_products(|_| async { None })
+        .await
+        .unwrap();
     assert_eq!(none, 0);
     let keep_id = keep.clone();
     let deleted = h
@@ -188,8 +242,14 @@ async fn media_of_a_deleted_product_are_deleted_and_swept() {
     assert!(h.library.get(&orphan.id).await.is_err());
     h.library.sweep(now_ms() + 2_000).await.unwrap();
     let left = h.object_paths().await;
-    assert!(left.iter().all(|p| p.starts_with(&shown.value.key)), "{left:?}");
+    assert!(
+        left.iter().all(|p| p.starts_with(&shown.value.key)),
+        "{left:?}"
+    );
     let events = h.events(3).await;
-    assert!(events.contains(&format!("media.deleted {}", orphan.id)), "{events:?}");
+    assert!(
+        events.contains(&format!("media.deleted {}", orphan.id)),
+        "{events:?}"
+    );
     h.stop().await;
 }

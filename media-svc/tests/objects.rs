@@ -15,7 +15,10 @@ async fn conformance(objects: Objects) {
 
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     objects.put(&path, bytes.clone()).await.unwrap();
-    objects.put(&format!("{KEY}/160"), b"thumb".to_vec()).await.unwrap();
+    objects
+        .put(&format!("{KEY}/160"), b"thumb".to_vec())
+        .await
+        .unwrap();
     assert_eq!(objects.size(&path).await.unwrap(), Some(bytes.len() as u64));
     assert_eq!(objects.read_all(&path).await.unwrap().unwrap(), bytes);
     let modified = objects.modified_ms(&path).await.unwrap().unwrap();
@@ -23,11 +26,21 @@ async fn conformance(objects: Objects) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    assert!((now - modified).abs() < 120_000, "written just now: {modified} vs {now}");
+    assert!(
+        (now - modified).abs() < 120_000,
+        "written just now: {modified} vs {now}"
+    );
 
     // A range, and its reported bounds.
-    let mut reading = objects.read(&path, Some(1000..1100)).await.unwrap().unwrap();
-    assert_eq!((reading.total, reading.range.clone()), (bytes.len() as u64, 1000..1100));
+    let mut reading = objects
+        .read(&path, Some(1000..1100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (reading.total, reading.range.clone()),
+        (bytes.len() as u64, 1000..1100)
+    );
     let mut part = Vec::new();
     use futures::StreamExt as _;
     while let Some(chunk) = reading.chunks.next().await {
@@ -39,7 +52,13 @@ async fn conformance(objects: Objects) {
     objects.put(&path, bytes.clone()).await.unwrap();
     assert_eq!(objects.read_all(&path).await.unwrap().unwrap(), bytes);
 
-    let mut listed: Vec<String> = objects.list().await.unwrap().into_iter().map(|o| o.path).collect();
+    let mut listed: Vec<String> = objects
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
     listed.sort();
     assert_eq!(listed, [format!("{KEY}/160"), path.clone()]);
 
@@ -72,7 +91,9 @@ async fn file_backend_conforms() {
 async fn s3_backend_conforms() {
     let Ok(endpoint) = std::env::var("MEDIA_TEST_S3_ENDPOINT") else {
         assert!(std::env::var_os("CI").is_none(), "CI starts an S3 server");
-        eprintln!("skipped: no S3-compatible server (set MEDIA_TEST_S3_ENDPOINT, e.g. moto_server)");
+        eprintln!(
+            "skipped: no S3-compatible server (set MEDIA_TEST_S3_ENDPOINT, e.g. moto_server)"
+        );
         return;
     };
     let bucket = format!("media-{}", uuid::Uuid::now_v7().simple());
@@ -82,7 +103,11 @@ async fn s3_backend_conforms() {
         .send()
         .await
         .expect("the S3 server answers");
-    assert!(created.status().is_success(), "creating the bucket: {}", created.status());
+    assert!(
+        created.status().is_success(),
+        "creating the bucket: {}",
+        created.status()
+    );
     // SAFETY: set before any other thread of this test reads them; the
     // builder reads the AWS variables once.
     unsafe {

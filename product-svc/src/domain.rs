@@ -235,7 +235,9 @@ impl Product {
     pub fn order_images(&mut self, ids: &[String]) -> Result<(), FieldError> {
         let mut seen = std::collections::HashSet::new();
         let same = ids.len() == self.images.len()
-            && ids.iter().all(|id| seen.insert(id) && self.images.iter().any(|i| &i.id == id));
+            && ids
+                .iter()
+                .all(|id| seen.insert(id) && self.images.iter().any(|i| &i.id == id));
         if !same {
             return Err(err(
                 "image_ids",

@@ -21,7 +21,11 @@ impl Handler for ProductEvents {
         let outcome = match &delivery.envelope.payload {
             Some(Payload::MediaUploaded(e)) => match &e.media {
                 Some(media) => self.api.show_image(media).await,
-                None => return Err(HandlerError::Permanent("media.uploaded without media".into())),
+                None => {
+                    return Err(HandlerError::Permanent(
+                        "media.uploaded without media".into(),
+                    ));
+                }
             },
             Some(Payload::MediaDeleted(e)) => self.api.hide_image(&e.product_id, &e.media_id).await,
             _ => {

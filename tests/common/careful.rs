@@ -32,6 +32,25 @@ pub async fn send(
     key: Option<&str>,
     body: Option<&Value>,
     budget: Duration,
+    seen: impl FnMut(u16),
+) -> Reply {
+    let with_body = |request: reqwest::RequestBuilder| match body {
+        Some(body) => request.json(body),
+        None => request,
+    };
+    send_with(http, method, url, token, key, with_body, budget, seen).await
+}
+
+/// [`send`] with any body: `with_body` puts it on each attempt.
+#[allow(clippy::too_many_arguments)]
+pub async fn send_with(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    with_body: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    budget: Duration,
     mut seen: impl FnMut(u16),
 ) -> Reply {
     let deadline = Instant::now() + budget;
@@ -45,10 +64,7 @@ pub async fn send(
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let reply = match request.send().await {
+        let reply = match with_body(request).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();

@@ -208,6 +208,33 @@ pub fn assert_problem(reply: &Reply, status: u16) {
     );
 }
 
+/// One part of a multipart form: name, file name (a file part), bytes.
+pub type FormPart<'a> = (&'a str, Option<&'a str>, &'a [u8]);
+
+/// A `multipart/form-data` body and its content type.
+pub fn multipart(parts: &[FormPart<'_>]) -> (String, Vec<u8>) {
+    let boundary = format!("----shopmesh{}", uuid::Uuid::now_v7().simple());
+    let mut body = Vec::new();
+    for (name, filename, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match filename {
+            Some(f) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: image/jpeg\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 /// The carrier webhook secret the shipping tests configure.
 pub const WEBHOOK_SECRET: &str = "webhook-test-secret";
 

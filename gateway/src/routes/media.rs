@@ -40,7 +40,11 @@ const SHOWN_WITHIN: Duration = Duration::from_secs(3);
 /// has been applied), so the next read after the answer shows the change.
 /// Gives up quietly after [`SHOWN_WITHIN`]: the change is stored and will
 /// show.
-async fn until_product(state: &AppState, id: &str, shown: impl Fn(&proto::product::Product) -> bool) {
+async fn until_product(
+    state: &AppState,
+    id: &str,
+    shown: impl Fn(&proto::product::Product) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + SHOWN_WITHIN;
     loop {
         let request = grpc(
@@ -55,7 +59,10 @@ async fn until_product(state: &AppState, id: &str, shown: impl Fn(&proto::produc
             return;
         }
         if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(product_id = id, "the product did not show the image change in time");
+            tracing::warn!(
+                product_id = id,
+                "the product did not show the image change in time"
+            );
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -100,6 +107,7 @@ pub struct ImageUpload {
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The product shows the most images it may (20)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than MEDIA_MAX_UPLOAD_BYTES", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not a JPEG, PNG or WebP image (by its bytes)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No file, an undecodable image, or above the pixel limits", body = Problem, content_type = "application/problem+json"),
@@ -114,7 +122,10 @@ pub async fn upload(
     let mut multipart = multipart.map_err(|rejection| {
         Problem::new(
             ErrorKind::UnsupportedMediaType,
-            format!("send multipart/form-data with a `file` part: {}", rejection.body_text()),
+            format!(
+                "send multipart/form-data with a `file` part: {}",
+                rejection.body_text()
+            ),
         )
     })?;
     let limit = state.config().media.max_upload_bytes;
@@ -177,11 +188,14 @@ pub async fn upload(
         }
     }
     let Some((tx, call)) = sent else {
-        return Err(Problem::new(ErrorKind::InvalidArgument, "the form has no `file` part")
-            .with_errors(vec![crate::problem::FieldError {
-                field: "file".into(),
-                message: "is required".into(),
-            }]));
+        return Err(
+            Problem::new(ErrorKind::InvalidArgument, "the form has no `file` part").with_errors(
+                vec![crate::problem::FieldError {
+                    field: "file".into(),
+                    message: "is required".into(),
+                }],
+            ),
+        );
     };
     drop(tx);
     let answer = call
@@ -222,7 +236,11 @@ pub async fn delete(
         ))
         .await;
     match found {
-        Ok(m) if m.get_ref().media.as_ref().is_some_and(|m| m.product_id == id) => {}
+        Ok(m)
+            if m.get_ref()
+                .media
+                .as_ref()
+                .is_some_and(|m| m.product_id == id) => {}
         Ok(_) => return Err(not_found()),
         Err(status) if status.code() == tonic::Code::NotFound => return Err(not_found()),
         Err(status) => return Err(status.into()),
@@ -345,7 +363,9 @@ fn resolve_range(header: Option<&str>, total: u64) -> Result<Option<(u64, u64)>,
         let end = if end.is_empty() {
             total.saturating_sub(1)
         } else {
-            end.parse::<u64>().map_err(|_| ())?.min(total.saturating_sub(1))
+            end.parse::<u64>()
+                .map_err(|_| ())?
+                .min(total.saturating_sub(1))
         };
         (start, end)
     };
@@ -367,7 +387,11 @@ fn etag_matches(headers: &HeaderMap, tag: &str) -> bool {
     headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "*" || v.split(',').any(|t| t.trim().trim_start_matches("W/") == tag))
+        .is_some_and(|v| {
+            v.trim() == "*"
+                || v.split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == tag)
+        })
 }
 
 fn media_not_found() -> Problem {
@@ -375,17 +399,28 @@ fn media_not_found() -> Problem {
 }
 
 /// Headers of every answer with the object's bytes (or a 304).
-fn object_headers(builder: axum::http::response::Builder, tag: &str) -> axum::http::response::Builder {
+fn object_headers(
+    builder: axum::http::response::Builder,
+    tag: &str,
+) -> axum::http::response::Builder {
     builder
         .header(header::ETAG, tag)
         .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
         .header(header::ACCEPT_RANGES, "bytes")
         // Uploaded content is never a document that could run script.
-        .header(header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox")
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox",
+        )
 }
 
 /// Reads a stored object: the whole of it when small enough to cache.
-async fn serve(state: &AppState, headers: &HeaderMap, key: &str, width: u32) -> Result<Response, Problem> {
+async fn serve(
+    state: &AppState,
+    headers: &HeaderMap,
+    key: &str,
+    width: u32,
+) -> Result<Response, Problem> {
     if key.len() != 64 || !key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(media_not_found());
     }
@@ -423,7 +458,18 @@ async fn serve(state: &AppState, headers: &HeaderMap, key: &str, width: u32) -> 
             let total = first.total_bytes;
             let content_type = first.content_type.clone();
             if total as usize > CACHE_OBJECT_MAX {
-                return stream_object(state, key, width, total, content_type, range, &tag, first.chunk, stream).await;
+                return stream_object(
+                    state,
+                    key,
+                    width,
+                    total,
+                    content_type,
+                    range,
+                    &tag,
+                    first.chunk,
+                    stream,
+                )
+                .await;
             }
             let mut bytes = first.chunk;
             while let Some(next) = stream.message().await? {
@@ -435,14 +481,18 @@ async fn serve(state: &AppState, headers: &HeaderMap, key: &str, width: u32) -> 
         }
     };
     let total = whole.len() as u64;
-    let builder = object_headers(Response::builder(), &tag).header(header::CONTENT_TYPE, &content_type);
+    let builder =
+        object_headers(Response::builder(), &tag).header(header::CONTENT_TYPE, &content_type);
     let response = match resolve_range(range, total) {
         Ok(None) => builder
             .header(header::CONTENT_LENGTH, total)
             .body(Body::from(whole)),
         Ok(Some((start, end))) => builder
             .status(StatusCode::PARTIAL_CONTENT)
-            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"))
+            .header(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{total}"),
+            )
             .header(header::CONTENT_LENGTH, end - start + 1)
             .body(Body::from(whole.slice(start as usize..=end as usize))),
         Err(()) => return Ok(unsatisfiable(total)),
@@ -451,12 +501,16 @@ async fn serve(state: &AppState, headers: &HeaderMap, key: &str, width: u32) -> 
 }
 
 fn unsatisfiable(total: u64) -> Response {
-    let mut response = Problem::new(ErrorKind::InvalidArgument, "the range is outside the object")
-        .into_response();
+    let mut response = Problem::new(
+        ErrorKind::InvalidArgument,
+        "the range is outside the object",
+    )
+    .into_response();
     *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
     response.headers_mut().insert(
         header::CONTENT_RANGE,
-        HeaderValue::from_str(&format!("bytes */{total}")).unwrap_or(HeaderValue::from_static("bytes */0")),
+        HeaderValue::from_str(&format!("bytes */{total}"))
+            .unwrap_or(HeaderValue::from_static("bytes */0")),
     );
     response
 }
@@ -475,9 +529,13 @@ async fn stream_object(
     first_chunk: Vec<u8>,
     stream: tonic::Streaming<proto::media::ReadMediaResponse>,
 ) -> Result<Response, Problem> {
-    let builder = object_headers(Response::builder(), tag).header(header::CONTENT_TYPE, &content_type);
+    let builder =
+        object_headers(Response::builder(), tag).header(header::CONTENT_TYPE, &content_type);
     let body_of = |first: Vec<u8>, rest: tonic::Streaming<proto::media::ReadMediaResponse>| {
-        let rest = rest.map(|m| m.map(|m| Bytes::from(m.chunk)).map_err(std::io::Error::other));
+        let rest = rest.map(|m| {
+            m.map(|m| Bytes::from(m.chunk))
+                .map_err(std::io::Error::other)
+        });
         Body::from_stream(futures::stream::once(async move { Ok(Bytes::from(first)) }).chain(rest))
     };
     let response = match resolve_range(range, total) {
@@ -501,7 +559,10 @@ async fn stream_object(
             let first = ranged.message().await?.map(|m| m.chunk).unwrap_or_default();
             builder
                 .status(StatusCode::PARTIAL_CONTENT)
-                .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"))
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {start}-{end}/{total}"),
+                )
                 .header(header::CONTENT_LENGTH, end - start + 1)
                 .body(body_of(first, ranged))
         }

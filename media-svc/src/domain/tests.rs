@@ -30,9 +30,17 @@ fn a_jpeg_is_stored_with_thumbnails_below_its_width() {
     let done = process(&samples::jpeg(&photo(800, 600), 90), &limits()).unwrap();
     assert_eq!((done.image.width, done.image.height), (800, 600));
     assert_eq!(done.image.content_type, "image/jpeg");
-    let sizes: Vec<_> = done.thumbnails.iter().map(|t| (t.width, t.height)).collect();
+    let sizes: Vec<_> = done
+        .thumbnails
+        .iter()
+        .map(|t| (t.width, t.height))
+        .collect();
     assert_eq!(sizes, vec![(160, 120), (480, 360)]);
-    assert!(done.thumbnails.iter().all(|t| t.content_type == "image/jpeg"));
+    assert!(
+        done.thumbnails
+            .iter()
+            .all(|t| t.content_type == "image/jpeg")
+    );
     assert_eq!(done.key, hex_sha256(&done.image.bytes));
     assert!(is_key(&done.key));
 }
@@ -40,7 +48,10 @@ fn a_jpeg_is_stored_with_thumbnails_below_its_width() {
 #[test]
 fn the_same_upload_gets_the_same_key() {
     let bytes = samples::png(&photo(300, 200));
-    let (a, b) = (process(&bytes, &limits()).unwrap(), process(&bytes, &limits()).unwrap());
+    let (a, b) = (
+        process(&bytes, &limits()).unwrap(),
+        process(&bytes, &limits()).unwrap(),
+    );
     assert_eq!(a.key, b.key);
     assert_eq!(a.image.content_type, "image/png");
     let webp = process(&samples::webp(&photo(300, 200)), &limits()).unwrap();
@@ -50,10 +61,18 @@ fn the_same_upload_gets_the_same_key() {
 #[test]
 fn metadata_does_not_survive() {
     let bytes = samples::with_exif(&samples::jpeg(&photo(64, 64), 90));
-    assert!(bytes.windows(samples::GPS_MARKER.len()).any(|w| w == samples::GPS_MARKER));
+    assert!(
+        bytes
+            .windows(samples::GPS_MARKER.len())
+            .any(|w| w == samples::GPS_MARKER)
+    );
     let done = process(&bytes, &limits()).unwrap();
     let stored = &done.image.bytes;
-    assert!(!stored.windows(samples::GPS_MARKER.len()).any(|w| w == samples::GPS_MARKER));
+    assert!(
+        !stored
+            .windows(samples::GPS_MARKER.len())
+            .any(|w| w == samples::GPS_MARKER)
+    );
     assert!(!stored.windows(4).any(|w| w == b"Exif"));
 }
 
@@ -62,7 +81,10 @@ fn refusals_name_their_reason() {
     let l = limits();
     assert_eq!(process(b"", &l).unwrap_err(), Refusal::Empty);
     assert_eq!(process(samples::GIF, &l).unwrap_err(), Refusal::Unsupported);
-    assert_eq!(process(samples::SVG_HTML, &l).unwrap_err(), Refusal::Unsupported);
+    assert_eq!(
+        process(samples::SVG_HTML, &l).unwrap_err(),
+        Refusal::Unsupported
+    );
     let jpeg = samples::jpeg(&photo(200, 200), 90);
     assert!(matches!(
         process(&jpeg[..jpeg.len() / 2], &l).unwrap_err(),
@@ -70,16 +92,29 @@ fn refusals_name_their_reason() {
     ));
     assert_eq!(
         process(&samples::png_declaring(60_000, 60_000), &l).unwrap_err(),
-        Refusal::TooManyPixels { width: 60_000, height: 60_000, max: 40_000_000 }
+        Refusal::TooManyPixels {
+            width: 60_000,
+            height: 60_000,
+            max: 40_000_000
+        }
     );
-    let small = Limits { max_bytes: 100, ..limits() };
-    assert_eq!(process(&jpeg, &small).unwrap_err(), Refusal::TooLarge { limit: 100 });
+    let small = Limits {
+        max_bytes: 100,
+        ..limits()
+    };
+    assert_eq!(
+        process(&jpeg, &small).unwrap_err(),
+        Refusal::TooLarge { limit: 100 }
+    );
 }
 
 #[test]
 fn a_bomb_within_the_pixel_limit_is_held_by_the_memory_limit() {
     // 6000x6000 RGB needs 108 MB to decode; 16 MiB are allowed.
-    let l = Limits { decode_memory: 16 * 1024 * 1024, ..limits() };
+    let l = Limits {
+        decode_memory: 16 * 1024 * 1024,
+        ..limits()
+    };
     assert_eq!(
         process(&samples::png_declaring(6000, 6000), &l).unwrap_err(),
         Refusal::DecodeMemory

@@ -132,21 +132,8 @@ impl ProductApi {
         if i64::from(r.stock) > domain::MAX_STOCK {
             errors.push(FieldError::new("stock", "is too large"));
         }
-        let (
-            Some(sku),
-            Some(name),
-            Some(description),
-            Some(category),
-            Some(price),
-            true,
-        ) = (
-            sku,
-            name,
-            description,
-            category,
-            price,
-            errors.is_empty(),
-        )
+        let (Some(sku), Some(name), Some(description), Some(category), Some(price), true) =
+            (sku, name, description, category, price, errors.is_empty())
         else {
             return Err(invalid(errors));
         };

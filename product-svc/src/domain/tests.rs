@@ -184,7 +184,10 @@ fn image(id: &str) -> Image {
 fn images_are_added_once_and_a_removal_wins_over_a_late_add() {
     let mut p = product(1);
     assert!(p.add_image(image("a")));
-    assert!(!p.add_image(image("a")), "a redelivered upload adds nothing");
+    assert!(
+        !p.add_image(image("a")),
+        "a redelivered upload adds nothing"
+    );
     assert!(p.remove_image("b"), "a delete may overtake its upload");
     assert!(!p.add_image(image("b")), "the late upload stays removed");
     assert!(p.remove_image("a") && !p.remove_image("a"));
