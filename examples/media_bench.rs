@@ -89,7 +89,7 @@ async fn uploads(
     concurrency: usize,
 ) -> (Vec<Duration>, Duration) {
     let (content_type, body) = form(file);
-    let body = bytes::Bytes::from(body);
+    let body = axum::body::Bytes::from(body);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -158,7 +158,7 @@ async fn hammer(http: &reqwest::Client, url: &str, duration: Duration) -> f64 {
 /// The bare handler: the same bytes and headers from a plain axum route.
 async fn bare_server(bytes: Vec<u8>, etag: String) -> String {
     use axum::http::header;
-    let bytes = bytes::Bytes::from(bytes);
+    let bytes = axum::body::Bytes::from(bytes);
     let app = axum::Router::new().route(
         "/thumb",
         axum::routing::get(move || {

@@ -360,7 +360,7 @@ impl Careful {
                 return "media: unknown".into();
             }
         }
-        if seed % 4 == 0 {
+        if seed.is_multiple_of(4) {
             return "media: uploaded".into();
         }
         let image = uploaded.body["id"].as_str().unwrap_or_default();

@@ -1,6 +1,9 @@
 //! The mesh as separate processes (`shopmesh serve <component>`) on
 //! Postgres + NATS, for the benchmarks that measure processes.
 
+// Each benchmark uses the part it needs.
+#![allow(dead_code)]
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
