@@ -256,6 +256,7 @@ impl CartApi {
                     available,
                     price_changed,
                     stock_available: stock,
+                    image: product.and_then(|p| p.image.clone()),
                 }
             })
             .collect();

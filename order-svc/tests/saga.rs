@@ -93,6 +93,7 @@ fn validation(id: &str, price: i64, units: u32) -> ProductValidation {
         price: Some(Money::new(price, "USD")),
         stock_available: units,
         weight_grams: 100,
+        image: None,
     }
 }
 

@@ -17,6 +17,7 @@ use super::common::{Money, rfc3339};
 use super::grpc;
 use super::orders::{OrderOut, idempotency_key, money};
 use super::payments::{CardIn, PaymentOut};
+use super::products::ImageOut;
 use super::users::AddressBody;
 use crate::extract::{ApiJson, AuthUser};
 use crate::problem::Problem;
@@ -94,6 +95,9 @@ pub struct CartLineOut {
     /// The price differs from the one shown when the line was last changed.
     pub price_changed: bool,
     pub stock_available: u32,
+    /// The product's primary image, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageOut>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -123,6 +127,7 @@ impl From<proto::cart::Cart> for CartOut {
                     available: l.available,
                     price_changed: l.price_changed,
                     stock_available: l.stock_available,
+                    image: l.image.map(ImageOut::from),
                 })
                 .collect(),
             subtotal: money(c.subtotal),

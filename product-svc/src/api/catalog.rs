@@ -14,6 +14,7 @@ use crate::domain::{self, FieldError, Money, Product};
 
 /// What ValidateProducts (and ReserveStock) say of a product.
 pub(crate) fn validation_of(id: String, p: &Product) -> ProductValidation {
+    let image = p.images.first().map(|i| super::image_to_proto(&id, i));
     ProductValidation {
         product_id: id,
         found: true,
@@ -23,6 +24,7 @@ pub(crate) fn validation_of(id: String, p: &Product) -> ProductValidation {
         price: Some(proto::common::Money::new(p.price.amount, &p.price.currency)),
         stock_available: p.stock_available.max(0) as u32,
         weight_grams: p.weight_grams,
+        image,
     }
 }
 

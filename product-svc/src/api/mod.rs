@@ -106,7 +106,7 @@ pub(crate) fn to_proto(id: &str, p: &Product) -> proto::product::Product {
     }
 }
 
-fn image_to_proto(product_id: &str, i: &domain::Image) -> proto::media::Media {
+pub(crate) fn image_to_proto(product_id: &str, i: &domain::Image) -> proto::media::Media {
     proto::media::Media {
         id: i.id.clone(),
         product_id: product_id.to_string(),
