@@ -213,7 +213,7 @@ async fn main() {
 
     println!("making images…");
     let one_mp = samples::jpeg(&samples::grainy(samples::picture(1155, 866, 1), 1), 90);
-    let twelve_mp = samples::jpeg(&samples::grainy(samples::picture(4000, 3000, 2), 2), 90);
+    let twelve_mp = samples::jpeg(&samples::grainy(samples::picture(4000, 3000, 2), 2), 85);
     let mut large = samples::jpeg(&samples::grainy(samples::picture(4000, 3000, 3), 3), 97);
     let limit = 10 * 1024 * 1024;
     let mut quality = 97;

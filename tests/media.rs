@@ -518,7 +518,17 @@ fn grpcurl() -> Option<String> {
         .map(|_| "grpcurl".to_string())
 }
 
-fn run_grpcurl(binary: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+/// Runs grpcurl with `stdin` on a blocking thread: success, stdout, stderr.
+async fn run_grpcurl(binary: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let binary = binary.to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let stdin = stdin.to_string();
+    tokio::task::spawn_blocking(move || grpcurl_blocking(&binary, &args, &stdin))
+        .await
+        .expect("grpcurl runs")
+}
+
+fn grpcurl_blocking(binary: &str, args: &[String], stdin: &str) -> (bool, String, String) {
     use std::io::Write as _;
     let mut child = std::process::Command::new(binary)
         .args(args)
@@ -563,50 +573,22 @@ async fn grpcurl_uploads_and_reads_media() {
         "{{\"info\": {{\"product_id\": \"{id}\", \"alt\": \"From grpcurl\"}}}}\n{{\"chunk\": \"{}\"}}\n",
         b64.encode(&jpeg)
     );
-    let (ok, out, err) = tokio::task::spawn_blocking({
-        let (binary, addr, auth) = (binary.clone(), addr.clone(), auth.clone());
-        move || {
-            run_grpcurl(
-                &binary,
-                &[
-                    "-plaintext",
-                    "-H",
-                    &auth,
-                    "-d",
-                    "@",
-                    &addr,
-                    "shop.media.v1.MediaService/UploadMedia",
-                ],
-                &input,
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let upload = "shop.media.v1.MediaService/UploadMedia";
+    let with_token = ["-plaintext", "-H", &auth, "-d", "@", &addr, upload];
+    let (ok, out, err) = run_grpcurl(&binary, &with_token, &input).await;
     assert!(ok, "grpcurl upload failed: {err}");
     let uploaded: Value = serde_json::from_str(&out).expect("JSON answer");
     let key = uploaded["media"]["key"].as_str().unwrap().to_string();
     assert_eq!(uploaded["media"]["alt"], "From grpcurl");
 
     let read = format!("{{\"key\": \"{key}\"}}");
-    let (ok, out, err) = tokio::task::spawn_blocking({
-        let (binary, addr) = (binary.clone(), addr.clone());
-        move || {
-            run_grpcurl(
-                &binary,
-                &[
-                    "-plaintext",
-                    "-d",
-                    "@",
-                    &addr,
-                    "shop.media.v1.MediaService/ReadMedia",
-                ],
-                &read,
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let read_media = "shop.media.v1.MediaService/ReadMedia";
+    let (ok, out, err) = run_grpcurl(
+        &binary,
+        &["-plaintext", "-d", "@", &addr, read_media],
+        &read,
+    )
+    .await;
     assert!(ok, "grpcurl read failed: {err}");
     let mut bytes = Vec::new();
     for message in serde_json::Deserializer::from_str(&out).into_iter::<Value>() {
@@ -619,22 +601,37 @@ async fn grpcurl_uploads_and_reads_media() {
 
     // Without a token the upload is refused.
     let input = format!("{{\"info\": {{\"product_id\": \"{id}\"}}}}\n");
-    let (ok, _, err) = tokio::task::spawn_blocking(move || {
-        run_grpcurl(
-            &binary,
-            &[
-                "-plaintext",
-                "-d",
-                "@",
-                &addr,
-                "shop.media.v1.MediaService/UploadMedia",
-            ],
-            &input,
-        )
-    })
-    .await
-    .unwrap();
+    let (ok, _, err) =
+        run_grpcurl(&binary, &["-plaintext", "-d", "@", &addr, upload], &input).await;
     assert!(!ok && err.contains("Unauthenticated"), "{err}");
+    t.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_beyond_the_workers_wait_their_turn_and_all_succeed() {
+    // One worker takes two uploads in at a time; the other ten wait unread
+    // (HTTP/2 flow control holds their bytes at the gateway) and must not
+    // stall those being read on the same connection.
+    let dir = media_dir();
+    let v = vars(&dir, &[("MEDIA_WORKERS", "1")]);
+    let t = TestMesh::start_with(&borrowed(&v)).await;
+    let token = admin(&t).await;
+    let mut products = Vec::new();
+    for _ in 0..12 {
+        products.push(new_product(&t, &token).await);
+    }
+    let photo = samples::jpeg(&samples::grainy(samples::picture(1200, 900, 4), 4), 92);
+    assert!(photo.len() > 512 * 1024, "larger than a stream's window");
+    let uploads = products.iter().map(|id| {
+        let (t, token, photo) = (&t, &token, &photo);
+        async move { upload(t, Some(token), id, &[("file", Some("p.jpg"), photo)]).await }
+    });
+    let answers = futures::future::join_all(uploads).await;
+    for (id, answer) in products.iter().zip(&answers) {
+        assert_eq!(answer.status, 201, "{id}: {}", answer.body);
+        assert_eq!(image_ids(&product(&t, id).await).len(), 1);
+    }
     t.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

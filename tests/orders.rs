@@ -169,6 +169,11 @@ async fn bad_orders_are_refused_with_the_contract_statuses() {
     let both = t.post("/api/v1/orders", Some(&token), json!({"items": [{"product_id": crab["id"], "quantity": 1}, {"product_id": uuid::Uuid::now_v7().to_string(), "quantity": 1}], "shipping_address": address()})).await;
     assert_problem(&both, 422);
     assert_eq!(both.body["errors"][0]["field"], "items[1].product_id");
+    // Each product once: two lines of one product would each pass the
+    // per-line cap.
+    let twice = t.post("/api/v1/orders", Some(&token), json!({"items": [{"product_id": mug["id"], "quantity": 1}, {"product_id": mug["id"], "quantity": 1}], "shipping_address": address()})).await;
+    assert_problem(&twice, 422);
+    assert_eq!(twice.body["errors"][0]["field"], "items[1].product_id");
     let no_stock = t.post("/api/v1/orders", Some(&token), json!({"items": [{"product_id": crab["id"], "quantity": 1}], "shipping_address": address()})).await;
     assert_problem(&no_stock, 409);
     let bad_address = t.post("/api/v1/orders", Some(&token), json!({"items": [{"product_id": mug["id"], "quantity": 1}], "shipping_address": {"name": "A", "line1": "x", "city": "y", "postal_code": "1", "country": "USA"}})).await;

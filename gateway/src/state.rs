@@ -56,10 +56,18 @@ impl AppState {
         let upstreams = ServiceId::ALL
             .iter()
             .map(|&id| {
-                Ok((
-                    id,
-                    platform::grpc::channel_for(id, config.peers.get(id), &config.grpc)?,
-                ))
+                let peer = config.peers.get(id);
+                let channel = match id {
+                    // Uploads stream and convert whole images.
+                    ServiceId::Media => platform::grpc::channel_for_long_calls(
+                        id,
+                        peer,
+                        &config.grpc,
+                        crate::routes::media::UPLOAD_DEADLINE,
+                    )?,
+                    _ => platform::grpc::channel_for(id, peer, &config.grpc)?,
+                };
+                Ok((id, channel))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let user_channel = upstreams

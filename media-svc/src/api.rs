@@ -82,14 +82,18 @@ impl MediaApi {
         alt: &mut String,
     ) -> Result<Vec<u8>, Status> {
         let max = self.library.limits.max_bytes;
-        let mut bytes = Vec::new();
+        // Kept as received and joined once, at their exact size: a growing
+        // buffer would hold up to twice the file while it waits its turn.
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        let mut received = 0u64;
         while let Some(message) = stream.message().await? {
             match message.part {
                 Some(Part::Chunk(chunk)) => {
-                    if (bytes.len() + chunk.len()) as u64 > max {
+                    received += chunk.len() as u64;
+                    if received > max {
                         return Err(LibraryError::from(Refusal::TooLarge { limit: max }).into());
                     }
-                    bytes.extend_from_slice(&chunk);
+                    chunks.push(chunk);
                 }
                 Some(Part::Alt(text)) => {
                     *alt = domain::parse_alt(&text).map_err(|e| platform::error::invalid([e]))?;
@@ -102,7 +106,7 @@ impl MediaApi {
                 None => {}
             }
         }
-        Ok(bytes)
+        Ok(chunks.concat())
     }
 }
 
@@ -133,6 +137,12 @@ impl MediaService for MediaApi {
         valid_id("product_id", &info.product_id)?;
         let mut alt = domain::parse_alt(&info.alt).map_err(|e| platform::error::invalid([e]))?;
         self.require_product(&info.product_id).await?;
+        let _turn = self
+            .library
+            .intake
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("media-svc is stopping"))?;
         let bytes = self.receive(&mut stream, &mut alt).await?;
         tracing::info!(
             product_id = info.product_id,

@@ -214,16 +214,19 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 fn thumbnails(image: &DynamicImage, widths: &[u32]) -> Result<Vec<Encoded>, Refusal> {
     let (w, h) = (image.width(), image.height());
     let mut made = Vec::new();
-    let mut source = image.clone();
+    // The last thumbnail made: the source of the next smaller one.
+    let mut previous: Option<DynamicImage> = None;
     for &width in widths.iter().rev().filter(|&&tw| tw < w) {
         let height = ((u64::from(h) * u64::from(width) + u64::from(w) / 2) / u64::from(w)).max(1);
-        source = source.thumbnail_exact(width, height as u32);
-        let kind = if source.color().has_alpha() {
+        let source = previous.as_ref().unwrap_or(image);
+        let thumbnail = source.thumbnail_exact(width, height as u32);
+        let kind = if thumbnail.color().has_alpha() {
             Kind::Png
         } else {
             Kind::Jpeg
         };
-        made.push(encode(&source, kind, THUMBNAIL_QUALITY)?);
+        made.push(encode(&thumbnail, kind, THUMBNAIL_QUALITY)?);
+        previous = Some(thumbnail);
     }
     made.reverse();
     Ok(made)
@@ -234,10 +237,13 @@ fn encode(image: &DynamicImage, kind: Kind, quality: u8) -> Result<Encoded, Refu
     let failed = |e: image::ImageError| Refusal::Undecodable(format!("re-encoding failed: {e}"));
     match kind {
         Kind::Jpeg => {
-            let rgb = image.to_rgb8();
-            JpegEncoder::new_with_quality(&mut out, quality)
-                .encode_image(&rgb)
-                .map_err(failed)?;
+            let mut encoder = JpegEncoder::new_with_quality(&mut out, quality);
+            // No copy of the pixels when they are RGB already.
+            match image {
+                DynamicImage::ImageRgb8(rgb) => encoder.encode_image(rgb),
+                other => encoder.encode_image(&other.to_rgb8()),
+            }
+            .map_err(failed)?;
         }
         Kind::Png => image
             .write_with_encoder(PngEncoder::new(&mut out))

@@ -69,6 +69,7 @@ pub async fn library(config: &Config, deps: &Deps) -> anyhow::Result<Library> {
         objects,
         limits: Arc::new(domain::Limits::from_settings(&config.media)),
         work: Arc::new(tokio::sync::Semaphore::new(config.media.workers)),
+        intake: Arc::new(tokio::sync::Semaphore::new(config.media.workers * 2)),
         grace: config.media.grace,
     })
 }
@@ -113,6 +114,8 @@ pub async fn serve(
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)
             .readiness(ready)
+            // Uploads waiting their turn hold at most 256 KiB each.
+            .flow_windows(256 * 1024, 32 * 1024 * 1024)
             .serve(routes, listener)
             .await?;
     let relay = library

@@ -40,6 +40,10 @@ pub struct Library {
     pub limits: Arc<Limits>,
     /// Images decoded and encoded at once.
     pub work: Arc<Semaphore>,
+    /// Uploads received at once (twice the workers): a further upload
+    /// waits before its body is read, so HTTP/2 flow control holds its
+    /// bytes at the sender instead of in this process's memory.
+    pub intake: Arc<Semaphore>,
     /// Deleted records and unreferenced bytes are kept this long.
     pub grace: Duration,
 }

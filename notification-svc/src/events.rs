@@ -9,18 +9,8 @@ use crate::deliveries::Outgoing;
 use crate::domain::{Via, channels_for};
 use crate::templates::{Templates, money};
 
-/// The events that notify someone (all but media changes).
-pub const EVENT_TYPES: &[&str] = &[
-    "user.registered",
-    "order.created",
-    "order.cancelled",
-    "payment.processed",
-    "payment.failed",
-    "payment.refunded",
-    "shipping.updated",
-    "inventory.low",
-    "review.created",
-];
+/// Every event there is (media changes notify nobody and are skipped).
+pub const EVENT_TYPES: &[&str] = &Payload::ALL_TYPES;
 
 pub struct NotificationEvents {
     pub api: NotificationApi,

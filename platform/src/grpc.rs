@@ -67,6 +67,8 @@ pub struct GrpcServer {
     settings: GrpcSettings,
     descriptor_sets: Vec<&'static [u8]>,
     readiness: Option<ReadinessCheck>,
+    /// HTTP/2 flow-control windows (stream, connection) when not hyper's.
+    windows: Option<(u32, u32)>,
 }
 
 impl GrpcServer {
@@ -78,7 +80,19 @@ impl GrpcServer {
             settings: settings.clone(),
             descriptor_sets: vec![descriptor_set],
             readiness: None,
+            windows: None,
         }
+    }
+
+    /// HTTP/2 flow-control windows: how much one request stream, and all
+    /// of a connection's together, may send before the server reads. A
+    /// service that lets requests wait unread (uploads awaiting their turn)
+    /// sets a connection window many times the stream window, so the
+    /// waiting ones cannot use up the connection's and stall those being
+    /// read.
+    pub fn flow_windows(mut self, stream: u32, connection: u32) -> Self {
+        self.windows = Some((stream, connection));
+        self
     }
 
     /// Checks `check` every 2 s and reports the result as the health of
@@ -168,6 +182,8 @@ impl GrpcServer {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .max_connection_age(self.settings.max_connection_age)
             .max_connection_age_grace(self.settings.max_connection_age_grace)
+            .initial_stream_window_size(self.windows.map(|(stream, _)| stream))
+            .initial_connection_window_size(self.windows.map(|(_, connection)| connection))
             .layer(GrpcTraceLayer {
                 service: self.service,
             })
@@ -394,6 +410,23 @@ pub fn channel_for(
     settings: &GrpcSettings,
 ) -> anyhow::Result<GrpcChannel> {
     build_channel(peer, settings, id.grpc_service())
+}
+
+/// As [`channel_for`], for a peer some of whose calls may take up to
+/// `longest` (an upload): calls still get the configured deadline unless
+/// they set a longer one of their own (`Request::set_timeout`), which the
+/// channel then honours up to `longest`.
+pub fn channel_for_long_calls(
+    id: ServiceId,
+    peer: &PeerAddr,
+    settings: &GrpcSettings,
+    longest: Duration,
+) -> anyhow::Result<GrpcChannel> {
+    let mut long = settings.clone();
+    long.client_timeout = longest.max(settings.client_timeout);
+    let mut channel = build_channel(peer, &long, id.grpc_service())?;
+    channel.default_timeout = settings.client_timeout;
+    Ok(channel)
 }
 
 fn build_channel(

@@ -33,6 +33,9 @@ fn media(state: &AppState) -> MediaServiceClient<platform::grpc::GrpcChannel> {
 
 /// Bytes forwarded per upload message.
 const CHUNK: usize = 256 * 1024;
+/// How long media-svc may take to receive and convert an upload (its
+/// server's own limit, `GRPC_SERVER_TIMEOUT_MS`, is 30 s by default).
+pub const UPLOAD_DEADLINE: Duration = Duration::from_secs(30);
 /// How long an upload or delete waits for the product to show it.
 const SHOWN_WITHIN: Duration = Duration::from_secs(3);
 
@@ -74,6 +77,25 @@ fn multipart_problem(err: axum::extract::multipart::MultipartError) -> Problem {
         Problem::new(ErrorKind::PayloadTooLarge, err.body_text())
     } else {
         Problem::new(ErrorKind::Malformed, err.body_text())
+    }
+}
+
+/// Reads and drops the rest of a refused upload (up to a few times the
+/// limit in all), so the client, still sending, gets the answer instead
+/// of a closed connection: first the field being read, then the others.
+async fn drain_field(mut field: axum::extract::multipart::Field<'_>, left: &mut u64) {
+    while *left > 0
+        && let Ok(Some(chunk)) = field.chunk().await
+    {
+        *left = left.saturating_sub(chunk.len() as u64);
+    }
+}
+
+async fn drain_rest(multipart: &mut Multipart, mut left: u64) {
+    while left > 0
+        && let Ok(Some(field)) = multipart.next_field().await
+    {
+        drain_field(field, &mut left).await;
     }
 }
 
@@ -158,10 +180,13 @@ pub async fn upload(
                 })
                 .await
                 .ok();
-                let request = grpc(
+                let mut request = grpc(
                     tokio_stream::wrappers::ReceiverStream::new(rx),
                     Some(&admin.caller()),
                 );
+                // Receiving and converting a large image (after others
+                // waiting their turn) outlasts the per-call deadline.
+                request.set_timeout(UPLOAD_DEADLINE);
                 let mut client = media(&state);
                 let call = tokio::spawn(async move { client.upload_media(request).await });
                 let mut total = 0u64;
@@ -169,6 +194,9 @@ pub async fn upload(
                     total += chunk.len() as u64;
                     if total > limit {
                         call.abort();
+                        let mut left = limit.saturating_mul(4);
+                        drain_field(field, &mut left).await;
+                        drain_rest(&mut multipart, left).await;
                         return Err(too_large(limit));
                     }
                     for piece in chunk.chunks(CHUNK) {
@@ -294,7 +322,8 @@ pub async fn order(
 
 /// Small stored objects kept in the gateway's memory: they never change
 /// (keys are content hashes), so a copy is always right. Oldest out first
-/// once the budget is spent.
+/// once the budget is spent; a copy is dropped after [`CACHE_TTL`], so
+/// bytes swept from storage stop being served soon after.
 #[derive(Debug, Default)]
 pub struct MediaCache {
     inner: Mutex<CacheInner>,
@@ -302,7 +331,7 @@ pub struct MediaCache {
 
 #[derive(Debug, Default)]
 struct CacheInner {
-    entries: HashMap<(String, u32), (String, Bytes)>,
+    entries: HashMap<(String, u32), (String, Bytes, std::time::Instant)>,
     order: VecDeque<(String, u32)>,
     bytes: usize,
 }
@@ -310,11 +339,16 @@ struct CacheInner {
 /// Largest object the cache keeps, and the most it holds in all.
 const CACHE_OBJECT_MAX: usize = 512 * 1024;
 const CACHE_BUDGET: usize = 64 * 1024 * 1024;
+const CACHE_TTL: Duration = Duration::from_secs(600);
 
 impl MediaCache {
     fn get(&self, key: &str, width: u32) -> Option<(String, Bytes)> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.entries.get(&(key.to_string(), width)).cloned()
+        inner
+            .entries
+            .get(&(key.to_string(), width))
+            .filter(|(_, _, at)| at.elapsed() < CACHE_TTL)
+            .map(|(content_type, bytes, _)| (content_type.clone(), bytes.clone()))
     }
 
     fn put(&self, key: &str, width: u32, content_type: String, bytes: Bytes) {
@@ -323,20 +357,24 @@ impl MediaCache {
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let id = (key.to_string(), width);
-        if inner.entries.contains_key(&id) {
-            return;
+        if let Some((_, old, _)) = inner.entries.remove(&id) {
+            // An expired copy, read again.
+            inner.bytes -= old.len();
+            inner.order.retain(|o| o != &id);
         }
         while inner.bytes + bytes.len() > CACHE_BUDGET {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
-            if let Some((_, gone)) = inner.entries.remove(&oldest) {
+            if let Some((_, gone, _)) = inner.entries.remove(&oldest) {
                 inner.bytes -= gone.len();
             }
         }
         inner.bytes += bytes.len();
         inner.order.push_back(id.clone());
-        inner.entries.insert(id, (content_type, bytes));
+        inner
+            .entries
+            .insert(id, (content_type, bytes, std::time::Instant::now()));
     }
 }
 

@@ -5,9 +5,11 @@ use super::Address;
 
 pub use platform::error::FieldError;
 
-/// Checks the shape of an order request: 1 to 50 lines, quantities 1 to
+/// Checks the shape of an order request: 1 to 50 lines, each product at
+/// most once (so the per-line cap is a per-product cap), quantities 1 to
 /// `max_units` (at most 1000), a complete address (platform's
-/// [`Address::parse`] rules), notes of at most 1000 characters.
+/// [`Address::parse`] rules), notes of at most 1000 characters without
+/// control characters ([`platform::text`]).
 pub fn validate_request(
     lines: &[(String, u32)],
     address: Option<&Address>,
@@ -25,6 +27,11 @@ pub fn validate_request(
     for (i, (product_id, quantity)) in lines.iter().enumerate() {
         if product_id.trim().is_empty() {
             push(format!("items[{i}].product_id"), "is required");
+        } else if lines[..i].iter().any(|(earlier, _)| earlier == product_id) {
+            push(
+                format!("items[{i}].product_id"),
+                "is already in the order: each product at most once, with its whole quantity",
+            );
         }
         if !(1..=max_units).contains(quantity) {
             push(
@@ -41,6 +48,8 @@ pub fn validate_request(
         .ok();
     if notes.chars().count() > 1000 {
         errors.push(FieldError::new("notes", "must be at most 1000 characters"));
+    } else if platform::text::forbidden_char(notes).is_some() {
+        errors.push(FieldError::new("notes", "must not hold control characters"));
     }
     match address {
         Some(address) if errors.is_empty() => Ok(address),

@@ -226,6 +226,30 @@ fn requests_are_validated() {
         ]
     );
     assert!(validate_request(&vec![("p".to_string(), 1); 51], Some(&address), "", 1000).is_err());
+    // Each product once: two lines of one product would pass the per-line
+    // cap twice.
+    let twice = validate_request(
+        &[("p".into(), 100), ("q".into(), 1), ("p".into(), 100)],
+        Some(&address),
+        "",
+        100,
+    )
+    .unwrap_err();
+    assert_eq!(twice.len(), 1);
+    assert_eq!(twice[0].field, "items[2].product_id");
+    for notes in ["n\u{0}", "a\u{7}b", "\u{9b}"] {
+        let errors = validate_request(&[("p".into(), 1)], Some(&address), notes, 10).unwrap_err();
+        assert_eq!(errors[0].field, "notes", "{notes:?}");
+    }
+    assert!(
+        validate_request(
+            &[("p".into(), 1)],
+            Some(&address),
+            "ring twice\n\tthanks",
+            10
+        )
+        .is_ok()
+    );
     let long_name = Address {
         name: "n".repeat(101),
         ..address
