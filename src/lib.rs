@@ -116,6 +116,9 @@ impl Mesh {
 
         // Each part gets a key of its own, known only in this process; all
         // of them trust the others' public keys.
+        if let Some(warning) = ignored_mesh_settings(&config) {
+            tracing::warn!("{warning}");
+        }
         let mut names: Vec<&str> = ServiceId::ALL.iter().map(|id| id.binary()).collect();
         names.push(gateway::GATEWAY);
         let (mesh_keys, public_keys) = platform::auth::generate_mesh(&names);
@@ -227,6 +230,16 @@ impl Mesh {
 }
 
 /// Admin account the all-in-one binary creates when none is configured.
+/// What the all-in-one process says when it was given mesh keys: it makes
+/// its own for every component, so `MESH_KEY` and `MESH_PUBLIC_KEYS` change
+/// nothing here (they are for the components run as separate processes).
+pub fn ignored_mesh_settings(config: &Config) -> Option<&'static str> {
+    (config.mesh.key.is_some() || !config.mesh.public_keys.0.is_empty()).then_some(
+        "MESH_KEY and MESH_PUBLIC_KEYS are ignored: the all-in-one process makes a key for each \
+         of its components, known only to it (they apply to `shopmesh serve <component>`)",
+    )
+}
+
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@shopmesh.local";
 
 /// Without `ADMIN_EMAIL`/`ADMIN_PASSWORD`, makes up a random password for
@@ -409,4 +422,20 @@ fn all_in_one() -> ExitCode {
         mesh.shutdown().await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    #[test]
+    fn given_mesh_keys_are_reported_as_ignored() {
+        let config = |vars: &HashMap<&str, &str>| platform::Config::from_source("t", vars).unwrap();
+        assert_eq!(super::ignored_mesh_settings(&config(&HashMap::new())), None);
+        let (_, public) = platform::auth::generate_mesh(&["order-svc"]);
+        let public = public.to_env();
+        let given = config(&HashMap::from([("MESH_PUBLIC_KEYS", public.as_str())]));
+        let warning = super::ignored_mesh_settings(&given).expect("a warning");
+        assert!(warning.contains("MESH_KEY and MESH_PUBLIC_KEYS are ignored"));
+    }
 }
