@@ -280,11 +280,8 @@ pub fn parse_alt(raw: &str) -> Result<String, platform::error::FieldError> {
             "alt",
             "must be at most 300 characters",
         ))
-    } else if platform::text::forbidden_char(alt).is_some() {
-        Err(platform::error::FieldError::new(
-            "alt",
-            "must not hold control characters",
-        ))
+    } else if let Err(error) = platform::text::check("alt", alt) {
+        Err(error)
     } else {
         Ok(alt.to_string())
     }

@@ -32,7 +32,8 @@ pub struct Address {
 impl Address {
     /// Checks an address given as field `prefix` (`shipping_address`,
     /// `address`): name, line1, city and postal code required, every field
-    /// within [`LIMITS`], the country a two-letter ISO 3166-1 code
+    /// within [`LIMITS`] and free of control characters
+    /// ([`crate::text`]), the country a two-letter ISO 3166-1 code
     /// (upper-cased here). Every problem is reported at once.
     pub fn parse(mut self, prefix: &str) -> Result<Address, Vec<FieldError>> {
         let mut errors = Vec::new();
@@ -53,6 +54,8 @@ impl Address {
                     format!("{prefix}.{field}"),
                     format!("must be at most {max} characters"),
                 ));
+            } else if let Err(error) = crate::text::check(&format!("{prefix}.{field}"), value) {
+                errors.push(error);
             }
         }
         self.country = self.country.trim().to_ascii_uppercase();
@@ -116,6 +119,17 @@ mod tests {
     #[test]
     fn a_complete_address_is_normalised() {
         assert_eq!(paris().parse("address").unwrap().country, "FR");
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_field() {
+        let bad = Address {
+            city: "Par\u{0}is".into(),
+            ..paris()
+        };
+        let errors = bad.parse("address").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "address.city");
     }
 
     #[test]

@@ -12,6 +12,18 @@ pub fn forbidden_char(s: &str) -> Option<char> {
         .find(|&c| c.is_control() && c != '\n' && c != '\t')
 }
 
+/// The field error for text holding a forbidden character, if it does:
+/// what a service's own validation answers, whoever called.
+pub fn check(field: &str, s: &str) -> Result<(), crate::error::FieldError> {
+    match forbidden_char(s) {
+        Some(_) => Err(crate::error::FieldError::new(
+            field,
+            "must not hold control characters",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Whether JSON text (a whole document, as sent) has an escaped character a
 /// text field may not hold (`\u0000`, `\b`, `\u007f`…). Raw control bytes
 /// inside strings are not valid JSON, so escapes are the only way in; this

@@ -71,6 +71,7 @@ pub fn parse_sku(raw: &str) -> Result<String, FieldError> {
 
 pub fn parse_name(raw: &str) -> Result<String, FieldError> {
     let name = raw.trim();
+    platform::text::check("name", name)?;
     match name.chars().count() {
         0 => Err(err("name", "must not be empty")),
         1..=200 => Ok(name.to_string()),
@@ -79,6 +80,7 @@ pub fn parse_name(raw: &str) -> Result<String, FieldError> {
 }
 
 pub fn parse_description(raw: &str) -> Result<String, FieldError> {
+    platform::text::check("description", raw)?;
     if raw.chars().count() > 5000 {
         Err(err("description", "must be at most 5000 characters"))
     } else {
@@ -112,6 +114,7 @@ pub fn parse_rating(raw: u32) -> Result<u8, FieldError> {
 }
 
 pub fn parse_comment(raw: &str) -> Result<String, FieldError> {
+    platform::text::check("comment", raw)?;
     if raw.chars().count() > 2000 {
         Err(err("comment", "must be at most 2000 characters"))
     } else {

@@ -67,6 +67,7 @@ impl std::fmt::Debug for Password {
 
 pub fn parse_name(raw: &str) -> Result<String, FieldError> {
     let name = raw.trim();
+    platform::text::check("name", name)?;
     match name.chars().count() {
         0 => Err(FieldError::new("name", "must not be empty")),
         1..=100 => Ok(name.to_string()),
@@ -255,6 +256,7 @@ mod tests {
         assert_eq!(parse_name("  Ada ").unwrap(), "Ada");
         assert!(parse_name("   ").is_err());
         assert!(parse_name(&"x".repeat(101)).is_err());
+        assert!(parse_name("a\u{0}b").is_err());
         assert_eq!(parse_phone("+1 (555) 010-9999").unwrap(), "+15550109999");
         assert!(parse_phone("12345").is_err());
         assert!(parse_phone("call me").is_err());

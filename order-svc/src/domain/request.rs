@@ -48,8 +48,8 @@ pub fn validate_request(
         .ok();
     if notes.chars().count() > 1000 {
         errors.push(FieldError::new("notes", "must be at most 1000 characters"));
-    } else if platform::text::forbidden_char(notes).is_some() {
-        errors.push(FieldError::new("notes", "must not hold control characters"));
+    } else if let Err(error) = platform::text::check("notes", notes) {
+        errors.push(error);
     }
     match address {
         Some(address) if errors.is_empty() => Ok(address),

@@ -52,6 +52,15 @@ fn money_sku_and_fields_are_validated() {
     assert_eq!(parse_category("Home-Office").unwrap(), "home-office");
     assert!(parse_category("a b").is_err());
     assert!(parse_comment(&"x".repeat(2001)).is_err() && parse_comment(&"x".repeat(2000)).is_ok());
+    // Control characters are refused here too, whoever calls (NUL cannot
+    // be stored on Postgres).
+    assert_eq!(parse_comment("ok\u{0}").unwrap_err().field, "comment");
+    assert_eq!(parse_name("a\u{1b}b").unwrap_err().field, "name");
+    assert_eq!(
+        parse_description("d\u{7f}").unwrap_err().field,
+        "description"
+    );
+    assert!(parse_comment("two\nlines").is_ok());
 }
 
 #[test]

@@ -1,0 +1,132 @@
+//! Rules a service states hold whoever calls it, not only behind the
+//! gateway: straight at the service ports on Postgres, text with a NUL
+//! (which Postgres cannot store) is INVALID_ARGUMENT and nothing is
+//! reserved; one order cannot name a product twice.
+
+mod common;
+
+use common::backends::Backends;
+use platform::ServiceId;
+use proto::common::Address;
+use serde_json::json;
+use tonic::Code;
+
+const ADMIN: (&str, &str) = ("admin@example.com", "admin-password");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn control_characters_and_repeated_products_are_refused_at_the_services() {
+    let backends = Backends::new();
+    let t = backends
+        .mesh_with(&[
+            ("ADMIN_EMAIL", ADMIN.0),
+            ("ADMIN_PASSWORD", ADMIN.1),
+            ("RATE_LIMIT_RPS", "0"),
+            ("SEED_DEMO", "false"),
+        ])
+        .await;
+    let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
+    let (_, customer, _) = t.customer().await;
+    let created = t
+        .post(
+            "/api/v1/products",
+            Some(&admin),
+            json!({"sku": "TRUST-1", "name": "Mug", "category": "kitchen",
+                   "price": {"amount": 500, "currency": "USD"}, "stock": 20}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let product = created.body["id"].as_str().unwrap().to_string();
+
+    let mut users =
+        proto::user::user_service_client::UserServiceClient::new(t.channel(ServiceId::User));
+    let profile = users
+        .update_profile(t.as_user(
+            proto::user::UpdateProfileRequest {
+                name: Some("a\u{0}b".into()),
+                ..Default::default()
+            },
+            &customer,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(profile.code(), Code::InvalidArgument, "{profile:?}");
+    let register = users
+        .register(proto::user::RegisterRequest {
+            email: format!("nul-{}@example.com", uuid::Uuid::now_v7().simple()),
+            password: "a long enough password".into(),
+            name: "a\u{0}b".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(register.code(), Code::InvalidArgument, "{register:?}");
+
+    let mut catalog = proto::product::product_service_client::ProductServiceClient::new(
+        t.channel(ServiceId::Product),
+    );
+    let review = catalog
+        .add_review(t.as_user(
+            proto::product::AddReviewRequest {
+                product_id: product.clone(),
+                rating: 5,
+                comment: "ok\u{0}".into(),
+            },
+            &customer,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(review.code(), Code::InvalidArgument, "{review:?}");
+
+    let address = Address {
+        name: "Ada".into(),
+        line1: "1 Main St".into(),
+        city: "Paris".into(),
+        postal_code: "75001".into(),
+        country: "FR".into(),
+        ..Default::default()
+    };
+    let mut orders =
+        proto::order::order_service_client::OrderServiceClient::new(t.channel(ServiceId::Order));
+    let line = |quantity| proto::order::OrderItemInput {
+        product_id: product.clone(),
+        quantity,
+    };
+    let refused = [
+        // A NUL in the notes.
+        proto::order::CreateOrderRequest {
+            idempotency_key: uuid::Uuid::now_v7().to_string(),
+            items: vec![line(10)],
+            shipping_address: Some(address.clone()),
+            notes: "n\u{0}".into(),
+        },
+        // A NUL in the address.
+        proto::order::CreateOrderRequest {
+            idempotency_key: uuid::Uuid::now_v7().to_string(),
+            items: vec![line(10)],
+            shipping_address: Some(Address {
+                city: "Par\u{0}is".into(),
+                ..address.clone()
+            }),
+            notes: String::new(),
+        },
+        // One product on two lines (each within the per-line cap).
+        proto::order::CreateOrderRequest {
+            idempotency_key: uuid::Uuid::now_v7().to_string(),
+            items: vec![line(10), line(10)],
+            shipping_address: Some(address.clone()),
+            notes: String::new(),
+        },
+    ];
+    for request in refused {
+        let status = orders
+            .create_order(t.as_user(request, &customer))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+    // Nothing was reserved by any of them.
+    let after = t.get(&format!("/api/v1/products/{product}"), None).await;
+    assert_eq!(after.body["stock_available"], 20, "{}", after.body);
+
+    t.shutdown().await;
+    backends.cleanup().await;
+}
