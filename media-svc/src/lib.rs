@@ -140,7 +140,7 @@ pub async fn serve(
                     tracing::info!(deleted = gone, "deleted media of deleted products");
                 }
                 let swept = library
-                    .sweep(library::now_ms())
+                    .sweep(platform::auth::unix_now_ms())
                     .await
                     .map_err(|e| e.to_string())?;
                 if swept != Default::default() {

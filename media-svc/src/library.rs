@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::auth::unix_now_ms as now_ms;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Bound, Collection, Query, StoreError, Versioned};
 use proto::events::envelope::Payload;
@@ -46,12 +47,6 @@ pub struct Library {
     pub intake: Arc<Semaphore>,
     /// Deleted records and unreferenced bytes are kept this long.
     pub grace: Duration,
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What [`Library::sweep`] removed.

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use media_svc::domain::{self, Limits, Processed};
-use media_svc::library::{Library, now_ms};
+use media_svc::library::Library;
 use media_svc::samples;
+use platform::auth::unix_now_ms as now_ms;
 use platform::events::memory::InProcessBus;
 use platform::events::{ConsumerConfig, handler_fn};
 use platform::runtime::Deps;

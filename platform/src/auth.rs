@@ -94,6 +94,13 @@ pub fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
+/// Now, in Unix milliseconds (0 before 1970).
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// A JSON Web Key (public part of an Ed25519 key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {

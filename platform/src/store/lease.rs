@@ -13,7 +13,7 @@
 //! is a few intervals: a skew below that costs at most one doubled round,
 //! never a lost one (the work itself stays safe to run twice).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,11 +38,7 @@ pub struct Lease {
     ttl: Duration,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use crate::auth::unix_now_ms as now_ms;
 
 impl Lease {
     /// The lease `name` in `store`, held by `holder` (this replica's
