@@ -14,6 +14,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -139,6 +140,7 @@ pub fn router(state: AppState) -> Router {
     let cors = cors(&state.config().cors_allowed_origins);
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(web::router(state.clone()))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(from_fn_with_state(state.clone(), ratelimit_middleware))

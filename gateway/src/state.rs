@@ -32,6 +32,8 @@ struct Inner {
     config: Config,
     /// Small images, kept in memory (they never change).
     media_cache: Arc<crate::routes::media::MediaCache>,
+    /// What the pages keep between requests.
+    web: crate::web::WebState,
 }
 
 impl AppState {
@@ -100,6 +102,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 config: config.clone(),
                 media_cache: crate::routes::media::new_cache(),
+                web: crate::web::WebState::default(),
             }),
         })
     }
@@ -139,6 +142,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub fn web(&self) -> &crate::web::WebState {
+        &self.inner.web
     }
 
     pub fn media_cache(&self) -> &crate::routes::media::MediaCache {

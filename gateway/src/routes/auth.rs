@@ -52,7 +52,7 @@ pub struct RefreshBody {
     pub refresh_token: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
@@ -210,21 +210,24 @@ pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Response, Problem> {
-    let r = users(&state)
+    Ok(tokens(refresh_pair(&state, body.refresh_token).await?))
+}
+
+/// A new token pair for a refresh token (which stops working).
+pub(crate) async fn refresh_pair(state: &AppState, refresh_token: String) -> Result<TokenPair, Problem> {
+    let r = users(state)
         .refresh_token(grpc(
-            proto::user::RefreshTokenRequest {
-                refresh_token: body.refresh_token,
-            },
+            proto::user::RefreshTokenRequest { refresh_token },
             None,
         ))
         .await?
         .into_inner();
-    Ok(tokens(TokenPair {
+    Ok(TokenPair {
         access_token: r.access_token,
         refresh_token: r.refresh_token,
         token_type: r.token_type,
         expires_in: r.expires_in,
-    }))
+    })
 }
 
 /// End the session of a refresh token (its whole family is revoked).

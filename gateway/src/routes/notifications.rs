@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
@@ -111,28 +111,91 @@ pub async fn list(
 }
 
 /// Each new notification as it happens (`text/event-stream`, event
-/// `notification`, JSON data), with a heartbeat comment every 15 s.
+/// `notification` with the notification's id as the event id, JSON data),
+/// with a heartbeat comment every 15 s. A client that reconnects with
+/// `Last-Event-ID` first gets what it missed, oldest first, then the live
+/// ones, none twice. The stream ends when the access token expires; the
+/// client reconnects with a fresh one and resumes.
 #[utoipa::path(get, path = "/api/v1/notifications/stream", tag = "notifications", security(("bearer" = [])),
+    params(("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received: resume after it")),
     responses(
         (status = 200, description = "Server-sent events", content_type = "text/event-stream", body = String),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn stream(State(state): State<AppState>, user: AuthUser) -> Result<Response, Problem> {
+pub async fn stream(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    resumable_stream(&state, user, last_event_id(&headers)).await
+}
+
+/// The `Last-Event-ID` a reconnecting client sends.
+pub fn last_event_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+}
+
+/// How many of the newest notifications are searched for the one a
+/// reconnecting client saw last.
+const RESUME_WINDOW: u32 = 100;
+
+/// The caller's notifications as server-sent events, after `last_seen`
+/// when given (see [`stream`]); pages use it too.
+pub async fn resumable_stream(
+    state: &AppState,
+    user: AuthUser,
+    last_seen: Option<String>,
+) -> Result<Response, Problem> {
     let request = proto::notification::StreamNotificationsRequest {};
     let mut call = grpc(request, Some(&user.caller()));
-    // A stream outlives the per-call deadline.
-    call.set_timeout(Duration::from_secs(24 * 3600));
-    let upstream = notifications(&state)
+    // A stream outlives the per-call deadline; it ends with the token.
+    let left = user.0.exp.saturating_sub(platform::auth::unix_now());
+    call.set_timeout(Duration::from_secs(left.max(1)));
+    // Subscribed first: what is created from now on arrives live, what
+    // came before is in the feed.
+    let upstream = notifications(state)
         .stream_notifications(call)
         .await?
         .into_inner();
-    let events = upstream
+    let mut missed = Vec::new();
+    if let Some(last) = last_seen {
+        let request = proto::notification::ListNotificationsRequest {
+            page: Some(page(Some(RESUME_WINDOW), None)?),
+            unread_only: false,
+        };
+        let feed = notifications(state)
+            .list_notifications(grpc(request, Some(&user.caller())))
+            .await?
+            .into_inner()
+            .notifications;
+        // Newest first: those before the last one seen are missed.
+        if let Some(at) = feed.iter().position(|n| n.id == last) {
+            missed = feed.into_iter().take(at).collect::<Vec<_>>();
+            missed.reverse();
+        }
+    }
+    let sent: std::collections::HashSet<String> = missed.iter().map(|n| n.id.clone()).collect();
+    let backlog = futures::stream::iter(missed.into_iter().map(Ok));
+    let live = upstream
         .take_while(|item| futures::future::ready(item.is_ok()))
-        .filter_map(|item| async move {
-            let notification = item.ok()?.notification?;
+        .filter_map(|item| futures::future::ready(item.ok().and_then(|r| r.notification)))
+        .filter(move |n| futures::future::ready(!sent.contains(&n.id)))
+        .map(Ok);
+    let expires = tokio::time::sleep(Duration::from_secs(left));
+    let events = backlog
+        .chain(live)
+        .take_until(expires)
+        .filter_map(|item: Result<proto::notification::Notification, Infallible>| async move {
+            let notification = item.ok()?;
+            let id = notification.id.clone();
             let data = serde_json::to_string(&NotificationOut::from(notification)).ok()?;
             Some(Ok::<Event, Infallible>(
-                Event::default().event("notification").data(data),
+                Event::default().event("notification").id(id).data(data),
             ))
         });
     Ok(Sse::new(events)
