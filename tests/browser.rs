@@ -22,7 +22,9 @@ const LIMIT: Duration = Duration::from_secs(300);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journeys_in_chromium_with_no_serious_accessibility_violations() {
     let Some(tools) = std::env::var_os("BROWSER_TOOLS") else {
-        eprintln!("skipped: BROWSER_TOOLS is not set (bash .ci/run installs playwright-core and axe-core)");
+        eprintln!(
+            "skipped: BROWSER_TOOLS is not set (bash .ci/run installs playwright-core and axe-core)"
+        );
         return;
     };
     assert!(
@@ -77,6 +79,9 @@ async fn journeys_in_chromium_with_no_serious_accessibility_violations() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(status.success(), "the browser journeys failed (their output is above): {status}");
+    assert!(
+        status.success(),
+        "the browser journeys failed (their output is above): {status}"
+    );
     t.shutdown().await;
 }

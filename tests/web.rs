@@ -41,7 +41,9 @@ fn urlencoded(form: &[(&str, &str)]) -> String {
     let encode = |s: &str| {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    (b as char).to_string()
+                }
                 b' ' => "+".to_string(),
                 _ => format!("%{b:02X}"),
             })
@@ -113,7 +115,12 @@ impl Visitor {
         self.take(response).await
     }
 
-    async fn post_with(&mut self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+    async fn post_with(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base))
@@ -144,7 +151,12 @@ impl Visitor {
             if page.status == 200 && page.body.contains(text) {
                 return page;
             }
-            assert!(Instant::now() < deadline, "{path} never showed {text:?}: {} {}", page.status, page.body);
+            assert!(
+                Instant::now() < deadline,
+                "{path} never showed {text:?}: {} {}",
+                page.status,
+                page.body
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -177,7 +189,10 @@ const ADDRESS: &[(&str, &str)] = &[
 
 fn hidden(body: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = body.find(&marker).unwrap_or_else(|| panic!("no {name} field")) + marker.len();
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field"))
+        + marker.len();
     body[start..start + body[start..].find('"').unwrap()].to_string()
 }
 
@@ -186,7 +201,13 @@ async fn checkout(v: &mut Visitor, card: &str) -> Page {
     assert_eq!(form.status, 200, "{}", form.body);
     let key = hidden(&form.body, "key");
     let mut fields = ADDRESS.to_vec();
-    fields.extend([("key", key.as_str()), ("card_number", card), ("exp_month", "12"), ("exp_year", "2031"), ("cvc", "123")]);
+    fields.extend([
+        ("key", key.as_str()),
+        ("card_number", card),
+        ("exp_month", "12"),
+        ("exp_year", "2031"),
+        ("cvc", "123"),
+    ]);
     v.post("/checkout", &fields).await
 }
 
@@ -203,34 +224,80 @@ async fn the_core_journey_works_without_javascript() {
     assert_eq!(home.status, 200);
     assert!(home.body.contains("Enamel mug") && home.body.contains("Desk lamp"));
     let found = v.get("/search?q=mug").await;
-    assert!(found.body.contains("Enamel mug") && !found.body.contains("Desk lamp"), "{}", found.body);
+    assert!(
+        found.body.contains("Enamel mug") && !found.body.contains("Desk lamp"),
+        "{}",
+        found.body
+    );
     let page = v.get(&format!("/products/{mug}")).await;
     assert!(page.body.contains("12.50 USD") && page.body.contains("Add to cart"));
 
     // Two items into a guest cart.
-    let added = v.post("/cart/items", &[("product_id", &mug), ("quantity", "2")]).await;
-    assert_eq!((added.status, added.location.as_deref()), (303, Some("/cart")), "{}", added.body);
+    let added = v
+        .post("/cart/items", &[("product_id", &mug), ("quantity", "2")])
+        .await;
+    assert_eq!(
+        (added.status, added.location.as_deref()),
+        (303, Some("/cart")),
+        "{}",
+        added.body
+    );
     assert!(v.jar.contains_key("sm_cart"), "a guest cart cookie");
-    v.post("/cart/items", &[("product_id", &lamp), ("quantity", "1")]).await;
+    v.post("/cart/items", &[("product_id", &lamp), ("quantity", "1")])
+        .await;
     let cart = v.get("/cart").await;
-    assert!(cart.body.contains("Enamel mug") && cart.body.contains("Desk lamp") && cart.body.contains("64.99 USD"), "{}", cart.body);
+    assert!(
+        cart.body.contains("Enamel mug")
+            && cart.body.contains("Desk lamp")
+            && cart.body.contains("64.99 USD"),
+        "{}",
+        cart.body
+    );
 
     // Checkout needs an account; signing up brings the cart along.
     let to_signin = v.get("/checkout").await;
     assert_eq!(to_signin.status, 303);
-    assert_eq!(to_signin.location.as_deref(), Some("/signin?next=%2Fcheckout"));
+    assert_eq!(
+        to_signin.location.as_deref(),
+        Some("/signin?next=%2Fcheckout")
+    );
     let email = format!("ada-{}@example.com", uuid::Uuid::now_v7().simple());
     let signed_up = v
-        .post("/signup", &[("name", "Ada"), ("email", &email), ("password", "correct horse"), ("next", "/checkout")])
+        .post(
+            "/signup",
+            &[
+                ("name", "Ada"),
+                ("email", &email),
+                ("password", "correct horse"),
+                ("next", "/checkout"),
+            ],
+        )
         .await;
-    assert_eq!((signed_up.status, signed_up.location.as_deref()), (303, Some("/checkout")), "{}", signed_up.body);
-    assert!(!v.jar.contains_key("sm_cart"), "the guest cart was merged and forgotten");
+    assert_eq!(
+        (signed_up.status, signed_up.location.as_deref()),
+        (303, Some("/checkout")),
+        "{}",
+        signed_up.body
+    );
+    assert!(
+        !v.jar.contains_key("sm_cart"),
+        "the guest cart was merged and forgotten"
+    );
     let access = v.jar.get("sm_session").cloned().expect("a session cookie");
 
     // The session cookies: HttpOnly, SameSite=Lax, not Secure on localhost.
     for name in ["sm_session", "sm_refresh", "sm_csrf"] {
-        let cookie = v.set_cookies.iter().find(|c| c.starts_with(&format!("{name}="))).expect(name);
-        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && !cookie.contains("Secure"), "{cookie}");
+        let cookie = v
+            .set_cookies
+            .iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .expect(name);
+        assert!(
+            cookie.contains("HttpOnly")
+                && cookie.contains("SameSite=Lax")
+                && !cookie.contains("Secure"),
+            "{cookie}"
+        );
     }
 
     let paid = checkout(&mut v, "4242424242424242").await;
@@ -242,30 +309,64 @@ async fn the_core_journey_works_without_javascript() {
     // No token in a page.
     assert!(!order.body.contains(&access) && !order.body.contains(v.jar["sm_refresh"].as_str()));
     let cart = v.get("/cart").await;
-    assert!(cart.body.contains("Your cart is empty"), "the ordered lines left the cart");
+    assert!(
+        cart.body.contains("Your cart is empty"),
+        "the ordered lines left the cart"
+    );
 
     // A declined card: the message in place, then paid again.
-    v.post("/cart/items", &[("product_id", &mug), ("quantity", "1")]).await;
+    v.post("/cart/items", &[("product_id", &mug), ("quantity", "1")])
+        .await;
     let declined = checkout(&mut v, "4000000000000002").await;
     assert_eq!(declined.status, 303, "{}", declined.body);
     let declined_path = declined.location.unwrap();
-    let page = v.until_shows(&declined_path, "The payment was declined").await;
+    let page = v
+        .until_shows(&declined_path, "The payment was declined")
+        .await;
     let key = hidden(&page.body, "key");
     let again = v
-        .post(&format!("{declined_path}/pay"), &[("key", &key), ("card_number", "4242424242424242"), ("exp_month", "12"), ("exp_year", "2031"), ("cvc", "123")])
+        .post(
+            &format!("{declined_path}/pay"),
+            &[
+                ("key", &key),
+                ("card_number", "4242424242424242"),
+                ("exp_month", "12"),
+                ("exp_year", "2031"),
+                ("cvc", "123"),
+            ],
+        )
         .await;
     assert_eq!(again.status, 303, "{}", again.body);
     v.until_shows(&declined_path, "data-status=\"PAID\"").await;
 
     // Bad checkout input is shown in place (422), not an error page.
-    v.post("/cart/items", &[("product_id", &lamp), ("quantity", "1")]).await;
+    v.post("/cart/items", &[("product_id", &lamp), ("quantity", "1")])
+        .await;
     let form = v.get("/checkout").await;
     let key = hidden(&form.body, "key");
     let bad = v
-        .post("/checkout", &[("key", &key), ("name", "Ada"), ("line1", "1 Main St"), ("city", "X"), ("postal_code", "1"), ("country", "ZZZ"), ("card_number", "4242424242424242"), ("exp_month", "12"), ("exp_year", "2031"), ("cvc", "123")])
+        .post(
+            "/checkout",
+            &[
+                ("key", &key),
+                ("name", "Ada"),
+                ("line1", "1 Main St"),
+                ("city", "X"),
+                ("postal_code", "1"),
+                ("country", "ZZZ"),
+                ("card_number", "4242424242424242"),
+                ("exp_month", "12"),
+                ("exp_year", "2031"),
+                ("cvc", "123"),
+            ],
+        )
         .await;
     assert_eq!(bad.status, 422, "{}", bad.body);
-    assert!(bad.body.contains("role=\"alert\"") && bad.body.contains("Desk lamp"), "{}", bad.body);
+    assert!(
+        bad.body.contains("role=\"alert\"") && bad.body.contains("Desk lamp"),
+        "{}",
+        bad.body
+    );
 
     // A customer is kept out of the admin pages.
     let admin_page = v.get("/admin").await;
@@ -279,7 +380,9 @@ async fn the_core_journey_works_without_javascript() {
         w.jar = v.jar.clone();
         let mut x = Visitor::new(&t);
         x.jar = v.jar.clone();
-        tokio::join!(async move { w.get("/orders").await.status }, async move { x.get("/orders").await.status })
+        tokio::join!(async move { w.get("/orders").await.status }, async move {
+            x.get("/orders").await.status
+        })
     };
     assert_eq!((a, b), (200, 200));
     let orders = v.get("/orders").await;
@@ -291,7 +394,13 @@ async fn the_core_journey_works_without_javascript() {
     let out = v.post("/signout", &[]).await;
     assert_eq!(out.status, 303);
     assert!(!v.jar.contains_key("sm_session") && !v.jar.contains_key("sm_refresh"));
-    let r = t.post("/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+    let r = t
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh}),
+        )
+        .await;
     assert_eq!(r.status, 401, "{}", r.body);
     t.shutdown().await;
 }
@@ -307,11 +416,34 @@ async fn forms_without_the_csrf_token_or_from_elsewhere_change_nothing() {
     let origin = v.base.clone();
 
     let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
-        ("no token", vec![("product_id", &mug)], vec![("origin", &origin)]),
-        ("wrong token", vec![("product_id", &mug), ("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")], vec![("origin", &origin)]),
-        ("another origin", vec![("product_id", &mug), ("csrf", &csrf)], vec![("origin", "http://evil.example")]),
-        ("a cross-site fetch", vec![("product_id", &mug), ("csrf", &csrf)], vec![("sec-fetch-site", "cross-site")]),
-        ("a wrong header", vec![("product_id", &mug)], vec![("x-csrf-token", "nope")]),
+        (
+            "no token",
+            vec![("product_id", &mug)],
+            vec![("origin", &origin)],
+        ),
+        (
+            "wrong token",
+            vec![
+                ("product_id", &mug),
+                ("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            ],
+            vec![("origin", &origin)],
+        ),
+        (
+            "another origin",
+            vec![("product_id", &mug), ("csrf", &csrf)],
+            vec![("origin", "http://evil.example")],
+        ),
+        (
+            "a cross-site fetch",
+            vec![("product_id", &mug), ("csrf", &csrf)],
+            vec![("sec-fetch-site", "cross-site")],
+        ),
+        (
+            "a wrong header",
+            vec![("product_id", &mug)],
+            vec![("x-csrf-token", "nope")],
+        ),
     ];
     for (what, form, headers) in cases {
         let page = v.post_with("/cart/items", &form, &headers).await;
@@ -319,17 +451,41 @@ async fn forms_without_the_csrf_token_or_from_elsewhere_change_nothing() {
         assert!(!v.jar.contains_key("sm_cart"), "{what}: no cart was made");
     }
     // The token in htmx's header works as the form field does.
-    let page = v.post_with("/cart/items", &[("product_id", &mug)], &[("x-csrf-token", &csrf), ("origin", &origin)]).await;
+    let page = v
+        .post_with(
+            "/cart/items",
+            &[("product_id", &mug)],
+            &[("x-csrf-token", &csrf), ("origin", &origin)],
+        )
+        .await;
     assert_eq!(page.status, 303, "{}", page.body);
 
     // Sign-in is a form too: without the token nobody is signed in.
-    let page = v.post_with("/signin", &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)], &[]).await;
+    let page = v
+        .post_with(
+            "/signin",
+            &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+            &[],
+        )
+        .await;
     assert_eq!(page.status, 403);
     assert!(!v.jar.contains_key("sm_session"));
 
     // The JSON API ignores the cookies: Bearer only.
-    let page = v.post("/signin", &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("next", "/admin")]).await;
-    assert_eq!((page.status, page.location.as_deref()), (303, Some("/admin")));
+    let page = v
+        .post(
+            "/signin",
+            &[
+                ("email", ADMIN_EMAIL),
+                ("password", ADMIN_PASSWORD),
+                ("next", "/admin"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (page.status, page.location.as_deref()),
+        (303, Some("/admin"))
+    );
     let r = v
         .http
         .get(format!("{}/api/v1/users/me", v.base))
@@ -340,7 +496,13 @@ async fn forms_without_the_csrf_token_or_from_elsewhere_change_nothing() {
     assert_eq!(r.status().as_u16(), 401);
     let dashboard = v.get("/admin").await;
     assert_eq!(dashboard.status, 200);
-    assert!(dashboard.body.contains("<th scope=\"row\">product</th><td>serving</td>"), "{}", dashboard.body);
+    assert!(
+        dashboard
+            .body
+            .contains("<th scope=\"row\">product</th><td>serving</td>"),
+        "{}",
+        dashboard.body
+    );
     t.shutdown().await;
 }
 
@@ -359,8 +521,14 @@ async fn events(response: &mut reqwest::Response, count: usize) -> Vec<(String, 
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();
-            let id = block.lines().find_map(|l| l.strip_prefix("id:")).map(|s| s.trim().to_string());
-            let data = block.lines().find_map(|l| l.strip_prefix("data:")).map(|s| s.trim().to_string());
+            let id = block
+                .lines()
+                .find_map(|l| l.strip_prefix("id:"))
+                .map(|s| s.trim().to_string());
+            let data = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .map(|s| s.trim().to_string());
             if let (Some(id), Some(data)) = (id, data) {
                 out.push((id, data));
             }
@@ -379,7 +547,10 @@ async fn notify(t: &TestMesh, admin: &str, user_id: &str, title: &str) {
         kind: "message".into(),
         channels: vec![],
     };
-    client.send_notification(t.as_user(request, admin)).await.expect("sent");
+    client
+        .send_notification(t.as_user(request, admin))
+        .await
+        .expect("sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,7 +559,10 @@ async fn notification_streams_resume_after_the_last_event_id() {
     let admin = admin_token(&t).await;
     let (user_id, token, _) = t.customer().await;
     let open = |last: Option<String>| {
-        let mut request = t.http.get(t.url("/api/v1/notifications/stream")).bearer_auth(&token);
+        let mut request = t
+            .http
+            .get(t.url("/api/v1/notifications/stream"))
+            .bearer_auth(&token);
         if let Some(last) = last {
             request = request.header("last-event-id", last);
         }
@@ -412,13 +586,28 @@ async fn notification_streams_resume_after_the_last_event_id() {
         notify(&t, &admin, &user_id, &format!("r{round}-four")).await;
         let live = events(&mut again, 1).await;
         let title = |(_, data): &(String, String)| {
-            serde_json::from_str::<serde_json::Value>(data).unwrap()["title"].as_str().unwrap().to_string()
+            serde_json::from_str::<serde_json::Value>(data).unwrap()["title"]
+                .as_str()
+                .unwrap()
+                .to_string()
         };
         let mut missed_titles: Vec<String> = missed.iter().map(title).collect();
         missed_titles.sort();
-        assert_eq!(missed_titles, [format!("r{round}-three"), format!("r{round}-two")], "what was missed, once each");
-        assert_eq!(title(&live[0]), format!("r{round}-four"), "then the live one");
-        let ids: std::collections::HashSet<_> = missed.iter().chain(live.iter()).map(|(id, _)| id.clone()).collect();
+        assert_eq!(
+            missed_titles,
+            [format!("r{round}-three"), format!("r{round}-two")],
+            "what was missed, once each"
+        );
+        assert_eq!(
+            title(&live[0]),
+            format!("r{round}-four"),
+            "then the live one"
+        );
+        let ids: std::collections::HashSet<_> = missed
+            .iter()
+            .chain(live.iter())
+            .map(|(id, _)| id.clone())
+            .collect();
         assert_eq!(ids.len(), 3);
         assert!(Instant::now() < deadline + Duration::from_secs(20));
     }

@@ -214,7 +214,10 @@ pub async fn refresh(
 }
 
 /// A new token pair for a refresh token (which stops working).
-pub(crate) async fn refresh_pair(state: &AppState, refresh_token: String) -> Result<TokenPair, Problem> {
+pub(crate) async fn refresh_pair(
+    state: &AppState,
+    refresh_token: String,
+) -> Result<TokenPair, Problem> {
     let r = users(state)
         .refresh_token(grpc(
             proto::user::RefreshTokenRequest { refresh_token },

@@ -187,17 +187,16 @@ pub async fn resumable_stream(
         .filter(move |n| futures::future::ready(!sent.contains(&n.id)))
         .map(Ok);
     let expires = tokio::time::sleep(Duration::from_secs(left));
-    let events = backlog
-        .chain(live)
-        .take_until(expires)
-        .filter_map(|item: Result<proto::notification::Notification, Infallible>| async move {
+    let events = backlog.chain(live).take_until(expires).filter_map(
+        |item: Result<proto::notification::Notification, Infallible>| async move {
             let notification = item.ok()?;
             let id = notification.id.clone();
             let data = serde_json::to_string(&NotificationOut::from(notification)).ok()?;
             Some(Ok::<Event, Infallible>(
                 Event::default().event("notification").id(id).data(data),
             ))
-        });
+        },
+    );
     Ok(Sse::new(events)
         .keep_alive(
             KeepAlive::new()

@@ -11,7 +11,9 @@ use minijinja::{Value, context};
 use platform::ErrorKind;
 use serde::Deserialize;
 
-use super::pages::{error_page, field_errors, json_of, render, render_status, see_other, to_signin, value};
+use super::pages::{
+    error_page, field_errors, json_of, render, render_status, see_other, to_signin, value,
+};
 use super::session::{CsrfDeferred, Visitor, deferred_token_ok};
 use super::shop::{bad_form, latest_payment, number};
 use crate::extract::{AdminUser, ApiJson};
@@ -68,12 +70,19 @@ fn cents(field: &str, text: &str) -> Result<i64, Problem> {
     };
     let text = text.trim();
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() || fraction.len() > 2 || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || fraction.len() > 2
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     let whole: i64 = whole.parse().map_err(|_| bad())?;
     let fraction: i64 = format!("{fraction:0<2}").parse().map_err(|_| bad())?;
-    whole.checked_mul(100).and_then(|w| w.checked_add(fraction)).ok_or_else(bad)
+    whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(fraction))
+        .ok_or_else(bad)
 }
 
 pub async fn dashboard(State(state): State<AppState>, visitor: Visitor) -> Response {
@@ -134,10 +143,16 @@ async fn products_page(
     let next = list.0.next_cursor.as_ref().map(|c| {
         let mut pairs = vec![("cursor", c.as_str())];
         pairs.extend(query.q.as_deref().map(|q| ("q", q)));
-        format!("/admin/products?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+        format!(
+            "/admin/products?{}",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        )
     });
     render_status(
-        problem.as_ref().and_then(|p| StatusCode::from_u16(p.status).ok()).unwrap_or(StatusCode::OK),
+        problem
+            .as_ref()
+            .and_then(|p| StatusCode::from_u16(p.status).ok())
+            .unwrap_or(StatusCode::OK),
         "admin/products.html",
         Some(visitor),
         context! {
@@ -180,10 +195,21 @@ pub async fn create_product(
                 amount: cents("price", &form.price)?,
                 currency: form.currency.trim().to_ascii_uppercase(),
             },
-            stock: number("stock", if form.stock.trim().is_empty() { "0" } else { &form.stock })?,
+            stock: number(
+                "stock",
+                if form.stock.trim().is_empty() {
+                    "0"
+                } else {
+                    &form.stock
+                },
+            )?,
             weight_grams: number(
                 "weight_grams",
-                if form.weight_grams.trim().is_empty() { "0" } else { &form.weight_grams },
+                if form.weight_grams.trim().is_empty() {
+                    "0"
+                } else {
+                    &form.weight_grams
+                },
             )?,
         })
     })();
@@ -196,21 +222,41 @@ pub async fn create_product(
     };
     match made {
         Ok(product) => {
-            let id = product.get_attr("id").map(|v| v.to_string()).unwrap_or_default();
+            let id = product
+                .get_attr("id")
+                .map(|v| v.to_string())
+                .unwrap_or_default();
             see_other(&visitor, &format!("/admin/products/{id}"))
         }
         Err(problem) if problem.status == 401 => to_signin(&visitor, "/admin/products"),
-        Err(problem) => products_page(&state, &visitor, ProductQuery::default(), form, Some(problem)).await,
+        Err(problem) => {
+            products_page(
+                &state,
+                &visitor,
+                ProductQuery::default(),
+                form,
+                Some(problem),
+            )
+            .await
+        }
     }
 }
 
-async fn product_page(state: &AppState, visitor: &Visitor, id: &str, problem: Option<Problem>) -> Response {
+async fn product_page(
+    state: &AppState,
+    visitor: &Visitor,
+    id: &str,
+    problem: Option<Problem>,
+) -> Response {
     let product = match products::get(State(state.clone()), Path(id.to_string())).await {
         Ok(product) => product,
         Err(problem) => return failed(problem, visitor, "/admin/products"),
     };
     render_status(
-        problem.as_ref().and_then(|p| StatusCode::from_u16(p.status).ok()).unwrap_or(StatusCode::OK),
+        problem
+            .as_ref()
+            .and_then(|p| StatusCode::from_u16(p.status).ok())
+            .unwrap_or(StatusCode::OK),
         "admin/product.html",
         Some(visitor),
         context! {
@@ -221,7 +267,11 @@ async fn product_page(state: &AppState, visitor: &Visitor, id: &str, problem: Op
     )
 }
 
-pub async fn product(State(state): State<AppState>, visitor: Visitor, Path(id): Path<String>) -> Response {
+pub async fn product(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+) -> Response {
     admin_or_return!(visitor, &format!("/admin/products/{id}"));
     product_page(&state, &visitor, &id, None).await
 }
@@ -250,7 +300,9 @@ pub async fn update_product(
         })
     })();
     let done = match body {
-        Ok(body) => products::update(State(state.clone()), admin, Path(id.clone()), ApiJson(body)).await.map(|_| ()),
+        Ok(body) => products::update(State(state.clone()), admin, Path(id.clone()), ApiJson(body))
+            .await
+            .map(|_| ()),
         Err(problem) => Err(problem),
     };
     match done {
@@ -276,8 +328,13 @@ pub async fn set_stock(
     let form = form_or_return!(form, visitor);
     let done = match number("stock", &form.stock) {
         Ok(stock) => {
-            let body = products::StockUpdate { stock: Some(stock), delta: None };
-            products::stock(State(state.clone()), admin, Path(id.clone()), ApiJson(body)).await.map(|_| ())
+            let body = products::StockUpdate {
+                stock: Some(stock),
+                delta: None,
+            };
+            products::stock(State(state.clone()), admin, Path(id.clone()), ApiJson(body))
+                .await
+                .map(|_| ())
         }
         Err(problem) => Err(problem),
     };
@@ -317,7 +374,10 @@ pub async fn upload_image(
         };
         if !deferred_token_ok(&visitor, &token) {
             return error_page(
-                &Problem::new(ErrorKind::PermissionDenied, "the form has expired; reload the page and try again"),
+                &Problem::new(
+                    ErrorKind::PermissionDenied,
+                    "the form has expired; reload the page and try again",
+                ),
                 Some(&visitor),
             );
         }
@@ -373,13 +433,22 @@ pub struct OrderQuery {
     cursor: Option<String>,
 }
 
-pub async fn orders(State(state): State<AppState>, visitor: Visitor, Query(query): Query<OrderQuery>) -> Response {
+pub async fn orders(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(query): Query<OrderQuery>,
+) -> Response {
     let admin = admin_or_return!(visitor, "/admin/orders");
-    let find = query.find.map(|f| f.trim().to_string()).filter(|f| !f.is_empty());
+    let find = query
+        .find
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty());
     // An order's id opens it; anything else lists that user's orders.
     if let Some(id) = &find
         && uuid::Uuid::parse_str(id).is_ok()
-        && orders::get(State(state.clone()), admin.0.clone(), Path(id.clone())).await.is_ok()
+        && orders::get(State(state.clone()), admin.0.clone(), Path(id.clone()))
+            .await
+            .is_ok()
     {
         return see_other(&visitor, &format!("/admin/orders/{id}"));
     }
@@ -389,7 +458,11 @@ pub async fn orders(State(state): State<AppState>, visitor: Visitor, Query(query
         cursor: query.cursor.filter(|c| !c.is_empty()),
     };
     match orders::list(State(state), admin.0, ApiQuery(params)).await {
-        Ok(list) => render("admin/orders.html", Some(&visitor), context! { orders => value(list), find }),
+        Ok(list) => render(
+            "admin/orders.html",
+            Some(&visitor),
+            context! { orders => value(list), find },
+        ),
         Err(problem) if problem.status == 401 => to_signin(&visitor, "/admin/orders"),
         Err(problem) => render_status(
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
@@ -400,25 +473,48 @@ pub async fn orders(State(state): State<AppState>, visitor: Visitor, Query(query
     }
 }
 
-async fn order_page(state: &AppState, visitor: &Visitor, admin: &AdminUser, id: &str, problem: Option<Problem>) -> Response {
+async fn order_page(
+    state: &AppState,
+    visitor: &Visitor,
+    admin: &AdminUser,
+    id: &str,
+    problem: Option<Problem>,
+) -> Response {
     let back = format!("/admin/orders/{id}");
-    let order = match orders::get(State(state.clone()), admin.0.clone(), Path(id.to_string())).await {
+    let order = match orders::get(State(state.clone()), admin.0.clone(), Path(id.to_string())).await
+    {
         Ok(order) => order,
         Err(problem) => return failed(problem, visitor, &back),
     };
     let (payment, shipment) = tokio::join!(
         async {
             // The customer's payments, read with the admin's rights.
-            let params = orders::ListParams { user_id: Some(order.0.user_id.clone()), limit: Some(50), cursor: None };
-            match payments::list_payments(State(state.clone()), admin.0.clone(), ApiQuery(params)).await {
-                Ok(list) => list.0.items.into_iter().filter(|p| p.order_id == id).max_by(|a, b| a.created_at.cmp(&b.created_at)).map(|p| Value::from_serialize(&p)).unwrap_or_default(),
+            let params = orders::ListParams {
+                user_id: Some(order.0.user_id.clone()),
+                limit: Some(50),
+                cursor: None,
+            };
+            match payments::list_payments(State(state.clone()), admin.0.clone(), ApiQuery(params))
+                .await
+            {
+                Ok(list) => list
+                    .0
+                    .items
+                    .into_iter()
+                    .filter(|p| p.order_id == id)
+                    .max_by(|a, b| a.created_at.cmp(&b.created_at))
+                    .map(|p| Value::from_serialize(&p))
+                    .unwrap_or_default(),
                 Err(_) => latest_payment(state, &admin.0, id).await,
             }
         },
         shipping::shipment(State(state.clone()), admin.0.clone(), Path(id.to_string())),
     );
     render_status(
-        problem.as_ref().and_then(|p| StatusCode::from_u16(p.status).ok()).unwrap_or(StatusCode::OK),
+        problem
+            .as_ref()
+            .and_then(|p| StatusCode::from_u16(p.status).ok())
+            .unwrap_or(StatusCode::OK),
         "admin/order.html",
         Some(visitor),
         context! {
@@ -432,12 +528,20 @@ async fn order_page(state: &AppState, visitor: &Visitor, admin: &AdminUser, id: 
     )
 }
 
-pub async fn order(State(state): State<AppState>, visitor: Visitor, Path(id): Path<String>) -> Response {
+pub async fn order(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+) -> Response {
     let admin = admin_or_return!(visitor, &format!("/admin/orders/{id}"));
     order_page(&state, &visitor, &admin, &id, None).await
 }
 
-pub async fn cancel_order(State(state): State<AppState>, visitor: Visitor, Path(id): Path<String>) -> Response {
+pub async fn cancel_order(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+) -> Response {
     let back = format!("/admin/orders/{id}");
     let admin = admin_or_return!(visitor, &back);
     match orders::cancel(State(state.clone()), admin.0.clone(), Path(id.clone())).await {
@@ -471,7 +575,12 @@ pub async fn refund(
     let form = form_or_return!(form, visitor);
     let amount = match form.amount.trim() {
         "" => Ok(None),
-        text => cents("amount", text).map(|amount| Some(Money { amount, currency: form.currency.clone() })),
+        text => cents("amount", text).map(|amount| {
+            Some(Money {
+                amount,
+                currency: form.currency.clone(),
+            })
+        }),
     };
     let mut headers = axum::http::HeaderMap::new();
     if let Ok(value) = HeaderValue::from_str(form.key.trim()) {
@@ -479,10 +588,19 @@ pub async fn refund(
     }
     let done = match amount {
         Ok(amount) => {
-            let body = payments::RefundCreate { amount, reason: form.reason.clone() };
-            payments::refund(State(state.clone()), admin.clone(), Path(form.payment_id.clone()), headers, ApiJson(body))
-                .await
-                .map(|_| ())
+            let body = payments::RefundCreate {
+                amount,
+                reason: form.reason.clone(),
+            };
+            payments::refund(
+                State(state.clone()),
+                admin.clone(),
+                Path(form.payment_id.clone()),
+                headers,
+                ApiJson(body),
+            )
+            .await
+            .map(|_| ())
         }
         Err(problem) => Err(problem),
     };
@@ -512,7 +630,17 @@ pub async fn carrier_update(
     let admin = admin_or_return!(visitor, &back);
     let form = form_or_return!(form, visitor);
     let Some(secret) = state.config().integrations.shipping_webhook_secret.clone() else {
-        return order_page(&state, &visitor, &admin, &id, Some(Problem::new(ErrorKind::FailedPrecondition, "SHIPPING_WEBHOOK_SECRET is not set"))).await;
+        return order_page(
+            &state,
+            &visitor,
+            &admin,
+            &id,
+            Some(Problem::new(
+                ErrorKind::FailedPrecondition,
+                "SHIPPING_WEBHOOK_SECRET is not set",
+            )),
+        )
+        .await;
     };
     let body = serde_json::json!({
         "tracking_number": form.tracking_number, "status": form.status,
@@ -525,7 +653,9 @@ pub async fn carrier_update(
         .header("x-signature", signature)
         .body(axum::body::Body::from(body));
     let done = match request {
-        Ok(request) => shipping::webhook(State(state.clone()), request).await.map(|_| ()),
+        Ok(request) => shipping::webhook(State(state.clone()), request)
+            .await
+            .map(|_| ()),
         Err(e) => Err(Problem::new(ErrorKind::Internal, e.to_string())),
     };
     match done {
@@ -539,11 +669,23 @@ pub struct CursorQuery {
     cursor: Option<String>,
 }
 
-pub async fn payments(State(state): State<AppState>, visitor: Visitor, Query(query): Query<CursorQuery>) -> Response {
+pub async fn payments(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(query): Query<CursorQuery>,
+) -> Response {
     let admin = admin_or_return!(visitor, "/admin/payments");
-    let params = orders::ListParams { user_id: None, limit: Some(25), cursor: query.cursor.filter(|c| !c.is_empty()) };
+    let params = orders::ListParams {
+        user_id: None,
+        limit: Some(25),
+        cursor: query.cursor.filter(|c| !c.is_empty()),
+    };
     match payments::list_payments(State(state), admin.0, ApiQuery(params)).await {
-        Ok(list) => render("admin/payments.html", Some(&visitor), context! { payments => value(list) }),
+        Ok(list) => render(
+            "admin/payments.html",
+            Some(&visitor),
+            context! { payments => value(list) },
+        ),
         Err(problem) => failed(problem, &visitor, "/admin/payments"),
     }
 }
@@ -555,7 +697,11 @@ pub async fn recommendations(State(state): State<AppState>, visitor: Visitor) ->
         Ok(model) => (value(model), None),
         Err(problem) => (Value::UNDEFINED, Some(problem.detail)),
     };
-    render("admin/recommendations.html", Some(&visitor), context! { model, error })
+    render(
+        "admin/recommendations.html",
+        Some(&visitor),
+        context! { model, error },
+    )
 }
 
 pub async fn train(State(state): State<AppState>, visitor: Visitor) -> Response {

@@ -22,7 +22,10 @@ const ORDER_POLL: Duration = Duration::from_secs(1);
 
 fn unauthenticated(visitor: &Visitor) -> Response {
     error_page(
-        &Problem::new(platform::ErrorKind::Unauthenticated, "sign in to follow this"),
+        &Problem::new(
+            platform::ErrorKind::Unauthenticated,
+            "sign in to follow this",
+        ),
         Some(visitor),
     )
 }
@@ -85,17 +88,26 @@ pub async fn order_events(
                     continue;
                 };
                 let status = order.0.status.clone();
-                let shipment = match shipping::shipment(State(state.clone()), user.clone(), Path(id.clone())).await {
-                    Ok(s) => s.0.status.clone(),
-                    Err(_) => String::new(),
-                };
+                let shipment =
+                    match shipping::shipment(State(state.clone()), user.clone(), Path(id.clone()))
+                        .await
+                    {
+                        Ok(s) => s.0.status.clone(),
+                        Err(_) => String::new(),
+                    };
                 let event_id = format!("{status}/{shipment}");
                 if seen.as_deref() != Some(event_id.as_str()) {
                     let data = serde_json::json!({ "status": status, "shipment_status": shipment });
-                    let event = Event::default().event("status").id(event_id.clone()).data(data.to_string());
+                    let event = Event::default()
+                        .event("status")
+                        .id(event_id.clone())
+                        .data(data.to_string());
                     let last = FINAL.contains(&status.as_str());
                     seen = Some(event_id);
-                    return Some((Ok::<Event, Infallible>(event), (state, user, id, seen, last)));
+                    return Some((
+                        Ok::<Event, Infallible>(event),
+                        (state, user, id, seen, last),
+                    ));
                 }
                 tokio::time::sleep(ORDER_POLL).await;
             }
@@ -103,6 +115,10 @@ pub async fn order_events(
     );
     let events = futures::StreamExt::take_until(events, tokio::time::sleep(left));
     Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("heartbeat"))
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(15))
+                .text("heartbeat"),
+        )
         .into_response()
 }

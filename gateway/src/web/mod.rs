@@ -41,7 +41,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/cart", get(shop::cart))
         .route("/cart/items", post(shop::add_to_cart))
         .route("/cart/items/{product_id}", post(shop::set_quantity))
-        .route("/cart/items/{product_id}/remove", post(shop::remove_from_cart))
+        .route(
+            "/cart/items/{product_id}/remove",
+            post(shop::remove_from_cart),
+        )
         .route("/checkout", get(shop::checkout_form).post(shop::checkout))
         .route("/orders", get(shop::orders))
         .route("/orders/{id}", get(shop::order))
@@ -55,12 +58,24 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/signout", post(shop::signout))
         .route("/account", get(shop::account).post(shop::update_account))
         .route("/admin", get(admin::dashboard))
-        .route("/admin/products", get(admin::products).post(admin::create_product))
-        .route("/admin/products/{id}", get(admin::product).post(admin::update_product))
+        .route(
+            "/admin/products",
+            get(admin::products).post(admin::create_product),
+        )
+        .route(
+            "/admin/products/{id}",
+            get(admin::product).post(admin::update_product),
+        )
         .route("/admin/products/{id}/stock", post(admin::set_stock))
         .route("/admin/products/{id}/images", post(admin::upload_image))
-        .route("/admin/products/{id}/images/{image_id}/delete", post(admin::delete_image))
-        .route("/admin/products/{id}/images/{image_id}/first", post(admin::image_first))
+        .route(
+            "/admin/products/{id}/images/{image_id}/delete",
+            post(admin::delete_image),
+        )
+        .route(
+            "/admin/products/{id}/images/{image_id}/first",
+            post(admin::image_first),
+        )
         .route("/admin/orders", get(admin::orders))
         .route("/admin/orders/{id}", get(admin::order))
         .route("/admin/orders/{id}/cancel", post(admin::cancel_order))
@@ -76,13 +91,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(pages)
 }
 
-async fn page_headers(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+async fn page_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),

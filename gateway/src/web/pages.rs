@@ -181,7 +181,9 @@ pub fn to_signin(visitor: &Visitor, back_to: &str) -> Response {
 pub fn see_other(visitor: &Visitor, to: &str) -> Response {
     if visitor.htmx {
         let mut response = StatusCode::NO_CONTENT.into_response();
-        if let Ok(value) = HeaderValue::from_str(&serde_json::json!({"path": to, "target": "body"}).to_string()) {
+        if let Ok(value) =
+            HeaderValue::from_str(&serde_json::json!({"path": to, "target": "body"}).to_string())
+        {
             response.headers_mut().insert("hx-location", value);
         }
         response

@@ -142,8 +142,18 @@ pub fn expired(name: &str, secure: bool) -> HeaderValue {
 /// The cookies of a signed-in session.
 pub fn session_cookies(pair: &TokenPair, refresh_ttl: Duration, secure: bool) -> [HeaderValue; 2] {
     [
-        cookie(SESSION_COOKIE, &pair.access_token, Some(refresh_ttl), secure),
-        cookie(REFRESH_COOKIE, &pair.refresh_token, Some(refresh_ttl), secure),
+        cookie(
+            SESSION_COOKIE,
+            &pair.access_token,
+            Some(refresh_ttl),
+            secure,
+        ),
+        cookie(
+            REFRESH_COOKIE,
+            &pair.refresh_token,
+            Some(refresh_ttl),
+            secure,
+        ),
     ]
 }
 
@@ -171,10 +181,7 @@ fn same(a: &str, b: &str) -> bool {
 /// 403 for a request that changes something without proof it came from
 /// one of our pages.
 fn forbidden(why: &str) -> Response {
-    super::pages::error_page(
-        &Problem::new(ErrorKind::PermissionDenied, why),
-        None,
-    )
+    super::pages::error_page(&Problem::new(ErrorKind::PermissionDenied, why), None)
 }
 
 /// The request's origin is this site (or not said, as by old browsers
@@ -207,11 +214,17 @@ async fn check_csrf(request: Request, expected: &str) -> Result<Request, Respons
     if !same_origin(request.headers()) {
         return Err(forbidden("this form was sent from another site"));
     }
-    if let Some(sent) = request.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(sent) = request
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
         return if same(sent, expected) {
             Ok(request)
         } else {
-            Err(forbidden("the form has expired; reload the page and try again"))
+            Err(forbidden(
+                "the form has expired; reload the page and try again",
+            ))
         };
     }
     let content_type = request
@@ -226,7 +239,9 @@ async fn check_csrf(request: Request, expected: &str) -> Result<Request, Respons
         return Ok(request);
     }
     if !content_type.starts_with("application/x-www-form-urlencoded") {
-        return Err(forbidden("the form has expired; reload the page and try again"));
+        return Err(forbidden(
+            "the form has expired; reload the page and try again",
+        ));
     }
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, FORM_LIMIT).await.map_err(|_| {
@@ -237,7 +252,9 @@ async fn check_csrf(request: Request, expected: &str) -> Result<Request, Respons
     })?;
     let sent = form_field(&bytes, CSRF_FIELD);
     if !sent.is_some_and(|sent| same(&sent, expected)) {
-        return Err(forbidden("the form has expired; reload the page and try again"));
+        return Err(forbidden(
+            "the form has expired; reload the page and try again",
+        ));
     }
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
@@ -259,12 +276,19 @@ pub fn deferred_token_ok(visitor: &Visitor, sent: &str) -> bool {
 /// Finds the visitor from the cookies (refreshing an expired session),
 /// refuses unsafe requests without a valid CSRF token, and sets the
 /// cookies that changed.
-pub async fn middleware(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn middleware(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let jar = cookies(request.headers());
     let secure = is_secure(request.headers());
     let mut set: Vec<HeaderValue> = Vec::new();
 
-    let csrf = match jar.get(CSRF_COOKIE).filter(|v| v.len() == 43 && well_formed_token(v)) {
+    let csrf = match jar
+        .get(CSRF_COOKIE)
+        .filter(|v| v.len() == 43 && well_formed_token(v))
+    {
         Some(value) => value.clone(),
         None => {
             let value = new_csrf();
@@ -292,9 +316,15 @@ pub async fn middleware(State(state): State<AppState>, mut request: Request, nex
         match state.web().refreshes.refresh(&state, refresh).await {
             Ok(pair) => match state.jwks().verify(&pair.access_token).await {
                 Ok(claims) => {
-                    set.extend(session_cookies(&pair, state.config().jwt.refresh_ttl, secure));
-                    authentication =
-                        Some(Authentication::Valid(claims, pair.access_token.as_str().into()));
+                    set.extend(session_cookies(
+                        &pair,
+                        state.config().jwt.refresh_ttl,
+                        secure,
+                    ));
+                    authentication = Some(Authentication::Valid(
+                        claims,
+                        pair.access_token.as_str().into(),
+                    ));
                 }
                 Err(_) => authentication = Some(Authentication::Unavailable),
             },
@@ -319,13 +349,19 @@ pub async fn middleware(State(state): State<AppState>, mut request: Request, nex
     let visitor = Visitor {
         user,
         csrf: csrf.clone(),
-        cart_token: jar.get(CART_COOKIE).filter(|v| well_formed_token(v)).cloned(),
+        cart_token: jar
+            .get(CART_COOKIE)
+            .filter(|v| well_formed_token(v))
+            .cloned(),
         secure,
         htmx: request.headers().contains_key("hx-request"),
     };
     request.extensions_mut().insert(visitor);
 
-    let unsafe_method = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let unsafe_method = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     let mut response = if unsafe_method {
         match check_csrf(request, &csrf).await {
             Ok(request) => next.run(request).await,
@@ -340,7 +376,10 @@ pub async fn middleware(State(state): State<AppState>, mut request: Request, nex
     }
     // Pages are per visitor.
     if !headers.contains_key(header::CACHE_CONTROL) {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
     }
     response
 }
@@ -390,18 +429,33 @@ mod tests {
         assert!(is_secure(&headers(&[("host", "shop.example.com")])));
         let c = cookie("n", "v", Some(Duration::from_secs(5)), true);
         let c = c.to_str().unwrap();
-        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.ends_with("Secure"), "{c}");
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.ends_with("Secure"),
+            "{c}"
+        );
     }
 
     #[test]
     fn other_origins_are_refused() {
         let host = ("host", "127.0.0.1:8080");
         assert!(same_origin(&headers(&[host])));
-        assert!(same_origin(&headers(&[host, ("origin", "http://127.0.0.1:8080")])));
-        assert!(!same_origin(&headers(&[host, ("origin", "http://evil.example")])));
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:8080")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("origin", "http://evil.example")
+        ])));
         assert!(!same_origin(&headers(&[host, ("origin", "null")])));
-        assert!(!same_origin(&headers(&[host, ("sec-fetch-site", "cross-site")])));
-        assert!(same_origin(&headers(&[host, ("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(same_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "same-origin")
+        ])));
     }
 
     #[test]

@@ -19,7 +19,9 @@ use crate::problem::{FieldError, Problem};
 use crate::routes::cart::CartOwner;
 use crate::routes::common::{ApiQuery, PageParams};
 use crate::routes::users::AddressBody;
-use crate::routes::{auth, cart, notifications, orders, payments, products, recommendations, reviews, users};
+use crate::routes::{
+    auth, cart, notifications, orders, payments, products, recommendations, reviews, users,
+};
 use crate::state::AppState;
 
 /// Products on a page of search results.
@@ -47,7 +49,10 @@ pub(super) fn number<T: std::str::FromStr>(field: &str, text: &str) -> Result<T,
 
 /// The signed-in visitor, or the way to the sign-in page.
 fn signed_in(visitor: &Visitor, back_to: &str) -> Result<AuthUser, Response> {
-    visitor.user.clone().ok_or_else(|| to_signin(visitor, back_to))
+    visitor
+        .user
+        .clone()
+        .ok_or_else(|| to_signin(visitor, back_to))
 }
 
 /// A path on this site to go on to after signing in (never elsewhere).
@@ -143,7 +148,10 @@ pub async fn search(
         let mut pairs = vec![("cursor", cursor.as_str())];
         pairs.extend(q.as_deref().map(|q| ("q", q)));
         pairs.extend(category.as_deref().map(|c| ("category", c)));
-        format!("/search?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+        format!(
+            "/search?{}",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        )
     });
     render(
         "search.html",
@@ -236,21 +244,33 @@ fn cart_owner(visitor: &Visitor) -> Option<CartOwner> {
 }
 
 fn forget_guest_cart(response: &mut Response, visitor: &Visitor) {
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, session::expired(CART_COOKIE, visitor.secure));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        session::expired(CART_COOKIE, visitor.secure),
+    );
 }
 
 pub async fn cart(State(state): State<AppState>, visitor: Visitor) -> Response {
     let Some(owner) = cart_owner(&visitor) else {
-        return render("cart.html", Some(&visitor), context! { cart => Value::UNDEFINED });
+        return render(
+            "cart.html",
+            Some(&visitor),
+            context! { cart => Value::UNDEFINED },
+        );
     };
     match cart::get(State(state), owner).await {
-        Ok(cart) => render("cart.html", Some(&visitor), context! { cart => value(cart) }),
+        Ok(cart) => render(
+            "cart.html",
+            Some(&visitor),
+            context! { cart => value(cart) },
+        ),
         // An expired or merged guest cart: start afresh.
         Err(problem) if visitor.user.is_none() && matches!(problem.status, 401 | 409) => {
-            let mut response =
-                render("cart.html", Some(&visitor), context! { cart => Value::UNDEFINED });
+            let mut response = render(
+                "cart.html",
+                Some(&visitor),
+                context! { cart => Value::UNDEFINED },
+            );
             forget_guest_cart(&mut response, &visitor);
             response
         }
@@ -309,8 +329,9 @@ pub async fn add_to_cart(
                     product_id: form.product_id.clone(),
                     quantity,
                 };
-                answer = cart::add_item(State(state.clone()), CartOwner::Guest(token), ApiJson(body))
-                    .await;
+                answer =
+                    cart::add_item(State(state.clone()), CartOwner::Guest(token), ApiJson(body))
+                        .await;
             }
             Err(problem) => return error_page(&problem, Some(&visitor)),
         }
@@ -461,7 +482,12 @@ pub async fn checkout_form(State(state): State<AppState>, visitor: Visitor) -> R
 }
 
 /// The card of a form, or a 422 naming the field that is not a number.
-fn card_of(number_text: &str, month: &str, year: &str, cvc: &str) -> Result<payments::CardIn, Problem> {
+fn card_of(
+    number_text: &str,
+    month: &str,
+    year: &str,
+    cvc: &str,
+) -> Result<payments::CardIn, Problem> {
     Ok(payments::CardIn {
         number: number_text.chars().filter(|c| !c.is_whitespace()).collect(),
         exp_month: number("card.exp_month", month)?,
@@ -491,7 +517,12 @@ pub async fn checkout(
         Ok(form) => form,
         Err(rejection) => return bad_form(rejection, &visitor),
     };
-    let card = match card_of(&form.card_number, &form.exp_month, &form.exp_year, &form.cvc) {
+    let card = match card_of(
+        &form.card_number,
+        &form.exp_month,
+        &form.exp_year,
+        &form.cvc,
+    ) {
         Ok(card) => card,
         Err(problem) => return checkout_page(&state, &visitor, user, form, Some(problem)).await,
     };
@@ -552,7 +583,11 @@ pub async fn orders(
         cursor: query.cursor.filter(|c| !c.is_empty()),
     };
     match orders::list(State(state), user, ApiQuery(params)).await {
-        Ok(list) => render("orders.html", Some(&visitor), context! { orders => value(list) }),
+        Ok(list) => render(
+            "orders.html",
+            Some(&visitor),
+            context! { orders => value(list) },
+        ),
         Err(problem) => failed(problem, &visitor, "/orders"),
     }
 }
@@ -564,7 +599,8 @@ pub(super) async fn latest_payment(state: &AppState, user: &AuthUser, order_id: 
         limit: Some(50),
         cursor: None,
     };
-    let Ok(list) = payments::list_payments(State(state.clone()), user.clone(), ApiQuery(params)).await
+    let Ok(list) =
+        payments::list_payments(State(state.clone()), user.clone(), ApiQuery(params)).await
     else {
         return Value::UNDEFINED;
     };
@@ -649,7 +685,12 @@ pub async fn pay(
         Ok(form) => form,
         Err(rejection) => return bad_form(rejection, &visitor),
     };
-    let card = match card_of(&form.card_number, &form.exp_month, &form.exp_year, &form.cvc) {
+    let card = match card_of(
+        &form.card_number,
+        &form.exp_month,
+        &form.exp_year,
+        &form.cvc,
+    ) {
         Ok(card) => card,
         Err(problem) => return order_page(&state, &visitor, user, id, Some(problem)).await,
     };
@@ -867,7 +908,11 @@ pub async fn signup(
 }
 
 /// Ends the session: its refresh token is revoked and the cookies go.
-pub async fn signout(State(state): State<AppState>, visitor: Visitor, headers: HeaderMap) -> Response {
+pub async fn signout(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: HeaderMap,
+) -> Response {
     let jar = session::cookies(&headers);
     if let (Some(user), Some(refresh)) = (&visitor.user, jar.get(REFRESH_COOKIE)) {
         let body = auth::RefreshBody {
