@@ -93,8 +93,23 @@ pub fn default_mix() -> Vec<(Op, u32)> {
     ]
 }
 
-/// Parses `browse=20,search=15,…`; operations left out get weight 0.
+/// What a browser asks for: the pages (HTML), with carts and checkouts
+/// through their forms.
+pub fn browser_mix() -> Vec<(Op, u32)> {
+    vec![
+        (Op::PageHome, 20),
+        (Op::PageSearch, 20),
+        (Op::PageProduct, 40),
+        (Op::PageCart, 15),
+        (Op::PageCheckout, 5),
+    ]
+}
+
+/// Parses `browse=20,search=15,…` (or `browser` for [`browser_mix`]); operations left out get weight 0.
 pub fn parse_mix(text: &str) -> anyhow::Result<Vec<(Op, u32)>> {
+    if text.trim() == "browser" {
+        return Ok(browser_mix());
+    }
     let mut mix = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, weight) = part
@@ -429,6 +444,9 @@ struct User {
     pending: Vec<String>,
     /// Operations run so far (the position in an ordered mix).
     steps: usize,
+    /// The CSRF token of this user's page forms (its cookie and the
+    /// forms' field, as a browser holds them).
+    csrf: String,
 }
 
 const PASSWORD: &str = "load-test password";
@@ -443,6 +461,12 @@ impl User {
             token: None,
             pending: Vec::new(),
             steps: n,
+            // 43 characters, the length of the tokens the gateway issues.
+            csrf: format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                &uuid::Uuid::new_v4().simple().to_string()[..11]
+            ),
         }
     }
 
@@ -583,8 +607,96 @@ impl User {
                 self.send(op, Method::POST, "/api/v1/cart/checkout", Some(body), true)
                     .await;
             }
+            Op::PageHome => {
+                self.page(op, Method::GET, "/", None).await;
+            }
+            Op::PageSearch => {
+                let i = self.rng.random_range(0..self.world.words.len());
+                let path = format!("/search?q={}", self.world.words[i]);
+                self.page(op, Method::GET, &path, None).await;
+            }
+            Op::PageProduct => {
+                let path = format!("/products/{}", self.item());
+                self.page(op, Method::GET, &path, None).await;
+            }
+            Op::PageCart => {
+                let form = vec![("product_id", self.item()), ("quantity", "1".into())];
+                let (status, _) = self.page(op, Method::POST, "/cart/items", Some(form)).await;
+                if status == 303 {
+                    self.page(op, Method::GET, "/cart", None).await;
+                }
+            }
+            Op::PageCheckout => {
+                let form = vec![("product_id", self.item()), ("quantity", "1".into())];
+                self.page(Op::PageCart, Method::POST, "/cart/items", Some(form)).await;
+                let (status, html) = self.page(op, Method::GET, "/checkout", None).await;
+                let Some(key) = hidden_field(&html, "key").filter(|_| status == 200) else {
+                    return;
+                };
+                let mut form: Vec<(&str, String)> = vec![("key", key)];
+                for (name, value) in [
+                    ("name", "Load Tester"), ("line1", "1 Load Street"), ("city", "London"),
+                    ("postal_code", "E1 6AN"), ("country", "GB"), ("card_number", "4242424242424242"),
+                    ("exp_month", "12"), ("exp_year", "2035"), ("cvc", "123"),
+                ] {
+                    form.push((name, value.to_string()));
+                }
+                self.page(op, Method::POST, "/checkout", Some(form)).await;
+            }
             Op::Register | Op::Login => {}
         }
+    }
+
+    /// Requests a page as a signed-in browser would (session and CSRF
+    /// cookies, the form's CSRF field) and records it; a form that sends
+    /// the visitor to sign in counts as 401.
+    async fn page(
+        &mut self,
+        op: Op,
+        method: reqwest::Method,
+        path: &str,
+        form: Option<Vec<(&str, String)>>,
+    ) -> (u16, String) {
+        let world = self.world.clone();
+        let Some(token) = &self.token else {
+            return (0, String::new());
+        };
+        let mut request = world
+            .http
+            .request(method, format!("{}{path}", world.base))
+            .header("cookie", format!("sm_session={token}; sm_csrf={}", self.csrf))
+            .header("origin", world.base.clone());
+        if let Some(mut form) = form {
+            form.push(("csrf", self.csrf.clone()));
+            let body: Vec<String> = form
+                .iter()
+                .map(|(k, v)| format!("{k}={}", form_encode(v)))
+                .collect();
+            request = request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.join("&"));
+        }
+        let began = Instant::now();
+        let (mut status, html, location) = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                (status, response.text().await.unwrap_or_default(), location)
+            }
+            Err(_) => (0, String::new(), None),
+        };
+        if status == 303 && location.as_deref().is_some_and(|l| l.starts_with("/signin")) {
+            status = 401;
+        }
+        world.recorder.record(op, status, began.elapsed());
+        if status == 401 {
+            self.token = None;
+        }
+        (status, html)
     }
 
     async fn cart_add(&mut self) {
@@ -671,6 +783,26 @@ impl User {
         }
         (status, answer)
     }
+}
+
+/// The value of the hidden field `name` in a page.
+fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_string())
+}
+
+/// A form value, URL-encoded.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => (b as char).to_string(),
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -20,7 +20,11 @@ USAGE: shopmesh-load [OPTIONS]
   --mix LIST            weights, e.g. browse=20,search=15,product=30,similar=8,
                         recommendations=7,order=6,pay=4,cancel=2,cart-add=5,
                         checkout=3 (the default); operations left out are not
-                        run
+                        run. The pages, as a browser asks for them (HTML):
+                        page-home, page-search, page-product, page-cart,
+                        page-checkout; `--mix browser` is
+                        page-home=20,page-search=20,page-product=40,
+                        page-cart=15,page-checkout=5
   --seed-catalog N      first create the N most-bought products of the data
                         set through the admin API (needs ADMIN_EMAIL and
                         ADMIN_PASSWORD in the environment)

@@ -22,10 +22,15 @@ pub enum Op {
     Cancel,
     CartAdd,
     Checkout,
+    PageHome,
+    PageSearch,
+    PageProduct,
+    PageCart,
+    PageCheckout,
 }
 
 impl Op {
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 17] = [
         Op::Register,
         Op::Login,
         Op::Browse,
@@ -38,6 +43,11 @@ impl Op {
         Op::Cancel,
         Op::CartAdd,
         Op::Checkout,
+        Op::PageHome,
+        Op::PageSearch,
+        Op::PageProduct,
+        Op::PageCart,
+        Op::PageCheckout,
     ];
 
     /// Operations a mix can weigh: all but signing up and in.
@@ -57,6 +67,11 @@ impl Op {
             Op::Cancel => "cancel",
             Op::CartAdd => "cart-add",
             Op::Checkout => "checkout",
+            Op::PageHome => "page-home",
+            Op::PageSearch => "page-search",
+            Op::PageProduct => "page-product",
+            Op::PageCart => "page-cart",
+            Op::PageCheckout => "page-checkout",
         }
     }
 
@@ -105,7 +120,8 @@ impl Recorder {
         stats
             .latencies
             .push(took.as_micros().min(u32::MAX as u128) as u32);
-        if (200..300).contains(&status) {
+        // A page's form answers 303 See Other when it worked.
+        if (200..300).contains(&status) || status == 303 {
             stats.ok += 1;
         } else {
             self.failed.fetch_add(1, Ordering::Relaxed);
