@@ -10,7 +10,8 @@
 //! The mesh runs embedded (memory store, in-process bus, demo catalog
 //! with its pictures; `REDIS_URL` for the product cache, default
 //! `redis://127.0.0.1:6379`, `REDIS_URL=` for none). `BENCH_USERS`
-//! virtual users (64), `BENCH_SECS` seconds per run (20).
+//! virtual users (64), `BENCH_SECS` seconds per run (20);
+//! `BENCH_ONLY=page` runs the product page alone (for a profiler).
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,9 @@ async fn run(base: &str, mix: Vec<(Op, u32)>, users: usize, secs: u64) -> shopme
         progress: false,
         ..Options::default()
     };
-    shopmesh_load::run(options).await.expect("the load run completes")
+    shopmesh_load::run(options)
+        .await
+        .expect("the load run completes")
 }
 
 fn rps(report: &shopmesh_load::Report, op: Op) -> f64 {
@@ -49,6 +52,35 @@ fn rps(report: &shopmesh_load::Report, op: Op) -> f64 {
         .operation(op.name())
         .map(|s| s.ok as f64 / report.elapsed_secs.max(1e-9))
         .unwrap_or_default()
+}
+
+/// Whether the whole catalog is listed with a picture for each product.
+async fn all_pictured(http: &reqwest::Client, base: &str, count: &mut usize) -> bool {
+    let mut cursor = String::new();
+    *count = 0;
+    loop {
+        let url = format!("{base}/api/v1/products?limit=100&cursor={cursor}");
+        let Ok(response) = http.get(url).send().await else {
+            return false;
+        };
+        let Ok(body) = response.json::<serde_json::Value>().await else {
+            return false;
+        };
+        let Some(items) = body["items"].as_array() else {
+            return false;
+        };
+        *count += items.len();
+        if items
+            .iter()
+            .any(|p| p["images"].as_array().is_none_or(|i| i.is_empty()))
+        {
+            return false;
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => return *count >= 20,
+        }
+    }
 }
 
 #[tokio::main]
@@ -60,7 +92,7 @@ async fn main() {
         ("ADMIN_EMAIL", ADMIN.0.to_string()),
         ("ADMIN_PASSWORD", ADMIN.1.to_string()),
         ("RATE_LIMIT_RPS", "0".to_string()),
-        ("ORDER_MAX_UNPAID_PER_CUSTOMER", "100000".to_string()),
+        ("ORDER_MAX_UNPAID_PER_CUSTOMER", "1000".to_string()),
     ];
     if !redis.is_empty() {
         vars.push(("REDIS_URL", redis));
@@ -68,23 +100,30 @@ async fn main() {
     let vars: std::collections::HashMap<&str, &str> =
         vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let config = Config::from_source("pages-bench", &vars).expect("valid configuration");
-    let mesh = Mesh::start(config, &MeshAddrs::ephemeral()).await.expect("the mesh starts");
+    let mesh = Mesh::start(config, &MeshAddrs::ephemeral())
+        .await
+        .expect("the mesh starts");
     let base = mesh.gateway_url();
-    // The demo catalog is seeded in the background: wait for it.
+    // The demo catalog and its pictures are seeded in the background:
+    // wait until every listed product shows its picture.
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let listed = http.get(format!("{base}/api/v1/products?limit=100")).send().await;
-        if let Ok(r) = listed
-            && let Ok(body) = r.json::<serde_json::Value>().await
-            && body["items"].as_array().is_some_and(|items| items.len() >= 20)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the demo catalog never appeared");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut products = 0;
+    while !all_pictured(&http, &base, &mut products).await {
+        assert!(
+            Instant::now() < deadline,
+            "the demo catalog never got its pictures"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    println!("{products} demo products, each with its picture");
     println!("{users} users, {secs} s per run, all-in-one mesh (memory store, in-process bus)");
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "page") {
+        // For a profiler: the product page alone.
+        let page = run(&base, vec![(Op::PageProduct, 1)], users, secs).await;
+        println!("{}", page.table());
+        return;
+    }
     let json = run(&base, vec![(Op::Product, 1)], users, secs).await;
     let page = run(&base, vec![(Op::PageProduct, 1)], users, secs).await;
     let (json_rps, page_rps) = (rps(&json, Op::Product), rps(&page, Op::PageProduct));

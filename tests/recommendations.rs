@@ -161,6 +161,22 @@ async fn recommendations_learn_from_purchases_and_respect_the_rules() {
     );
     assert_eq!(r.body["items"][0]["category"], "kitchen", "{}", r.body);
 
+    // A visitor without an account: the popular products, on the
+    // storefront's home page.
+    let home = t.text("/").await;
+    let popular = home
+        .split("id=\"for-you\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .expect("the home page shows popular products");
+    assert!(popular.contains("Popular now"), "{home}");
+    for id in [&a, &b, &c] {
+        assert!(
+            popular.contains(&format!("/products/{id}")),
+            "{id} is popular: {home}"
+        );
+    }
+
     for bad in ["0", "101", "x"] {
         assert_problem(
             &t.get(

@@ -613,3 +613,82 @@ async fn notification_streams_resume_after_the_last_event_id() {
     }
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_page_follows_its_status_and_resumes_after_the_last_event_id() {
+    let t = shop().await;
+    let admin = admin_token(&t).await;
+    let mug = product(&t, &admin, "Enamel mug", 1250).await;
+    let mut v = Visitor::new(&t);
+    v.get("/").await;
+    v.post("/cart/items", &[("product_id", &mug)]).await;
+    let email = format!("bo-{}@example.com", uuid::Uuid::now_v7().simple());
+    v.post(
+        "/signup",
+        &[
+            ("name", "Bo"),
+            ("email", &email),
+            ("password", "correct horse"),
+            ("next", "/checkout"),
+        ],
+    )
+    .await;
+    let paid = checkout(&mut v, "4242424242424242").await;
+    let order_path = paid.location.expect("the order page");
+    let order_id = order_path.trim_start_matches("/orders/").to_string();
+    let open = |last: Option<&str>| {
+        let mut request = v
+            .http
+            .get(format!("{}{order_path}/events", v.base))
+            .header("cookie", v.cookie_header());
+        if let Some(last) = last {
+            request = request.header("last-event-id", last);
+        }
+        request.send()
+    };
+    // The status now, then each change; PAID comes once the saga is done.
+    let mut stream = open(None).await.unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut seen = events(&mut stream, 1).await;
+    while !seen.last().unwrap().0.starts_with("PAID/LABEL_CREATED") {
+        seen.extend(events(&mut stream, 1).await);
+    }
+    let last = seen.last().unwrap().0.clone();
+    drop(stream);
+
+    // Reconnecting with the last id: nothing until the next change.
+    let mut again = open(Some(&last)).await.unwrap();
+    let tracking = {
+        let r = t
+            .get(&format!("/api/v1/orders/{order_id}/shipment"), Some(&admin))
+            .await;
+        r.body["tracking_number"].as_str().unwrap().to_string()
+    };
+    let update = json!({"tracking_number": tracking, "status": "IN_TRANSIT", "location": "Depot"});
+    assert_eq!(
+        common::webhook(&t, &update, common::signed(&update))
+            .await
+            .status,
+        200
+    );
+    let next = events(&mut again, 1).await;
+    assert_ne!(next[0].0, last, "the status already seen is not sent again");
+    let data: serde_json::Value = serde_json::from_str(&next[0].1).unwrap();
+    assert_eq!(data["shipment_status"], "IN_TRANSIT", "{data}");
+
+    // Someone else's order: refused, not streamed.
+    let mut w = Visitor::new(&t);
+    w.get("/").await;
+    let other = format!("other-{}@example.com", uuid::Uuid::now_v7().simple());
+    w.post(
+        "/signup",
+        &[
+            ("name", "Cy"),
+            ("email", &other),
+            ("password", "correct horse"),
+        ],
+    )
+    .await;
+    assert_eq!(w.get(&format!("{order_path}/events")).await.status, 404);
+    t.shutdown().await;
+}

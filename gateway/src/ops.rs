@@ -105,12 +105,24 @@ pub async fn method_not_allowed(request: Request) -> Problem {
     )
 }
 
-/// Unknown routes.
-pub async fn not_found(request: Request) -> Problem {
-    Problem::new(
+/// Unknown routes: a problem document, or a page for a browser asking
+/// for one outside the API.
+pub async fn not_found(request: Request) -> Response {
+    let problem = Problem::new(
         ErrorKind::NotFound,
         format!("no route for {} {}", request.method(), request.uri().path()),
-    )
+    );
+    let wants_page = !request.uri().path().starts_with("/api/")
+        && request
+            .headers()
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
+    if wants_page {
+        crate::web::pages::error_page(&problem, None)
+    } else {
+        problem.into_response()
+    }
 }
 
 /// A server span per request that continues the caller's W3C trace, and a

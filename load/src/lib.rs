@@ -628,16 +628,23 @@ impl User {
             }
             Op::PageCheckout => {
                 let form = vec![("product_id", self.item()), ("quantity", "1".into())];
-                self.page(Op::PageCart, Method::POST, "/cart/items", Some(form)).await;
+                self.page(Op::PageCart, Method::POST, "/cart/items", Some(form))
+                    .await;
                 let (status, html) = self.page(op, Method::GET, "/checkout", None).await;
                 let Some(key) = hidden_field(&html, "key").filter(|_| status == 200) else {
                     return;
                 };
                 let mut form: Vec<(&str, String)> = vec![("key", key)];
                 for (name, value) in [
-                    ("name", "Load Tester"), ("line1", "1 Load Street"), ("city", "London"),
-                    ("postal_code", "E1 6AN"), ("country", "GB"), ("card_number", "4242424242424242"),
-                    ("exp_month", "12"), ("exp_year", "2035"), ("cvc", "123"),
+                    ("name", "Load Tester"),
+                    ("line1", "1 Load Street"),
+                    ("city", "London"),
+                    ("postal_code", "E1 6AN"),
+                    ("country", "GB"),
+                    ("card_number", "4242424242424242"),
+                    ("exp_month", "12"),
+                    ("exp_year", "2035"),
+                    ("cvc", "123"),
                 ] {
                     form.push((name, value.to_string()));
                 }
@@ -664,7 +671,10 @@ impl User {
         let mut request = world
             .http
             .request(method, format!("{}{path}", world.base))
-            .header("cookie", format!("sm_session={token}; sm_csrf={}", self.csrf))
+            .header(
+                "cookie",
+                format!("sm_session={token}; sm_csrf={}", self.csrf),
+            )
             .header("origin", world.base.clone());
         if let Some(mut form) = form {
             form.push(("csrf", self.csrf.clone()));
@@ -689,7 +699,11 @@ impl User {
             }
             Err(_) => (0, String::new(), None),
         };
-        if status == 303 && location.as_deref().is_some_and(|l| l.starts_with("/signin")) {
+        if status == 303
+            && location
+                .as_deref()
+                .is_some_and(|l| l.starts_with("/signin"))
+        {
             status = 401;
         }
         world.recorder.record(op, status, began.elapsed());
@@ -798,7 +812,9 @@ fn form_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                (b as char).to_string()
+            }
             b' ' => "+".to_string(),
             _ => format!("%{b:02X}"),
         })

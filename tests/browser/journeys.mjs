@@ -282,6 +282,9 @@ async function page404() {
   const r = await page.goto(BASE + '/products/00000000-0000-0000-0000-000000000000');
   if (r.status() !== 404) fail(`an unknown product answered ${r.status()}`);
   await audit(page, 'not found');
+  const unknown = await page.goto(BASE + '/no-such-page');
+  if (unknown.status() !== 404) fail(`an unknown path answered ${unknown.status()}`);
+  if (!(unknown.headers()['content-type'] || '').startsWith('text/html')) fail('an unknown path is not a page for a browser');
   await context.close();
 }
 

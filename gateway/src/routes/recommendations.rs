@@ -136,8 +136,30 @@ pub async fn list(
         limit: limit(params.limit)?,
         category: params.category.unwrap_or_default(),
     };
-    let r = recommendations(&state)
-        .get_recommendations(grpc(request, Some(&user.caller())))
+    recommended(&state, grpc(request, Some(&user.caller())))
+        .await
+        .map(Json)
+}
+
+/// The most popular products, for a visitor without an account (the
+/// storefront's home page).
+pub(crate) async fn popular(state: &AppState, count: u32) -> Result<RecommendationList, Problem> {
+    let request = proto::recommendation::GetRecommendationsRequest {
+        user_id: String::new(),
+        limit: limit(Some(count))?,
+        category: String::new(),
+    };
+    recommended(state, state.mesh().request(request)).await
+}
+
+/// Asks recommendation-svc and answers its products, in its order, as
+/// the catalog has them now.
+async fn recommended(
+    state: &AppState,
+    request: tonic::Request<proto::recommendation::GetRecommendationsRequest>,
+) -> Result<RecommendationList, Problem> {
+    let r = recommendations(state)
+        .get_recommendations(request)
         .await?
         .into_inner();
     let ids: Vec<String> = r.products.iter().map(|p| p.product_id.clone()).collect();
@@ -146,7 +168,7 @@ pub async fn list(
         .into_iter()
         .map(|p| (p.product_id.clone(), p))
         .collect();
-    let items = products_in_order(&state, &ids)
+    let items = products_in_order(state, &ids)
         .await?
         .into_iter()
         .filter_map(|product| {
@@ -158,11 +180,11 @@ pub async fn list(
             })
         })
         .collect();
-    Ok(Json(RecommendationList {
+    Ok(RecommendationList {
         items,
         model_version: r.model_version,
         fallback: r.fallback,
-    }))
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -24,6 +24,53 @@ use crate::state::AppState;
 #[derive(Debug, Default)]
 pub struct WebState {
     pub refreshes: session::Refreshes,
+    /// Session tokens verified lately.
+    pub sessions: Recent<platform::auth::Claims>,
+    /// Parts of pages that change seldom and cost calls to services:
+    /// a product's similar items and first reviews (by product id), the
+    /// catalog's categories (`categories`).
+    pub page_parts: Recent<minijinja::Value>,
+}
+
+/// A small map of values kept for a while: entries expire after the
+/// time given on reading; when it holds `LIMIT` entries it starts afresh.
+#[derive(Debug)]
+pub struct Recent<T> {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, T)>>,
+}
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Self {
+            entries: Default::default(),
+        }
+    }
+}
+
+impl<T: Clone> Recent<T> {
+    const LIMIT: usize = 10_000;
+
+    /// The value kept for `key` if it is younger than `ttl`.
+    pub fn get(&self, key: &str, ttl: std::time::Duration) -> Option<T> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < ttl)
+            .map(|(_, value)| value.clone())
+    }
+
+    pub fn put(&self, key: String, value: T) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= Self::LIMIT {
+            entries.clear();
+        }
+        entries.insert(key, (std::time::Instant::now(), value));
+    }
+
+    pub fn forget(&self, key: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.remove(key);
+    }
 }
 
 /// Content Security Policy of the pages: only this site's scripts,

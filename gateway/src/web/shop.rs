@@ -70,35 +70,49 @@ fn local_path(next: Option<&str>) -> String {
     }
 }
 
-/// Distinct categories of the catalog's newest products, for browsing.
-async fn categories(state: &AppState) -> Vec<String> {
+/// Distinct categories of the catalog's newest products, for browsing
+/// (kept for a minute: a new category shows within that time).
+async fn categories(state: &AppState) -> Value {
+    const KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+    if let Some(names) = state.web().page_parts.get("categories", KEPT_FOR) {
+        return names;
+    }
     let params = products::ListParams {
         limit: Some(100),
         ..Default::default()
     };
     let Ok(list) = products::list(State(state.clone()), ApiQuery(params)).await else {
-        return Vec::new();
+        return Value::from(Vec::<String>::new());
     };
     let mut names: Vec<String> = list.0.items.into_iter().map(|p| p.category).collect();
     names.sort();
     names.dedup();
+    let names = Value::from(names);
+    state
+        .web()
+        .page_parts
+        .put("categories".into(), names.clone());
     names
 }
 
 pub async fn home(State(state): State<AppState>, visitor: Visitor) -> Response {
-    let mut recommended = Value::UNDEFINED;
-    if let Some(user) = &visitor.user {
-        let params = recommendations::RecommendationParams {
-            limit: Some(8),
-            category: None,
-        };
-        if let Ok(list) =
-            recommendations::list(State(state.clone()), user.clone(), ApiQuery(params)).await
-            && !list.0.items.is_empty()
-        {
-            recommended = value(list);
+    // Picked for a signed-in customer; what is popular for anyone else.
+    let recommended = match &visitor.user {
+        Some(user) => {
+            let params = recommendations::RecommendationParams {
+                limit: Some(8),
+                category: None,
+            };
+            recommendations::list(State(state.clone()), user.clone(), ApiQuery(params))
+                .await
+                .map(|list| list.0)
         }
-    }
+        None => recommendations::popular(&state, 8).await,
+    };
+    let recommended = match recommended {
+        Ok(list) if !list.items.is_empty() => Value::from_serialize(&list),
+        _ => Value::UNDEFINED,
+    };
     let params = products::ListParams {
         limit: Some(8),
         ..Default::default()
@@ -175,28 +189,43 @@ pub async fn product(
     if !product.0.active {
         return not_found(&visitor, "product");
     }
-    let page = PageParams {
-        limit: Some(10),
-        cursor: None,
+    let extras = match state.web().page_parts.get(&id, EXTRAS_FOR) {
+        Some(extras) => extras,
+        None => {
+            let page = PageParams {
+                limit: Some(10),
+                cursor: None,
+            };
+            let (reviews, similar) = tokio::join!(
+                reviews::reviews(State(state.clone()), Path(id.clone()), ApiQuery(page)),
+                products::similar(
+                    State(state.clone()),
+                    Path(id.clone()),
+                    ApiQuery(products::SimilarParams { limit: Some(4) })
+                ),
+            );
+            let complete = reviews.is_ok() && similar.is_ok();
+            let extras = context! {
+                reviews => reviews.map(value).unwrap_or_default(),
+                similar => similar.map(value).unwrap_or_default(),
+            };
+            if complete {
+                state.web().page_parts.put(id.clone(), extras.clone());
+            }
+            extras
+        }
     };
-    let (reviews, similar) = tokio::join!(
-        reviews::reviews(State(state.clone()), Path(id.clone()), ApiQuery(page)),
-        products::similar(
-            State(state.clone()),
-            Path(id.clone()),
-            ApiQuery(products::SimilarParams { limit: Some(4) })
-        ),
-    );
     render(
         "product.html",
         Some(&visitor),
-        context! {
-            product => value(product),
-            reviews => reviews.map(value).unwrap_or_default(),
-            similar => similar.map(value).unwrap_or_default(),
-        },
+        context! { product => value(product), ..extras },
     )
 }
+
+/// How long a product page shows the same reviews and similar items
+/// (the product itself, its price and stock are read each time). A review
+/// posted through this gateway shows at once.
+const EXTRAS_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Deserialize)]
 pub struct ReviewForm {
@@ -227,8 +256,11 @@ pub async fn review(
         },
         Err(problem) => return error_page(&problem, Some(&visitor)),
     };
-    match reviews::add_review(State(state), user, Path(id), ApiJson(body)).await {
-        Ok(_) => see_other(&visitor, &format!("{back}#reviews")),
+    match reviews::add_review(State(state.clone()), user, Path(id.clone()), ApiJson(body)).await {
+        Ok(_) => {
+            state.web().page_parts.forget(&id);
+            see_other(&visitor, &format!("{back}#reviews"))
+        }
         Err(problem) => failed(problem, &visitor, &back),
     }
 }

@@ -122,15 +122,24 @@ impl RecommendationApi {
     ) -> Result<Response<GetRecommendationsResponse>, Status> {
         let caller = self.mesh.caller(request.metadata()).await?;
         let r = request.into_inner();
-        let user_id = domain::id("user_id", &r.user_id).map_err(invalid)?;
-        may_act_for(&caller, &user_id)?;
+        // No user: a visitor without an account gets what is popular.
+        let user_id = match r.user_id.as_str() {
+            "" => None,
+            id => {
+                let id = domain::id("user_id", id).map_err(invalid)?;
+                may_act_for(&caller, &id)?;
+                Some(id)
+            }
+        };
         let limit = domain::limit(r.limit).map_err(invalid)?;
         let category = match r.category.trim() {
             "" => None,
             c => Some(domain::category(c).map_err(invalid)?),
         };
-        let (orders, profile) =
-            tokio::try_join!(self.store.orders_of(&user_id), self.store.profile(&user_id))?;
+        let (orders, profile) = match &user_id {
+            Some(id) => tokio::try_join!(self.store.orders_of(id), self.store.profile(id))?,
+            None => (Vec::new(), Default::default()),
+        };
         let history = History::build(&orders, &profile);
         let (current, model_version) = self.current_model();
         let empty = Model::empty();
