@@ -168,7 +168,7 @@ async fn recommendations_learn_from_purchases_and_respect_the_rules() {
         .split("id=\"for-you\"")
         .nth(1)
         .and_then(|rest| rest.split("</section>").next())
-        .expect("the home page shows popular products");
+        .unwrap_or_else(|| panic!("the home page shows popular products: {home}"));
     assert!(popular.contains("Popular now"), "{home}");
     for id in [&a, &b, &c] {
         assert!(

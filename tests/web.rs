@@ -313,6 +313,16 @@ async fn the_core_journey_works_without_javascript() {
         cart.body.contains("Your cart is empty"),
         "the ordered lines left the cart"
     );
+    for path in [
+        "/",
+        "/orders",
+        "/notifications",
+        "/account",
+        "/search?category=Kitchen",
+    ] {
+        let page = v.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+    }
 
     // A declined card: the message in place, then paid again.
     v.post("/cart/items", &[("product_id", &mug), ("quantity", "1")])

@@ -111,7 +111,11 @@ pub async fn home(State(state): State<AppState>, visitor: Visitor) -> Response {
     };
     let recommended = match recommended {
         Ok(list) if !list.items.is_empty() => Value::from_serialize(&list),
-        _ => Value::UNDEFINED,
+        Ok(_) => Value::UNDEFINED,
+        Err(problem) => {
+            tracing::warn!(detail = %problem.detail, "the home page shows no recommendations");
+            Value::UNDEFINED
+        }
     };
     let params = products::ListParams {
         limit: Some(8),
