@@ -378,9 +378,34 @@ async fn the_core_journey_works_without_javascript() {
         bad.body
     );
 
-    // A customer is kept out of the admin pages.
-    let admin_page = v.get("/admin").await;
-    assert_eq!(admin_page.status, 403);
+    // A customer is kept out of every admin page and form.
+    let order_id = &order_path["/orders/".len()..];
+    for path in [
+        "/admin".to_string(),
+        "/admin/products".into(),
+        format!("/admin/products/{mug}"),
+        "/admin/orders".into(),
+        format!("/admin/orders/{order_id}"),
+        "/admin/payments".into(),
+        "/admin/recommendations".into(),
+    ] {
+        assert_eq!(v.get(&path).await.status, 403, "{path}");
+    }
+    let refused = v
+        .post(&format!("/admin/products/{mug}/stock"), &[("stock", "0")])
+        .await;
+    assert_eq!(refused.status, 403);
+    let refused = v
+        .post(&format!("/admin/orders/{order_id}/cancel"), &[])
+        .await;
+    assert_eq!(refused.status, 403);
+    let product = t.get(&format!("/api/v1/products/{mug}"), None).await;
+    assert!(
+        product.body["stock_available"].as_u64() > Some(0),
+        "{}",
+        product.body
+    );
+    v.until_shows(&order_path, "data-status=\"PAID\"").await;
 
     // An expired session is renewed from the refresh token, once, even
     // when several requests carry the old one at the same time.

@@ -3,55 +3,24 @@
 //! carrier's signed updates where the webhook secret is set),
 //! recommendations, and the mesh's health.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use minijinja::{Value, context};
 use platform::ErrorKind;
 use serde::Deserialize;
 
+use super::extract::{Admin, PageForm};
 use super::pages::{
     error_page, field_errors, json_of, render, render_status, see_other, to_signin, value,
 };
 use super::session::{CsrfDeferred, Visitor, deferred_token_ok};
-use super::shop::{bad_form, latest_payment, number};
+use super::shop::{latest_payment, number};
 use crate::extract::{AdminUser, ApiJson};
 use crate::problem::{FieldError, Problem};
 use crate::routes::common::{ApiQuery, Money};
 use crate::routes::{media, orders, payments, products, recommendations, shipping};
 use crate::state::AppState;
-
-/// The visitor as an admin: the sign-in page without a session, 403
-/// for anyone else.
-fn admin(visitor: &Visitor, back_to: &str) -> Result<AdminUser, Response> {
-    match &visitor.user {
-        None => Err(to_signin(visitor, back_to)),
-        Some(user) if user.is_admin() => Ok(AdminUser(user.clone())),
-        Some(_) => Err(error_page(
-            &Problem::new(ErrorKind::PermissionDenied, "these pages are for admins"),
-            Some(visitor),
-        )),
-    }
-}
-
-macro_rules! admin_or_return {
-    ($visitor:expr, $back:expr) => {
-        match admin(&$visitor, $back) {
-            Ok(admin) => admin,
-            Err(response) => return response,
-        }
-    };
-}
-
-macro_rules! form_or_return {
-    ($form:expr, $visitor:expr) => {
-        match $form {
-            Ok(Form(form)) => form,
-            Err(rejection) => return bad_form(rejection, &$visitor),
-        }
-    };
-}
 
 /// A problem as a page, or the sign-in page when the session ended.
 fn failed(problem: Problem, visitor: &Visitor, back: &str) -> Response {
@@ -85,8 +54,11 @@ fn cents(field: &str, text: &str) -> Result<i64, Problem> {
         .ok_or_else(bad)
 }
 
-pub async fn dashboard(State(state): State<AppState>, visitor: Visitor) -> Response {
-    admin_or_return!(visitor, "/admin");
+pub async fn dashboard(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Admin(_): Admin,
+) -> Response {
     let health = crate::ops::dependencies(State(state)).await;
     render(
         "admin/dashboard.html",
@@ -167,9 +139,9 @@ async fn products_page(
 pub async fn products(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(_): Admin,
     Query(query): Query<ProductQuery>,
 ) -> Response {
-    admin_or_return!(visitor, "/admin/products");
     let form = ProductForm {
         currency: "USD".into(),
         stock: "0".into(),
@@ -181,10 +153,9 @@ pub async fn products(
 pub async fn create_product(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<ProductForm>, FormRejection>,
+    Admin(admin): Admin,
+    PageForm(form): PageForm<ProductForm>,
 ) -> Response {
-    let admin = admin_or_return!(visitor, "/admin/products");
-    let form = form_or_return!(form, visitor);
     let body = (|| {
         Ok::<_, Problem>(products::ProductCreate {
             sku: form.sku.clone(),
@@ -270,21 +241,20 @@ async fn product_page(
 pub async fn product(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(_): Admin,
     Path(id): Path<String>,
 ) -> Response {
-    admin_or_return!(visitor, &format!("/admin/products/{id}"));
     product_page(&state, &visitor, &id, None).await
 }
 
 pub async fn update_product(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     Path(id): Path<String>,
-    form: Result<Form<ProductForm>, FormRejection>,
+    PageForm(form): PageForm<ProductForm>,
 ) -> Response {
     let back = format!("/admin/products/{id}");
-    let admin = admin_or_return!(visitor, &back);
-    let form = form_or_return!(form, visitor);
     let body = (|| {
         Ok::<_, Problem>(products::ProductUpdate {
             sku: None,
@@ -320,12 +290,11 @@ pub struct StockForm {
 pub async fn set_stock(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     Path(id): Path<String>,
-    form: Result<Form<StockForm>, FormRejection>,
+    PageForm(form): PageForm<StockForm>,
 ) -> Response {
     let back = format!("/admin/products/{id}");
-    let admin = admin_or_return!(visitor, &back);
-    let form = form_or_return!(form, visitor);
     let done = match number("stock", &form.stock) {
         Ok(stock) => {
             let body = products::StockUpdate {
@@ -350,12 +319,12 @@ pub async fn set_stock(
 pub async fn upload_image(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     deferred: Option<axum::Extension<CsrfDeferred>>,
     Path(id): Path<String>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
     let back = format!("/admin/products/{id}");
-    let admin = admin_or_return!(visitor, &back);
     let mut multipart = match multipart {
         Ok(multipart) => multipart,
         Err(rejection) => {
@@ -392,10 +361,10 @@ pub async fn upload_image(
 pub async fn delete_image(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     Path((id, image_id)): Path<(String, String)>,
 ) -> Response {
     let back = format!("/admin/products/{id}");
-    let admin = admin_or_return!(visitor, &back);
     match media::delete(State(state.clone()), admin, Path((id.clone(), image_id))).await {
         Ok(_) => see_other(&visitor, &back),
         Err(problem) => product_page(&state, &visitor, &id, Some(problem)).await,
@@ -406,10 +375,10 @@ pub async fn delete_image(
 pub async fn image_first(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     Path((id, image_id)): Path<(String, String)>,
 ) -> Response {
     let back = format!("/admin/products/{id}");
-    let admin = admin_or_return!(visitor, &back);
     let product = match products::get(State(state.clone()), Path(id.clone())).await {
         Ok(product) => product.0,
         Err(problem) => return failed(problem, &visitor, &back),
@@ -436,9 +405,9 @@ pub struct OrderQuery {
 pub async fn orders(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     Query(query): Query<OrderQuery>,
 ) -> Response {
-    let admin = admin_or_return!(visitor, "/admin/orders");
     let find = query
         .find
         .map(|f| f.trim().to_string())
@@ -531,19 +500,19 @@ async fn order_page(
 pub async fn order(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Response {
-    let admin = admin_or_return!(visitor, &format!("/admin/orders/{id}"));
     order_page(&state, &visitor, &admin, &id, None).await
 }
 
 pub async fn cancel_order(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Response {
     let back = format!("/admin/orders/{id}");
-    let admin = admin_or_return!(visitor, &back);
     match orders::cancel(State(state.clone()), admin.0.clone(), Path(id.clone())).await {
         Ok(_) => see_other(&visitor, &back),
         Err(problem) => order_page(&state, &visitor, &admin, &id, Some(problem)).await,
@@ -567,12 +536,11 @@ pub struct RefundForm {
 pub async fn refund(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     Path(id): Path<String>,
-    form: Result<Form<RefundForm>, FormRejection>,
+    PageForm(form): PageForm<RefundForm>,
 ) -> Response {
     let back = format!("/admin/orders/{id}");
-    let admin = admin_or_return!(visitor, &back);
-    let form = form_or_return!(form, visitor);
     let amount = match form.amount.trim() {
         "" => Ok(None),
         text => cents("amount", text).map(|amount| {
@@ -623,12 +591,11 @@ pub struct CarrierForm {
 pub async fn carrier_update(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     Path(id): Path<String>,
-    form: Result<Form<CarrierForm>, FormRejection>,
+    PageForm(form): PageForm<CarrierForm>,
 ) -> Response {
     let back = format!("/admin/orders/{id}");
-    let admin = admin_or_return!(visitor, &back);
-    let form = form_or_return!(form, visitor);
     let Some(secret) = state.config().integrations.shipping_webhook_secret.clone() else {
         return order_page(
             &state,
@@ -672,9 +639,9 @@ pub struct CursorQuery {
 pub async fn payments(
     State(state): State<AppState>,
     visitor: Visitor,
+    Admin(admin): Admin,
     Query(query): Query<CursorQuery>,
 ) -> Response {
-    let admin = admin_or_return!(visitor, "/admin/payments");
     let params = orders::ListParams {
         user_id: None,
         limit: Some(25),
@@ -690,8 +657,11 @@ pub async fn payments(
     }
 }
 
-pub async fn recommendations(State(state): State<AppState>, visitor: Visitor) -> Response {
-    let admin = admin_or_return!(visitor, "/admin/recommendations");
+pub async fn recommendations(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Admin(admin): Admin,
+) -> Response {
     let model = recommendations::model(State(state), admin).await;
     let (model, error) = match model {
         Ok(model) => (value(model), None),
@@ -704,8 +674,11 @@ pub async fn recommendations(State(state): State<AppState>, visitor: Visitor) ->
     )
 }
 
-pub async fn train(State(state): State<AppState>, visitor: Visitor) -> Response {
-    let admin = admin_or_return!(visitor, "/admin/recommendations");
+pub async fn train(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Admin(admin): Admin,
+) -> Response {
     match recommendations::train(State(state), admin).await {
         Ok(_) => see_other(&visitor, "/admin/recommendations?started=1"),
         Err(problem) => error_page(&problem, Some(&visitor)),

@@ -7,6 +7,7 @@
 //! token, and renders what it answers; no rule of the shop lives here.
 
 pub mod admin;
+pub mod extract;
 pub mod live;
 pub mod pages;
 pub mod session;

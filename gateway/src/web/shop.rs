@@ -1,14 +1,14 @@
 //! The storefront: browse, search, product pages, cart, checkout,
 //! orders, notifications, and the visitor's account.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use minijinja::{Value, context};
 use platform::ErrorKind;
 use serde::Deserialize;
 
+use super::extract::{PageForm, SignedIn};
 use super::pages::{
     error_page, failed, field_errors, json_of, not_found, render, render_status, see_other,
     to_signin, value,
@@ -27,14 +27,6 @@ use crate::state::AppState;
 /// Products on a page of search results.
 const PAGE_SIZE: u32 = 12;
 
-/// A form that did not parse: 422 with the reason.
-pub(super) fn bad_form(rejection: FormRejection, visitor: &Visitor) -> Response {
-    error_page(
-        &Problem::new(ErrorKind::InvalidArgument, rejection.body_text()),
-        Some(visitor),
-    )
-}
-
 /// A whole number typed into a form field, or a 422 naming the field.
 pub(super) fn number<T: std::str::FromStr>(field: &str, text: &str) -> Result<T, Problem> {
     text.trim().parse().map_err(|_| {
@@ -45,14 +37,6 @@ pub(super) fn number<T: std::str::FromStr>(field: &str, text: &str) -> Result<T,
             },
         ])
     })
-}
-
-/// The signed-in visitor, or the way to the sign-in page.
-fn signed_in(visitor: &Visitor, back_to: &str) -> Result<AuthUser, Response> {
-    visitor
-        .user
-        .clone()
-        .ok_or_else(|| to_signin(visitor, back_to))
 }
 
 /// A path on this site to go on to after signing in (never elsewhere).
@@ -241,18 +225,11 @@ pub struct ReviewForm {
 pub async fn review(
     State(state): State<AppState>,
     visitor: Visitor,
+    SignedIn(user): SignedIn,
     Path(id): Path<String>,
-    form: Result<Form<ReviewForm>, FormRejection>,
+    PageForm(form): PageForm<ReviewForm>,
 ) -> Response {
     let back = format!("/products/{id}");
-    let user = match signed_in(&visitor, &back) {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection, &visitor),
-    };
     let body = match number("rating", &form.rating) {
         Ok(rating) => reviews::ReviewCreate {
             rating,
@@ -326,12 +303,8 @@ pub struct AddForm {
 pub async fn add_to_cart(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<AddForm>, FormRejection>,
+    PageForm(form): PageForm<AddForm>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection, &visitor),
-    };
     let quantity = match form.quantity.as_deref().map(|q| number("quantity", q)) {
         None => 1,
         Some(Ok(q)) => q,
@@ -404,12 +377,8 @@ pub async fn set_quantity(
     State(state): State<AppState>,
     visitor: Visitor,
     Path(product_id): Path<String>,
-    form: Result<Form<QuantityForm>, FormRejection>,
+    PageForm(form): PageForm<QuantityForm>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection, &visitor),
-    };
     let Some(owner) = cart_owner(&visitor) else {
         return see_other(&visitor, "/cart");
     };
@@ -496,11 +465,11 @@ async fn checkout_page(
     )
 }
 
-pub async fn checkout_form(State(state): State<AppState>, visitor: Visitor) -> Response {
-    let user = match signed_in(&visitor, "/checkout") {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
+pub async fn checkout_form(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    SignedIn(user): SignedIn,
+) -> Response {
     let mut form = CheckoutForm {
         key: uuid::Uuid::now_v7().to_string(),
         ..Default::default()
@@ -543,16 +512,9 @@ fn idempotency(key: &str) -> HeaderMap {
 pub async fn checkout(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<CheckoutForm>, FormRejection>,
+    SignedIn(user): SignedIn,
+    PageForm(form): PageForm<CheckoutForm>,
 ) -> Response {
-    let user = match signed_in(&visitor, "/checkout") {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection, &visitor),
-    };
     let card = match card_of(
         &form.card_number,
         &form.exp_month,
@@ -607,12 +569,9 @@ pub struct CursorQuery {
 pub async fn orders(
     State(state): State<AppState>,
     visitor: Visitor,
+    SignedIn(user): SignedIn,
     Query(query): Query<CursorQuery>,
 ) -> Response {
-    let user = match signed_in(&visitor, "/orders") {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     let params = orders::ListParams {
         user_id: None,
         limit: Some(20),
@@ -687,12 +646,9 @@ async fn order_page(
 pub async fn order(
     State(state): State<AppState>,
     visitor: Visitor,
+    SignedIn(user): SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    let user = match signed_in(&visitor, &format!("/orders/{id}")) {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     order_page(&state, &visitor, user, id, None).await
 }
 
@@ -709,18 +665,11 @@ pub struct PayForm {
 pub async fn pay(
     State(state): State<AppState>,
     visitor: Visitor,
+    SignedIn(user): SignedIn,
     Path(id): Path<String>,
-    form: Result<Form<PayForm>, FormRejection>,
+    PageForm(form): PageForm<PayForm>,
 ) -> Response {
     let back = format!("/orders/{id}");
-    let user = match signed_in(&visitor, &back) {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection, &visitor),
-    };
     let card = match card_of(
         &form.card_number,
         &form.exp_month,
@@ -749,13 +698,10 @@ pub async fn pay(
 pub async fn cancel(
     State(state): State<AppState>,
     visitor: Visitor,
+    SignedIn(user): SignedIn,
     Path(id): Path<String>,
 ) -> Response {
     let back = format!("/orders/{id}");
-    let user = match signed_in(&visitor, &back) {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     match orders::cancel(State(state.clone()), user.clone(), Path(id.clone())).await {
         Ok(_) => see_other(&visitor, &back),
         Err(problem) if problem.status == 401 => to_signin(&visitor, &back),
@@ -766,12 +712,9 @@ pub async fn cancel(
 pub async fn notifications(
     State(state): State<AppState>,
     visitor: Visitor,
+    SignedIn(user): SignedIn,
     Query(query): Query<CursorQuery>,
 ) -> Response {
-    let user = match signed_in(&visitor, "/notifications") {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     let params = PageParams {
         limit: Some(50),
         cursor: query.cursor.filter(|c| !c.is_empty()),
@@ -866,12 +809,8 @@ pub async fn signin(
     State(state): State<AppState>,
     visitor: Visitor,
     addr: ClientAddr,
-    form: Result<Form<SigninForm>, FormRejection>,
+    PageForm(form): PageForm<SigninForm>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection, &visitor),
-    };
     let next = local_path(form.next.as_deref());
     match start_session(&state, &visitor, addr, &form.email, &form.password, &next).await {
         Ok(response) => response,
@@ -913,12 +852,8 @@ pub async fn signup(
     State(state): State<AppState>,
     visitor: Visitor,
     addr: ClientAddr,
-    form: Result<Form<SignupForm>, FormRejection>,
+    PageForm(form): PageForm<SignupForm>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection, &visitor),
-    };
     let next = local_path(form.next.as_deref());
     let body = auth::RegisterBody {
         email: form.email.clone(),
@@ -975,12 +910,9 @@ pub struct SavedQuery {
 pub async fn account(
     State(state): State<AppState>,
     visitor: Visitor,
+    SignedIn(user): SignedIn,
     Query(query): Query<SavedQuery>,
 ) -> Response {
-    let user = match signed_in(&visitor, "/account") {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
     match users::me(State(state), user).await {
         Ok(me) => render(
             "account.html",
@@ -1013,16 +945,9 @@ pub struct AccountForm {
 pub async fn update_account(
     State(state): State<AppState>,
     visitor: Visitor,
-    form: Result<Form<AccountForm>, FormRejection>,
+    SignedIn(user): SignedIn,
+    PageForm(form): PageForm<AccountForm>,
 ) -> Response {
-    let user = match signed_in(&visitor, "/account") {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return bad_form(rejection, &visitor),
-    };
     let address = (!form.line1.trim().is_empty()).then(|| AddressBody {
         name: form.name.clone(),
         line1: form.line1.clone(),
