@@ -313,6 +313,28 @@ async fn the_core_journey_works_without_javascript() {
         cart.body.contains("Your cart is empty"),
         "the ordered lines left the cart"
     );
+    // The profile keeps an address, which checkout then fills in.
+    let mut fields: Vec<(&str, &str)> = ADDRESS
+        .iter()
+        .filter(|(k, _)| *k != "line1")
+        .copied()
+        .collect();
+    fields.extend([("phone", "+15551234567"), ("line1", "9 Elm Road")]);
+    let saved = v.post("/account", &fields).await;
+    assert_eq!(
+        (saved.status, saved.location.as_deref()),
+        (303, Some("/account?saved=1")),
+        "{}",
+        saved.body
+    );
+    let bad = v
+        .post("/account", &[("name", "Ada"), ("phone", "not a phone")])
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.body.contains("role=\"alert\""), "{}", bad.body);
+    v.post("/cart/items", &[("product_id", &lamp)]).await;
+    let form = v.get("/checkout").await;
+    assert!(form.body.contains("value=\"9 Elm Road\""), "{}", form.body);
     for path in [
         "/",
         "/orders",

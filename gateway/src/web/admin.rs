@@ -4,16 +4,14 @@
 //! recommendations, and the mesh's health.
 
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use minijinja::{Value, context};
 use platform::ErrorKind;
 use serde::Deserialize;
 
 use super::extract::{Admin, PageForm};
-use super::pages::{
-    error_page, field_errors, json_of, render, render_status, see_other, to_signin, value,
-};
+use super::pages::{error_page, json_of, render, render_form, see_other, to_signin, value};
 use super::session::{CsrfDeferred, Visitor, deferred_token_ok};
 use super::shop::{latest_payment, number};
 use crate::extract::{AdminUser, ApiJson};
@@ -120,18 +118,13 @@ async fn products_page(
             serde_urlencoded::to_string(pairs).unwrap_or_default()
         )
     });
-    render_status(
-        problem
-            .as_ref()
-            .and_then(|p| StatusCode::from_u16(p.status).ok())
-            .unwrap_or(StatusCode::OK),
+    render_form(
+        problem.as_ref(),
         "admin/products.html",
         Some(visitor),
         context! {
             products => value(list), next, q => query.q,
             form => Value::from_serialize(&form),
-            error => problem.as_ref().map(|p| p.detail.clone()),
-            errors => problem.as_ref().map(field_errors),
         },
     )
 }
@@ -223,17 +216,12 @@ async fn product_page(
         Ok(product) => product,
         Err(problem) => return failed(problem, visitor, "/admin/products"),
     };
-    render_status(
-        problem
-            .as_ref()
-            .and_then(|p| StatusCode::from_u16(p.status).ok())
-            .unwrap_or(StatusCode::OK),
+    render_form(
+        problem.as_ref(),
         "admin/product.html",
         Some(visitor),
         context! {
             product => value(product),
-            error => problem.as_ref().map(|p| p.detail.clone()),
-            errors => problem.as_ref().map(field_errors),
         },
     )
 }
@@ -433,11 +421,11 @@ pub async fn orders(
             context! { orders => value(list), find },
         ),
         Err(problem) if problem.status == 401 => to_signin(&visitor, "/admin/orders"),
-        Err(problem) => render_status(
-            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+        Err(problem) => render_form(
+            Some(&problem),
             "admin/orders.html",
             Some(&visitor),
-            context! { find, error => problem.detail },
+            context! { find },
         ),
     }
 }
@@ -479,11 +467,8 @@ async fn order_page(
         },
         shipping::shipment(State(state.clone()), admin.0.clone(), Path(id.to_string())),
     );
-    render_status(
-        problem
-            .as_ref()
-            .and_then(|p| StatusCode::from_u16(p.status).ok())
-            .unwrap_or(StatusCode::OK),
+    render_form(
+        problem.as_ref(),
         "admin/order.html",
         Some(visitor),
         context! {
@@ -491,8 +476,6 @@ async fn order_page(
             shipment => shipment.map(value).unwrap_or_default(),
             carrier => state.config().integrations.shipping_webhook_secret.is_some(),
             key => uuid::Uuid::now_v7().to_string(),
-            error => problem.as_ref().map(|p| p.detail.clone()),
-            errors => problem.as_ref().map(field_errors),
         },
     )
 }

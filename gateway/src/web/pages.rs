@@ -144,6 +144,24 @@ pub fn render_status(
     }
 }
 
+/// Renders a page whose form may have been refused: with the problem's
+/// status, its detail as `error` and its fields' messages as `errors`.
+pub fn render_form(
+    problem: Option<&Problem>,
+    template: &str,
+    visitor: Option<&Visitor>,
+    page: Value,
+) -> Response {
+    let status = problem
+        .and_then(|p| StatusCode::from_u16(p.status).ok())
+        .unwrap_or(StatusCode::OK);
+    let outcome = context! {
+        error => problem.map(|p| p.detail.clone()),
+        errors => problem.map(field_errors),
+    };
+    render_status(status, template, visitor, context! { ..page, ..outcome })
+}
+
 /// A page telling what went wrong, with the problem's status.
 pub fn error_page(problem: &Problem, visitor: Option<&Visitor>) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

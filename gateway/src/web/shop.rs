@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::extract::{PageForm, SignedIn};
 use super::pages::{
-    error_page, failed, field_errors, json_of, not_found, render, render_status, see_other,
+    error_page, failed, json_of, not_found, render, render_form, render_status, see_other,
     to_signin, value,
 };
 use super::session::{self, CART_COOKIE, REFRESH_COOKIE, SESSION_COOKIE, Visitor};
@@ -407,14 +407,9 @@ pub async fn remove_from_cart(
     }
 }
 
-/// What the checkout form was filled with (kept when it is shown again
-/// with errors; the card's CVC is not).
-#[derive(Debug, Deserialize, serde::Serialize, Default)]
-pub struct CheckoutForm {
-    #[serde(default)]
-    key: String,
-    #[serde(default)]
-    name: String,
+/// The lines of an address as a form has them (the name is the form's).
+#[derive(Debug, Deserialize, serde::Serialize, Default, Clone)]
+pub struct AddressLines {
     #[serde(default)]
     line1: String,
     #[serde(default)]
@@ -427,6 +422,44 @@ pub struct CheckoutForm {
     postal_code: String,
     #[serde(default)]
     country: String,
+}
+
+impl AddressLines {
+    fn with_name(&self, name: &str) -> AddressBody {
+        AddressBody {
+            name: name.to_string(),
+            line1: self.line1.clone(),
+            line2: self.line2.clone(),
+            city: self.city.clone(),
+            region: self.region.clone(),
+            postal_code: self.postal_code.clone(),
+            country: self.country.trim().to_ascii_uppercase(),
+        }
+    }
+
+    fn of(a: AddressBody) -> (String, AddressLines) {
+        let lines = AddressLines {
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            region: a.region,
+            postal_code: a.postal_code,
+            country: a.country,
+        };
+        (a.name, lines)
+    }
+}
+
+/// What the checkout form was filled with (kept when it is shown again
+/// with errors; the card's CVC is not).
+#[derive(Debug, Deserialize, serde::Serialize, Default)]
+pub struct CheckoutForm {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    name: String,
+    #[serde(flatten)]
+    address: AddressLines,
     #[serde(default)]
     card_number: String,
     #[serde(default)]
@@ -448,19 +481,13 @@ async fn checkout_page(
         Ok(cart) => cart,
         Err(problem) => return failed(problem, visitor, "/checkout"),
     };
-    let status = problem
-        .as_ref()
-        .and_then(|p| StatusCode::from_u16(p.status).ok())
-        .unwrap_or(StatusCode::OK);
-    render_status(
-        status,
+    render_form(
+        problem.as_ref(),
         "checkout.html",
         Some(visitor),
         context! {
             cart => value(cart),
             form => Value::from_serialize(&form),
-            error => problem.as_ref().map(|p| p.detail.clone()),
-            errors => problem.as_ref().map(field_errors),
         },
     )
 }
@@ -478,9 +505,7 @@ pub async fn checkout_form(
         let me = me.0;
         form.name = me.name;
         if let Some(a) = me.address {
-            (form.name, form.line1, form.line2) = (a.name, a.line1, a.line2);
-            (form.city, form.region, form.postal_code, form.country) =
-                (a.city, a.region, a.postal_code, a.country);
+            (form.name, form.address) = AddressLines::of(a);
         }
     }
     checkout_page(&state, &visitor, user, form, None).await
@@ -525,15 +550,7 @@ pub async fn checkout(
         Err(problem) => return checkout_page(&state, &visitor, user, form, Some(problem)).await,
     };
     let body = cart::CheckoutIn {
-        shipping_address: AddressBody {
-            name: form.name.clone(),
-            line1: form.line1.clone(),
-            line2: form.line2.clone(),
-            city: form.city.clone(),
-            region: form.region.clone(),
-            postal_code: form.postal_code.clone(),
-            country: form.country.trim().to_ascii_uppercase(),
-        },
+        shipping_address: form.address.with_name(&form.name),
         card: Some(card),
     };
     let answer = cart::checkout(
@@ -624,12 +641,8 @@ async fn order_page(
         latest_payment(state, &user, &id),
         crate::routes::shipping::shipment(State(state.clone()), user.clone(), Path(id.clone())),
     );
-    let status = problem
-        .as_ref()
-        .and_then(|p| StatusCode::from_u16(p.status).ok())
-        .unwrap_or(StatusCode::OK);
-    render_status(
-        status,
+    render_form(
+        problem.as_ref(),
         "order.html",
         Some(visitor),
         context! {
@@ -637,8 +650,6 @@ async fn order_page(
             payment,
             shipment => shipment.map(value).unwrap_or_default(),
             key => uuid::Uuid::now_v7().to_string(),
-            error => problem.as_ref().map(|p| p.detail.clone()),
-            errors => problem.as_ref().map(field_errors),
         },
     )
 }
@@ -866,14 +877,11 @@ pub async fn signup(
     };
     match made {
         Ok(response) => response,
-        Err(problem) => render_status(
-            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+        Err(problem) => render_form(
+            Some(&problem),
             "signup.html",
             Some(&visitor),
-            context! {
-                next, name => form.name, email => form.email,
-                error => problem.detail.clone(), errors => field_errors(&problem),
-            },
+            context! { next, name => form.name, email => form.email },
         ),
     }
 }
@@ -928,18 +936,8 @@ pub struct AccountForm {
     name: String,
     #[serde(default)]
     phone: String,
-    #[serde(default)]
-    line1: String,
-    #[serde(default)]
-    line2: String,
-    #[serde(default)]
-    city: String,
-    #[serde(default)]
-    region: String,
-    #[serde(default)]
-    postal_code: String,
-    #[serde(default)]
-    country: String,
+    #[serde(flatten)]
+    address: AddressLines,
 }
 
 pub async fn update_account(
@@ -948,15 +946,8 @@ pub async fn update_account(
     SignedIn(user): SignedIn,
     PageForm(form): PageForm<AccountForm>,
 ) -> Response {
-    let address = (!form.line1.trim().is_empty()).then(|| AddressBody {
-        name: form.name.clone(),
-        line1: form.line1.clone(),
-        line2: form.line2.clone(),
-        city: form.city.clone(),
-        region: form.region.clone(),
-        postal_code: form.postal_code.clone(),
-        country: form.country.trim().to_ascii_uppercase(),
-    });
+    let address =
+        (!form.address.line1.trim().is_empty()).then(|| form.address.with_name(&form.name));
     let body = users::ProfileUpdate {
         name: Some(form.name.clone()),
         phone: Some(form.phone.clone()),
@@ -967,18 +958,13 @@ pub async fn update_account(
         Err(problem) if problem.status == 401 => to_signin(&visitor, "/account"),
         Err(problem) => {
             let me = serde_json::json!({
-                "name": form.name, "phone": form.phone,
-                "address": {"line1": form.line1, "line2": form.line2, "city": form.city,
-                    "region": form.region, "postal_code": form.postal_code, "country": form.country},
+                "name": form.name, "phone": form.phone, "address": form.address,
             });
-            render_status(
-                StatusCode::from_u16(problem.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            render_form(
+                Some(&problem),
                 "account.html",
                 Some(&visitor),
-                context! {
-                    me => Value::from_serialize(&me),
-                    error => problem.detail.clone(), errors => field_errors(&problem),
-                },
+                context! { me => Value::from_serialize(&me) },
             )
         }
     }
