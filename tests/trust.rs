@@ -1,7 +1,8 @@
 //! Rules a service states hold whoever calls it, not only behind the
 //! gateway: straight at the service ports on Postgres, text with a NUL
 //! (which Postgres cannot store) is INVALID_ARGUMENT and nothing is
-//! reserved; one order cannot name a product twice.
+//! reserved; one order cannot name a product twice; an admin's
+//! idempotency key cannot be taken for one order-svc makes itself.
 
 mod common;
 
@@ -129,4 +130,75 @@ async fn control_characters_and_repeated_products_are_refused_at_the_services() 
 
     t.shutdown().await;
     backends.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admins_refund_key_never_stands_for_an_internal_one() {
+    let t = common::TestMesh::start_with(&[
+        ("ADMIN_EMAIL", ADMIN.0),
+        ("ADMIN_PASSWORD", ADMIN.1),
+        ("RATE_LIMIT_RPS", "0"),
+        ("SEED_DEMO", "false"),
+    ])
+    .await;
+    let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
+    let (_, customer, _) = t.customer().await;
+    let created = t
+        .post(
+            "/api/v1/products",
+            Some(&admin),
+            json!({"sku": "TRUST-KEY", "name": "Mug", "category": "kitchen",
+                   "price": {"amount": 700, "currency": "USD"}, "stock": 20}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let order = t.order(&customer, &created.body["id"], 1).await;
+    let payment = t.pay(&customer, &order, "4242424242424242").await;
+    assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
+    let payment_id = payment["id"].as_str().unwrap();
+
+    // An admin refunds 50 cents under the key order-svc uses when the
+    // customer cancels.
+    let refund = |key: String| {
+        t.http
+            .post(t.url(&format!("/api/v1/payments/{payment_id}/refund")))
+            .bearer_auth(&admin)
+            .header("idempotency-key", key)
+            .json(&json!({"amount": {"amount": 50, "currency": "USD"}, "reason": "goodwill"}))
+            .send()
+    };
+    let first = refund(format!("cancel:{order}")).await.unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+
+    // The customer's cancel refunds the rest, and says so.
+    let cancelled = t
+        .post(
+            &format!("/api/v1/orders/{order}/cancel"),
+            Some(&customer),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "REFUNDED", "{}", cancelled.body);
+    let settled = common::eventually(
+        &t,
+        &format!("/api/v1/payments/{payment_id}"),
+        &admin,
+        "the whole payment refunded",
+        |p| p["refunded_amount"]["amount"] == 700,
+    )
+    .await;
+    assert_eq!(settled["status"], "REFUNDED", "{settled}");
+
+    // The admin's retry still answers the admin's own refund.
+    let again: serde_json::Value = refund(format!("cancel:{order}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["id"], first["id"], "{again}");
+    assert_eq!(again["amount"]["amount"], 50, "{again}");
+    t.shutdown().await;
 }

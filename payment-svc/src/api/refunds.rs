@@ -10,12 +10,22 @@ use super::convert::{money, refund_to_proto, to_proto};
 use super::{PaymentApi, lookup_err, now};
 use crate::domain::{self, RefundError, RefundState};
 
+/// Whether a refund stored with `stored` is the one asked for with `key`.
+/// Refunds staged before admins' keys got their prefix were stored with
+/// the bare key; order-svc's own keys (`cancel:…`) never match an admin's.
+fn same_key(stored: &str, key: &str) -> bool {
+    stored == key
+        || key
+            .strip_prefix(super::ADMIN_KEYS)
+            .is_some_and(|bare| stored == bare && !stored.starts_with("cancel:"))
+}
+
 /// The response for the refund with idempotency `key` on payment `id`.
 fn refund_response(id: &str, p: &domain::Payment, key: &str) -> ProcessRefundResponse {
     let refund = p
         .refunds
         .iter()
-        .find(|x| x.key == key)
+        .find(|x| same_key(&x.key, key))
         .expect("the refund is kept on its payment");
     ProcessRefundResponse {
         refund: Some(refund_to_proto(id, p, refund)),
@@ -50,7 +60,7 @@ impl PaymentApi {
         let staged = self
             .payments
             .update_from(current, |p| {
-                if let Some(existing) = p.refunds.iter_mut().find(|x| x.key == key) {
+                if let Some(existing) = p.refunds.iter_mut().find(|x| same_key(&x.key, &key)) {
                     if requested.is_some_and(|a| a != existing.amount) {
                         return Err(Status::already_exists(
                             "idempotency key reused with a different refund",
@@ -60,7 +70,7 @@ impl PaymentApi {
                         // A retry of a refund that failed: try again if it still fits.
                         let amount = existing.amount;
                         p.refundable(Some(amount)).map_err(refund_status)?;
-                        if let Some(again) = p.refunds.iter_mut().find(|x| x.key == key) {
+                        if let Some(again) = p.refunds.iter_mut().find(|x| same_key(&x.key, &key)) {
                             again.state = RefundState::Pending;
                         }
                     }
@@ -86,7 +96,7 @@ impl PaymentApi {
             .value
             .refunds
             .iter()
-            .find(|x| x.key == key)
+            .find(|x| same_key(&x.key, &key))
             .cloned()
             .expect("staged above");
         if refund.state == RefundState::Succeeded {
@@ -104,7 +114,7 @@ impl PaymentApi {
         let settled = self
             .payments
             .modify_from(staged, |p| {
-                let Some(x) = p.refunds.iter_mut().find(|x| x.key == key) else {
+                let Some(x) = p.refunds.iter_mut().find(|x| same_key(&x.key, &key)) else {
                     return;
                 };
                 if x.state != RefundState::Pending {
@@ -158,5 +168,23 @@ fn refund_status(err: RefundError) -> Status {
             Status::out_of_range(format!("at most {refundable} can still be refunded"))
         }
         RefundError::BadAmount => invalid_fields([("amount", "must be positive".to_string())]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_key;
+
+    #[test]
+    fn admins_keys_match_their_own_refunds_only() {
+        assert!(same_key("admin:k1", "admin:k1"));
+        assert!(same_key("cancel:o1", "cancel:o1"), "order-svc's own");
+        assert!(same_key("k1", "admin:k1"), "staged before the prefix");
+        assert!(
+            !same_key("cancel:o1", "admin:cancel:o1"),
+            "never order-svc's"
+        );
+        assert!(!same_key("admin:k1", "k1"));
+        assert!(!same_key("k2", "admin:k1"));
     }
 }
