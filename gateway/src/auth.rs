@@ -1,5 +1,6 @@
 //! Access-token verification in the gateway: tokens are checked locally
-//! against the JWKS fetched from user-svc ([`platform::auth::UserKeys`]:
+//! (a token seen lately is not checked again until it expires) against
+//! the JWKS fetched from user-svc ([`platform::auth::UserKeys`]:
 //! cached; fetched again, at most once a second, when a token names an
 //! unknown `kid`, as after a key rotation).
 
@@ -29,7 +30,7 @@ pub async fn authenticate(
             Some((scheme, token))
                 if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
             {
-                match state.jwks().verify(token.trim()).await {
+                match state.mesh().verify_user_token(token.trim()).await {
                     Ok(claims) if claims.role == platform::auth::ROLE_SERVICE => {
                         Authentication::Invalid("the access token is invalid")
                     }

@@ -25,8 +25,6 @@ use crate::state::AppState;
 #[derive(Debug, Default)]
 pub struct WebState {
     pub refreshes: session::Refreshes,
-    /// Session tokens verified lately.
-    pub sessions: Recent<platform::auth::Claims>,
     /// Parts of pages that change seldom and cost calls to services:
     /// a product's similar items and first reviews (by product id), the
     /// catalog's categories (`categories`).

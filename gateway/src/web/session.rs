@@ -70,10 +70,6 @@ pub struct Refreshes {
 
 const REFRESH_MEMORY: Duration = Duration::from_secs(30);
 
-/// How long a verified session token is taken on trust (so a key taken
-/// out of the published set stops working within this time).
-const VERIFIED_FOR: Duration = Duration::from_secs(60);
-
 impl Refreshes {
     async fn refresh(&self, state: &AppState, token: &str) -> Result<TokenPair, Problem> {
         let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
@@ -306,15 +302,7 @@ pub async fn middleware(
     let mut authentication = None;
     let mut renew = access.is_none() && refresh.is_some();
     if let Some(token) = access {
-        // A token verified a moment ago is not verified again (its
-        // signature cannot have changed; its expiry is checked).
-        let verified = match state.web().sessions.get(token, VERIFIED_FOR) {
-            Some(claims) if claims.exp > platform::auth::unix_now() => Ok(claims),
-            _ => state.jwks().verify(token).await,
-        };
-        if let Ok(claims) = &verified {
-            state.web().sessions.put(token.clone(), claims.clone());
-        }
+        let verified = state.mesh().verify_user_token(token).await;
         match verified {
             Ok(claims) if claims.role != ROLE_SERVICE => {
                 authentication = Some(Authentication::Valid(claims, token.as_str().into()));
@@ -327,7 +315,7 @@ pub async fn middleware(
     }
     if renew && let Some(refresh) = refresh {
         match state.web().refreshes.refresh(&state, refresh).await {
-            Ok(pair) => match state.jwks().verify(&pair.access_token).await {
+            Ok(pair) => match state.mesh().verify_user_token(&pair.access_token).await {
                 Ok(claims) => {
                     set.extend(session_cookies(
                         &pair,

@@ -793,8 +793,8 @@ async fn start_session(
         expires_in: 0,
     };
     let claims = state
-        .jwks()
-        .verify(&pair.access_token)
+        .mesh()
+        .verify_user_token(&pair.access_token)
         .await
         .map_err(|_| Problem::new(ErrorKind::Unavailable, "cannot sign in right now"))?;
     let user = AuthUser(claims, pair.access_token.as_str().into());

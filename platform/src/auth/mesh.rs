@@ -423,11 +423,19 @@ impl MeshAuth {
         }
     }
 
-    async fn verify_user(&self, token: &str) -> Result<Claims, tonic::Status> {
+    /// A user's access token verified; one seen lately is not checked
+    /// again until it expires (see [`Verified`]).
+    pub async fn verify_user_token(&self, token: &str) -> Result<Claims, VerifyError> {
         if let Some(claims) = self.inner.verified.get(token) {
             return Ok(claims);
         }
-        let claims = self.inner.users.verify(token).await.map_err(|e| match e {
+        let claims = self.inner.users.verify(token).await?;
+        self.inner.verified.put(token, &claims);
+        Ok(claims)
+    }
+
+    async fn verify_user(&self, token: &str) -> Result<Claims, tonic::Status> {
+        self.verify_user_token(token).await.map_err(|e| match e {
             VerifyError::Unavailable => {
                 tonic::Status::unavailable("cannot verify the access token now")
             }
@@ -435,9 +443,7 @@ impl MeshAuth {
                 tonic::Status::unauthenticated("the access token has expired")
             }
             VerifyError::Token(_) => tonic::Status::unauthenticated("the access token is invalid"),
-        })?;
-        self.inner.verified.put(token, &claims);
-        Ok(claims)
+        })
     }
 
     /// The caller if the call carries a credential, `None` if it carries
