@@ -36,25 +36,6 @@ struct Visitor {
     set_cookies: Vec<String>,
 }
 
-/// `application/x-www-form-urlencoded` of `form`.
-fn urlencoded(form: &[(&str, &str)]) -> String {
-    let encode = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                    (b as char).to_string()
-                }
-                b' ' => "+".to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    form.iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 struct Page {
     status: u16,
     location: Option<String>,
@@ -125,8 +106,7 @@ impl Visitor {
             .http
             .post(format!("{}{path}", self.base))
             .header("cookie", self.cookie_header())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(urlencoded(form));
+            .form(form);
         for (k, v) in headers {
             request = request.header(*k, *v);
         }

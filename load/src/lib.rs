@@ -678,13 +678,7 @@ impl User {
             .header("origin", world.base.clone());
         if let Some(mut form) = form {
             form.push(("csrf", self.csrf.clone()));
-            let body: Vec<String> = form
-                .iter()
-                .map(|(k, v)| format!("{k}={}", form_encode(v)))
-                .collect();
-            request = request
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body.join("&"));
+            request = request.form(&form);
         }
         let began = Instant::now();
         let (mut status, html, location) = match request.send().await {
@@ -805,20 +799,6 @@ fn hidden_field(html: &str, name: &str) -> Option<String> {
     let start = html.find(&marker)? + marker.len();
     let end = html[start..].find('"')?;
     Some(html[start..start + end].to_string())
-}
-
-/// A form value, URL-encoded.
-fn form_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
