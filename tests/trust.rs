@@ -13,30 +13,38 @@ use serde_json::json;
 use tonic::Code;
 
 const ADMIN: (&str, &str) = ("admin@example.com", "admin-password");
+const VARS: &[(&str, &str)] = &[
+    ("ADMIN_EMAIL", ADMIN.0),
+    ("ADMIN_PASSWORD", ADMIN.1),
+    ("RATE_LIMIT_RPS", "0"),
+    ("SEED_DEMO", "false"),
+];
+
+/// Creates a product of 20 units priced `cents`; returns its id.
+async fn product(t: &common::TestMesh, admin: &str, sku: &str, cents: i64) -> serde_json::Value {
+    let created = t
+        .post(
+            "/api/v1/products",
+            Some(admin),
+            json!({"sku": sku, "name": "Mug", "category": "kitchen",
+                   "price": {"amount": cents, "currency": "USD"}, "stock": 20}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    created.body["id"].clone()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn control_characters_and_repeated_products_are_refused_at_the_services() {
     let backends = Backends::new();
-    let t = backends
-        .mesh_with(&[
-            ("ADMIN_EMAIL", ADMIN.0),
-            ("ADMIN_PASSWORD", ADMIN.1),
-            ("RATE_LIMIT_RPS", "0"),
-            ("SEED_DEMO", "false"),
-        ])
-        .await;
+    let t = backends.mesh_with(VARS).await;
     let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
     let (_, customer, _) = t.customer().await;
-    let created = t
-        .post(
-            "/api/v1/products",
-            Some(&admin),
-            json!({"sku": "TRUST-1", "name": "Mug", "category": "kitchen",
-                   "price": {"amount": 500, "currency": "USD"}, "stock": 20}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let product = created.body["id"].as_str().unwrap().to_string();
+    let product = product(&t, &admin, "TRUST-1", 500)
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let mut users =
         proto::user::user_service_client::UserServiceClient::new(t.channel(ServiceId::User));
@@ -134,25 +142,11 @@ async fn control_characters_and_repeated_products_are_refused_at_the_services() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admins_refund_key_never_stands_for_an_internal_one() {
-    let t = common::TestMesh::start_with(&[
-        ("ADMIN_EMAIL", ADMIN.0),
-        ("ADMIN_PASSWORD", ADMIN.1),
-        ("RATE_LIMIT_RPS", "0"),
-        ("SEED_DEMO", "false"),
-    ])
-    .await;
+    let t = common::TestMesh::start_with(VARS).await;
     let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
     let (_, customer, _) = t.customer().await;
-    let created = t
-        .post(
-            "/api/v1/products",
-            Some(&admin),
-            json!({"sku": "TRUST-KEY", "name": "Mug", "category": "kitchen",
-                   "price": {"amount": 700, "currency": "USD"}, "stock": 20}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let order = t.order(&customer, &created.body["id"], 1).await;
+    let mug = product(&t, &admin, "TRUST-KEY", 700).await;
+    let order = t.order(&customer, &mug, 1).await;
     let payment = t.pay(&customer, &order, "4242424242424242").await;
     assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
     let payment_id = payment["id"].as_str().unwrap();
