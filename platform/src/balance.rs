@@ -175,21 +175,83 @@ impl tower::Service<http::Request<Body>> for Ejecting {
         let call = self.inner.call(request);
         let (ejected, live, wake) = (self.ejected.clone(), self.live.clone(), self.wake.clone());
         Box::pin(async move {
-            let result = call.await;
-            if result.is_err() {
-                if !ejected.load(Ordering::SeqCst)
-                    && live
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                            (n > 1).then(|| n - 1)
-                        })
-                        .is_ok()
-                {
-                    ejected.store(true, Ordering::SeqCst);
+            let eject = Eject {
+                ejected,
+                live,
+                wake,
+            };
+            match call.await {
+                // The connection can also break after the answer's headers,
+                // while its body is read: that ejects the address too.
+                Ok(response) => Ok(response.map(|body| {
+                    Body::new(EjectOnBodyError {
+                        inner: body,
+                        eject: Some(eject),
+                    })
+                })),
+                Err(err) => {
+                    eject.now();
+                    Err(err.into())
                 }
-                wake.notify_one();
             }
-            result.map_err(Into::into)
         })
+    }
+}
+
+/// What ejects one address from the balancer.
+struct Eject {
+    ejected: Arc<AtomicBool>,
+    live: Arc<AtomicUsize>,
+    wake: Arc<Notify>,
+}
+
+impl Eject {
+    /// Ejects the address unless it is the last one live, and starts a
+    /// resolver round.
+    fn now(&self) {
+        if !self.ejected.load(Ordering::SeqCst)
+            && self
+                .live
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n > 1).then(|| n - 1)
+                })
+                .is_ok()
+        {
+            self.ejected.store(true, Ordering::SeqCst);
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// An answer's body that ejects its address if reading it fails.
+struct EjectOnBodyError {
+    inner: Body,
+    eject: Option<Eject>,
+}
+
+impl http_body::Body for EjectOnBodyError {
+    type Data = <Body as http_body::Body>::Data;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled
+            && let Some(eject) = self.eject.take()
+        {
+            eject.now();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -597,14 +597,14 @@ impl Retry {
     }
 
     /// Whether an idempotent call that failed with `status` may be sent
-    /// again: a retryable code, or a connection that broke mid-call (a
-    /// replica killed or cut off: UNKNOWN with the transport's error as
-    /// its source), which another replica can answer.
+    /// again: a retryable code, or a connection that broke mid-call, before
+    /// the answer or while its body was read (a replica killed or cut off),
+    /// which another replica can answer. Such a failure is UNKNOWN with the
+    /// local transport's error as its source; an UNKNOWN a server sent has
+    /// no source.
     pub fn may_retry(status: &tonic::Status) -> bool {
         Self::is_retryable(status.code())
-            || (status.code() == Code::Unknown
-                && std::error::Error::source(status)
-                    .is_some_and(|e| e.is::<tonic::transport::Error>()))
+            || (status.code() == Code::Unknown && std::error::Error::source(status).is_some())
     }
 
     /// Runs `call` until it succeeds, fails with a non-retryable code, runs
@@ -790,6 +790,15 @@ mod tests {
             assert_eq!(result.unwrap_err().code(), code);
             assert_eq!(calls, 1, "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_broken_connection_may_be_retried_but_a_servers_unknown_not() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let broken = tonic::Status::from_error(Box::new(reset));
+        assert_eq!(broken.code(), Code::Unknown);
+        assert!(Retry::may_retry(&broken), "{broken:?}");
+        assert!(!Retry::may_retry(&tonic::Status::unknown("the handler failed")));
     }
 
     #[tokio::test(start_paused = true)]
