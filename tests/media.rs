@@ -635,3 +635,104 @@ async fn uploads_beyond_the_workers_wait_their_turn_and_all_succeed() {
     t.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_racing_for_the_last_slots_never_pass_the_limit() {
+    // On Postgres + NATS: a product two images short of the limit gets
+    // five uploads at once, and a delete among them, arriving first in
+    // some trials and last in others. However they interleave, the product
+    // never holds more than the limit, every 201 is an image it shows and
+    // every refusal is a 409 that stored nothing.
+    const LIMIT: usize = proto::MAX_PRODUCT_IMAGES;
+    let backends = Backends::new();
+    let dir = media_dir();
+    let v = vars(&dir, &[]);
+    let t = backends.mesh_with(&borrowed(&v)).await;
+    let token = admin(&t).await;
+    let id = new_product(&t, &token).await;
+    let mut seed = 100;
+    let mut next_image = || {
+        seed += 1;
+        samples::png(&samples::picture(64, 48, seed))
+    };
+    let mut shown: Vec<String> = Vec::new();
+    for _ in 0..LIMIT - 2 {
+        let r = upload(&t, Some(&token), &id, &[("file", Some("p.png"), &next_image())]).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        shown.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    for trial in 0..6 {
+        let files: Vec<Vec<u8>> = (0..5).map(|_| next_image()).collect();
+        let had_room = shown.len() < LIMIT;
+        let victim = shown.remove(trial % shown.len());
+        let delete_first = trial % 2 == 0;
+        let delete = async {
+            if !delete_first {
+                tokio::time::sleep(Duration::from_millis(5 * trial as u64)).await;
+            }
+            t.http
+                .delete(t.url(&format!("/api/v1/products/{id}/images/{victim}")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        let uploads = futures::future::join_all(files.iter().map(|file| {
+            let (t, token, id) = (&t, &token, &id);
+            async move {
+                if delete_first {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                upload(t, Some(token), id, &[("file", Some("p.png"), file)]).await
+            }
+        }));
+        let (deleted, answers) = tokio::join!(delete, uploads);
+        assert_eq!(deleted, 204, "trial {trial}");
+        for answer in &answers {
+            match answer.status {
+                201 => shown.push(answer.body["id"].as_str().unwrap().to_string()),
+                409 => assert_problem(answer, 409),
+                other => panic!("trial {trial}: {other} {}", answer.body),
+            }
+        }
+        let created = answers.iter().filter(|a| a.status == 201).count();
+        assert!(shown.len() <= LIMIT, "trial {trial}: {} images", shown.len());
+        assert!(
+            created >= 1 || !had_room,
+            "trial {trial}: a slot was free, no upload took it"
+        );
+        assert!(created <= 3, "trial {trial}: {created} uploads for at most 3 slots");
+        let mut expected = shown.clone();
+        expected.sort();
+        until("the product to show exactly the accepted images", async || {
+            let mut ids = image_ids(&product(&t, &id).await);
+            ids.sort();
+            ids == expected
+        })
+        .await;
+    }
+    // Filled up, then one out and one in.
+    while shown.len() < LIMIT {
+        let r = upload(&t, Some(&token), &id, &[("file", Some("p.png"), &next_image())]).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        shown.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let full = upload(&t, Some(&token), &id, &[("file", Some("p.png"), &next_image())]).await;
+    assert_problem(&full, 409);
+    let victim = shown.pop().unwrap();
+    let r = t
+        .http
+        .delete(t.url(&format!("/api/v1/products/{id}/images/{victim}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = upload(&t, Some(&token), &id, &[("file", Some("p.png"), &next_image())]).await;
+    assert_eq!(r.status, 201, "a deleted image frees its slot: {}", r.body);
+    t.shutdown().await;
+    backends.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

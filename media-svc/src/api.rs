@@ -52,21 +52,18 @@ fn valid_id(field: &str, id: &str) -> Result<(), Status> {
 
 impl MediaApi {
     /// Fails unless the product exists (NOT_FOUND), has room for another
-    /// image (FAILED_PRECONDITION) and its catalog answers.
+    /// image (FAILED_PRECONDITION) and its catalog answers. Checked before
+    /// the file is read; storing the record checks the room again in the
+    /// same write.
     async fn require_product(&self, product_id: &str) -> Result<(), Status> {
         let request = self.mesh.request(proto::product::GetProductDetailsRequest {
             product_id: product_id.to_string(),
         });
         match self.catalog.clone().get_product_details(request).await {
-            Ok(found) => match found.into_inner().product {
-                Some(p) if p.images.len() >= proto::MAX_PRODUCT_IMAGES => {
-                    Err(Status::failed_precondition(format!(
-                        "the product shows {} images, the most it may; delete one first",
-                        proto::MAX_PRODUCT_IMAGES
-                    )))
-                }
-                _ => Ok(()),
-            },
+            Ok(_) => {
+                self.library.free_slot(product_id).await?;
+                Ok(())
+            }
             Err(status) if status.code() == tonic::Code::NotFound => {
                 Err(Status::not_found("product not found"))
             }

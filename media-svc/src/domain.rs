@@ -98,6 +98,8 @@ pub enum Refusal {
     DecodeMemory,
     #[error("the image cannot be decoded: {0}")]
     Undecodable(String),
+    #[error("the product shows {limit} images, the most it may; delete one first")]
+    ProductFull { limit: usize },
 }
 
 impl Refusal {
@@ -111,6 +113,7 @@ impl Refusal {
             | Refusal::TooManyPixels { .. }
             | Refusal::DecodeMemory
             | Refusal::Undecodable(_) => ErrorKind::InvalidArgument,
+            Refusal::ProductFull { .. } => ErrorKind::FailedPrecondition,
         }
     }
 }
@@ -313,6 +316,11 @@ pub struct Media {
     /// bytes are shown once per product); absent once deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<String>,
+    /// `<product_id>#<n>`, n below [`MAX_IMAGES`], while the record is
+    /// live (unique: a product holds at most that many live images, however
+    /// many uploads race); absent once deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
     /// Unix milliseconds; set when deleted. The sweeper removes the record
     /// (and bytes nothing else references) a grace period later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,6 +343,10 @@ impl Media {
         format!("{product_id}/{key}")
     }
 
+    pub fn slot_key(product_id: &str, n: usize) -> String {
+        format!("{product_id}#{n}")
+    }
+
     /// Marks the record deleted at `now_ms`; false when it already was.
     pub fn delete(&mut self, now_ms: i64) -> bool {
         if self.deleted_at.is_some() {
@@ -342,6 +354,7 @@ impl Media {
         }
         self.deleted_at = Some(now_ms);
         self.live = None;
+        self.slot = None;
         true
     }
 
@@ -349,6 +362,21 @@ impl Media {
     pub fn has_width(&self, width: u32) -> bool {
         width == 0 || self.thumbnails.iter().any(|t| t.width == width)
     }
+}
+
+/// The most live images a product may have.
+pub const MAX_IMAGES: usize = proto::MAX_PRODUCT_IMAGES;
+
+/// The lowest slot that none of `live` (a product's live records) holds,
+/// if the product has room for another image. Records from before slots
+/// existed hold none but still count.
+pub fn free_slot(product_id: &str, live: &[&Media]) -> Option<usize> {
+    if live.len() >= MAX_IMAGES {
+        return None;
+    }
+    let taken: std::collections::HashSet<&str> =
+        live.iter().filter_map(|m| m.slot.as_deref()).collect();
+    (0..MAX_IMAGES).find(|&n| !taken.contains(Media::slot_key(product_id, n).as_str()))
 }
 
 /// Where an image's bytes live: `<key>/original` and `<key>/<width>`.

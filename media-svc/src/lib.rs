@@ -34,14 +34,20 @@ use crate::library::Library;
 pub const SERVICE: ServiceId = ServiceId::Media;
 
 /// The media collection: by product (ListMedia), by key (is it still
-/// referenced?), by the live product/key pair (one per product), and by
-/// deletion time (the sweeper).
+/// referenced?), by the live product/key pair (one per product), by the
+/// live product/slot pair (at most 20 per product), and by deletion time
+/// (the sweeper).
 pub fn media() -> CollectionSpec {
     CollectionSpec::new("media")
         .index(IndexSpec::new("product_id", FieldType::String))
         .index(IndexSpec::new("key", FieldType::String))
         .index(
             IndexSpec::new("live", FieldType::String)
+                .unique()
+                .optional(),
+        )
+        .index(
+            IndexSpec::new("slot", FieldType::String)
                 .unique()
                 .optional(),
         )

@@ -88,7 +88,10 @@ impl Library {
     /// Stores a processed upload for a product: the bytes first (the same
     /// bytes land on the same keys), then the record with `media.uploaded`
     /// in one write. The same image for the same product answers its
-    /// existing record (`false`: nothing new was made).
+    /// existing record (`false`: nothing new was made). A product that
+    /// already has the most live images is refused; the record takes one
+    /// of the product's slots in the same write, so racing uploads cannot
+    /// pass the limit either.
     pub async fn store(
         &self,
         product_id: &str,
@@ -98,6 +101,7 @@ impl Library {
         if let Some(existing) = self.live(product_id, &done.key).await? {
             return Ok((existing, false));
         }
+        self.free_slot(product_id).await?;
         // Written even when present: the write renews the objects' age, so
         // a sweep that found them unreferenced leaves them alone.
         for thumb in &done.thumbnails {
@@ -132,6 +136,7 @@ impl Library {
                 .collect(),
             created_at: now_ms(),
             live: Some(Media::live_key(product_id, &done.key)),
+            slot: None,
             deleted_at: None,
             outbox: Default::default(),
         };
@@ -143,20 +148,35 @@ impl Library {
             }),
         );
         media.outbox.stage(&event);
-        match self.media.insert(&id, media).await {
-            Ok(doc) => {
-                let doc = self.relay.flush_or_defer_written(doc).await;
-                Ok((doc, true))
-            }
-            // The same upload, concurrently: its twin won.
-            Err(StoreError::AlreadyExists { .. }) => {
-                match self.live(product_id, &done.key).await? {
-                    Some(existing) => Ok((existing, false)),
-                    None => Err(LibraryError::Store(StoreError::VersionConflict)),
+        // A slot taken meanwhile by a racing upload: look again. Each lost
+        // race means another upload won, so this ends.
+        for _ in 0..domain::MAX_IMAGES * 2 {
+            media.slot = Some(Media::slot_key(product_id, self.free_slot(product_id).await?));
+            match self.media.insert(&id, media.clone()).await {
+                Ok(doc) => {
+                    let doc = self.relay.flush_or_defer_written(doc).await;
+                    return Ok((doc, true));
                 }
+                Err(StoreError::AlreadyExists { .. }) => {
+                    // The same upload, concurrently: its twin won.
+                    if let Some(existing) = self.live(product_id, &done.key).await? {
+                        return Ok((existing, false));
+                    }
+                }
+                Err(err) => return Err(err.into()),
             }
-            Err(err) => Err(err.into()),
         }
+        Err(LibraryError::Store(StoreError::VersionConflict))
+    }
+
+    /// A slot the product's next image may take, or the refusal that it
+    /// has the most images already.
+    pub async fn free_slot(&self, product_id: &str) -> Result<usize, LibraryError> {
+        let live = self.of_product(product_id).await?;
+        let live: Vec<&Media> = live.iter().map(|m| &m.value).collect();
+        domain::free_slot(product_id, &live).ok_or(LibraryError::Refused(Refusal::ProductFull {
+            limit: domain::MAX_IMAGES,
+        }))
     }
 
     /// A live record by id.
@@ -173,20 +193,31 @@ impl Library {
         &self,
         product_id: &str,
     ) -> Result<Vec<Versioned<Media>>, LibraryError> {
-        let page = self
-            .media
-            .find(
-                &Query::new()
-                    .eq("product_id", product_id)
-                    .sort_by_id(false)
-                    .limit(200),
-            )
-            .await?;
-        Ok(page
-            .items
-            .into_iter()
-            .filter(|m| m.value.deleted_at.is_none())
-            .collect())
+        // Deleted records stay for the grace period, so however many there
+        // are, every page is read.
+        let mut live = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .media
+                .find(
+                    &Query::new()
+                        .eq("product_id", product_id)
+                        .sort_by_id(false)
+                        .limit(200)
+                        .after(cursor),
+                )
+                .await?;
+            live.extend(
+                page.items
+                    .into_iter()
+                    .filter(|m| m.value.deleted_at.is_none()),
+            );
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(live),
+            }
+        }
     }
 
     /// Marks a record deleted with `media.deleted` in the same write.

@@ -201,8 +201,12 @@ pub struct Image {
     pub created_at: i64,
 }
 
-/// Most images a product shows.
-pub const MAX_IMAGES: usize = proto::MAX_PRODUCT_IMAGES;
+/// Most images a product shows. media-svc holds each product to
+/// [`proto::MAX_PRODUCT_IMAGES`] live images in one write; an upload's
+/// event may still arrive before the event of a delete that made room for
+/// it, so the product document allows twice as many, which bounds it
+/// without dropping an image media-svc accepted.
+pub const MAX_IMAGES: usize = 2 * proto::MAX_PRODUCT_IMAGES;
 const REMOVED_IMAGE_MEMORY: usize = 200;
 
 impl Product {

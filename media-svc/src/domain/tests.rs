@@ -154,10 +154,41 @@ fn deleting_twice_changes_nothing() {
         thumbnails: vec![],
         created_at: 0,
         live: Some(Media::live_key("p", "k")),
+        slot: Some(Media::slot_key("p", 0)),
         deleted_at: None,
         outbox: Outbox::default(),
     };
     assert!(m.delete(5));
     assert!(!m.delete(9));
     assert_eq!((m.deleted_at, m.live.as_deref()), (Some(5), None));
+    assert_eq!(m.slot, None, "a deleted record frees its slot");
+}
+
+#[test]
+fn a_product_takes_the_lowest_free_slot_up_to_the_limit() {
+    let record = |slot: Option<usize>| Media {
+        product_id: "p".into(),
+        key: "k".into(),
+        content_type: "image/jpeg".into(),
+        width: 1,
+        height: 1,
+        bytes: 1,
+        alt: String::new(),
+        thumbnails: vec![],
+        created_at: 0,
+        live: None,
+        slot: slot.map(|n| Media::slot_key("p", n)),
+        deleted_at: None,
+        outbox: Outbox::default(),
+    };
+    assert_eq!(free_slot("p", &[]), Some(0));
+    let (a, c) = (record(Some(0)), record(Some(2)));
+    assert_eq!(free_slot("p", &[&a, &c]), Some(1));
+    // A record without a slot still counts toward the limit.
+    let many: Vec<Media> = (0..MAX_IMAGES - 1).map(|n| record(Some(n))).collect();
+    let mut live: Vec<&Media> = many.iter().collect();
+    assert_eq!(free_slot("p", &live), Some(MAX_IMAGES - 1));
+    let legacy = record(None);
+    live.push(&legacy);
+    assert_eq!(free_slot("p", &live), None);
 }
