@@ -2,8 +2,9 @@
 //! <component>`) on Postgres + NATS, first with one process per service,
 //! then with two replicas each of order-, product- and payment-svc (on
 //! 127.0.0.1 and 127.0.0.2 behind one name, `GRPC_HOSTS`). Each run prints
-//! order+pay/s and p50/p99 through the gateway at 16 connections, and each
-//! replica's share of the calls its service served (read from its own
+//! order+pay/s and p50/p99 through the gateway at 16 connections (as fast
+//! as they go), p50/p99 at a fixed rate below both set-ups' capacity, and
+//! each replica's share of the calls its service served (read from its own
 //! `/metrics`).
 //!
 //! ```sh
@@ -11,7 +12,8 @@
 //! cargo run --release --example replicas_bench
 //! ```
 //! Postgres from `TEST_DATABASE_URL`, NATS from `TEST_NATS_URL` (local
-//! defaults); `BENCH_ORDERS` (default 1500) orders per run. Throw-away
+//! defaults); `BENCH_ORDERS` (default 1500) orders per run, `BENCH_RATE`
+//! (default 60) orders per second in the fixed-rate phase. Throw-away
 //! schemas and streams are removed afterwards.
 
 use std::collections::BTreeMap;
@@ -27,6 +29,8 @@ mod processes;
 use processes::Proc;
 
 const CONNECTIONS: usize = 16;
+/// How long the fixed-rate phase sends orders.
+const FIXED_RATE_SECS: f64 = 20.0;
 const SCALED: [ServiceId; 3] = [ServiceId::Order, ServiceId::Product, ServiceId::Payment];
 
 /// Starts the mesh with `replicas` processes of each of [`SCALED`].
@@ -98,7 +102,18 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn run(replicas: u8, db: &str, nats: &str, total: usize) {
+/// One order and its payment; the status of the call that ended it.
+async fn order_and_pay(http: &reqwest::Client, base: &str, token: &str, body: &Value) -> u16 {
+    let (status, order) = post(http, format!("{base}/api/v1/orders"), Some(token), body.clone()).await;
+    if status != 201 {
+        return status;
+    }
+    let id = order["id"].as_str().unwrap_or_default();
+    let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
+    post(http, format!("{base}/api/v1/orders/{id}/payment"), Some(token), card).await.0
+}
+
+async fn run(replicas: u8, db: &str, nats: &str, total: usize, rate_per_s: f64) {
     let tag = format!("r{}", &uuid::Uuid::now_v7().simple().to_string()[..20]);
     let (procs, base) = start(replicas, db, nats, &tag);
     let http = reqwest::Client::new();
@@ -122,9 +137,12 @@ async fn run(replicas: u8, db: &str, nats: &str, total: usize) {
             json!({"sku": sku, "name": "Bench", "category": "bench", "price": {"amount": 500, "currency": "USD"}, "stock": 10_000_000})).await;
         products.push(product["id"].as_str().expect("product").to_string());
     }
+    let body_of = |w: usize| {
+        json!({"items": [{"product_id": products[w % products.len()], "quantity": 1}],
+            "shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}})
+    };
     let order_pay = |total: usize| {
-        let (http, base, tokens, products) =
-            (http.clone(), base.clone(), tokens.clone(), products.clone());
+        let (http, base, tokens) = (http.clone(), base.clone(), tokens.clone());
         async move {
             let latencies = Arc::new(Mutex::new(Vec::new()));
             let failures = Arc::new(Mutex::new(BTreeMap::<u16, usize>::new()));
@@ -133,20 +151,12 @@ async fn run(replicas: u8, db: &str, nats: &str, total: usize) {
             for w in 0..CONNECTIONS {
                 let (http, base, token) = (http.clone(), base.clone(), tokens[w].clone());
                 let (latencies, failures) = (latencies.clone(), failures.clone());
-                let body = json!({"items": [{"product_id": products[w % products.len()], "quantity": 1}],
-                    "shipping_address": {"name": "B", "line1": "1 St", "city": "C", "postal_code": "1", "country": "US"}});
+                let body = body_of(w);
                 tasks.spawn(async move {
                     let mut i = w;
                     while i < total {
                         let t = Instant::now();
-                        let (status, order) = post(&http, format!("{base}/api/v1/orders"), Some(&token), body.clone()).await;
-                        let status = if status == 201 {
-                            let id = order["id"].as_str().unwrap_or_default();
-                            let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
-                            post(&http, format!("{base}/api/v1/orders/{id}/payment"), Some(&token), card).await.0
-                        } else {
-                            status
-                        };
+                        let status = order_and_pay(&http, &base, &token, &body).await;
                         if status == 201 {
                             latencies.lock().unwrap().push(t.elapsed());
                         } else {
@@ -192,6 +202,36 @@ async fn run(replicas: u8, db: &str, nats: &str, total: usize) {
     println!(
         "{replicas} replica(s) of order, product, payment: {rate:>6.0} order+pay/s, p50 {p50:>7.1?}, p99 {p99:>7.1?}, {per_order:.1} Postgres commits per order, failures {failures:?}"
     );
+    // The same flow at a fixed rate below both set-ups' capacity: the
+    // latency a client sees at a given load, not the queue of a saturated
+    // machine. Each order is timed from when it was due, so a stall that
+    // delays later orders counts against them too.
+    let due_every = Duration::from_secs_f64(1.0 / rate_per_s);
+    let started = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..(rate_per_s * FIXED_RATE_SECS) as usize {
+        let due = started + due_every * i as u32;
+        tokio::time::sleep_until(due).await;
+        let (http, base, token, body) = (http.clone(), base.clone(), tokens[i % CONNECTIONS].clone(), body_of(i));
+        tasks.spawn(async move {
+            let status = order_and_pay(&http, &base, &token, &body).await;
+            (status, due.elapsed())
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut failures = BTreeMap::<u16, usize>::new();
+    while let Some(done) = tasks.join_next().await {
+        match done.expect("an order task") {
+            (201, took) => latencies.push(took),
+            (status, _) => *failures.entry(status).or_default() += 1,
+        }
+    }
+    latencies.sort();
+    println!(
+        "    at a fixed {rate_per_s:.0} order+pay/s for {FIXED_RATE_SECS:.0} s: p50 {:>7.1?}, p99 {:>7.1?}, failures {failures:?}",
+        pct(&latencies, 0.5),
+        pct(&latencies, 0.99)
+    );
     for id in SCALED {
         let calls: Vec<u64> = procs
             .iter()
@@ -225,7 +265,11 @@ async fn main() {
     println!(
         "order+pay through the gateway, {CONNECTIONS} connections, {total} orders per run, 16 products"
     );
+    let rate = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60.0);
     for replicas in [1, 2] {
-        run(replicas, &db, &nats, total).await;
+        run(replicas, &db, &nats, total, rate).await;
     }
 }
