@@ -13,6 +13,28 @@ use super::{ambiguous, new_id, now_ms};
 use crate::api::{OrderApi, money, status_to_proto};
 use crate::domain::{Order, OrderEvent, OrderStatus as S, PayRefusal, Step};
 
+/// Longest a duplicate payment request waits for the attempt under its
+/// key to be answered.
+const ATTEMPT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn pay_refused(refusal: PayRefusal) -> Status {
+    match refusal {
+        PayRefusal::NotPayable(S::Paid | S::Shipped | S::Delivered) => {
+            Status::failed_precondition("the order is already paid")
+        }
+        PayRefusal::NotPayable(status) => Status::failed_precondition(format!(
+            "the order is {} and cannot be paid",
+            status_to_proto(status).short_name()
+        )),
+        PayRefusal::InProgress => {
+            Status::aborted("a payment for this order is in progress; retry shortly")
+        }
+        PayRefusal::Expired => Status::failed_precondition(
+            "the time to pay this order has run out; it is being cancelled",
+        ),
+    }
+}
+
 impl OrderApi {
     /// ProcessPayment: the attempt is recorded, then the payment made.
     pub(crate) async fn pay(
@@ -24,44 +46,13 @@ impl OrderApi {
         budget: &Budget,
     ) -> Result<(proto::payment::Payment, S), Status> {
         let id = order.id.clone();
-        // A retry of an attempt that ended gets its answer again, whatever
-        // happened to the order since: the payment service replays it for
-        // the same key and card (and refuses another card under that key).
-        let replay = order.value.finished_attempt(&key).is_some();
-        let started = if replay {
-            Ok(order.clone())
-        } else {
-            self.change_from(&id, Some(order.clone()), |o| {
-                o.begin_payment(&key, now_ms())
-            })
-            .await?
-        };
-        let started = match started {
-            Ok(started) => started,
-            Err(refusal) => {
-                return Err(match refusal {
-                    PayRefusal::NotPayable(S::Paid | S::Shipped | S::Delivered) => {
-                        Status::failed_precondition("the order is already paid")
-                    }
-                    PayRefusal::NotPayable(status) => Status::failed_precondition(format!(
-                        "the order is {} and cannot be paid",
-                        status_to_proto(status).short_name()
-                    )),
-                    PayRefusal::InProgress => {
-                        Status::aborted("a payment for this order is in progress; retry shortly")
-                    }
-                    PayRefusal::Expired => Status::failed_precondition(
-                        "the time to pay this order has run out; it is being cancelled",
-                    ),
-                });
-            }
-        };
+        let started = self.claim_attempt(order, &key, budget).await?;
         let request = self.budget_request(
             budget,
             proto::payment::CreatePaymentRequest {
                 order_id: id.clone(),
-                user_id: order.value.user_id.clone(),
-                amount: money(order.value.total, &order.value.currency),
+                user_id: started.value.user_id.clone(),
+                amount: money(started.value.total, &started.value.currency),
                 idempotency_key: key.clone(),
                 card,
             },
@@ -120,6 +111,73 @@ impl OrderApi {
             None => self.orders.get(&id).await?.value.status,
         };
         Ok((payment, status))
+    }
+
+    /// Records the attempt under `key`, or finds it made already. A retry
+    /// of an attempt that ended gets its answer again, whatever
+    /// happened to the order since: the payment service replays it for the
+    /// same key and card (and refuses another card under that key). A
+    /// duplicate that arrives while the attempt under the same key is
+    /// still being answered waits for it (a while), then answers the same.
+    async fn claim_attempt(
+        &self,
+        mut order: Versioned<Order>,
+        key: &str,
+        budget: &Budget,
+    ) -> Result<Versioned<Order>, Status> {
+        enum Begin {
+            Refused(PayRefusal),
+            /// The attempt under `key` ended, or another request is making it.
+            Made,
+        }
+        let id = order.id.clone();
+        let mut waited = false;
+        loop {
+            if order.value.finished_attempt(key).is_some() {
+                return Ok(order);
+            }
+            let begun = self
+                .change_from(&id, Some(order.clone()), |o| {
+                    let under_way = o.live_attempt(now_ms()).is_some_and(|a| a.key == key);
+                    if o.finished_attempt(key).is_some() || (under_way && !waited) {
+                        return Err(Begin::Made);
+                    }
+                    o.begin_payment(key, now_ms()).map_err(Begin::Refused)
+                })
+                .await?;
+            match begun {
+                Ok(started) => return Ok(started),
+                Err(Begin::Made) => {
+                    order = self.attempt_settled(&id, key, budget).await?;
+                    waited = true;
+                }
+                Err(Begin::Refused(refusal)) => return Err(pay_refused(refusal)),
+            }
+        }
+    }
+
+    /// The order once the attempt under `key` is no longer under way, or
+    /// as it stands after [`ATTEMPT_WAIT`] (or half the caller's budget):
+    /// a first request that died leaves its attempt live, and its retry
+    /// then goes ahead.
+    async fn attempt_settled(
+        &self,
+        id: &str,
+        key: &str,
+        budget: &Budget,
+    ) -> Result<Versioned<Order>, Status> {
+        let deadline = tokio::time::Instant::now() + ATTEMPT_WAIT.min(budget.remaining() / 2);
+        loop {
+            let order = self.orders.get(id).await.map_err(super::not_found)?;
+            let under_way = order
+                .value
+                .live_attempt(now_ms())
+                .is_some_and(|a| a.key == key);
+            if !under_way || tokio::time::Instant::now() >= deadline {
+                return Ok(order);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// A payment succeeded (answer of the payment call, or
