@@ -103,9 +103,14 @@ async fn shutdown_stops_every_listener() {
 
 #[tokio::test]
 async fn training_asks_who_is_calling() {
-    // Straight at the service port: no identity, or a customer's, is refused
-    // with the proper code; an internal caller starts a training.
-    let t = TestMesh::start().await;
+    // Straight at the service port: no identity, a customer's, or another
+    // component's, is refused with the proper code; an admin starts a
+    // training.
+    let t = TestMesh::start_with(&[
+        ("ADMIN_EMAIL", "admin@example.com"),
+        ("ADMIN_PASSWORD", "admin-password"),
+    ])
+    .await;
     let mut client =
         proto::recommendation::recommendation_service_client::RecommendationServiceClient::new(
             t.channel(ServiceId::Recommendation),
@@ -149,11 +154,17 @@ async fn training_asks_who_is_calling() {
             .code(),
         Code::Unauthenticated
     );
-    let started = client
+    let component = client
         .train_model(t.as_service(
             proto::recommendation::TrainModelRequest::default(),
             "order-svc",
         ))
+        .await
+        .unwrap_err();
+    assert_eq!(component.code(), Code::PermissionDenied);
+    let (admin, _) = t.login("admin@example.com", "admin-password").await;
+    let started = client
+        .train_model(t.as_user(proto::recommendation::TrainModelRequest::default(), &admin))
         .await
         .unwrap()
         .into_inner();

@@ -2,7 +2,8 @@
 //! gateway: straight at the service ports on Postgres, text with a NUL
 //! (which Postgres cannot store) is INVALID_ARGUMENT and nothing is
 //! reserved; one order cannot name a product twice; an admin's
-//! idempotency key cannot be taken for one order-svc makes itself.
+//! idempotency key cannot be taken for one order-svc makes itself; a
+//! component's key is good only for the calls that component makes.
 
 mod common;
 
@@ -195,4 +196,194 @@ async fn an_admins_refund_key_never_stands_for_an_internal_one() {
     assert_eq!(again["id"], first["id"], "{again}");
     assert_eq!(again["amount"]["amount"], 50, "{again}");
     t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_components_key_is_refused_for_calls_it_does_not_make() {
+    // Each privileged call names the components that make it. Another
+    // component's key, valid as it is, gets PERMISSION_DENIED (or, for a
+    // read, NOT_FOUND as a stranger would), and the owner still may.
+    use proto::notification::notification_service_client::NotificationServiceClient;
+    use proto::order::order_service_client::OrderServiceClient;
+    use proto::payment::payment_service_client::PaymentServiceClient;
+    use proto::shipping::shipping_service_client::ShippingServiceClient;
+    use proto::user::user_service_client::UserServiceClient;
+
+    let t = common::TestMesh::start_with(VARS).await;
+    let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
+    let (customer_id, customer, _) = t.customer().await;
+    let mug = product(&t, &admin, "TRUST-OWN", 900).await;
+    let order = t.order(&customer, &mug, 1).await;
+    let paid = t.pay(&customer, &order, "4242424242424242").await;
+    assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
+
+    let mut orders = OrderServiceClient::new(t.channel(ServiceId::Order));
+    let mut payments = PaymentServiceClient::new(t.channel(ServiceId::Payment));
+    let mut shipping = ShippingServiceClient::new(t.channel(ServiceId::Shipping));
+    let mut notifications = NotificationServiceClient::new(t.channel(ServiceId::Notification));
+    let mut users = UserServiceClient::new(t.channel(ServiceId::User));
+    let stranger = "recommendation-svc";
+
+    // An order: product-svc asks about reservations; nobody else reads it.
+    let status_of = |abandon_if_missing| proto::order::GetOrderStatusRequest {
+        order_id: order.clone(),
+        abandon_if_missing,
+    };
+    for abandon in [false, true] {
+        let refused = orders
+            .get_order_status(t.as_service(status_of(abandon), stranger))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    }
+    let seen = orders
+        .get_order_status(t.as_service(status_of(false), "product-svc"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seen.order_id, order);
+
+    // Payments: customers read their own, admins any; no component.
+    let listing = proto::payment::ListPaymentsRequest {
+        user_id: customer_id.clone(),
+        ..Default::default()
+    };
+    let refused = payments
+        .list_payments(t.as_service(listing.clone(), "order-svc"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let by_id = proto::payment::GetPaymentStatusRequest {
+        payment_id: paid["id"].as_str().unwrap().to_string(),
+    };
+    let refused = payments
+        .get_payment_status(t.as_service(by_id, stranger))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+
+    // Shipments: the carrier's updates come through the gateway, voids
+    // from the order saga.
+    let delivered = proto::shipping::UpdateShipmentStatusRequest {
+        target: Some(
+            proto::shipping::update_shipment_status_request::Target::ShipmentId(
+                uuid::Uuid::now_v7().to_string(),
+            ),
+        ),
+        status: proto::shipping::ShipmentStatus::Delivered as i32,
+        ..Default::default()
+    };
+    let refused = shipping
+        .update_shipment_status(t.as_service(delivered, stranger))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let void = proto::shipping::VoidShipmentRequest {
+        order_id: order.clone(),
+        reason: "forged".into(),
+    };
+    let refused = shipping
+        .void_shipment(t.as_service(void, "notification-svc"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // A notification to anyone: cart-svc's reminders.
+    let note = || proto::notification::SendNotificationRequest {
+        user_id: customer_id.clone(),
+        kind: "cart_reminder".into(),
+        title: "Your cart".into(),
+        body: "Still there".into(),
+        channels: vec![],
+    };
+    let refused = notifications
+        .send_notification(t.as_service(note(), stranger))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    notifications
+        .send_notification(t.as_service(note(), "cart-svc"))
+        .await
+        .expect("cart-svc reminds customers");
+
+    // Contact details: notification-svc's deliveries.
+    let contact = || proto::user::GetUserRequest {
+        user_id: customer_id.clone(),
+    };
+    let refused = users
+        .get_user(t.as_service(contact(), stranger))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let found = users
+        .get_user(t.as_service(contact(), "notification-svc"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.user.unwrap().id, customer_id);
+
+    // None of it changed the order.
+    let r = t
+        .get(&format!("/api/v1/orders/{order}"), Some(&customer))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_ne!(r.body["status"], "CANCELLED", "{}", r.body);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_payments_under_one_key_all_answer_the_first_payment() {
+    // On Postgres: 20 requests to pay one order under one Idempotency-Key,
+    // all at once or the first a moment ahead of the rest. Every one
+    // answers 201 with the same payment, and one payment exists.
+    let backends = Backends::new();
+    let t = backends.mesh_with(VARS).await;
+    let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
+    let (_, customer, _) = t.customer().await;
+    let mug = product(&t, &admin, "TRUST-SAME-KEY", 1500).await;
+    let mut payments = proto::payment::payment_service_client::PaymentServiceClient::new(
+        t.channel(ServiceId::Payment),
+    );
+    for round in 0..6 {
+        let order = t.order(&customer, &mug, 1).await;
+        let path = format!("/api/v1/orders/{order}/payment");
+        let key = format!("pay-{order}");
+        let first_ahead = round % 2 == 1;
+        let answers = futures::future::join_all((0..20).map(|i| {
+            let (t, path, key, customer) = (&t, &path, &key, &customer);
+            async move {
+                if first_ahead && i > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+                }
+                t.post_keyed(path, customer, key, common::card("4242424242424242"))
+                    .await
+            }
+        }))
+        .await;
+        let first = answers[0].body["id"].clone();
+        for (i, answer) in answers.iter().enumerate() {
+            assert_eq!(
+                answer.status, 201,
+                "round {round}, request {i}: {}",
+                answer.body
+            );
+            assert_eq!(answer.body["id"], first, "round {round}, request {i}");
+            assert_eq!(answer.body["status"], "SUCCEEDED", "{}", answer.body);
+        }
+        let listed = payments
+            .list_payments(t.as_user(
+                proto::payment::ListPaymentsRequest {
+                    order_id: order.clone(),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .payments;
+        assert_eq!(listed.len(), 1, "round {round}: {listed:?}");
+    }
+    t.shutdown().await;
+    backends.cleanup().await;
 }

@@ -798,7 +798,9 @@ mod tests {
         let broken = tonic::Status::from_error(Box::new(reset));
         assert_eq!(broken.code(), Code::Unknown);
         assert!(Retry::may_retry(&broken), "{broken:?}");
-        assert!(!Retry::may_retry(&tonic::Status::unknown("the handler failed")));
+        assert!(!Retry::may_retry(&tonic::Status::unknown(
+            "the handler failed"
+        )));
     }
 
     #[tokio::test(start_paused = true)]

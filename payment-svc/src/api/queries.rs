@@ -11,7 +11,7 @@ use crate::domain;
 
 impl PaymentApi {
     fn may_read(caller: &Caller, payment: &domain::Payment) -> bool {
-        caller.is_admin() || caller.is_service() || caller.user_id == payment.user_id
+        caller.is_admin() || caller.user_id == payment.user_id
     }
 
     /// `GetPaymentStatus`: a payment the caller may read, else NotFound.
@@ -29,13 +29,13 @@ impl PaymentApi {
         })
     }
 
-    /// `ListPayments`: customers see their own, admins and services any.
+    /// `ListPayments`: customers see their own, admins any.
     pub(super) async fn list(
         &self,
         caller: &Caller,
         r: ListPaymentsRequest,
     ) -> Result<ListPaymentsResponse, Status> {
-        let privileged = caller.is_admin() || caller.is_service();
+        let privileged = caller.is_admin();
         let user = if r.user_id.is_empty() {
             if privileged {
                 None

@@ -63,7 +63,7 @@ impl Caller {
 
     /// `PERMISSION_DENIED` unless the call came from one of `components`.
     pub fn require_from(&self, components: &[&str]) -> Result<(), tonic::Status> {
-        if components.iter().any(|c| self.is_from(c)) {
+        if self.is_from_any(components) {
             Ok(())
         } else {
             Err(tonic::Status::permission_denied(format!(
@@ -73,14 +73,23 @@ impl Caller {
         }
     }
 
-    /// `PERMISSION_DENIED` unless the caller is an admin or a service.
-    pub fn require_admin_or_service(&self) -> Result<(), tonic::Status> {
-        if self.is_admin() || self.is_service() {
+    /// Whether the call came from one of `components` (on its own behalf
+    /// or for a user).
+    pub fn is_from_any(&self, components: &[&str]) -> bool {
+        components.iter().any(|c| self.is_from(c))
+    }
+
+    /// `PERMISSION_DENIED` unless the caller is an admin or the call came
+    /// from one of `components`: each privileged call names the components
+    /// that make it, never "any service".
+    pub fn require_admin_or(&self, components: &[&str]) -> Result<(), tonic::Status> {
+        if self.is_admin() || self.is_from_any(components) {
             Ok(())
         } else {
-            Err(tonic::Status::permission_denied(
-                "admin or internal caller required",
-            ))
+            Err(tonic::Status::permission_denied(format!(
+                "only an admin or {} may call this",
+                components.join(", ")
+            )))
         }
     }
 

@@ -499,6 +499,18 @@ impl MeshAuth {
                 "service token refused: it names another component",
             ));
         }
+        // Components sign tokens that live minutes. One made to live longer
+        // (or dated in the future) is refused: a token that leaked must
+        // stop working soon, whoever signed it.
+        let most = SERVICE_TOKEN_TTL.as_secs() + LEEWAY.as_secs();
+        if claims.exp.saturating_sub(claims.iat) > most
+            || claims.iat > unix_now() + LEEWAY.as_secs()
+        {
+            return Err(tonic::Status::unauthenticated(format!(
+                "service token refused: it may live at most {} s",
+                SERVICE_TOKEN_TTL.as_secs()
+            )));
+        }
         self.inner.verified.put(&cache_key, &claims);
         Ok(claims.sub)
     }
@@ -697,6 +709,54 @@ mod tests {
         );
         let status = payment.caller(request.metadata()).await.unwrap_err();
         assert!(status.message().contains("expired"), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn a_service_token_made_to_live_long_is_refused() {
+        let (private, public, user) = mesh(&["order-svc", "payment-svc"]);
+        let payment = auth("payment-svc", &private, &public, &user);
+        let key = SigningKey::from_seed(private[0].1.expose())
+            .unwrap()
+            .with_kid("order-svc");
+        let sent = |claims: &Claims| {
+            let mut request = tonic::Request::new(());
+            request
+                .metadata_mut()
+                .insert(SERVICE_TOKEN_METADATA, key.sign(claims).parse().unwrap());
+            request
+        };
+        let ten_years = Duration::from_secs(10 * 365 * 24 * 3600);
+        let long = Claims::new(
+            "order-svc",
+            ROLE_SERVICE,
+            MESH_ISSUER,
+            MESH_ISSUER,
+            ten_years,
+        );
+        let status = payment.caller(sent(&long).metadata()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert!(status.message().contains("at most"), "{status:?}");
+        // Dated an hour ahead, so that it seems short-lived for a while.
+        let mut ahead = Claims::new(
+            "order-svc",
+            ROLE_SERVICE,
+            MESH_ISSUER,
+            MESH_ISSUER,
+            SERVICE_TOKEN_TTL,
+        );
+        ahead.iat += 3600;
+        ahead.exp += 3600;
+        let status = payment.caller(sent(&ahead).metadata()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        let fine = Claims::new(
+            "order-svc",
+            ROLE_SERVICE,
+            MESH_ISSUER,
+            MESH_ISSUER,
+            SERVICE_TOKEN_TTL,
+        );
+        let caller = payment.caller(sent(&fine).metadata()).await.unwrap();
+        assert!(caller.is_from("order-svc"));
     }
 
     #[tokio::test]

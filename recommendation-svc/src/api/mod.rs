@@ -40,9 +40,9 @@ fn invalid(err: InvalidRequest) -> Status {
     platform::error::invalid_fields([(field, err.to_string())])
 }
 
-/// A customer only for itself; admins and services for anyone.
+/// A customer only for itself; admins for anyone.
 fn may_act_for(caller: &Caller, user_id: &str) -> Result<(), Status> {
-    if caller.is_admin() || caller.is_service() || caller.user_id == user_id {
+    if caller.is_admin() || caller.user_id == user_id {
         Ok(())
     } else {
         Err(Status::permission_denied("only for your own account"))
@@ -84,7 +84,7 @@ impl RecommendationService for RecommendationApi {
         self.mesh
             .caller(request.metadata())
             .await?
-            .require_admin_or_service()?;
+            .require_admin()?;
         let started = self.trainer.start().await?;
         Ok(Response::new(TrainModelResponse {
             model_version: started.version,
@@ -101,7 +101,7 @@ impl RecommendationService for RecommendationApi {
         self.mesh
             .caller(request.metadata())
             .await?
-            .require_admin_or_service()?;
+            .require_admin()?;
         // A model another replica just trained is served here too.
         if let Err(err) = self.serving.refresh(&self.store).await {
             tracing::warn!(error = %err, "loading the current model failed");
