@@ -104,13 +104,26 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 /// One order and its payment; the status of the call that ended it.
 async fn order_and_pay(http: &reqwest::Client, base: &str, token: &str, body: &Value) -> u16 {
-    let (status, order) = post(http, format!("{base}/api/v1/orders"), Some(token), body.clone()).await;
+    let (status, order) = post(
+        http,
+        format!("{base}/api/v1/orders"),
+        Some(token),
+        body.clone(),
+    )
+    .await;
     if status != 201 {
         return status;
     }
     let id = order["id"].as_str().unwrap_or_default();
     let card = json!({"card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}});
-    post(http, format!("{base}/api/v1/orders/{id}/payment"), Some(token), card).await.0
+    post(
+        http,
+        format!("{base}/api/v1/orders/{id}/payment"),
+        Some(token),
+        card,
+    )
+    .await
+    .0
 }
 
 async fn run(replicas: u8, db: &str, nats: &str, total: usize, rate_per_s: f64) {
@@ -148,8 +161,8 @@ async fn run(replicas: u8, db: &str, nats: &str, total: usize, rate_per_s: f64) 
             let failures = Arc::new(Mutex::new(BTreeMap::<u16, usize>::new()));
             let started = Instant::now();
             let mut tasks = tokio::task::JoinSet::new();
-            for w in 0..CONNECTIONS {
-                let (http, base, token) = (http.clone(), base.clone(), tokens[w].clone());
+            for (w, token) in tokens.iter().enumerate() {
+                let (http, base, token) = (http.clone(), base.clone(), token.clone());
                 let (latencies, failures) = (latencies.clone(), failures.clone());
                 let body = body_of(w);
                 tasks.spawn(async move {
@@ -212,7 +225,12 @@ async fn run(replicas: u8, db: &str, nats: &str, total: usize, rate_per_s: f64) 
     for i in 0..(rate_per_s * FIXED_RATE_SECS) as usize {
         let due = started + due_every * i as u32;
         tokio::time::sleep_until(due).await;
-        let (http, base, token, body) = (http.clone(), base.clone(), tokens[i % CONNECTIONS].clone(), body_of(i));
+        let (http, base, token, body) = (
+            http.clone(),
+            base.clone(),
+            tokens[i % CONNECTIONS].clone(),
+            body_of(i),
+        );
         tasks.spawn(async move {
             let status = order_and_pay(&http, &base, &token, &body).await;
             (status, due.elapsed())

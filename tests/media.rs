@@ -657,7 +657,13 @@ async fn uploads_racing_for_the_last_slots_never_pass_the_limit() {
     };
     let mut shown: Vec<String> = Vec::new();
     for _ in 0..LIMIT - 2 {
-        let r = upload(&t, Some(&token), &id, &[("file", Some("p.png"), &next_image())]).await;
+        let r = upload(
+            &t,
+            Some(&token),
+            &id,
+            &[("file", Some("p.png"), &next_image())],
+        )
+        .await;
         assert_eq!(r.status, 201, "{}", r.body);
         shown.push(r.body["id"].as_str().unwrap().to_string());
     }
@@ -698,28 +704,50 @@ async fn uploads_racing_for_the_last_slots_never_pass_the_limit() {
             }
         }
         let created = answers.iter().filter(|a| a.status == 201).count();
-        assert!(shown.len() <= LIMIT, "trial {trial}: {} images", shown.len());
+        assert!(
+            shown.len() <= LIMIT,
+            "trial {trial}: {} images",
+            shown.len()
+        );
         assert!(
             created >= 1 || !had_room,
             "trial {trial}: a slot was free, no upload took it"
         );
-        assert!(created <= 3, "trial {trial}: {created} uploads for at most 3 slots");
+        assert!(
+            created <= 3,
+            "trial {trial}: {created} uploads for at most 3 slots"
+        );
         let mut expected = shown.clone();
         expected.sort();
-        until("the product to show exactly the accepted images", async || {
-            let mut ids = image_ids(&product(&t, &id).await);
-            ids.sort();
-            ids == expected
-        })
+        until(
+            "the product to show exactly the accepted images",
+            async || {
+                let mut ids = image_ids(&product(&t, &id).await);
+                ids.sort();
+                ids == expected
+            },
+        )
         .await;
     }
     // Filled up, then one out and one in.
     while shown.len() < LIMIT {
-        let r = upload(&t, Some(&token), &id, &[("file", Some("p.png"), &next_image())]).await;
+        let r = upload(
+            &t,
+            Some(&token),
+            &id,
+            &[("file", Some("p.png"), &next_image())],
+        )
+        .await;
         assert_eq!(r.status, 201, "{}", r.body);
         shown.push(r.body["id"].as_str().unwrap().to_string());
     }
-    let full = upload(&t, Some(&token), &id, &[("file", Some("p.png"), &next_image())]).await;
+    let full = upload(
+        &t,
+        Some(&token),
+        &id,
+        &[("file", Some("p.png"), &next_image())],
+    )
+    .await;
     assert_problem(&full, 409);
     let victim = shown.pop().unwrap();
     let r = t
@@ -730,7 +758,13 @@ async fn uploads_racing_for_the_last_slots_never_pass_the_limit() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let r = upload(&t, Some(&token), &id, &[("file", Some("p.png"), &next_image())]).await;
+    let r = upload(
+        &t,
+        Some(&token),
+        &id,
+        &[("file", Some("p.png"), &next_image())],
+    )
+    .await;
     assert_eq!(r.status, 201, "a deleted image frees its slot: {}", r.body);
     t.shutdown().await;
     backends.cleanup().await;

@@ -151,7 +151,10 @@ impl Library {
         // A slot taken meanwhile by a racing upload: look again. Each lost
         // race means another upload won, so this ends.
         for _ in 0..domain::MAX_IMAGES * 2 {
-            media.slot = Some(Media::slot_key(product_id, self.free_slot(product_id).await?));
+            media.slot = Some(Media::slot_key(
+                product_id,
+                self.free_slot(product_id).await?,
+            ));
             match self.media.insert(&id, media.clone()).await {
                 Ok(doc) => {
                     let doc = self.relay.flush_or_defer_written(doc).await;
