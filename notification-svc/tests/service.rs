@@ -546,7 +546,7 @@ async fn send_notification_checks_the_caller_the_user_and_reports_the_channels_u
     let sms = twilio.wait_for_requests(1).await;
     assert_eq!(sms[0].form()["Body"], "Spring sale: Everything 20% off");
 
-    let used = send(&without_phone, ("svc:order-svc", "service"), all.clone())
+    let used = send(&without_phone, ("svc:cart-svc", "service"), all.clone())
         .await
         .unwrap()
         .into_inner();
@@ -568,6 +568,11 @@ async fn send_notification_checks_the_caller_the_user_and_reports_the_channels_u
     .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
     let err = send(&with_phone, (&without_phone, "customer"), vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // Only cart-svc of the components sends notifications of its own.
+    let err = send(&with_phone, ("svc:order-svc", "service"), vec![])
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);

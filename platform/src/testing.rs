@@ -307,7 +307,7 @@ pub struct TestIdentity {
 }
 
 /// Components a test may speak as.
-pub const TEST_COMPONENTS: [&str; 8] = [
+pub const TEST_COMPONENTS: [&str; 10] = [
     "gateway",
     "user-svc",
     "product-svc",
@@ -316,6 +316,8 @@ pub const TEST_COMPONENTS: [&str; 8] = [
     "shipping-svc",
     "notification-svc",
     "recommendation-svc",
+    "cart-svc",
+    "media-svc",
 ];
 
 /// The process's test identity.
