@@ -120,6 +120,11 @@ impl Problem {
                     "a service this request needs failed while answering; retry with the same Idempotency-Key",
                 )
             }
+            ErrorKind::RateLimited if platform::error::retry_after(status).is_some() => {
+                let wait = platform::error::retry_after(status).unwrap_or_default();
+                Problem::new(kind, status.message())
+                    .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
+            }
             ErrorKind::Aborted => {
                 Problem::new(kind, status.message()).retry_after(RETRY_AFTER_SECS)
             }

@@ -557,6 +557,17 @@ pub fn overloaded(message: impl Into<String>, retry_after: std::time::Duration) 
     )
 }
 
+/// RESOURCE_EXHAUSTED for a caller over a limit (429 over HTTP), with a
+/// `google.rpc.RetryInfo` saying when it may try again.
+pub fn limited(message: impl Into<String>, retry_after: std::time::Duration) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    tonic::Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        message,
+        ErrorDetails::with_retry_info(Some(retry_after)),
+    )
+}
+
 /// The retry delay a status carries (`google.rpc.RetryInfo`), if any.
 pub fn retry_after(status: &tonic::Status) -> Option<std::time::Duration> {
     use tonic_types::StatusExt;

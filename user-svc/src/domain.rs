@@ -156,8 +156,56 @@ pub struct User {
     pub updated_at: i64,
     #[serde(default)]
     pub preferences_updated_at: i64,
+    /// Failed logins in the current window (see [`MAX_FAILED_LOGINS`]).
+    #[serde(default)]
+    pub login_guard: Window,
     #[serde(default)]
     pub outbox: Outbox,
+}
+
+/// Failed logins an account allows in one window, whoever asks.
+pub const MAX_FAILED_LOGINS: u32 = 20;
+/// The window of [`MAX_FAILED_LOGINS`], in seconds.
+pub const FAILED_LOGIN_WINDOW_SECS: i64 = 15 * 60;
+
+/// Accounts registered per minute by callers other than the gateway (each
+/// replica), so a process inside the network cannot create them in bulk.
+pub const DIRECT_SIGNUPS_PER_MINUTE: u32 = 10;
+
+/// Slots taken in a fixed window. A login takes one before the password is
+/// checked and gives it back when the password matches, so concurrent
+/// guesses can never check more passwords than the limit allows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Unix seconds.
+    pub window_start: i64,
+    pub taken: u32,
+}
+
+impl Window {
+    /// Takes one of `max` slots per `secs` at `now` (Unix seconds), or
+    /// says in how many seconds one is free again.
+    pub fn take(&mut self, now: i64, max: u32, secs: i64) -> Result<(), u64> {
+        if now - self.window_start >= secs || now < self.window_start {
+            self.window_start = now;
+            self.taken = 0;
+        }
+        if self.taken >= max {
+            return Err((self.window_start + secs - now).max(1) as u64);
+        }
+        self.taken += 1;
+        Ok(())
+    }
+
+    /// A failed login's slot, at `now`.
+    pub fn take_login(&mut self, now: i64) -> Result<(), u64> {
+        self.take(now, MAX_FAILED_LOGINS, FAILED_LOGIN_WINDOW_SECS)
+    }
+
+    /// Gives back a slot (a login whose password matched).
+    pub fn give_back(&mut self) {
+        self.taken = self.taken.saturating_sub(1);
+    }
 }
 
 impl HasOutbox for User {
@@ -216,6 +264,24 @@ impl RefreshToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_checks_at_most_the_limit_of_wrong_passwords_per_window() {
+        let mut guard = Window::default();
+        let start = 1_000_000;
+        for _ in 0..MAX_FAILED_LOGINS {
+            guard.take_login(start).unwrap();
+        }
+        let wait = guard.take_login(start + 60).unwrap_err();
+        assert_eq!(wait as i64, FAILED_LOGIN_WINDOW_SECS - 60);
+        // A login whose password matched gives its slot back.
+        guard.give_back();
+        assert!(guard.take_login(start + 61).is_ok());
+        assert!(guard.take_login(start + 62).is_err());
+        // The next window starts afresh.
+        assert!(guard.take_login(start + FAILED_LOGIN_WINDOW_SECS).is_ok());
+        assert_eq!(guard.taken, 1);
+    }
 
     #[test]
     fn emails_are_normalised_and_validated() {

@@ -64,6 +64,7 @@ pub async fn api(
     Ok(api::UserApi {
         mesh,
         relay: OutboxRelay::new(users.clone(), deps.bus.clone()),
+        bus: deps.bus.clone(),
         users,
         tokens,
         hasher,
@@ -74,6 +75,7 @@ pub async fn api(
             access_ttl: config.jwt.access_ttl,
             refresh_ttl: config.jwt.refresh_ttl,
         },
+        direct_signups: Default::default(),
     })
 }
 

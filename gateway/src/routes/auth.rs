@@ -92,7 +92,7 @@ pub async fn register(
         name: body.name,
     };
     let user = users(&state)
-        .register(grpc(request, None))
+        .register(state.mesh().request(request))
         .await?
         .into_inner()
         .user

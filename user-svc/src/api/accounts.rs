@@ -44,6 +44,7 @@ impl UserApi {
             created_at: now,
             updated_at: now,
             preferences_updated_at: 0,
+            login_guard: Default::default(),
             outbox: Default::default(),
         };
         let event = platform::events::event(

@@ -43,6 +43,10 @@ pub struct UserApi {
     /// Verifies who calls (users' tokens against this service's own keys).
     pub(crate) mesh: platform::auth::MeshAuth,
     pub(crate) settings: TokenSettings,
+    /// Where sign-outs are announced to the live streams.
+    pub(crate) bus: Arc<dyn platform::events::EventBus>,
+    /// Accounts registered lately by callers other than the gateway.
+    pub(crate) direct_signups: Arc<std::sync::Mutex<crate::domain::Window>>,
 }
 
 fn now() -> i64 {
@@ -76,6 +80,22 @@ impl UserService for UserApi {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        // The gateway limits sign-ups per client address; anyone else who
+        // reaches this port shares a small allowance.
+        let caller = self.mesh.optional_caller(request.metadata()).await?;
+        if !caller.is_some_and(|c| c.is_from("gateway") || c.is_admin()) {
+            let taken = self
+                .direct_signups
+                .lock()
+                .map_err(|_| Status::internal("sign-up limiter poisoned"))?
+                .take(now(), crate::domain::DIRECT_SIGNUPS_PER_MINUTE, 60);
+            if let Err(wait) = taken {
+                return Err(platform::error::limited(
+                    "too many accounts registered directly; register through the gateway",
+                    std::time::Duration::from_secs(wait),
+                ));
+            }
+        }
         self.register_customer(request.into_inner())
             .await
             .map(Response::new)

@@ -102,6 +102,22 @@ impl UserApi {
             self.hasher.verify_dummy(&r.password).await?;
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         };
+        // The account's own limit, whoever calls (the gateway's limits per
+        // account and per address come first for its clients).
+        let guarded = self
+            .users
+            .update_from(user, |u| u.login_guard.take_login(now()))
+            .await?;
+        let user = match guarded {
+            Ok(user) => user,
+            Err(wait) => {
+                tracing::warn!("failed-login limit reached for an account");
+                return Err(platform::error::limited(
+                    "too many failed logins for this account; try again later",
+                    std::time::Duration::from_secs(wait),
+                ));
+            }
+        };
         let check = self
             .hasher
             .verify(&r.password, &user.value.password_hash)
@@ -109,6 +125,10 @@ impl UserApi {
         if !check.matches {
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         }
+        let user = self
+            .users
+            .modify_from(user, |u| u.login_guard.give_back())
+            .await?;
         if check.needs_rehash
             && let Ok(fresh) = self.hasher.hash(&r.password).await
         {
@@ -199,6 +219,19 @@ impl UserApi {
             // Only the owner can end a session; anything else is a no-op.
             if stored.value.user_id == caller.user_id {
                 self.revoke_family(&stored.value.family_id).await?;
+                // Streams opened with the user's tokens end now rather than
+                // at those tokens' expiry.
+                let signed_out = platform::auth::SignedOut {
+                    user_id: caller.user_id.clone(),
+                    at_ms: platform::auth::unix_now_ms(),
+                };
+                if let Err(err) = self
+                    .bus
+                    .broadcast(platform::auth::SIGNED_OUT_TOPIC, signed_out.encode())
+                    .await
+                {
+                    tracing::warn!(error = %err, "sign-out not announced; live streams end at their tokens' expiry");
+                }
             }
         }
         Ok(LogoutResponse {})
