@@ -55,6 +55,11 @@ pub struct NotificationApi {
     /// This process's live subscribers, fed from the bus's `notifications`
     /// broadcast (so a client sees what every replica creates).
     pub(crate) live: broadcast::Sender<proto::notification::Notification>,
+    /// Users who signed out, heard from user-svc on every replica.
+    pub(crate) signed_out: broadcast::Sender<platform::auth::SignedOut>,
+    /// Cancelled when the server stops: open streams end, so stopping
+    /// does not wait for them.
+    pub(crate) stopping: platform::runtime::CancellationToken,
     pub(crate) bus: std::sync::Arc<dyn platform::events::EventBus>,
     pub(crate) deliveries: Deliveries,
     /// `PUSH_ALLOW_HTTP`: accept plain-http push endpoints (development).
@@ -259,17 +264,60 @@ impl NotificationService for NotificationApi {
         let caller = self.mesh.caller(request.metadata()).await?;
         let wanted = Arc::new(recipients(&caller));
         let receiver = self.live.subscribe();
-        let stream = futures::stream::unfold(receiver, move |mut receiver| {
+        let sign_outs = self.signed_out.subscribe();
+        // The stream lives as long as the token that opened it: then, or
+        // when the user signs out, it ends with UNAUTHENTICATED, and the
+        // client reconnects with a fresh token (what it missed is in the
+        // feed).
+        let expiry = caller.expires_at().map(|exp| {
+            let left = exp.saturating_sub(platform::auth::unix_now());
+            tokio::time::Instant::now() + std::time::Duration::from_secs(left)
+        });
+        let caller = Arc::new(caller);
+        let stopping = self.stopping.clone();
+        let stream = futures::stream::unfold(Some((receiver, sign_outs)), move |state| {
             let wanted = wanted.clone();
+            let caller = caller.clone();
+            let stopping = stopping.clone();
             async move {
+                let (mut receiver, mut sign_outs) = state?;
+                let expired = async {
+                    match expiry {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::pin!(expired);
                 loop {
-                    match receiver.recv().await {
+                    let next = tokio::select! {
+                        next = receiver.recv() => next,
+                        () = &mut expired => {
+                            let ended = Status::unauthenticated(
+                                "the access token has expired; reconnect with a fresh one",
+                            );
+                            return Some((Err(ended), None));
+                        }
+                        () = stopping.cancelled() => {
+                            let ended = Status::unavailable(
+                                "notification-svc is stopping; reconnect",
+                            );
+                            return Some((Err(ended), None));
+                        }
+                        Ok(signed_out) = sign_outs.recv() => {
+                            if caller.signed_out_by(&signed_out) {
+                                let ended = Status::unauthenticated("signed out");
+                                return Some((Err(ended), None));
+                            }
+                            continue;
+                        }
+                    };
+                    match next {
                         Ok(n) if wanted.contains(&n.user_id) => {
                             return Some((
                                 Ok(StreamNotificationsResponse {
                                     notification: Some(n),
                                 }),
-                                receiver,
+                                Some((receiver, sign_outs)),
                             ));
                         }
                         // Others' notifications; or a slow client missed some (they are in the feed).

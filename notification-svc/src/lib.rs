@@ -98,10 +98,19 @@ pub async fn serve_with(
         .listen(api::LIVE_TOPIC)
         .await
         .context("listening for live notifications")?;
+    let (signed_out, _) = tokio::sync::broadcast::channel(256);
+    let stopping = platform::runtime::CancellationToken::new();
+    let mut sign_outs = deps
+        .bus
+        .listen(platform::auth::SIGNED_OUT_TOPIC)
+        .await
+        .context("listening for sign-outs")?;
     let api = api::NotificationApi {
         feed,
         subscriptions,
         live: live.clone(),
+        signed_out: signed_out.clone(),
+        stopping: stopping.clone(),
         bus: deps.bus.clone(),
         deliveries: deliveries.clone(),
         allow_http_endpoints: config.integrations.push_allow_http,
@@ -131,6 +140,11 @@ pub async fn serve_with(
     running.spawn(deliveries.run(running.cancel_token()));
     let cancel = running.cancel_token();
     running.spawn(async move {
+        cancel.cancelled().await;
+        stopping.cancel();
+    });
+    let cancel = running.cancel_token();
+    running.spawn(async move {
         use futures::StreamExt as _;
         use prost::Message as _;
         loop {
@@ -146,6 +160,25 @@ pub async fn serve_with(
             };
             if let Ok(n) = proto::notification::Notification::decode(bytes.as_slice()) {
                 let _ = live.send(n);
+            }
+        }
+    });
+    let cancel = running.cancel_token();
+    running.spawn(async move {
+        use futures::StreamExt as _;
+        loop {
+            let bytes = tokio::select! {
+                _ = cancel.cancelled() => return,
+                next = sign_outs.next() => match next {
+                    Some(bytes) => bytes,
+                    None => {
+                        tracing::warn!("sign-out listener ended; streams end at their tokens' expiry only");
+                        return;
+                    }
+                },
+            };
+            if let Some(s) = platform::auth::SignedOut::decode(&bytes) {
+                let _ = signed_out.send(s);
             }
         }
     });

@@ -5,6 +5,28 @@ use std::sync::Arc;
 
 use super::*;
 
+/// Broadcast topic on which user-svc says that a user signed out.
+pub const SIGNED_OUT_TOPIC: &str = "sessions";
+
+/// A user signed out at `at_ms` (Unix milliseconds): live streams opened
+/// with the user's tokens issued until then end (best effort; a stream
+/// ends at its token's expiry anyway).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedOut {
+    pub user_id: String,
+    pub at_ms: i64,
+}
+
+impl SignedOut {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<SignedOut> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
 /// Who is calling an internal service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -16,6 +38,10 @@ pub struct Caller {
     pub service: Option<String>,
     /// The user's access token, forwarded on calls made for them.
     bearer: Option<Arc<str>>,
+    /// When that token expires (Unix seconds).
+    expires_at: Option<u64>,
+    /// When that token was issued (Unix seconds).
+    issued_at: Option<u64>,
 }
 
 impl Caller {
@@ -27,7 +53,26 @@ impl Caller {
             roles: vec![claims.role.clone()],
             service: None,
             bearer: Some(token.into()),
+            expires_at: Some(claims.exp),
+            issued_at: Some(claims.iat),
         }
+    }
+
+    /// When the user's access token expires (Unix seconds); `None` for a
+    /// component on its own behalf. A stream opened with the token ends
+    /// then.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expires_at
+    }
+
+    /// Whether the user's token was issued before (or in the second of)
+    /// `signed_out`: a stream it opened ends at sign-out.
+    pub fn signed_out_by(&self, signed_out: &SignedOut) -> bool {
+        self.bearer.is_some()
+            && signed_out.user_id == self.user_id
+            && self
+                .issued_at
+                .is_some_and(|iat| (iat as i64).saturating_mul(1000) <= signed_out.at_ms)
     }
 
     /// The same user, reached through the component `service`.
@@ -43,6 +88,8 @@ impl Caller {
             roles: vec![ROLE_SERVICE.to_string()],
             service: Some(name.to_string()),
             bearer: None,
+            expires_at: None,
+            issued_at: None,
         }
     }
 
