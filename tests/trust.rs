@@ -387,3 +387,254 @@ async fn concurrent_payments_under_one_key_all_answer_the_first_payment() {
     t.shutdown().await;
     backends.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_and_sign_ups_straight_at_user_svc_are_limited() {
+    // Behind the gateway, its limits come first; straight at user-svc's
+    // port the account's own limit holds: after MAX_FAILED_LOGINS wrong
+    // passwords even the right one is refused with RESOURCE_EXHAUSTED and
+    // a retry delay. Accounts registered without the gateway share a
+    // small allowance.
+    use proto::user::user_service_client::UserServiceClient;
+    use user_svc::domain::{DIRECT_SIGNUPS_PER_MINUTE, MAX_FAILED_LOGINS};
+
+    let t = common::TestMesh::start_with(VARS).await;
+    let mut users = UserServiceClient::new(t.channel(ServiceId::User));
+    let email = format!("guess-{}@example.com", uuid::Uuid::now_v7().simple());
+    let r = t
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": email, "password": "correct horse", "name": "Target"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let login = |password: &str| proto::user::LoginRequest {
+        email: email.clone(),
+        password: password.to_string(),
+    };
+    let mut refused_at = None;
+    for attempt in 1..=60u32 {
+        let status = users.login(login("wrong horse")).await.unwrap_err();
+        match status.code() {
+            Code::Unauthenticated => assert!(attempt <= MAX_FAILED_LOGINS, "attempt {attempt}"),
+            Code::ResourceExhausted => {
+                let wait = platform::error::retry_after(&status).expect("a retry delay");
+                assert!(wait.as_secs() >= 1, "{wait:?}");
+                refused_at.get_or_insert(attempt);
+            }
+            other => panic!("attempt {attempt}: {other:?} {status:?}"),
+        }
+    }
+    assert_eq!(refused_at, Some(MAX_FAILED_LOGINS + 1));
+    let right = users.login(login("correct horse")).await.unwrap_err();
+    assert_eq!(right.code(), Code::ResourceExhausted, "{right:?}");
+    // Through the gateway too: the account's limit is the service's.
+    let r = t
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+
+    // Another account is not affected, and a right password gives its
+    // slot back: the limit counts failures only.
+    let (_, _, _) = t.customer().await;
+    let other = format!("other-{}@example.com", uuid::Uuid::now_v7().simple());
+    let r = t
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": other, "password": "correct horse", "name": "Other"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    for _ in 0..MAX_FAILED_LOGINS + 5 {
+        let ok = users
+            .login(proto::user::LoginRequest {
+                email: other.clone(),
+                password: "correct horse".into(),
+            })
+            .await;
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    // Sign-ups with no credential, straight at the port.
+    let sign_up = |i: u32| proto::user::RegisterRequest {
+        email: format!("direct-{i}-{}@example.com", uuid::Uuid::now_v7().simple()),
+        password: "correct horse".into(),
+        name: "Direct".into(),
+    };
+    let mut created = 0;
+    let mut limited = 0;
+    for i in 0..DIRECT_SIGNUPS_PER_MINUTE + 5 {
+        match users.register(sign_up(i)).await {
+            Ok(_) => created += 1,
+            Err(status) if status.code() == Code::ResourceExhausted => limited += 1,
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    assert!(created <= DIRECT_SIGNUPS_PER_MINUTE, "{created}");
+    assert!(limited >= 5, "{limited}");
+    // The gateway's sign-ups are its own to limit.
+    let (_, _, _) = t.customer().await;
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_stream_ends_when_its_token_expires() {
+    // Access tokens live 3 s here. A stream opened straight at
+    // notification-svc, and one through the gateway, deliver while the
+    // token is good and end once it has expired.
+    use futures::StreamExt as _;
+    use proto::notification::notification_service_client::NotificationServiceClient;
+
+    let mut vars = VARS.to_vec();
+    vars.push(("JWT_ACCESS_TTL_SECS", "3"));
+    let t = common::TestMesh::start_with(&vars).await;
+    let (user_id, token, _) = t.customer().await;
+    let opened = std::time::Instant::now();
+    let mut notifications = NotificationServiceClient::new(t.channel(ServiceId::Notification));
+    let mut stream = notifications
+        .stream_notifications(t.as_user(
+            proto::notification::StreamNotificationsRequest::default(),
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let sse = t
+        .http
+        .get(t.url("/api/v1/notifications/stream"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let sse_body = tokio::spawn(async move { sse.bytes().await.map(|b| b.len()) });
+
+    notifications
+        .send_notification(t.as_service(
+            proto::notification::SendNotificationRequest {
+                user_id: user_id.clone(),
+                kind: "cart_reminder".into(),
+                title: "Still there".into(),
+                body: "Your cart".into(),
+                channels: vec![],
+            },
+            "cart-svc",
+        ))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(3), stream.next())
+        .await
+        .expect("delivered while the token is good")
+        .expect("an item")
+        .expect("a notification");
+    assert_eq!(first.notification.unwrap().title, "Still there");
+
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(8), stream.next())
+        .await
+        .expect("the stream ends after the token expires");
+    let status = ended.expect("a final status").unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(opened.elapsed() >= std::time::Duration::from_secs(2));
+    let sse_done = tokio::time::timeout(std::time::Duration::from_secs(8), sse_body)
+        .await
+        .expect("the gateway's stream ends too");
+    assert!(sse_done.unwrap().is_ok());
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_ends_the_users_notification_streams() {
+    // A stream straight at notification-svc and one through the gateway,
+    // both opened with the user's token, end once the user signs out; a
+    // stream opened after signing in again delivers.
+    use futures::StreamExt as _;
+    use proto::notification::notification_service_client::NotificationServiceClient;
+
+    let t = common::TestMesh::start_with(VARS).await;
+    let email = format!("leaving-{}@example.com", uuid::Uuid::now_v7().simple());
+    let r = t
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": email, "password": "correct horse", "name": "Leaving"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let user_id = r.body["id"].as_str().unwrap().to_string();
+    let (token, refresh) = t.login(&email, "correct horse").await;
+    let mut notifications = NotificationServiceClient::new(t.channel(ServiceId::Notification));
+    let open = |token: String| {
+        let mut client = notifications.clone();
+        let request = t.as_user(
+            proto::notification::StreamNotificationsRequest::default(),
+            &token,
+        );
+        async move {
+            client
+                .stream_notifications(request)
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut stream = open(token.clone()).await;
+    let sse = t
+        .http
+        .get(t.url("/api/v1/notifications/stream"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let sse_body = tokio::spawn(async move { sse.bytes().await.map(|b| b.len()) });
+
+    let r = t
+        .post(
+            "/api/v1/auth/logout",
+            Some(&token),
+            json!({"refresh_token": refresh}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .expect("the stream ends at sign-out");
+    let status = ended.expect("a final status").unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("signed out"), "{status:?}");
+    let sse_done = tokio::time::timeout(std::time::Duration::from_secs(5), sse_body)
+        .await
+        .expect("the gateway's stream ends too");
+    assert!(sse_done.unwrap().is_ok());
+
+    // Signed in again: a stream opened after the sign-out delivers.
+    let (token, _) = t.login(&email, "correct horse").await;
+    let mut stream = open(token).await;
+    notifications
+        .send_notification(t.as_service(
+            proto::notification::SendNotificationRequest {
+                user_id: user_id.clone(),
+                kind: "cart_reminder".into(),
+                title: "Welcome back".into(),
+                body: "Your cart".into(),
+                channels: vec![],
+            },
+            "cart-svc",
+        ))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .expect("delivered")
+        .expect("an item")
+        .expect("a notification");
+    assert_eq!(next.notification.unwrap().title, "Welcome back");
+    t.shutdown().await;
+}

@@ -95,6 +95,37 @@ pub struct NatsBus {
     settings: NatsSettings,
 }
 
+/// The warning for a service that connects to a NATS server beyond this
+/// machine with no credentials: anything that reaches that server could
+/// publish the events the services act on. A server on the loopback
+/// interface (development, the all-in-one binary) is left alone.
+fn missing_credentials(url: &str, settings: &NatsSettings) -> Option<String> {
+    let (bare, in_url) = split_credentials(url);
+    if in_url.is_some() || !matches!(settings.auth, crate::config::NatsAuth::None) {
+        return None;
+    }
+    let host = bare
+        .split("://")
+        .nth(1)
+        .unwrap_or(&bare)
+        .split(',')
+        .next()
+        .unwrap_or_default();
+    let host = host
+        .rsplit_once(':')
+        .map_or(host, |(h, _)| h)
+        .trim_matches(['[', ']']);
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!local).then(|| {
+        format!(
+            "connecting to NATS at {bare} without credentials: any process that reaches it can publish events this service acts on; give each service its own user (NATS_USER, NATS_PASSWORD; see deploy/nats/nats.conf)"
+        )
+    })
+}
+
 /// `nats://user:password@host:port` as the URL without its user part and
 /// the (percent-decoded) user and password.
 fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
@@ -138,6 +169,9 @@ fn unavailable(err: impl std::fmt::Display) -> BusError {
 impl NatsBus {
     /// Connects and creates (or updates) the stream.
     pub async fn connect(url: &str, settings: NatsSettings) -> Result<Self, BusError> {
+        if let Some(warning) = missing_credentials(url, &settings) {
+            tracing::warn!("{warning}");
+        }
         let bus = Self::attach_unchecked(url, settings).await?;
         bus.ensure_stream().await?;
         Ok(bus)
@@ -554,7 +588,23 @@ impl EventBus for NatsBus {
 
 #[cfg(test)]
 mod tests {
-    use super::split_credentials;
+    use super::{NatsSettings, missing_credentials, split_credentials};
+
+    #[test]
+    fn a_remote_server_without_credentials_is_warned_about() {
+        let none = NatsSettings::default();
+        for local in [
+            "nats://127.0.0.1:4222",
+            "nats://localhost:4222",
+            "nats://[::1]:4222",
+        ] {
+            assert_eq!(missing_credentials(local, &none), None, "{local}");
+        }
+        assert_eq!(missing_credentials("nats://svc:pw@nats:4222", &none), None);
+        let warning = missing_credentials("nats://nats.shop.svc:4222", &none).expect("a warning");
+        assert!(warning.contains("nats://nats.shop.svc:4222"), "{warning}");
+        assert!(!warning.contains("pw"));
+    }
 
     #[test]
     fn credentials_are_taken_out_of_the_url() {
