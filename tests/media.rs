@@ -636,6 +636,23 @@ async fn uploads_beyond_the_workers_wait_their_turn_and_all_succeed() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Uploads `file` as an admin (`token`) for product `id`.
+async fn upload_file(t: &TestMesh, token: &str, id: &str, file: &[u8]) -> Reply {
+    upload(t, Some(token), id, &[("file", Some("p.png"), file)]).await
+}
+
+/// Deletes image `image` of product `id`; the status.
+async fn delete_image(t: &TestMesh, token: &str, id: &str, image: &str) -> u16 {
+    t.http
+        .delete(t.url(&format!("/api/v1/products/{id}/images/{image}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the gateway answers")
+        .status()
+        .as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploads_racing_for_the_last_slots_never_pass_the_limit() {
     // On Postgres + NATS: a product two images short of the limit gets
@@ -657,13 +674,7 @@ async fn uploads_racing_for_the_last_slots_never_pass_the_limit() {
     };
     let mut shown: Vec<String> = Vec::new();
     for _ in 0..LIMIT - 2 {
-        let r = upload(
-            &t,
-            Some(&token),
-            &id,
-            &[("file", Some("p.png"), &next_image())],
-        )
-        .await;
+        let r = upload_file(&t, &token, &id, &next_image()).await;
         assert_eq!(r.status, 201, "{}", r.body);
         shown.push(r.body["id"].as_str().unwrap().to_string());
     }
@@ -676,14 +687,7 @@ async fn uploads_racing_for_the_last_slots_never_pass_the_limit() {
             if !delete_first {
                 tokio::time::sleep(Duration::from_millis(5 * trial as u64)).await;
             }
-            t.http
-                .delete(t.url(&format!("/api/v1/products/{id}/images/{victim}")))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            delete_image(&t, &token, &id, &victim).await
         };
         let uploads = futures::future::join_all(files.iter().map(|file| {
             let (t, token, id) = (&t, &token, &id);
@@ -691,7 +695,7 @@ async fn uploads_racing_for_the_last_slots_never_pass_the_limit() {
                 if delete_first {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                upload(t, Some(token), id, &[("file", Some("p.png"), file)]).await
+                upload_file(t, token, id, file).await
             }
         }));
         let (deleted, answers) = tokio::join!(delete, uploads);
@@ -731,40 +735,15 @@ async fn uploads_racing_for_the_last_slots_never_pass_the_limit() {
     }
     // Filled up, then one out and one in.
     while shown.len() < LIMIT {
-        let r = upload(
-            &t,
-            Some(&token),
-            &id,
-            &[("file", Some("p.png"), &next_image())],
-        )
-        .await;
+        let r = upload_file(&t, &token, &id, &next_image()).await;
         assert_eq!(r.status, 201, "{}", r.body);
         shown.push(r.body["id"].as_str().unwrap().to_string());
     }
-    let full = upload(
-        &t,
-        Some(&token),
-        &id,
-        &[("file", Some("p.png"), &next_image())],
-    )
-    .await;
+    let full = upload_file(&t, &token, &id, &next_image()).await;
     assert_problem(&full, 409);
     let victim = shown.pop().unwrap();
-    let r = t
-        .http
-        .delete(t.url(&format!("/api/v1/products/{id}/images/{victim}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let r = upload(
-        &t,
-        Some(&token),
-        &id,
-        &[("file", Some("p.png"), &next_image())],
-    )
-    .await;
+    assert_eq!(delete_image(&t, &token, &id, &victim).await, 204);
+    let r = upload_file(&t, &token, &id, &next_image()).await;
     assert_eq!(r.status, 201, "a deleted image frees its slot: {}", r.body);
     t.shutdown().await;
     backends.cleanup().await;

@@ -35,6 +35,33 @@ async fn product(t: &common::TestMesh, admin: &str, sku: &str, cents: i64) -> se
     created.body["id"].clone()
 }
 
+/// A customer's paid order of a product priced `cents`: (customer id,
+/// customer token, order id, payment).
+async fn paid_order(
+    t: &common::TestMesh,
+    admin: &str,
+    sku: &str,
+    cents: i64,
+) -> (String, String, String, serde_json::Value) {
+    let (customer_id, customer, _) = t.customer().await;
+    let mug = product(t, admin, sku, cents).await;
+    let order = t.order(&customer, &mug, 1).await;
+    let payment = t.pay(&customer, &order, "4242424242424242").await;
+    assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
+    (customer_id, customer, order, payment)
+}
+
+/// A feed notification for `user_id`, as cart-svc's reminders send it.
+fn reminder(user_id: &str, title: &str) -> proto::notification::SendNotificationRequest {
+    proto::notification::SendNotificationRequest {
+        user_id: user_id.to_string(),
+        kind: "cart_reminder".into(),
+        title: title.into(),
+        body: "Your cart".into(),
+        channels: vec![],
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn control_characters_and_repeated_products_are_refused_at_the_services() {
     let backends = Backends::new();
@@ -145,11 +172,7 @@ async fn control_characters_and_repeated_products_are_refused_at_the_services() 
 async fn an_admins_refund_key_never_stands_for_an_internal_one() {
     let t = common::TestMesh::start_with(VARS).await;
     let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
-    let (_, customer, _) = t.customer().await;
-    let mug = product(&t, &admin, "TRUST-KEY", 700).await;
-    let order = t.order(&customer, &mug, 1).await;
-    let payment = t.pay(&customer, &order, "4242424242424242").await;
-    assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
+    let (_, customer, order, payment) = paid_order(&t, &admin, "TRUST-KEY", 700).await;
     let payment_id = payment["id"].as_str().unwrap();
 
     // An admin refunds 50 cents under the key order-svc uses when the
@@ -211,11 +234,7 @@ async fn a_components_key_is_refused_for_calls_it_does_not_make() {
 
     let t = common::TestMesh::start_with(VARS).await;
     let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
-    let (customer_id, customer, _) = t.customer().await;
-    let mug = product(&t, &admin, "TRUST-OWN", 900).await;
-    let order = t.order(&customer, &mug, 1).await;
-    let paid = t.pay(&customer, &order, "4242424242424242").await;
-    assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
+    let (customer_id, customer, order, paid) = paid_order(&t, &admin, "TRUST-OWN", 900).await;
 
     let mut orders = OrderServiceClient::new(t.channel(ServiceId::Order));
     let mut payments = PaymentServiceClient::new(t.channel(ServiceId::Payment));
@@ -289,13 +308,7 @@ async fn a_components_key_is_refused_for_calls_it_does_not_make() {
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
     // A notification to anyone: cart-svc's reminders.
-    let note = || proto::notification::SendNotificationRequest {
-        user_id: customer_id.clone(),
-        kind: "cart_reminder".into(),
-        title: "Your cart".into(),
-        body: "Still there".into(),
-        channels: vec![],
-    };
+    let note = || reminder(&customer_id, "Your cart");
     let refused = notifications
         .send_notification(t.as_service(note(), stranger))
         .await
@@ -517,16 +530,7 @@ async fn a_notification_stream_ends_when_its_token_expires() {
     let sse_body = tokio::spawn(async move { sse.bytes().await.map(|b| b.len()) });
 
     notifications
-        .send_notification(t.as_service(
-            proto::notification::SendNotificationRequest {
-                user_id: user_id.clone(),
-                kind: "cart_reminder".into(),
-                title: "Still there".into(),
-                body: "Your cart".into(),
-                channels: vec![],
-            },
-            "cart-svc",
-        ))
+        .send_notification(t.as_service(reminder(&user_id, "Still there"), "cart-svc"))
         .await
         .unwrap();
     let first = tokio::time::timeout(std::time::Duration::from_secs(3), stream.next())
@@ -618,16 +622,7 @@ async fn signing_out_ends_the_users_notification_streams() {
     let (token, _) = t.login(&email, "correct horse").await;
     let mut stream = open(token).await;
     notifications
-        .send_notification(t.as_service(
-            proto::notification::SendNotificationRequest {
-                user_id: user_id.clone(),
-                kind: "cart_reminder".into(),
-                title: "Welcome back".into(),
-                body: "Your cart".into(),
-                channels: vec![],
-            },
-            "cart-svc",
-        ))
+        .send_notification(t.as_service(reminder(&user_id, "Welcome back"), "cart-svc"))
         .await
         .unwrap();
     let next = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())

@@ -93,14 +93,14 @@ pub async fn serve_with(
         },
     );
     let (live, _) = tokio::sync::broadcast::channel(1024);
-    let mut heard = deps
+    let heard = deps
         .bus
         .listen(api::LIVE_TOPIC)
         .await
         .context("listening for live notifications")?;
     let (signed_out, _) = tokio::sync::broadcast::channel(256);
     let stopping = platform::runtime::CancellationToken::new();
-    let mut sign_outs = deps
+    let sign_outs = deps
         .bus
         .listen(platform::auth::SIGNED_OUT_TOPIC)
         .await
@@ -143,49 +143,52 @@ pub async fn serve_with(
         cancel.cancelled().await;
         stopping.cancel();
     });
-    let cancel = running.cancel_token();
-    running.spawn(async move {
-        use futures::StreamExt as _;
+    forward(&running, heard, live, "live notifications", |bytes| {
         use prost::Message as _;
-        loop {
-            let bytes = tokio::select! {
-                _ = cancel.cancelled() => return,
-                next = heard.next() => match next {
-                    Some(bytes) => bytes,
-                    None => {
-                        tracing::warn!("live notification listener ended; streams get local ones only");
-                        return;
-                    }
-                },
-            };
-            if let Ok(n) = proto::notification::Notification::decode(bytes.as_slice()) {
-                let _ = live.send(n);
-            }
-        }
+        proto::notification::Notification::decode(bytes).ok()
     });
-    let cancel = running.cancel_token();
-    running.spawn(async move {
-        use futures::StreamExt as _;
-        loop {
-            let bytes = tokio::select! {
-                _ = cancel.cancelled() => return,
-                next = sign_outs.next() => match next {
-                    Some(bytes) => bytes,
-                    None => {
-                        tracing::warn!("sign-out listener ended; streams end at their tokens' expiry only");
-                        return;
-                    }
-                },
-            };
-            if let Some(s) = platform::auth::SignedOut::decode(&bytes) {
-                let _ = signed_out.send(s);
-            }
-        }
-    });
+    forward(
+        &running,
+        sign_outs,
+        signed_out,
+        "sign-outs",
+        platform::auth::SignedOut::decode,
+    );
     let cancel = running.cancel_token();
     running.spawn(async move {
         cancel.cancelled().await;
         subscription.stop().await;
     });
     Ok(running)
+}
+
+/// Passes what `heard` brings (decoded) to this replica's streams until
+/// the server stops. Best effort: a listener that ends is logged, and the
+/// streams then get only what this replica makes itself.
+fn forward<T: Send + 'static>(
+    running: &Running,
+    mut heard: platform::events::Listener,
+    to: tokio::sync::broadcast::Sender<T>,
+    what: &'static str,
+    decode: fn(&[u8]) -> Option<T>,
+) {
+    let cancel = running.cancel_token();
+    running.spawn(async move {
+        use futures::StreamExt as _;
+        loop {
+            let bytes = tokio::select! {
+                _ = cancel.cancelled() => return,
+                next = heard.next() => match next {
+                    Some(bytes) => bytes,
+                    None => {
+                        tracing::warn!("the listener for {what} ended; streams get this replica's own only");
+                        return;
+                    }
+                },
+            };
+            if let Some(item) = decode(&bytes) {
+                let _ = to.send(item);
+            }
+        }
+    });
 }

@@ -141,9 +141,9 @@ fn keys_and_paths() {
     assert_eq!(parse_alt("  A red mug ").unwrap(), "A red mug");
 }
 
-#[test]
-fn deleting_twice_changes_nothing() {
-    let mut m = Media {
+/// A live record of product `p` in `slot` (none: from before slots).
+fn live_record(slot: Option<usize>) -> Media {
+    Media {
         product_id: "p".into(),
         key: "k".into(),
         content_type: "image/jpeg".into(),
@@ -154,10 +154,15 @@ fn deleting_twice_changes_nothing() {
         thumbnails: vec![],
         created_at: 0,
         live: Some(Media::live_key("p", "k")),
-        slot: Some(Media::slot_key("p", 0)),
+        slot: slot.map(|n| Media::slot_key("p", n)),
         deleted_at: None,
         outbox: Outbox::default(),
-    };
+    }
+}
+
+#[test]
+fn deleting_twice_changes_nothing() {
+    let mut m = live_record(Some(0));
     assert!(m.delete(5));
     assert!(!m.delete(9));
     assert_eq!((m.deleted_at, m.live.as_deref()), (Some(5), None));
@@ -166,21 +171,7 @@ fn deleting_twice_changes_nothing() {
 
 #[test]
 fn a_product_takes_the_lowest_free_slot_up_to_the_limit() {
-    let record = |slot: Option<usize>| Media {
-        product_id: "p".into(),
-        key: "k".into(),
-        content_type: "image/jpeg".into(),
-        width: 1,
-        height: 1,
-        bytes: 1,
-        alt: String::new(),
-        thumbnails: vec![],
-        created_at: 0,
-        live: None,
-        slot: slot.map(|n| Media::slot_key("p", n)),
-        deleted_at: None,
-        outbox: Outbox::default(),
-    };
+    let record = live_record;
     assert_eq!(free_slot("p", &[]), Some(0));
     let (a, c) = (record(Some(0)), record(Some(2)));
     assert_eq!(free_slot("p", &[&a, &c]), Some(1));
