@@ -13,7 +13,8 @@
 //! ```
 //! Postgres from `TEST_DATABASE_URL`, NATS from `TEST_NATS_URL` (local
 //! defaults); `BENCH_ORDERS` (default 1500) orders per run, `BENCH_RATE`
-//! (default 60) orders per second in the fixed-rate phase. Throw-away
+//! (default 30) orders per second in the fixed-rate phase, `BENCH_REPLICAS`
+//! (default `1,2`) the set-ups in the order they run. Throw-away
 //! schemas and streams are removed afterwards.
 
 use std::collections::BTreeMap;
@@ -286,8 +287,14 @@ async fn main() {
     let rate = std::env::var("BENCH_RATE")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60.0);
-    for replicas in [1, 2] {
+        .unwrap_or(30.0);
+    // `BENCH_REPLICAS=2,1` runs the two set-ups the other way round, to
+    // see what the order of the runs does to them.
+    let order: Vec<u8> = std::env::var("BENCH_REPLICAS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2]);
+    for replicas in order {
         run(replicas, &db, &nats, total, rate).await;
     }
 }
