@@ -182,6 +182,22 @@ impl Mesh {
         platform::auth::MeshAuth::from_config(name, &config)
     }
 
+    /// `envelope` as the owner of its type publishes it on this mesh: from
+    /// that component, signed with its key.
+    pub fn signed(
+        &self,
+        envelope: &platform::events::Envelope,
+    ) -> anyhow::Result<platform::events::Envelope> {
+        let owner = platform::events::signed::owner(&envelope.r#type)
+            .ok_or_else(|| anyhow::anyhow!("no component owns {}", envelope.r#type))?;
+        let mut from_owner = envelope.clone();
+        from_owner.source = owner.to_string();
+        Ok(platform::events::signed::sign(
+            &self.component(owner)?,
+            &from_owner,
+        )?)
+    }
+
     /// The configuration the parts run with, peers pointing at the bound addresses.
     pub fn config(&self) -> &Config {
         &self.config

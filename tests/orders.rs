@@ -481,13 +481,14 @@ async fn duplicate_payment_events_change_nothing() {
         user_id,
         ..Default::default()
     });
+    let signed = |e| t.mesh.signed(&e).unwrap();
     let e1 = platform::events::envelope("payment.processed", &oid, "test", processed);
-    bus.publish(&e1).await.unwrap();
+    bus.publish(&signed(e1.clone())).await.unwrap();
     let mut e2 = e1.clone();
     e2.id = uuid::Uuid::now_v7().to_string();
-    bus.publish(&e2).await.unwrap();
+    bus.publish(&signed(e2)).await.unwrap();
     let late_failure = platform::events::envelope("payment.failed", &oid, "test", failed);
-    bus.publish(&late_failure).await.unwrap();
+    bus.publish(&signed(late_failure)).await.unwrap();
     // Sentinel: a cancel goes through the same service; once it answers, the
     // events above have had their chance (and we check the state stayed).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

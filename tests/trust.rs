@@ -633,3 +633,162 @@ async fn signing_out_ends_the_users_notification_streams() {
     assert_eq!(next.notification.unwrap().title, "Welcome back");
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_payment_events_on_a_plain_nats_change_nothing() {
+    // A NATS without credentials, as anyone next to it can publish: a
+    // `payment.processed` for an unpaid order with its exact total,
+    // unsigned, signed by another component's key under payment-svc's
+    // name, and signed truly by a component that does not own payments.
+    // The order stays unpaid, no label is bought, the customer is told
+    // nothing, and each consumer dead-letters every forgery with the
+    // reason; a real payment afterwards goes through.
+    use proto::events::envelope::Payload;
+
+    let backends = Backends::new();
+    let t = backends.mesh_with(VARS).await;
+    let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
+    let (customer_id, customer, _) = t.customer().await;
+    let mug = product(&t, &admin, "TRUST-FORGED", 700).await;
+    let order_id = t.order(&customer, &mug, 1).await;
+    let order = t
+        .get(&format!("/api/v1/orders/{order_id}"), Some(&customer))
+        .await;
+    assert_eq!(order.body["status"], "PENDING_PAYMENT", "{}", order.body);
+    let total = order.body["total"]["amount"].as_i64().unwrap();
+    common::eventually(
+        &t,
+        &format!("/api/v1/orders/{order_id}/shipment"),
+        &customer,
+        "the shipment prepared",
+        |s| s["status"] == "PENDING",
+    )
+    .await;
+
+    let forged = |source: &str| {
+        platform::events::event(
+            &order_id,
+            source,
+            Payload::PaymentProcessed(proto::events::PaymentProcessed {
+                payment_id: uuid::Uuid::now_v7().to_string(),
+                order_id: order_id.clone(),
+                user_id: customer_id.clone(),
+                amount: Some(proto::common::Money::new(total, "USD")),
+                card_brand: "visa".into(),
+                card_last4: "4242".into(),
+                provider: "simulated".into(),
+            }),
+        )
+    };
+    let unsigned = forged("payment-svc");
+    let recommendations = t.mesh.component("recommendation-svc").unwrap();
+    let not_owner =
+        platform::events::signed::sign(&recommendations, &forged("recommendation-svc")).unwrap();
+    // Another component's signature, the event relabelled as payment-svc's.
+    let mut other_key =
+        platform::events::signed::sign(&recommendations, &forged("recommendation-svc")).unwrap();
+    other_key.source = "payment-svc".into();
+    let nats = platform::events::nats::NatsBus::connect(
+        &common::backends::nats_url(),
+        platform::events::nats::NatsSettings {
+            stream: backends.stream.clone(),
+            prefix: backends.subjects.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    use platform::events::EventBus as _;
+    for event in [&unsigned, &other_key, &not_owner] {
+        nats.publish(event).await.unwrap();
+    }
+
+    // Every consumer of payments refuses all three at once.
+    let forgeries = [&unsigned.id, &other_key.id, &not_owner.id];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for consumer in ["order-svc", "shipping-svc", "notification-svc"] {
+        loop {
+            let letters = nats.dead_letters(Some(consumer)).await.unwrap();
+            let refused: Vec<_> = letters
+                .iter()
+                .filter(|l| {
+                    l.envelope
+                        .as_ref()
+                        .is_some_and(|e| forgeries.contains(&&e.id))
+                })
+                .collect();
+            if refused.len() == forgeries.len() {
+                for letter in refused {
+                    assert!(letter.error.contains("refused"), "{}", letter.error);
+                    assert_eq!(letter.attempts, 1, "refused on first sight");
+                }
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{consumer} dead-lettered {} of the forgeries",
+                refused.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let order = t
+        .get(&format!("/api/v1/orders/{order_id}"), Some(&customer))
+        .await;
+    assert_eq!(order.body["status"], "PENDING_PAYMENT", "{}", order.body);
+    let shipment = t
+        .get(
+            &format!("/api/v1/orders/{order_id}/shipment"),
+            Some(&customer),
+        )
+        .await;
+    assert_eq!(shipment.body["status"], "PENDING", "{}", shipment.body);
+    let feed = t.get("/api/v1/notifications", Some(&customer)).await;
+    assert_eq!(feed.status, 200);
+    assert!(
+        feed.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["kind"] != "payment.processed"),
+        "the customer was told of a payment: {}",
+        feed.body
+    );
+    let metrics = t.text("/metrics").await;
+    for reason in ["unsigned", "bad_signature", "not_owner"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("messaging_refused_total{")
+                    && l.contains("consumer=\"order-svc\"")
+                    && l.contains(&format!("reason=\"{reason}\""))),
+            "no {reason} refusal counted"
+        );
+    }
+
+    // The real thing, signed by payment-svc, still moves the order.
+    let payment = t.pay(&customer, &order_id, "4242424242424242").await;
+    assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
+    common::eventually(
+        &t,
+        &format!("/api/v1/orders/{order_id}/shipment"),
+        &customer,
+        "the label bought for the paid order",
+        |s| s["status"] == "LABEL_CREATED" || s["status"] == "IN_TRANSIT",
+    )
+    .await;
+    common::eventually(
+        &t,
+        "/api/v1/notifications",
+        &customer,
+        "the customer told of the real payment",
+        |feed| {
+            feed["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|n| n["kind"] == "payment.processed"))
+        },
+    )
+    .await;
+    t.shutdown().await;
+    backends.cleanup().await;
+}

@@ -64,6 +64,7 @@ pub async fn build(config: Config) -> anyhow::Result<Running> {
 
 /// The core over `config`'s store and object store.
 pub async fn library(config: &Config, deps: &Deps) -> anyhow::Result<Library> {
+    let deps = &deps.signed_for(SERVICE.binary(), config)?;
     let store = Store::from_config(config, SERVICE.name())
         .await
         .context("opening the media store")?;

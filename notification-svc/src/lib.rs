@@ -57,6 +57,7 @@ pub async fn serve_with(
     deps: Deps,
     channels: Channels,
 ) -> anyhow::Result<Running> {
+    let deps = deps.signed_for(SERVICE.binary(), &config)?;
     let store = Store::from_config(&config, SERVICE.name())
         .await
         .context("opening the notification store")?;

@@ -189,6 +189,7 @@ impl Harness {
                 failure_code: "card_declined".into(),
             }),
         );
+        let event = platform::testing::signed(&event);
         self.bus.publish(&event).await.unwrap();
         event
     }

@@ -56,6 +56,7 @@ pub async fn api_with(
     deps: &Deps,
     peers: Peers,
 ) -> anyhow::Result<(api::OrderApi, Store)> {
+    let deps = &deps.signed_for(SERVICE.binary(), config)?;
     // Orders created and cancelled are what these events state, once each.
     use platform::metrics::{ORDERS, count_when_published};
     count_when_published("order.created", &ORDERS, "created");
@@ -105,6 +106,7 @@ pub async fn serve_with(
     deps: Deps,
     peers: Peers,
 ) -> anyhow::Result<Running> {
+    let deps = deps.signed_for(SERVICE.binary(), &config)?;
     let (api, store) = api_with(&config, &deps, peers).await?;
     // No processed-event records of its own: every handler checks and
     // records the event on the order it changes, in the same CAS write

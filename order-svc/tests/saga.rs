@@ -592,7 +592,10 @@ async fn a_payment_that_succeeds_for_a_cancelled_order_is_refunded() {
             provider: "simulated".into(),
         }),
     );
-    app.bus.publish(&event).await.unwrap();
+    app.bus
+        .publish(&platform::testing::signed(&event))
+        .await
+        .unwrap();
 
     eventually("the late payment refunded", || {
         !app.payments.refunds().is_empty()

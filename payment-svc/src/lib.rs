@@ -50,6 +50,7 @@ pub async fn api(
     deps: &Deps,
     provider: Arc<dyn provider::PaymentProvider>,
 ) -> anyhow::Result<api::PaymentApi> {
+    let deps = &deps.signed_for(SERVICE.binary(), config)?;
     // Payment outcomes are what these events state, once each.
     use platform::metrics::{PAYMENTS, count_when_published};
     count_when_published("payment.processed", &PAYMENTS, "succeeded");
@@ -99,6 +100,7 @@ pub async fn serve_with(
     reconcile_after: Duration,
     reconcile_every: Duration,
 ) -> anyhow::Result<Running> {
+    let deps = deps.signed_for(SERVICE.binary(), &config)?;
     let mut api = api(&config, &deps, provider).await?;
     api.reconcile_after = reconcile_after;
     let background = api.clone();

@@ -247,6 +247,11 @@ impl SigningKey {
         }
     }
 
+    /// The Ed25519 signature of `message` (64 bytes).
+    pub fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
+        self.key.sign(message).to_bytes().to_vec()
+    }
+
     /// A signed compact JWT.
     pub fn sign(&self, claims: &Claims) -> String {
         let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
@@ -306,6 +311,18 @@ impl TokenVerifier {
             }
         }
         self
+    }
+
+    /// Whether the key `kid` made `signature` over `message`; false for an
+    /// unknown key or a malformed signature.
+    pub fn verify_bytes(&self, kid: &str, message: &[u8], signature: &[u8]) -> bool {
+        let (Some(key), Ok(signature)) = (
+            self.keys.get(kid),
+            ed25519_dalek::Signature::from_slice(signature),
+        ) else {
+            return false;
+        };
+        key.verify(message, &signature).is_ok()
     }
 
     pub fn knows(&self, kid: &str) -> bool {

@@ -175,6 +175,15 @@ pub static IDEMPOTENCY_REPLAYS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static REFUSED_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "messaging_refused_total",
+        "Deliveries dead-lettered unread because their signature was missing, wrong or not \
+         their type's owner's (reason: unsigned, bad_signature, not_owner)",
+        &["consumer", "type", "reason"],
+    )
+});
+
 /// Business counters an event states exactly, declared by the service
 /// that owns the event type ([`count_when_published`]).
 static ON_PUBLISH: LazyLock<
@@ -203,7 +212,7 @@ pub(crate) fn count_published(event_type: &str) {
 }
 
 /// Every family of this module, created (registered) now.
-fn collectors() -> [&'static dyn prometheus::core::Collector; 14] {
+fn collectors() -> [&'static dyn prometheus::core::Collector; 15] {
     [
         &*RPC_SERVER_DURATION,
         &*RPC_CLIENT_DURATION,
@@ -219,6 +228,7 @@ fn collectors() -> [&'static dyn prometheus::core::Collector; 14] {
         &*ORDERS,
         &*DELIVERIES,
         &*IDEMPOTENCY_REPLAYS,
+        &*REFUSED_EVENTS,
     ]
 }
 

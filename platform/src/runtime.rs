@@ -298,4 +298,29 @@ impl Deps {
             .context("connecting the event bus (NATS_URL)")?;
         Ok(Deps { bus })
     }
+
+    /// The same, as `component` sees it, with its key from `config`
+    /// (see [`Deps::signed_by`]). Services call it first thing, so every
+    /// way of starting one (its binary, the all-in-one process, a test)
+    /// signs and verifies.
+    pub fn signed_for(&self, component: &str, config: &Config) -> anyhow::Result<Deps> {
+        if self.bus.signer() == Some(component) {
+            return Ok(self.clone());
+        }
+        let users = crate::auth::UserKeys::fixed(&Default::default(), "", "");
+        let mesh = crate::auth::MeshAuth::with_users(component, config, users)?;
+        Ok(self.signed_by(&mesh))
+    }
+
+    /// The same, as component `mesh` sees it: what it publishes is signed
+    /// with its key, and its consumers get only events signed by their
+    /// type's owner ([`crate::events::signed`]).
+    pub fn signed_by(&self, mesh: &crate::auth::MeshAuth) -> Deps {
+        Deps {
+            bus: std::sync::Arc::new(crate::events::signed::SignedBus::new(
+                self.bus.clone(),
+                mesh.clone(),
+            )),
+        }
+    }
 }

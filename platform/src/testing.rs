@@ -320,6 +320,17 @@ pub const TEST_COMPONENTS: [&str; 10] = [
     "media-svc",
 ];
 
+/// `envelope` as the owner of its type publishes it: from that component,
+/// signed with its test key (see [`crate::events::signed`]).
+pub fn signed(envelope: &proto::events::Envelope) -> proto::events::Envelope {
+    let owner = crate::events::signed::owner(&envelope.r#type)
+        .unwrap_or_else(|| panic!("no component owns {}", envelope.r#type));
+    let mut from_owner = envelope.clone();
+    from_owner.source = owner.to_string();
+    crate::events::signed::sign(&identity().component(owner), &from_owner)
+        .expect("signed by its source")
+}
+
 /// The process's test identity.
 pub fn identity() -> &'static TestIdentity {
     static IDENTITY: std::sync::OnceLock<TestIdentity> = std::sync::OnceLock::new();

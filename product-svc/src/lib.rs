@@ -37,6 +37,7 @@ pub async fn build(config: Config) -> anyhow::Result<Running> {
 
 /// Builds the API over `config`'s store and cache.
 pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<api::ProductApi> {
+    let deps = &deps.signed_for(SERVICE.binary(), config)?;
     let store = Store::from_config(config, SERVICE.name())
         .await
         .context("opening the product store")?;
@@ -85,6 +86,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     deps: Deps,
 ) -> anyhow::Result<Running> {
+    let deps = deps.signed_for(SERVICE.binary(), &config)?;
     let api = api(&config, &deps).await?;
     if config.seed_demo {
         let created = seed::seed_demo(&api).await?;

@@ -61,6 +61,7 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     deps: Deps,
 ) -> anyhow::Result<Running> {
+    let deps = deps.signed_for(SERVICE.binary(), &config)?;
     let base = Store::from_config(&config, SERVICE.name())
         .await
         .context("opening the recommendation store")?;

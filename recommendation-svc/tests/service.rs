@@ -115,7 +115,9 @@ impl TestApp {
     async fn publish(&self, event_type: &str, aggregate: &str, payload: Payload) {
         self.deps
             .bus
-            .publish(&envelope(event_type, aggregate, "test", payload))
+            .publish(&platform::testing::signed(&envelope(
+                event_type, aggregate, "test", payload,
+            )))
             .await
             .unwrap();
     }

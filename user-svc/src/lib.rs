@@ -37,6 +37,7 @@ pub async fn api(
     deps: &Deps,
     hasher: passwords::Hasher,
 ) -> anyhow::Result<api::UserApi> {
+    let deps = &deps.signed_for(SERVICE.binary(), config)?;
     let store = Store::from_config(config, SERVICE.name())
         .await
         .context("opening the user store")?;
@@ -85,6 +86,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     deps: Deps,
 ) -> anyhow::Result<Running> {
+    let deps = deps.signed_for(SERVICE.binary(), &config)?;
     let api = api(&config, &deps, passwords::Hasher::owasp()?).await?;
     if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
         api.ensure_admin(email, password.expose())

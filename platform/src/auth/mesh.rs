@@ -346,6 +346,21 @@ impl MeshAuth {
         Some(token)
     }
 
+    /// `message` signed with this component's key, or none without a key
+    /// (signed events, see [`crate::events::signed`]).
+    pub fn sign_bytes(&self, message: &[u8]) -> Option<Vec<u8>> {
+        Some(self.inner.key.as_ref()?.sign_bytes(message))
+    }
+
+    /// Whether a key of `component` (any of its keys while it rotates)
+    /// made `signature` over `message`.
+    pub fn verify_signature(&self, component: &str, message: &[u8], signature: &[u8]) -> bool {
+        self.inner
+            .peers
+            .iter()
+            .any(|peers| peers.verify_bytes(component, message, signature))
+    }
+
     /// Adds this component's service token to an outgoing request.
     pub fn stamp<T>(&self, request: &mut tonic::Request<T>) {
         if let Some(token) = self.service_token()

@@ -30,6 +30,7 @@ pub mod idempotent;
 pub mod memory;
 pub mod nats;
 pub mod outbox;
+pub mod signed;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
-use proto::events::Envelope;
+pub use proto::events::Envelope;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -364,6 +365,12 @@ pub trait EventBus: Send + Sync + fmt::Debug {
     fn is_connected(&self) -> bool {
         true
     }
+
+    /// The component that signs what this bus publishes
+    /// ([`signed::SignedBus`]); none for the bus itself.
+    fn signer(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Messages of a broadcast topic.
@@ -435,6 +442,7 @@ pub fn envelope(
         traceparent: header("traceparent"),
         tracestate: header("tracestate"),
         source: source.to_string(),
+        signature: Vec::new(),
         payload: Some(payload),
     }
 }
