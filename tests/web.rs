@@ -390,6 +390,9 @@ async fn the_core_journey_works_without_javascript() {
         format!("/admin/orders/{order_id}"),
         "/admin/payments".into(),
         "/admin/recommendations".into(),
+        "/admin/dead-letters".into(),
+        "/admin/promotions".into(),
+        "/admin/flags".into(),
     ] {
         assert_eq!(v.get(&path).await.status, 403, "{path}");
     }
@@ -727,5 +730,253 @@ async fn an_order_page_follows_its_status_and_resumes_after_the_last_event_id() 
     )
     .await;
     assert_eq!(w.get(&format!("{order_path}/events")).await.status, 404);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sees_the_dead_letters_and_replays_them() {
+    // On NATS: an event nobody may believe (unsigned) is dead-lettered by
+    // every consumer of its type; the page lists it under each with why,
+    // and replaying a consumer's letters publishes the stored original
+    // again, which is refused again (replay cannot make a forgery pass).
+    use platform::events::EventBus as _;
+    let backends = common::backends::Backends::new();
+    let t = backends
+        .mesh_with(&[
+            ("ADMIN_EMAIL", ADMIN_EMAIL),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("RATE_LIMIT_RPS", "0"),
+            ("SEED_DEMO", "false"),
+        ])
+        .await;
+    let mut v = Visitor::new(&t);
+    v.get("/signin").await;
+    let signed_in = v
+        .post(
+            "/signin",
+            &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+        )
+        .await;
+    assert_eq!(signed_in.status, 303);
+    let empty = v.get("/admin/dead-letters").await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert!(
+        empty.body.contains("None: every consumer"),
+        "{}",
+        empty.body
+    );
+
+    let order_id = uuid::Uuid::now_v7().to_string();
+    let forged = platform::events::event(
+        &order_id,
+        "payment-svc",
+        proto::events::envelope::Payload::PaymentProcessed(proto::events::PaymentProcessed {
+            payment_id: "pay-forged".into(),
+            order_id: order_id.clone(),
+            ..Default::default()
+        }),
+    );
+    let nats = platform::events::nats::NatsBus::connect(
+        &common::backends::nats_url(),
+        platform::events::nats::NatsSettings {
+            stream: backends.stream.clone(),
+            prefix: backends.subjects.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    nats.publish(&forged).await.unwrap();
+    let page = v
+        .until_shows("/admin/dead-letters", "<h2 id=\"dl-shipping-svc\"")
+        .await;
+    let page = if page.body.contains("<h2 id=\"dl-order-svc\"") {
+        page
+    } else {
+        v.until_shows("/admin/dead-letters", "<h2 id=\"dl-order-svc\"")
+            .await
+    };
+    assert!(page.body.contains(&forged.id), "{}", page.body);
+    assert!(page.body.contains("carries no signature"), "{}", page.body);
+    let first = nats.dead_letters(Some("order-svc")).await.unwrap();
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    let replayed = v
+        .post("/admin/dead-letters/replay", &[("consumer", "order-svc")])
+        .await;
+    assert_eq!(replayed.status, 303);
+    let back = replayed.location.unwrap();
+    let page = v.get(&back).await;
+    assert!(
+        page.body.contains("order-svc: 1 published again"),
+        "{}",
+        page.body
+    );
+    // Refused again, as a new letter of the same event.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let again = nats.dead_letters(Some("order-svc")).await.unwrap();
+        if let [letter] = again.as_slice()
+            && letter.sequence != first[0].sequence
+        {
+            assert_eq!(letter.envelope.as_ref().unwrap().id, forged.id);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not refused again: {again:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Without the form's token nothing is replayed.
+    let refused = v
+        .post_with(
+            "/admin/dead-letters/replay",
+            &[("consumer", "order-svc")],
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    t.shutdown().await;
+    backends.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sends_a_promotion_to_everyone_or_to_a_categorys_buyers() {
+    let t = shop().await;
+    let admin = admin_token(&t).await;
+    let kitchen = product(&t, &admin, "Kettle", 2500).await;
+    // Two buyers of the kitchen category, one customer who bought nothing,
+    // and 120 more customers heard of only through their sign-up event
+    // (three batches in all).
+    let bus = t.mesh.bus();
+    for _ in 0..120 {
+        let user_id = uuid::Uuid::now_v7().to_string();
+        let registered = platform::events::event(
+            &user_id,
+            "user-svc",
+            proto::events::envelope::Payload::UserRegistered(proto::events::UserRegistered {
+                user_id: user_id.clone(),
+                role: "customer".into(),
+            }),
+        );
+        bus.publish(&t.mesh.signed(&registered).unwrap())
+            .await
+            .unwrap();
+    }
+    let (_, first_buyer, _) = t.customer().await;
+    let (_, second_buyer, _) = t.customer().await;
+    let (_, browser, _) = t.customer().await;
+    for buyer in [&first_buyer, &second_buyer] {
+        t.order(buyer, &serde_json::json!(kitchen), 1).await;
+    }
+    // Once each has heard of its sign-up and orders, the audience holds
+    // them (it is written before the notification), and the sign-ups
+    // published before theirs.
+    let heard = |kind: &'static str| {
+        move |feed: &serde_json::Value| {
+            feed["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|n| n["kind"] == kind))
+        }
+    };
+    for buyer in [&first_buyer, &second_buyer] {
+        common::eventually(
+            &t,
+            "/api/v1/notifications",
+            buyer,
+            "the order heard of",
+            heard("order.created"),
+        )
+        .await;
+    }
+    common::eventually(
+        &t,
+        "/api/v1/notifications",
+        &browser,
+        "the sign-up heard of",
+        |feed| {
+            feed["items"]
+                .as_array()
+                .is_some_and(|items| !items.is_empty())
+        },
+    )
+    .await;
+
+    let mut v = Visitor::new(&t);
+    v.get("/signin").await;
+    v.post(
+        "/signin",
+        &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+    )
+    .await;
+    let page = v.get("/admin/promotions").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let key = hidden(&page.body, "key");
+    let form = [
+        ("title", "Spring sale"),
+        ("body", "Everything 10% off this week."),
+        ("category", ""),
+        ("key", key.as_str()),
+    ];
+    // Sent twice (a double click, a retry): one promotion.
+    for _ in 0..2 {
+        let sent = v.post("/admin/promotions", &form).await;
+        assert_eq!(sent.status, 303, "{}", sent.body);
+    }
+    let done = v
+        .until_shows("/admin/promotions", "data-sent=\"123\"")
+        .await;
+    assert_eq!(done.body.matches("data-promotion=").count(), 1);
+    assert!(done.body.contains(">done<"), "{}", done.body);
+
+    let deals = |feed: &serde_json::Value, title: &str| {
+        feed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "promotion" && n["title"] == title)
+            .count()
+    };
+    for customer in [&first_buyer, &second_buyer, &browser] {
+        let feed = t.get("/api/v1/notifications", Some(customer)).await.body;
+        assert_eq!(deals(&feed, "Spring sale"), 1, "{feed}");
+    }
+
+    // To the kitchen's buyers only.
+    let page = v.get("/admin/promotions").await;
+    let key = hidden(&page.body, "key");
+    let sent = v
+        .post(
+            "/admin/promotions",
+            &[
+                ("title", "Kettle deal"),
+                ("body", "Descaler free with your next order."),
+                ("category", "kitchen"),
+                ("key", key.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let page = v.until_shows("/admin/promotions", "data-sent=\"2\"").await;
+    assert!(page.body.contains("buyers of kitchen"), "{}", page.body);
+    for buyer in [&first_buyer, &second_buyer] {
+        let feed = common::eventually(&t, "/api/v1/notifications", buyer, "the deal", |feed| {
+            deals(feed, "Kettle deal") == 1
+        })
+        .await;
+        assert_eq!(deals(&feed, "Kettle deal"), 1);
+    }
+    let feed = t.get("/api/v1/notifications", Some(&browser)).await.body;
+    assert_eq!(deals(&feed, "Kettle deal"), 0, "{feed}");
+
+    // A form with an empty title is shown again with the error, nothing sent.
+    let page = v.get("/admin/promotions").await;
+    let key = hidden(&page.body, "key");
+    let refused = v
+        .post(
+            "/admin/promotions",
+            &[("title", ""), ("body", "x"), ("key", key.as_str())],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.body.matches("data-promotion=").count(), 2);
     t.shutdown().await;
 }

@@ -97,6 +97,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::recommendations::list))
         .routes(routes!(routes::recommendations::train))
         .routes(routes!(routes::recommendations::model))
+        .routes(routes!(routes::flags::list))
+        .routes(routes!(routes::flags::set))
         .split_for_parts();
     utoipa::Modify::modify(&openapi::CommonErrors, &mut document);
     (router, document)

@@ -34,6 +34,9 @@ struct Inner {
     media_cache: Arc<crate::routes::media::MediaCache>,
     /// What the pages keep between requests.
     web: crate::web::WebState,
+    /// The deployment's NATS stream, for the dead-letter page: attached on
+    /// first use.
+    dead_letters: tokio::sync::OnceCell<platform::events::nats::NatsBus>,
 }
 
 impl AppState {
@@ -103,6 +106,7 @@ impl AppState {
                 config: config.clone(),
                 media_cache: crate::routes::media::new_cache(),
                 web: crate::web::WebState::default(),
+                dead_letters: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -154,5 +158,38 @@ impl AppState {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The stream that keeps the consumers' dead letters (`NATS_URL`),
+    /// attached on first use and kept. Without `NATS_URL`:
+    /// FAILED_PRECONDITION.
+    pub async fn dead_letters(
+        &self,
+    ) -> Result<&platform::events::nats::NatsBus, crate::problem::Problem> {
+        use crate::problem::Problem;
+        use platform::ErrorKind;
+        let Some(url) = self.inner.config.nats_url.clone() else {
+            return Err(Problem::new(
+                ErrorKind::FailedPrecondition,
+                "dead letters are kept by NATS JetStream, and this gateway has no NATS_URL (the \
+                 in-process bus keeps none to list): give it one, or run `shopmesh dead-letters` \
+                 where NATS is reachable",
+            ));
+        };
+        let settings = platform::events::nats::NatsSettings::from_config(&self.inner.config);
+        self.inner
+            .dead_letters
+            .get_or_try_init(|| async move {
+                let attach = platform::events::nats::NatsBus::attach(&url, settings);
+                match tokio::time::timeout(std::time::Duration::from_secs(5), attach).await {
+                    Ok(Ok(bus)) => Ok(bus),
+                    Ok(Err(err)) => Err(Problem::new(ErrorKind::Unavailable, err.to_string())),
+                    Err(_) => Err(Problem::new(
+                        ErrorKind::Unavailable,
+                        "NATS did not answer in time",
+                    )),
+                }
+            })
+            .await
     }
 }

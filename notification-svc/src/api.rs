@@ -66,6 +66,9 @@ pub struct NotificationApi {
     pub(crate) allow_http_endpoints: bool,
     /// Verifies who calls.
     pub(crate) mesh: platform::auth::MeshAuth,
+    /// Admins' messages to many customers, and who they go to.
+    pub(crate) promotions: Collection<crate::promotions::Promotion>,
+    pub(crate) audience: Collection<crate::promotions::Member>,
 }
 
 pub(crate) fn to_proto(id: &str, n: &Item) -> proto::notification::Notification {
@@ -446,6 +449,29 @@ impl NotificationService for NotificationApi {
             }
         }
         Ok(Response::new(MarkReadResponse { updated }))
+    }
+
+    async fn start_promotion(
+        &self,
+        request: Request<StartPromotionRequest>,
+    ) -> Result<Response<StartPromotionResponse>, Status> {
+        let caller = self.mesh.caller(request.metadata()).await?;
+        caller.require_admin()?;
+        let promotion = self.begin_promotion(request.into_inner()).await?;
+        Ok(Response::new(StartPromotionResponse {
+            promotion: Some(promotion),
+        }))
+    }
+
+    async fn list_promotions(
+        &self,
+        request: Request<ListPromotionsRequest>,
+    ) -> Result<Response<ListPromotionsResponse>, Status> {
+        let caller = self.mesh.caller(request.metadata()).await?;
+        caller.require_admin()?;
+        Ok(Response::new(ListPromotionsResponse {
+            promotions: self.newest_promotions().await?,
+        }))
     }
 
     async fn list_deliveries(

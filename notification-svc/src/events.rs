@@ -102,6 +102,23 @@ impl Handler for NotificationEvents {
             return Err(HandlerError::Permanent("event without payload".into()));
         };
         let kind = payload.event_type();
+        // Who promotions reach: every customer, and each category's buyers.
+        let joined = match payload {
+            Payload::UserRegistered(e) if e.role != "admin" => {
+                Some((e.user_id.as_str(), Vec::new()))
+            }
+            Payload::OrderCreated(e) => Some((
+                e.user_id.as_str(),
+                e.items.iter().map(|l| l.category.as_str()).collect(),
+            )),
+            _ => None,
+        };
+        if let Some((user_id, categories)) = joined {
+            self.api
+                .join_audience(user_id, &categories)
+                .await
+                .map_err(|e| HandlerError::from_store(&e))?;
+        }
         let Some((recipient, context, vias)) = Self::address(payload, kind) else {
             return Ok(());
         };

@@ -16,6 +16,7 @@ pub mod channels;
 pub mod deliveries;
 pub mod domain;
 pub mod events;
+pub mod promotions;
 pub mod templates;
 
 use std::sync::Arc;
@@ -70,6 +71,8 @@ pub async fn serve_with(
         )
         .await?;
     let subscriptions = store.collection(api::subscriptions_spec()).await?;
+    let promotions = store.collection(promotions::promotions_spec()).await?;
+    let audience = store.collection(promotions::audience_spec()).await?;
     tracing::info!(
         email = channels.email.is_some(),
         sms = channels.sms.is_some(),
@@ -116,7 +119,10 @@ pub async fn serve_with(
         deliveries: deliveries.clone(),
         allow_http_endpoints: config.integrations.push_allow_http,
         mesh,
+        promotions,
+        audience,
     };
+    let promoting = api.clone();
     let handler = Arc::new(events::NotificationEvents {
         api: api.clone(),
         templates: templates::Templates::load()?,
@@ -139,6 +145,20 @@ pub async fn serve_with(
             .serve(routes, listener)
             .await?;
     running.spawn(deliveries.run(running.cancel_token()));
+    // Promotions go out from one replica at a time, a batch per pass.
+    let sender = platform::runtime::spawn_leased(
+        "promotions",
+        store.clone(),
+        std::time::Duration::from_millis(500),
+        running.cancel_token(),
+        move || {
+            let api = promoting.clone();
+            async move { api.promotion_pass().await }
+        },
+    );
+    running.spawn(async move {
+        let _ = sender.await;
+    });
     let cancel = running.cancel_token();
     running.spawn(async move {
         cancel.cancelled().await;

@@ -92,6 +92,7 @@ pub(crate) fn lines_of(o: &Order) -> Vec<proto::events::OrderLine> {
             unit_price: money(i.unit_price, &o.currency),
             line_total: money(i.line_total, &o.currency),
             weight_grams: i.weight_grams,
+            category: i.category.clone(),
         })
         .collect()
 }

@@ -94,6 +94,7 @@ fn validation(id: &str, price: i64, units: u32) -> ProductValidation {
         stock_available: units,
         weight_grams: 100,
         image: None,
+        category: "kitchen".into(),
     }
 }
 

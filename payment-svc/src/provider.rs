@@ -103,12 +103,28 @@ impl PaymentProvider for SimulatedProvider {
     }
 
     async fn charge(&self, request: ChargeRequest<'_>) -> Result<ChargeOutcome, ProviderError> {
+        use platform::flags;
+        flags::pause(flags::PAYMENT_LATENCY, None).await;
+        if flags::on(flags::PAYMENT_OUTAGE) {
+            return Err(ProviderError::Unavailable(
+                "the payment provider is down (fault flag)".into(),
+            ));
+        }
+        // A decline the flag picks is the provider's answer for this key,
+        // kept like any other (a retry with the key gets it again).
+        let flagged = flags::hits(flags::PAYMENT_DECLINE_RATE, None);
         let outcome = {
             let mut ledger = self.ledger.lock().expect("ledger");
             ledger
                 .entry(request.key.to_string())
                 .or_insert_with(|| {
                     self.charges.fetch_add(1, Ordering::SeqCst);
+                    if flagged {
+                        return ChargeOutcome::Declined {
+                            code: "card_declined".into(),
+                            reason: "Your card was declined.".into(),
+                        };
+                    }
                     match request.card.number() {
                         "4000000000000002" => ChargeOutcome::Declined {
                             code: "card_declined".into(),

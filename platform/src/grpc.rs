@@ -261,6 +261,7 @@ impl<S, B, ResBody> tower::Service<http::Request<B>> for GrpcTrace<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<ResBody>> + Send,
     S::Future: Send + 'static,
+    ResBody: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -291,12 +292,34 @@ where
             crate::telemetry::extract(request.headers()),
             service,
         ));
+        // Fault flags act on the shop's own services, never on health
+        // checks or reflection (a probe must keep telling the truth).
+        let (delay, fail) = if rpc_service.starts_with("shop.") {
+            span.in_scope(|| {
+                (
+                    crate::flags::delay(crate::flags::SERVICE_LATENCY, Some(service)),
+                    crate::flags::hits(crate::flags::SERVICE_ERROR_RATE, Some(service)),
+                )
+            })
+        } else {
+            (None, false)
+        };
         let (rpc_service, rpc_method) = (rpc_service.to_string(), rpc_method.to_string());
         let started = Instant::now();
-        let future = self.inner.call(request);
+        let future = (!fail).then(|| self.inner.call(request));
         Box::pin(
             async move {
-                let result = future.await;
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+                let result = match future {
+                    Some(future) => future.await,
+                    None => Ok(tonic::Status::unavailable(format!(
+                        "{service} is failing calls (fault flag {})",
+                        crate::flags::SERVICE_ERROR_RATE
+                    ))
+                    .into_http()),
+                };
                 if let Ok(response) = &result {
                     let code = response_code(response.headers());
                     record_status(&tracing::Span::current(), code, response.headers());

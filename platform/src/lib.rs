@@ -10,6 +10,7 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod events;
+pub mod flags;
 pub mod grpc;
 pub mod metrics;
 pub mod runtime;

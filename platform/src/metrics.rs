@@ -184,6 +184,22 @@ pub static REFUSED_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static FEATURE_FLAGS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "shop_feature_flag",
+        "1 for the variant each fault flag is on (absent: not in the flags file)",
+        &["flag", "variant"],
+    )
+});
+
+pub static FAULTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "shop_fault_injected_total",
+        "Faults a flag injected (a declined charge, an added delay, a failed call...)",
+        &["flag"],
+    )
+});
+
 /// Business counters an event states exactly, declared by the service
 /// that owns the event type ([`count_when_published`]).
 static ON_PUBLISH: LazyLock<
@@ -212,7 +228,7 @@ pub(crate) fn count_published(event_type: &str) {
 }
 
 /// Every family of this module, created (registered) now.
-fn collectors() -> [&'static dyn prometheus::core::Collector; 15] {
+fn collectors() -> [&'static dyn prometheus::core::Collector; 17] {
     [
         &*RPC_SERVER_DURATION,
         &*RPC_CLIENT_DURATION,
@@ -229,6 +245,8 @@ fn collectors() -> [&'static dyn prometheus::core::Collector; 15] {
         &*DELIVERIES,
         &*IDEMPOTENCY_REPLAYS,
         &*REFUSED_EVENTS,
+        &*FEATURE_FLAGS,
+        &*FAULTS,
     ]
 }
 

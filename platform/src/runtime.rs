@@ -263,6 +263,15 @@ where
     };
     let result = runtime.block_on(async {
         let _guard = crate::telemetry::init(&config.telemetry)?;
+        if let Some(path) = &config.flags_file {
+            crate::flags::load(path).map_err(anyhow::Error::msg)?;
+            tracing::info!(file = %path.display(), "fault flags read; reloaded when the file changes");
+            crate::flags::watch(
+                path.clone(),
+                std::time::Duration::from_secs(1),
+                CancellationToken::new(),
+            );
+        }
         body(config.clone()).await
     });
     match result {

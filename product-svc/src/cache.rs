@@ -104,6 +104,9 @@ impl Cache {
     }
 
     fn conn(&self) -> Option<ConnectionManager> {
+        if self.enabled && platform::flags::on(platform::flags::CACHE_OUTAGE) {
+            return None;
+        }
         self.conn.read().expect("cache lock").clone()
     }
 

@@ -48,6 +48,13 @@ impl Carrier for SimulatedCarrier {
         _country: &str,
         _weight_grams: u32,
     ) -> Result<Label, CarrierError> {
+        use platform::flags;
+        flags::pause(flags::CARRIER_LATENCY, None).await;
+        if flags::on(flags::CARRIER_OUTAGE) {
+            return Err(CarrierError::Unavailable(
+                "the carrier is down (fault flag)".into(),
+            ));
+        }
         let digest = sha2::Sha256::digest(shipment_id.as_bytes());
         let number: String = digest[..6].iter().map(|b| format!("{b:02X}")).collect();
         Ok(Label {

@@ -228,10 +228,19 @@ async function adminJourney(customer) {
   const loaded = await image.evaluate((img) => img.complete && img.naturalWidth > 0);
   if (!loaded) fail('the uploaded image did not load');
   await shot(shop, 'product-with-image');
-  for (const path of ['/admin/products', '/admin/orders', '/admin/payments', '/admin/recommendations']) {
+  for (const path of ['/admin/products', '/admin/orders', '/admin/payments', '/admin/recommendations', '/admin/dead-letters', '/admin/flags']) {
     await page.goto(BASE + path);
     await audit(page, path);
   }
+  // A promotion reaches the customer's open notifications page, live.
+  await customer.page.goto(BASE + '/notifications');
+  await page.goto(BASE + '/admin/promotions');
+  await page.fill('#promo-title', 'Spring sale');
+  await page.fill('#promo-body', 'Everything 10% off this week.');
+  await page.click('button:has-text("Send to customers")');
+  await expectText(page.locator('#promotions'), 'done', 'the promotion went out');
+  await audit(page, '/admin/promotions');
+  await expectText(customer.page.locator('#feed'), 'Spring sale', 'the promotion arrives live');
   // Refund the customer's order; their page shows it.
   await page.goto(BASE + `/admin/orders/${customer.declinedId}`);
   await audit(page, 'admin order');

@@ -256,6 +256,27 @@ pub(super) fn examples(doc: &mut Value, (year, _): (u64, u64)) {
             }),
         ),
         (
+            "FlagList",
+            json!({
+                "flags": [{
+                    "key": "paymentDeclineRate",
+                    "description": "The simulated payment provider declines this fraction of charges. Threatens: ... Kept by: ...",
+                    "on": true, "variant": "10%", "value": {"value": 0.1},
+                    "variants": ["10%", "50%", "all", "off"],
+                }],
+                "writable": false,
+            }),
+        ),
+        (
+            "FlagOut",
+            json!({
+                "key": "cacheOutage",
+                "description": "product-svc's Redis cache answers nothing. Threatens: ... Kept by: ...",
+                "on": true, "variant": "on", "value": {"value": true}, "variants": ["off", "on"],
+            }),
+        ),
+        ("FlagChange", json!({"variant": "on"})),
+        (
             "JwksOut",
             json!({"keys": [{
                 "kty": "OKP", "crv": "Ed25519", "kid": "k1", "alg": "EdDSA", "use": "sig",

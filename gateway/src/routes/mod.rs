@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod cart;
 pub mod common;
+pub mod flags;
 pub mod media;
 pub mod notifications;
 pub mod orders;

@@ -262,3 +262,34 @@ pub async fn push_key(State(state): State<AppState>) -> Result<Json<PushKeyOut>,
         application_server_key: r.application_server_key,
     }))
 }
+
+/// Starts a promotion for the admin page (no JSON route: promotions are
+/// sent from the admin pages).
+pub(crate) async fn start_promotion(
+    state: &AppState,
+    admin: &AuthUser,
+    request: proto::notification::StartPromotionRequest,
+) -> Result<proto::notification::Promotion, Problem> {
+    let started = notifications(state)
+        .start_promotion(grpc(request, Some(&admin.caller())))
+        .await?
+        .into_inner();
+    started
+        .promotion
+        .ok_or_else(|| Problem::new(platform::ErrorKind::Internal, "no promotion in the answer"))
+}
+
+/// The newest promotions with their progress, for the admin page.
+pub(crate) async fn promotions(
+    state: &AppState,
+    admin: &AuthUser,
+) -> Result<Vec<proto::notification::Promotion>, Problem> {
+    Ok(notifications(state)
+        .list_promotions(grpc(
+            proto::notification::ListPromotionsRequest {},
+            Some(&admin.caller()),
+        ))
+        .await?
+        .into_inner()
+        .promotions)
+}

@@ -1,7 +1,7 @@
 //! The admin pages (`/admin`, admins only): products with stock and
 //! images, orders with cancel and refund, payments, shipments (and the
 //! carrier's signed updates where the webhook secret is set),
-//! recommendations, and the mesh's health.
+//! recommendations, dead letters with replay, and the mesh's health.
 
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderValue, header};
@@ -665,6 +665,221 @@ pub async fn train(
     match recommendations::train(State(state), admin).await {
         Ok(_) => see_other(&visitor, "/admin/recommendations?started=1"),
         Err(problem) => error_page(&problem, Some(&visitor)),
+    }
+}
+
+#[derive(Debug, Deserialize, serde::Serialize, Default)]
+pub struct PromotionForm {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    category: String,
+    /// Made when the form is shown: sending the form twice starts one
+    /// promotion.
+    #[serde(default)]
+    key: String,
+}
+
+async fn promotions_page(
+    state: &AppState,
+    visitor: &Visitor,
+    admin: &AdminUser,
+    form: PromotionForm,
+    problem: Option<Problem>,
+) -> Response {
+    let (list, error) = match crate::routes::notifications::promotions(state, &admin.0).await {
+        Ok(list) => (list, None),
+        Err(problem) => (Vec::new(), Some(problem.detail)),
+    };
+    let promotions: Vec<serde_json::Value> = list
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "id": p.id, "title": p.title, "category": p.category, "done": p.done,
+                "sent": p.sent,
+                "created_at": p.created_at.as_ref().map(|t| platform::auth::rfc3339(t.seconds)),
+                "finished_at": p.finished_at.as_ref().map(|t| platform::auth::rfc3339(t.seconds)),
+            })
+        })
+        .collect();
+    let running = list.iter().any(|p| !p.done);
+    let form = PromotionForm {
+        key: uuid::Uuid::now_v7().to_string(),
+        ..form
+    };
+    render_form(
+        problem.as_ref(),
+        "admin/promotions.html",
+        Some(visitor),
+        context! {
+            promotions => Value::from_serialize(&promotions),
+            running,
+            form => Value::from_serialize(&form),
+            list_error => error,
+        },
+    )
+}
+
+/// Promotions with their progress, and the form that starts one.
+pub async fn promotions(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Admin(admin): Admin,
+) -> Response {
+    promotions_page(&state, &visitor, &admin, PromotionForm::default(), None).await
+}
+
+pub async fn start_promotion(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Admin(admin): Admin,
+    PageForm(form): PageForm<PromotionForm>,
+) -> Response {
+    let request = proto::notification::StartPromotionRequest {
+        title: form.title.clone(),
+        body: form.body.clone(),
+        category: form.category.clone(),
+        idempotency_key: form.key.clone(),
+    };
+    match crate::routes::notifications::start_promotion(&state, &admin.0, request).await {
+        Ok(_) => see_other(&visitor, "/admin/promotions"),
+        Err(problem) if problem.status < 500 && problem.status != 401 && problem.status != 403 => {
+            promotions_page(&state, &visitor, &admin, form, Some(problem)).await
+        }
+        Err(problem) => failed(problem, &visitor, "/admin/promotions"),
+    }
+}
+
+/// The fault flags, what each threatens, and (in development) a switch.
+pub async fn flags(State(state): State<AppState>, visitor: Visitor, Admin(_): Admin) -> Response {
+    flags_page(&state, &visitor, None)
+}
+
+fn flags_page(state: &AppState, visitor: &Visitor, problem: Option<Problem>) -> Response {
+    let list = crate::routes::flags::list_flags(state);
+    render_form(
+        problem.as_ref(),
+        "admin/flags.html",
+        Some(visitor),
+        context! { flags => Value::from_serialize(&list) },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FlagForm {
+    key: String,
+    variant: String,
+}
+
+pub async fn set_flag(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Admin(_): Admin,
+    PageForm(form): PageForm<FlagForm>,
+) -> Response {
+    match crate::routes::flags::set_flag(&state, &form.key, &form.variant) {
+        Ok(_) => see_other(&visitor, "/admin/flags"),
+        Err(problem) => flags_page(&state, &visitor, Some(problem)),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct DeadLetterQuery {
+    consumer: Option<String>,
+    replayed: Option<usize>,
+    skipped: Option<usize>,
+}
+
+/// What the consumers gave up on, by consumer, with why; each consumer's
+/// letters can be sent round again once the cause is fixed.
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Admin(_): Admin,
+    Query(query): Query<DeadLetterQuery>,
+) -> Response {
+    let letters = match state.dead_letters().await {
+        Ok(bus) => bus
+            .dead_letters(None)
+            .await
+            .map_err(|e| Problem::new(e.kind(), e.to_string())),
+        Err(problem) => Err(problem),
+    };
+    let (groups, error) = match letters {
+        Ok(letters) => {
+            let mut groups: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+                Default::default();
+            for letter in letters {
+                let envelope = letter.envelope.unwrap_or_default();
+                groups
+                    .entry(letter.consumer.clone())
+                    .or_default()
+                    .push(serde_json::json!({
+                        "sequence": letter.sequence,
+                        "subject": letter.subject,
+                        "type": envelope.r#type,
+                        "id": envelope.id,
+                        "aggregate_id": envelope.aggregate_id,
+                        "source": envelope.source,
+                        "error": letter.error,
+                        "attempts": letter.attempts,
+                    }));
+            }
+            let groups: Vec<_> = groups
+                .into_iter()
+                .map(|(consumer, letters)| serde_json::json!({"consumer": consumer, "letters": letters}))
+                .collect();
+            (groups, None)
+        }
+        Err(problem) => (Vec::new(), Some(problem.detail)),
+    };
+    render(
+        "admin/dead_letters.html",
+        Some(&visitor),
+        context! {
+            groups => Value::from_serialize(&groups),
+            error,
+            consumer => query.consumer,
+            replayed => query.replayed,
+            skipped => query.skipped,
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReplayForm {
+    consumer: String,
+}
+
+/// Publishes a consumer's dead letters' original events again (the stored,
+/// signed originals: nothing this gateway could make up) and clears them.
+pub async fn replay_dead_letters(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Admin(_): Admin,
+    PageForm(form): PageForm<ReplayForm>,
+) -> Response {
+    let back = "/admin/dead-letters";
+    let bus = match state.dead_letters().await {
+        Ok(bus) => bus,
+        Err(problem) => return failed(problem, &visitor, back),
+    };
+    match bus.replay_dead_letters(&form.consumer).await {
+        Ok(replay) => {
+            let to = format!(
+                "{back}?{}",
+                serde_urlencoded::to_string([
+                    ("consumer", form.consumer.clone()),
+                    ("replayed", replay.replayed.to_string()),
+                    ("skipped", replay.skipped.len().to_string()),
+                ])
+                .unwrap_or_default()
+            );
+            see_other(&visitor, &to)
+        }
+        Err(err) => failed(Problem::new(err.kind(), err.to_string()), &visitor, back),
     }
 }
 

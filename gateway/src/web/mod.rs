@@ -128,6 +128,16 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/orders/{id}/refund", post(admin::refund))
         .route("/admin/orders/{id}/carrier", post(admin::carrier_update))
         .route("/admin/payments", get(admin::payments))
+        .route(
+            "/admin/promotions",
+            get(admin::promotions).post(admin::start_promotion),
+        )
+        .route("/admin/flags", get(admin::flags).post(admin::set_flag))
+        .route("/admin/dead-letters", get(admin::dead_letters))
+        .route(
+            "/admin/dead-letters/replay",
+            post(admin::replay_dead_letters),
+        )
         .route("/admin/recommendations", get(admin::recommendations))
         .route("/admin/recommendations/train", post(admin::train))
         .layer(from_fn_with_state(state, session::middleware))

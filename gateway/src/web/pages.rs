@@ -43,6 +43,9 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "admin/order.html",
     "admin/payments.html",
     "admin/recommendations.html",
+    "admin/promotions.html",
+    "admin/dead_letters.html",
+    "admin/flags.html",
 );
 
 /// `12.5 USD` style amounts from `{amount, currency}` in minor units.
@@ -251,6 +254,29 @@ mod tests {
 
     #[test]
     fn every_template_parses() {
+        // Every file under web/templates is compiled in.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/templates");
+        let mut on_disk = Vec::new();
+        for dir in [root.clone(), root.join("admin")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "html") {
+                    let name = path
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .to_string();
+                    on_disk.push(name);
+                }
+            }
+        }
+        for name in &on_disk {
+            assert!(
+                TEMPLATES.iter().any(|(n, _)| n == name),
+                "{name} is not in TEMPLATES"
+            );
+        }
         let env = environment();
         for (name, _) in TEMPLATES {
             env.get_template(name)

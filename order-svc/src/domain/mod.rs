@@ -100,6 +100,10 @@ pub struct Item {
     pub quantity: i64,
     pub line_total: i64,
     pub weight_grams: u32,
+    /// The product's category at order time (empty in orders stored
+    /// before lines kept it).
+    #[serde(default)]
+    pub category: String,
 }
 
 pub use platform::address::Address;

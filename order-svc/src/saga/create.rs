@@ -297,6 +297,7 @@ fn priced_items(
             quantity: i64::from(*quantity),
             line_total: price.amount * i64::from(*quantity),
             weight_grams: v.weight_grams,
+            category: v.category.clone(),
         });
     }
     if !errors.is_empty() {

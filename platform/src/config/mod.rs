@@ -125,6 +125,12 @@ pub struct Config {
     pub cart: CartSettings,
     /// Where media bytes live and what an upload may be.
     pub media: MediaSettings,
+    /// `FLAGS_FILE`: fault flags (flagd format), reloaded when it changes;
+    /// unset: every fault off.
+    pub flags_file: Option<std::path::PathBuf>,
+    /// `FLAGS_WRITABLE` (default false): admins may switch flags from the
+    /// gateway, which rewrites `FLAGS_FILE` (development only).
+    pub flags_writable: bool,
 }
 
 impl Config {
@@ -211,6 +217,11 @@ impl Config {
             admin_email,
             admin_password,
             seed_demo: v.bool("SEED_DEMO")?.unwrap_or(true),
+            flags_file: v
+                .raw("FLAGS_FILE")
+                .filter(|s| !s.trim().is_empty())
+                .map(std::path::PathBuf::from),
+            flags_writable: v.bool("FLAGS_WRITABLE")?.unwrap_or(false),
             rate_limit_rps,
             rate_limit_burst: v
                 .number("RATE_LIMIT_BURST", "a whole number of requests")?

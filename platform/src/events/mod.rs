@@ -604,7 +604,16 @@ pub(crate) async fn process(
     // are not among them.
     let spent = attempt.saturating_sub(delivery.waits).max(1);
     let outcome = async {
-        match handler.handle(&delivery).await {
+        let handled = if crate::flags::hits(crate::flags::EVENT_FAILURE_RATE, Some(config.name.as_str())) {
+            Err(HandlerError::Retryable(format!(
+                "{} failed this delivery (fault flag {})",
+                config.name,
+                crate::flags::EVENT_FAILURE_RATE
+            )))
+        } else {
+            handler.handle(&delivery).await
+        };
+        match handled {
             Ok(()) => Outcome::Ack,
             Err(HandlerError::Retryable(reason)) if spent < config.max_deliver => {
                 tracing::warn!(%reason, attempt, "event handling failed; will retry");

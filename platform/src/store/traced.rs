@@ -22,6 +22,9 @@ pub(super) struct Traced {
     inner: Arc<dyn Backend>,
     system: &'static str,
     namespace: Arc<str>,
+    /// The component whose data this is (`order-svc` for `<prefix>_order`),
+    /// as fault flags name it.
+    component: String,
 }
 
 impl Traced {
@@ -34,6 +37,7 @@ impl Traced {
             inner,
             system,
             namespace: namespace.into(),
+            component: format!("{}-svc", namespace.rsplit('_').next().unwrap_or(namespace)),
         }
     }
 
@@ -56,7 +60,11 @@ impl Traced {
             error.type = tracing::field::Empty,
         );
         let started = Instant::now();
-        let result = work.instrument(span.clone()).await;
+        let slowed = async {
+            crate::flags::pause(crate::flags::STORE_LATENCY, Some(self.component.as_str())).await;
+            work.await
+        };
+        let result = slowed.instrument(span.clone()).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(StoreError::NotFound) => "not_found",

@@ -25,6 +25,7 @@ pub(crate) fn validation_of(id: String, p: &Product) -> ProductValidation {
         stock_available: p.stock_available.max(0) as u32,
         weight_grams: p.weight_grams,
         image,
+        category: p.category.clone(),
     }
 }
 
