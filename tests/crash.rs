@@ -17,8 +17,8 @@
 //! The same harness runs scenarios with a fault flag on in every process
 //! (through `FLAGS_FILE`): a short run with two flags in CI, and the
 //! resilience report (`docs/RESILIENCE.md`), kills alone then kills with
-//! each flag in turn: `RESILIENCE_SECS=300 cargo test --release --test
-//! crash resilience_report -- --ignored --nocapture`.
+//! each flag in turn: `RESILIENCE_SECS=300 cargo test --test crash
+//! resilience_report -- --ignored --nocapture`.
 
 mod common;
 
@@ -474,7 +474,9 @@ impl Careful {
                     }
                 }
             }
-            // Expired or cancelled meanwhile.
+            // Declined (the decline-rate fault flag), or expired or
+            // cancelled meanwhile.
+            201 if answer.body["status"] == "FAILED" => Paid::Refused,
             409 => Paid::Refused,
             _ => {
                 self.unknown(flow, "pay", &answer);
@@ -1447,9 +1449,14 @@ fn write_report(
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let chaos: f64 = scenarios.iter().map(|s| s.length.as_secs_f64()).sum();
+    let release = if cfg!(debug_assertions) {
+        ""
+    } else {
+        " --release"
+    };
     let mut text = format!(
         "# Resilience report\n\n\
-         Written by `RESILIENCE_SECS={chaos:.0} cargo test --release --test crash resilience_report -- --ignored --nocapture` \
+         Written by `RESILIENCE_SECS={chaos:.0} cargo test{release} --test crash resilience_report -- --ignored --nocapture` \
          on commit `{commit}`, on a {cores}-core Linux machine, in {:.0} s.\n\n\
          Every component runs as its own process ({replicas} per service) on a private Postgres and NATS, \
          with Redis; careful clients run order, payment, cancel, refund, cart and image flows all along. \
