@@ -1349,26 +1349,14 @@ async fn chaos_with(replicas: u8, scenarios: Vec<Scenario>, report_to: Option<Pa
             }
         ));
         let named = |what: String| format!("{}: {what}", scenario.name);
-        if !stats_now.cart_violations.is_empty() {
-            failures.push(named(format!(
-                "{} cart violation(s), e.g. {}",
-                stats_now.cart_violations.len(),
-                stats_now.cart_violations[0]
-            )));
-        }
-        if !media_violations.is_empty() {
-            failures.push(named(format!(
-                "{} media violation(s), e.g. {}",
-                media_violations.len(),
-                media_violations[0]
-            )));
-        }
-        if !stats_now.unknown.is_empty() {
-            failures.push(named(format!(
-                "{} flow(s) never learned their outcome (e.g. {})",
-                stats_now.unknown.len(),
-                stats_now.unknown[0]
-            )));
+        for (what, found) in [
+            ("cart violation(s)", &stats_now.cart_violations),
+            ("media violation(s)", &media_violations),
+            ("flow(s) never learned their outcome", &stats_now.unknown),
+        ] {
+            if let Some(first) = found.first() {
+                failures.push(named(format!("{} {what}, e.g. {first}", found.len())));
+            }
         }
         if !checked.is_clean() {
             failures.push(named(format!(

@@ -16,11 +16,23 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const ADMIN: (&str, &str) = ("admin@example.com", "admin-password");
 
+/// Puts these flags in force at variant `on` with their values, every
+/// other off.
+fn these(flags: &[(&str, serde_json::Value)]) {
+    let mut file = serde_json::Map::new();
+    for (key, value) in flags {
+        file.insert(
+            key.to_string(),
+            json!({"state": "ENABLED", "variants": {"on": value}, "defaultVariant": "on"}),
+        );
+    }
+    let file = json!({ "flags": file });
+    platform::flags::set(platform::flags::Flags::parse(&file.to_string()).expect("valid flags"));
+}
+
 /// Puts one flag in force at variant `on` with `value`, every other off.
 fn only(key: &str, value: serde_json::Value) {
-    let file = json!({"flags": {key: {
-        "state": "ENABLED", "variants": {"on": value}, "defaultVariant": "on"}}});
-    platform::flags::set(platform::flags::Flags::parse(&file.to_string()).expect("a valid flag"));
+    these(&[(key, value)]);
 }
 
 fn all_off() {
@@ -168,6 +180,29 @@ async fn each_fault_shows_and_the_shop_recovers_when_it_ends() {
     )
     .await;
 
+    // A slow provider: the payment takes that long, and succeeds; a slow
+    // carrier: the label comes, late.
+    let before = injected(&t, platform::flags::CARRIER_LATENCY).await;
+    these(&[
+        (platform::flags::PAYMENT_LATENCY, json!(600)),
+        (platform::flags::CARRIER_LATENCY, json!(800)),
+    ]);
+    let slow = t.order(&customer, &mug, 1).await;
+    let started = Instant::now();
+    let payment = t.pay(&customer, &slow, "4242424242424242").await;
+    assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    common::eventually(
+        &t,
+        &format!("/api/v1/orders/{slow}/shipment"),
+        &customer,
+        "the label from a slow carrier",
+        |s| s["status"] == "LABEL_CREATED",
+    )
+    .await;
+    assert!(injected(&t, platform::flags::CARRIER_LATENCY).await > before);
+    all_off();
+
     // A service that fails every call, then one that is slow.
     only(
         platform::flags::SERVICE_ERROR_RATE,
@@ -226,13 +261,13 @@ async fn each_fault_shows_and_the_shop_recovers_when_it_ends() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let feed = t.get("/api/v1/notifications", Some(&customer)).await.body;
-        // Three payments succeeded before this one, each told once.
-        if notices(&feed) == 4 {
+        // Four payments succeeded before this one, each told once.
+        if notices(&feed) == 5 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the payment's notice never came ({paid_before} of 4): {feed}"
+            "the payment's notice never came ({paid_before} of 5): {feed}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

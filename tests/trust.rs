@@ -688,16 +688,7 @@ async fn forged_payment_events_on_a_plain_nats_change_nothing() {
     let mut other_key =
         platform::events::signed::sign(&recommendations, &forged("recommendation-svc")).unwrap();
     other_key.source = "payment-svc".into();
-    let nats = platform::events::nats::NatsBus::connect(
-        &common::backends::nats_url(),
-        platform::events::nats::NatsSettings {
-            stream: backends.stream.clone(),
-            prefix: backends.subjects.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let nats = backends.nats().await;
     use platform::events::EventBus as _;
     for event in [&unsigned, &other_key, &not_owner] {
         nats.publish(event).await.unwrap();

@@ -776,16 +776,7 @@ async fn an_admin_sees_the_dead_letters_and_replays_them() {
             ..Default::default()
         }),
     );
-    let nats = platform::events::nats::NatsBus::connect(
-        &common::backends::nats_url(),
-        platform::events::nats::NatsSettings {
-            stream: backends.stream.clone(),
-            prefix: backends.subjects.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let nats = backends.nats().await;
     nats.publish(&forged).await.unwrap();
     let page = v
         .until_shows("/admin/dead-letters", "<h2 id=\"dl-shipping-svc\"")

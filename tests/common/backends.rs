@@ -58,19 +58,31 @@ impl Backends {
         TestMesh::start_with(&vars).await
     }
 
+    /// A connection of the test's own to its stream (to publish as an
+    /// outsider would, or to read dead letters).
+    pub async fn nats(&self) -> platform::events::nats::NatsBus {
+        platform::events::nats::NatsBus::connect(&nats_url(), self.nats_settings())
+            .await
+            .expect("NATS reachable (TEST_NATS_URL)")
+    }
+
+    fn nats_settings(&self) -> platform::events::nats::NatsSettings {
+        platform::events::nats::NatsSettings {
+            stream: self.stream.clone(),
+            prefix: self.subjects.clone(),
+            ..Default::default()
+        }
+    }
+
     pub async fn cleanup(&self) {
         let services: Vec<&str> = platform::ServiceId::ALL
             .iter()
             .map(|id| id.name())
             .collect();
         self.schemas.drop(&services).await;
-        let settings = platform::events::nats::NatsSettings {
-            stream: self.stream.clone(),
-            prefix: self.subjects.clone(),
-            ..Default::default()
-        };
-        let nats = nats_url();
-        if let Ok(bus) = platform::events::nats::NatsBus::connect(&nats, settings).await {
+        if let Ok(bus) =
+            platform::events::nats::NatsBus::connect(&nats_url(), self.nats_settings()).await
+        {
             let _ = bus.delete_stream().await;
         }
     }
