@@ -51,6 +51,33 @@ async fn paid_order(
     (customer_id, customer, order, payment)
 }
 
+/// A mesh on Postgres and NATS with its admin signed in, a customer and a
+/// product `sku` priced `cents`.
+struct Shop {
+    backends: Backends,
+    t: common::TestMesh,
+    admin: String,
+    customer_id: String,
+    customer: String,
+    product: serde_json::Value,
+}
+
+async fn shop_on_postgres(sku: &str, cents: i64) -> Shop {
+    let backends = Backends::new();
+    let t = backends.mesh_with(VARS).await;
+    let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
+    let (customer_id, customer, _) = t.customer().await;
+    let product = product(&t, &admin, sku, cents).await;
+    Shop {
+        backends,
+        t,
+        admin,
+        customer_id,
+        customer,
+        product,
+    }
+}
+
 /// A feed notification for `user_id`, as cart-svc's reminders send it.
 fn reminder(user_id: &str, title: &str) -> proto::notification::SendNotificationRequest {
     proto::notification::SendNotificationRequest {
@@ -64,15 +91,14 @@ fn reminder(user_id: &str, title: &str) -> proto::notification::SendNotification
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn control_characters_and_repeated_products_are_refused_at_the_services() {
-    let backends = Backends::new();
-    let t = backends.mesh_with(VARS).await;
-    let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
-    let (_, customer, _) = t.customer().await;
-    let product = product(&t, &admin, "TRUST-1", 500)
-        .await
-        .as_str()
-        .unwrap()
-        .to_string();
+    let Shop {
+        backends,
+        t,
+        customer,
+        product,
+        ..
+    } = shop_on_postgres("TRUST-1", 500).await;
+    let product = product.as_str().unwrap().to_string();
 
     let mut users =
         proto::user::user_service_client::UserServiceClient::new(t.channel(ServiceId::User));
@@ -349,11 +375,14 @@ async fn concurrent_payments_under_one_key_all_answer_the_first_payment() {
     // On Postgres: 20 requests to pay one order under one Idempotency-Key,
     // all at once or the first a moment ahead of the rest. Every one
     // answers 201 with the same payment, and one payment exists.
-    let backends = Backends::new();
-    let t = backends.mesh_with(VARS).await;
-    let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
-    let (_, customer, _) = t.customer().await;
-    let mug = product(&t, &admin, "TRUST-SAME-KEY", 1500).await;
+    let Shop {
+        backends,
+        t,
+        admin,
+        customer,
+        product: mug,
+        ..
+    } = shop_on_postgres("TRUST-SAME-KEY", 1500).await;
     let mut payments = proto::payment::payment_service_client::PaymentServiceClient::new(
         t.channel(ServiceId::Payment),
     );
@@ -645,11 +674,14 @@ async fn forged_payment_events_on_a_plain_nats_change_nothing() {
     // reason; a real payment afterwards goes through.
     use proto::events::envelope::Payload;
 
-    let backends = Backends::new();
-    let t = backends.mesh_with(VARS).await;
-    let (admin, _) = t.login(ADMIN.0, ADMIN.1).await;
-    let (customer_id, customer, _) = t.customer().await;
-    let mug = product(&t, &admin, "TRUST-FORGED", 700).await;
+    let Shop {
+        backends,
+        t,
+        customer_id,
+        customer,
+        product: mug,
+        ..
+    } = shop_on_postgres("TRUST-FORGED", 700).await;
     let order_id = t.order(&customer, &mug, 1).await;
     let order = t
         .get(&format!("/api/v1/orders/{order_id}"), Some(&customer))

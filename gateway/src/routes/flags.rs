@@ -140,11 +140,10 @@ pub(crate) fn set_flag(
             ));
         }
     };
-    let known = platform::flags::FLAGS.iter().any(|f| f.key == key)
-        && platform::flags::snapshot()
-            .all()
-            .iter()
-            .any(|(f, s)| f.key == key && s.is_some());
+    let known = platform::flags::snapshot()
+        .all()
+        .iter()
+        .any(|(f, s)| f.key == key && s.is_some());
     if !known {
         return Err(Problem::new(
             ErrorKind::NotFound,
