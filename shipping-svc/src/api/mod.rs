@@ -29,9 +29,6 @@ pub struct ShippingApi {
     pub(crate) shipments: Collection<Shipment>,
     pub(crate) relay: OutboxRelay<Shipment>,
     pub(crate) carrier: Arc<dyn Carrier>,
-    /// order-svc, asked whether an order is paid before its label is bought.
-    pub(crate) orders:
-        proto::order::order_service_client::OrderServiceClient<platform::grpc::GrpcChannel>,
     /// Verifies who calls.
     pub(crate) mesh: platform::auth::MeshAuth,
 }

@@ -53,49 +53,7 @@ impl ShippingApi {
         }
     }
 
-    /// `payment.processed`: buy the label, once order-svc says the order
-    /// is PAID. A payment event alone is not enough: an order that ended
-    /// otherwise (cancelled meanwhile, the payment refunded as the wrong
-    /// amount) gets no label. The event often arrives before order-svc has
-    /// recorded the payment: that is waited out, not retried, for up to
-    /// [`domain::PAYMENT_RECORDED_SECS`] after the payment.
-    pub async fn label_paid(
-        &self,
-        paid: &proto::events::PaymentProcessed,
-        occurred_at: Option<&prost_types::Timestamp>,
-    ) -> Result<(), Status> {
-        use proto::order::OrderStatus as O;
-        let mut request = self.mesh.request(proto::order::GetOrderStatusRequest {
-            order_id: paid.order_id.clone(),
-            abandon_if_missing: false,
-        });
-        request.set_timeout(std::time::Duration::from_secs(5));
-        let status = match self.orders.clone().get_order_status(request).await {
-            Ok(answer) => answer.into_inner().status(),
-            Err(s) if s.code() == tonic::Code::NotFound => {
-                tracing::warn!(order = %paid.order_id, "a payment for an order order-svc does not know; no label");
-                return Ok(());
-            }
-            Err(s) => return Err(s),
-        };
-        match status {
-            O::Paid | O::Shipped | O::Delivered => self.label(&paid.order_id).await,
-            O::PendingPayment | O::PaymentFailed | O::Unspecified
-                if occurred_at
-                    .is_none_or(|at| now() - at.seconds < domain::PAYMENT_RECORDED_SECS) =>
-            {
-                Err(Status::unavailable(
-                    "order-svc has not recorded the payment yet",
-                ))
-            }
-            other => {
-                tracing::warn!(order = %paid.order_id, status = ?other, "the order was not paid by this payment; no label");
-                Ok(())
-            }
-        }
-    }
-
-    /// Buys the label (once; the carrier call is keyed
+    /// `payment.processed`: buy the label (once; the carrier call is keyed
     /// by the shipment id). NotFound while `order.created` is on its way.
     /// The purchase is announced on the shipment first, so a void waits for
     /// it instead of racing it: no label is bought for a voided shipment.
