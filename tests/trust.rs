@@ -672,8 +672,6 @@ async fn forged_payment_events_on_a_plain_nats_change_nothing() {
     // The order stays unpaid, no label is bought, the customer is told
     // nothing, and each consumer dead-letters every forgery with the
     // reason; a real payment afterwards goes through.
-    use proto::events::envelope::Payload;
-
     let Shop {
         backends,
         t,
@@ -697,21 +695,7 @@ async fn forged_payment_events_on_a_plain_nats_change_nothing() {
     )
     .await;
 
-    let forged = |source: &str| {
-        platform::events::event(
-            &order_id,
-            source,
-            Payload::PaymentProcessed(proto::events::PaymentProcessed {
-                payment_id: uuid::Uuid::now_v7().to_string(),
-                order_id: order_id.clone(),
-                user_id: customer_id.clone(),
-                amount: Some(proto::common::Money::new(total, "USD")),
-                card_brand: "visa".into(),
-                card_last4: "4242".into(),
-                provider: "simulated".into(),
-            }),
-        )
-    };
+    let forged = |source: &str| payment_processed(&order_id, &customer_id, total, source);
     let unsigned = forged("payment-svc");
     let recommendations = t.mesh.component("recommendation-svc").unwrap();
     let not_owner =
@@ -810,6 +794,107 @@ async fn forged_payment_events_on_a_plain_nats_change_nothing() {
                 .as_array()
                 .is_some_and(|items| items.iter().any(|n| n["kind"] == "payment.processed"))
         },
+    )
+    .await;
+    t.shutdown().await;
+    backends.cleanup().await;
+}
+
+/// A `payment.processed` of `cents` USD for the order, from `source`
+/// (unsigned).
+fn payment_processed(
+    order_id: &str,
+    user_id: &str,
+    cents: i64,
+    source: &str,
+) -> proto::events::Envelope {
+    platform::events::event(
+        order_id,
+        source,
+        proto::events::envelope::Payload::PaymentProcessed(proto::events::PaymentProcessed {
+            payment_id: uuid::Uuid::now_v7().to_string(),
+            order_id: order_id.to_string(),
+            user_id: user_id.to_string(),
+            amount: Some(proto::common::Money::new(cents, "USD")),
+            card_brand: "visa".into(),
+            card_last4: "4242".into(),
+            provider: "simulated".into(),
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_payment_the_order_did_not_take_buys_no_label() {
+    // payment-svc's own, truly signed `payment.processed` for the wrong
+    // amount: order-svc refuses it (the order stays payable, the payment
+    // is refunded), and shipping-svc, which asks order-svc before buying,
+    // buys no label for it. A real payment afterwards gets its label.
+
+    let Shop {
+        backends,
+        t,
+        customer_id,
+        customer,
+        product: mug,
+        ..
+    } = shop_on_postgres("TRUST-LABEL", 700).await;
+    let order_id = t.order(&customer, &mug, 1).await;
+    common::eventually(
+        &t,
+        &format!("/api/v1/orders/{order_id}/shipment"),
+        &customer,
+        "the shipment prepared",
+        |s| s["status"] == "PENDING",
+    )
+    .await;
+    let payments = t.mesh.component("payment-svc").unwrap();
+    let wrong = platform::events::signed::sign(
+        &payments,
+        &payment_processed(&order_id, &customer_id, 1, "payment-svc"),
+    )
+    .unwrap();
+    let nats = backends.nats().await;
+    use platform::events::EventBus as _;
+    nats.publish(&wrong).await.unwrap();
+
+    // order-svc refuses it; shipping-svc has been handed it more than once
+    // (it asked order-svc, was told the order is not paid, and waits).
+    common::eventually(
+        &t,
+        &format!("/api/v1/orders/{order_id}"),
+        &customer,
+        "the wrong amount refused",
+        |o| o["status"] == "PAYMENT_FAILED",
+    )
+    .await;
+    let stream = async_nats::jetstream::new(nats.client().clone())
+        .get_stream(&backends.stream)
+        .await
+        .unwrap();
+    platform::testing::eventually("shipping-svc to have looked twice", async || {
+        stream
+            .clone()
+            .consumer_info("shipping-svc__payment_processed")
+            .await
+            .is_ok_and(|info| info.num_redelivered >= 1)
+    })
+    .await;
+    let shipment = t
+        .get(
+            &format!("/api/v1/orders/{order_id}/shipment"),
+            Some(&customer),
+        )
+        .await;
+    assert_eq!(shipment.body["status"], "PENDING", "{}", shipment.body);
+
+    let payment = t.pay(&customer, &order_id, "4242424242424242").await;
+    assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
+    common::eventually(
+        &t,
+        &format!("/api/v1/orders/{order_id}/shipment"),
+        &customer,
+        "the label bought for the paid order",
+        |s| s["status"] == "LABEL_CREATED" || s["status"] == "IN_TRANSIT",
     )
     .await;
     t.shutdown().await;

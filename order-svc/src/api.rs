@@ -105,15 +105,21 @@ impl OrderApi {
     /// The order if the caller may see it: its owner, an admin, or
     /// product-svc (which asks whether a reservation's order exists).
     async fn load_for(&self, caller: &Caller, id: &str) -> Result<Versioned<Order>, Status> {
+        self.load_if(id, |order| {
+            caller.is_admin() || caller.is_from("product-svc") || order.user_id == caller.user_id
+        })
+        .await
+    }
+
+    /// Order `id` if `visible` says the caller may see it, else NOT_FOUND.
+    async fn load_if(
+        &self,
+        id: &str,
+        visible: impl FnOnce(&Order) -> bool,
+    ) -> Result<Versioned<Order>, Status> {
         match self.orders.get(id).await {
             Ok(order) if order.value.abandoned => Err(not_found()),
-            Ok(order)
-                if caller.is_admin()
-                    || caller.is_from("product-svc")
-                    || order.value.user_id == caller.user_id =>
-            {
-                Ok(order)
-            }
+            Ok(order) if visible(&order.value) => Ok(order),
             Ok(_) | Err(StoreError::NotFound) | Err(StoreError::Invalid(_)) => Err(not_found()),
             Err(err) => Err(err.into()),
         }
@@ -226,6 +232,9 @@ impl OrderService for OrderApi {
         let r = request.into_inner();
         let order = if r.abandon_if_missing && caller.is_from("product-svc") {
             self.abandon_if_missing(&r.order_id).await?
+        } else if caller.is_from("shipping-svc") {
+            // Whether the order is paid, before its label is bought.
+            self.load_if(&r.order_id, |_| true).await?
         } else {
             self.load_for(&caller, &r.order_id).await?
         };

@@ -88,6 +88,12 @@ pub struct Shipment {
 /// (seconds): longer than the carrier call's timeout.
 pub const LABEL_PURCHASE_SECS: i64 = 30;
 
+/// How long after a payment shipping-svc waits for order-svc to record it
+/// before it concludes the order was not paid by it (seconds). order-svc
+/// records a payment within a second normally, and after an outage of its
+/// own as soon as it is back (shipping-svc waits out that outage apart).
+pub const PAYMENT_RECORDED_SECS: i64 = 600;
+
 /// What voiding does to a shipment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Void {

@@ -21,7 +21,11 @@ impl Handler for ShippingEvents {
         let retry = |s: tonic::Status| HandlerError::from_status(&s);
         match &delivery.envelope.payload {
             Some(Payload::OrderCreated(e)) => self.api.prepare(e).await.map_err(retry),
-            Some(Payload::PaymentProcessed(e)) => self.api.label(&e.order_id).await.map_err(retry),
+            Some(Payload::PaymentProcessed(e)) => self
+                .api
+                .label_paid(e, delivery.envelope.occurred_at.as_ref())
+                .await
+                .map_err(retry),
             Some(Payload::OrderCancelled(e)) => self.api.cancel(&e.order_id).await.map_err(retry),
             _ => Err(HandlerError::Permanent(format!(
                 "unexpected event {}",

@@ -1,7 +1,7 @@
 //! shipping-svc: shipments, carrier adapter, tracking, carrier updates.
 //!
 //! Consumes `order.created` (prepare a shipment), `payment.processed` (buy
-//! the label) and `order.cancelled`; publishes `shipping.updated` through
+//! the label once order-svc has the order PAID) and `order.cancelled`; publishes `shipping.updated` through
 //! the outbox on every status change. Shipments only move forward, so
 //! replayed or out-of-order carrier updates change nothing.
 
@@ -65,6 +65,14 @@ pub async fn serve(
         relay: OutboxRelay::new(shipments.clone(), deps.bus.clone()),
         shipments,
         carrier: carrier(&config)?,
+        orders: proto::order::order_service_client::OrderServiceClient::new(
+            platform::grpc::channel_for(
+                ServiceId::Order,
+                config.peers.get(ServiceId::Order),
+                &config.grpc,
+            )
+            .context("a channel to order")?,
+        ),
         mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), &config)?,
     };
     let consumer = ConsumerConfig::prompt("shipping-svc", events::EVENT_TYPES);

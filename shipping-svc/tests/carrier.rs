@@ -119,24 +119,16 @@ async fn simulated_tracking_numbers_are_deterministic() {
 async fn quotes_over_grpc() {
     use proto::shipping::QuoteShippingRequest;
     use proto::shipping::shipping_service_client::ShippingServiceClient;
-    platform::telemetry::init_for_tests();
-    let config =
-        platform::Config::from_source("shipping-test", &HashMap::<String, String>::new()).unwrap();
-    let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let service = platform::testing::TestService::new("shipping-svc", false, &[]);
+    let config = &service.config;
+    let listener = platform::testing::TestService::listener().await;
     let deps = platform::runtime::Deps {
         bus: Arc::new(platform::events::memory::InProcessBus::new("shop")),
     };
     let running = shipping_svc::serve(config.clone(), listener, deps)
         .await
         .unwrap();
-    let channel = platform::grpc::channel(
-        &platform::PeerAddr::from_socket(running.addr()),
-        &config.grpc,
-    )
-    .unwrap();
-    let mut client = ShippingServiceClient::new(channel);
+    let mut client = ShippingServiceClient::new(service.channel(running.addr()));
     let destination = |country: &str| {
         Some(proto::common::Address {
             country: country.into(),

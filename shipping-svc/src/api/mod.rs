@@ -5,7 +5,9 @@
 //! track, quote); `convert` maps to and from proto.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use platform::deadline::Budget;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Collection, Query, Versioned};
 use proto::events::envelope::Payload;
@@ -29,13 +31,18 @@ pub struct ShippingApi {
     pub(crate) shipments: Collection<Shipment>,
     pub(crate) relay: OutboxRelay<Shipment>,
     pub(crate) carrier: Arc<dyn Carrier>,
+    /// order-svc, asked whether an order is paid before its label is bought.
+    pub(crate) orders:
+        proto::order::order_service_client::OrderServiceClient<platform::grpc::GrpcChannel>,
     /// Verifies who calls.
     pub(crate) mesh: platform::auth::MeshAuth,
 }
 
-fn now() -> i64 {
-    platform::auth::unix_now() as i64
-}
+/// The longest a `VoidShipment` waits for a label purchase under way when
+/// its caller set no deadline.
+const VOID_BUDGET: Duration = Duration::from_secs(12);
+
+use platform::clock::now;
 
 /// Records a move to `status` and stages `shipping.updated` (in the same write).
 fn record(id: &str, s: &mut Shipment, status: St, at: i64, location: &str, description: &str) {
@@ -46,7 +53,7 @@ fn record(id: &str, s: &mut Shipment, status: St, at: i64, location: &str, descr
         location: location.to_string(),
         description: description.to_string(),
     });
-    s.updated_at = now();
+    s.updated_at = now().secs();
     let event = platform::events::event(
         &s.order_id,
         "shipping-svc",
@@ -114,8 +121,9 @@ impl ShippingService for ShippingApi {
         let caller = self.mesh.caller(request.metadata()).await?;
         // The order saga voids the label of an order it refunds.
         caller.require_admin_or(&["order-svc"])?;
+        let budget = Budget::from_metadata(request.metadata(), VOID_BUDGET);
         let r = request.into_inner();
-        let shipment = self.void(&r.order_id, r.reason.trim()).await?;
+        let shipment = self.void(&r.order_id, r.reason.trim(), &budget).await?;
         Ok(Response::new(VoidShipmentResponse {
             shipment: Some(to_proto(&shipment.id, &shipment.value)),
         }))

@@ -1,6 +1,9 @@
 //! Changes after the label: carrier status updates, and voiding a shipment
 //! (on request, or when its order is cancelled).
 
+use std::time::Duration;
+
+use platform::deadline::Budget;
 use platform::error::invalid_fields;
 use platform::store::{StoreError, Versioned};
 use proto::shipping::update_shipment_status_request::Target;
@@ -10,6 +13,13 @@ use tonic::Status;
 use super::convert::{status_from_proto, to_proto};
 use super::{ShippingApi, now, record};
 use crate::domain::{self, Shipment, Status as St, TrackingEvent, Update, Void};
+
+/// How often a void waiting for a label purchase looks again.
+const LABEL_POLL: Duration = Duration::from_millis(25);
+
+/// How long `order.cancelled` waits for a label purchase under way before
+/// the event is retried (longer than the carrier call's timeout).
+const VOID_WAIT: Duration = Duration::from_secs(12);
 
 fn decide(current: St, next: St) -> Update {
     domain::decide(current, next)
@@ -35,7 +45,10 @@ impl ShippingApi {
                 )]));
             }
         };
-        let at = r.occurred_at.map(|t| t.seconds).unwrap_or_else(now);
+        let at = r
+            .occurred_at
+            .map(|t| t.seconds)
+            .unwrap_or_else(|| now().secs());
         let location: String = r.location.chars().take(200).collect();
         let description: String = r.description.chars().take(500).collect();
         let id = shipment.id.clone();
@@ -54,7 +67,7 @@ impl ShippingApi {
                     if s.flagged_updates.len() > 50 {
                         s.flagged_updates.remove(0);
                     }
-                    s.updated_at = now();
+                    s.updated_at = now().secs();
                     tracing::warn!(shipment = %id, status = ?next, "carrier update for a voided shipment recorded, not applied");
                     Ok(())
                 }
@@ -77,7 +90,12 @@ impl ShippingApi {
 
     /// Voids the order's shipment (see `VoidShipment`); an order never seen
     /// gets a cancelled shipment so nothing is prepared for it later.
-    pub async fn void(&self, order_id: &str, reason: &str) -> Result<Versioned<Shipment>, Status> {
+    pub async fn void(
+        &self,
+        order_id: &str,
+        reason: &str,
+        budget: &Budget,
+    ) -> Result<Versioned<Shipment>, Status> {
         if order_id.trim().is_empty() || order_id.len() > 128 {
             return Err(invalid_fields([("order_id", "is required".to_string())]));
         }
@@ -99,15 +117,15 @@ impl ShippingApi {
                     address: domain::Address::default(),
                     weight_grams: 0,
                     events: Vec::new(),
-                    created_at: now(),
-                    updated_at: now(),
+                    created_at: now().secs(),
+                    updated_at: now().secs(),
                     label_pending_since: None,
                     flagged_updates: Vec::new(),
                     outbox: Default::default(),
                 };
                 tombstone.events.push(TrackingEvent {
                     status: St::Cancelled,
-                    at: now(),
+                    at: now().secs(),
                     location: String::new(),
                     description: format!("{description} before the shipment was prepared"),
                 });
@@ -122,13 +140,30 @@ impl ShippingApi {
                 }
             }
         };
+        // A label being bought is waited for (within the caller's budget),
+        // then voided with the shipment: a cancel sent right after paying
+        // meets that purchase often, and should not be told to retry.
+        let mut existing = existing;
+        while domain::decide_void(
+            existing.value.status,
+            existing.value.label_pending_since,
+            now().secs(),
+        ) == Void::Wait
+            && budget.remaining() > LABEL_POLL * 2
+        {
+            tokio::time::sleep(LABEL_POLL).await;
+            existing = self
+                .by_order(order_id)
+                .await?
+                .ok_or_else(|| Status::aborted("the shipment went away; retry"))?;
+        }
         // A void of a void (`order.cancelled` after the cancel's own void)
         // answers the shipment as it is, without a write (publishing what
         // an earlier write may have left staged).
         if domain::decide_void(
             existing.value.status,
             existing.value.label_pending_since,
-            now(),
+            now().secs(),
         ) == Void::AlreadyVoid
         {
             return Ok(self.relay.flush_or_defer_written(existing).await);
@@ -137,10 +172,10 @@ impl ShippingApi {
         let voided = self
             .shipments
             .update_from(existing, |s| {
-                match domain::decide_void(s.status, s.label_pending_since, now()) {
+                match domain::decide_void(s.status, s.label_pending_since, now().secs()) {
                     Void::Cancel => {
                         s.label_pending_since = None;
-                        record(&id, s, St::Cancelled, now(), "", &description);
+                        record(&id, s, St::Cancelled, now().secs(), "", &description);
                         Ok(())
                     }
                     Void::AlreadyVoid => Ok(()),
@@ -158,7 +193,8 @@ impl ShippingApi {
 
     /// `order.cancelled`: a shipment not yet moving is voided.
     pub async fn cancel(&self, order_id: &str) -> Result<(), Status> {
-        match self.void(order_id, "order cancelled").await {
+        let budget = Budget::new(VOID_WAIT);
+        match self.void(order_id, "order cancelled", &budget).await {
             Ok(_) => Ok(()),
             Err(status) if status.code() == tonic::Code::FailedPrecondition => {
                 tracing::warn!(
