@@ -59,12 +59,6 @@ fn user_cart_id(user_id: &str) -> String {
     format!("user:{user_id}")
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 fn expired() -> Status {
     Status::unauthenticated("the cart token is not valid, or its cart has expired")
 }
@@ -106,7 +100,10 @@ impl CartApi {
         match (target, found) {
             (Target::Guest(_), None) => Err(expired()),
             (Target::Guest(_), Some(cart))
-                if cart.value.expires_at.is_some_and(|at| at < now_ms()) =>
+                if cart
+                    .value
+                    .expires_at
+                    .is_some_and(|at| at < platform::clock::now().millis()) =>
             {
                 Err(expired())
             }
@@ -121,7 +118,7 @@ impl CartApi {
     where
         F: FnMut(&mut Doc) -> Result<(), Status> + Send,
     {
-        let now = now_ms();
+        let now = platform::clock::now().millis();
         let ttl = self.guest_ttl.as_millis() as i64;
         let remind_after = self.reminder_after.as_millis() as i64;
         let guest = matches!(target, Target::Guest(_));
@@ -381,7 +378,9 @@ impl CartApi {
                     return self.resume(&caller, &id, pending, &request).await;
                 }
                 Some(pending) => {
-                    if now_ms() - pending.started_at < CHECKOUT_IN_FLIGHT.as_millis() as i64 {
+                    if platform::clock::now().millis() - pending.started_at
+                        < CHECKOUT_IN_FLIGHT.as_millis() as i64
+                    {
                         return Err(in_progress());
                     }
                     // Left by a crash: finish it first (without a card:
@@ -409,7 +408,7 @@ impl CartApi {
                 key: key.clone(),
                 fingerprint: fingerprint.clone(),
                 lines,
-                started_at: now_ms(),
+                started_at: platform::clock::now().millis(),
             };
             // Recorded before the order is asked for: a crash from here on
             // is resumed under the same order key.
@@ -523,7 +522,7 @@ impl CartApi {
         pending: &Pending,
         outcome: Outcome,
     ) -> Result<(), Status> {
-        let now = now_ms();
+        let now = platform::clock::now().millis();
         match self
             .carts
             .modify(cart_id, |cart| {
@@ -559,7 +558,7 @@ impl CartService for CartApi {
         // Any verified caller (the gateway for a visitor, or a customer).
         self.mesh.caller(request.metadata()).await?;
         let id = uuid::Uuid::now_v7().to_string();
-        let now = now_ms();
+        let now = platform::clock::now().millis();
         let cart = Doc {
             updated_at: now,
             expires_at: Some(now + self.guest_ttl.as_millis() as i64),
@@ -696,7 +695,7 @@ impl CartApi {
         guest_id: &str,
     ) -> Result<Versioned<Doc>, Status> {
         let user_id = caller.user_id.clone();
-        let now = now_ms();
+        let now = platform::clock::now().millis();
         let marked = self
             .carts
             .update(guest_id, |cart| {

@@ -98,7 +98,7 @@ pub async fn serve(
         move || {
             let (carts, api) = (carts.clone(), sweeping.clone());
             async move {
-                let now = api::now_ms();
+                let now = platform::clock::now().millis();
                 let removed = remove_expired(&carts, now)
                     .await
                     .map_err(|e| e.to_string())?;

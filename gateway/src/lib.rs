@@ -61,7 +61,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::reviews::add_review,
             routes::reviews::reviews
         ))
-        .routes(routes!(routes::products::similar))
+        .routes(routes!(routes::recommendations::similar))
         // Uploads enforce MEDIA_MAX_UPLOAD_BYTES themselves, as they stream.
         .merge(
             OpenApiRouter::new()

@@ -147,7 +147,7 @@ pub async fn serve(
                     tracing::info!(deleted = gone, "deleted media of deleted products");
                 }
                 let swept = library
-                    .sweep(platform::auth::unix_now_ms())
+                    .sweep(platform::clock::now().millis())
                     .await
                     .map_err(|e| e.to_string())?;
                 if swept != Default::default() {

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::auth::unix_now_ms as now_ms;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Bound, Collection, Query, StoreError, Versioned};
 use proto::events::envelope::Payload;
@@ -134,7 +133,7 @@ impl Library {
                     content_type: t.content_type.to_string(),
                 })
                 .collect(),
-            created_at: now_ms(),
+            created_at: platform::clock::now().millis(),
             live: Some(Media::live_key(product_id, &done.key)),
             slot: None,
             deleted_at: None,
@@ -240,7 +239,7 @@ impl Library {
         let written = self
             .media
             .update_from(current, |media: &mut Media| {
-                if !media.delete(now_ms()) {
+                if !media.delete(platform::clock::now().millis()) {
                     return Err(());
                 }
                 let event = platform::events::event(

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use futures::Stream;
 use platform::auth::Caller;
 use platform::error::invalid_fields;
-use platform::store::{Collection, CollectionSpec, FieldType, IndexSpec, Query, StoreError};
+use platform::store::{Collection, Query, StoreError};
 use proto::notification::notification_service_server::NotificationService;
 use proto::notification::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
-use crate::deliveries::{Deliveries, MAX_SUBSCRIPTIONS, Outgoing, id_of, now_ms};
+use crate::deliveries::{Deliveries, MAX_SUBSCRIPTIONS, Outgoing, Subscription, id_of};
 use crate::domain::Via;
 
 /// Recipient of notifications meant for every admin.
@@ -31,21 +31,6 @@ pub struct Item {
     pub created_at: i64,
     /// `unread` or `read` (indexed for the unread filter).
     pub state: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Subscription {
-    pub user_id: String,
-    pub endpoint: String,
-    pub p256dh: String,
-    pub auth: String,
-    pub created_at: i64,
-}
-
-pub fn subscriptions_spec() -> CollectionSpec {
-    CollectionSpec::new("push_subscriptions")
-        .index(IndexSpec::new("user_id", FieldType::String))
-        .index(IndexSpec::new("created_at", FieldType::Int))
 }
 
 #[derive(Clone, Debug)]
@@ -127,7 +112,7 @@ impl NotificationApi {
             kind: kind.to_string(),
             title,
             body,
-            created_at: now_ms(),
+            created_at: platform::clock::now().millis(),
             state: "unread".into(),
         };
         match self.feed.insert(&id, item.clone()).await {
@@ -273,7 +258,7 @@ impl NotificationService for NotificationApi {
         // client reconnects with a fresh token (what it missed is in the
         // feed).
         let expiry = caller.expires_at().map(|exp| {
-            let left = exp.saturating_sub(platform::auth::unix_now());
+            let left = exp.saturating_sub(platform::clock::now().secs() as u64);
             tokio::time::Instant::now() + std::time::Duration::from_secs(left)
         });
         let caller = Arc::new(caller);
@@ -365,7 +350,7 @@ impl NotificationService for NotificationApi {
             endpoint: r.endpoint.clone(),
             p256dh: keys.p256dh,
             auth: keys.auth,
-            created_at: now_ms(),
+            created_at: platform::clock::now().millis(),
         };
         match self.subscriptions.insert(&id, subscription.clone()).await {
             Ok(_) => {}

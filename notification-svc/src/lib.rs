@@ -70,7 +70,7 @@ pub async fn serve_with(
                 .index(IndexSpec::new("state", FieldType::String)),
         )
         .await?;
-    let subscriptions = store.collection(api::subscriptions_spec()).await?;
+    let subscriptions = store.collection(deliveries::subscriptions_spec()).await?;
     let promotions = store.collection(promotions::promotions_spec()).await?;
     let audience = store.collection(promotions::audience_spec()).await?;
     tracing::info!(

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tonic::Status;
 
 use crate::api::NotificationApi;
-use crate::deliveries::{Outgoing, id_of, now_ms};
+use crate::deliveries::{Outgoing, id_of};
 use crate::domain::Via;
 
 /// Customers sent to per batch.
@@ -156,7 +156,7 @@ impl NotificationApi {
             state: "running".into(),
             cursor: None,
             sent: 0,
-            created_at: now_ms(),
+            created_at: platform::clock::now().millis(),
             finished_at: None,
         };
         let id = uuid::Uuid::now_v7().to_string();
@@ -251,7 +251,7 @@ impl NotificationApi {
                     Some(cursor) => p.cursor = Some(cursor.clone()),
                     None => {
                         p.state = "done".into();
-                        p.finished_at = Some(now_ms());
+                        p.finished_at = Some(platform::clock::now().millis());
                     }
                 }
             })

@@ -8,12 +8,13 @@ mod support;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use platform::Running;
 use platform::events::memory::InProcessBus;
 use platform::events::{
     BusError, ConsumerConfig, Delivery, EventBus, Handler, HandlerError, Subscription, envelope,
 };
 use platform::runtime::Deps;
-use platform::{Config, PeerAddr, Running};
+use platform::testing::TestService;
 use proto::common::Money;
 use proto::events::envelope::Payload;
 use proto::notification::notification_service_client::NotificationServiceClient;
@@ -104,35 +105,36 @@ fn as_caller<T>(message: T, user_id: &str, role: &str) -> tonic::Request<T> {
 
 impl Harness {
     async fn start(vars: &[(&str, &str)]) -> Harness {
-        platform::telemetry::init_for_tests();
         let handled = Handled::default();
         let bus: Arc<dyn EventBus> = Arc::new(Redelivering {
             inner: InProcessBus::new("shop"),
             handled: handled.clone(),
         });
-        let mut base =
-            Config::from_source("notification-test", &HashMap::<&str, &str>::new()).unwrap();
-        platform::testing::identity().configure(&mut base, "user-svc");
-        let user_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let user_addr = user_listener.local_addr().unwrap();
-        let users_running = user_svc::serve(base.clone(), user_listener, Deps { bus: bus.clone() })
-            .await
-            .unwrap();
-        let user_addr_s = user_addr.to_string();
-        let mut all: HashMap<&str, &str> = vars.iter().copied().collect();
-        all.insert("USER_ADDR", &user_addr_s);
-        let mut config = Config::from_source("notification-test", &all).unwrap();
-        platform::testing::identity().configure(&mut config, "notification-svc");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let running = notification_svc::serve(config.clone(), listener, Deps { bus: bus.clone() })
-            .await
-            .unwrap();
-        let channel = |a| platform::grpc::channel(&PeerAddr::from_socket(a), &config.grpc).unwrap();
+        let base = TestService::new("user-svc", false, &[]);
+        let users_running = user_svc::serve(
+            base.config.clone(),
+            TestService::listener().await,
+            Deps { bus: bus.clone() },
+        )
+        .await
+        .unwrap();
+        let user_addr = users_running.addr().to_string();
+        let mut all = vars.to_vec();
+        all.push(("USER_ADDR", &user_addr));
+        let service = TestService::new("notification-svc", false, &all);
+        let running = notification_svc::serve(
+            service.config.clone(),
+            TestService::listener().await,
+            Deps { bus: bus.clone() },
+        )
+        .await
+        .unwrap();
+        let channel = |a| service.channel(a);
+        let addr = running.addr();
         Harness {
             bus,
             handled,
-            users: UserServiceClient::new(channel(user_addr)),
+            users: UserServiceClient::new(channel(users_running.addr())),
             notifications: NotificationServiceClient::new(channel(addr)),
             _running: vec![users_running, running],
         }

@@ -103,7 +103,7 @@ impl From<&Address> for proto::common::Address {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::address::Address;
 
     fn paris() -> Address {
         Address {

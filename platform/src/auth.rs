@@ -8,7 +8,7 @@
 //! a small leeway for clock skew).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,8 +19,11 @@ use sha2::Digest;
 
 mod caller;
 mod mesh;
-pub use caller::*;
-pub use mesh::*;
+pub use caller::{Caller, SIGNED_OUT_TOPIC, SignedOut};
+pub use mesh::{
+    MESH_ISSUER, MeshAuth, MeshKeys, SERVICE_TOKEN_METADATA, SERVICE_TOKEN_TTL, UserKeys,
+    VerifyError, generate_mesh, generate_mesh_key,
+};
 
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY: Duration = Duration::from_secs(30);
@@ -69,7 +72,7 @@ pub struct Claims {
 impl Claims {
     /// Claims for `user_id` with `role`, valid from now for `ttl`.
     pub fn new(user_id: &str, role: &str, issuer: &str, audience: &str, ttl: Duration) -> Self {
-        let now = unix_now();
+        let now = crate::clock::now().secs() as u64;
         Self {
             sub: user_id.to_string(),
             role: role.to_string(),
@@ -85,20 +88,6 @@ impl Claims {
     pub fn is_admin(&self) -> bool {
         self.role == ROLE_ADMIN
     }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
-/// Now, in Unix milliseconds (0 before 1970).
-pub fn unix_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A JSON Web Key (public part of an Ed25519 key).
@@ -374,7 +363,7 @@ impl TokenVerifier {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(TokenError::Malformed)?;
-        let now = unix_now();
+        let now = crate::clock::now().secs() as u64;
         if claims.exp + LEEWAY.as_secs() <= now {
             return Err(TokenError::Expired);
         }
@@ -393,7 +382,12 @@ impl TokenVerifier {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
+
+    use base64::Engine as _;
+
+    use super::{Claims, JwkSet, ROLE_ADMIN, ROLE_CUSTOMER, SigningKey, TokenError, TokenVerifier};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn setup() -> (SigningKey, TokenVerifier) {
         let key = SigningKey::generate();
@@ -472,13 +466,13 @@ mod tests {
     fn time_issuer_and_audience_are_checked() {
         let (key, verifier) = setup();
         let mut expired = claims();
-        expired.exp = unix_now() - 120;
+        expired.exp = (crate::clock::now().secs() as u64) - 120;
         assert_eq!(
             verifier.verify(&key.sign(&expired)),
             Err(TokenError::Expired)
         );
         let mut early = claims();
-        early.nbf = unix_now() + 3600;
+        early.nbf = (crate::clock::now().secs() as u64) + 3600;
         assert_eq!(
             verifier.verify(&key.sign(&early)),
             Err(TokenError::NotYetValid)

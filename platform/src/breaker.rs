@@ -216,11 +216,14 @@ where
 
 #[cfg(test)]
 mod tests {
+    use crate::breaker::{Breaker, BreakerSettings};
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-
+    use std::task::Context;
+    use std::task::Poll;
+    use std::time::Duration;
+    use tonic::Code;
     use tower::{Service, ServiceExt};
-
-    use super::*;
 
     /// A peer whose answer is set by the test: 0 = OK, a gRPC code,
     /// [`SHED`], or u32::MAX for no answer at all (a transport error).

@@ -96,7 +96,8 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::deadline::{Budget, parse_grpc_timeout};
+    use std::time::Duration;
 
     #[test]
     fn grpc_timeouts_parse_in_every_unit() {

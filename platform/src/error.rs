@@ -294,7 +294,10 @@ impl From<ErrorKind> for Code {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::ErrorKind;
+    use crate::error::TABLE;
+    use http::StatusCode;
+    use tonic::Code;
 
     #[test]
     fn every_kind_has_exactly_one_row() {

@@ -434,7 +434,14 @@ pub fn write_variant(path: &Path, key: &str, variant: &str) -> Result<(), String
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::{
+        CACHE_OUTAGE, CARRIER_OUTAGE, Flags, PAYMENT_DECLINE_RATE, REFUSED, SERVICE_LATENCY, load,
+        set, snapshot, watch,
+    };
+    use serde_json::Value;
 
     const FILE: &str = r#"{"$schema": "https://flagd.dev/schema/v0/flags.json", "flags": {
         "paymentDeclineRate": {"state": "ENABLED", "variants": {"off": 0, "all": 1}, "defaultVariant": "all"},

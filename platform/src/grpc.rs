@@ -691,8 +691,13 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::ServiceId;
+    use crate::grpc::{GrpcServer, Retry, code_name, is_server_fault, nodelay_incoming};
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+    use tonic::Code;
+    use tonic::service::Routes;
+    use tonic::transport::Endpoint;
 
     #[test]
     fn only_server_faults_mark_a_span_as_an_error() {

@@ -6,6 +6,7 @@ pub mod address;
 pub mod auth;
 pub mod balance;
 pub mod breaker;
+pub mod clock;
 pub mod config;
 pub mod deadline;
 pub mod error;
@@ -35,12 +36,12 @@ pub use mimalloc::MiMalloc as Allocator;
 ///
 /// mimalloc purges freed memory after a short delay, but only when the
 /// allocator is used again, so a burst of large short-lived buffers
-/// (argon2's 19 MiB per hash) stayed resident once the process went idle.
-/// Purging at once everywhere (`MIMALLOC_PURGE_DELAY=0`) did return it, but
-/// cost serving: GetRecommendations p99 with 32 clients rose from ~9 to
-/// ~20 ms while a training ran (`recommendation-svc/examples/recommend_bench.rs`).
-/// So the work that makes such bursts calls this when the burst ends
-/// (user-svc: the last password hash in flight).
+/// (argon2's 19 MiB per hash) would stay resident once the process is
+/// idle. Purging at once everywhere (`MIMALLOC_PURGE_DELAY=0`) slows
+/// serving: GetRecommendations' p99 with 32 clients doubles while a model
+/// trains (`recommendation-svc/examples/recommend_bench.rs`). So the work
+/// that makes such bursts calls this when the burst ends (user-svc: the
+/// last password hash in flight).
 pub fn release_free_memory() {
     // SAFETY: collects the calling thread's heap and purges the arenas;
     // safe to call at any time from any thread.

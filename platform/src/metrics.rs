@@ -322,7 +322,8 @@ pub fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::metrics::{ORDERS, RPC_SERVER_DURATION, count, observe, serve};
+    use std::time::Duration;
 
     #[tokio::test]
     async fn the_metrics_endpoint_serves_the_process_registry() {

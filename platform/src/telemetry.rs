@@ -520,7 +520,13 @@ impl tracing::field::Visit for JsonVisitor {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::telemetry::{
+        LogFormat, TelemetryConfig, current_context, current_traceparent, extract, init_for_tests,
+        inject, inject_metadata, subscriber,
+    };
+    use opentelemetry::trace::TraceContextExt;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
 
     #[test]
     fn a_quiet_log_level_does_not_turn_tracing_off() {

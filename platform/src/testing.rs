@@ -411,3 +411,65 @@ impl TestIdentity {
         self.component(name).request(message)
     }
 }
+
+/// Longest [`eventually`] waits.
+pub const EVENTUALLY: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits until `cond` holds, looking every 25 ms; fails the test naming
+/// `what` after [`EVENTUALLY`].
+pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {EVENTUALLY:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// What every service's tests set up first: the configuration of one
+/// component (embedded defaults, or a Postgres schema prefix of its own),
+/// with the test identity of that component, plus the test's variables.
+#[derive(Debug)]
+pub struct TestService {
+    pub config: crate::Config,
+    /// The schemas to drop afterwards, on Postgres.
+    pub schemas: Option<SchemaPrefix>,
+}
+
+impl TestService {
+    /// `component` (`product-svc`…) on Postgres or embedded, with `vars`
+    /// on top.
+    pub fn new(component: &str, postgres: bool, vars: &[(&str, &str)]) -> TestService {
+        crate::telemetry::init_for_tests();
+        let schemas = postgres.then(SchemaPrefix::new);
+        let mut all: std::collections::HashMap<String, String> =
+            schemas.iter().flat_map(SchemaPrefix::vars).collect();
+        all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut config = crate::Config::from_source(&format!("{component}-test"), &all)
+            .expect("the test configuration is valid");
+        identity().configure(&mut config, component);
+        TestService { config, schemas }
+    }
+
+    /// A listener on a free loopback port.
+    pub async fn listener() -> tokio::net::TcpListener {
+        crate::grpc::bind("127.0.0.1:0".parse().expect("an address"))
+            .await
+            .expect("a free loopback port")
+    }
+
+    /// A channel to a server of the test, built as the services build theirs.
+    pub fn channel(&self, addr: SocketAddr) -> crate::grpc::GrpcChannel {
+        crate::grpc::channel(&crate::PeerAddr::from_socket(addr), &self.config.grpc)
+            .expect("a loopback address")
+    }
+
+    /// Drops the schemas of `services` (short names), on Postgres.
+    pub async fn cleanup(&self, services: &[&str]) {
+        if let Some(schemas) = &self.schemas {
+            schemas.drop(services).await;
+        }
+    }
+}

@@ -92,7 +92,7 @@ pub fn forbidden_in_json(value: &serde_json::Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::text::{forbidden_char, forbidden_in_json, json_may_hold_forbidden};
 
     #[test]
     fn newline_and_tab_pass_other_controls_do_not() {

@@ -360,13 +360,6 @@ fn abandoned(order: &Value) -> bool {
         .unwrap_or(false)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 impl Snapshot {
     /// Orders that were placed: not the tombstones of creations that
     /// failed half-way (`abandoned`), which no client ever saw.
@@ -483,7 +476,7 @@ impl Snapshot {
                     .and_then(Value::as_i64)
                     .unwrap_or(int(o, "created_at") + timeout.as_millis() as i64);
                 // Every unpaid order must expire: settling waits for it.
-                let late = now_ms() - expires_at;
+                let late = platform::clock::now().millis() - expires_at;
                 if LIVE.contains(&text(o, "status")) && !abandoned(o) {
                     let detail = if late > EXPIRY_GRACE_MS {
                         format!(
@@ -502,7 +495,7 @@ impl Snapshot {
             }
             if let Some(attempt) = o.get("payment_attempt").filter(|a| a.is_object()) {
                 // A live attempt holds cancel and expiry off for a while.
-                if now_ms() - int(attempt, "started_at") < ATTEMPT_WAIT_MS {
+                if platform::clock::now().millis() - int(attempt, "started_at") < ATTEMPT_WAIT_MS {
                     push(
                         "saga steps done",
                         format!("order {id} has a payment attempt under way: {attempt}"),

@@ -201,19 +201,8 @@ fn hash_now(params: &Params, password: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platform::testing::eventually;
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Polls `condition` until it holds, failing the test after 10 s.
-    async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !condition() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
 
     #[derive(Default)]
     struct Gauge {
@@ -267,7 +256,7 @@ mod tests {
         for caller in patient {
             caller.await.unwrap().unwrap();
         }
-        wait_until("every started hash ends", || {
+        eventually("every started hash ends", async || {
             gauge.finished.load(Ordering::SeqCst) == gauge.started.load(Ordering::SeqCst)
         })
         .await;
@@ -277,7 +266,7 @@ mod tests {
             2,
             "never more hashes at once than workers, and the workers are used"
         );
-        wait_until("every permit comes back", || {
+        eventually("every permit comes back", async || {
             hasher.workers.available_permits() == 2 && hasher.admitted.available_permits() == 66
         })
         .await;
@@ -291,7 +280,7 @@ mod tests {
             let hasher = hasher.clone();
             tokio::spawn(async move { hasher.blocking(move || blocked.recv().is_ok()).await })
         };
-        wait_until("the only worker is taken", || {
+        eventually("the only worker is taken", async || {
             hasher.workers.available_permits() == 0
         })
         .await;
@@ -299,7 +288,7 @@ mod tests {
             let hasher = hasher.clone();
             tokio::spawn(async move { hasher.blocking(|| true).await })
         };
-        wait_until("the queue is full", || {
+        eventually("the queue is full", async || {
             hasher.admitted.available_permits() == 0
         })
         .await;

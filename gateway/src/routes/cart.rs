@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::common::{Money, rfc3339};
+use super::common::{idempotency_key, money};
 use super::grpc;
-use super::orders::{OrderOut, idempotency_key, money};
+use super::orders::OrderOut;
 use super::payments::{CardIn, PaymentOut};
 use super::products::ImageOut;
 use super::users::AddressBody;

@@ -2,11 +2,13 @@
 //! query strings whose errors are problem documents, paging and times.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use platform::ErrorKind;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::extract::AuthUser;
 use crate::problem::{FieldError, Problem};
 
 /// An integer member, written `4` or `4.0`: JSON Schema's `integer` is any
@@ -129,4 +131,57 @@ pub struct PageParams {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+}
+
+pub(crate) fn money(m: Option<proto::common::Money>) -> Money {
+    m.map(Money::from).unwrap_or(Money {
+        amount: 0,
+        currency: "USD".into(),
+    })
+}
+
+/// Listing parameters; admins may filter by user.
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Admins only: whose items to list.
+    pub user_id: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
+    match headers.get("idempotency-key") {
+        None => Ok(String::new()),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 255)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Problem::new(
+                    ErrorKind::InvalidArgument,
+                    "Idempotency-Key must be 1 to 255 visible characters",
+                )
+            }),
+    }
+}
+
+pub(crate) fn uuid_or_404(id: &str, what: &str) -> Result<String, Problem> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| id.to_string())
+        .map_err(|_| Problem::new(ErrorKind::NotFound, format!("{what} not found")))
+}
+
+pub(crate) fn filter_user(user: &AuthUser, requested: Option<String>) -> Result<String, Problem> {
+    match requested.filter(|u| !u.is_empty()) {
+        Some(other) if !user.is_admin() && other != user.0.sub => Err(Problem::new(
+            ErrorKind::PermissionDenied,
+            "only admins list other users' items",
+        )),
+        Some(other) => Ok(other),
+        None => Ok(String::new()),
+    }
 }

@@ -154,7 +154,10 @@ pub async fn resumable_stream(
     let request = proto::notification::StreamNotificationsRequest {};
     let mut call = grpc(request, Some(&user.caller()));
     // A stream outlives the per-call deadline; it ends with the token.
-    let left = user.0.exp.saturating_sub(platform::auth::unix_now());
+    let left = user
+        .0
+        .exp
+        .saturating_sub(platform::clock::now().secs() as u64);
     call.set_timeout(Duration::from_secs(left.max(1)));
     // Subscribed first: what is created from now on arrives live, what
     // came before is in the feed.

@@ -4,13 +4,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use platform::{ErrorKind, ServiceId};
+use platform::ServiceId;
 use proto::ext::{Required as _, ShortName as _};
 use proto::order::order_service_client::OrderServiceClient;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use super::common::{ApiQuery, Money, page};
+use super::common::{
+    ApiQuery, ListParams, Money, filter_user, idempotency_key, money, page, rfc3339, uuid_or_404,
+};
 use super::grpc;
 use super::payments::{PaymentCreate, PaymentOut};
 use super::users::AddressBody;
@@ -72,15 +74,6 @@ pub struct OrderList {
     pub next_cursor: Option<String>,
 }
 
-pub(super) fn money(m: Option<proto::common::Money>) -> Money {
-    m.map(Money::from).unwrap_or(Money {
-        amount: 0,
-        currency: "USD".into(),
-    })
-}
-
-use super::common::rfc3339;
-
 fn order_status(status: i32) -> String {
     proto::order::OrderStatus::try_from(status)
         .map(|s| s.short_name().to_string())
@@ -117,54 +110,8 @@ impl From<proto::order::Order> for OrderOut {
     }
 }
 
-/// Listing parameters; admins may filter by user.
-#[derive(Debug, Deserialize, IntoParams, Default)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Admins only: whose items to list.
-    pub user_id: Option<String>,
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    pub cursor: Option<String>,
-}
-
 fn orders(state: &AppState) -> OrderServiceClient<platform::grpc::GrpcChannel> {
     OrderServiceClient::new(state.channel(ServiceId::Order))
-}
-
-pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
-    match headers.get("idempotency-key") {
-        None => Ok(String::new()),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 255)
-            .map(str::to_string)
-            .ok_or_else(|| {
-                Problem::new(
-                    ErrorKind::InvalidArgument,
-                    "Idempotency-Key must be 1 to 255 visible characters",
-                )
-            }),
-    }
-}
-
-pub(super) fn uuid_or_404(id: &str, what: &str) -> Result<String, Problem> {
-    uuid::Uuid::parse_str(id)
-        .map(|_| id.to_string())
-        .map_err(|_| Problem::new(ErrorKind::NotFound, format!("{what} not found")))
-}
-
-pub(super) fn filter_user(user: &AuthUser, requested: Option<String>) -> Result<String, Problem> {
-    match requested.filter(|u| !u.is_empty()) {
-        Some(other) if !user.is_admin() && other != user.0.sub => Err(Problem::new(
-            ErrorKind::PermissionDenied,
-            "only admins list other users' items",
-        )),
-        Some(other) => Ok(other),
-        None => Ok(String::new()),
-    }
 }
 
 /// Place an order. Prices come from the catalog; stock is reserved.

@@ -11,9 +11,10 @@ use proto::payment::payment_service_client::PaymentServiceClient;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{ApiQuery, Money, page, rfc3339};
+use super::common::{
+    ApiQuery, ListParams, Money, filter_user, idempotency_key, money, page, rfc3339, uuid_or_404,
+};
 use super::grpc;
-use super::orders::{ListParams, filter_user, idempotency_key, money, uuid_or_404};
 use crate::extract::{AdminUser, ApiJson, AuthUser};
 use crate::problem::Problem;
 use crate::state::AppState;

@@ -178,7 +178,7 @@ pub(super) fn products(state: &AppState) -> ProductServiceClient<platform::grpc:
 }
 
 /// Ids are UUIDs; anything else cannot exist.
-pub(super) fn product_id(id: &str) -> Result<String, Problem> {
+pub(crate) fn product_id(id: &str) -> Result<String, Problem> {
     uuid::Uuid::parse_str(id)
         .map(|_| id.to_string())
         .map_err(|_| Problem::new(ErrorKind::NotFound, "product not found"))
@@ -363,41 +363,4 @@ pub async fn stock(
         .await?
         .into_inner();
     Ok(Json(ProductOut::from(r.product.required("product")?)))
-}
-
-/// Products bought together with this one (from the recommendation
-/// model); same-category products when it knows none.
-#[utoipa::path(get, path = "/api/v1/products/{id}/similar", tag = "products",
-    params(("id" = String, Path, description = "Product id"), SimilarParams),
-    responses(
-        (status = 200, description = "Similar products", body = ProductList),
-        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn similar(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    ApiQuery(params): ApiQuery<SimilarParams>,
-) -> Result<Json<ProductList>, Problem> {
-    let request = proto::recommendation::GetSimilarProductsRequest {
-        product_id: product_id(&id)?,
-        limit: super::recommendations::limit(params.limit)?,
-    };
-    let r = super::recommendations::recommendations(&state)
-        .get_similar_products(grpc(request, None))
-        .await?
-        .into_inner();
-    let ids: Vec<String> = r.products.into_iter().map(|p| p.product_id).collect();
-    Ok(Json(ProductList {
-        items: super::recommendations::products_in_order(&state, &ids).await?,
-        next_cursor: None,
-    }))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct SimilarParams {
-    /// How many, 1 to 100 (default 10).
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use platform::{ErrorKind, ServiceId};
 use proto::product::product_service_client::ProductServiceClient;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::grpc;
-use super::products::{ApiQuery, ProductOut};
+use super::products::{ApiQuery, ProductList, ProductOut, product_id};
 use crate::extract::{AdminUser, AuthUser};
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -273,4 +273,41 @@ pub async fn model(
         metrics: current.metrics.into_iter().collect(),
         training_version: Some(r.training_version).filter(|v| !v.is_empty()),
     }))
+}
+
+/// Products bought together with this one (from the recommendation
+/// model); same-category products when it knows none.
+#[utoipa::path(get, path = "/api/v1/products/{id}/similar", tag = "products",
+    params(("id" = String, Path, description = "Product id"), SimilarParams),
+    responses(
+        (status = 200, description = "Similar products", body = ProductList),
+        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid parameters", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn similar(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<SimilarParams>,
+) -> Result<Json<ProductList>, Problem> {
+    let request = proto::recommendation::GetSimilarProductsRequest {
+        product_id: product_id(&id)?,
+        limit: limit(params.limit)?,
+    };
+    let r = recommendations(&state)
+        .get_similar_products(grpc(request, None))
+        .await?
+        .into_inner();
+    let ids: Vec<String> = r.products.into_iter().map(|p| p.product_id).collect();
+    Ok(Json(ProductList {
+        items: products_in_order(&state, &ids).await?,
+        next_cursor: None,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SimilarParams {
+    /// How many, 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
 }

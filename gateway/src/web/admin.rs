@@ -409,7 +409,7 @@ pub async fn orders(
     {
         return see_other(&visitor, &format!("/admin/orders/{id}"));
     }
-    let params = orders::ListParams {
+    let params = crate::routes::common::ListParams {
         user_id: find.clone(),
         limit: Some(25),
         cursor: query.cursor.filter(|c| !c.is_empty()),
@@ -446,7 +446,7 @@ async fn order_page(
     let (payment, shipment) = tokio::join!(
         async {
             // The customer's payments, read with the admin's rights.
-            let params = orders::ListParams {
+            let params = crate::routes::common::ListParams {
                 user_id: Some(order.0.user_id.clone()),
                 limit: Some(50),
                 cursor: None,
@@ -625,7 +625,7 @@ pub async fn payments(
     Admin(admin): Admin,
     Query(query): Query<CursorQuery>,
 ) -> Response {
-    let params = orders::ListParams {
+    let params = crate::routes::common::ListParams {
         user_id: None,
         limit: Some(25),
         cursor: query.cursor.filter(|c| !c.is_empty()),

@@ -74,7 +74,11 @@ pub async fn order_events(
         return error_page(&problem, Some(&visitor));
     }
     let seen = last_event_id(&headers);
-    let left = Duration::from_secs(user.0.exp.saturating_sub(platform::auth::unix_now()));
+    let left = Duration::from_secs(
+        user.0
+            .exp
+            .saturating_sub(platform::clock::now().secs() as u64),
+    );
     let events = futures::stream::unfold(
         (state, user, id, seen, false),
         |(state, user, id, mut seen, done)| async move {

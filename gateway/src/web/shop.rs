@@ -186,10 +186,10 @@ pub async fn product(
             };
             let (reviews, similar) = tokio::join!(
                 reviews::reviews(State(state.clone()), Path(id.clone()), ApiQuery(page)),
-                products::similar(
+                recommendations::similar(
                     State(state.clone()),
                     Path(id.clone()),
-                    ApiQuery(products::SimilarParams { limit: Some(4) })
+                    ApiQuery(recommendations::SimilarParams { limit: Some(4) })
                 ),
             );
             let complete = reviews.is_ok() && similar.is_ok();
@@ -589,7 +589,7 @@ pub async fn orders(
     SignedIn(user): SignedIn,
     Query(query): Query<CursorQuery>,
 ) -> Response {
-    let params = orders::ListParams {
+    let params = crate::routes::common::ListParams {
         user_id: None,
         limit: Some(20),
         cursor: query.cursor.filter(|c| !c.is_empty()),
@@ -606,7 +606,7 @@ pub async fn orders(
 
 /// The latest payment of an order, when it has one.
 pub(super) async fn latest_payment(state: &AppState, user: &AuthUser, order_id: &str) -> Value {
-    let params = orders::ListParams {
+    let params = crate::routes::common::ListParams {
         user_id: None,
         limit: Some(50),
         cursor: None,

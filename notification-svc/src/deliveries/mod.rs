@@ -26,16 +26,16 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::store::{Collection, Query, StoreError};
+use platform::store::{Collection, CollectionSpec, FieldType, IndexSpec, Query, StoreError};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::api::Subscription;
 use crate::channels::Channels;
 use crate::domain::{State, Via};
 
 pub use directory::{Contact, Directory};
+pub(crate) use record::id_of;
 pub use record::{Record, RetryPolicy, spec};
-pub(crate) use record::{id_of, now_ms};
 
 /// How long a claimed attempt may take before another dispatcher may retry it.
 const LEASE: Duration = Duration::from_secs(120);
@@ -51,6 +51,23 @@ pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Records deleted per prune pass, at most.
 const PRUNE_BATCH: usize = 500;
+
+/// A browser's Web Push subscription (RFC 8030), one of a user's
+/// devices.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Subscription {
+    pub user_id: String,
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+    pub created_at: i64,
+}
+
+pub fn subscriptions_spec() -> CollectionSpec {
+    CollectionSpec::new("push_subscriptions")
+        .index(IndexSpec::new("user_id", FieldType::String))
+        .index(IndexSpec::new("created_at", FieldType::Int))
+}
 
 #[derive(Debug, Clone)]
 pub struct Deliveries {
@@ -114,7 +131,7 @@ impl Deliveries {
         out: &Outgoing<'_>,
         vias: &[Via],
     ) -> Result<Vec<(String, Record)>, StoreError> {
-        let now = now_ms();
+        let now = platform::clock::now().millis();
         let record = |via: Via, subscription_id: Option<String>| Record {
             user_id: out.user_id.to_string(),
             kind: out.kind.to_string(),

@@ -41,13 +41,6 @@ pub fn spec() -> CollectionSpec {
         .index(IndexSpec::new("created_at", FieldType::Int))
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// A stable id from a key: 32 hex digits of its SHA-256.
 pub(crate) fn id_of(key: &str) -> String {
     use sha2::Digest;

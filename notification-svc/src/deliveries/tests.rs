@@ -12,10 +12,7 @@ async fn deliveries() -> Deliveries {
     .unwrap();
     Deliveries::new(
         store.collection(spec()).await.unwrap(),
-        store
-            .collection(crate::api::subscriptions_spec())
-            .await
-            .unwrap(),
+        store.collection(super::subscriptions_spec()).await.unwrap(),
         Channels::default(),
         Directory::new(
             nowhere,

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use platform::store::{Bound, Query, StoreError, Versioned};
 
-use super::{
-    BATCH, Deliveries, LEASE, PRUNE_BATCH, PRUNE_EVERY, RETENTION, Record, id_of, now_ms, slot,
-};
+use super::{BATCH, Deliveries, LEASE, PRUNE_BATCH, PRUNE_EVERY, RETENTION, Record, id_of, slot};
 use crate::channels::{Message, SendError, Target};
 use crate::domain::{self, Outcome, State, Via};
 
@@ -22,7 +20,7 @@ impl Deliveries {
             }
             if tokio::time::Instant::now() >= next_prune {
                 next_prune += PRUNE_EVERY;
-                let cutoff = now_ms() - RETENTION.as_millis() as i64;
+                let cutoff = platform::clock::now().millis() - RETENTION.as_millis() as i64;
                 match self.prune(cutoff).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "pruned old delivery records"),
@@ -91,7 +89,7 @@ impl Deliveries {
             if free == 0 {
                 continue;
             }
-            let now = now_ms();
+            let now = platform::clock::now().millis();
             let due = self
                 .records
                 .find(
@@ -246,7 +244,7 @@ impl Deliveries {
                 if r.attempts != attempts || r.state != State::Pending.name() {
                     return Err(());
                 }
-                let now = now_ms();
+                let now = platform::clock::now().millis();
                 r.state = state.name().to_string();
                 r.last_error = error.clone();
                 r.updated_at = now;

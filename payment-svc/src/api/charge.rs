@@ -14,7 +14,7 @@ use crate::provider::{ChargeOutcome, ChargeRequest, ProviderError};
 
 /// This month, as (year, month): what a card's expiry is checked against.
 pub fn year_month_now() -> (u32, u32) {
-    let days = (platform::auth::unix_now() / 86_400) as i64;
+    let days = ((platform::clock::now().secs() as u64) / 86_400) as i64;
     let date = platform::auth::rfc3339(days * 86_400);
     let year = date[0..4].parse().unwrap_or(1970);
     let month = date[5..7].parse().unwrap_or(1);
@@ -100,8 +100,8 @@ impl PaymentApi {
             failure_reason: String::new(),
             failure_code: String::new(),
             refunds: Vec::new(),
-            created_at: now(),
-            updated_at: now(),
+            created_at: now().secs(),
+            updated_at: now().secs(),
             outbox: Default::default(),
         };
         let inserted = match self.payments.insert(&id, payment).await {
@@ -178,7 +178,7 @@ impl PaymentApi {
                 if p.state != PaymentState::Pending {
                     return;
                 }
-                p.updated_at = now();
+                p.updated_at = now().secs();
                 let payload = match outcome {
                     ChargeOutcome::Succeeded { provider_ref } => {
                         p.state = PaymentState::Succeeded;
@@ -222,7 +222,7 @@ impl PaymentApi {
     /// lost) and records the outcome; a charge the provider never received
     /// fails. Returns how many were settled.
     pub async fn reconcile(&self) -> Result<usize, Status> {
-        let cutoff = now() - self.reconcile_after.as_secs() as i64;
+        let cutoff = now().secs() - self.reconcile_after.as_secs() as i64;
         let pending = self
             .payments
             .find(&Query::new().eq("state", "pending").limit(100))

@@ -34,9 +34,7 @@ pub struct PaymentApi {
     pub(crate) reconcile_after: Duration,
 }
 
-fn now() -> i64 {
-    platform::auth::unix_now() as i64
-}
+use platform::clock::now;
 
 fn lookup_err(err: StoreError) -> Status {
     match err {

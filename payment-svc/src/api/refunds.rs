@@ -85,9 +85,9 @@ impl PaymentApi {
                     state: RefundState::Pending,
                     provider_ref: String::new(),
                     failure_reason: String::new(),
-                    created_at: now(),
+                    created_at: now().secs(),
                 });
-                p.updated_at = now();
+                p.updated_at = now().secs();
                 Ok(())
             })
             .await
@@ -148,7 +148,7 @@ impl PaymentApi {
                         x.failure_reason = err.to_string();
                     }
                 }
-                p.updated_at = now();
+                p.updated_at = now().secs();
             })
             .await?;
         let settled = self.relay.flush_or_defer_written(settled).await;

@@ -1,9 +1,8 @@
 //! Who is calling an internal service, once [`MeshAuth`](super::MeshAuth)
 //! has verified the call's credentials.
 
+use super::{Claims, ROLE_ADMIN, ROLE_SERVICE};
 use std::sync::Arc;
-
-use super::*;
 
 /// Broadcast topic on which user-svc says that a user signed out.
 pub const SIGNED_OUT_TOPIC: &str = "sessions";

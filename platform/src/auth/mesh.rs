@@ -27,7 +27,10 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use super::*;
+use super::{
+    Caller, Claims, Jwk, JwkSet, LEEWAY, ROLE_SERVICE, SigningKey, TokenError, TokenVerifier,
+};
+use crate::config::Secret;
 use crate::grpc::GrpcChannel;
 use proto::user::user_service_client::UserServiceClient;
 
@@ -215,7 +218,7 @@ const VERIFIED_CAPACITY: usize = 4096;
 impl Verified {
     fn get(&self, token: &str) -> Option<Claims> {
         let claims = self.0.lock().expect("verified lock").get(token).cloned()?;
-        (claims.exp > unix_now()).then_some(claims)
+        (claims.exp > (crate::clock::now().secs() as u64)).then_some(claims)
     }
 
     fn put(&self, token: &str, claims: &Claims) {
@@ -519,7 +522,7 @@ impl MeshAuth {
         // stop working soon, whoever signed it.
         let most = SERVICE_TOKEN_TTL.as_secs() + LEEWAY.as_secs();
         if claims.exp.saturating_sub(claims.iat) > most
-            || claims.iat > unix_now() + LEEWAY.as_secs()
+            || claims.iat > (crate::clock::now().secs() as u64) + LEEWAY.as_secs()
         {
             return Err(tonic::Status::unauthenticated(format!(
                 "service token refused: it may live at most {} s",
@@ -551,11 +554,15 @@ pub fn generate_mesh(names: &[&str]) -> (Vec<(String, Secret)>, MeshKeys) {
     (private, MeshKeys(public))
 }
 
-use crate::config::Secret;
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::auth::{
+        Claims, JwkSet, MESH_ISSUER, MeshAuth, MeshKeys, ROLE_ADMIN, ROLE_CUSTOMER, ROLE_SERVICE,
+        SERVICE_TOKEN_METADATA, SERVICE_TOKEN_TTL, SigningKey, UserKeys, generate_mesh,
+        generate_mesh_key,
+    };
+    use crate::config::Secret;
+    use std::time::Duration;
 
     fn mesh(names: &[&str]) -> (Vec<(String, Secret)>, MeshKeys, SigningKey) {
         let (private, public) = generate_mesh(names);

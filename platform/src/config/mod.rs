@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use vars::name_token;
 
 pub mod cart;
 pub mod media;
@@ -18,9 +19,12 @@ mod vars;
 pub use cart::CartSettings;
 pub use media::MediaSettings;
 pub use saga::SagaSettings;
-pub use sections::*;
-pub use services::*;
-pub use vars::*;
+pub use sections::{
+    GrpcSettings, Integrations, JwtConfig, LogFormat, MeshConfig, NatsAuth, StoreSettings,
+    TelemetryConfig, WriteAcknowledgment,
+};
+pub use services::{DatabaseUrl, PeerAddr, Peers, ServiceId};
+pub use vars::{ConfigError, ProcessEnv, Secret, Source, Vars};
 
 /// Shortest `STORE_CURSOR_KEY` taken with a real database.
 pub const MIN_CURSOR_KEY_LEN: usize = 32;
@@ -64,7 +68,7 @@ pub struct Config {
     /// `DATABASE_TIMEOUT_MS` (3000), `DATABASE_MAX_CONNECTIONS` (10),
     /// and for MongoDB `MONGODB_WRITE_CONCERN` (`majority` or a number) and
     /// `MONGODB_RETRY_WRITES` (both unset: the URL's or driver's default).
-    pub store: crate::store::StoreSettings,
+    pub store: StoreSettings,
     /// `DATABASE_SCHEMA_PREFIX`: prefix of each service's schema (Postgres)
     /// or database (MongoDB) name, for several environments on one server.
     pub schema_prefix: Option<String>,
@@ -85,7 +89,8 @@ pub struct Config {
     /// `REDIS_KEY_PREFIX`: first part of every Redis key (cache, rate
     /// limits), so environments sharing one Redis never read each other's
     /// entries. Default: `DATABASE_SCHEMA_PREFIX` if set, else the NATS
-    /// subject prefix.
+    /// subject prefix, then a digest of the database's identity (see
+    /// [`default_redis_key_prefix`]).
     pub redis_key_prefix: String,
     pub peers: Peers,
     pub grpc: GrpcSettings,
@@ -175,14 +180,12 @@ impl Config {
             database_url: v
                 .parse_with("DATABASE_URL", |s| s.parse::<DatabaseUrl>())?
                 .unwrap_or(DatabaseUrl::Memory),
-            store: crate::store::StoreSettings {
-                timeout: v.positive_millis(
-                    "DATABASE_TIMEOUT_MS",
-                    crate::store::StoreSettings::default().timeout,
-                )?,
+            store: StoreSettings {
+                timeout: v
+                    .positive_millis("DATABASE_TIMEOUT_MS", StoreSettings::default().timeout)?,
                 max_connections: v.positive_number(
                     "DATABASE_MAX_CONNECTIONS",
-                    crate::store::StoreSettings::default().max_connections,
+                    StoreSettings::default().max_connections,
                 )?,
                 write_concern: v.parse_with("MONGODB_WRITE_CONCERN", |s| s.parse())?,
                 retry_writes: v.bool("MONGODB_RETRY_WRITES")?,
@@ -249,10 +252,11 @@ impl Config {
         };
         config.redis_key_prefix = match v.parse_with("REDIS_KEY_PREFIX", name_token)? {
             Some(prefix) => prefix,
-            None => config
-                .schema_prefix
-                .clone()
-                .unwrap_or_else(|| config.nats_prefix.clone()),
+            None => default_redis_key_prefix(
+                &config.database_url,
+                config.schema_prefix.as_deref(),
+                &config.nats_prefix,
+            ),
         };
         if config.database_url != DatabaseUrl::Memory {
             let key_len = config.cursor_key.as_ref().map_or(0, |k| k.expose().len());
@@ -280,3 +284,41 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// The Redis key prefix of an environment that names none: its schema
+/// prefix (else `nats_prefix`), a dash and 8 hex digits of a SHA-256 over
+/// the database's identity: scheme, host, port, database name and schema
+/// prefix, never the credentials or options. Two environments on one Redis
+/// that differ in any of these never share a key; every replica of one
+/// environment agrees. An in-memory database belongs to the one
+/// configuration that opens it, so its digest is random.
+pub fn default_redis_key_prefix(
+    database: &DatabaseUrl,
+    schema_prefix: Option<&str>,
+    nats_prefix: &str,
+) -> String {
+    use sha2::Digest;
+    let identity = match database {
+        // Its own configuration's: nothing else can read that database.
+        DatabaseUrl::Memory => format!("memory:{:016x}", rand::random::<u64>()),
+        DatabaseUrl::Postgres(url) | DatabaseUrl::MongoDb(url) => database_identity(url),
+    };
+    let digest = sha2::Sha256::digest(format!("{identity}|{}", schema_prefix.unwrap_or("")));
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", schema_prefix.unwrap_or(nats_prefix))
+}
+
+/// `scheme://host:port/database` of a database URL, without user,
+/// password or query: what tells one database from another.
+fn database_identity(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let scheme = if scheme == "postgresql" {
+        "postgres"
+    } else {
+        scheme
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let database = path.split(['?', '#']).next().unwrap_or("");
+    format!("{scheme}://{}/{database}", hosts.to_ascii_lowercase())
+}

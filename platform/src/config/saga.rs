@@ -62,6 +62,10 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The largest `ORDER_MAX_UNPAID_PER_CUSTOMER`: a customer's unpaid orders
+/// are counted in one page of the store (its `MAX_PAGE`).
+pub const MAX_UNPAID_PER_CUSTOMER: u32 = 1000;
+
 impl SagaSettings {
     pub(super) fn from_vars(v: &Vars<'_>) -> Result<Self, ConfigError> {
         let d = Self::default();
@@ -74,11 +78,11 @@ impl SagaSettings {
             max_unpaid_per_customer: match v
                 .positive_number("ORDER_MAX_UNPAID_PER_CUSTOMER", d.max_unpaid_per_customer)?
             {
-                n if n as usize > crate::store::MAX_PAGE => {
+                n if n > MAX_UNPAID_PER_CUSTOMER => {
                     return Err(ConfigError::new(
                         "ORDER_MAX_UNPAID_PER_CUSTOMER",
                         &n.to_string(),
-                        format!("must be at most {}", crate::store::MAX_PAGE),
+                        format!("must be at most {MAX_UNPAID_PER_CUSTOMER}"),
                     ));
                 }
                 n => n,
@@ -91,7 +95,8 @@ impl SagaSettings {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::config::saga::parse_duration;
+    use std::time::Duration;
 
     #[test]
     fn durations_take_units_or_whole_seconds() {

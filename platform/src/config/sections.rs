@@ -11,7 +11,7 @@ pub struct GrpcSettings {
     /// Longest a server spends on one request (`GRPC_SERVER_TIMEOUT_MS`, 30 s).
     pub server_timeout: Duration,
     /// Concurrent requests per connection (`GRPC_CONCURRENCY_LIMIT`, 256);
-    /// beyond it requests are shed with UNAVAILABLE.
+    /// beyond it requests are shed with RESOURCE_EXHAUSTED.
     pub concurrency_limit_per_connection: usize,
     /// Default deadline of an outgoing call (`GRPC_CLIENT_TIMEOUT_MS`, 5 s).
     pub client_timeout: Duration,
@@ -440,4 +440,54 @@ fn parse_hosts(text: &str) -> Result<Vec<(String, Vec<std::net::IpAddr>)>, Strin
             Ok((name.to_ascii_lowercase(), ips))
         })
         .collect()
+}
+
+/// Pool and timeout settings of the network backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// Longest any single operation (including waiting for a connection)
+    /// may take before it fails with `StoreError::Unavailable`.
+    pub timeout: Duration,
+    pub max_connections: u32,
+    /// MongoDB: how many members must acknowledge a write
+    /// (`MONGODB_WRITE_CONCERN`); `None` keeps the URL's (or the server's)
+    /// default. Waiting for it is bounded by `timeout`.
+    pub write_concern: Option<WriteAcknowledgment>,
+    /// MongoDB: retry a write once after a step-down or network error
+    /// (`MONGODB_RETRY_WRITES`); `None` keeps the URL's (or the driver's,
+    /// on) default. Replica sets only.
+    pub retry_writes: Option<bool>,
+}
+
+/// A MongoDB write concern's `w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteAcknowledgment {
+    /// A majority of the replica set's voting members.
+    Majority,
+    /// That many members (1: the primary alone).
+    Nodes(u32),
+}
+
+impl std::str::FromStr for WriteAcknowledgment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "majority" => Ok(Self::Majority),
+            n => match n.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(Self::Nodes(n)),
+                _ => Err("expected majority or a number of members (at least 1)".into()),
+            },
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(3),
+            max_connections: 10,
+            write_concern: None,
+            retry_writes: None,
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! The configuration as each variable sets it, and the errors of bad values.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use super::*;
+use super::{Config, ConfigError, DatabaseUrl, LogFormat, ServiceId, default_redis_key_prefix};
 
 fn load(pairs: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
     let map: HashMap<&str, &str> = pairs.iter().copied().collect();
@@ -99,10 +100,13 @@ fn a_real_database_needs_a_cursor_key_of_its_own() {
 #[test]
 fn redis_keys_and_proxy_hops() {
     let c = load(&[]).unwrap();
-    assert_eq!(c.redis_key_prefix, "shop", "the subject prefix");
+    assert!(
+        c.redis_key_prefix.starts_with("shop-"),
+        "the subject prefix"
+    );
     assert_eq!(c.trusted_proxy_hops, 0, "the socket peer");
     let c = load(&[("DATABASE_SCHEMA_PREFIX", "staging")]).unwrap();
-    assert_eq!(c.redis_key_prefix, "staging");
+    assert!(c.redis_key_prefix.starts_with("staging-"));
     let c = load(&[
         ("DATABASE_SCHEMA_PREFIX", "staging"),
         ("REDIS_KEY_PREFIX", "shop-eu"),
@@ -170,7 +174,7 @@ fn bad_values_are_rejected_naming_the_variable() {
 
 #[test]
 fn mongodb_write_settings_default_to_the_url_and_can_be_set() {
-    use crate::store::WriteAcknowledgment;
+    use super::WriteAcknowledgment;
     let c = load(&[]).unwrap();
     assert_eq!((c.store.write_concern, c.store.retry_writes), (None, None));
     let c = load(&[
@@ -340,4 +344,45 @@ fn cart_settings_have_defaults_and_can_be_set() {
         let err = load(&[(var, bad)]).unwrap_err();
         assert!(err.to_string().contains(var), "{var}={bad}: {err}");
     }
+}
+
+#[test]
+fn the_default_redis_prefix_tells_databases_apart() {
+    let prefix = |url: &str, schema: Option<&str>| {
+        let db = if url == "memory://" {
+            DatabaseUrl::Memory
+        } else if url.starts_with("mongodb") {
+            DatabaseUrl::MongoDb(url.into())
+        } else {
+            DatabaseUrl::Postgres(url.into())
+        };
+        default_redis_key_prefix(&db, schema, "shop")
+    };
+    let base = prefix("postgres://app:pw@db.internal:5432/shop", None);
+    assert!(
+        base.starts_with("shop-") && base.len() == "shop-".len() + 8,
+        "{base}"
+    );
+    // The same database, however the URL spells the rest: one prefix.
+    for same in [
+        "postgres://other:secret@db.internal:5432/shop",
+        "postgresql://app:pw@DB.internal:5432/shop?sslmode=require",
+    ] {
+        assert_eq!(prefix(same, None), base, "{same}");
+    }
+    // Another database, host, port or schema prefix: another prefix.
+    let mut seen = std::collections::HashSet::from([base.clone()]);
+    for other in [
+        prefix("postgres://app:pw@db.internal:5432/shop_staging", None),
+        prefix("postgres://app:pw@db2.internal:5432/shop", None),
+        prefix("postgres://app:pw@db.internal:5433/shop", None),
+        prefix("mongodb://db.internal:5432/shop", None),
+        prefix("postgres://app:pw@db.internal:5432/shop", Some("eu")),
+    ] {
+        assert!(seen.insert(other.clone()), "{other} repeats a prefix");
+    }
+    assert!(prefix("postgres://db/shop", Some("eu")).starts_with("eu-"));
+    // Each in-memory database is a world of its own.
+    assert_ne!(prefix("memory://", None), prefix("memory://", None));
+    assert!(prefix("memory://", None).starts_with("shop-"));
 }

@@ -13,7 +13,7 @@
 //! the repeat rare and cheap.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,13 +35,6 @@ pub struct Processed {
 
 pub fn processed_spec() -> CollectionSpec {
     CollectionSpec::new("processed_events").index(IndexSpec::new("processed_at", FieldType::Int))
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn retryable(err: StoreError) -> HandlerError {
@@ -66,7 +59,7 @@ impl Idempotent {
 
     /// Forgets ids processed longer than `retention` ago.
     pub async fn prune(&self, retention: Duration) -> Result<usize, StoreError> {
-        let cutoff = now_millis() - retention.as_millis() as i64;
+        let cutoff = crate::clock::now().millis() - retention.as_millis() as i64;
         let query = Query::new()
             .range("processed_at", None, Some(Bound::Inclusive(cutoff.into())))
             .limit(500);
@@ -104,7 +97,7 @@ impl Handler for Idempotent {
         let record = Processed {
             consumer: delivery.consumer.clone(),
             event_id: delivery.envelope.id.clone(),
-            processed_at: now_millis(),
+            processed_at: crate::clock::now().millis(),
         };
         match self.processed.insert(&key, record).await {
             Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),

@@ -659,7 +659,8 @@ pub async fn connect(config: &crate::Config) -> Result<Arc<dyn EventBus>, BusErr
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::events::{ConsumerConfig, subject_matches};
+    use std::time::Duration;
 
     #[test]
     fn subjects_match_like_nats() {

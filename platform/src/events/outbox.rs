@@ -239,9 +239,7 @@ where
         crate::metrics::OUTBOX_PENDING
             .with_label_values(&[collection])
             .set(pending as i64);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::clock::now().secs();
         crate::metrics::OUTBOX_OLDEST_AGE
             .with_label_values(&[collection])
             .set(oldest.map_or(0, |at| (now - at).max(0)));

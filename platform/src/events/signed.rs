@@ -223,7 +223,9 @@ impl EventBus for SignedBus {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::events::signed::{Refusal, owner, sign, verify};
+    use prost::Message as _;
+    use proto::events::Envelope;
     use proto::events::envelope::Payload;
 
     fn paid(source: &str) -> Envelope {

@@ -203,8 +203,9 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::store::{Coalescer, StoreError};
     use crate::store::{CollectionSpec, Store};
+    use serde::Serialize;
 
     #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
     struct Counter {

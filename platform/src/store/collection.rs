@@ -1,6 +1,19 @@
 //! Typed access to one collection: encode, check, CAS writes, pages.
 
-use super::*;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::query::plan;
+use super::{
+    CollectionSpec, MAX_DOCUMENT_BYTES, Page, PlannedQuery, Query, RawDocument, Result, Store,
+    StoreError,
+};
 
 /// A document with its id and the version a CAS write must name.
 #[derive(Debug, Clone, PartialEq)]

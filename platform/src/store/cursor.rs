@@ -96,7 +96,12 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use base64::Engine as _;
+
+    use super::CursorCodec;
+    use crate::store::{Query, StoreError};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::{Value, json};
 
     #[test]
     fn cursor_round_trips_and_rejects_tampering() {

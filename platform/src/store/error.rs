@@ -1,6 +1,6 @@
 //! What can go wrong with a store operation, and how it maps to gRPC.
 
-use super::*;
+use crate::ErrorKind;
 use std::fmt;
 use std::sync::Arc;
 
@@ -185,8 +185,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::store::{Cause, StoreError};
     use std::error::Error as _;
+    use std::fmt;
 
     fn refused() -> std::io::Error {
         std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused")

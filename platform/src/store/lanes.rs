@@ -55,7 +55,7 @@ impl<P> Lanes<P> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::store::lanes::Lanes;
 
     #[test]
     fn the_first_item_leads_later_ones_wait_and_an_empty_lane_is_released() {

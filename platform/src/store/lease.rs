@@ -38,8 +38,6 @@ pub struct Lease {
     ttl: Duration,
 }
 
-use crate::auth::unix_now_ms as now_ms;
-
 impl Lease {
     /// The lease `name` in `store`, held by `holder` (this replica's
     /// name, unique among replicas) for `ttl` at a time.
@@ -56,7 +54,7 @@ impl Lease {
     /// Takes or renews the lease; true while this replica holds it. One
     /// read, plus one write when it is (or becomes) the holder.
     pub async fn hold(&self) -> Result<bool> {
-        let now = now_ms();
+        let now = crate::clock::now().millis();
         let mine = Holding {
             holder: self.holder.clone(),
             until_ms: now + self.ttl.as_millis() as i64,
@@ -106,7 +104,8 @@ impl Lease {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::store::{Lease, Store};
+    use std::time::Duration;
 
     #[tokio::test]
     async fn one_holder_at_a_time_and_takeover_after_expiry() {

@@ -24,41 +24,36 @@ pub mod memory;
 pub mod mongo;
 pub mod postgres;
 mod traced;
-mod write_batch;
 
 mod collection;
 mod error;
 mod query;
 mod spec;
 
-pub use collection::*;
-pub use error::*;
+pub use collection::{Collection, MAX_UPDATE_ATTEMPTS, Versioned};
+pub use error::{Cause, Result, StoreError};
 pub use lease::{LEASES, Lease};
-pub use query::*;
-pub use spec::*;
+pub use query::{Bound, Page, PlannedQuery, Query, Range, RawDocument, compare_values};
+pub use spec::{CollectionSpec, FieldType, IndexSpec, lookup};
 
 use collection::check_id;
-use query::plan;
-use spec::check_type;
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use coalesce::Coalescer;
 
 use crate::config::DatabaseUrl;
-use crate::error::ErrorKind;
+pub use crate::config::{StoreSettings, WriteAcknowledgment};
 
 /// Largest document accepted, in bytes of JSON (MongoDB's own limit).
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 /// Largest page a query may ask for.
 pub const MAX_PAGE: usize = 1000;
+const _: () = assert!(crate::config::saga::MAX_UNPAID_PER_CUSTOMER as usize <= MAX_PAGE);
 
 /// What each backend implements. Services use [`Store`] and [`Collection`].
 #[async_trait::async_trait]
@@ -86,56 +81,6 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Whether the backend answers.
     async fn ping(&self) -> Result<()>;
     fn name(&self) -> &'static str;
-}
-
-/// Pool and timeout settings of the network backends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreSettings {
-    /// Longest any single operation (including waiting for a connection)
-    /// may take before it fails with [`StoreError::Unavailable`].
-    pub timeout: Duration,
-    pub max_connections: u32,
-    /// MongoDB: how many members must acknowledge a write
-    /// (`MONGODB_WRITE_CONCERN`); `None` keeps the URL's (or the server's)
-    /// default. Waiting for it is bounded by `timeout`.
-    pub write_concern: Option<WriteAcknowledgment>,
-    /// MongoDB: retry a write once after a step-down or network error
-    /// (`MONGODB_RETRY_WRITES`); `None` keeps the URL's (or the driver's,
-    /// on) default. Replica sets only.
-    pub retry_writes: Option<bool>,
-}
-
-/// A MongoDB write concern's `w`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteAcknowledgment {
-    /// A majority of the replica set's voting members.
-    Majority,
-    /// That many members (1: the primary alone).
-    Nodes(u32),
-}
-
-impl std::str::FromStr for WriteAcknowledgment {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "majority" => Ok(Self::Majority),
-            n => match n.parse::<u32>() {
-                Ok(n) if n >= 1 => Ok(Self::Nodes(n)),
-                _ => Err("expected majority or a number of members (at least 1)".into()),
-            },
-        }
-    }
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(3),
-            max_connections: 10,
-            write_concern: None,
-            retry_writes: None,
-        }
-    }
 }
 
 /// A connection to one service's data: its schema (Postgres), database

@@ -599,7 +599,13 @@ impl Backend for MongoBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::store::mongo::{
+        MongoBackend, duplicate, filter_and_sort, index_model, map_err, plan_uses_index,
+    };
+    use crate::store::{Cause, CollectionSpec, FieldType, IndexSpec, PlannedQuery, StoreError};
+    use mongodb::bson::{self, doc};
+    use mongodb::error::ErrorKind as MongoErrorKind;
+    use serde_json::Value;
 
     fn users() -> CollectionSpec {
         CollectionSpec::new("users")

@@ -1,7 +1,11 @@
 //! Queries: what a service asks, the plan a backend runs, pages, and how
 //! indexed values compare.
 
-use super::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::spec::check_type;
+use super::{CollectionSpec, IndexSpec, MAX_PAGE, Result, StoreError, cursor, lookup};
 
 /// A stored document as the backends see it.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,8 @@
 //! What a service declares about a collection: its indexes and their types.
 
-use super::*;
+use serde_json::Value;
+
+use super::{Result, StoreError};
 
 /// Type of an indexed field, which fixes how it compares and sorts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

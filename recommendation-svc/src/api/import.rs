@@ -120,7 +120,7 @@ fn validate_interaction(mut i: Interaction) -> Result<Interaction, String> {
         Ok(interaction::Kind::Rating) => return Err("rating must be 1..5".into()),
         _ => return Err("kind must be PURCHASE or RATING".into()),
     }
-    let now = crate::store::now_millis() / 1000;
+    let now = platform::clock::now().millis() / 1000;
     match &i.occurred_at {
         Some(t) if t.seconds > 0 && t.seconds <= now + 86_400 => {}
         Some(_) => return Err("occurred_at must be after 1970 and not in the future".into()),

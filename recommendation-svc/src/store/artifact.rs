@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use platform::store::StoreError;
 use serde::{Deserialize, Serialize};
 
-use super::{Chunk, Control, ModelMeta, RecStore, now_millis};
+use super::{Chunk, Control, ModelMeta, RecStore};
 use crate::model::{self, Algorithm, Model};
 
 /// Bytes of artifact per chunk document (base64 makes it 4/3 larger).
@@ -52,7 +52,7 @@ impl RecStore {
         let meta = ModelMeta {
             version: version.to_string(),
             algorithm: model.algorithm.name().to_string(),
-            trained_at: now_millis(),
+            trained_at: platform::clock::now().millis(),
             interactions: model.interactions,
             products: model.items.len() as u64,
             users: model.users,

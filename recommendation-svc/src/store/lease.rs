@@ -3,7 +3,7 @@
 
 use platform::store::StoreError;
 
-use super::{Control, RecStore, now_millis};
+use super::{Control, RecStore};
 
 /// Id of the lease document.
 const TRAINING: &str = "training";
@@ -17,7 +17,7 @@ impl RecStore {
         version: &str,
         ttl_ms: i64,
     ) -> Result<Result<(), String>, StoreError> {
-        let now = now_millis();
+        let now = platform::clock::now().millis();
         let lease = Control {
             holder: holder.to_string(),
             version: version.to_string(),
@@ -72,7 +72,7 @@ impl RecStore {
             .find_by_id(TRAINING)
             .await?
             .map(|d| d.value)
-            .filter(|l| !l.holder.is_empty() && l.expires_at > now_millis())
+            .filter(|l| !l.holder.is_empty() && l.expires_at > platform::clock::now().millis())
             .map(|l| l.version))
     }
 }

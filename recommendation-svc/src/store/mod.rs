@@ -87,13 +87,6 @@ pub struct RecStore {
     control: Collection<Control>,
 }
 
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 impl RecStore {
     pub async fn open(store: &Store) -> Result<RecStore, StoreError> {
         Ok(RecStore {

@@ -32,7 +32,7 @@ impl UserApi {
     ) -> Result<(String, User), Status> {
         let password_hash = self.hasher.hash(password.expose()).await?;
         let id = uuid::Uuid::now_v7().to_string();
-        let now = now();
+        let now = now().secs();
         let mut user = User {
             email: email.as_str().to_string(),
             name,
@@ -145,7 +145,7 @@ impl UserApi {
                 if let Some(address) = &address {
                     u.address = Some(address.clone());
                 }
-                u.updated_at = now();
+                u.updated_at = now().secs();
             })
             .await
             .map_err(missing_user)?;
@@ -165,7 +165,7 @@ impl UserApi {
             .users
             .modify(&caller.user_id, |u| {
                 u.categories = categories.clone();
-                u.preferences_updated_at = now();
+                u.preferences_updated_at = now().secs();
             })
             .await
             .map_err(missing_user)?;

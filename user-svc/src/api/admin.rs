@@ -54,7 +54,7 @@ impl UserApi {
                                 if let Some(h) = &hash {
                                     u.password_hash = h.clone();
                                 }
-                                u.updated_at = now();
+                                u.updated_at = now().secs();
                             })
                             .await?;
                         tracing::info!(email = email.as_str(), "admin account updated");

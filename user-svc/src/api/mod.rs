@@ -49,9 +49,7 @@ pub struct UserApi {
     pub(crate) direct_signups: Arc<std::sync::Mutex<crate::domain::Window>>,
 }
 
-fn now() -> i64 {
-    platform::auth::unix_now() as i64
-}
+use platform::clock::now;
 
 /// A user that is not there is NotFound; other store errors pass through.
 fn missing_user(err: StoreError) -> Status {
@@ -88,7 +86,7 @@ impl UserService for UserApi {
                 .direct_signups
                 .lock()
                 .map_err(|_| Status::internal("sign-up limiter poisoned"))?
-                .take(now(), crate::domain::DIRECT_SIGNUPS_PER_MINUTE, 60);
+                .take(now().secs(), crate::domain::DIRECT_SIGNUPS_PER_MINUTE, 60);
             if let Err(wait) = taken {
                 return Err(platform::error::limited(
                     "too many accounts registered directly; register through the gateway",

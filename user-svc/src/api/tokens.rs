@@ -42,8 +42,8 @@ impl UserApi {
             user_id: user_id.to_string(),
             family_id: family.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
             status: TokenStatus::Active,
-            expires_at: now() + self.settings.refresh_ttl.as_secs() as i64,
-            created_at: now(),
+            expires_at: now().secs() + self.settings.refresh_ttl.as_secs() as i64,
+            created_at: now().secs(),
         };
         self.tokens.insert(&token_hash(&refresh), record).await?;
         Ok((access, refresh))
@@ -106,7 +106,7 @@ impl UserApi {
         // account and per address come first for its clients).
         let guarded = self
             .users
-            .update_from(user, |u| u.login_guard.take_login(now()))
+            .update_from(user, |u| u.login_guard.take_login(now().secs()))
             .await?;
         let user = match guarded {
             Ok(user) => user,
@@ -155,7 +155,7 @@ impl UserApi {
             Err(StoreError::NotFound) => return Err(rejected()),
             Err(err) => return Err(err.into()),
         };
-        match stored.value.decide(now()) {
+        match stored.value.decide(now().secs()) {
             RefreshDecision::Reject => return Err(rejected()),
             RefreshDecision::ReuseDetected => {
                 tracing::warn!(family = %stored.value.family_id, "refresh token reuse: revoking the family");
@@ -168,7 +168,7 @@ impl UserApi {
         // counts as reuse.
         let rotated = self
             .tokens
-            .update(&id, |t| match t.decide(now()) {
+            .update(&id, |t| match t.decide(now().secs()) {
                 RefreshDecision::Rotate => {
                     t.status = TokenStatus::Rotated;
                     Ok(())
@@ -223,7 +223,7 @@ impl UserApi {
                 // at those tokens' expiry.
                 let signed_out = platform::auth::SignedOut {
                     user_id: caller.user_id.clone(),
-                    at_ms: platform::auth::unix_now_ms(),
+                    at_ms: platform::clock::now().millis(),
                 };
                 if let Err(err) = self
                     .bus

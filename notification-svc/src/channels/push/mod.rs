@@ -111,10 +111,7 @@ impl Channel for WebPush {
             return Err(SendError::Permanent("not a push target".into()));
         };
         let body = encrypt(&self.rng, p256dh, auth, payload(message)?.as_bytes())?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let now = platform::clock::now().secs() as u64;
         let response = self
             .http
             .post(endpoint)

@@ -11,11 +11,14 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
 
-use super::write_batch::{Op, WriteBatcher};
+use super::query::escape_like;
 use super::{
     Backend, Bound, Cause, CollectionSpec, FieldType, IndexSpec, PlannedQuery, RawDocument, Result,
     StoreError, StoreSettings,
 };
+use write_batch::{Op, WriteBatcher};
+
+mod write_batch;
 
 #[derive(Debug, Clone)]
 pub struct PostgresBackend {
@@ -23,7 +26,7 @@ pub struct PostgresBackend {
     schema: String,
     timeout: Duration,
     /// Inserts and CAS replaces waiting to go together (see `write_batch`).
-    batcher: super::write_batch::Batcher,
+    batcher: write_batch::Batcher,
 }
 
 /// The outcome of a versioned write that answers how many rows it changed
@@ -198,7 +201,7 @@ impl PostgresBackend {
         self.pool.close().await;
     }
 
-    pub(super) fn batcher(&self) -> &super::write_batch::WriteBatcher {
+    fn batcher(&self) -> &write_batch::WriteBatcher {
         &self.batcher
     }
 
@@ -382,7 +385,7 @@ impl Backend for PostgresBackend {
         }
         if let Some((field, needle)) = &query.text {
             let n = next(
-                Param::Text(format!("%{}%", super::escape_like(needle))),
+                Param::Text(format!("%{}%", escape_like(needle))),
                 &mut params,
             );
             conditions.push(format!(
@@ -449,7 +452,8 @@ impl Backend for PostgresBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::store::postgres::map_err;
+    use crate::store::{Cause, CollectionSpec, StoreError};
     use std::error::Error as _;
 
     #[test]

@@ -25,9 +25,9 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::lanes::Lanes;
-use super::postgres::PostgresBackend;
-use super::{CollectionSpec, Result, StoreError};
+use super::PostgresBackend;
+use crate::store::lanes::Lanes;
+use crate::store::{CollectionSpec, Result, StoreError};
 use sqlx::Postgres;
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
