@@ -6,8 +6,7 @@
 use platform::events::{Delivery, Handler, HandlerError};
 use proto::events::envelope::Payload;
 
-use crate::api::OrderApi;
-use crate::saga::Paid;
+use crate::saga::{Paid, Saga};
 
 /// Event types the order service subscribes to.
 pub const EVENT_TYPES: &[&str] = &[
@@ -18,7 +17,7 @@ pub const EVENT_TYPES: &[&str] = &[
 ];
 
 pub struct OrderEvents {
-    pub api: OrderApi,
+    pub saga: Saga,
 }
 
 /// An unknown order is dead-lettered; a store or peer that is down is
@@ -39,7 +38,7 @@ impl Handler for OrderEvents {
         let id = Some(delivery.envelope.id.as_str());
         match &delivery.envelope.payload {
             Some(Payload::PaymentProcessed(e)) => self
-                .api
+                .saga
                 .on_paid(
                     &e.order_id,
                     None,
@@ -54,13 +53,13 @@ impl Handler for OrderEvents {
                 .map(drop)
                 .map_err(retry),
             Some(Payload::PaymentFailed(e)) => self
-                .api
+                .saga
                 .on_payment_failed(&e.order_id, None, None, id)
                 .await
                 .map(drop)
                 .map_err(retry),
             Some(Payload::PaymentRefunded(e)) if e.fully_refunded => self
-                .api
+                .saga
                 .on_refunded(&e.order_id, &e.payment_id, id)
                 .await
                 .map_err(retry),
@@ -69,12 +68,12 @@ impl Handler for OrderEvents {
                 use proto::shipping::ShipmentStatus as St;
                 match St::try_from(e.status) {
                     Ok(St::Delivered) => self
-                        .api
+                        .saga
                         .on_shipping(&e.order_id, true, id)
                         .await
                         .map_err(retry),
                     Ok(St::InTransit | St::OutForDelivery) => self
-                        .api
+                        .saga
                         .on_shipping(&e.order_id, false, id)
                         .await
                         .map_err(retry),

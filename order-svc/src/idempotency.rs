@@ -26,6 +26,30 @@ pub const TAKEOVER_AFTER: Duration = Duration::from_secs(10);
 /// told to retry (409 with `Retry-After`).
 pub const DUPLICATE_WAIT: Duration = Duration::from_secs(1);
 
+/// How keyed work failed, and whether its key may be used again at once.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: Status,
+    /// The outcome is unknown (the resource may exist): keep the key in
+    /// progress so the retry takes it over and finds out.
+    pub keep_key: bool,
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        Failure {
+            status,
+            keep_key: false,
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        Status::from(err).into()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub request_hash: String,
@@ -59,13 +83,6 @@ pub enum Claim {
 #[derive(Clone, Debug)]
 pub struct Keys {
     records: Collection<Record>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 pub fn hash(request: &[u8]) -> String {
@@ -103,7 +120,7 @@ impl Keys {
             done: false,
             response: String::new(),
             resource_id: uuid::Uuid::now_v7().to_string(),
-            created_at: now_ms(),
+            created_at: platform::clock::now().millis(),
         };
         match self.records.insert(&record_id, fresh).await {
             Ok(record) => {
@@ -137,7 +154,9 @@ impl Keys {
                 platform::metrics::count(&platform::metrics::IDEMPOTENCY_REPLAYS, &["order-svc"]);
                 return Ok(Claim::Replay(bytes));
             }
-            if now_ms() - existing.value.created_at > TAKEOVER_AFTER.as_millis() as i64 {
+            if platform::clock::now().millis() - existing.value.created_at
+                > TAKEOVER_AFTER.as_millis() as i64
+            {
                 // Take it over in one write, so two duplicates do not both proceed.
                 let stale = existing.value.created_at;
                 let taken = self
@@ -146,7 +165,7 @@ impl Keys {
                         if r.done || r.created_at != stale {
                             return Err(());
                         }
-                        r.created_at = now_ms();
+                        r.created_at = platform::clock::now().millis();
                         Ok(())
                     })
                     .await;
@@ -167,6 +186,61 @@ impl Keys {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs `work` once for `request` under (`user`, `operation`, `key`):
+    /// the first request runs it with the resource id the key holds (and
+    /// whether no earlier attempt used that id), and its response is stored;
+    /// the same request again gets that response, another request with the
+    /// key is refused, and a duplicate of a request still running waits
+    /// briefly for it. Work that fails gives the key back, unless its
+    /// outcome is unknown; work cut short by the budget keeps it, so the
+    /// retry takes it over and finds out.
+    pub async fn run_once<Req, Resp, Fut>(
+        &self,
+        user: &str,
+        operation: &str,
+        key: &str,
+        request: &Req,
+        budget: &platform::deadline::Budget,
+        work: impl FnOnce(String, bool) -> Fut,
+    ) -> Result<Resp, Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+        Fut: Future<Output = Result<Resp, Failure>>,
+    {
+        let request_hash = hash(&request.encode_to_vec());
+        let (record, fresh) = match self
+            .claim(user, operation, key, &request_hash, budget)
+            .await?
+        {
+            Claim::Replay(bytes) => {
+                return Resp::decode(bytes.as_slice())
+                    .map_err(|_| Status::internal("stored response unreadable"));
+            }
+            Claim::Proceed { record, fresh } => (record, fresh),
+        };
+        let resource_id = record.value.resource_id.clone();
+        let done = match tokio::time::timeout(budget.remaining(), work(resource_id, fresh)).await {
+            Ok(done) => done,
+            Err(_) => Err(Failure {
+                status: Status::deadline_exceeded("the caller's deadline passed"),
+                keep_key: true,
+            }),
+        };
+        match done {
+            Ok(response) => {
+                self.complete(record, &response.encode_to_vec()).await?;
+                Ok(response)
+            }
+            Err(failure) => {
+                if !failure.keep_key {
+                    self.release(&record.id).await;
+                }
+                Err(failure.status)
+            }
         }
     }
 
@@ -194,7 +268,7 @@ impl Keys {
 
     /// Forgets records older than [`RETENTION`].
     pub async fn prune(&self) -> Result<usize, StoreError> {
-        let cutoff = now_ms() - RETENTION.as_millis() as i64;
+        let cutoff = platform::clock::now().millis() - RETENTION.as_millis() as i64;
         let old = self
             .records
             .find(

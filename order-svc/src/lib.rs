@@ -3,18 +3,16 @@
 //! CreateOrder reserves stock keyed by the order id and prices the lines
 //! from the catalog's answer to that reserve (the product versions that
 //! took the units), then stores the order PENDING_PAYMENT with
-//! `order.created` in the same write. DESIGN.md draws ValidateProducts
-//! before ReserveStock; one call does both here, because a separate
-//! validation was a second hop and a second read of every product on every
-//! order and could price from a version the reserve no longer saw.
-//! ValidateProducts still answers a refused reserve, so a request the
-//! catalog rejects as a whole (unknown or withdrawn product, mixed
-//! currencies) gets the same 422 whatever the stock, and it prices a repeat
-//! of a reserve that took nothing. ProcessPayment charges through
-//! payment-svc; payment and shipping events move the order on. Keys in
-//! `Idempotency-Key` make creation and payment safe to retry.
+//! `order.created` in the same write. One catalog call checks and prices
+//! the lines; ValidateProducts is asked only when a reserve is refused (so
+//! a request the catalog rejects as a whole, for an unknown or withdrawn
+//! product or mixed currencies, gets the same 422 whatever the stock) and
+//! to price a repeated reserve that took nothing. ProcessPayment charges
+//! through payment-svc; payment and shipping events move the order on.
+//! Keys in `Idempotency-Key` make creation and payment safe to retry.
 
 pub mod api;
+pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod idempotency;
@@ -72,17 +70,20 @@ pub async fn api_with(
         .collection(idempotency::spec())
         .await
         .context("declaring idempotency keys")?;
+    let saga = saga::Saga {
+        relay: OutboxRelay::new(orders.clone(), deps.bus.clone()),
+        orders,
+        keys: idempotency::Keys::new(keys),
+        catalog: peers.catalog,
+        payments: peers.payments,
+        shipments: peers.shipments,
+        retry: Retry::from_settings(&config.grpc),
+        mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), config)?,
+        settings: config.saga.clone(),
+    };
     Ok((
         api::OrderApi {
-            relay: OutboxRelay::new(orders.clone(), deps.bus.clone()),
-            orders,
-            keys: idempotency::Keys::new(keys),
-            catalog: peers.catalog,
-            payments: peers.payments,
-            shipments: peers.shipments,
-            retry: Retry::from_settings(&config.grpc),
-            mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), config)?,
-            saga: config.saga.clone(),
+            saga,
             server_timeout: config.grpc.server_timeout,
         },
         store,
@@ -112,7 +113,9 @@ pub async fn serve_with(
     // records the event on the order it changes, in the same CAS write
     // (`Order::applied_events`, the payment id, the state machine), so the
     // order document is the record and a redelivery writes nothing.
-    let handler = std::sync::Arc::new(events::OrderEvents { api: api.clone() });
+    let handler = std::sync::Arc::new(events::OrderEvents {
+        saga: api.saga.clone(),
+    });
     // These events move money-bearing state (a refund made by an admin
     // reaches the order only this way): retried soon after an outage ends,
     // and a store or peer that is down is waited out, never dead-lettered.
@@ -122,9 +125,9 @@ pub async fn serve_with(
         .subscribe(consumer, handler)
         .await
         .context("subscribing to payment and shipping events")?;
-    let relay = api.relay.clone();
-    let keys = api.keys.clone();
-    let saga = api.clone();
+    let relay = api.saga.relay.clone();
+    let keys = api.saga.keys.clone();
+    let saga = api.saga.clone();
     let routes = tonic::service::Routes::new(OrderServiceServer::new(api));
     let running =
         platform::grpc::GrpcServer::new(SERVICE, &config.grpc, proto::FILE_DESCRIPTOR_SET)

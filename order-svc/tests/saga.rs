@@ -5,13 +5,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use order_svc::peers::{Catalog, Payments, Peers, Shipments};
+use platform::Running;
 use platform::events::EventBus as _;
 use platform::events::memory::InProcessBus;
 use platform::runtime::Deps;
-use platform::{Config, PeerAddr, Running};
+use platform::testing::{TestService, eventually};
 use proto::common::Money;
 use proto::order::order_service_client::OrderServiceClient;
 use proto::order::*;
@@ -306,9 +306,7 @@ struct TestApp {
 
 impl TestApp {
     async fn start(catalog: Arc<FakeCatalog>) -> TestApp {
-        platform::telemetry::init_for_tests();
-        let mut config = Config::from_source("order-test", &HashMap::<&str, &str>::new()).unwrap();
-        platform::testing::identity().configure(&mut config, "order-svc");
+        let service = TestService::new("order-svc", false, &[]);
         let bus = InProcessBus::new("shop");
         let deps = Deps {
             bus: Arc::new(bus.clone()),
@@ -320,17 +318,17 @@ impl TestApp {
             payments: payments.clone(),
             shipments: shipments.clone(),
         };
-        let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let running = order_svc::serve_with(config.clone(), listener, deps, peers)
-            .await
-            .unwrap();
-        let channel =
-            platform::grpc::channel(&PeerAddr::from_socket(running.addr()), &config.grpc).unwrap();
+        let running = order_svc::serve_with(
+            service.config.clone(),
+            TestService::listener().await,
+            deps,
+            peers,
+        )
+        .await
+        .unwrap();
         TestApp {
+            client: OrderServiceClient::new(service.channel(running.addr())),
             running,
-            client: OrderServiceClient::new(channel),
             catalog,
             payments,
             shipments,
@@ -412,15 +410,6 @@ fn customer<T>(message: T) -> Request<T> {
 
 fn status_of(order: &Order) -> OrderStatus {
     OrderStatus::try_from(order.status).unwrap()
-}
-
-/// Waits up to 5 s for `done`.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -598,7 +587,7 @@ async fn a_payment_that_succeeds_for_a_cancelled_order_is_refunded() {
         .await
         .unwrap();
 
-    eventually("the late payment refunded", || {
+    eventually("the late payment refunded", async || {
         !app.payments.refunds().is_empty()
     })
     .await;

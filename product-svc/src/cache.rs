@@ -181,3 +181,9 @@ impl Cache {
         }
     }
 }
+
+/// The cache namespaces a change of product `id` makes stale: its own
+/// entry and every list.
+pub fn namespaces_of(id: &str) -> Vec<String> {
+    vec![format!("product:{id}"), "list".to_string()]
+}

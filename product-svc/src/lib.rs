@@ -9,10 +9,11 @@
 
 pub mod api;
 pub mod cache;
+pub mod convert;
 pub mod domain;
 pub mod events;
-pub mod inventory;
 pub mod seed;
+pub mod stock;
 pub mod store;
 
 use anyhow::Context as _;
@@ -59,14 +60,13 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<api::ProductApi
         }
         None => cache::Cache::disabled(),
     };
-    Ok(api::ProductApi {
-        product_relay: OutboxRelay::new(products.clone(), deps.bus.clone()),
+    let product_relay = OutboxRelay::new(products.clone(), deps.bus.clone());
+    let mesh = platform::auth::MeshAuth::from_config(SERVICE.binary(), config)?;
+    let stock = stock::Stock {
         stock_writes: platform::store::Coalescer::new(products.clone()),
-        review_relay: OutboxRelay::new(reviews.clone(), deps.bus.clone()),
-        products,
         reservations,
-        reviews,
-        cache,
+        product_relay: product_relay.clone(),
+        cache: cache.clone(),
         low_stock_threshold: i64::from(config.low_stock_threshold),
         orders: proto::order::order_service_client::OrderServiceClient::new(
             platform::grpc::channel_for(
@@ -75,8 +75,17 @@ pub async fn api(config: &Config, deps: &Deps) -> anyhow::Result<api::ProductApi
                 &config.grpc,
             )?,
         ),
-        mesh: platform::auth::MeshAuth::from_config(SERVICE.binary(), config)?,
+        mesh: mesh.clone(),
         saga: config.saga.clone(),
+    };
+    Ok(api::ProductApi {
+        product_relay,
+        review_relay: OutboxRelay::new(reviews.clone(), deps.bus.clone()),
+        products,
+        reviews,
+        cache,
+        stock,
+        mesh,
     })
 }
 
@@ -103,7 +112,7 @@ pub async fn serve(
         .await
         .context("subscribing to media events")?;
     let (product_relay, review_relay) = (api.product_relay.clone(), api.review_relay.clone());
-    let api_for_sweeper = api.clone();
+    let stock = api.stock.clone();
     let store = api.products.store().clone();
     let ready = platform::grpc::store_and_bus(store.clone(), deps.bus.clone());
     let routes = tonic::service::Routes::new(ProductServiceServer::new(api));
@@ -122,9 +131,10 @@ pub async fn serve(
             config.saga.sweep_interval,
             running.cancel_token(),
             move || {
-                let api = api_for_sweeper.clone();
+                let stock = stock.clone();
                 async move {
-                    api.sweep_reservations()
+                    stock
+                        .sweep_reservations()
                         .await
                         .map(|_| ())
                         .map_err(|s| s.message().to_string())

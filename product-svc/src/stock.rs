@@ -12,16 +12,60 @@ use platform::store::{Bound, Query, StoreError, Versioned};
 use proto::order::OrderStatus;
 use tonic::Status;
 
-use crate::api::ProductApi;
+use platform::config::SagaSettings;
+use platform::events::outbox::OutboxRelay;
+use platform::grpc::GrpcChannel;
+use platform::store::{Coalescer, Collection};
+use proto::events::InventoryLow;
+use proto::events::envelope::Payload;
+use proto::order::order_service_client::OrderServiceClient;
+
+use crate::cache::{self, Cache};
+use crate::convert::validation_of;
 use crate::domain::reservation::{self, Command, Refusal, Transition, Work};
-use crate::domain::{Product, Reservation, ReservationState as S, StockError};
+use crate::domain::{self, Product, Reservation, ReservationState as S, StockError};
+
+/// Stock levels and the order saga's reservations of them.
+#[derive(Clone, Debug)]
+pub struct Stock {
+    /// Stock moves of reservations, written in batches per product so a
+    /// best-seller's concurrent orders do not fight over its document.
+    pub(crate) stock_writes: Coalescer<Product>,
+    pub(crate) reservations: Collection<Reservation>,
+    pub(crate) product_relay: OutboxRelay<Product>,
+    pub(crate) cache: Cache,
+    /// `inventory.low` is announced when available stock drops below this.
+    pub(crate) low_stock_threshold: i64,
+    /// Asked what became of an order whose reservation outlived it.
+    pub(crate) orders: OrderServiceClient<GrpcChannel>,
+    /// Signs product-svc's own calls.
+    pub(crate) mesh: platform::auth::MeshAuth,
+    pub(crate) saga: SagaSettings,
+}
 
 /// A reservation caught between two states is looked at again after this
 /// long (seconds): longer than any single call that could still be moving it.
 const STUCK_AFTER_SECS: i64 = 30;
 
-fn now() -> i64 {
-    platform::auth::unix_now() as i64
+use platform::clock::now;
+
+/// Stages `inventory.low` in `product`'s outbox when this change took its
+/// available stock below `threshold` (from `before`).
+pub(crate) fn stage_low_stock(threshold: i64, id: &str, product: &mut Product, before: i64) {
+    if domain::crosses_low_stock(before, product.stock_available, threshold) {
+        let event = platform::events::event(
+            id,
+            "product-svc",
+            Payload::InventoryLow(InventoryLow {
+                product_id: id.to_string(),
+                sku: product.sku.clone(),
+                name: product.name.clone(),
+                stock_available: product.stock_available.max(0) as u32,
+                threshold: threshold as u32,
+            }),
+        );
+        product.outbox.stage(&event);
+    }
 }
 
 pub(crate) fn stock_error(product_id: &str, err: StockError) -> Status {
@@ -76,7 +120,45 @@ pub(crate) fn merge_lines(
     Ok(merged.into_iter().collect())
 }
 
-impl ProductApi {
+impl Stock {
+    /// After stock moves whose stored documents the caller holds
+    /// (`written`, in the order written; `ids`, every product touched):
+    /// only a document that staged an event is published and cleared, from
+    /// its latest copy, with no read first; cached copies go stale.
+    pub(crate) async fn after_stock_writes(&self, written: Vec<Versioned<Product>>, ids: &[&str]) {
+        let mut latest: BTreeMap<String, Versioned<Product>> = BTreeMap::new();
+        for doc in written {
+            match latest.get(&doc.id) {
+                Some(seen) if seen.version >= doc.version => {}
+                _ => {
+                    latest.insert(doc.id.clone(), doc);
+                }
+            }
+        }
+        for doc in latest.into_values() {
+            if !doc.value.outbox.is_empty() {
+                self.product_relay.flush_or_defer_written(doc).await;
+            }
+        }
+        self.invalidate(ids).await;
+    }
+
+    /// Makes the cached copies of products `ids` (and the lists) stale.
+    pub(crate) async fn invalidate(&self, ids: &[&str]) {
+        let namespaces: Vec<String> = ids
+            .iter()
+            .flat_map(|id| cache::namespaces_of(id))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.cache.invalidate(&namespaces).await;
+    }
+
+    /// [`stage_low_stock`] at this service's threshold.
+    pub(crate) fn stage_low_stock(&self, id: &str, product: &mut Product, before: i64) {
+        stage_low_stock(self.low_stock_threshold, id, product, before)
+    }
+
     fn lookup_reservation(err: StoreError) -> Status {
         match err {
             StoreError::NotFound | StoreError::Invalid(_) => {
@@ -101,7 +183,7 @@ impl ProductApi {
                 if r.state != from {
                     return Err(r.state);
                 }
-                r.enter(to, now(), recheck);
+                r.enter(to, now().secs(), recheck);
                 Ok(())
             })
             .await
@@ -139,7 +221,7 @@ impl ProductApi {
                     // Done before: no write.
                     return Err(());
                 }
-                p.updated_at = now();
+                p.updated_at = now().secs();
                 Ok(())
             })
             .await;
@@ -209,7 +291,7 @@ impl ProductApi {
         order_id: &str,
         lines: Vec<(String, i64)>,
     ) -> Result<(Reservation, Vec<proto::product::ProductValidation>), Status> {
-        let at = now();
+        let at = now().secs();
         let intent = Reservation {
             lines: lines.clone(),
             state: S::Reserving,
@@ -257,8 +339,8 @@ impl ProductApi {
                 .update(product_id, move |p| {
                     let before = p.stock_available;
                     if p.reserve(&order, quantity)? {
-                        p.updated_at = now();
-                        crate::api::stage_low_stock(threshold, &id, p, before);
+                        p.updated_at = now().secs();
+                        stage_low_stock(threshold, &id, p, before);
                     }
                     Ok(())
                 })
@@ -310,7 +392,7 @@ impl ProductApi {
             Ok(active) => {
                 let products = written
                     .iter()
-                    .map(|p| crate::api::validation_of(p.id.clone(), &p.value))
+                    .map(|p| validation_of(p.id.clone(), &p.value))
                     .collect();
                 self.after_stock_writes(written, &ids).await;
                 Ok((active.value, products))
@@ -336,7 +418,7 @@ impl ProductApi {
         if order_id.trim().is_empty() || order_id.len() > 128 {
             return Err(invalid_fields([("order_id", "is required".to_string())]));
         }
-        let at = now();
+        let at = now().secs();
         let tombstone = Reservation {
             lines: Vec::new(),
             state: S::Released,
@@ -403,7 +485,11 @@ impl ProductApi {
             .reservations
             .find(
                 &Query::new()
-                    .range("settle_at", None, Some(Bound::Inclusive(now().into())))
+                    .range(
+                        "settle_at",
+                        None,
+                        Some(Bound::Inclusive(now().secs().into())),
+                    )
                     .limit(100),
             )
             .await?;
@@ -430,7 +516,7 @@ impl ProductApi {
                     self.reservations
                         .modify(id, |r| {
                             if !r.state.is_final() {
-                                r.settle_at = Some(now() + recheck);
+                                r.settle_at = Some(now().secs() + recheck);
                             }
                         })
                         .await

@@ -4,10 +4,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use platform::Running;
 use platform::events::memory::InProcessBus;
 use platform::events::{ConsumerConfig, Delivery, HandlerError, handler_fn};
 use platform::runtime::Deps;
-use platform::{Config, Running};
+use platform::testing::{TestService, eventually};
 use proto::product::product_service_client::ProductServiceClient;
 use proto::product::*;
 use tonic::Code;
@@ -18,48 +19,29 @@ struct Harness {
     running: Running,
     client: Client,
     bus: InProcessBus,
-    cleanup: Option<platform::testing::SchemaPrefix>,
+    service: TestService,
 }
 
 impl Harness {
     async fn start(postgres: bool, extra: &[(&str, &str)]) -> Harness {
-        platform::telemetry::init_for_tests();
-        let mut vars: Vec<(String, String)> = vec![("SEED_DEMO".into(), "false".into())];
-        let mut cleanup = None;
-        if postgres {
-            let schemas = platform::testing::SchemaPrefix::new();
-            vars.extend(schemas.vars());
-            cleanup = Some(schemas);
-        }
-        for (k, v) in extra {
-            vars.push((k.to_string(), v.to_string()));
-        }
-        let map: std::collections::HashMap<String, String> = vars.into_iter().collect();
-        let mut config = Config::from_source("product-test", &map).unwrap();
-        platform::testing::identity().configure(&mut config, "product-svc");
+        let mut vars = vec![("SEED_DEMO", "false")];
+        vars.extend_from_slice(extra);
+        let service = TestService::new("product-svc", postgres, &vars);
         let bus = InProcessBus::new("shop");
-        let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
         let running = product_svc::serve(
-            config.clone(),
-            listener,
+            service.config.clone(),
+            TestService::listener().await,
             Deps {
                 bus: Arc::new(bus.clone()),
             },
         )
         .await
         .unwrap();
-        let channel = platform::grpc::channel(
-            &platform::PeerAddr::from_socket(running.addr()),
-            &config.grpc,
-        )
-        .unwrap();
         Harness {
+            client: ProductServiceClient::new(service.channel(running.addr())),
             running,
-            client: ProductServiceClient::new(channel),
             bus,
-            cleanup,
+            service,
         }
     }
 
@@ -69,9 +51,7 @@ impl Harness {
 
     async fn stop(self) {
         self.running.shutdown().await;
-        if let Some(schemas) = self.cleanup {
-            schemas.drop(&["product"]).await;
-        }
+        self.service.cleanup(&["product"]).await;
     }
 }
 
@@ -668,14 +648,6 @@ async fn collect(bus: &InProcessBus, types: &[&str]) -> Arc<Mutex<Vec<Delivery>>
     seen
 }
 
-async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn low_stock_and_reviews_publish_events_once() {
     let h = Harness::start(false, &[("LOW_STOCK_THRESHOLD", "3")]).await;
@@ -706,7 +678,7 @@ async fn low_stock_and_reviews_publish_events_once() {
     ))
     .await
     .unwrap();
-    wait_until("two low-stock events and one review event", || {
+    eventually("two low-stock events and one review event", async || {
         seen.lock().unwrap().len() >= 3
     })
     .await;
@@ -767,12 +739,12 @@ fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-async fn cached_keys(product_id: &str) -> Vec<String> {
+async fn cached_keys(h: &Harness, product_id: &str) -> Vec<String> {
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = &h.service.config.redis_key_prefix;
     redis::cmd("KEYS")
-        // The default key prefix without a schema prefix: the subject prefix.
-        .arg(format!("shop:cache:product:{product_id}:v:*"))
+        .arg(format!("{prefix}:cache:product:{product_id}:v:*"))
         .query_async(&mut conn)
         .await
         .unwrap()
@@ -820,7 +792,7 @@ async fn cached_details_never_outlive_an_update() {
     let p = create(&mut c, "CACHE-1", 10).await;
     assert_eq!(details(&mut c, &p.id).await.price.unwrap().amount, 1000);
     assert_eq!(
-        cached_keys(&p.id).await.len(),
+        cached_keys(&h, &p.id).await.len(),
         1,
         "the first read filled the cache"
     );
@@ -921,7 +893,7 @@ async fn a_redis_outage_serves_from_the_store() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         assert_eq!(details(&mut c, &p.id).await.name, "Renamed");
-        if !cached_keys(&p.id).await.is_empty() {
+        if !cached_keys(&h, &p.id).await.is_empty() {
             break;
         }
         assert!(Instant::now() < deadline, "the cache never came back");

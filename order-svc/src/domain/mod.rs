@@ -1,11 +1,13 @@
 //! Orders: the status machine and the order document. Pure, no I/O.
 
 mod request;
+mod settle;
 mod steps;
 #[cfg(test)]
 mod tests;
 
 pub use request::{FieldError, validate_request};
+pub use settle::{Settled, Success};
 pub use steps::{PendingStep, Step, Steps};
 
 use serde::{Deserialize, Serialize};

@@ -7,8 +7,9 @@ use platform::store::Versioned;
 use proto::events::envelope::Payload;
 use tonic::Status;
 
-use super::{new_id, now_ms};
-use crate::api::{OrderApi, lines_of, status_to_proto};
+use super::Saga;
+use super::new_id;
+use crate::convert::{lines_of, status_to_proto};
 use crate::domain::{CancelPlan, CancelRefusal, Order, OrderEvent, OrderStatus as S, Step, reason};
 
 /// Stages `order.cancelled` in the order's outbox (same write as the change).
@@ -43,7 +44,7 @@ fn cancel_unpaid(id: &str, order: &mut Order, why: &str, now: i64) -> bool {
     true
 }
 
-impl OrderApi {
+impl Saga {
     /// CancelOrder. Unpaid orders are CANCELLED at once; paid ones once
     /// shipping-svc has voided the shipment (REFUNDED); shipped ones not.
     pub(crate) async fn cancel(
@@ -60,7 +61,7 @@ impl OrderApi {
         let mut plan = CancelPlan::Nothing;
         let decided = self
             .change_from::<Option<CancelRefusal>>(id, Some(order.clone()), |o| {
-                let now = now_ms();
+                let now = platform::clock::now().millis();
                 plan = o.plan_cancel(now).map_err(Some)?;
                 match plan {
                     CancelPlan::Cancel => {
@@ -123,7 +124,7 @@ impl OrderApi {
     pub(super) async fn expire(&self, id: &str) -> Result<bool, Status> {
         let changed = self
             .change::<()>(id, |o| {
-                let now = now_ms();
+                let now = platform::clock::now().millis();
                 if !o.is_expired(now) || !cancel_unpaid(id, o, reason::PAYMENT_TIMEOUT, now) {
                     return Err(());
                 }
@@ -156,7 +157,7 @@ impl OrderApi {
                 match o.status {
                     S::Paid if !o.steps.cancelling() => {
                         o.apply(OrderEvent::Refunded, event_id).map_err(|_| ())?;
-                        let now = now_ms();
+                        let now = platform::clock::now().millis();
                         o.cancel_reason = reason::ADMIN.to_string();
                         o.steps.add(Step::VoidShipment, new_id(), now);
                         o.steps.add(Step::ReleaseStock, new_id(), now);

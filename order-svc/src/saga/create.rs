@@ -8,37 +8,54 @@ use platform::deadline::Budget;
 use platform::error::{invalid, invalid_fields};
 use platform::store::{Bound, Query, StoreError, Versioned};
 use proto::events::envelope::Payload;
-use proto::order::CreateOrderRequest;
+use proto::order::{CreateOrderRequest, CreateOrderResponse};
 use tonic::{Code, Status};
 
-use super::{ambiguous, now_ms};
-use crate::api::{OrderApi, lines_of, money, to_proto};
+use super::{Saga, ambiguous};
+use crate::convert::{lines_of, money, to_proto};
 use crate::domain::{self, Item, Order};
+use crate::idempotency::Failure;
 
-/// How a creation failed, and whether its key may be used again at once.
-pub(crate) struct CreateFailure {
-    pub status: Status,
-    /// The outcome is unknown (the order may exist): keep the key in
-    /// progress so the retry takes it over and finds out.
-    pub keep_key: bool,
-}
-
-impl From<Status> for CreateFailure {
-    fn from(status: Status) -> Self {
-        CreateFailure {
-            status,
-            keep_key: false,
+impl Saga {
+    /// CreateOrder: places the order, once per Idempotency-Key and
+    /// request when the caller sends a key.
+    pub(crate) async fn create_once(
+        &self,
+        caller: &Caller,
+        r: &CreateOrderRequest,
+        budget: &Budget,
+    ) -> Result<CreateOrderResponse, Status> {
+        let answer = |order| CreateOrderResponse { order: Some(order) };
+        if r.idempotency_key.is_empty() {
+            let id = uuid::Uuid::now_v7().to_string();
+            let order = budget
+                .run(async {
+                    self.create(caller, &id, true, r, budget)
+                        .await
+                        .map_err(|f| f.status)
+                })
+                .await?;
+            return Ok(answer(order));
         }
+        // The key itself is not part of the request it guards.
+        let mut canonical = r.clone();
+        canonical.idempotency_key.clear();
+        self.keys
+            .run_once(
+                &caller.user_id,
+                "create-order",
+                &r.idempotency_key,
+                &canonical,
+                budget,
+                |order_id, fresh| async move {
+                    self.create(caller, &order_id, fresh, r, budget)
+                        .await
+                        .map(answer)
+                },
+            )
+            .await
     }
-}
 
-impl From<StoreError> for CreateFailure {
-    fn from(err: StoreError) -> Self {
-        Status::from(err).into()
-    }
-}
-
-impl OrderApi {
     /// Places an order under `order_id` (the same id on a retry of the
     /// same Idempotency-Key). `fresh`: no earlier attempt used this id, so
     /// there is no order under it to look for.
@@ -49,7 +66,7 @@ impl OrderApi {
         fresh: bool,
         r: &CreateOrderRequest,
         budget: &Budget,
-    ) -> Result<proto::order::Order, CreateFailure> {
+    ) -> Result<proto::order::Order, Failure> {
         let lines: Vec<(String, u32)> = r
             .items
             .iter()
@@ -60,7 +77,7 @@ impl OrderApi {
             &lines,
             address.as_ref(),
             &r.notes,
-            self.saga.max_units_per_line,
+            self.settings.max_units_per_line,
         )
         .map_err(invalid)?;
         let earlier = if fresh {
@@ -141,7 +158,7 @@ impl OrderApi {
             }
         };
 
-        let now = now_ms();
+        let now = platform::clock::now().millis();
         let mut order = Order {
             user_id: caller.user_id.clone(),
             items,
@@ -151,7 +168,7 @@ impl OrderApi {
             notes: r.notes.trim().to_string(),
             created_at: now,
             updated_at: now,
-            expires_at: Some(now + self.saga.payment_timeout.as_millis() as i64),
+            expires_at: Some(now + self.settings.payment_timeout.as_millis() as i64),
             ..Order::default()
         };
         order.outbox.stage(&platform::events::event(
@@ -184,7 +201,7 @@ impl OrderApi {
                 // The write may have landed: leave the stock held and the
                 // key in progress; the retry (or product-svc's sweeper,
                 // asking this service) settles it.
-                Err(CreateFailure {
+                Err(Failure {
                     status: err.into(),
                     keep_key: true,
                 })
@@ -198,7 +215,7 @@ impl OrderApi {
     /// removes it on the way out), so the open orders are the customer's
     /// orders that have one, due or not.
     async fn check_unpaid_cap(&self, user_id: &str) -> Result<(), Status> {
-        let cap = self.saga.max_unpaid_per_customer as usize;
+        let cap = self.settings.max_unpaid_per_customer as usize;
         let open = self
             .orders
             .find(
@@ -257,7 +274,7 @@ impl OrderApi {
     /// never placed, atomically, so a creation still under way for it
     /// cannot complete after its stock was released.
     pub(crate) async fn abandon_if_missing(&self, id: &str) -> Result<Versioned<Order>, Status> {
-        let tombstone = Order::tombstone(now_ms());
+        let tombstone = Order::tombstone(platform::clock::now().millis());
         match self.orders.insert(id, tombstone).await {
             Ok(stored) => Ok(stored),
             Err(StoreError::AlreadyExists { .. }) => Ok(self.orders.get(id).await?),

@@ -2,11 +2,10 @@
 
 use tonic::Status;
 
-use super::now_ms;
-use crate::api::OrderApi;
+use super::Saga;
 use crate::domain::{OrderEvent, OrderStatus as S};
 
-impl OrderApi {
+impl Saga {
     /// `shipping.updated`: the carrier has the parcel, or delivered it.
     pub(crate) async fn on_shipping(
         &self,
@@ -16,7 +15,7 @@ impl OrderApi {
     ) -> Result<(), Status> {
         let _ = self
             .change::<()>(order_id, |o| {
-                let now = now_ms();
+                let now = platform::clock::now().millis();
                 let mut changed = false;
                 if o.status == S::Paid {
                     // The carrier took it before any cancel could void it.

@@ -27,36 +27,54 @@ mod cancel;
 mod create;
 mod delivery;
 mod pay;
+mod read;
 mod steps;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use platform::auth::Caller;
+use platform::auth::{Caller, MeshAuth};
+use platform::config::SagaSettings;
 use platform::deadline::Budget;
-use platform::store::{StoreError, Versioned};
+use platform::events::outbox::OutboxRelay;
+use platform::grpc::Retry;
+use platform::store::{Collection, StoreError, Versioned};
 use tonic::{Code, Status};
 
-use crate::api::OrderApi;
 use crate::domain::Order;
+use crate::idempotency::Keys;
+use crate::peers::{Catalog, Payments, Shipments};
 
-pub(crate) use create::CreateFailure;
+/// The order saga: every operation on orders, whoever asks (the gRPC face
+/// in [`crate::api`], the event consumers in [`crate::events`], the
+/// sweeper).
+#[derive(Clone, Debug)]
+pub struct Saga {
+    pub(crate) orders: Collection<Order>,
+    pub(crate) keys: Keys,
+    pub(crate) relay: OutboxRelay<Order>,
+    /// product-svc: prices, stock reservations.
+    pub(crate) catalog: Arc<dyn Catalog>,
+    /// payment-svc: charges and refunds.
+    pub(crate) payments: Arc<dyn Payments>,
+    /// shipping-svc: voids shipments of cancelled orders.
+    pub(crate) shipments: Arc<dyn Shipments>,
+    pub(crate) retry: Retry,
+    /// Signs order-svc's own calls and forwards a caller's credentials.
+    pub(crate) mesh: MeshAuth,
+    pub(crate) settings: SagaSettings,
+}
+
 pub(crate) use pay::Paid;
 
 /// Deadline of the calls a step makes in the background.
 const STEP_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-impl OrderApi {
+impl Saga {
     /// A call order-svc makes on its own behalf, in the background.
     fn step_request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = self.mesh.request(message);
@@ -80,7 +98,7 @@ fn ambiguous(status: &Status) -> bool {
     )
 }
 
-impl OrderApi {
+impl Saga {
     /// Applies `change` to the order with CAS; NOT_FOUND for an unknown id.
     pub(crate) async fn change<E: Send>(
         &self,
@@ -90,7 +108,7 @@ impl OrderApi {
         self.orders.update(id, change).await.map_err(not_found)
     }
 
-    /// [`OrderApi::change`] from a copy of order `id` the caller holds (one
+    /// [`Saga::change`] from a copy of order `id` the caller holds (one
     /// it just read or wrote), if it holds one: one CAS write, and a read
     /// only if another write came in between.
     pub(crate) async fn change_from<E: Send>(

@@ -9,9 +9,10 @@ use platform::store::Versioned;
 use proto::ext::ShortName;
 use tonic::{Code, Status};
 
-use super::{ambiguous, new_id, now_ms};
-use crate::api::{OrderApi, money, status_to_proto};
-use crate::domain::{Order, OrderEvent, OrderStatus as S, PayRefusal, Step};
+use super::Saga;
+use super::{ambiguous, new_id};
+use crate::convert::{money, status_to_proto};
+use crate::domain::{Order, OrderStatus as S, PayRefusal, Settled, Success};
 
 /// Longest a duplicate payment request waits for the attempt under its
 /// key to be answered.
@@ -35,7 +36,7 @@ fn pay_refused(refusal: PayRefusal) -> Status {
     }
 }
 
-impl OrderApi {
+impl Saga {
     /// ProcessPayment: the attempt is recorded, then the payment made.
     pub(crate) async fn pay(
         &self,
@@ -138,11 +139,14 @@ impl OrderApi {
             }
             let begun = self
                 .change_from(&id, Some(order.clone()), |o| {
-                    let under_way = o.live_attempt(now_ms()).is_some_and(|a| a.key == key);
+                    let under_way = o
+                        .live_attempt(platform::clock::now().millis())
+                        .is_some_and(|a| a.key == key);
                     if o.finished_attempt(key).is_some() || (under_way && !waited) {
                         return Err(Begin::Made);
                     }
-                    o.begin_payment(key, now_ms()).map_err(Begin::Refused)
+                    o.begin_payment(key, platform::clock::now().millis())
+                        .map_err(Begin::Refused)
                 })
                 .await?;
             match begun {
@@ -171,7 +175,7 @@ impl OrderApi {
             let order = self.orders.get(id).await.map_err(super::not_found)?;
             let under_way = order
                 .value
-                .live_attempt(now_ms())
+                .live_attempt(platform::clock::now().millis())
                 .is_some_and(|a| a.key == key);
             if !under_way || tokio::time::Instant::now() >= deadline {
                 return Ok(order);
@@ -191,65 +195,30 @@ impl OrderApi {
         known: Option<Versioned<Order>>,
         paid: Paid<'_>,
     ) -> Result<Option<Versioned<Order>>, Status> {
-        let Paid {
-            payment_id,
-            amount,
-            key,
-            event_id,
-        } = paid;
-        let change = |o: &mut Order| {
-            if event_id.is_some_and(|e| o.applied_events.iter().any(|x| x == e))
-                || o.payment_id == payment_id
-                || o.compensated.iter().any(|p| p == payment_id)
-            {
-                return Err(());
+        let success = Success {
+            payment_id: paid.payment_id,
+            amount: paid.amount.amount,
+            currency: &paid.amount.currency,
+            key: paid.key,
+            event_id: paid.event_id,
+        };
+        let change = |o: &mut Order| match o.settle_success(
+            success,
+            platform::clock::now().millis(),
+            new_id(),
+        ) {
+            Settled::Unchanged => Err(()),
+            Settled::Refunding => {
+                tracing::warn!(order = %order_id, payment = %paid.payment_id,
+                        "a payment arrived for an order that no longer takes it; refunding it");
+                Ok(())
             }
-            let now = now_ms();
-            let attempt_key = key
-                .map(str::to_string)
-                .or_else(|| o.payment_attempt.as_ref().map(|a| a.key.clone()))
-                .unwrap_or_default();
-            let matches =
-                amount.amount == o.total && amount.currency.eq_ignore_ascii_case(&o.currency);
-            if o.is_open() && matches {
-                o.apply(OrderEvent::PaymentSucceeded, event_id)
-                    .map_err(|_| ())?;
-                o.payment_id = payment_id.to_string();
-                o.end_payment(&attempt_key, payment_id);
-                o.close();
-                o.steps.add(Step::CommitStock, new_id(), now);
-            } else {
-                // Not what the order was waiting for: cancelled or
-                // expired meanwhile, paid already, or the wrong amount.
-                if o.is_open() {
-                    o.attention.push(format!(
-                        "payment {payment_id} captured {} {} for a total of {} {}; refunded",
-                        amount.amount, amount.currency, o.total, o.currency
-                    ));
-                    let _ = o.apply(OrderEvent::PaymentFailed, None);
-                }
-                o.end_payment(&attempt_key, payment_id);
-                o.compensated.push(payment_id.to_string());
-                o.steps.add(
-                    Step::Refund {
-                        payment_id: payment_id.to_string(),
-                        key: format!("compensate:{payment_id}"),
-                    },
-                    new_id(),
-                    now,
-                );
-                if let Some(e) = event_id {
-                    o.applied_events.push(e.to_string());
-                }
-                tracing::warn!(order = %order_id, payment = %payment_id, "a payment arrived for an order that no longer takes it; refunding it");
-            }
-            o.updated_at = now;
-            Ok(())
+            Settled::Paid => Ok(()),
         };
         let changed = self.change_from::<()>(order_id, known, change).await?;
         match changed {
             Ok(order) => {
-                if order.value.payment_id == payment_id {
+                if order.value.payment_id == paid.payment_id {
                     platform::metrics::count(&platform::metrics::ORDERS, &["paid"]);
                 }
                 Ok(Some(self.after_write(order).await))
@@ -269,25 +238,11 @@ impl OrderApi {
         event_id: Option<&str>,
     ) -> Result<Option<Versioned<Order>>, Status> {
         let change = |o: &mut Order| {
-            let now = now_ms();
-            let mut changed = match attempt {
-                Some((key, payment_id)) => {
-                    o.end_payment(key, payment_id);
-                    true
-                }
-                None if o.live_attempt(now).is_some() => return Err(()),
-                None => false,
-            };
-            // A failure after a success (or a cancel), or one applied
-            // before, changes nothing.
-            if matches!(o.apply(OrderEvent::PaymentFailed, event_id), Ok(true)) {
-                o.updated_at = now;
-                changed = true;
+            if o.settle_failure(attempt, event_id, platform::clock::now().millis()) {
+                Ok(())
+            } else {
+                Err(())
             }
-            if !changed {
-                return Err(());
-            }
-            Ok(())
         };
         let changed = self.change_from::<()>(order_id, known, change).await?;
         Ok(changed.ok())

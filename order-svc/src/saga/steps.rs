@@ -6,9 +6,9 @@
 use platform::store::{Bound, Query, StoreError, Versioned};
 use tonic::{Code, Status};
 
+use super::Saga;
 use super::cancel::stage_cancelled;
-use super::{new_id, now_ms};
-use crate::api::OrderApi;
+use super::new_id;
 use crate::domain::{Order, OrderEvent, OrderStatus as S, PendingStep, Step};
 
 /// What a step's peer answered.
@@ -21,7 +21,7 @@ enum Outcome {
     Later(Status),
 }
 
-impl OrderApi {
+impl Saga {
     /// Does the order's pending steps, each until its peer confirms; what
     /// fails stays for the sweeper.
     pub(crate) async fn run_steps(&self, id: &str) {
@@ -34,7 +34,7 @@ impl OrderApi {
         }
     }
 
-    /// [`OrderApi::run_steps`] of an order the caller holds: each step's
+    /// [`Saga::run_steps`] of an order the caller holds: each step's
     /// removal is a CAS from the version the last write left.
     pub(crate) async fn run_steps_of(&self, order: Versioned<Order>) {
         let id = order.id.clone();
@@ -134,7 +134,7 @@ impl OrderApi {
             if !o.steps.remove(&pending.id) {
                 return Err(());
             }
-            let now = now_ms();
+            let now = platform::clock::now().millis();
             match (&pending.step, &refused) {
                 (Step::CancelPaid { reason }, None) if o.status == S::Paid => {
                     // The shipment is void: refund and restock.
@@ -188,7 +188,7 @@ impl OrderApi {
     /// One pass of the sweeper: steps left behind, and unpaid orders whose
     /// time has run out. Returns (steps looked at, orders expired).
     pub async fn sweep(&self) -> Result<(usize, usize), StoreError> {
-        let now = now_ms();
+        let now = platform::clock::now().millis();
         // Expiry first: a backlog of steps must not keep unpaid orders
         // holding stock past their time.
         let due = self

@@ -10,24 +10,8 @@ use proto::product::*;
 use tonic::Status;
 
 use super::{ProductApi, invalid, lookup_err, now, to_proto};
+use crate::convert::validation_of;
 use crate::domain::{self, FieldError, Money, Product};
-
-/// What ValidateProducts (and ReserveStock) say of a product.
-pub(crate) fn validation_of(id: String, p: &Product) -> ProductValidation {
-    let image = p.images.first().map(|i| super::image_to_proto(&id, i));
-    ProductValidation {
-        product_id: id,
-        found: true,
-        active: p.is_active(),
-        name: p.name.clone(),
-        sku: p.sku.clone(),
-        price: Some(proto::common::Money::new(p.price.amount, &p.price.currency)),
-        stock_available: p.stock_available.max(0) as u32,
-        weight_grams: p.weight_grams,
-        image,
-        category: p.category.clone(),
-    }
-}
 
 impl ProductApi {
     /// ValidateProducts.
@@ -140,7 +124,7 @@ impl ProductApi {
         else {
             return Err(invalid(errors));
         };
-        let now = now();
+        let now = now().secs();
         let mut product = Product {
             search_text: domain::search_text(&name, &description),
             sku,
@@ -164,7 +148,7 @@ impl ProductApi {
             outbox: Default::default(),
         };
         let id = uuid::Uuid::now_v7().to_string();
-        self.stage_low_stock(&id, &mut product, i64::MAX);
+        self.stock.stage_low_stock(&id, &mut product, i64::MAX);
         match self.products.insert(&id, product).await {
             Ok(stored) => {
                 self.after_write(&[&id]).await;
@@ -238,7 +222,7 @@ impl ProductApi {
                     .into();
                 }
                 p.search_text = domain::search_text(&p.name, &p.description);
-                p.updated_at = now();
+                p.updated_at = now().secs();
             })
             .await;
         let updated = match updated {

@@ -19,7 +19,7 @@ impl ProductApi {
             .products
             .update(&id, |p| {
                 p.order_images(&r.image_ids)?;
-                p.updated_at = now();
+                p.updated_at = now().secs();
                 Ok(())
             })
             .await
@@ -40,7 +40,7 @@ impl ProductApi {
             .products
             .update(&media.product_id, |p| {
                 if p.add_image(image.clone()) {
-                    p.updated_at = now();
+                    p.updated_at = now().secs();
                     Ok(())
                 } else {
                     Err(())
@@ -56,7 +56,7 @@ impl ProductApi {
             .products
             .update(product_id, |p| {
                 if p.remove_image(media_id) {
-                    p.updated_at = now();
+                    p.updated_at = now().secs();
                     Ok(())
                 } else {
                     Err(())

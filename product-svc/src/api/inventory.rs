@@ -1,6 +1,6 @@
 //! Stock: an admin's stock changes, and the order saga's reserve, release
 //! and commit of an order's reservation (the moves themselves live in
-//! `crate::inventory`).
+//! `crate::stock`).
 
 use platform::error::invalid_fields;
 use proto::product::*;
@@ -66,13 +66,13 @@ impl ProductApi {
             .update(&id, |p| {
                 let before = p.stock_available;
                 p.set_stock(absolute, delta)?;
-                p.updated_at = now();
-                self.stage_low_stock(&id, p, before);
+                p.updated_at = now().secs();
+                self.stock.stage_low_stock(&id, p, before);
                 Ok(())
             })
             .await
             .map_err(lookup_err)?
-            .map_err(|e| crate::inventory::stock_error(&id, e))?;
+            .map_err(|e| crate::stock::stock_error(&id, e))?;
         self.after_write(&[&id]).await;
         Ok(UpdateStockResponse {
             product: Some(to_proto(&id, &updated.value)),
@@ -87,8 +87,8 @@ impl ProductApi {
         if r.order_id.trim().is_empty() || r.order_id.len() > 128 {
             return Err(invalid_fields([("order_id", "is required".to_string())]));
         }
-        let lines = crate::inventory::merge_lines(&r.lines)?;
-        let (reservation, products) = self.reserve(&r.order_id, lines).await?;
+        let lines = crate::stock::merge_lines(&r.lines)?;
+        let (reservation, products) = self.stock.reserve(&r.order_id, lines).await?;
         Ok(ReserveStockResponse {
             reservation: moved(&r.order_id, &reservation, "held"),
             products,
@@ -100,7 +100,7 @@ impl ProductApi {
         &self,
         r: ReleaseStockRequest,
     ) -> Result<ReleaseStockResponse, Status> {
-        let reservation = self.release(&r.order_id).await?;
+        let reservation = self.stock.release(&r.order_id).await?;
         Ok(ReleaseStockResponse {
             reservation: moved(&r.order_id, &reservation, "released"),
         })
@@ -111,7 +111,7 @@ impl ProductApi {
         &self,
         r: CommitStockRequest,
     ) -> Result<CommitStockResponse, Status> {
-        let reservation = self.commit(&r.order_id).await?;
+        let reservation = self.stock.commit(&r.order_id).await?;
         Ok(CommitStockResponse {
             reservation: moved(&r.order_id, &reservation, "committed"),
         })

@@ -47,7 +47,7 @@ impl ProductApi {
             self.reviews.modify(&review_id, |rv| {
                 rv.rating = rating;
                 rv.comment = comment.clone();
-                rv.updated_at = now();
+                rv.updated_at = now().secs();
             })
         };
         let review = match self.reviews.find_by_id(&review_id).await? {
@@ -58,8 +58,8 @@ impl ProductApi {
                     user_id: caller.user_id.clone(),
                     rating,
                     comment: comment.clone(),
-                    created_at: now(),
-                    updated_at: now(),
+                    created_at: now().secs(),
+                    updated_at: now().secs(),
                     outbox: Default::default(),
                 };
                 review.outbox.stage(&platform::events::event(
