@@ -233,3 +233,93 @@ async fn customers_review_products() {
     );
     t.shutdown().await;
 }
+
+/// Runs `sql` on the test Postgres server.
+async fn admin_sql(sql: &str) {
+    let pool = sqlx::PgPool::connect(&platform::testing::postgres_url())
+        .await
+        .expect("the test Postgres answers");
+    sqlx::raw_sql(sql).execute(&pool).await.expect(sql);
+    pool.close().await;
+}
+
+/// Two environments that share a Redis and differ only by the database
+/// they use (no schema or key prefix set) never answer from each other's
+/// cache: a product created and read in one is unknown to the other, by id
+/// and in the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environments_on_one_redis_keep_their_caches_apart() {
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let names = [
+        format!("shopmesh_env_a_{tag}"),
+        format!("shopmesh_env_b_{tag}"),
+    ];
+    for name in &names {
+        admin_sql(&format!("CREATE DATABASE {name}")).await;
+    }
+    let server = platform::testing::postgres_url();
+    let base = server.rsplit_once('/').expect("a database in the URL").0;
+    let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut shops = Vec::new();
+    for name in &names {
+        let url = format!("{base}/{name}");
+        let mut vars = ADMIN.to_vec();
+        vars.extend([
+            ("DATABASE_URL", url.as_str()),
+            ("STORE_CURSOR_KEY", platform::testing::TEST_CURSOR_KEY),
+            ("REDIS_URL", redis.as_str()),
+            ("SEED_DEMO", "false"),
+            ("RATE_LIMIT_RPS", "0"),
+        ]);
+        let shop = TestMesh::start_with(&vars).await;
+        assert_ne!(
+            shops
+                .first()
+                .map(|s: &TestMesh| s.config.redis_key_prefix.clone()),
+            Some(shop.config.redis_key_prefix.clone()),
+            "each database gets its own key prefix"
+        );
+        shops.push(shop);
+    }
+    let (a, b) = (&shops[0], &shops[1]);
+    let token = admin_token(a).await;
+    let created = a
+        .post(
+            "/api/v1/products",
+            Some(&token),
+            product_body(&format!("ENV-{tag}")),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().expect("an id").to_string();
+    // Read twice in A: the second answer comes from the cache.
+    for _ in 0..2 {
+        assert_eq!(
+            a.get(&format!("/api/v1/products/{id}"), None).await.status,
+            200
+        );
+        let list = a.get("/api/v1/products", None).await;
+        assert_eq!(
+            list.body["items"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            list.body
+        );
+    }
+    let other = b.get(&format!("/api/v1/products/{id}"), None).await;
+    assert_problem(&other, 404);
+    let list = b.get("/api/v1/products", None).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(
+        list.body["items"].as_array().map(Vec::len),
+        Some(0),
+        "B lists only its own products: {}",
+        list.body
+    );
+    for shop in shops {
+        shop.shutdown().await;
+    }
+    for name in &names {
+        admin_sql(&format!("DROP DATABASE {name} WITH (FORCE)")).await;
+    }
+}

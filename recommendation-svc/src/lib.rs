@@ -85,7 +85,18 @@ pub async fn serve_with(
         params: settings.params.clone(),
         lease_ttl: settings.lease_ttl,
         holder: uuid::Uuid::now_v7().to_string(),
+        live: Default::default(),
     };
+    // With scheduled training on, a store with no model gets one now, not
+    // at the first scheduled run (the lease keeps replicas starting
+    // together from training twice).
+    if settings.train_interval.is_some() && serving.get().is_none() {
+        match trainer.start().await {
+            Ok(started) => tracing::info!(version = %started.version,
+                already_running = started.already_running, "training the first model"),
+            Err(err) => tracing::warn!(error = %err, "the first training did not start"),
+        }
+    }
     let api = api::RecommendationApi {
         store: store.clone(),
         catalog,

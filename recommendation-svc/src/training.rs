@@ -106,6 +106,22 @@ pub struct Trainer {
     pub lease_ttl: Duration,
     /// This replica's name in the lease.
     pub holder: String,
+    /// Popularity from the log as it is, while no model knows a purchase.
+    pub live: LivePopularity,
+}
+
+/// How long a popularity count made from the live log is served before it
+/// is counted again.
+pub const LIVE_POPULARITY_TTL: Duration = Duration::from_secs(5);
+
+/// Popularity counted from the interaction log as it is now: what a shop
+/// whose model knows no purchase yet (none trained, or trained before the
+/// first order) recommends, so its first customers see what others buy
+/// without waiting for the scheduled training. Counted at most once per
+/// [`LIVE_POPULARITY_TTL`], by one request at a time.
+#[derive(Debug, Clone, Default)]
+pub struct LivePopularity {
+    slot: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Model>)>>>,
 }
 
 impl Trainer {
@@ -161,6 +177,31 @@ impl Trainer {
             metrics = ?meta.metrics, "model trained");
         self.serving.install(Current { meta, model });
         Ok(())
+    }
+
+    /// A popularity model of the log as it is now (see [`LivePopularity`]);
+    /// an empty one when the log cannot be read.
+    pub async fn live_popularity(&self) -> Arc<Model> {
+        let mut slot = self.live.slot.lock().await;
+        if let Some((at, model)) = slot.as_ref()
+            && at.elapsed() < LIVE_POPULARITY_TTL
+        {
+            return model.clone();
+        }
+        let params = TrainParams {
+            algorithm: model::Algorithm::Popularity,
+            ..self.params.clone()
+        };
+        let model = match self.training_data().await {
+            Ok(data) => model::train(&data, &params).unwrap_or_else(|_| Model::empty()),
+            Err(err) => {
+                tracing::warn!(error = %err, "counting live popularity failed");
+                Model::empty()
+            }
+        };
+        let model = Arc::new(model);
+        *slot = Some((tokio::time::Instant::now(), model.clone()));
+        model
     }
 
     /// Every user's history, and the categories of their products (from

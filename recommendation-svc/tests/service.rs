@@ -2,12 +2,11 @@
 //! Postgres for the store (a schema per test), the in-process bus for
 //! events.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use platform::config::PeerAddr;
 use platform::events::envelope;
-use platform::testing::SchemaPrefix;
+use platform::testing::{TestService, eventually};
 use platform::{Config, Running, ServiceId};
 use proto::events::envelope::Payload;
 use proto::recommendation::recommendation_service_client::RecommendationServiceClient;
@@ -20,7 +19,7 @@ type Client = RecommendationServiceClient<platform::grpc::GrpcChannel>;
 struct TestApp {
     config: Config,
     deps: platform::runtime::Deps,
-    schema: SchemaPrefix,
+    service: TestService,
     parts: Vec<Running>,
     products:
         proto::product::product_service_client::ProductServiceClient<platform::grpc::GrpcChannel>,
@@ -32,13 +31,8 @@ fn admin<T>(message: T) -> tonic::Request<T> {
 
 impl TestApp {
     async fn start() -> TestApp {
-        platform::telemetry::init_for_tests();
-        let schema = SchemaPrefix::new();
-        let mut vars: Vec<(String, String)> = schema.vars();
-        vars.push(("SEED_DEMO".into(), "false".into()));
-        let map: HashMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut config = Config::from_source("rec-test", &map).unwrap();
-        platform::testing::identity().configure(&mut config, "recommendation-svc");
+        let service = TestService::new("recommendation-svc", true, &[("SEED_DEMO", "false")]);
+        let mut config = service.config.clone();
         let deps = platform::runtime::Deps::connect(&config).await.unwrap();
         let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
             .await
@@ -55,16 +49,22 @@ impl TestApp {
         TestApp {
             config,
             deps,
-            schema,
+            service,
             parts: vec![product],
             products: proto::product::product_service_client::ProductServiceClient::new(channel),
         }
     }
 
-    /// Starts a replica of recommendation-svc; returns its client.
+    /// Starts a replica of recommendation-svc that trains on request only;
+    /// returns its client.
     async fn replica(&mut self) -> Client {
+        self.replica_with(None).await
+    }
+
+    /// A replica that also trains every `train_interval`.
+    async fn replica_with(&mut self, train_interval: Option<Duration>) -> Client {
         let settings = RecommendationConfig {
-            train_interval: None,
+            train_interval,
             model_refresh: Duration::from_millis(100),
             ..Default::default()
         };
@@ -140,7 +140,7 @@ impl TestApp {
         for part in self.parts.into_iter().rev() {
             part.shutdown().await;
         }
-        self.schema.drop(&["product", "recommendation"]).await;
+        self.service.cleanup(&["product", "recommendation"]).await;
     }
 }
 
@@ -169,20 +169,8 @@ fn paid(order_id: &str, user: &str) -> Payload {
     })
 }
 
-async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn purchases_logged(store: &RecStore, n: usize) {
-    eventually("purchases in the log", || async {
+    eventually("purchases in the log", async || {
         let mut count = 0;
         RecStore::scan(&store.orders, |_, o| count += usize::from(o.is_purchase()))
             .await
@@ -202,7 +190,7 @@ async fn train(client: &Client) -> String {
         .into_inner();
     assert!(!started.already_running);
     let version = started.model_version;
-    eventually("the trained model", || async {
+    eventually("the trained model", async || {
         let status = client
             .clone()
             .get_model_status(admin(proto::recommendation::GetModelStatusRequest {}))
@@ -254,10 +242,17 @@ async fn events_feed_the_log_and_training_changes_the_recommendations() {
     let store = app.store().await;
     purchases_logged(&store, 11).await;
 
+    // No model yet: popularity counted from the log as it is.
     let before = recommend(&client, "shopper").await;
+    assert!(before.model_version.is_empty(), "{before:?}");
+    assert_eq!(
+        before.products.first().map(|p| p.product_id.as_str()),
+        Some(c.as_str()),
+        "the most bought first: {before:?}"
+    );
     assert!(
-        before.products.is_empty() && before.model_version.is_empty(),
-        "{before:?}"
+        before.products.iter().all(|p| p.product_id != a),
+        "never what was bought: {before:?}"
     );
 
     let version = train(&client).await;
@@ -315,7 +310,7 @@ async fn a_product_that_sells_out_stops_being_recommended_once_the_catalog_answe
         }))
         .await
         .unwrap();
-    eventually("the sold-out product to leave the list", || async {
+    eventually("the sold-out product to leave the list", async || {
         let r = recommend(&client, "stranger").await;
         r.products.iter().all(|p| p.product_id != a) && !r.products.is_empty()
     })
@@ -367,6 +362,7 @@ async fn a_paid_then_refunded_order_leaves_no_purchase_in_any_delivery_order() {
         params: Default::default(),
         lease_ttl: Duration::from_secs(60),
         holder: "test".into(),
+        live: Default::default(),
     };
     let data = trainer.training_data().await.unwrap();
     assert_eq!(data.users.len(), 1, "only the kept order is an interaction");
@@ -385,7 +381,7 @@ async fn two_replicas_on_one_store_serve_the_same_model_after_one_trains() {
     }
     purchases_logged(&app.store().await, 3).await;
     let version = train(&first).await;
-    eventually("the second replica to serve it", || async {
+    eventually("the second replica to serve it", async || {
         let r = recommend(&second, "u0").await;
         r.model_version == version
     })
@@ -483,5 +479,34 @@ async fn imports_store_valid_rows_and_report_bad_ones_by_line() {
         .await
         .unwrap_err();
     assert_eq!(other.code(), tonic::Code::PermissionDenied);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_without_a_model_trains_one_at_start() {
+    let mut app = TestApp::start().await;
+    // Scheduled training once an hour: the first model must not wait for it.
+    let client = app.replica_with(Some(Duration::from_secs(3600))).await;
+    eventually("a model trained at start", async || {
+        let status = client
+            .clone()
+            .get_model_status(admin(proto::recommendation::GetModelStatusRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        status.current.is_some()
+    })
+    .await;
+    // That model knows no purchase: the first ones are counted live.
+    let a = app.product("F-1", "kitchen").await;
+    for i in 0..3 {
+        app.paid_order(&format!("first-{i}"), &[&a]).await;
+    }
+    purchases_logged(&app.store().await, 3).await;
+    eventually("the first purchases recommended", async || {
+        let served = recommend(&client, "newcomer").await;
+        served.products.first().map(|p| p.product_id.as_str()) == Some(a.as_str())
+    })
+    .await;
     app.stop().await;
 }

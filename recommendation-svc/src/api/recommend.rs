@@ -142,8 +142,15 @@ impl RecommendationApi {
         };
         let history = History::build(&orders, &profile);
         let (current, model_version) = self.current_model();
-        let empty = Model::empty();
-        let model = current.as_ref().map(|c| &c.model).unwrap_or(&empty);
+        // A model that knows no purchase yet: popularity counted live.
+        let live;
+        let model: &Model = match current.as_ref().filter(|c| c.model.interactions > 0) {
+            Some(c) => &c.model,
+            None => {
+                live = self.trainer.live_popularity().await;
+                &live
+            }
+        };
 
         let bought: HashSet<u32> = history
             .bought
