@@ -8,8 +8,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestMesh;
@@ -60,36 +60,6 @@ async fn mesh() -> TestMesh {
     .await
 }
 
-/// Runs `command` with its output in `dir` (a pipe would fill up), killing
-/// it after `bound`: its status (None if killed) and output.
-async fn run(mut command: Command, dir: &Path, bound: Duration) -> (Option<ExitStatus>, String) {
-    let log = dir.join("output.txt");
-    let file = std::fs::File::create(&log).unwrap();
-    command
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file);
-    let mut child = command.spawn().expect("the tool starts");
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + bound;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    })
-    .await
-    .unwrap();
-    (status, std::fs::read_to_string(&log).unwrap_or_default())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_is_valid_openapi() {
     let Some(validator) = tool("OPENAPI_SPEC_VALIDATOR", "openapi-spec-validator") else {
@@ -104,8 +74,8 @@ async fn the_document_is_valid_openapi() {
     let file = dir.join("openapi.json");
     std::fs::write(&file, &document).unwrap();
     let mut command = Command::new(&validator);
-    command.arg(&file);
-    let (status, output) = run(command, &dir, Duration::from_secs(60)).await;
+    command.arg(&file).current_dir(&dir);
+    let (status, output) = common::run_bounded(command, &dir, Duration::from_secs(60)).await;
     assert!(
         status.is_some_and(|s| s.success()),
         "{} {} finds the document invalid:\n{output}",
@@ -146,9 +116,10 @@ async fn the_api_answers_as_the_document_says() {
     command
         .args(&args)
         .arg("--header")
-        .arg(format!("Authorization: Bearer {token}"));
+        .arg(format!("Authorization: Bearer {token}"))
+        .current_dir(&dir);
     let started = Instant::now();
-    let (status, output) = run(command, &dir, TIME_BOUND).await;
+    let (status, output) = common::run_bounded(command, &dir, TIME_BOUND).await;
     let reproduce = format!(
         "{} {} --header 'Authorization: Bearer <an admin token>'",
         schemathesis.display(),

@@ -394,8 +394,8 @@ impl Runner {
     }
 }
 
-/// `sha256=<hex HMAC-SHA256 of body under key>`, as the README computes it
-/// with `openssl dgst -sha256 -hmac`.
+/// `sha256=<hex HMAC-SHA256 of body under key>`, as
+/// `openssl dgst -sha256 -hmac` computes it.
 fn hmac_signature(key: &str, body: &str) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
     let tag = ring::hmac::sign(&key, body.as_bytes());

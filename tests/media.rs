@@ -12,11 +12,11 @@ use std::time::Duration;
 use common::backends::Backends;
 use common::{FormPart, Reply, TestMesh, assert_problem, multipart};
 use media_svc::samples;
+use platform::testing::eventually;
 use serde_json::{Value, json};
 
 const ADMIN_EMAIL: &str = "admin@example.com";
 const ADMIN_PASSWORD: &str = "admin-password";
-const DEADLINE: Duration = Duration::from_secs(20);
 
 fn sha256_hex(bytes: &[u8]) -> String {
     media_svc::domain::hex_sha256(bytes)
@@ -139,18 +139,6 @@ fn image_ids(product: &Value) -> Vec<String> {
         .iter()
         .map(|i| i["id"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// Waits until `cond` holds (deadline [`DEADLINE`]).
-async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -326,7 +314,7 @@ async fn images_flow_end_to_end_on_postgres_nats_and_redis() {
         .await
         .unwrap();
     assert_eq!(again.status(), 404, "a deleted image is not found");
-    until("the deleted image's bytes to be swept", async || {
+    eventually("the deleted image's bytes to be swept", async || {
         !files_in(&dir)
             .iter()
             .any(|p| p.to_string_lossy().contains(&key))
@@ -343,7 +331,7 @@ async fn images_flow_end_to_end_on_postgres_nats_and_redis() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    until("the deleted product's bytes to be swept", async || {
+    eventually("the deleted product's bytes to be swept", async || {
         files_in(&dir).is_empty()
     })
     .await;
@@ -496,7 +484,7 @@ async fn bad_uploads_are_refused_and_store_nothing() {
     // And a good upload after all that is seen by the same watcher.
     let ok = upload(&t, Some(&token), &id, &[("file", Some("a.jpg"), &jpeg)]).await;
     assert_eq!(ok.status, 201, "{}", ok.body);
-    until("media.uploaded", async || {
+    eventually("media.uploaded", async || {
         events.lock().unwrap().iter().any(|e| e == "media.uploaded")
     })
     .await;
@@ -568,7 +556,7 @@ async fn grpcurl_uploads_and_reads_media() {
     let auth = format!("authorization: Bearer {token}");
     let jpeg = samples::jpeg(&samples::picture(640, 480, 9), 90);
     let b64 = base64::engine::general_purpose::STANDARD;
-    // As the README shows it: the info message, then the file's chunks.
+    // As grpcurl is used by hand: the info message, then the file's chunks.
     let input = format!(
         "{{\"info\": {{\"product_id\": \"{id}\", \"alt\": \"From grpcurl\"}}}}\n{{\"chunk\": \"{}\"}}\n",
         b64.encode(&jpeg)
@@ -723,7 +711,7 @@ async fn uploads_racing_for_the_last_slots_never_pass_the_limit() {
         );
         let mut expected = shown.clone();
         expected.sort();
-        until(
+        eventually(
             "the product to show exactly the accepted images",
             async || {
                 let mut ids = image_ids(&product(&t, &id).await);

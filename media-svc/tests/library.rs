@@ -9,7 +9,6 @@ use std::time::Duration;
 use media_svc::domain::{self, Limits, Processed};
 use media_svc::library::Library;
 use media_svc::samples;
-use platform::auth::unix_now_ms as now_ms;
 use platform::events::memory::InProcessBus;
 use platform::events::{ConsumerConfig, handler_fn};
 use platform::runtime::Deps;
@@ -20,21 +19,16 @@ struct Harness {
     library: Library,
     events: Arc<Mutex<Vec<String>>>,
     _subscription: platform::events::Subscription,
-    schemas: Option<platform::testing::SchemaPrefix>,
+    service: platform::testing::TestService,
 }
 
 impl Harness {
     async fn start(postgres: bool) -> Harness {
-        platform::telemetry::init_for_tests();
-        let mut vars: Vec<(String, String)> = vec![("MEDIA_GRACE".into(), "1s".into())];
-        let schemas = postgres.then(platform::testing::SchemaPrefix::new);
-        if let Some(s) = &schemas {
-            vars.extend(s.vars());
-        }
-        let map: std::collections::HashMap<String, String> = vars.into_iter().collect();
-        let config = platform::Config::from_source("media-test", &map).unwrap();
+        let service =
+            platform::testing::TestService::new("media-svc", postgres, &[("MEDIA_GRACE", "1s")]);
+        let config = &service.config;
         let bus = Arc::new(InProcessBus::new("shop"));
-        let library = media_svc::library(&config, &Deps { bus: bus.clone() })
+        let library = media_svc::library(config, &Deps { bus: bus.clone() })
             .await
             .unwrap();
         let events: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -58,14 +52,12 @@ impl Harness {
             library,
             events,
             _subscription: subscription,
-            schemas,
+            service,
         }
     }
 
     async fn stop(self) {
-        if let Some(s) = self.schemas {
-            s.drop(&["media"]).await;
-        }
+        self.service.cleanup(&["media"]).await;
     }
 
     /// Waits for `n` events (5 s deadline) and returns them.
@@ -190,11 +182,19 @@ async fn a_crash_between_bytes_and_record_leaves_no_orphan_after_the_sweep() {
     assert_eq!(h.object_paths().await.len(), 9);
 
     // Before the grace period nothing goes.
-    let early = h.library.sweep(now_ms() - 60_000).await.unwrap();
+    let early = h
+        .library
+        .sweep(platform::clock::now().millis() - 60_000)
+        .await
+        .unwrap();
     assert_eq!((early.records, early.keys), (0, 0));
     assert_eq!(h.object_paths().await.len(), 9);
 
-    let swept = h.library.sweep(now_ms() + 2_000).await.unwrap();
+    let swept = h
+        .library
+        .sweep(platform::clock::now().millis() + 2_000)
+        .await
+        .unwrap();
     assert_eq!(
         (swept.records, swept.keys),
         (1, 2),
@@ -241,7 +241,10 @@ async fn media_of_a_deleted_product_are_deleted_and_swept() {
         .unwrap();
     assert_eq!(deleted, 1);
     assert!(h.library.get(&orphan.id).await.is_err());
-    h.library.sweep(now_ms() + 2_000).await.unwrap();
+    h.library
+        .sweep(platform::clock::now().millis() + 2_000)
+        .await
+        .unwrap();
     let left = h.object_paths().await;
     assert!(
         left.iter().all(|p| p.starts_with(&shown.value.key)),

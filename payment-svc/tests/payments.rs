@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use payment_svc::provider::{
     ChargeOutcome, ChargeRequest, PaymentProvider, SimulatedProvider, StripeProvider,
 };
+use platform::Running;
 use platform::events::memory::InProcessBus;
 use platform::runtime::Deps;
-use platform::{Config, PeerAddr, Running};
 use proto::payment::payment_service_client::PaymentServiceClient;
 use proto::payment::*;
 use tonic::Code;
@@ -22,20 +22,16 @@ async fn start(
     vars: &[(&str, &str)],
     provider: Option<Arc<SimulatedProvider>>,
 ) -> (Running, Client, InProcessBus) {
-    platform::telemetry::init_for_tests();
-    let map: HashMap<&str, &str> = vars.iter().copied().collect();
-    let mut config = Config::from_source("payment-test", &map).unwrap();
-    platform::testing::identity().configure(&mut config, "payment-svc");
+    let service = platform::testing::TestService::new("payment-svc", false, vars);
+    let config = &service.config;
     let bus = InProcessBus::new("shop");
-    let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let listener = platform::testing::TestService::listener().await;
     let deps = Deps {
         bus: Arc::new(bus.clone()),
     };
     let provider: Arc<dyn PaymentProvider> = match provider {
         Some(p) => p,
-        None => payment_svc::provider(&config).unwrap(),
+        None => payment_svc::provider(config).unwrap(),
     };
     let running = payment_svc::serve_with(
         config.clone(),
@@ -47,9 +43,8 @@ async fn start(
     )
     .await
     .unwrap();
-    let channel =
-        platform::grpc::channel(&PeerAddr::from_socket(running.addr()), &config.grpc).unwrap();
-    (running, PaymentServiceClient::new(channel), bus)
+    let client = PaymentServiceClient::new(service.channel(running.addr()));
+    (running, client, bus)
 }
 
 fn create(order: &str, key: &str, number: &str) -> CreatePaymentRequest {

@@ -238,7 +238,8 @@ pub fn multipart(parts: &[FormPart<'_>]) -> (String, Vec<u8>) {
 /// The carrier webhook secret the shipping tests configure.
 pub const WEBHOOK_SECRET: &str = "webhook-test-secret";
 
-/// GETs `path` until `cond` holds on a 200 body (15 s deadline).
+/// GETs `path` until `cond` holds on a 200 body (see
+/// [`platform::testing::eventually`]); the last body.
 pub async fn eventually(
     t: &TestMesh,
     path: &str,
@@ -246,20 +247,15 @@ pub async fn eventually(
     what: &str,
     cond: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
+    let mut last = serde_json::Value::Null;
+    platform::testing::eventually(what, async || {
         let r = t.get(path, Some(token)).await;
-        if r.status == 200 && cond(&r.body) {
-            return r.body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {} {}",
-            r.status,
-            r.body
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        let done = r.status == 200 && cond(&r.body);
+        last = r.body;
+        done
+    })
+    .await;
+    last
 }
 
 /// POSTs a carrier webhook with an optional `X-Signature`.
@@ -349,4 +345,37 @@ impl TestMesh {
         )
         .await
     }
+}
+
+/// Runs `command` with its output in a file in `dir` (a pipe would fill
+/// up), killing it after `bound`: its status (None if killed) and output.
+pub async fn run_bounded(
+    mut command: std::process::Command,
+    dir: &std::path::Path,
+    bound: std::time::Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    let log = dir.join("output.txt");
+    let file = std::fs::File::create(&log).unwrap();
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    let mut child = command.spawn().expect("the program starts");
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + bound;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
+    (status, std::fs::read_to_string(&log).unwrap_or_default())
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use platform::auth::{JwkSet, TokenVerifier};
 use platform::events::memory::InProcessBus;
 use platform::runtime::Deps;
-use platform::{Config, PeerAddr, Running};
+use platform::{Config, Running};
 use proto::user::user_service_client::UserServiceClient;
 use proto::user::*;
 use tonic::Code;
@@ -18,49 +18,33 @@ struct Harness {
     running: Running,
     client: Client,
     bus: InProcessBus,
-    schema: Option<platform::testing::SchemaPrefix>,
+    service: platform::testing::TestService,
 }
 
 async fn start(postgres: bool) -> Harness {
-    platform::telemetry::init_for_tests();
-    let mut vars: HashMap<String, String> = HashMap::new();
-    let mut schema = None;
-    if postgres {
-        let schemas = platform::testing::SchemaPrefix::new();
-        vars.extend(schemas.vars());
-        schema = Some(schemas);
-    }
-    let mut config = Config::from_source("user-test", &vars).unwrap();
-    platform::testing::identity().configure(&mut config, "user-svc");
+    let service = platform::testing::TestService::new("user-svc", postgres, &[]);
     let bus = InProcessBus::new("shop");
-    let listener = platform::grpc::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
     let running = user_svc::serve(
-        config.clone(),
-        listener,
+        service.config.clone(),
+        platform::testing::TestService::listener().await,
         Deps {
             bus: Arc::new(bus.clone()),
         },
     )
     .await
     .unwrap();
-    let channel =
-        platform::grpc::channel(&PeerAddr::from_socket(running.addr()), &config.grpc).unwrap();
     Harness {
+        client: UserServiceClient::new(service.channel(running.addr())),
         running,
-        client: UserServiceClient::new(channel),
         bus,
-        schema,
+        service,
     }
 }
 
 impl Harness {
     async fn stop(self) {
         self.running.shutdown().await;
-        if let Some(schemas) = self.schema {
-            schemas.drop(&["user"]).await;
-        }
+        self.service.cleanup(&["user"]).await;
     }
 }
 
