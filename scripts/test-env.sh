@@ -5,7 +5,8 @@
 # contract and manifest checkers) where they are missing, and exports
 # where each is. Idempotent: what is there is left as it is.
 
-log() { printf '[test] %s\n' "$*"; }
+# The caller's own log prefix, if it has one.
+declare -F log >/dev/null || log() { printf '[test] %s\n' "$*"; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

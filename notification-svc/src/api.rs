@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use platform::Component;
 use platform::auth::Caller;
 use platform::error::invalid_fields;
 use platform::store::{Collection, Query, StoreError};
@@ -29,8 +30,26 @@ pub struct Item {
     pub body: String,
     /// Unix milliseconds.
     pub created_at: i64,
-    /// `unread` or `read` (indexed for the unread filter).
-    pub state: String,
+    /// Indexed for the unread filter.
+    pub state: ReadState,
+}
+
+/// Whether the user has read a notification (stored `unread` / `read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadState {
+    Unread,
+    Read,
+}
+
+impl ReadState {
+    /// As stored, for queries on the index.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadState::Unread => "unread",
+            ReadState::Read => "read",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -65,7 +84,7 @@ pub(crate) fn to_proto(id: &str, n: &Item) -> proto::notification::Notification 
         body: n.body.clone(),
         channel: Channel::InApp as i32,
         created_at: Some(proto::ext::from_millis(n.created_at)),
-        read: n.state == "read",
+        read: n.state == ReadState::Read,
     }
 }
 
@@ -113,7 +132,7 @@ impl NotificationApi {
             title,
             body,
             created_at: platform::clock::now().millis(),
-            state: "unread".into(),
+            state: ReadState::Unread,
         };
         match self.feed.insert(&id, item.clone()).await {
             Ok(_) => {
@@ -153,7 +172,7 @@ impl NotificationService for NotificationApi {
                 .sort("created_at", true)
                 .page(r.page.as_ref());
             if r.unread_only {
-                query = query.eq("state", "unread");
+                query = query.eq("state", ReadState::Unread.as_str());
             }
             let page = self
                 .feed
@@ -183,7 +202,7 @@ impl NotificationService for NotificationApi {
     ) -> Result<Response<SendNotificationResponse>, Status> {
         let caller = self.mesh.caller(request.metadata()).await?;
         // cart-svc reminds customers of the carts they left.
-        caller.require_admin_or(&["cart-svc"])?;
+        caller.require_admin_or(&[Component::CART])?;
         let r = request.into_inner();
         let mut errors = Vec::new();
         if r.user_id.trim().is_empty() {
@@ -409,12 +428,14 @@ impl NotificationService for NotificationApi {
                         .find(
                             &Query::new()
                                 .eq("user_id", recipient.as_str())
-                                .eq("state", "unread")
+                                .eq("state", ReadState::Unread.as_str())
                                 .limit(100),
                         )
                         .await?;
                     for n in &page.items {
-                        self.feed.modify(&n.id, |n| n.state = "read".into()).await?;
+                        self.feed
+                            .modify(&n.id, |n| n.state = ReadState::Read)
+                            .await?;
                         updated += 1;
                     }
                     if page.items.len() < 100 {
@@ -427,9 +448,9 @@ impl NotificationService for NotificationApi {
         for id in r.notification_ids.iter().take(100) {
             if let Ok(Some(n)) = self.feed.find_by_id(id).await
                 && recipients(&caller).contains(&n.value.user_id)
-                && n.value.state != "read"
+                && n.value.state != ReadState::Read
             {
-                self.feed.modify(id, |n| n.state = "read".into()).await?;
+                self.feed.modify(id, |n| n.state = ReadState::Read).await?;
                 updated += 1;
             }
         }

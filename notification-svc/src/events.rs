@@ -3,6 +3,7 @@
 
 use platform::events::{Delivery, Handler, HandlerError};
 use proto::events::envelope::Payload;
+use proto::ext::cancel_reason;
 
 use crate::api::{ADMINS, NotificationApi};
 use crate::deliveries::Outgoing;
@@ -77,10 +78,15 @@ impl NotificationEvents {
             ),
             // The customer who cancels knows; an order cancelled for want of
             // payment, or by the shop, is told.
-            Payload::OrderCancelled(e) if e.reason == "payment_timeout" || e.reason == "admin" => (
-                e.user_id.clone(),
-                context! {short_order => short(&e.order_id), reason => e.reason.clone(), refunded => !e.payment_id.is_empty()},
-            ),
+            Payload::OrderCancelled(e)
+                if e.reason == cancel_reason::PAYMENT_TIMEOUT
+                    || e.reason == cancel_reason::ADMIN =>
+            {
+                (
+                    e.user_id.clone(),
+                    context! {short_order => short(&e.order_id), reason => e.reason.clone(), refunded => !e.payment_id.is_empty()},
+                )
+            }
             Payload::OrderCancelled(_) => return None,
             // Images changing tell nobody.
             Payload::MediaUploaded(_) | Payload::MediaDeleted(_) => return None,

@@ -1,6 +1,13 @@
 //! Shared runtime of every shopmesh service: configuration, telemetry, gRPC
-//! server and client plumbing, the error table, and process lifecycle. No
-//! business logic lives here.
+//! server and client plumbing, the store and the event bus, the error
+//! table, and process lifecycle.
+//!
+//! The only shop rules here are the ones several services must apply
+//! identically, each in one place: the shape of an address
+//! ([`address`]), the text rules ([`text`]), the saga's timings shared by
+//! order-svc and product-svc ([`config::saga`]) and the business counters
+//! every process exports ([`metrics`]). A rule one service owns lives in
+//! that service.
 
 pub mod address;
 pub mod auth;
@@ -17,10 +24,11 @@ pub mod metrics;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
 
-pub use config::{Config, ConfigError, DatabaseUrl, PeerAddr, ServiceId};
+pub use config::{Component, Config, ConfigError, DatabaseUrl, PeerAddr, ServiceId};
 pub use error::ErrorKind;
 pub use runtime::Running;
 

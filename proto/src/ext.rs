@@ -108,3 +108,14 @@ mod tests {
         assert_eq!(Some(1).required("order").unwrap(), 1);
     }
 }
+
+/// The reasons an order is cancelled: `Order.cancel_reason` and
+/// `OrderCancelled.reason`.
+pub mod cancel_reason {
+    /// The customer cancelled it.
+    pub const CUSTOMER: &str = "customer";
+    /// It was not paid in time.
+    pub const PAYMENT_TIMEOUT: &str = "payment_timeout";
+    /// An admin cancelled it.
+    pub const ADMIN: &str = "admin";
+}

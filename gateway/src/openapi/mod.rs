@@ -164,7 +164,7 @@ fn rules_and_examples(openapi: &mut utoipa::openapi::OpenApi) {
 
 /// This year and month (UTC), as payment-svc judges card expiry.
 pub(super) fn year_month() -> (u64, u64) {
-    let today = platform::auth::rfc3339((platform::clock::now().secs() as u64) as i64);
+    let today = platform::clock::rfc3339(platform::clock::now().secs());
     let number =
         |range: std::ops::Range<usize>| today.get(range).and_then(|s| s.parse().ok()).unwrap_or(1);
     (number(0..4), number(5..7))

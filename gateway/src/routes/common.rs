@@ -120,7 +120,7 @@ pub(crate) fn cursor(next: String) -> Option<String> {
 /// RFC 3339 of a time a service answered, in whole seconds (Unix epoch
 /// when absent): every time in a response is formatted here.
 pub(crate) fn rfc3339(ts: Option<prost_types::Timestamp>) -> String {
-    platform::auth::rfc3339(ts.map(|t| t.seconds).unwrap_or_default())
+    platform::clock::rfc3339(ts.map(|t| t.seconds).unwrap_or_default())
 }
 
 /// Paging parameters.

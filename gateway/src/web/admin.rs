@@ -699,8 +699,8 @@ async fn promotions_page(
             serde_json::json!({
                 "id": p.id, "title": p.title, "category": p.category, "done": p.done,
                 "sent": p.sent,
-                "created_at": p.created_at.as_ref().map(|t| platform::auth::rfc3339(t.seconds)),
-                "finished_at": p.finished_at.as_ref().map(|t| platform::auth::rfc3339(t.seconds)),
+                "created_at": p.created_at.as_ref().map(|t| platform::clock::rfc3339(t.seconds)),
+                "finished_at": p.finished_at.as_ref().map(|t| platform::clock::rfc3339(t.seconds)),
             })
         })
         .collect();

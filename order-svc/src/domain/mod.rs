@@ -6,7 +6,7 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
-pub use request::{FieldError, validate_request};
+pub use request::{FieldError, Line, validate_request};
 pub use settle::{Settled, Success};
 pub use steps::{PendingStep, Step, Steps};
 
@@ -162,11 +162,7 @@ pub struct Order {
 }
 
 /// Why an order was cancelled (`cancellation_reason`).
-pub mod reason {
-    pub const CUSTOMER: &str = "customer";
-    pub const PAYMENT_TIMEOUT: &str = "payment_timeout";
-    pub const ADMIN: &str = "admin";
-}
+pub use proto::ext::cancel_reason as reason;
 
 /// A payment attempt under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

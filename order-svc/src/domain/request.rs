@@ -5,13 +5,29 @@ use super::Address;
 
 pub use platform::error::FieldError;
 
+/// One line of an order request: a product and how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub product_id: String,
+    pub quantity: u32,
+}
+
+impl Line {
+    pub fn new(product_id: &str, quantity: u32) -> Line {
+        Line {
+            product_id: product_id.to_string(),
+            quantity,
+        }
+    }
+}
+
 /// Checks the shape of an order request: 1 to 50 lines, each product at
 /// most once (so the per-line cap is a per-product cap), quantities 1 to
 /// `max_units` (at most 1000), a complete address (platform's
 /// [`Address::parse`] rules), notes of at most 1000 characters without
 /// control characters ([`platform::text`]).
 pub fn validate_request(
-    lines: &[(String, u32)],
+    lines: &[Line],
     address: Option<&Address>,
     notes: &str,
     max_units: u32,
@@ -24,10 +40,20 @@ pub fn validate_request(
     } else if lines.len() > 50 {
         push("items".into(), "at most 50 items");
     }
-    for (i, (product_id, quantity)) in lines.iter().enumerate() {
+    for (
+        i,
+        Line {
+            product_id,
+            quantity,
+        },
+    ) in lines.iter().enumerate()
+    {
         if product_id.trim().is_empty() {
             push(format!("items[{i}].product_id"), "is required");
-        } else if lines[..i].iter().any(|(earlier, _)| earlier == product_id) {
+        } else if lines[..i]
+            .iter()
+            .any(|earlier| earlier.product_id == *product_id)
+        {
             push(
                 format!("items[{i}].product_id"),
                 "is already in the order: each product at most once, with its whole quantity",

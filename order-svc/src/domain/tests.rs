@@ -190,7 +190,7 @@ fn requests_are_validated() {
         ..Default::default()
     };
     assert_eq!(
-        validate_request(&[("p".into(), 1)], Some(&address), "", 1000)
+        validate_request(&[Line::new("p", 1)], Some(&address), "", 1000)
             .unwrap()
             .country,
         "US"
@@ -210,7 +210,7 @@ fn requests_are_validated() {
         ]
     );
     let errors = validate_request(
-        &[("p".into(), 0), ("".into(), 1001)],
+        &[Line::new("p", 0), Line::new("", 1001)],
         Some(&address),
         "",
         1000,
@@ -225,11 +225,11 @@ fn requests_are_validated() {
             "items[1].quantity"
         ]
     );
-    assert!(validate_request(&vec![("p".to_string(), 1); 51], Some(&address), "", 1000).is_err());
+    assert!(validate_request(&vec![Line::new("p", 1); 51], Some(&address), "", 1000).is_err());
     // Each product once: two lines of one product would pass the per-line
     // cap twice.
     let twice = validate_request(
-        &[("p".into(), 100), ("q".into(), 1), ("p".into(), 100)],
+        &[Line::new("p", 100), Line::new("q", 1), Line::new("p", 100)],
         Some(&address),
         "",
         100,
@@ -238,12 +238,12 @@ fn requests_are_validated() {
     assert_eq!(twice.len(), 1);
     assert_eq!(twice[0].field, "items[2].product_id");
     for notes in ["n\u{0}", "a\u{7}b", "\u{9b}"] {
-        let errors = validate_request(&[("p".into(), 1)], Some(&address), notes, 10).unwrap_err();
+        let errors = validate_request(&[Line::new("p", 1)], Some(&address), notes, 10).unwrap_err();
         assert_eq!(errors[0].field, "notes", "{notes:?}");
     }
     assert!(
         validate_request(
-            &[("p".into(), 1)],
+            &[Line::new("p", 1)],
             Some(&address),
             "ring twice\n\tthanks",
             10
@@ -254,7 +254,7 @@ fn requests_are_validated() {
         name: "n".repeat(101),
         ..address
     };
-    let errors = validate_request(&[("p".into(), 1)], Some(&long_name), "", 1000).unwrap_err();
+    let errors = validate_request(&[Line::new("p", 1)], Some(&long_name), "", 1000).unwrap_err();
     assert_eq!(
         errors,
         [FieldError::new(

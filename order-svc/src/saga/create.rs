@@ -13,7 +13,7 @@ use tonic::{Code, Status};
 
 use super::{Saga, ambiguous};
 use crate::convert::{lines_of, money, to_proto};
-use crate::domain::{self, Item, Order};
+use crate::domain::{self, Item, Line, Order};
 use crate::idempotency::Failure;
 
 impl Saga {
@@ -67,10 +67,10 @@ impl Saga {
         r: &CreateOrderRequest,
         budget: &Budget,
     ) -> Result<proto::order::Order, Failure> {
-        let lines: Vec<(String, u32)> = r
+        let lines: Vec<Line> = r
             .items
             .iter()
-            .map(|i| (i.product_id.clone(), i.quantity))
+            .map(|i| Line::new(&i.product_id, i.quantity))
             .collect();
         let address = r.shipping_address.clone().map(domain::Address::from);
         let address = domain::validate_request(
@@ -102,9 +102,9 @@ impl Saga {
         // the same 422 whatever the stock.
         let stock_lines: Vec<proto::product::StockLine> = lines
             .iter()
-            .map(|(product_id, quantity)| proto::product::StockLine {
-                product_id: product_id.clone(),
-                quantity: *quantity,
+            .map(|l| proto::product::StockLine {
+                product_id: l.product_id.clone(),
+                quantity: l.quantity,
             })
             .collect();
         let reserved = self
@@ -239,9 +239,9 @@ impl Saga {
     async fn catalog_prices(
         &self,
         budget: &Budget,
-        lines: &[(String, u32)],
+        lines: &[Line],
     ) -> Result<Vec<proto::product::ProductValidation>, Status> {
-        let ids: Vec<String> = lines.iter().map(|(p, _)| p.clone()).collect();
+        let ids: Vec<String> = lines.iter().map(|l| l.product_id.clone()).collect();
         Ok(self
             .retry
             .run(|| {
@@ -286,13 +286,20 @@ impl Saga {
 /// Lines priced from what the catalog said of their products (found by
 /// id, in any order), their one currency and the total.
 fn priced_items(
-    lines: &[(String, u32)],
+    lines: &[Line],
     validation: &[proto::product::ProductValidation],
 ) -> Result<(Vec<Item>, String, i64), Status> {
     let mut items = Vec::new();
     let mut currencies = Vec::new();
     let mut errors = Vec::new();
-    for (i, (product_id, quantity)) in lines.iter().enumerate() {
+    for (
+        i,
+        Line {
+            product_id,
+            quantity,
+        },
+    ) in lines.iter().enumerate()
+    {
         let Some(v) = validation
             .iter()
             .find(|v| v.product_id == *product_id)

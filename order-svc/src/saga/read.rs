@@ -1,5 +1,6 @@
 //! Reading orders: who may see which.
 
+use platform::Component;
 use platform::auth::Caller;
 use platform::store::{Query, StoreError, Versioned};
 use tonic::Status;
@@ -20,7 +21,9 @@ impl Saga {
         id: &str,
     ) -> Result<Versioned<Order>, Status> {
         self.load_if(id, |order| {
-            caller.is_admin() || caller.is_from("product-svc") || order.user_id == caller.user_id
+            caller.is_admin()
+                || caller.is_from(Component::PRODUCT)
+                || order.user_id == caller.user_id
         })
         .await
     }
@@ -33,9 +36,9 @@ impl Saga {
         id: &str,
         abandon_if_missing: bool,
     ) -> Result<Versioned<Order>, Status> {
-        if abandon_if_missing && caller.is_from("product-svc") {
+        if abandon_if_missing && caller.is_from(Component::PRODUCT) {
             self.abandon_if_missing(id).await
-        } else if caller.is_from("shipping-svc") {
+        } else if caller.is_from(Component::SHIPPING) {
             self.load_if(id, |_| true).await
         } else {
             self.load_for(caller, id).await

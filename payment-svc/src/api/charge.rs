@@ -14,8 +14,7 @@ use crate::provider::{ChargeOutcome, ChargeRequest, ProviderError};
 
 /// This month, as (year, month): what a card's expiry is checked against.
 pub fn year_month_now() -> (u32, u32) {
-    let days = ((platform::clock::now().secs() as u64) / 86_400) as i64;
-    let date = platform::auth::rfc3339(days * 86_400);
+    let date = platform::clock::rfc3339(platform::clock::now().secs());
     let year = date[0..4].parse().unwrap_or(1970);
     let month = date[5..7].parse().unwrap_or(1);
     (year, month)

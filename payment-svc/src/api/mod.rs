@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::Component;
 use platform::auth::MeshAuth;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Collection, StoreError};
@@ -58,7 +59,7 @@ impl PaymentService for PaymentApi {
         self.mesh
             .caller(request.metadata())
             .await?
-            .require_from(&["order-svc"])?;
+            .require_from(&[Component::ORDER])?;
         self.charge(request.into_inner()).await.map(Response::new)
     }
 
@@ -78,7 +79,7 @@ impl PaymentService for PaymentApi {
     ) -> Result<Response<ProcessRefundResponse>, Status> {
         let caller = self.mesh.caller(request.metadata()).await?;
         // Admins, and order-svc settling what a cancel or a late payment owes.
-        if !(caller.is_admin() || (caller.is_service() && caller.is_from("order-svc"))) {
+        if !(caller.is_admin() || (caller.is_service() && caller.is_from(Component::ORDER))) {
             return Err(Status::permission_denied("refunds are for admins"));
         }
         let mut r = request.into_inner();

@@ -2,6 +2,7 @@
 //! has verified the call's credentials.
 
 use super::{Claims, ROLE_ADMIN, ROLE_SERVICE};
+use crate::config::Component;
 use std::sync::Arc;
 
 /// Broadcast topic on which user-svc says that a user signed out.
@@ -24,6 +25,15 @@ impl SignedOut {
     pub fn decode(bytes: &[u8]) -> Option<SignedOut> {
         serde_json::from_slice(bytes).ok()
     }
+}
+
+/// `a, b` of the components' names.
+fn names(components: &[Component]) -> String {
+    components
+        .iter()
+        .map(|c| c.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Who is calling an internal service.
@@ -101,40 +111,40 @@ impl Caller {
         self.roles.iter().any(|r| r == ROLE_SERVICE)
     }
 
-    /// Whether the call came from component `name` (on its own behalf or
-    /// for a user).
-    pub fn is_from(&self, name: &str) -> bool {
-        self.service.as_deref() == Some(name)
+    /// Whether the call came from `component` (on its own behalf or for a
+    /// user).
+    pub fn is_from(&self, component: Component) -> bool {
+        self.service.as_deref() == Some(component.name())
     }
 
     /// `PERMISSION_DENIED` unless the call came from one of `components`.
-    pub fn require_from(&self, components: &[&str]) -> Result<(), tonic::Status> {
+    pub fn require_from(&self, components: &[Component]) -> Result<(), tonic::Status> {
         if self.is_from_any(components) {
             Ok(())
         } else {
             Err(tonic::Status::permission_denied(format!(
                 "only {} may call this",
-                components.join(", ")
+                names(components)
             )))
         }
     }
 
     /// Whether the call came from one of `components` (on its own behalf
     /// or for a user).
-    pub fn is_from_any(&self, components: &[&str]) -> bool {
-        components.iter().any(|c| self.is_from(c))
+    pub fn is_from_any(&self, components: &[Component]) -> bool {
+        components.iter().any(|c| self.is_from(*c))
     }
 
     /// `PERMISSION_DENIED` unless the caller is an admin or the call came
     /// from one of `components`: each privileged call names the components
     /// that make it, never "any service".
-    pub fn require_admin_or(&self, components: &[&str]) -> Result<(), tonic::Status> {
+    pub fn require_admin_or(&self, components: &[Component]) -> Result<(), tonic::Status> {
         if self.is_admin() || self.is_from_any(components) {
             Ok(())
         } else {
             Err(tonic::Status::permission_denied(format!(
                 "only an admin or {} may call this",
-                components.join(", ")
+                names(components)
             )))
         }
     }

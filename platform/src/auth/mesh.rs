@@ -778,7 +778,7 @@ mod tests {
             SERVICE_TOKEN_TTL,
         );
         let caller = payment.caller(sent(&fine).metadata()).await.unwrap();
-        assert!(caller.is_from("order-svc"));
+        assert!(caller.is_from(crate::Component::ORDER));
     }
 
     #[tokio::test]

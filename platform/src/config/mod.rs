@@ -23,7 +23,7 @@ pub use sections::{
     GrpcSettings, Integrations, JwtConfig, LogFormat, MeshConfig, NatsAuth, StoreSettings,
     TelemetryConfig, WriteAcknowledgment,
 };
-pub use services::{DatabaseUrl, PeerAddr, Peers, ServiceId};
+pub use services::{Component, DatabaseUrl, PeerAddr, Peers, ServiceId};
 pub use vars::{ConfigError, ProcessEnv, Secret, Source, Vars};
 
 /// Shortest `STORE_CURSOR_KEY` taken with a real database.

@@ -22,6 +22,42 @@ pub enum ServiceId {
     Media,
 }
 
+/// A component of the mesh with a key of its own: the gateway or one of
+/// the services. Who may make a call is said with these, never with
+/// strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    Gateway,
+    Service(ServiceId),
+}
+
+impl Component {
+    pub const GATEWAY: Component = Component::Gateway;
+    pub const PRODUCT: Component = Component::Service(ServiceId::Product);
+    pub const ORDER: Component = Component::Service(ServiceId::Order);
+    pub const PAYMENT: Component = Component::Service(ServiceId::Payment);
+    pub const RECOMMENDATION: Component = Component::Service(ServiceId::Recommendation);
+    pub const USER: Component = Component::Service(ServiceId::User);
+    pub const SHIPPING: Component = Component::Service(ServiceId::Shipping);
+    pub const NOTIFICATION: Component = Component::Service(ServiceId::Notification);
+    pub const CART: Component = Component::Service(ServiceId::Cart);
+    pub const MEDIA: Component = Component::Service(ServiceId::Media);
+
+    /// Its name in keys and tokens: `gateway`, `order-svc`…
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Gateway => "gateway",
+            Component::Service(service) => service.binary(),
+        }
+    }
+}
+
+impl From<ServiceId> for Component {
+    fn from(service: ServiceId) -> Self {
+        Component::Service(service)
+    }
+}
+
 impl ServiceId {
     pub const ALL: [ServiceId; 9] = [
         ServiceId::Product,

@@ -33,15 +33,17 @@ use crate::auth::MeshAuth;
 /// the mesh does not know.
 pub fn owner(event_type: &str) -> Option<&'static str> {
     let (family, _) = event_type.split_once('.')?;
-    Some(match family {
-        "user" => "user-svc",
-        "order" => "order-svc",
-        "payment" => "payment-svc",
-        "shipping" => "shipping-svc",
-        "inventory" | "review" => "product-svc",
-        "media" => "media-svc",
+    use crate::Component;
+    let owner = match family {
+        "user" => Component::USER,
+        "order" => Component::ORDER,
+        "payment" => Component::PAYMENT,
+        "shipping" => Component::SHIPPING,
+        "inventory" | "review" => Component::PRODUCT,
+        "media" => Component::MEDIA,
         _ => return None,
-    })
+    };
+    Some(owner.name())
 }
 
 /// The bytes a signature covers: the envelope without its signature.

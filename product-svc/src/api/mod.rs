@@ -4,6 +4,7 @@
 //! search, cache), `inventory` (admin stock changes and the order saga's
 //! reservations), `reviews`.
 
+use platform::Component;
 use platform::auth::Caller;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Collection, StoreError, Versioned};
@@ -83,7 +84,7 @@ impl ProductApi {
         request_metadata: &tonic::metadata::MetadataMap,
     ) -> Result<(), Status> {
         let caller = self.mesh.caller(request_metadata).await?;
-        caller.require_from(&["order-svc"])
+        caller.require_from(&[Component::ORDER])
     }
 }
 

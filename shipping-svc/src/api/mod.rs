@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::Component;
 use platform::deadline::Budget;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Collection, Query, Versioned};
@@ -108,7 +109,7 @@ impl ShippingService for ShippingApi {
     ) -> Result<Response<UpdateShipmentStatusResponse>, Status> {
         let caller = self.mesh.caller(request.metadata()).await?;
         // The gateway relays the carrier's signed webhook.
-        caller.require_admin_or(&["gateway"])?;
+        caller.require_admin_or(&[Component::GATEWAY])?;
         self.apply_carrier_update(request.into_inner())
             .await
             .map(Response::new)
@@ -120,7 +121,7 @@ impl ShippingService for ShippingApi {
     ) -> Result<Response<VoidShipmentResponse>, Status> {
         let caller = self.mesh.caller(request.metadata()).await?;
         // The order saga voids the label of an order it refunds.
-        caller.require_admin_or(&["order-svc"])?;
+        caller.require_admin_or(&[Component::ORDER])?;
         let budget = Budget::from_metadata(request.metadata(), VOID_BUDGET);
         let r = request.into_inner();
         let shipment = self.void(&r.order_id, r.reason.trim(), &budget).await?;

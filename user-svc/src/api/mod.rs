@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::Component;
 use platform::error::invalid;
 use platform::events::outbox::OutboxRelay;
 use platform::store::{Collection, Query, StoreError};
@@ -81,7 +82,7 @@ impl UserService for UserApi {
         // The gateway limits sign-ups per client address; anyone else who
         // reaches this port shares a small allowance.
         let caller = self.mesh.optional_caller(request.metadata()).await?;
-        if !caller.is_some_and(|c| c.is_from("gateway") || c.is_admin()) {
+        if !caller.is_some_and(|c| c.is_from(Component::GATEWAY) || c.is_admin()) {
             let taken = self
                 .direct_signups
                 .lock()
@@ -177,7 +178,7 @@ impl UserService for UserApi {
         let user_id = request.into_inner().user_id;
         // notification-svc reads contact details (email, phone).
         if user_id != caller.user_id {
-            caller.require_admin_or(&["notification-svc"])?;
+            caller.require_admin_or(&[Component::NOTIFICATION])?;
         }
         self.user(&user_id).await.map(Response::new)
     }
