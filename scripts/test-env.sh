@@ -19,6 +19,22 @@ wait_port() { # name port seconds
   log "$1 is up on port $2"
 }
 
+# The first Python 3.<minor> or later with venv among: the interpreters
+# given, the machine image's pyenv builds (newest first), python3.13.
+# Prints nothing when there is none.
+python_at_least() { # minor [candidates...]
+  local minor=$1 candidate
+  shift
+  for candidate in "$@" \
+    $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.*/bin/python3 2>/dev/null | sort -rV) \
+    "$(command -v python3.13 || true)"; do
+    if [[ -n "$candidate" ]] && "$candidate" -c "import sys, venv; assert sys.version_info >= (3, $minor)" 2>/dev/null; then
+      echo "$candidate"
+      return
+    fi
+  done
+}
+
 apt_updated=0
 apt_install() {
   if (( apt_updated == 0 )); then
@@ -89,15 +105,8 @@ ensure_mongoeco() {
   if [[ -n "${MONGODB_URI:-}" ]]; then log "MongoDB tests use MONGODB_URI from the environment"; return; fi
   local py="$MONGOECO_VENV/bin/python"
   if ! "$py" -c "import mongoeco, pymongo; assert mongoeco.__version__ == '$MONGOECO_VERSION'" 2>/dev/null; then
-    local base="" candidate
-    for candidate in "${MONGOECO_PYTHON:-}" \
-      $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[3-9]*/bin/python3 2>/dev/null | sort -rV) \
-      "$(command -v python3.13 || true)"; do
-      if [[ -n "$candidate" ]] && "$candidate" -c 'import sys, venv; assert sys.version_info >= (3, 13)' 2>/dev/null; then
-        base=$candidate
-        break
-      fi
-    done
+    local base
+    base=$(python_at_least 13 "${MONGOECO_PYTHON:-}")
     if [[ -z "$base" ]]; then
       log "installing python3.13"
       apt_install python3.13 python3.13-venv
@@ -179,15 +188,8 @@ CONTRACT_TOOLS_VENV=${CONTRACT_TOOLS_VENV:-/opt/shopmesh-contract-tools}
 ensure_contract_tools() {
   local py="$CONTRACT_TOOLS_VENV/bin/python"
   if ! "$py" -c "import importlib.metadata as m; assert m.version('schemathesis') == '$SCHEMATHESIS_VERSION'; assert m.version('openapi-spec-validator') == '$OPENAPI_SPEC_VALIDATOR_VERSION'" 2>/dev/null; then
-    local base="" candidate
-    for candidate in "$(command -v python3 || true)" \
-      $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[1-9]*/bin/python3 2>/dev/null | sort -rV) \
-      "$(command -v python3.13 || true)"; do
-      if [[ -n "$candidate" ]] && "$candidate" -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then
-        base=$candidate
-        break
-      fi
-    done
+    local base
+    base=$(python_at_least 11 "$(command -v python3 || true)")
     if [[ -z "$base" ]]; then
       log "no Python 3.11 or later; the contract test will skip"
       return

@@ -78,6 +78,38 @@ async fn shop_on_postgres(sku: &str, cents: i64) -> Shop {
     }
 }
 
+/// The shipment of `order_id` once it is `status` (one of `statuses`).
+async fn shipment_reaches(
+    t: &common::TestMesh,
+    customer: &str,
+    order_id: &str,
+    what: &str,
+    statuses: &[&str],
+) {
+    common::eventually(
+        t,
+        &format!("/api/v1/orders/{order_id}/shipment"),
+        customer,
+        what,
+        |s| statuses.iter().any(|status| s["status"] == *status),
+    )
+    .await;
+}
+
+/// A real payment for `order_id`, and the label it buys.
+async fn pay_and_see_the_label(t: &common::TestMesh, customer: &str, order_id: &str) {
+    let payment = t.pay(customer, order_id, "4242424242424242").await;
+    assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
+    shipment_reaches(
+        t,
+        customer,
+        order_id,
+        "the label bought for the paid order",
+        &["LABEL_CREATED", "IN_TRANSIT"],
+    )
+    .await;
+}
+
 /// A feed notification for `user_id`, as cart-svc's reminders send it.
 fn reminder(user_id: &str, title: &str) -> proto::notification::SendNotificationRequest {
     proto::notification::SendNotificationRequest {
@@ -686,12 +718,12 @@ async fn forged_payment_events_on_a_plain_nats_change_nothing() {
         .await;
     assert_eq!(order.body["status"], "PENDING_PAYMENT", "{}", order.body);
     let total = order.body["total"]["amount"].as_i64().unwrap();
-    common::eventually(
+    shipment_reaches(
         &t,
-        &format!("/api/v1/orders/{order_id}/shipment"),
         &customer,
+        &order_id,
         "the shipment prepared",
-        |s| s["status"] == "PENDING",
+        &["PENDING"],
     )
     .await;
 
@@ -774,16 +806,7 @@ async fn forged_payment_events_on_a_plain_nats_change_nothing() {
     }
 
     // The real thing, signed by payment-svc, still moves the order.
-    let payment = t.pay(&customer, &order_id, "4242424242424242").await;
-    assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
-    common::eventually(
-        &t,
-        &format!("/api/v1/orders/{order_id}/shipment"),
-        &customer,
-        "the label bought for the paid order",
-        |s| s["status"] == "LABEL_CREATED" || s["status"] == "IN_TRANSIT",
-    )
-    .await;
+    pay_and_see_the_label(&t, &customer, &order_id).await;
     common::eventually(
         &t,
         "/api/v1/notifications",
@@ -839,12 +862,12 @@ async fn a_payment_the_order_did_not_take_buys_no_label() {
         ..
     } = shop_on_postgres("TRUST-LABEL", 700).await;
     let order_id = t.order(&customer, &mug, 1).await;
-    common::eventually(
+    shipment_reaches(
         &t,
-        &format!("/api/v1/orders/{order_id}/shipment"),
         &customer,
+        &order_id,
         "the shipment prepared",
-        |s| s["status"] == "PENDING",
+        &["PENDING"],
     )
     .await;
     let payments = t.mesh.component("payment-svc").unwrap();
@@ -887,16 +910,7 @@ async fn a_payment_the_order_did_not_take_buys_no_label() {
         .await;
     assert_eq!(shipment.body["status"], "PENDING", "{}", shipment.body);
 
-    let payment = t.pay(&customer, &order_id, "4242424242424242").await;
-    assert_eq!(payment["status"], "SUCCEEDED", "{payment}");
-    common::eventually(
-        &t,
-        &format!("/api/v1/orders/{order_id}/shipment"),
-        &customer,
-        "the label bought for the paid order",
-        |s| s["status"] == "LABEL_CREATED" || s["status"] == "IN_TRANSIT",
-    )
-    .await;
+    pay_and_see_the_label(&t, &customer, &order_id).await;
     t.shutdown().await;
     backends.cleanup().await;
 }

@@ -191,16 +191,22 @@ async fn train(client: &Client) -> String {
     assert!(!started.already_running);
     let version = started.model_version;
     eventually("the trained model", async || {
-        let status = client
-            .clone()
-            .get_model_status(admin(proto::recommendation::GetModelStatusRequest {}))
-            .await
-            .unwrap()
-            .into_inner();
-        status.current.is_some_and(|c| c.model_version == version)
+        served_version(client).await.as_ref() == Some(&version)
     })
     .await;
     version
+}
+
+/// The version of the model `client` serves, if any.
+async fn served_version(client: &Client) -> Option<String> {
+    client
+        .clone()
+        .get_model_status(admin(proto::recommendation::GetModelStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .current
+        .map(|c| c.model_version)
 }
 
 async fn recommend(
@@ -488,13 +494,7 @@ async fn a_store_without_a_model_trains_one_at_start() {
     // Scheduled training once an hour: the first model must not wait for it.
     let client = app.replica_with(Some(Duration::from_secs(3600))).await;
     eventually("a model trained at start", async || {
-        let status = client
-            .clone()
-            .get_model_status(admin(proto::recommendation::GetModelStatusRequest {}))
-            .await
-            .unwrap()
-            .into_inner();
-        status.current.is_some()
+        served_version(&client).await.is_some()
     })
     .await;
     // That model knows no purchase: the first ones are counted live.

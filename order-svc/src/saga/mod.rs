@@ -137,9 +137,14 @@ impl Saga {
     }
 }
 
+/// NOT_FOUND for an order the caller may not know of, or that is not there.
+fn order_not_found() -> Status {
+    Status::not_found("order not found")
+}
+
 fn not_found(err: StoreError) -> Status {
     match err {
-        StoreError::NotFound => Status::not_found("order not found"),
+        StoreError::NotFound => order_not_found(),
         other => other.into(),
     }
 }

@@ -5,12 +5,8 @@ use platform::auth::Caller;
 use platform::store::{Query, StoreError, Versioned};
 use tonic::Status;
 
-use super::Saga;
+use super::{Saga, order_not_found};
 use crate::domain::Order;
-
-fn not_found() -> Status {
-    Status::not_found("order not found")
-}
 
 impl Saga {
     /// The order if the caller may see it: its owner, an admin, or
@@ -52,9 +48,11 @@ impl Saga {
         visible: impl FnOnce(&Order) -> bool,
     ) -> Result<Versioned<Order>, Status> {
         match self.orders.get(id).await {
-            Ok(order) if order.value.abandoned => Err(not_found()),
+            Ok(order) if order.value.abandoned => Err(order_not_found()),
             Ok(order) if visible(&order.value) => Ok(order),
-            Ok(_) | Err(StoreError::NotFound) | Err(StoreError::Invalid(_)) => Err(not_found()),
+            Ok(_) | Err(StoreError::NotFound) | Err(StoreError::Invalid(_)) => {
+                Err(order_not_found())
+            }
             Err(err) => Err(err.into()),
         }
     }

@@ -5,7 +5,6 @@
 //! track, quote); `convert` maps to and from proto.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use platform::Component;
 use platform::deadline::Budget;
@@ -38,10 +37,6 @@ pub struct ShippingApi {
     /// Verifies who calls.
     pub(crate) mesh: platform::auth::MeshAuth,
 }
-
-/// The longest a `VoidShipment` waits for a label purchase under way when
-/// its caller set no deadline.
-const VOID_BUDGET: Duration = Duration::from_secs(12);
 
 use platform::clock::now;
 
@@ -122,7 +117,7 @@ impl ShippingService for ShippingApi {
         let caller = self.mesh.caller(request.metadata()).await?;
         // The order saga voids the label of an order it refunds.
         caller.require_admin_or(&[Component::ORDER])?;
-        let budget = Budget::from_metadata(request.metadata(), VOID_BUDGET);
+        let budget = Budget::from_metadata(request.metadata(), updates::VOID_WAIT);
         let r = request.into_inner();
         let shipment = self.void(&r.order_id, r.reason.trim(), &budget).await?;
         Ok(Response::new(VoidShipmentResponse {

@@ -17,9 +17,10 @@ use crate::domain::{self, Shipment, Status as St, TrackingEvent, Update, Void};
 /// How often a void waiting for a label purchase looks again.
 const LABEL_POLL: Duration = Duration::from_millis(25);
 
-/// How long `order.cancelled` waits for a label purchase under way before
-/// the event is retried (longer than the carrier call's timeout).
-const VOID_WAIT: Duration = Duration::from_secs(12);
+/// The longest a void waits for a label purchase under way (longer than
+/// the carrier call's timeout): `order.cancelled`'s wait, and
+/// `VoidShipment`'s when its caller set no deadline.
+pub(super) const VOID_WAIT: Duration = Duration::from_secs(12);
 
 fn decide(current: St, next: St) -> Update {
     domain::decide(current, next)
