@@ -77,7 +77,13 @@ impl ProductApi {
                 self.after_write(&[product_id]).await;
                 Ok(())
             }
-            Ok(Err(())) | Err(StoreError::NotFound | StoreError::Invalid(_)) => Ok(()),
+            // Applied before: by a delivery that may have died between its
+            // write and making the cached copies stale, so make them stale.
+            Ok(Err(())) => {
+                self.stock.invalidate(&[product_id]).await;
+                Ok(())
+            }
+            Err(StoreError::NotFound | StoreError::Invalid(_)) => Ok(()),
             Err(err) => Err(err),
         }
     }
