@@ -181,3 +181,28 @@ pub async fn cleanup(db: &str, nats: &str, tag: &str) {
         let _ = bus.delete_stream().await;
     }
 }
+
+/// Waits until the consumers of the stream a [`start`] under `tag` made
+/// have handled every event (at most `longest`); how long that took.
+pub async fn quiesce(nats: &str, tag: &str, longest: Duration) -> Duration {
+    let settings = platform::events::nats::NatsSettings {
+        stream: tag.to_uppercase(),
+        prefix: tag.to_string(),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let Ok(bus) = platform::events::nats::NatsBus::connect(nats, settings).await else {
+        return Duration::ZERO;
+    };
+    while started.elapsed() < longest {
+        if bus
+            .backlog()
+            .await
+            .is_ok_and(|backlog| backlog.unhandled.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
