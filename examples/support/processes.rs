@@ -159,6 +159,15 @@ pub fn start(
     (procs, format!("http://127.0.0.1:{http_port}"))
 }
 
+/// The stream and subjects of a [`start`] under `tag`.
+fn bus_settings(tag: &str) -> platform::events::nats::NatsSettings {
+    platform::events::nats::NatsSettings {
+        stream: tag.to_uppercase(),
+        prefix: tag.to_string(),
+        ..Default::default()
+    }
+}
+
 /// Drops the schemas and the stream a [`start`] under `tag` made.
 pub async fn cleanup(db: &str, nats: &str, tag: &str) {
     for id in ServiceId::ALL {
@@ -172,12 +181,7 @@ pub async fn cleanup(db: &str, nats: &str, tag: &str) {
             let _ = pg.drop_schema().await;
         }
     }
-    let settings = platform::events::nats::NatsSettings {
-        stream: tag.to_uppercase(),
-        prefix: tag.to_string(),
-        ..Default::default()
-    };
-    if let Ok(bus) = platform::events::nats::NatsBus::connect(nats, settings).await {
+    if let Ok(bus) = platform::events::nats::NatsBus::connect(nats, bus_settings(tag)).await {
         let _ = bus.delete_stream().await;
     }
 }
@@ -185,13 +189,8 @@ pub async fn cleanup(db: &str, nats: &str, tag: &str) {
 /// Waits until the consumers of the stream a [`start`] under `tag` made
 /// have handled every event (at most `longest`); how long that took.
 pub async fn quiesce(nats: &str, tag: &str, longest: Duration) -> Duration {
-    let settings = platform::events::nats::NatsSettings {
-        stream: tag.to_uppercase(),
-        prefix: tag.to_string(),
-        ..Default::default()
-    };
     let started = Instant::now();
-    let Ok(bus) = platform::events::nats::NatsBus::connect(nats, settings).await else {
+    let Ok(bus) = platform::events::nats::NatsBus::connect(nats, bus_settings(tag)).await else {
         return Duration::ZERO;
     };
     while started.elapsed() < longest {
