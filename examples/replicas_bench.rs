@@ -92,11 +92,12 @@ async fn login(http: &reqwest::Client, base: &str, email: &str) -> String {
 /// What one process's `/metrics` counts: gRPC calls served (health checks
 /// aside), store operations, and those of them that lost a
 /// compare-and-swap to another writer.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Counts {
     calls: u64,
     store_ops: u64,
-    conflicts: u64,
+    /// Lost compare-and-swaps, by collection.
+    conflicts: BTreeMap<String, u64>,
 }
 
 async fn counts(http: &reqwest::Client, metrics: SocketAddr) -> Counts {
@@ -115,7 +116,12 @@ async fn counts(http: &reqwest::Client, metrics: SocketAddr) -> Counts {
         } else if line.starts_with("db_client_operation_duration_seconds_count") {
             counts.store_ops += n;
             if line.contains("outcome=\"version_conflict\"") {
-                counts.conflicts += n;
+                let collection = line
+                    .split("collection=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or("?");
+                *counts.conflicts.entry(collection.to_string()).or_default() += n;
             }
         }
     }
@@ -191,7 +197,8 @@ struct Tally {
     cpu: BTreeMap<String, Duration>,
     commits: i64,
     store_ops: u64,
-    conflicts: u64,
+    /// Lost compare-and-swaps, by collection.
+    conflicts: BTreeMap<String, u64>,
     /// p99 of each turn.
     turns: Vec<Duration>,
 }
@@ -416,7 +423,10 @@ async fn main() {
         let during = mesh.counts(&http).await;
         for (b, a) in before.iter().zip(&during) {
             tally.store_ops += a.store_ops - b.store_ops;
-            tally.conflicts += a.conflicts - b.conflicts;
+            for (collection, n) in &a.conflicts {
+                let was = b.conflicts.get(collection).copied().unwrap_or(0);
+                *tally.conflicts.entry(collection.clone()).or_default() += n - was;
+            }
         }
         tally.add(latencies, failures);
         // The events the burst left (labels, notices) are handled before
@@ -464,10 +474,17 @@ async fn main() {
             t.commits as f64 / n,
             t.failures,
         );
+        let by_collection: Vec<String> = t
+            .conflicts
+            .iter()
+            .filter(|(_, lost)| **lost > 0)
+            .map(|(collection, lost)| format!("{collection} {:.2}", *lost as f64 / n))
+            .collect();
         println!(
-            "      {:.1} store operations per order, {:.2} of them compare-and-swaps lost to another writer",
+            "      {:.1} store operations per order, {:.2} of them compare-and-swaps lost to another writer ({})",
             t.store_ops as f64 / n,
-            t.conflicts as f64 / n
+            t.conflicts.values().sum::<u64>() as f64 / n,
+            by_collection.join(", ")
         );
     }
     println!("  CPU per order by service (ms), 1 replica / 2 replicas:");

@@ -11,8 +11,11 @@
 //! - a replica stopped gracefully (SIGTERM, with a drain delay) costs no
 //!   call, not even without retries;
 //! - a replica killed with `kill -9` is dropped, and no idempotent call
-//!   fails past its retries.
+//!   fails past its retries;
+//! - calls with an affinity key all go to one replica per key, and when
+//!   that replica is killed only its keys move.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -142,7 +145,7 @@ impl Drop for Replica {
     }
 }
 
-fn client(port: u16) -> ProductServiceClient<GrpcChannel> {
+fn client(name: &str, port: u16) -> ProductServiceClient<GrpcChannel> {
     let settings = GrpcSettings {
         resolve_interval: RESOLVE_EVERY,
         // Every failure is counted here, not hidden by an open breaker.
@@ -152,7 +155,7 @@ fn client(port: u16) -> ProductServiceClient<GrpcChannel> {
         },
         ..GrpcSettings::default()
     };
-    let peer: PeerAddr = format!("{NAME}:{port}").parse().expect("a peer address");
+    let peer: PeerAddr = format!("{name}:{port}").parse().expect("a peer address");
     ProductServiceClient::new(
         platform::grpc::channel_for(ServiceId::Product, &peer, &settings).expect("a channel"),
     )
@@ -250,7 +253,7 @@ async fn calls_spread_over_every_replica_and_survive_losing_one() {
     let mut r2 = Replica::start(2, port);
     let r3 = Replica::start(3, port);
     balance::hosts::set(NAME, vec![ip(1), ip(2)]);
-    let client = client(port);
+    let client = client(NAME, port);
 
     // Two replicas behind the name.
     let before = counts(&[&r1, &r2, &r3]).await;
@@ -335,6 +338,93 @@ async fn calls_spread_over_every_replica_and_survive_losing_one() {
     let after = counts(&[&r1, &r2]).await;
     assert_even("after the kill", &before, &after, 400);
     balance::hosts::remove(NAME);
+}
+
+/// `calls` ListProducts calls with affinity key `key`, one at a time, with
+/// retries; which replica served each, from the replicas' counts.
+async fn keyed_calls(
+    client: &ProductServiceClient<GrpcChannel>,
+    replicas: &[&Replica],
+    key: &str,
+    calls: u64,
+) -> Vec<u64> {
+    let retry = Retry::new(GrpcSettings::default().client_retries);
+    let before = counts(replicas).await;
+    for _ in 0..calls {
+        retry
+            .run(|| {
+                let mut client = client.clone();
+                let mut request = tonic::Request::new(ListProductsRequest::default());
+                balance::with_affinity(&mut request, key);
+                async move { client.list_products(request).await }
+            })
+            .await
+            .unwrap_or_else(|status| panic!("a keyed call failed: {status:?}"));
+    }
+    let after = counts(replicas).await;
+    after.iter().zip(&before).map(|(a, b)| a - b).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_calls_stay_on_one_replica_and_only_a_lost_replicas_keys_move() {
+    const KEYED: &str = "keyed.replicas.test";
+    const CALLS: u64 = 6;
+    let port = free_port();
+    let mut replicas = [
+        Replica::start(1, port),
+        Replica::start(2, port),
+        Replica::start(3, port),
+    ];
+    balance::hosts::set(KEYED, vec![ip(1), ip(2), ip(3)]);
+    let client = client(KEYED, port);
+    // Until every replica is in the balanced set (unkeyed calls reach it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counts(&replicas.iter().collect::<Vec<_>>())
+        .await
+        .contains(&0)
+    {
+        assert!(Instant::now() < deadline, "a replica never joined");
+        run_calls(&client, 8, None).await;
+    }
+
+    let keys: Vec<String> = (0..12).map(|i| format!("product-{i}")).collect();
+    let mut owners = Vec::new();
+    for key in &keys {
+        let all: Vec<&Replica> = replicas.iter().collect();
+        let served = keyed_calls(&client, &all, key, CALLS).await;
+        let owner = served.iter().position(|&n| n == CALLS);
+        assert!(
+            owner.is_some() && served.iter().sum::<u64>() == CALLS,
+            "{key}: its calls were spread over replicas: {served:?}"
+        );
+        owners.push(owner.unwrap());
+    }
+    println!("owners of 12 keys: {owners:?}");
+    let distinct: HashSet<usize> = owners.iter().copied().collect();
+    assert!(distinct.len() >= 2, "every key on one replica: {owners:?}");
+
+    // kill -9 of the first key's owner: its keys move (each to one
+    // survivor), the others stay where they were.
+    let lost = owners[0];
+    replicas[lost].kill();
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != lost).collect();
+    for (key, &owner) in keys.iter().zip(&owners) {
+        let alive: Vec<&Replica> = survivors.iter().map(|&i| &replicas[i]).collect();
+        let served = keyed_calls(&client, &alive, key, CALLS).await;
+        let now = served
+            .iter()
+            .position(|&n| n == CALLS)
+            .map(|i| survivors[i]);
+        if owner == lost {
+            assert!(
+                now.is_some() && served.iter().sum::<u64>() == CALLS,
+                "{key} did not move to one survivor: {served:?}"
+            );
+        } else {
+            assert_eq!(now, Some(owner), "{key} moved though its replica lives");
+        }
+    }
+    balance::hosts::remove(KEYED);
 }
 
 #[tokio::test]

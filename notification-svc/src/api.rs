@@ -73,6 +73,7 @@ pub struct NotificationApi {
     /// Admins' messages to many customers, and who they go to.
     pub(crate) promotions: Collection<crate::promotions::Promotion>,
     pub(crate) audience: Collection<crate::promotions::Member>,
+    pub(crate) joined: crate::promotions::Joined,
 }
 
 pub(crate) fn to_proto(id: &str, n: &Item) -> proto::notification::Notification {

@@ -121,6 +121,7 @@ pub async fn serve_with(
         mesh,
         promotions,
         audience,
+        joined: Default::default(),
     };
     let promoting = api.clone();
     let handler = Arc::new(events::NotificationEvents {

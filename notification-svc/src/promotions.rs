@@ -86,6 +86,31 @@ pub(crate) fn to_proto(id: &str, p: &Promotion) -> proto::notification::Promotio
     }
 }
 
+/// Audience memberships this process knows are stored (none is ever
+/// removed), so a customer's next order does not insert them again.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Joined(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+/// How many memberships [`Joined`] holds before it starts over.
+const JOINED_HELD: usize = 100_000;
+
+impl Joined {
+    fn holds(&self, id: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
+    fn add(&self, id: String) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if held.len() >= JOINED_HELD {
+            held.clear();
+        }
+        held.insert(id);
+    }
+}
+
 impl NotificationApi {
     /// Adds `user_id` to everyone and to the buyers of `categories`
     /// (each once, whatever is delivered twice).
@@ -102,16 +127,16 @@ impl NotificationApi {
             }
         }
         for s in segments {
+            let id = id_of(&format!("{s}\n{user_id}"));
+            if self.joined.holds(&id) {
+                continue;
+            }
             let member = Member {
                 segment: s.clone(),
                 user_id: user_id.to_string(),
             };
-            match self
-                .audience
-                .insert(&id_of(&format!("{s}\n{user_id}")), member)
-                .await
-            {
-                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+            match self.audience.insert(&id, member).await {
+                Ok(_) | Err(StoreError::AlreadyExists { .. }) => self.joined.add(id),
                 Err(err) => return Err(err),
             }
         }

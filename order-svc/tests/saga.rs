@@ -49,6 +49,16 @@ struct CatalogState {
     lose_reserve_answers: bool,
     /// ValidateProducts calls answered.
     validations: usize,
+    /// (call, order id, affinity key) of every stock call.
+    stock_calls: Vec<(&'static str, String, Option<String>)>,
+}
+
+/// The affinity key a call was sent with.
+fn affinity<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get(platform::balance::AFFINITY_METADATA)
+        .map(|v| v.to_str().unwrap().to_string())
 }
 
 impl FakeCatalog {
@@ -79,6 +89,17 @@ impl FakeCatalog {
 
     fn validations(&self) -> usize {
         self.state.lock().unwrap().validations
+    }
+
+    /// Each stock call made for `order`, with its affinity key.
+    fn stock_calls_of(&self, order: &str) -> Vec<(&'static str, Option<String>)> {
+        let state = self.state.lock().unwrap();
+        state
+            .stock_calls
+            .iter()
+            .filter(|(_, id, _)| id == order)
+            .map(|(call, _, key)| (*call, key.clone()))
+            .collect()
     }
 }
 
@@ -125,8 +146,10 @@ impl Catalog for FakeCatalog {
         &self,
         request: Request<ReserveStockRequest>,
     ) -> Result<ReserveStockResponse, Status> {
+        let key = affinity(&request);
         let r = request.into_inner();
         let mut state = self.state.lock().unwrap();
+        state.stock_calls.push(("reserve", r.order_id.clone(), key));
         let mut products = Vec::new();
         if !state.reserved.contains_key(&r.order_id) {
             for line in &r.lines {
@@ -176,8 +199,10 @@ impl Catalog for FakeCatalog {
         &self,
         request: Request<ReleaseStockRequest>,
     ) -> Result<ReleaseStockResponse, Status> {
+        let key = affinity(&request);
         let order = request.into_inner().order_id;
         let mut state = self.state.lock().unwrap();
+        state.stock_calls.push(("release", order.clone(), key));
         if !state.committed.contains(&order)
             && let Some(held) = state.reserved.remove(&order)
         {
@@ -192,8 +217,10 @@ impl Catalog for FakeCatalog {
         &self,
         request: Request<CommitStockRequest>,
     ) -> Result<CommitStockResponse, Status> {
+        let key = affinity(&request);
         let order = request.into_inner().order_id;
         let mut state = self.state.lock().unwrap();
+        state.stock_calls.push(("commit", order.clone(), key));
         if state.reserved.remove(&order).is_none() && !state.committed.contains(&order) {
             return Err(Status::not_found("no reservation for the order"));
         }
@@ -436,6 +463,35 @@ async fn an_order_is_priced_from_what_its_reserve_took_with_no_other_catalog_cal
     assert_eq!(order.items[0].name, "product a");
     assert_eq!(app.catalog.validations(), 0, "the reserve answer priced it");
     assert_eq!(app.catalog.available("a"), 8);
+    app.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orders_stock_calls_are_keyed_by_its_lowest_product_id() {
+    let app = TestApp::start(FakeCatalog::with(&[("a", 500, 10), ("b", 700, 5)])).await;
+    let key = |k: &str| Some(k.to_string());
+
+    let paid = app.create(&[("b", 1), ("a", 1)]).await.unwrap();
+    app.pay(&paid.id, GOOD_CARD).await.unwrap();
+    eventually("the stock committed", async || {
+        app.catalog.committed(&paid.id)
+    })
+    .await;
+    assert_eq!(
+        app.catalog.stock_calls_of(&paid.id),
+        vec![("reserve", key("a")), ("commit", key("a"))]
+    );
+
+    let cancelled = app.create(&[("b", 2)]).await.unwrap();
+    app.cancel(&cancelled.id).await.unwrap();
+    eventually("the stock released", async || {
+        !app.catalog.holds(&cancelled.id)
+    })
+    .await;
+    assert_eq!(
+        app.catalog.stock_calls_of(&cancelled.id),
+        vec![("reserve", key("b")), ("release", key("b"))]
+    );
     app.running.shutdown().await;
 }
 

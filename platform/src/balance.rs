@@ -18,6 +18,17 @@
 //! an IP address, or every peer with `GRPC_CLIENT_BALANCING=false` (where a
 //! service mesh balances requests), gets one connection as before.
 //!
+//! A call that carries an affinity key ([`AFFINITY_METADATA`], set with
+//! [`with_affinity`]) skips the two choices: it goes to the healthy address
+//! that rendezvous hashing picks for its key, so every caller sends the same
+//! key to the same replica while the set of addresses stays the same, and
+//! when an address leaves only its own keys move. Loads stay bounded: an
+//! owner with more than 1.25 times the average calls in flight passes the
+//! call to the next address in the key's order. order-svc keys its stock
+//! calls by product, so one product-svc replica writes a product's stock
+//! and its per-document batching and held copy stay whole (two replicas
+//! taking turns on one document would each start from a stale copy).
+//!
 //! [`hosts`] is an in-process hosts table consulted before DNS, so tests can
 //! put several loopback addresses behind one name.
 
@@ -26,8 +37,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -50,6 +61,83 @@ type ResponseFuture =
 const BUFFER: usize = 1024;
 /// Shortest gap between two rounds that failures start.
 const MIN_ROUND_GAP: Duration = Duration::from_millis(100);
+
+/// The metadata key of a call's affinity key (see the module).
+pub const AFFINITY_METADATA: &str = "shopmesh-affinity";
+
+/// Sends `request` to the replica that owns `key` (see the module). A key
+/// that is not valid metadata (not visible ASCII) is left off: the call is
+/// then balanced as any other.
+pub fn with_affinity<T>(request: &mut tonic::Request<T>, key: &str) {
+    if let Ok(value) = key.parse() {
+        request.metadata_mut().insert(AFFINITY_METADATA, value);
+    }
+}
+
+/// The addresses in the balanced set, for keyed calls.
+#[derive(Clone, Default)]
+pub struct Roster(Arc<RwLock<Vec<(SocketAddr, Ejecting)>>>);
+
+/// 64-bit FNV-1a: the same in every process and build, so every caller
+/// picks the same replica for a key.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &byte in *part {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so ("ab", "c") and ("a", "bc") differ.
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// An address's rank for `key` under rendezvous (highest random weight)
+/// hashing: the highest ranked address owns the key, and taking an address
+/// away moves only the keys it owned.
+fn rank(key: &[u8], addr: &SocketAddr) -> (u64, SocketAddr) {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
+        std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    (fnv1a(&[key, &ip, &addr.port().to_be_bytes()]), *addr)
+}
+
+/// The address of `addrs` that owns `key`.
+#[cfg(test)]
+fn owner<'a>(key: &[u8], addrs: impl IntoIterator<Item = &'a SocketAddr>) -> Option<SocketAddr> {
+    addrs
+        .into_iter()
+        .map(|addr| rank(key, addr))
+        .max()
+        .map(|(_, addr)| addr)
+}
+
+/// How far above the average number of calls in flight per address a keyed
+/// call may take its owner before it goes to the next address in the key's
+/// order (consistent hashing with bounded loads): a best-seller's calls
+/// spill over rather than pile up on one replica.
+const KEYED_LOAD_BOUND: f64 = 1.25;
+
+/// The live member of `roster` that takes a call with `key`: its owner,
+/// unless that one is over the bound; `None` if no address is live.
+fn pinned(roster: &Roster, key: &[u8]) -> Option<Ejecting> {
+    let roster = roster.0.read().unwrap_or_else(|e| e.into_inner());
+    let mut live: Vec<(&SocketAddr, &Ejecting, usize)> = roster
+        .iter()
+        .filter(|(_, member)| !member.ejected.load(Ordering::SeqCst))
+        .map(|(addr, member)| (addr, member, member.in_flight.load(Ordering::Relaxed)))
+        .collect();
+    let total: usize = live.iter().map(|(_, _, n)| n).sum();
+    let bound = ((total + 1) as f64 * KEYED_LOAD_BOUND / live.len().max(1) as f64).ceil() as usize;
+    live.sort_by_key(|(addr, _, _)| std::cmp::Reverse(rank(key, addr)));
+    live.iter()
+        .find(|(_, _, n)| *n < bound)
+        .or(live.first())
+        .map(|(_, member, _)| (*member).clone())
+}
 
 /// The in-process hosts table: names resolved without DNS.
 pub mod hosts {
@@ -119,6 +207,8 @@ pub enum PeerChannel {
     /// Calls spread over the peer's healthy addresses.
     Balanced {
         calls: Buffer<http::Request<Body>, ResponseFuture>,
+        /// The healthy addresses, for calls with an affinity key.
+        roster: Roster,
         /// Starts a resolver round at once (a call found no answer).
         wake: Arc<Notify>,
         /// Longest a call without a `grpc-timeout` waits in all (for an
@@ -148,15 +238,34 @@ type Member = PendingRequests<Ejecting, CompleteOnResponse>;
 
 /// One address's connection, which leaves the balancer as soon as a call
 /// over it finds no answer (refused, reset, timed out): its next readiness
-/// check fails, and the balancer evicts it. The last address standing is
-/// never ejected, so calls keep failing fast rather than wait. The resolver
-/// puts it back once it answers SERVING.
+/// check fails, the balancer evicts it, and keyed calls pass it by. The
+/// last address standing is never ejected, so calls keep failing fast
+/// rather than wait. The resolver puts it back once it answers SERVING.
+#[derive(Clone)]
 struct Ejecting {
     inner: Channel,
     ejected: Arc<AtomicBool>,
     /// Addresses in the balancer not ejected.
     live: Arc<AtomicUsize>,
     wake: Arc<Notify>,
+    /// Calls sent over this address and not answered yet.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One call in flight over an address, until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl tower::Service<http::Request<Body>> for Ejecting {
@@ -174,7 +283,9 @@ impl tower::Service<http::Request<Body>> for Ejecting {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let call = self.inner.call(request);
         let (ejected, live, wake) = (self.ejected.clone(), self.live.clone(), self.wake.clone());
+        let in_flight = InFlight::new(&self.in_flight);
         Box::pin(async move {
+            let _in_flight = in_flight;
             let eject = Eject {
                 ejected,
                 live,
@@ -297,6 +408,7 @@ pub fn peer_channel(
     let balance: Balance<Changes, http::Request<Body>> = Balance::new(Changes(rx));
     let calls = Buffer::new(BoxService::new(balance), BUFFER);
     let wake = Arc::new(Notify::new());
+    let roster = Roster::default();
     let resolver = Resolver {
         host: host.to_string(),
         fixed: settings.hosts.clone(),
@@ -310,10 +422,12 @@ pub fn peer_channel(
         changes: tx,
         wake: wake.clone(),
         live: Arc::new(AtomicUsize::new(0)),
+        roster: roster.clone(),
     };
     tokio::spawn(resolver.run());
     Ok(PeerChannel::Balanced {
         calls,
+        roster,
         wake,
         timeout: settings.client_timeout,
     })
@@ -331,7 +445,7 @@ impl tower::Service<http::Request<Body>> for PeerChannel {
         }
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         match self {
             Self::Single(channel) => {
                 let call = channel.call(request);
@@ -339,6 +453,7 @@ impl tower::Service<http::Request<Body>> for PeerChannel {
             }
             Self::Balanced {
                 calls,
+                roster,
                 wake,
                 timeout,
             } => {
@@ -348,7 +463,19 @@ impl tower::Service<http::Request<Body>> for PeerChannel {
                     .and_then(|v| v.to_str().ok())
                     .and_then(crate::deadline::parse_grpc_timeout)
                     .unwrap_or(*timeout);
-                let call = calls.call(request);
+                let owner = request
+                    .headers_mut()
+                    .remove(AFFINITY_METADATA)
+                    .and_then(|key| pinned(roster, key.as_bytes()));
+                // A keyed call goes to its owner; the slot `poll_ready`
+                // took in the buffer is given back when this handle drops.
+                let call: ResponseFuture = match owner {
+                    Some(mut owner) => Box::pin(async move {
+                        tower::ServiceExt::ready(&mut owner).await?;
+                        owner.call(request).await
+                    }),
+                    None => Box::pin(calls.call(request)),
+                };
                 let wake = wake.clone();
                 Box::pin(async move {
                     let result = match tokio::time::timeout(limit, call).await {
@@ -386,13 +513,14 @@ struct Resolver {
     changes: mpsc::Sender<Change<Target, Member>>,
     wake: Arc<Notify>,
     live: Arc<AtomicUsize>,
+    roster: Roster,
 }
 
 impl Resolver {
     async fn run(self) {
         let mut known: Vec<SocketAddr> = Vec::new();
-        // What the balancer holds, each with its ejection flag.
-        let mut members: HashMap<Target, Arc<AtomicBool>> = HashMap::new();
+        // What the balancer holds.
+        let mut members: HashMap<Target, Ejecting> = HashMap::new();
         let mut probes: HashMap<SocketAddr, Channel> = HashMap::new();
         loop {
             match resolve_with(&self.fixed, &self.host, self.port).await {
@@ -446,7 +574,30 @@ impl Resolver {
     /// again goes back in); false once the balancer is gone.
     async fn apply(
         &self,
-        members: &mut HashMap<Target, Arc<AtomicBool>>,
+        members: &mut HashMap<Target, Ejecting>,
+        wanted: HashSet<Target>,
+    ) -> bool {
+        let sent = self.send_changes(members, wanted).await;
+        let live = members
+            .values()
+            .filter(|m| !m.ejected.load(Ordering::SeqCst))
+            .count();
+        self.live.store(live, Ordering::SeqCst);
+        let mut roster = self.roster.0.write().unwrap_or_else(|e| e.into_inner());
+        *roster = members
+            .iter()
+            .filter_map(|(target, member)| match target {
+                Target::Addr(addr) => Some((*addr, member.clone())),
+                Target::Name => None,
+            })
+            .collect();
+        sent
+    }
+
+    /// [`Resolver::apply`]'s changes, sent; false once the balancer is gone.
+    async fn send_changes(
+        &self,
+        members: &mut HashMap<Target, Ejecting>,
         wanted: HashSet<Target>,
     ) -> bool {
         let gone: Vec<Target> = members
@@ -463,7 +614,11 @@ impl Resolver {
         }
         let new: Vec<Target> = wanted
             .into_iter()
-            .filter(|t| members.get(t).is_none_or(|e| e.load(Ordering::SeqCst)))
+            .filter(|t| {
+                members
+                    .get(t)
+                    .is_none_or(|m| m.ejected.load(Ordering::SeqCst))
+            })
             .collect();
         for new in new {
             let uri = match new {
@@ -478,29 +633,24 @@ impl Resolver {
                 }
             };
             tracing::debug!(host = %self.host, target = ?new, "peer address joined the balanced set");
-            let ejected = Arc::new(AtomicBool::new(false));
             let member = Ejecting {
                 inner: endpoint.connect_lazy(),
-                ejected: ejected.clone(),
+                ejected: Arc::new(AtomicBool::new(false)),
                 live: self.live.clone(),
                 wake: self.wake.clone(),
+                in_flight: Arc::default(),
             };
-            let member = PendingRequests::new(member, CompleteOnResponse::default());
+            let balanced = PendingRequests::new(member.clone(), CompleteOnResponse::default());
             if self
                 .changes
-                .send(Change::Insert(new, member))
+                .send(Change::Insert(new, balanced))
                 .await
                 .is_err()
             {
                 return false;
             }
-            members.insert(new, ejected);
+            members.insert(new, member);
         }
-        let live = members
-            .values()
-            .filter(|e| !e.load(Ordering::SeqCst))
-            .count();
-        self.live.store(live, Ordering::SeqCst);
         true
     }
 
@@ -521,5 +671,114 @@ impl Resolver {
             tokio::time::timeout(self.probe_timeout, check).await,
             Ok(Ok(reply)) if reply.get_ref().status == ServingStatus::Serving as i32
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(n: u8) -> Vec<SocketAddr> {
+        (1..=n)
+            .map(|i| SocketAddr::from(([127, 0, 0, i], 50052)))
+            .collect()
+    }
+
+    #[test]
+    fn keys_spread_and_only_a_lost_addresss_keys_move() {
+        let three = addrs(3);
+        let keys: Vec<String> = (0..3000).map(|i| format!("product-{i}")).collect();
+        let owners: Vec<SocketAddr> = keys
+            .iter()
+            .map(|k| owner(k.as_bytes(), &three).unwrap())
+            .collect();
+        for addr in &three {
+            let owned = owners.iter().filter(|o| *o == addr).count();
+            assert!((800..=1200).contains(&owned), "{addr} owns {owned} of 3000");
+        }
+        // The order the addresses come in does not matter.
+        let reversed: Vec<SocketAddr> = three.iter().rev().copied().collect();
+        assert!(
+            keys.iter()
+                .zip(&owners)
+                .all(|(k, o)| owner(k.as_bytes(), &reversed) == Some(*o))
+        );
+        // Without the third address, its keys move and no other key does.
+        let two = &three[..2];
+        let mut moved = 0;
+        for (key, was) in keys.iter().zip(&owners) {
+            let now = owner(key.as_bytes(), two).unwrap();
+            if *was == three[2] {
+                moved += 1;
+            } else {
+                assert_eq!(now, *was, "{key} moved though its owner stayed");
+            }
+        }
+        assert!(moved > 0);
+        assert_eq!(owner(b"k", &[]), None);
+    }
+
+    #[tokio::test]
+    async fn a_keyed_call_spills_over_only_past_the_load_bound() {
+        let two = addrs(2);
+        let member = || Ejecting {
+            inner: Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+            ejected: Arc::default(),
+            live: Arc::new(AtomicUsize::new(2)),
+            wake: Arc::default(),
+            in_flight: Arc::default(),
+        };
+        let roster = Roster(Arc::new(RwLock::new(
+            two.iter().map(|a| (*a, member())).collect(),
+        )));
+        let key = b"best-seller";
+        let own = owner(key, &two).unwrap();
+        let in_flight = |addr: SocketAddr| {
+            let roster = roster.0.read().unwrap();
+            roster
+                .iter()
+                .find(|(a, _)| *a == addr)
+                .unwrap()
+                .1
+                .in_flight
+                .clone()
+        };
+        let (owners, other) = (in_flight(own), in_flight(two[(two[0] == own) as usize]));
+        let picked = |roster: &Roster| Arc::as_ptr(&pinned(roster, key).unwrap().in_flight);
+        // Idle, or a little busier than the other: the owner.
+        assert_eq!(picked(&roster), Arc::as_ptr(&owners));
+        owners.store(1, Ordering::Relaxed);
+        assert_eq!(picked(&roster), Arc::as_ptr(&owners));
+        owners.store(3, Ordering::Relaxed);
+        other.store(2, Ordering::Relaxed);
+        assert_eq!(picked(&roster), Arc::as_ptr(&owners));
+        // Past 1.25 times the average: the next address in the key's order.
+        owners.store(6, Ordering::Relaxed);
+        assert_eq!(picked(&roster), Arc::as_ptr(&other));
+        // An ejected owner is passed by whatever its load.
+        owners.store(0, Ordering::Relaxed);
+        let roster_of = |r: &Roster| r.0.read().unwrap().clone();
+        let owner_member = roster_of(&roster)
+            .into_iter()
+            .find(|(a, _)| *a == own)
+            .unwrap()
+            .1;
+        owner_member.ejected.store(true, Ordering::SeqCst);
+        assert_eq!(picked(&roster), Arc::as_ptr(&other));
+        roster.0.write().unwrap().clear();
+        assert!(pinned(&roster, key).is_none());
+    }
+
+    #[test]
+    fn an_affinity_key_that_is_not_metadata_is_left_off() {
+        let mut request = tonic::Request::new(());
+        with_affinity(&mut request, "9f1c-product");
+        assert_eq!(
+            request.metadata().get(AFFINITY_METADATA).unwrap(),
+            "9f1c-product"
+        );
+        let mut request = tonic::Request::new(());
+        with_affinity(&mut request, "line\nbreak");
+        assert!(request.metadata().get(AFFINITY_METADATA).is_none());
     }
 }

@@ -111,13 +111,16 @@ impl Saga {
             .retry
             .run(|| {
                 let catalog = self.catalog.clone();
-                let request = self.budget_request(
-                    budget,
-                    proto::product::ReserveStockRequest {
-                        order_id: order_id.to_string(),
-                        lines: stock_lines.clone(),
-                    },
-                    &self.mesh.own_caller(),
+                let request = Self::keyed_by_product(
+                    self.budget_request(
+                        budget,
+                        proto::product::ReserveStockRequest {
+                            order_id: order_id.to_string(),
+                            lines: stock_lines.clone(),
+                        },
+                        &self.mesh.own_caller(),
+                    ),
+                    lines.iter().map(|l| l.product_id.as_str()),
                 );
                 async move { catalog.reserve_stock(request).await }
             })
@@ -130,7 +133,7 @@ impl Saga {
                     // also refuses the reserve if it is still on its way). If
                     // this fails too, product-svc's sweeper finds the
                     // reservation without an order and releases it.
-                    self.release_now(order_id).await;
+                    self.release_now(order_id, &lines).await;
                 } else if let Ok(validation) = self.catalog_prices(budget, &lines).await {
                     priced_items(&lines, &validation)?;
                 }
@@ -153,7 +156,7 @@ impl Saga {
             Ok(priced) => priced,
             // Not an order the catalog takes: give the units back.
             Err(status) => {
-                self.release_now(order_id).await;
+                self.release_now(order_id, &lines).await;
                 return Err(status.into());
             }
         };
@@ -261,10 +264,13 @@ impl Saga {
 
     /// Releases `order_id`'s stock now, best effort (a fresh short deadline:
     /// the request's own may be spent).
-    async fn release_now(&self, order_id: &str) {
-        let request = self.step_request(proto::product::ReleaseStockRequest {
-            order_id: order_id.to_string(),
-        });
+    async fn release_now(&self, order_id: &str, lines: &[Line]) {
+        let request = Self::keyed_by_product(
+            self.step_request(proto::product::ReleaseStockRequest {
+                order_id: order_id.to_string(),
+            }),
+            lines.iter().map(|l| l.product_id.as_str()),
+        );
         if let Err(status) = self.catalog.release_stock(request).await {
             tracing::warn!(order = order_id, code = ?status.code(), "stock not released after a failed creation; the reservation sweeper will");
         }

@@ -82,6 +82,20 @@ impl Saga {
         request
     }
 
+    /// A stock call (reserve, commit, release) of an order of `product_ids`,
+    /// keyed by its lowest product id: the product-svc replica that owns
+    /// that product writes its stock, so its batches and held copy stay
+    /// whole (see `platform::balance`).
+    fn keyed_by_product<'a, T>(
+        mut request: tonic::Request<T>,
+        product_ids: impl IntoIterator<Item = &'a str>,
+    ) -> tonic::Request<T> {
+        if let Some(key) = product_ids.into_iter().min() {
+            platform::balance::with_affinity(&mut request, key);
+        }
+        request
+    }
+
     /// A call made for `caller` within `budget`.
     fn budget_request<T>(&self, budget: &Budget, message: T, caller: &Caller) -> tonic::Request<T> {
         let mut request = budget.request(message);

@@ -55,15 +55,22 @@ impl Saga {
 
     async fn execute(&self, id: &str, order: &Order, pending: &PendingStep) -> Outcome {
         let order_id = id.to_string();
+        let products = || order.items.iter().map(|i| i.product_id.as_str());
         let result = match &pending.step {
             Step::CommitStock => self
                 .catalog
-                .commit_stock(self.step_request(proto::product::CommitStockRequest { order_id }))
+                .commit_stock(Self::keyed_by_product(
+                    self.step_request(proto::product::CommitStockRequest { order_id }),
+                    products(),
+                ))
                 .await
                 .map(|_| ()),
             Step::ReleaseStock => self
                 .catalog
-                .release_stock(self.step_request(proto::product::ReleaseStockRequest { order_id }))
+                .release_stock(Self::keyed_by_product(
+                    self.step_request(proto::product::ReleaseStockRequest { order_id }),
+                    products(),
+                ))
                 .await
                 .map(|_| ()),
             Step::Refund { payment_id, key } => self
