@@ -301,32 +301,41 @@ impl Library {
         }
     }
 
-    /// Removes records deleted more than the grace period ago, then the
-    /// bytes of every key that no record references and that nobody wrote
-    /// within the grace period (a crash between the bytes and the record
-    /// leaves such bytes).
+    /// Removes records deleted more than the grace period ago whose
+    /// `media.deleted` is on the bus (a record still holding it in its
+    /// outbox, the bus down since, stays until the outbox sweeper has sent
+    /// it: removing it would lose the event, and the product would show
+    /// the image forever), then the bytes of every key that no record
+    /// references and that nobody wrote within the grace period (a crash
+    /// between the bytes and the record leaves such bytes).
     pub async fn sweep(&self, now: i64) -> Result<Swept, LibraryError> {
         let mut swept = Swept::default();
         let before = now - self.grace.as_millis() as i64;
+        let mut cursor = None;
         loop {
             let page = self
                 .media
                 .find(
                     &Query::new()
                         .range("deleted_at", None, Some(Bound::Exclusive(before.into())))
-                        .limit(100),
+                        .sort_by_id(false)
+                        .limit(100)
+                        .after(cursor),
                 )
                 .await?;
-            let full = page.items.len() == 100;
             for doc in page.items {
+                if !doc.value.outbox.is_empty() {
+                    continue;
+                }
                 match self.media.delete(&doc.id, Some(doc.version)).await {
                     Ok(()) => swept.records += 1,
                     Err(StoreError::NotFound | StoreError::VersionConflict) => {}
                     Err(err) => return Err(err.into()),
                 }
             }
-            if !full {
-                break;
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
             }
         }
         let mut keys: std::collections::BTreeMap<String, (i64, Vec<String>)> = Default::default();

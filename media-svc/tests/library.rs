@@ -1,7 +1,8 @@
 //! The media core on the memory store and on Postgres: concurrent and
 //! repeated uploads of one image make one record and one event; a crash
 //! between the bytes and the record leaves nothing after the sweep; media
-//! of a deleted product are deleted and their bytes swept.
+//! of a deleted product are deleted and their bytes swept; a deletion whose
+//! event is not on the bus yet keeps its record and bytes until it is.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +11,8 @@ use media_svc::domain::{self, Limits, Processed};
 use media_svc::library::Library;
 use media_svc::samples;
 use platform::events::memory::InProcessBus;
-use platform::events::{ConsumerConfig, handler_fn};
+use platform::events::outbox::OutboxRelay;
+use platform::events::{BusError, ConsumerConfig, EventBus, Handler, handler_fn};
 use platform::runtime::Deps;
 
 const TRIALS: usize = 30;
@@ -255,5 +257,69 @@ async fn media_of_a_deleted_product_are_deleted_and_swept() {
         events.contains(&format!("media.deleted {}", orphan.id)),
         "{events:?}"
     );
+    h.stop().await;
+}
+
+/// A bus that is down: nothing can be published.
+#[derive(Debug)]
+struct DownBus;
+
+#[async_trait::async_trait]
+impl EventBus for DownBus {
+    async fn publish(&self, _: &proto::events::Envelope) -> Result<(), BusError> {
+        Err(BusError::Unavailable("the bus is down".into()))
+    }
+    async fn subscribe(
+        &self,
+        _: ConsumerConfig,
+        _: Arc<dyn Handler>,
+    ) -> Result<platform::events::Subscription, BusError> {
+        Err(BusError::Unavailable("the bus is down".into()))
+    }
+    async fn broadcast(&self, _: &str, _: Vec<u8>) -> Result<(), BusError> {
+        Err(BusError::Unavailable("the bus is down".into()))
+    }
+    async fn listen(&self, _: &str) -> Result<platform::events::Listener, BusError> {
+        Err(BusError::Unavailable("the bus is down".into()))
+    }
+    fn prefix(&self) -> &str {
+        "shop"
+    }
+    fn name(&self) -> &'static str {
+        "down"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deletion_not_yet_on_the_bus_keeps_its_record_and_bytes_until_it_is() {
+    let h = Harness::start(true).await;
+    let product = uuid::Uuid::now_v7().to_string();
+    let (media, _) = h.library.store(&product, "", processed(7)).await.unwrap();
+    // Deleted while the bus is down: media.deleted waits in the outbox.
+    let cut_off = Library {
+        relay: OutboxRelay::new(h.library.media.clone(), Arc::new(DownBus)),
+        ..h.library.clone()
+    };
+    cut_off.delete(&media.id).await.unwrap();
+    let stored = h.object_paths().await;
+    assert_eq!(stored.len(), 3, "{stored:?}");
+
+    // Past the grace period the record and bytes stay: removing the record
+    // would lose the event, and the product would show the image forever.
+    let later = platform::clock::now().millis() + 2_000;
+    let swept = h.library.sweep(later).await.unwrap();
+    assert_eq!((swept.records, swept.keys), (0, 0));
+    assert_eq!(h.object_paths().await, stored);
+
+    // The bus is back and the outbox sweeper sends the event: now both go.
+    assert_eq!(h.library.relay.sweep().await.unwrap(), 1);
+    let events = h.events(2).await;
+    assert!(
+        events.contains(&format!("media.deleted {}", media.id)),
+        "{events:?}"
+    );
+    let swept = h.library.sweep(later).await.unwrap();
+    assert_eq!((swept.records, swept.keys), (1, 1));
+    assert!(h.object_paths().await.is_empty());
     h.stop().await;
 }
