@@ -49,11 +49,34 @@ const SETTLE: Duration = Duration::from_secs(90);
 /// Longest any component may take to answer again after a restart.
 const RECOVERY_BUDGET: Duration = Duration::from_secs(60);
 
+/// A port free now and handed out once in this run (the scenarios run at
+/// once, and two components given one port would each stop the other
+/// from starting), below the kernel's ephemeral range, so no outgoing
+/// connection takes it while its process is down between a kill and its
+/// restart.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static HANDED_OUT: Mutex<std::collections::BTreeSet<u16>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_from.max(10_001));
+    let span = u32::from(high - low);
+    // Runs started together (CI and a developer's) start apart.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let start = (std::process::id() ^ nanos) % span;
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    (0..span)
+        .map(|i| low + ((start + i) % span) as u16)
+        .find(|&port| !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .inspect(|&port| {
+            handed_out.insert(port);
+        })
+        .expect("a free port below the ephemeral range")
 }
 
 fn port_open(addr: SocketAddr) -> bool {
