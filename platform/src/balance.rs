@@ -676,7 +676,13 @@ impl Resolver {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, RwLock};
+
+    use tonic::transport::Endpoint;
+
+    use super::{AFFINITY_METADATA, Ejecting, Roster, owner, pinned, with_affinity};
 
     fn addrs(n: u8) -> Vec<SocketAddr> {
         (1..=n)
